@@ -1,0 +1,98 @@
+"""All settings, from environment variables (prefix HASH7_), one class per service.
+
+Defaults match the embedded stack started by `make run` (deploy/stack), so a service started by hand on
+the same machine needs no configuration at all.
+"""
+
+import json
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contracts.topics import Topic
+
+DEFAULT_RUN_DIR = Path(".run")
+
+
+class AppRoleCredentials(BaseModel):
+    role_id: str
+    secret_id: SecretStr
+
+
+class Settings(BaseSettings):
+    """What every process needs: where Kafka, Vault and HTX are, and how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="HASH7_", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "hash7."
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_timeout_s: float = 5.0
+    # AppRole credentials: either given directly, or read from <run_dir>/approle/<role>.json (written 0600
+    # by the bootstrap of the embedded stack).
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    run_dir: Path = DEFAULT_RUN_DIR
+    htx_base_url: str = "http://127.0.0.1:8930"
+    # Hash7's egress IPs: every bound key must be linked to all of them and to nothing else.
+    egress_ips: list[str] = Field(default_factory=lambda: ["203.0.113.10", "203.0.113.11"])
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    def topic(self, topic: Topic) -> str:
+        return topic.full_name(self.topic_prefix)
+
+    def approle_credentials(self, role: str) -> AppRoleCredentials:
+        if self.vault_role_id and self.vault_secret_id:
+            return AppRoleCredentials(role_id=self.vault_role_id, secret_id=self.vault_secret_id)
+        path = self.run_dir / "approle" / f"{role}.json"
+        try:
+            return AppRoleCredentials.model_validate(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"no AppRole credentials for '{role}': set HASH7_VAULT_ROLE_ID and HASH7_VAULT_SECRET_ID, "
+                f"or run the bootstrap so that {path} exists"
+            ) from None
+
+
+class ServiceSettings(Settings):
+    """Settings shared by the four Kafka services."""
+
+    # Consumer group = the service name; more instances in the same group share the partitions.
+    kafka_group_suffix: str = ""
+    # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
+    retry_backoff_max_s: float = 10.0
+    # An unexpected error on the same message this many times sends it to the dead-letter topic.
+    max_attempts_before_dead_letter: int = 5
+
+    service_name: ClassVar[str]
+
+
+class IntakeSettings(ServiceSettings):
+    intake_max_attempts_per_minute: int = 10
+
+    service_name: ClassVar[str] = "intake"
+
+
+class ValidatorSettings(ServiceSettings):
+    htx_timeout_s: float = 5.0
+    # How long transient HTX trouble is retried before the user is told `exchange_unavailable`.
+    htx_retry_budget_s: float = 20.0
+    # A key with validDays at or under this many days gets `key_expiring`.
+    expiry_warning_days: int = 14
+
+    service_name: ClassVar[str] = "validator"
+
+
+class VaultWriterSettings(ServiceSettings):
+    service_name: ClassVar[str] = "vault-writer"
+
+
+class WhitelistSettings(ServiceSettings):
+    htx_timeout_s: float = 5.0
+    # The symbol list is refreshed in the background this often, never per request.
+    symbol_refresh_s: float = 60.0
+
+    service_name: ClassVar[str] = "whitelist"

@@ -1,0 +1,229 @@
+"""Every event on every topic, as pydantic models.
+
+Rules for all events: JSON on the wire; `schema_version` on each; unknown fields from newer producers are
+ignored; a missing or invalid field is an error naming the field (see `parse_event`). Secrets are typed so
+that they never print (see shared.secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from shared.contracts.reasons import Reason, ReasonCode
+from shared.contracts.states import BindingState
+from shared.secrets import SealedSecret
+
+SCHEMA_VERSION = 1
+# Every id the app chooses: printable, no separators that could escape a Vault path or a Kafka key.
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+AccessKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9-]+$")]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+TradingPair = Annotated[str, StringConstraints(min_length=2, max_length=32)]
+MAX_TRADING_PAIRS = 200
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def derived_event_id(*parts: str) -> uuid.UUID:
+    """A stable event id for an event derived from earlier ones, so a redelivered input re-emits the
+    same event (consumers deduplicate on it) instead of a look-alike."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, "hash7:" + "/".join(parts))
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+E = TypeVar("E", bound=Event)
+
+
+class MalformedEvent(ValueError):
+    """An inbound message that is not a valid event. The message names the fields, never their values."""
+
+    def __init__(self, problem: str, user_id: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.user_id = user_id
+        self.request_id = request_id
+
+
+def parse_event(model: type[E], raw: bytes) -> E:
+    """Decode raw bytes into model, or raise MalformedEvent naming what is wrong (values never echoed)."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"body is not JSON ({type(exc).__name__})") from None
+    if not isinstance(document, dict):
+        raise MalformedEvent(f"body is a JSON {type(document).__name__}, expected an object")
+    user_id, request_id = _string_or_none(document.get("user_id")), _string_or_none(document.get("request_id"))
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+        raise MalformedEvent(problems, user_id=user_id, request_id=request_id) from None
+
+
+def _string_or_none(value: Any) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
+        return value
+    return None
+
+
+# ---- app → intake ---------------------------------------------------------------------------------------
+
+
+class BindingRequested(Event):
+    """The app asks to bind an exchange key. `request_id` is the idempotency key."""
+
+    request_id: Identifier
+    user_id: Identifier
+    # Any string: intake answers an unknown exchange with `unsupported_exchange`, not `malformed_request`.
+    exchange: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    label: Label = ""
+    access_key: AccessKey
+    # Any string here: intake answers plaintext with `secret_not_sealed` (and never forwards it).
+    secret_key_sealed: SealedSecret = Field(min_length=1, max_length=8192)
+    trading_pairs: list[TradingPair] | None = Field(default=None, max_length=MAX_TRADING_PAIRS)
+    replaces_binding_id: Identifier | None = None
+    requested_at: Timestamp
+
+
+class WhitelistRequested(Event):
+    """The app sets the full desired set of pairs the bot may trade with one binding."""
+
+    request_id: Identifier
+    user_id: Identifier
+    binding_id: Identifier
+    trading_pairs: list[TradingPair] = Field(max_length=MAX_TRADING_PAIRS)
+
+
+class RevokeRequested(Event):
+    request_id: Identifier
+    user_id: Identifier
+    binding_id: Identifier
+
+
+# ---- pipeline events ------------------------------------------------------------------------------------
+
+
+class BindingAccepted(Event):
+    """intake → validator: the request, normalised, with its binding id. The secret is still sealed."""
+
+    event_id: uuid.UUID
+    binding_id: Identifier
+    request_id: Identifier
+    user_id: Identifier
+    exchange: str
+    label: str
+    access_key: AccessKey
+    secret_key_sealed: SealedSecret
+    trading_pairs: list[str] | None = None
+    replaces_binding_id: Identifier | None = None
+    requested_at: Timestamp
+    accepted_at: Timestamp
+
+
+class HtxKeyFacts(BaseModel):
+    """What HTX told the validator about the key."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uid: int
+    spot_account_id: int | None
+    permissions: list[str]
+    ip_addresses: list[str]
+    valid_days: int
+    key_status: str
+
+
+class BindingValidated(BindingAccepted):
+    """validator → vault-writer: the accepted request plus HTX's facts and any warnings (e.g. key_expiring)."""
+
+    htx: HtxKeyFacts
+    warnings: list[Reason] = Field(default_factory=list)
+    validated_at: Timestamp
+
+
+class BindingStored(Event):
+    """vault-writer → whitelist: where the credentials now live."""
+
+    event_id: uuid.UUID
+    binding_id: Identifier
+    request_id: Identifier
+    user_id: Identifier
+    exchange: str
+    access_key_masked: str
+    vault_path: str
+    vault_version: int
+    trading_pairs: list[str] | None = None
+    warnings: list[Reason] = Field(default_factory=list)
+    rotated: bool = False
+    stored_at: Timestamp
+
+
+# ---- services → app / ops -------------------------------------------------------------------------------
+
+
+class BindingStatus(Event):
+    """Every state change of a binding, in terms the user can act on."""
+
+    event_id: uuid.UUID
+    request_id: str | None
+    binding_id: str | None
+    user_id: str
+    exchange: str
+    state: BindingState
+    reasons: list[Reason] = Field(default_factory=list)
+    access_key_masked: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: Timestamp
+
+    @property
+    def reason_codes(self) -> list[ReasonCode]:
+        return [r.code for r in self.reasons]
+
+
+class AuditEvent(Event):
+    """Every decision, for ops. Never a secret: ids, masked access key and reason codes only."""
+
+    event_id: uuid.UUID
+    occurred_at: Timestamp
+    service: str
+    action: str
+    outcome: str
+    request_id: str | None = None
+    binding_id: str | None = None
+    user_id: str | None = None
+    access_key_masked: str | None = None
+    reason_codes: list[ReasonCode] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, **fields: Any) -> Self:
+        fields.setdefault("event_id", uuid.uuid4())
+        fields.setdefault("occurred_at", utc_now())
+        return cls(**fields)

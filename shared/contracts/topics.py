@@ -1,0 +1,18 @@
+"""Every topic the system uses, named once. The deployed name is the configurable prefix plus the value."""
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    BINDING_REQUESTED = "binding.requested"
+    BINDING_ACCEPTED = "binding.accepted"
+    BINDING_VALIDATED = "binding.validated"
+    BINDING_STORED = "binding.stored"
+    WHITELIST_REQUESTED = "whitelist.requested"
+    BINDING_REVOKE_REQUESTED = "binding.revoke-requested"
+    BINDING_STATUS = "binding.status"
+    AUDIT = "audit"
+    DEAD_LETTER = "dead-letter"
+
+    def full_name(self, prefix: str) -> str:
+        return f"{prefix}{self.value}"

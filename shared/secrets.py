@@ -1,0 +1,35 @@
+"""Types and helpers that keep secrets out of reprs, logs and accidental serialisation.
+
+- A plaintext secret (an HTX secret key, a Vault token, an AppRole secret id) is a `SecretStr`: its
+  repr/str show `**********` and JSON serialisation writes `**********`, so nothing leaks by accident;
+  the only way to the value is an explicit `.get_secret_value()` at the edge that needs it.
+- A sealed secret (Vault Transit ciphertext) travels on topics by design, so `SealedSecret` serialises
+  to the ciphertext in JSON mode but still hides itself in reprs and logs.
+"""
+
+import re
+from typing import Annotated
+
+from pydantic import PlainSerializer, SecretStr
+
+# Vault/OpenBao Transit ciphertext: "vault:v<key version>:<base64>".
+_TRANSIT_CIPHERTEXT = re.compile(r"vault:v[1-9][0-9]{0,9}:[A-Za-z0-9+/]{16,}={0,2}")
+
+
+def _reveal_for_wire(value: SecretStr) -> str:
+    return value.get_secret_value()
+
+
+SealedSecret = Annotated[SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json")]
+
+
+def is_sealed(value: str) -> bool:
+    """Whether value has the shape of Transit ciphertext (it says nothing about which key or context)."""
+    return _TRANSIT_CIPHERTEXT.fullmatch(value) is not None
+
+
+def mask_access_key(access_key: str) -> str:
+    """The form of an access key that may appear in events and logs: enough to recognise, not to use."""
+    if len(access_key) < 12:
+        return "****"
+    return f"{access_key[:4]}…{access_key[-4:]}"

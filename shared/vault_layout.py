@@ -1,0 +1,27 @@
+"""Where things live in Vault. Policies in deploy/vault/policies/*.hcl grant exactly these paths."""
+
+KV_MOUNT = "hash7"
+TRANSIT_MOUNT = "transit"
+# Derived Transit key: context = user id, so a secret sealed for one user cannot be unsealed for another.
+BINDING_SECRET_KEY = "binding-secret"
+# Transit key used only to HMAC access keys for the uniqueness index (the index never holds a key).
+ACCESS_KEY_INDEX_KEY = "access-key-index"
+
+# AppRoles, one per service and per client. Each has a policy file deploy/vault/policies/<role>.hcl.
+SERVICE_ROLES = ("intake", "validator", "vault-writer", "whitelist")
+CLIENT_ROLES = ("app", "trading-engine")
+ALL_ROLES = SERVICE_ROLES + CLIENT_ROLES
+
+
+def binding_path(user_id: str, binding_id: str) -> str:
+    return f"bindings/{user_id}/{binding_id}"
+
+
+def whitelist_path(user_id: str, binding_id: str) -> str:
+    return f"whitelists/{user_id}/{binding_id}"
+
+
+def access_key_index_path(access_key_hmac: str) -> str:
+    # Transit HMACs look like "vault:v1:<base64>"; ':' '/' '+' '=' are not welcome in a path segment.
+    digest = access_key_hmac.rsplit(":", 1)[-1]
+    return "index/access-keys/" + digest.replace("+", "-").replace("/", "_").rstrip("=")
