@@ -1,0 +1,28 @@
+"""intake: takes binding requests from the app, checks their shape and sealing, and passes them on."""
+
+from functools import partial
+
+from faststream import FastStream
+
+from shared.config import IntakeSettings
+from shared.contracts.events import BindingRequested, BindingStatus
+from shared.contracts.topics import Topic
+from shared.kafka import EventPublisher, follow, make_broker, subscribe
+from shared.service import run, service_app
+from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
+from services.intake.rules import AttemptLimiter, RequestHistory
+
+
+def build(settings: IntakeSettings, deps: IntakeDeps | None = None) -> FastStream:
+    deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
+    broker = make_broker(settings, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix)
+    subscribe(broker, settings, Topic.BINDING_REQUESTED, BindingRequested,
+              partial(handle_binding_requested, deps=deps), on_malformed, publisher)
+    # Replays are answered from the latest status each request reached, read back from the status topic.
+    follow(broker, settings, Topic.BINDING_STATUS, BindingStatus, deps.history.record)
+    return service_app(broker, settings, __doc__ or "")
+
+
+def main() -> None:
+    run(IntakeSettings, build)

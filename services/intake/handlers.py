@@ -1,0 +1,87 @@
+"""Intake: shape and sealing checks, binding id, replay and rate limits. Needs no secret access at all."""
+
+from dataclasses import dataclass
+
+from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.kafka import Outgoing
+from shared.outcomes import audit, status
+from shared.secrets import is_sealed, mask_access_key
+from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for, normalise_pairs
+
+SERVICE = "intake"
+
+
+@dataclass
+class IntakeDeps:
+    history: RequestHistory
+    limiter: AttemptLimiter
+
+
+async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps) -> list[Outgoing]:
+    masked = mask_access_key(request.access_key)
+    previous = deps.history.latest(request.user_id, request.request_id)
+    if previous is not None:
+        # An exact replay of a known request: say again where it stands, do not do the work twice.
+        return [
+            Outgoing(Topic.BINDING_STATUS, request.user_id, previous),
+            audit(service=SERVICE, action="bind_request", outcome="replayed", user_id=request.user_id,
+                  request_id=request.request_id, binding_id=previous.binding_id, access_key_masked=masked),
+        ]
+    binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
+
+    problems: list[Reason] = []
+    if request.exchange.lower() not in SUPPORTED_EXCHANGES:
+        problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, exchange=request.exchange))
+    if not is_sealed(request.secret_key_sealed.get_secret_value()):
+        problems.append(reason(ReasonCode.SECRET_NOT_SEALED))
+    if not problems and not deps.limiter.allow(request.user_id):
+        problems.append(reason(ReasonCode.TOO_MANY_ATTEMPTS))
+    if problems:
+        return _rejected(request.user_id, request.request_id, binding_id, problems, masked)
+
+    accepted = BindingAccepted(
+        event_id=derived_event_id("accepted", request.user_id, request.request_id),
+        binding_id=binding_id,
+        request_id=request.request_id,
+        user_id=request.user_id,
+        exchange=request.exchange.lower(),
+        label=request.label,
+        access_key=request.access_key,
+        secret_key_sealed=request.secret_key_sealed,
+        trading_pairs=None if request.trading_pairs is None else normalise_pairs(request.trading_pairs),
+        replaces_binding_id=request.replaces_binding_id,
+        requested_at=request.requested_at,
+        accepted_at=utc_now(),
+    )
+    return [
+        Outgoing(Topic.BINDING_ACCEPTED, request.user_id, accepted),
+        status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
+               binding_id=binding_id, access_key_masked=masked,
+               details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
+        audit(service=SERVICE, action="bind_request", outcome="accepted", user_id=request.user_id,
+              request_id=request.request_id, binding_id=binding_id, access_key_masked=masked),
+    ]
+
+
+def on_malformed(error: MalformedEvent) -> list[Outgoing]:
+    """A request we cannot read: the user hears why, when we know who they are; ops always hear."""
+    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
+    if error.user_id is None:
+        return [audit(service=SERVICE, action="bind_request", outcome="malformed", user_id=None,
+                      reasons=problem, details={"problem": error.problem})]
+    return _rejected(error.user_id, error.request_id, None, problem, None)
+
+
+
+
+def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
+              masked: str | None) -> list[Outgoing]:
+    return [
+        status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
+               reasons=problems, access_key_masked=masked),
+        audit(service=SERVICE, action="bind_request", outcome="rejected", user_id=user_id, request_id=request_id,
+              binding_id=binding_id, access_key_masked=masked, reasons=problems),
+    ]

@@ -1,0 +1,61 @@
+"""Intake's own pure logic: normalising pairs, the binding id, the per-user attempt limit, replay memory."""
+
+import re
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+
+from shared.contracts.events import BindingStatus
+
+SUPPORTED_EXCHANGES = frozenset({"htx"})
+_PAIR_SEPARATORS = re.compile(r"[\s/_\-:]+")
+
+
+def normalise_pairs(pairs: Iterable[str]) -> list[str]:
+    """'BTC/USDT', 'btc-usdt' and ' BtcUsdt ' all mean HTX's symbol 'btcusdt'; order kept, duplicates gone."""
+    seen: dict[str, None] = {}
+    for pair in pairs:
+        symbol = _PAIR_SEPARATORS.sub("", pair).lower()
+        if symbol:
+            seen.setdefault(symbol, None)
+    return list(seen)
+
+
+def binding_id_for(user_id: str, request_id: str) -> str:
+    """Stable: the same request always maps to the same binding, however often it is delivered."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hash7:binding:{user_id}:{request_id}"))
+
+
+class AttemptLimiter:
+    """At most `limit` binding attempts per user in any sliding minute."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._clock = clock
+        self._attempts: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, user_id: str) -> bool:
+        now = self._clock()
+        attempts = self._attempts[user_id]
+        while attempts and now - attempts[0] >= self._window:
+            attempts.popleft()
+        if len(attempts) >= self._limit:
+            return False
+        attempts.append(now)
+        return True
+
+
+class RequestHistory:
+    """The latest status of every request, as read back from the status topic (the source of truth)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], BindingStatus] = {}
+
+    def record(self, status: BindingStatus) -> None:
+        if status.request_id is not None:
+            self._latest[(status.user_id, status.request_id)] = status
+
+    def latest(self, user_id: str, request_id: str) -> BindingStatus | None:
+        return self._latest.get((user_id, request_id))

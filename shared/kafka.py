@@ -1,0 +1,285 @@
+"""The Kafka edge every service shares: broker factory, publishing, dead letters, and the message
+processor that gives each handler at-least-once semantics.
+
+Delivery rules (engineering notes §0, §3):
+- the offset is committed only after the handler returned AND everything it produced was confirmed by
+  the broker (acks=all), so a crash anywhere redelivers instead of losing;
+- transient trouble (Vault down, broker hiccup) is retried in place with capped, jittered backoff and never
+  dead-lettered; after a while the message is nacked (seek back) so the consumer keeps polling and keeps
+  its group membership;
+- a message that cannot be parsed, or that keeps failing for another reason, goes to the dead-letter
+  topic with headers saying where it came from and why, and the consumer moves on.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import structlog
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.config import ServiceSettings, Settings
+from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
+from shared.contracts.topics import Topic
+from shared.errors import TransientError
+from shared.logging import redact
+from shared.secrets import is_sealed
+
+log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=Event)
+
+# Stay well below aiokafka's max_poll_interval_ms (300 s): past it the consumer is dropped from its group.
+_MAX_IN_PLACE_RETRY_S = 60.0
+_DEAD_LETTER_MESSAGE_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One event a handler wants published. Every topic is keyed by user id, so one user's events stay in
+    order on one partition all the way through the pipeline."""
+
+    topic: Topic
+    key: str
+    event: Event
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        # Tansu has no idempotent producer or transactions; we rely on idempotent consumers instead.
+        enable_idempotence=False,
+        # Commit after the handler (and its publishes) succeeded; FastStream's Kafka default commits first.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A plain stdlib logger: its records reach the root handler that shared.logging configured.
+        logger=logging.getLogger("hash7.kafka"),
+        # FastStream logs every message received/processed; keep that for debugging only.
+        log_level=logging.DEBUG,
+        graceful_timeout=15.0,
+    )
+
+
+class EventPublisher:
+    """Publishes outgoing events in order, each confirmed by the broker before the next is sent."""
+
+    def __init__(self, broker: KafkaBroker, topic_prefix: str) -> None:
+        self._broker = broker
+        self._prefix = topic_prefix
+
+    async def publish(self, messages: Iterable[Outgoing]) -> None:
+        for message in messages:
+            await self._send(
+                message.topic,
+                message.key,
+                message.event.to_bytes(),
+                {"content-type": "application/json", "event-type": type(message.event).__name__},
+            )
+
+    async def publish_dead_letter(self, letter: "DeadLetter") -> None:
+        await self._send(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())
+
+    async def _send(self, topic: Topic, key: str, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self._broker.publish(body, topic=topic.full_name(self._prefix), key=key.encode(), headers=headers)
+        except KafkaError as exc:
+            raise TransientError(f"publish to {topic} failed: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The original bytes (secrets scrubbed) with headers naming where they came from and why they failed."""
+
+    body: bytes
+    key: str
+    source_topic: str
+    partition: int
+    offset: int
+    error_class: str
+    error_message: str
+    service: str
+    failed_at: datetime
+
+    @classmethod
+    def of(cls, raw: bytes, key: bytes | None, record_topic: str, partition: int, offset: int,
+           error: BaseException, service: str) -> "DeadLetter":
+        return cls(
+            body=scrub_plaintext_secrets(raw),
+            key=(key or b"").decode(errors="replace"),
+            source_topic=record_topic,
+            partition=partition,
+            offset=offset,
+            error_class=type(error).__name__,
+            error_message=str(redact(str(error)))[:_DEAD_LETTER_MESSAGE_LIMIT],
+            service=service,
+            failed_at=utc_now(),
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-dlq-original-topic": self.source_topic,
+            "x-dlq-original-partition": str(self.partition),
+            "x-dlq-original-offset": str(self.offset),
+            "x-dlq-exception-type": self.error_class,
+            "x-dlq-exception-message": self.error_message,
+            "x-dlq-service": self.service,
+            "x-dlq-failed-at": self.failed_at.isoformat(),
+        }
+
+
+def scrub_plaintext_secrets(raw: bytes) -> bytes:
+    """The original bytes, except that a JSON field meant to hold a sealed secret but holding anything else
+    (a plaintext secret pasted by a broken app) is blanked: a dead letter must not become a secret's copy."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw
+    if not isinstance(document, dict):
+        return raw
+    suspicious = [
+        name for name, value in document.items()
+        if "secret" in name.lower() and not (isinstance(value, str) and is_sealed(value))
+    ]
+    if not suspicious:
+        return raw
+    for name in suspicious:
+        document[name] = "[REDACTED]"
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    def __init__(self, base_s: float = 0.2, cap_s: float = 10.0) -> None:
+        self._base = base_s
+        self._cap = cap_s
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self._cap, self._base * 2 ** self._attempt))
+        self._attempt += 1
+        return delay
+
+
+Handler = Callable[[E], Awaitable[Sequence[Outgoing]]]
+MalformedHandler = Callable[[MalformedEvent], Sequence[Outgoing]]
+
+
+class MessageProcessor(Generic[E]):
+    """Parse → handle → publish the outcome; the caller (FastStream, NACK_ON_ERROR) commits on return."""
+
+    def __init__(self, model: type[E], handle: Handler[E], on_malformed: MalformedHandler,
+                 publisher: EventPublisher, settings: ServiceSettings) -> None:
+        self._model = model
+        self._handle = handle
+        self._on_malformed = on_malformed
+        self._publisher = publisher
+        self._settings = settings
+
+    async def process(self, message: KafkaMessage) -> None:
+        record = message.raw_message
+        try:
+            event = parse_event(self._model, message.body)
+        except MalformedEvent as exc:
+            log.warning("message_malformed", topic=record.topic, offset=record.offset, problem=exc.problem)
+            await self._retry_transient(lambda: self._dead_letter(message, exc, self._on_malformed(exc)))
+            return
+        with structlog.contextvars.bound_contextvars(
+            request_id=getattr(event, "request_id", None),
+            binding_id=getattr(event, "binding_id", None),
+            user_id=getattr(event, "user_id", None),
+        ):
+            await self._process_event(message, event)
+
+    async def _process_event(self, message: KafkaMessage, event: E) -> None:
+        backoff = Backoff(cap_s=self._settings.retry_backoff_max_s)
+        failures = 0
+        while True:
+            try:
+                await self._retry_transient(lambda: self._handle_and_publish(event))
+                return
+            except (NackMessage, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 — anything unexpected: bounded retries, then dead letter
+                failures += 1
+                log.error("handler_failed", attempt=failures, error=redact(exc))
+                if failures >= self._settings.max_attempts_before_dead_letter:
+                    await self._retry_transient(lambda: self._dead_letter(message, exc, ()))
+                    return
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _handle_and_publish(self, event: E) -> None:
+        outcome = await self._handle(event)
+        await self._publisher.publish(outcome)
+
+    async def _dead_letter(self, message: KafkaMessage, error: BaseException, also: Sequence[Outgoing]) -> None:
+        record = message.raw_message
+        letter = DeadLetter.of(message.body, record.key, record.topic, record.partition, record.offset,
+                               error, self._settings.service_name)
+        await self._publisher.publish_dead_letter(letter)
+        await self._publisher.publish(also)
+        log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
+                    offset=record.offset, error_class=letter.error_class)
+
+    async def _retry_transient(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Retry transient failures in place; past the in-place budget, nack so the message is fetched again
+        (keeping the consumer in its group) rather than dropped."""
+        backoff = Backoff(cap_s=self._settings.retry_backoff_max_s)
+        started = time.monotonic()
+        while True:
+            try:
+                await attempt()
+                return
+            except TransientError as exc:
+                if time.monotonic() - started > _MAX_IN_PLACE_RETRY_S:
+                    log.warning("transient_failure_nack", error=redact(exc))
+                    raise NackMessage() from None
+                delay = backoff.next_delay()
+                log.warning("transient_failure_retry", error=redact(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+
+
+def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: type[E],
+              handle: Handler[E], on_malformed: MalformedHandler, publisher: EventPublisher) -> None:
+    """Attach handle to topic in the service's consumer group, with the rules in this module's docstring."""
+    processor = MessageProcessor(model, handle, on_malformed, publisher, settings)
+
+    async def consume(message: KafkaMessage) -> None:
+        await processor.process(message)
+
+    consume.__name__ = f"on_{topic.name.lower()}"
+    broker.subscriber(
+        settings.topic(topic),
+        group_id=settings.service_name + settings.kafka_group_suffix,
+        # A new group must read what was published before it joined (FastStream's default is "latest").
+        auto_offset_reset="earliest",
+        title=f"{settings.service_name}:{topic.value}",
+    )(consume)
+
+
+def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: type[E],
+           on_event: Callable[[E], None]) -> None:
+    """Feed every event of topic, from the beginning and without a consumer group, into an in-memory view
+    (each instance sees all partitions; nothing is committed, the view is rebuilt on every start)."""
+
+    async def consume(message: KafkaMessage) -> None:
+        try:
+            on_event(parse_event(model, message.body))
+        except MalformedEvent as exc:
+            # Not this service's input: another producer's bug, visible in its own dead letters.
+            log.warning("view_event_malformed", topic=message.raw_message.topic, problem=exc.problem)
+
+    consume.__name__ = f"view_{topic.name.lower()}"
+    broker.subscriber(
+        settings.topic(topic), auto_offset_reset="earliest", ack_policy=AckPolicy.ACK_FIRST,
+        title=f"{settings.service_name}:view:{topic.value}",
+    )(consume)

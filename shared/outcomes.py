@@ -1,0 +1,37 @@
+"""Builders for what every handler emits besides its next event: a status for the app and an audit record
+for ops. Both are keyed by user id, so one user's statuses stay in causal order on one partition."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from shared.contracts.events import AuditEvent, BindingStatus, derived_event_id, utc_now
+from shared.contracts.reasons import Reason
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.kafka import Outgoing
+
+
+def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,
+           exchange: str = "htx", reasons: Sequence[Reason] = (), access_key_masked: str | None = None,
+           details: dict[str, Any] | None = None) -> Outgoing:
+    # The id is derived from what the status is about, so a redelivered input re-emits the same event id
+    # and the app can drop the duplicate.
+    event_id = derived_event_id("status", user_id, request_id or "-", binding_id or "-", state.value,
+                                *sorted(r.code.value for r in reasons))
+    event = BindingStatus(
+        event_id=event_id, request_id=request_id, binding_id=binding_id, user_id=user_id, exchange=exchange,
+        state=state, reasons=list(reasons), access_key_masked=access_key_masked, details=details or {},
+        occurred_at=utc_now(),
+    )
+    return Outgoing(Topic.BINDING_STATUS, user_id, event)
+
+
+def audit(*, service: str, action: str, outcome: str, user_id: str | None, request_id: str | None = None,
+          binding_id: str | None = None, access_key_masked: str | None = None,
+          reasons: Sequence[Reason] = (), details: dict[str, Any] | None = None) -> Outgoing:
+    event = AuditEvent.of(
+        service=service, action=action, outcome=outcome, request_id=request_id, binding_id=binding_id,
+        user_id=user_id, access_key_masked=access_key_masked, reason_codes=[r.code for r in reasons],
+        details=details or {},
+    )
+    return Outgoing(Topic.AUDIT, user_id or "-", event)

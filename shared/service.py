@@ -1,0 +1,31 @@
+"""Running a service process: settings, logging, the FastStream app and its AsyncAPI description."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from shared.config import ServiceSettings
+from shared.logging import configure_logging
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def service_app(broker: KafkaBroker, settings: ServiceSettings, description: str) -> FastStream:
+    return FastStream(
+        broker,
+        logger=logging.getLogger("hash7.app"),
+        specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
+    )
+
+
+def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:
+    """The body of every `python -m services.<name>`: Ctrl-C / SIGTERM stop it gracefully (in-flight
+    messages finish or are left uncommitted for redelivery)."""
+    settings = settings_class()
+    configure_logging(settings.service_name, settings.log_format, settings.log_level)
+    asyncio.run(build(settings).run())

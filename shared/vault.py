@@ -1,0 +1,212 @@
+"""The services' Vault client: AppRole login, token renewal and re-login, typed errors, and every hvac call
+run in a worker thread (hvac is synchronous; a blocked event loop would starve Kafka heartbeats)."""
+
+import base64
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import anyio
+import hvac
+import requests
+import structlog
+from hvac import exceptions as hvac_errors
+from pydantic import SecretStr
+
+from shared.config import AppRoleCredentials
+from shared.errors import TransientError
+from shared.vault_layout import KV_MOUNT, TRANSIT_MOUNT
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Renew when this fraction of the token's lifetime has passed (engineering notes §4.6: ~2/3).
+_RENEW_AT_FRACTION = 2 / 3
+
+
+class VaultUnavailable(TransientError):
+    """Vault is down, sealed, unreachable or too slow."""
+
+
+class VaultDenied(Exception):
+    """Vault refused the operation even with a fresh token: a policy denial, never retried."""
+
+
+class CasConflict(Exception):
+    """A check-and-set write lost: the path is not at the version the writer read."""
+
+
+class UnsealFailed(Exception):
+    """Transit could not decrypt: wrong key, wrong context (another user) or not our ciphertext."""
+
+
+@dataclass(frozen=True)
+class KvEntry:
+    data: dict[str, Any]
+    version: int
+    custom_metadata: dict[str, str]
+
+
+class VaultClient:
+    """One AppRole identity. Safe to share between concurrent handlers of one process."""
+
+    def __init__(self, addr: str, credentials: AppRoleCredentials, timeout_s: float = 5.0) -> None:
+        # token="" (not None): hvac would otherwise pick up VAULT_TOKEN or ~/.vault-token (notes §4.1).
+        self._hvac = hvac.Client(url=addr, token="", timeout=timeout_s)
+        self._credentials = credentials
+        self._login_lock = threading.Lock()
+        self._renew_after = 0.0
+        self._expires_at = 0.0
+
+    # ---- token lifecycle --------------------------------------------------------------------------------
+
+    def _login(self) -> None:
+        auth = self._hvac.auth.approle.login(
+            role_id=self._credentials.role_id,
+            secret_id=self._credentials.secret_id.get_secret_value(),
+            use_token=True,
+        )["auth"]
+        self._set_lease(auth["lease_duration"])
+        log.info("vault_login", policies=auth.get("policies"), ttl_s=auth["lease_duration"])
+
+    def _set_lease(self, lease_s: int) -> None:
+        now = time.monotonic()
+        self._renew_after = now + lease_s * _RENEW_AT_FRACTION
+        self._expires_at = now + lease_s
+
+    def _ensure_token(self) -> None:
+        with self._login_lock:
+            now = time.monotonic()
+            if now < self._renew_after:
+                return
+            if now < self._expires_at:
+                try:
+                    auth = self._hvac.auth.token.renew_self()["auth"]
+                    self._set_lease(auth["lease_duration"])
+                    # At max TTL Vault still answers, with a shorter lease: log in again before it runs out.
+                    if auth["lease_duration"] > 0:
+                        return
+                except hvac_errors.VaultError:
+                    log.info("vault_token_renewal_failed_relogin")
+            self._login()
+
+    def _force_relogin(self) -> None:
+        with self._login_lock:
+            self._login()
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run one hvac operation with a valid token. An expired token answers 403 like a policy denial
+        (notes §4.6), so a 403 triggers one re-login before it counts as a denial."""
+        try:
+            self._ensure_token()
+            try:
+                return operation()
+            except hvac_errors.Forbidden:
+                self._force_relogin()
+                try:
+                    return operation()
+                except hvac_errors.Forbidden:
+                    raise VaultDenied("Vault denied the operation (policy)") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise VaultUnavailable(f"Vault unreachable ({type(exc).__name__})") from None
+        except (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,
+                hvac_errors.RateLimitExceeded) as exc:
+            raise VaultUnavailable(f"Vault unavailable ({type(exc).__name__})") from None
+
+    async def _run(self, operation: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(self._call, operation)
+
+    async def check(self) -> None:
+        """Log in now, so a bad credential is found at start-up rather than on the first message."""
+        await self._run(lambda: None)
+
+    # ---- Transit ----------------------------------------------------------------------------------------
+
+    async def seal(self, key: str, plaintext: SecretStr, context: str) -> str:
+        def encrypt() -> str:
+            return self._hvac.secrets.transit.encrypt_data(
+                name=key, plaintext=_b64(plaintext.get_secret_value()), context=_b64(context),
+                mount_point=TRANSIT_MOUNT,
+            )["data"]["ciphertext"]
+
+        return await self._run(encrypt)
+
+    async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr:
+        def decrypt() -> SecretStr:
+            try:
+                answer = self._hvac.secrets.transit.decrypt_data(
+                    name=key, ciphertext=ciphertext, context=_b64(context), mount_point=TRANSIT_MOUNT
+                )
+            except hvac_errors.InvalidRequest:
+                # Wrong context, foreign or corrupted ciphertext: Vault's text is not passed on, it may
+                # quote the input.
+                raise UnsealFailed("the sealed value cannot be opened for this user") from None
+            return SecretStr(base64.b64decode(answer["data"]["plaintext"]).decode())
+
+        return await self._run(decrypt)
+
+    async def hmac(self, key: str, data: str) -> str:
+        def generate() -> str:
+            return self._hvac.secrets.transit.generate_hmac(
+                name=key, hash_input=_b64(data), algorithm="sha2-256", mount_point=TRANSIT_MOUNT
+            )["data"]["hmac"]
+
+        return await self._run(generate)
+
+    # ---- KV v2 ------------------------------------------------------------------------------------------
+
+    async def read(self, path: str) -> KvEntry | None:
+        """The latest live version at path, or None when there is none (absent or deleted)."""
+
+        def read() -> KvEntry | None:
+            try:
+                answer = self._hvac.secrets.kv.v2.read_secret_version(
+                    path=path, mount_point=KV_MOUNT, raise_on_deleted_version=False
+                )
+            except hvac_errors.InvalidPath:
+                return None
+            if answer["data"]["data"] is None:
+                return None
+            metadata = answer["data"]["metadata"]
+            return KvEntry(answer["data"]["data"], metadata["version"], metadata.get("custom_metadata") or {})
+
+        return await self._run(read)
+
+    async def read_metadata(self, path: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any] | None:
+            try:
+                return self._hvac.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]
+            except hvac_errors.InvalidPath:
+                return None
+
+        return await self._run(read)
+
+    async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
+        """Write data as the next version if path is at version cas (0 = must not exist); returns the new
+        version, or raises CasConflict."""
+
+        def write() -> int:
+            try:
+                answer = self._hvac.secrets.kv.v2.create_or_update_secret(
+                    path=path, secret=data, cas=cas, mount_point=KV_MOUNT
+                )
+            except hvac_errors.InvalidRequest as exc:
+                if "check-and-set" in str(exc):
+                    raise CasConflict(f"{path} is not at version {cas}") from None
+                raise
+            return answer["data"]["version"]
+
+        return await self._run(write)
+
+    async def delete_all(self, path: str) -> None:
+        """Delete the metadata and every version at path (nothing is left to undelete)."""
+
+        def delete() -> None:
+            self._hvac.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=KV_MOUNT)
+
+        await self._run(delete)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
