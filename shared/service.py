@@ -11,6 +11,7 @@ from faststream.specification import AsyncAPI
 
 from shared.config import ServiceSettings
 from shared.logging import configure_logging
+from shared.vault import VaultClient
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -29,3 +30,8 @@ def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:
     settings = settings_class()
     configure_logging(settings.service_name, settings.log_format, settings.log_level)
     asyncio.run(build(settings).run())
+
+
+def vault_client(settings: ServiceSettings) -> VaultClient:
+    """The service's own AppRole identity (never the root token)."""
+    return VaultClient(settings.vault_addr, settings.approle_credentials(settings.service_name), settings.vault_timeout_s)

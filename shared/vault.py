@@ -5,7 +5,7 @@ import base64
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 import anyio
 import hvac
@@ -46,6 +46,17 @@ class KvEntry:
     data: dict[str, Any]
     version: int
     custom_metadata: dict[str, str]
+
+
+class VaultPort(Protocol):
+    """What the services need from Vault; VaultClient is the real one, tests may pass an in-memory one."""
+
+    async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr: ...
+    async def hmac(self, key: str, data: str) -> str: ...
+    async def read(self, path: str) -> KvEntry | None: ...
+    async def read_metadata(self, path: str) -> dict[str, Any] | None: ...
+    async def write(self, path: str, data: dict[str, Any], cas: int) -> int: ...
+    async def delete_all(self, path: str) -> None: ...
 
 
 class VaultClient:

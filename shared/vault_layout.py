@@ -21,6 +21,11 @@ def whitelist_path(user_id: str, binding_id: str) -> str:
     return f"whitelists/{user_id}/{binding_id}"
 
 
+def revocation_path(user_id: str, binding_id: str) -> str:
+    """A tombstone (no secret) left by a revocation, so a redelivered revoke is answered, not refused."""
+    return f"revocations/{user_id}/{binding_id}"
+
+
 def access_key_index_path(access_key_hmac: str) -> str:
     # Transit HMACs look like "vault:v1:<base64>"; ':' '/' '+' '=' are not welcome in a path segment.
     digest = access_key_hmac.rsplit(":", 1)[-1]

@@ -9,7 +9,8 @@ from shared.contracts.topics import Topic
 from shared.kafka import Outgoing
 from shared.outcomes import audit, status
 from shared.secrets import is_sealed, mask_access_key
-from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for, normalise_pairs
+from shared.contracts.pairs import normalise_pairs
+from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
 
 SERVICE = "intake"
 

@@ -1,25 +1,13 @@
-"""Intake's own pure logic: normalising pairs, the binding id, the per-user attempt limit, replay memory."""
+"""Intake's own pure logic: the binding id, the per-user attempt limit, replay memory."""
 
-import re
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from shared.contracts.events import BindingStatus
 
 SUPPORTED_EXCHANGES = frozenset({"htx"})
-_PAIR_SEPARATORS = re.compile(r"[\s/_\-:]+")
-
-
-def normalise_pairs(pairs: Iterable[str]) -> list[str]:
-    """'BTC/USDT', 'btc-usdt' and ' BtcUsdt ' all mean HTX's symbol 'btcusdt'; order kept, duplicates gone."""
-    seen: dict[str, None] = {}
-    for pair in pairs:
-        symbol = _PAIR_SEPARATORS.sub("", pair).lower()
-        if symbol:
-            seen.setdefault(symbol, None)
-    return list(seen)
 
 
 def binding_id_for(user_id: str, request_id: str) -> str:

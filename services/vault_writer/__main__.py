@@ -1,0 +1,3 @@
+from services.vault_writer.app import main
+
+main()

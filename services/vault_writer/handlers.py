@@ -1,0 +1,163 @@
+"""vault-writer: stores validated credentials in KV v2 exactly once, keeps one binding per access key
+across all users, rotates and revokes."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.contracts.events import BindingStored, BindingValidated, MalformedEvent, RevokeRequested, derived_event_id, utc_now
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.kafka import Outgoing
+from shared.outcomes import audit, status
+from shared.secrets import mask_access_key
+from shared.vault import CasConflict, UnsealFailed, VaultPort
+from shared.vault_layout import (
+    ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, whitelist_path,
+)
+from services.vault_writer.records import credential_record, index_holds, index_record, revocation_record
+
+SERVICE = "vault-writer"
+DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
+                 "API Management → Delete.")
+
+
+@dataclass
+class VaultWriterDeps:
+    vault: VaultPort
+
+
+async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps) -> list[Outgoing]:
+    vault = deps.vault
+    masked = mask_access_key(event.access_key)
+    path = binding_path(event.user_id, event.binding_id)
+    current = await vault.read(path)
+    if current is not None and current.data.get("request_id") == event.request_id:
+        # Redelivered after our write: finish what may not have finished, and say so again.
+        await _release_replaced_index(vault, current.data, event.user_id, event.binding_id)
+        return _stored(event, path, current.version, masked, current.data)
+    if event.replaces_binding_id and current is None:
+        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
+                         [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store")
+
+    try:
+        secret_key = await vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(), event.user_id)
+    except UnsealFailed:
+        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
+                         [reason(ReasonCode.SECRET_UNREADABLE)], action="store")
+
+    # Claim the access key first: of two users racing for one key, exactly one wins the create-only write.
+    if not await _claim_index(vault, await _index_path(vault, event.access_key), event.user_id, event.binding_id):
+        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
+                         [reason(ReasonCode.KEY_ALREADY_BOUND)], action="store")
+
+    replaced = None
+    if current is not None and current.data["access_key"] != event.access_key:
+        old_key = current.data["access_key"]
+        replaced = {"rotated_from": mask_access_key(old_key), "replaced_index_path": await _index_path(vault, old_key)}
+    record = credential_record(event, secret_key, replaced)
+    version = await vault.write(path, record, cas=current.version if current else 0)
+    await _release_replaced_index(vault, record, event.user_id, event.binding_id)
+    return _stored(event, path, version, masked, record)
+
+
+async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps) -> list[Outgoing]:
+    vault = deps.vault
+    path = binding_path(event.user_id, event.binding_id)
+    current = await vault.read(path)
+    if current is None:
+        tombstone = await vault.read(revocation_path(event.user_id, event.binding_id))
+        if tombstone is None:
+            return _rejected(event.user_id, event.request_id, event.binding_id, None,
+                             [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="revoke")
+        return _revoked(event, tombstone.data["access_key_masked"])
+
+    access_key = current.data["access_key"]
+    masked = mask_access_key(access_key)
+    # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
+    try:
+        await vault.write(revocation_path(event.user_id, event.binding_id),
+                          revocation_record(event.request_id, masked), cas=0)
+    except CasConflict:
+        pass
+    await _release_index(vault, await _index_path(vault, access_key), event.user_id, event.binding_id)
+    await vault.delete_all(whitelist_path(event.user_id, event.binding_id))
+    await vault.delete_all(path)
+    return _revoked(event, masked)
+
+
+def on_malformed(error: MalformedEvent) -> list[Outgoing]:
+    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
+    if error.user_id is None:
+        return [audit(service=SERVICE, action="consume", outcome="malformed", user_id=None, reasons=problem)]
+    return _rejected(error.user_id, error.request_id, None, None, problem, action="consume")
+
+
+async def _index_path(vault: VaultPort, access_key: str) -> str:
+    return access_key_index_path(await vault.hmac(ACCESS_KEY_INDEX_KEY, access_key))
+
+
+async def _claim_index(vault: VaultPort, index_path: str, user_id: str, binding_id: str) -> bool:
+    """True when the access key is (now) indexed to this binding, False when another binding holds it."""
+    existing = await vault.read(index_path)
+    if existing is None:
+        try:
+            await vault.write(index_path, index_record(user_id, binding_id), cas=0)
+            return True
+        except CasConflict:
+            existing = await vault.read(index_path)
+            if existing is None:
+                raise
+    return index_holds(existing.data, user_id, binding_id)
+
+
+async def _release_index(vault: VaultPort, index_path: str, user_id: str, binding_id: str) -> None:
+    existing = await vault.read(index_path)
+    if existing is not None and index_holds(existing.data, user_id, binding_id):
+        await vault.delete_all(index_path)
+
+
+async def _release_replaced_index(vault: VaultPort, record: dict[str, Any], user_id: str, binding_id: str) -> None:
+    if "replaced_index_path" in record:
+        await _release_index(vault, record["replaced_index_path"], user_id, binding_id)
+
+
+def _stored(event: BindingValidated, path: str, version: int, masked: str, record: dict[str, Any]) -> list[Outgoing]:
+    details: dict[str, Any] = {"vault_version": version}
+    if "rotated_from" in record:
+        details |= {"rotated_from": record["rotated_from"],
+                    "next_step": DELETE_ON_HTX.format(key=record["rotated_from"])}
+    stored = BindingStored(
+        event_id=derived_event_id("stored", event.user_id, event.request_id),
+        binding_id=event.binding_id, request_id=event.request_id, user_id=event.user_id, exchange=event.exchange,
+        access_key_masked=masked, vault_path=path, vault_version=version, trading_pairs=event.trading_pairs,
+        warnings=event.warnings, rotated=event.replaces_binding_id is not None, stored_at=utc_now(),
+    )
+    return [
+        Outgoing(Topic.BINDING_STORED, event.user_id, stored),
+        status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
+               binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings, details=details),
+        audit(service=SERVICE, action="store", outcome="stored", user_id=event.user_id, request_id=event.request_id,
+              binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings,
+              details={"vault_path": path, "vault_version": version, "rotated": stored.rotated}),
+    ]
+
+
+def _revoked(event: RevokeRequested, masked: str) -> list[Outgoing]:
+    return [
+        status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
+               binding_id=event.binding_id, access_key_masked=masked,
+               details={"next_step": DELETE_ON_HTX.format(key=masked)}),
+        audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,
+              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked),
+    ]
+
+
+def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
+              problems: list[Reason], action: str) -> list[Outgoing]:
+    return [
+        status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
+               reasons=problems, access_key_masked=masked),
+        audit(service=SERVICE, action=action, outcome="rejected", user_id=user_id, request_id=request_id,
+              binding_id=binding_id, access_key_masked=masked, reasons=problems),
+    ]

@@ -1,0 +1,50 @@
+"""The whitelist service's own pure logic: which pairs HTX lets a bot trade right now."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from shared.contracts.reasons import Reason, ReasonCode, reason
+
+
+@dataclass(frozen=True)
+class SymbolStatus:
+    """One HTX spot symbol, merged from the symbol lists (facts §7.5)."""
+
+    symbol: str
+    state: str
+    api_trading: bool
+    trade_enabled: bool = True
+    country_disabled: bool = False
+
+    @property
+    def tradable(self) -> bool:
+        return self.state == "online" and self.api_trading and self.trade_enabled and not self.country_disabled
+
+
+class SymbolCatalog:
+    """The latest symbol list; replaced whole by the background refresh, read by every request."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, SymbolStatus] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._symbols is not None
+
+    def replace(self, symbols: Iterable[SymbolStatus]) -> None:
+        self._symbols = {s.symbol: s for s in symbols}
+
+    def problems(self, pairs: Sequence[str]) -> list[Reason]:
+        """Every reason this set of pairs cannot be the whitelist; empty when it can."""
+        if self._symbols is None:
+            raise RuntimeError("symbol catalogue used before its first load")
+        if not pairs:
+            return [reason(ReasonCode.WHITELIST_EMPTY)]
+        unknown = [p for p in pairs if p not in self._symbols]
+        not_tradable = [p for p in pairs if p in self._symbols and not self._symbols[p].tradable]
+        found: list[Reason] = []
+        if unknown:
+            found.append(reason(ReasonCode.PAIR_UNKNOWN, pairs=unknown))
+        if not_tradable:
+            found.append(reason(ReasonCode.PAIR_NOT_TRADABLE, pairs=not_tradable))
+        return found

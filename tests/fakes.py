@@ -1,0 +1,58 @@
+"""In-memory stand-ins for the I/O edges, for fast handler tests. Real-server tests live beside them."""
+
+import base64
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.vault import CasConflict, KvEntry, UnsealFailed
+
+
+_NONCE = "nonce-of-12b"
+
+
+def fake_seal(secret: str, context: str) -> str:
+    """Ciphertext-shaped (so intake's shape check passes), bound to its context like a derived Transit key."""
+    return "vault:v1:" + base64.b64encode(f"{_NONCE}{context}\x00{secret}".encode()).decode()
+
+
+class InMemoryVault:
+    """KV v2 semantics that matter here: versions, check-and-set, delete-all; Transit seal/HMAC by context."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, list[dict[str, Any]]] = {}
+        self.deleted: set[str] = set()
+
+    async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr:
+        try:
+            opened = base64.b64decode(ciphertext.removeprefix("vault:v1:")).decode().removeprefix(_NONCE)
+            sealed_context, secret = opened.split("\x00", 1)
+        except ValueError:
+            raise UnsealFailed("not our ciphertext") from None
+        if sealed_context != context:
+            raise UnsealFailed("wrong context")
+        return SecretStr(secret)
+
+    async def hmac(self, key: str, data: str) -> str:
+        return "vault:v1:" + base64.b64encode(f"{key}:{data}".encode()).decode()
+
+    async def read(self, path: str) -> KvEntry | None:
+        history = self.versions.get(path)
+        if not history:
+            return None
+        return KvEntry(dict(history[-1]), len(history), {})
+
+    async def read_metadata(self, path: str) -> dict[str, Any] | None:
+        history = self.versions.get(path)
+        return None if not history else {"current_version": len(history)}
+
+    async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
+        history = self.versions.setdefault(path, [])
+        if cas != len(history):
+            raise CasConflict(path)
+        history.append(dict(data))
+        return len(history)
+
+    async def delete_all(self, path: str) -> None:
+        self.versions.pop(path, None)
+        self.deleted.add(path)

@@ -1,0 +1,26 @@
+"""Events as they arrive at each service, for handler tests."""
+
+from shared.contracts.events import BindingStored, BindingValidated, HtxKeyFacts, derived_event_id, utc_now
+from tests.fakes import fake_seal
+
+
+def validated(user_id="u1", binding_id="b1", request_id="r1", access_key="ak-000000000001", secret="s3cret",
+              replaces_binding_id=None, pairs=("btcusdt",), warnings=()) -> BindingValidated:
+    return BindingValidated(
+        event_id=derived_event_id("validated", user_id, request_id), binding_id=binding_id, request_id=request_id,
+        user_id=user_id, exchange="htx", label="", access_key=access_key,
+        secret_key_sealed=fake_seal(secret, user_id), trading_pairs=None if pairs is None else list(pairs),
+        replaces_binding_id=replaces_binding_id, requested_at=utc_now(), accepted_at=utc_now(),
+        htx=HtxKeyFacts(uid=1, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
+                        valid_days=-1, key_status="normal"),
+        warnings=list(warnings), validated_at=utc_now(),
+    )
+
+
+def stored(user_id="u1", binding_id="b1", request_id="r1", pairs=("btcusdt",), warnings=()) -> BindingStored:
+    return BindingStored(
+        event_id=derived_event_id("stored", user_id, request_id), binding_id=binding_id, request_id=request_id,
+        user_id=user_id, exchange="htx", access_key_masked="ak-0…0001", vault_path=f"bindings/{user_id}/{binding_id}",
+        vault_version=1, trading_pairs=None if pairs is None else list(pairs), warnings=list(warnings),
+        stored_at=utc_now(),
+    )

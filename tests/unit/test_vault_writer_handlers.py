@@ -1,0 +1,91 @@
+from shared.contracts.events import RevokeRequested
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.vault_layout import binding_path, revocation_path, whitelist_path
+from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested
+from tests.fakes import InMemoryVault
+from tests.unit.builders import validated
+
+
+def statuses(outgoing):
+    return [m.event for m in outgoing if m.topic == Topic.BINDING_STATUS]
+
+
+def index_paths(vault):
+    return [p for p, versions in vault.versions.items() if p.startswith("index/") and versions]
+
+
+async def test_stores_the_unsealed_secret_once_and_indexes_the_key_without_holding_it():
+    vault = InMemoryVault()
+    out = await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    assert [m.topic for m in out] == [Topic.BINDING_STORED, Topic.BINDING_STATUS, Topic.AUDIT]
+    record = vault.versions[binding_path("u1", "b1")]
+    assert len(record) == 1 and record[0]["secret_key"] == "s3cret" and record[0]["access_key"] == "ak-000000000001"
+    [index] = index_paths(vault)
+    assert "ak-000000000001" not in index and "ak-000000000001" not in str(vault.versions[index])
+    assert all("s3cret" not in m.event.model_dump_json() for m in out)
+
+
+async def test_redelivery_creates_no_second_version_and_repeats_the_same_outcome():
+    vault = InMemoryVault()
+    first = await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    again = await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    assert len(vault.versions[binding_path("u1", "b1")]) == 1
+    assert statuses(first)[0].event_id == statuses(again)[0].event_id
+    assert statuses(first)[0].details == statuses(again)[0].details
+
+
+async def test_a_key_bound_by_another_user_is_refused():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    out = await handle_binding_validated(validated(user_id="u2", binding_id="b2", request_id="r2"), VaultWriterDeps(vault))
+    [status] = statuses(out)
+    assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.KEY_ALREADY_BOUND]
+    assert binding_path("u2", "b2") not in vault.versions
+
+
+async def test_a_secret_sealed_for_another_user_is_unreadable():
+    vault = InMemoryVault()
+    event = validated().model_copy(update={"secret_key_sealed": validated(user_id="u2").secret_key_sealed})
+    [status] = statuses(await handle_binding_validated(event, VaultWriterDeps(vault)))
+    assert status.reason_codes == [ReasonCode.SECRET_UNREADABLE] and not vault.versions
+
+
+async def test_rotation_writes_the_next_version_releases_the_old_key_and_says_to_delete_it():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    [old_index] = index_paths(vault)
+    rotation = validated(request_id="r2", access_key="ak-000000000002", secret="n3w", replaces_binding_id="b1")
+    out = await handle_binding_validated(rotation, VaultWriterDeps(vault))
+    versions = vault.versions[binding_path("u1", "b1")]
+    assert [v["secret_key"] for v in versions] == ["s3cret", "n3w"]
+    assert old_index not in index_paths(vault) and len(index_paths(vault)) == 1
+    [status] = statuses(out)
+    assert status.details["rotated_from"] == "ak-0…0001" and "Delete the key ak-0…0001" in status.details["next_step"]
+    # the old key is free again for anyone
+    reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"), VaultWriterDeps(vault))
+    assert statuses(reuse)[0].state == BindingState.STORED
+
+
+async def test_rotation_of_an_unknown_binding_is_refused():
+    out = await handle_binding_validated(validated(binding_id="nope", replaces_binding_id="nope"), VaultWriterDeps(InMemoryVault()))
+    assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]
+
+
+async def test_revocation_removes_every_version_the_index_and_the_whitelist_and_is_idempotent():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    await vault.write(whitelist_path("u1", "b1"), {"pairs": ["btcusdt"]}, cas=0)
+    revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
+    first = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault)))
+    assert first[0].state == BindingState.REVOKED and "Delete the key" in first[0].details["next_step"]
+    assert binding_path("u1", "b1") in vault.deleted and whitelist_path("u1", "b1") in vault.deleted
+    assert not index_paths(vault) and vault.versions[revocation_path("u1", "b1")]
+    assert statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault)))[0].state == BindingState.REVOKED
+
+
+async def test_revoking_an_unknown_binding_is_refused():
+    out = await handle_revoke_requested(RevokeRequested(request_id="x", user_id="u1", binding_id="ghost"),
+                                        VaultWriterDeps(InMemoryVault()))
+    assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]
