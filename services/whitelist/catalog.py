@@ -4,6 +4,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.htx.models import MarketSymbol, SymbolV2
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,22 @@ class SymbolCatalog:
         if not_tradable:
             found.append(reason(ReasonCode.PAIR_NOT_TRADABLE, pairs=not_tradable))
         return found
+
+
+def merge_symbol_lists(market_symbols: Iterable[MarketSymbol], symbols_v2: Iterable[SymbolV2]) -> list[SymbolStatus]:
+    """One status per symbol from HTX's two lists (facts §7.5): market-symbols carries the API-trading
+    flag, the v2 list the trade-enabled and country-disabled flags. A symbol is only as tradable as the
+    stricter of the two says; one missing from the v2 list is judged by market-symbols alone."""
+    flags = {s.symbol: s for s in symbols_v2}
+    merged = []
+    for market in market_symbols:
+        v2 = flags.get(market.symbol)
+        state = market.state if v2 is None or market.state != "online" else v2.state
+        merged.append(SymbolStatus(
+            symbol=market.symbol,
+            state=state,
+            api_trading=market.api_trading == "enabled",
+            trade_enabled=True if v2 is None else v2.trade_enabled,
+            country_disabled=False if v2 is None else v2.country_disabled,
+        ))
+    return merged

@@ -1,0 +1,37 @@
+"""validator: unseals each accepted key and proves it against HTX (permissions, IP binding, expiry, account)."""
+
+from functools import partial
+
+from faststream import FastStream
+
+from shared.config import ValidatorSettings
+from shared.contracts.events import BindingAccepted
+from shared.contracts.topics import Topic
+from shared.htx.client import HtxClient
+from shared.htx.inspection import inspect_key
+from shared.htx.verdict import KeyPolicy
+from shared.kafka import EventPublisher, make_broker, subscribe
+from shared.service import run, service_app, vault_client
+from shared.vault import VaultPort
+from services.validator.handlers import ValidatorDeps, handle_binding_accepted, on_malformed
+
+
+def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
+    htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s, retry_budget_s=settings.htx_retry_budget_s)
+    policy = KeyPolicy(tuple(settings.egress_ips), settings.expiry_warning_days)
+    deps = ValidatorDeps(
+        vault=vault or vault_client(settings),
+        inspect=partial(inspect_key, htx, policy=policy),
+        htx_deadline_s=settings.htx_retry_budget_s,
+    )
+    broker = make_broker(settings, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix)
+    subscribe(broker, settings, Topic.BINDING_ACCEPTED, BindingAccepted,
+              partial(handle_binding_accepted, deps=deps), on_malformed, publisher)
+    app = service_app(broker, settings, __doc__ or "")
+    app.after_shutdown(htx.aclose)
+    return app
+
+
+def main() -> None:
+    run(ValidatorSettings, build)

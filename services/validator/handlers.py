@@ -1,0 +1,92 @@
+"""validator: proves a key against HTX itself and reports every problem found.
+
+The plaintext secret exists only in memory, inside this handler, for the duration of the HTX calls; what
+leaves is the same sealed value that came in, plus HTX's facts about the key."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from shared.contracts.events import BindingAccepted, BindingValidated, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.htx.client import HtxCredentials
+from shared.htx.errors import HtxError
+from shared.htx.inspection import KeyInspection
+from shared.kafka import Outgoing
+from shared.outcomes import audit, status
+from shared.secrets import mask_access_key
+from shared.vault import UnsealFailed, VaultPort
+from shared.vault_layout import BINDING_SECRET_KEY
+
+SERVICE = "validator"
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ValidatorDeps:
+    vault: VaultPort
+    inspect: Callable[[HtxCredentials], Awaitable[KeyInspection]]
+    # Transient HTX trouble is retried inside the client; past this, the user hears exchange_unavailable.
+    htx_deadline_s: float
+
+
+async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -> list[Outgoing]:
+    masked = mask_access_key(event.access_key)
+    try:
+        secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(), event.user_id)
+    except UnsealFailed:
+        return _rejected(event, masked, [reason(ReasonCode.SECRET_UNREADABLE)])
+    try:
+        async with asyncio.timeout(deps.htx_deadline_s):
+            inspection = await deps.inspect(HtxCredentials(event.access_key, secret_key))
+    except (HtxError, TimeoutError) as exc:
+        # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
+        log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
+        return _rejected(event, masked, [reason(ReasonCode.EXCHANGE_UNAVAILABLE)])
+    finally:
+        del secret_key
+
+    verdict = inspection.verdict
+    if not verdict.accepted or inspection.facts is None:
+        return _rejected(event, masked, [*verdict.rejections, *verdict.warnings])
+    validated = BindingValidated(
+        **event.model_dump(exclude={"event_id", "secret_key_sealed"}),
+        secret_key_sealed=event.secret_key_sealed,
+        event_id=derived_event_id("validated", event.user_id, event.request_id),
+        htx=inspection.facts,
+        warnings=verdict.warnings,
+        validated_at=utc_now(),
+    )
+    return [
+        Outgoing(Topic.BINDING_VALIDATED, event.user_id, validated),
+        status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
+               binding_id=event.binding_id, reasons=verdict.warnings, access_key_masked=masked,
+               details={"htx_uid": inspection.facts.uid}),
+        audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
+              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
+              reasons=verdict.warnings, details={"htx_uid": inspection.facts.uid,
+                                                 "permissions": inspection.facts.permissions}),
+    ]
+
+
+def on_malformed(error: MalformedEvent) -> list[Outgoing]:
+    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
+    outgoing = [audit(service=SERVICE, action="validate", outcome="malformed", user_id=error.user_id,
+                      request_id=error.request_id, reasons=problem)]
+    if error.user_id is not None:
+        outgoing.insert(0, status(user_id=error.user_id, state=BindingState.REJECTED, request_id=error.request_id,
+                                  binding_id=None, reasons=problem))
+    return outgoing
+
+
+def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason]) -> list[Outgoing]:
+    return [
+        status(user_id=event.user_id, state=BindingState.REJECTED, request_id=event.request_id,
+               binding_id=event.binding_id, reasons=reasons, access_key_masked=masked),
+        audit(service=SERVICE, action="validate", outcome="rejected", user_id=event.user_id,
+              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked, reasons=reasons),
+    ]

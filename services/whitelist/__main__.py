@@ -1,0 +1,3 @@
+from services.whitelist.app import main
+
+main()

@@ -1,0 +1,65 @@
+"""whitelist: keeps per binding the trading pairs the bot may trade, checked against HTX's live symbols."""
+
+import asyncio
+from functools import partial
+
+import structlog
+from faststream import FastStream
+
+from shared.config import WhitelistSettings
+from shared.contracts.events import BindingStored, WhitelistRequested
+from shared.contracts.topics import Topic
+from shared.htx.client import HtxClient
+from shared.htx.errors import HtxError
+from shared.kafka import Backoff, EventPublisher, make_broker, subscribe
+from shared.service import run, service_app, vault_client
+from shared.vault import VaultPort
+from services.whitelist.catalog import SymbolCatalog, merge_symbol_lists
+from services.whitelist.handlers import WhitelistDeps, handle_binding_stored, handle_whitelist_requested, on_malformed
+
+log = structlog.get_logger(__name__)
+
+
+async def refresh_symbols(htx: HtxClient, catalog: SymbolCatalog, interval_s: float) -> None:
+    """Keep the catalogue fresh in the background, so no request waits on HTX's symbol lists."""
+    backoff = Backoff(cap_s=interval_s)
+    while True:
+        try:
+            market, v2 = await asyncio.gather(htx.market_symbols(), htx.symbols_v2())
+            catalog.replace(merge_symbol_lists(market, v2))
+            log.info("symbols_refreshed", count=len(market))
+            backoff = Backoff(cap_s=interval_s)
+            await asyncio.sleep(interval_s)
+        except HtxError as exc:
+            delay = backoff.next_delay()
+            log.warning("symbols_refresh_failed", kind=exc.kind, retry_in_s=round(delay, 2))
+            await asyncio.sleep(delay)
+
+
+def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastStream:
+    htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
+    deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
+    broker = make_broker(settings, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix)
+    subscribe(broker, settings, Topic.WHITELIST_REQUESTED, WhitelistRequested,
+              partial(handle_whitelist_requested, deps=deps), on_malformed, publisher)
+    subscribe(broker, settings, Topic.BINDING_STORED, BindingStored,
+              partial(handle_binding_stored, deps=deps), on_malformed, publisher)
+    app = service_app(broker, settings, __doc__ or "")
+    refresher: list[asyncio.Task[None]] = []
+
+    async def start_refresh() -> None:
+        refresher.append(asyncio.create_task(refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s)))
+
+    async def stop_refresh() -> None:
+        for task in refresher:
+            task.cancel()
+        await htx.aclose()
+
+    app.on_startup(start_refresh)
+    app.after_shutdown(stop_refresh)
+    return app
+
+
+def main() -> None:
+    run(WhitelistSettings, build)
