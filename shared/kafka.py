@@ -32,6 +32,7 @@ from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
 from shared.contracts.topics import Topic
 from shared.errors import TransientError
 from shared.logging import redact
+from shared.outcomes import Outgoing, audit
 from shared.secrets import is_sealed
 
 log = structlog.get_logger(__name__)
@@ -40,16 +41,6 @@ E = TypeVar("E", bound=Event)
 # Stay well below aiokafka's max_poll_interval_ms (300 s): past it the consumer is dropped from its group.
 _MAX_IN_PLACE_RETRY_S = 60.0
 _DEAD_LETTER_MESSAGE_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One event a handler wants published. Every topic is keyed by user id, so one user's events stay in
-    order on one partition all the way through the pipeline."""
-
-    topic: Topic
-    key: str
-    event: Event
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
@@ -213,9 +204,17 @@ class MessageProcessor(Generic[E]):
                 failures += 1
                 log.error("handler_failed", attempt=failures, error=redact(exc))
                 if failures >= self._settings.max_attempts_before_dead_letter:
-                    await self._retry_transient(lambda: self._dead_letter(message, exc, ()))
+                    gave_up = self._gave_up(event, exc)
+                    await self._retry_transient(lambda: self._dead_letter(message, exc, gave_up))
                     return
                 await asyncio.sleep(backoff.next_delay())
+
+    def _gave_up(self, event: E, error: BaseException) -> list[Outgoing]:
+        # Ops must hear about a message we stopped trying; the dead letter holds it for a replay.
+        return [audit(service=self._settings.service_name, action="consume", outcome="dead_lettered",
+                      user_id=getattr(event, "user_id", None), request_id=getattr(event, "request_id", None),
+                      binding_id=getattr(event, "binding_id", None),
+                      details={"error_class": type(error).__name__, "event_type": type(event).__name__})]
 
     async def _handle_and_publish(self, event: E) -> None:
         outcome = await self._handle(event)

@@ -2,13 +2,23 @@
 for ops. Both are keyed by user id, so one user's statuses stay in causal order on one partition."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts.events import AuditEvent, BindingStatus, derived_event_id, utc_now
+from shared.contracts.events import AuditEvent, BindingStatus, Event, derived_event_id, utc_now
 from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.kafka import Outgoing
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One event a handler wants published. Every topic is keyed by user id, so one user's events stay in
+    order on one partition all the way through the pipeline."""
+
+    topic: Topic
+    key: str
+    event: Event
 
 
 def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,

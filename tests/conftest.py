@@ -3,4 +3,10 @@
 pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.sandbox",
+    "tests.fixtures.pipeline",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `last` (the leak scans) run after everything else, whatever their file's name."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -6,8 +6,7 @@ from shared.contracts.events import BindingAccepted, BindingRequested, Malformed
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.kafka import Outgoing
-from shared.outcomes import audit, status
+from shared.outcomes import Outgoing, audit, status
 from shared.secrets import is_sealed, mask_access_key
 from shared.contracts.pairs import normalise_pairs
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
@@ -33,13 +32,7 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps) 
         ]
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
 
-    problems: list[Reason] = []
-    if request.exchange.lower() not in SUPPORTED_EXCHANGES:
-        problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, exchange=request.exchange))
-    if not is_sealed(request.secret_key_sealed.get_secret_value()):
-        problems.append(reason(ReasonCode.SECRET_NOT_SEALED))
-    if not problems and not deps.limiter.allow(request.user_id):
-        problems.append(reason(ReasonCode.TOO_MANY_ATTEMPTS))
+    problems = _problems(request, deps.limiter)
     if problems:
         return _rejected(request.user_id, request.request_id, binding_id, problems, masked)
 
@@ -65,6 +58,18 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps) 
         audit(service=SERVICE, action="bind_request", outcome="accepted", user_id=request.user_id,
               request_id=request.request_id, binding_id=binding_id, access_key_masked=masked),
     ]
+
+
+def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason]:
+    # Every new attempt counts, bad ones included: the limit is there to slow down guessing.
+    if not limiter.allow(request.user_id):
+        return [reason(ReasonCode.TOO_MANY_ATTEMPTS)]
+    problems = []
+    if request.exchange.lower() not in SUPPORTED_EXCHANGES:
+        problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, exchange=request.exchange))
+    if not is_sealed(request.secret_key_sealed.get_secret_value()):
+        problems.append(reason(ReasonCode.SECRET_NOT_SEALED))
+    return problems
 
 
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:

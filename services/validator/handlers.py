@@ -16,8 +16,7 @@ from shared.contracts.topics import Topic
 from shared.htx.client import HtxCredentials
 from shared.htx.errors import HtxError
 from shared.htx.inspection import KeyInspection
-from shared.kafka import Outgoing
-from shared.outcomes import audit, status
+from shared.outcomes import Outgoing, audit, status
 from shared.secrets import mask_access_key
 from shared.vault import UnsealFailed, VaultPort
 from shared.vault_layout import BINDING_SECRET_KEY

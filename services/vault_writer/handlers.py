@@ -8,8 +8,7 @@ from shared.contracts.events import BindingStored, BindingValidated, MalformedEv
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.kafka import Outgoing
-from shared.outcomes import audit, status
+from shared.outcomes import Outgoing, audit, status
 from shared.secrets import mask_access_key
 from shared.vault import CasConflict, UnsealFailed, VaultPort
 from shared.vault_layout import (
@@ -75,11 +74,9 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps)
     access_key = current.data["access_key"]
     masked = mask_access_key(access_key)
     # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
-    try:
-        await vault.write(revocation_path(event.user_id, event.binding_id),
-                          revocation_record(event.request_id, masked), cas=0)
-    except CasConflict:
-        pass
+    tombstone_path = revocation_path(event.user_id, event.binding_id)
+    if await vault.read(tombstone_path) is None:
+        await vault.write(tombstone_path, revocation_record(event.request_id, masked), cas=0)
     await _release_index(vault, await _index_path(vault, access_key), event.user_id, event.binding_id)
     await vault.delete_all(whitelist_path(event.user_id, event.binding_id))
     await vault.delete_all(path)

@@ -13,8 +13,7 @@ from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.errors import TransientError
-from shared.kafka import Outgoing
-from shared.outcomes import audit, status
+from shared.outcomes import Outgoing, audit, status
 from shared.vault import CasConflict, VaultPort
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog

@@ -23,6 +23,7 @@ class ReasonCode(StrEnum):
     IP_BINDING_FOREIGN = "ip_binding_foreign"
     KEY_EXPIRING = "key_expiring"
     ACCOUNT_LOCKED = "account_locked"
+    SUB_ACCOUNT_KEY = "sub_account_key"
     KEY_ALREADY_BOUND = "key_already_bound"
     PAIR_UNKNOWN = "pair_unknown"
     PAIR_NOT_TRADABLE = "pair_not_tradable"
@@ -105,6 +106,11 @@ CATALOG: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.ACCOUNT_LOCKED: (
         "Your HTX spot account is locked, so the bot cannot trade.",
         "Contact HTX support to unlock your spot account, then bind the key again.",
+    ),
+    ReasonCode.SUB_ACCOUNT_KEY: (
+        "Hash7 needs a key of your main HTX account; this key belongs to a sub-account.",
+        f"Log into your main HTX account, not a sub-account. {_API_MANAGEMENT} → Create API, and bind that "
+        "key instead.",
     ),
     ReasonCode.KEY_ALREADY_BOUND: (
         "This access key is already bound to a Hash7 account.",

@@ -68,6 +68,14 @@ async def test_attempts_are_limited_per_user_per_minute():
     assert later[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
 
 
+async def test_bad_attempts_count_towards_the_limit_too():
+    shared = deps(limit=2)
+    for i in range(2):
+        await handle_binding_requested(request(request_id=f"bad{i}", exchange="nope"), shared)
+    out = by_topic(await handle_binding_requested(request(request_id="good"), shared))
+    assert out[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.TOO_MANY_ATTEMPTS]
+
+
 async def test_a_replay_re_emits_the_latest_status_and_does_no_work():
     shared = deps()
     first = by_topic(await handle_binding_requested(request(), shared))

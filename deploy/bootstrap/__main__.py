@@ -1,0 +1,5 @@
+import sys
+
+from deploy.bootstrap.run import main
+
+sys.exit(main())

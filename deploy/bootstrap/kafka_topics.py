@@ -1,0 +1,58 @@
+"""Every topic, created explicitly with its partition count (FastStream's auto-create would make 1 partition).
+
+A topic that exists is left exactly as it is, even with another partition count: adding partitions remaps
+keys to partitions, which would break the per-binding ordering the pipeline relies on.
+"""
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
+from shared.contracts.topics import Topic
+
+# Partitions bound how many keys a consumer group works on in parallel (order holds per partition only); the
+# dead-letter topic only holds the rare poison message.
+PIPELINE_PARTITIONS = 6
+DEAD_LETTER_PARTITIONS = 3
+
+TOPIC_PARTITIONS: dict[Topic, int] = {
+    Topic.BINDING_REQUESTED: PIPELINE_PARTITIONS,
+    Topic.BINDING_ACCEPTED: PIPELINE_PARTITIONS,
+    Topic.BINDING_VALIDATED: PIPELINE_PARTITIONS,
+    Topic.BINDING_STORED: PIPELINE_PARTITIONS,
+    Topic.WHITELIST_REQUESTED: PIPELINE_PARTITIONS,
+    Topic.BINDING_REVOKE_REQUESTED: PIPELINE_PARTITIONS,
+    Topic.BINDING_STATUS: PIPELINE_PARTITIONS,
+    Topic.AUDIT: PIPELINE_PARTITIONS,
+    Topic.DEAD_LETTER: DEAD_LETTER_PARTITIONS,
+}
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(bootstrap_servers: str, prefix: str, replication_factor: int, progress: Progress) -> None:
+    """Create every missing topic; report existing ones (and any partition count that differs) unchanged."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        wanted = {topic.full_name(prefix): partitions for topic, partitions in TOPIC_PARTITIONS.items()}
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor) for name, partitions in wanted.items()]
+        )
+        existing: list[str] = []
+        for name, error_code, error_message in response.topic_errors:
+            if error_code == 0:
+                progress.record(f"kafka topic {name}", Outcome.CREATED, f"{wanted[name]} partitions")
+            elif error_code == _TOPIC_ALREADY_EXISTS:
+                existing.append(name)
+            else:
+                raise BootstrapError(f"Kafka refused to create topic {name}: error {error_code} {error_message or ''}")
+        if existing:
+            for description in await admin.describe_topics(existing):
+                name, partitions = description["topic"], len(description["partitions"])
+                mismatch = f"has {partitions} partitions, {wanted[name]} wanted; left as is"
+                progress.record(f"kafka topic {name}", Outcome.PRESENT, "" if partitions == wanted[name] else mismatch)
+    except KafkaError as error:
+        raise BootstrapError(f"cannot set up topics on Kafka at {bootstrap_servers}: {error}") from None
+    finally:
+        await admin.close()

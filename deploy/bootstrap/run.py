@@ -1,0 +1,67 @@
+"""The whole bootstrap: Kafka topics, then Vault. Idempotent; safe to run on every start of the stack."""
+
+import asyncio
+import sys
+
+import structlog
+from pydantic import SecretStr, ValidationError
+
+from deploy.bootstrap.kafka_topics import ensure_topics
+from deploy.bootstrap.progress import BootstrapError, Progress
+from deploy.bootstrap.vault_setup import ensure_vault
+from deploy.stack.bao import VaultFiles, read_init_keys
+from deploy.stack.errors import StackError
+from shared.config import Settings
+from shared.logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+class BootstrapSettings(Settings):
+    """The common HASH7_* settings, plus what only the bootstrap needs."""
+
+    # HASH7_VAULT_TOKEN, an admin token; unset means the root token the embedded stack saved at first start.
+    vault_token: SecretStr | None = None
+    topic_replication_factor: int = 1
+
+
+def admin_token(settings: BootstrapSettings) -> SecretStr:
+    if settings.vault_token is not None:
+        return settings.vault_token
+    files = VaultFiles(settings.run_dir)
+    keys = read_init_keys(files)
+    if keys is None:
+        raise BootstrapError(
+            f"no Vault admin token: set HASH7_VAULT_TOKEN, or start the embedded stack (make run) so that "
+            f"{files.init_file} exists"
+        )
+    return keys.root_token
+
+
+def run_bootstrap(settings: BootstrapSettings) -> Progress:
+    # Resolved first: a missing token should stop the bootstrap before it changes anything.
+    token = admin_token(settings)
+    progress = Progress()
+    asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
+        )
+    )
+    ensure_vault(settings.vault_addr, token, settings.run_dir, progress, timeout_s=settings.vault_timeout_s)
+    return progress
+
+
+def main() -> int:
+    try:
+        settings = BootstrapSettings()
+    except ValidationError as error:
+        print(f"Invalid HASH7_* settings, so nothing was bootstrapped:\n{error}", file=sys.stderr)
+        return 1
+    configure_logging("bootstrap", settings.log_format, settings.log_level)
+    try:
+        progress = run_bootstrap(settings)
+    except StackError as error:
+        log.error("bootstrap failed", reason=str(error))
+        return 1
+    log.info("bootstrap complete", steps=len(progress.steps), changed=len(progress.changed))
+    return 0

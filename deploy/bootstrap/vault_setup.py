@@ -1,0 +1,250 @@
+"""Vault for Hash7: audit, KV v2 and Transit, the Transit keys, one policy and one AppRole per role, and each
+role's credentials in a 0600 file. Every step reads the current state first and writes only what differs,
+so a re-run changes nothing.
+"""
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import hvac
+import requests
+from hvac import exceptions as hvac_errors
+from pydantic import SecretStr, ValidationError
+
+from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
+from deploy.stack.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
+from shared.config import AppRoleCredentials
+from shared.vault_layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+
+POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
+APPROLE_MOUNT = "approle"
+KV_READY_TIMEOUT_S = 10.0
+# Transit key name -> derived. The binding-secret key is derived with the user id as context, so a secret
+# sealed for one user cannot be unsealed as another's. Neither is convergent: equal plaintexts must not
+# give equal ciphertexts.
+TRANSIT_KEYS = {BINDING_SECRET_KEY: True, ACCESS_KEY_INDEX_KEY: False}
+# Service tokens (renewable, unlike batch tokens) that live 1 h and are renewed up to 24 h, then a new login.
+# Secret ids keep the defaults (no expiry, unlimited uses): the credentials file is reused across restarts.
+ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400}
+
+
+def credentials_path(run_dir: Path, role: str) -> Path:
+    """Where the services look for a role's AppRole credentials (shared.config.Settings.approle_credentials)."""
+    return run_dir / "approle" / f"{role}.json"
+
+
+def ensure_vault(
+    vault_addr: str,
+    admin_token: SecretStr,
+    run_dir: Path,
+    progress: Progress,
+    *,
+    timeout_s: float = 5.0,
+) -> None:
+    with _vault_errors_explained(vault_addr):
+        client = hvac.Client(url=vault_addr, token=admin_token.get_secret_value(), timeout=timeout_s)
+        ensure_audit_device(client, progress)
+        ensure_secrets_engine(client, KV_MOUNT, "kv", {"version": "2"}, progress)
+        ensure_cas_required(client, progress)
+        ensure_secrets_engine(client, TRANSIT_MOUNT, "transit", {}, progress)
+        ensure_transit_keys(client, progress)
+        ensure_policies(client, POLICIES_DIR, progress)
+        ensure_approle_auth(client, progress)
+        ensure_roles(client, progress)
+        ensure_role_credentials(client, vault_addr, run_dir, progress, timeout_s=timeout_s)
+
+
+@contextmanager
+def _vault_errors_explained(vault_addr: str) -> Iterator[None]:
+    try:
+        yield
+    except requests.ConnectionError:
+        raise BootstrapError(f"cannot reach Vault at {vault_addr}: is it running?") from None
+    except hvac_errors.VaultDown:
+        raise BootstrapError(f"Vault at {vault_addr} is sealed or not ready") from None
+    except hvac_errors.Forbidden:
+        raise BootstrapError(
+            f"Vault at {vault_addr} refused the admin token (HASH7_VAULT_TOKEN, else the root token in the run "
+            "folder's vault/init.json): permission denied"
+        ) from None
+    except hvac_errors.VaultError as error:
+        # hvac's message is Vault's error list and the URL: no token, no secret.
+        raise BootstrapError(f"Vault at {vault_addr} refused a bootstrap step: {error}") from None
+
+
+def ensure_audit_device(client: hvac.Client, progress: Progress) -> None:
+    """Fail closed without a file audit device. OpenBao only accepts audit devices declared in its server
+    configuration (the API answers "cannot enable audit device via API"), so the server start declares it
+    (deploy/stack/bao.py) and the bootstrap checks it."""
+    devices = client.sys.list_enabled_audit_devices()["data"]
+    file_devices = [device for device in devices.values() if device["type"] == "file"]
+    if not file_devices:
+        raise BootstrapError(
+            "Vault has no file audit device. OpenBao accepts only audit devices declared in its server "
+            "configuration: declare one there, as deploy/stack/bao.py does for the embedded stack"
+        )
+    progress.record("vault file audit device", Outcome.PRESENT, file_devices[0]["options"]["file_path"])
+
+
+def ensure_secrets_engine(
+    client: hvac.Client, path: str, engine_type: str, options: dict[str, str], progress: Progress
+) -> None:
+    mounted = client.sys.list_mounted_secrets_engines()["data"].get(f"{path}/")
+    subject = f"vault {engine_type} engine at {path}/"
+    if mounted is None:
+        client.sys.enable_secrets_engine(engine_type, path=path, options=options or None)
+        progress.record(subject, Outcome.CREATED)
+        return
+    mounted_options = mounted.get("options") or {}
+    if mounted["type"] != engine_type or any(mounted_options.get(key) != value for key, value in options.items()):
+        raise BootstrapError(
+            f"Vault already has a {mounted['type']} engine with options {mounted_options} at {path}/; "
+            f"Hash7 needs {engine_type} with {options or 'default options'} there"
+        )
+    progress.record(subject, Outcome.PRESENT)
+
+
+def ensure_cas_required(client: hvac.Client, progress: Progress) -> None:
+    """Every write to the KV mount must say which version it expects, so concurrent writers cannot
+    silently overwrite each other."""
+    subject = f"vault {KV_MOUNT}/ requires check-and-set"
+    if _kv_configuration(client)["cas_required"]:
+        progress.record(subject, Outcome.PRESENT)
+        return
+    client.secrets.kv.v2.configure(cas_required=True, mount_point=KV_MOUNT)
+    progress.record(subject, Outcome.UPDATED)
+
+
+def _kv_configuration(client: hvac.Client) -> dict[str, object]:
+    """The KV mount's configuration, waiting out the moments after a new KV v2 mount during which it answers
+    400 "Upgrading from non-versioned to versioned data" (seen on raft storage)."""
+    deadline = time.monotonic() + KV_READY_TIMEOUT_S
+    while True:
+        try:
+            return client.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)["data"]
+        except hvac_errors.InvalidRequest as error:
+            if "Upgrading from non-versioned to versioned data" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def ensure_transit_keys(client: hvac.Client, progress: Progress) -> None:
+    for name, derived in TRANSIT_KEYS.items():
+        subject = f"vault transit key {name}"
+        try:
+            key = client.secrets.transit.read_key(name, mount_point=TRANSIT_MOUNT)["data"]
+        except hvac_errors.InvalidPath:
+            client.secrets.transit.create_key(name, derived=derived, mount_point=TRANSIT_MOUNT)
+            progress.record(subject, Outcome.CREATED, "derived" if derived else "")
+            continue
+        # OpenBao reports convergent_encryption only for derived keys.
+        convergent = key.get("convergent_encryption", False)
+        if key["derived"] != derived or convergent:
+            # Derivation is fixed at creation; replacing the key would make every sealed secret unreadable.
+            raise BootstrapError(
+                f"Transit key {name} exists with derived={key['derived']}, "
+                f"convergent={convergent}; Hash7 needs derived={derived}, not convergent. "
+                "This cannot be changed in place."
+            )
+        progress.record(subject, Outcome.PRESENT)
+
+
+def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress) -> None:
+    for role in ALL_ROLES:
+        policy_file = policies_dir / f"{role}.hcl"
+        try:
+            wanted = policy_file.read_text()
+        except FileNotFoundError:
+            raise BootstrapError(f"no policy for role {role}: {policy_file} is missing") from None
+        try:
+            current = client.sys.read_policy(role)["data"]["rules"]
+        except hvac_errors.InvalidPath:
+            current = None
+        subject = f"vault policy {role}"
+        if current == wanted:
+            progress.record(subject, Outcome.PRESENT)
+            continue
+        client.sys.create_or_update_policy(role, wanted)
+        progress.record(subject, Outcome.CREATED if current is None else Outcome.UPDATED)
+
+
+def ensure_approle_auth(client: hvac.Client, progress: Progress) -> None:
+    mounted = client.sys.list_auth_methods()["data"].get(f"{APPROLE_MOUNT}/")
+    subject = f"vault approle auth at {APPROLE_MOUNT}/"
+    if mounted is None:
+        client.sys.enable_auth_method("approle", path=APPROLE_MOUNT)
+        progress.record(subject, Outcome.CREATED)
+    elif mounted["type"] != "approle":
+        raise BootstrapError(f"Vault already has a {mounted['type']} auth method at {APPROLE_MOUNT}/")
+    else:
+        progress.record(subject, Outcome.PRESENT)
+
+
+def ensure_roles(client: hvac.Client, progress: Progress) -> None:
+    """One AppRole per role, whose tokens carry that role's policy (and Vault's default policy, which
+    lets a token look itself up and renew itself)."""
+    for role in ALL_ROLES:
+        wanted = {"token_policies": [role], **ROLE_TOKEN_SETTINGS}
+        try:
+            current = client.auth.approle.read_role(role, mount_point=APPROLE_MOUNT)["data"]
+        except hvac_errors.InvalidPath:
+            current = None
+        subject = f"vault approle {role}"
+        if current is not None and all(current.get(key) == value for key, value in wanted.items()):
+            progress.record(subject, Outcome.PRESENT)
+            continue
+        client.auth.approle.create_or_update_approle(role, mount_point=APPROLE_MOUNT, **wanted)
+        progress.record(subject, Outcome.CREATED if current is None else Outcome.UPDATED)
+
+
+def ensure_role_credentials(
+    client: hvac.Client, vault_addr: str, run_dir: Path, progress: Progress, *, timeout_s: float
+) -> None:
+    """Keep each role's credentials file while it still logs in; mint a secret id only when it does not
+    (so re-runs do not pile up secret ids)."""
+    make_private_dir(run_dir / "approle")
+    for role in ALL_ROLES:
+        path = credentials_path(run_dir, role)
+        subject = f"approle credentials {path}"
+        role_id = client.auth.approle.read_role_id(role, mount_point=APPROLE_MOUNT)["data"]["role_id"]
+        saved = _read_credentials(path)
+        if saved is not None and saved.role_id == role_id and _logs_in(vault_addr, saved, timeout_s):
+            if is_private(path):
+                progress.record(subject, Outcome.PRESENT, "still logs in")
+            else:
+                os.chmod(path, OWNER_ONLY_FILE)
+                progress.record(subject, Outcome.UPDATED, "permissions narrowed to 0600")
+            continue
+        secret_id = client.auth.approle.generate_secret_id(role, mount_point=APPROLE_MOUNT)["data"]["secret_id"]
+        write_private_file(path, json.dumps({"role_id": role_id, "secret_id": secret_id}))
+        if saved is None:
+            progress.record(subject, Outcome.CREATED)
+        else:
+            progress.record(subject, Outcome.UPDATED, "the saved credentials no longer logged in")
+
+
+def _read_credentials(path: Path) -> AppRoleCredentials | None:
+    try:
+        return AppRoleCredentials.model_validate_json(path.read_bytes())
+    except (FileNotFoundError, ValidationError):
+        return None
+
+
+def _logs_in(vault_addr: str, credentials: AppRoleCredentials, timeout_s: float) -> bool:
+    # token="": without a token of its own hvac would send VAULT_TOKEN or ~/.vault-token along.
+    client = hvac.Client(url=vault_addr, token="", timeout=timeout_s)
+    try:
+        client.auth.approle.login(
+            role_id=credentials.role_id,
+            secret_id=credentials.secret_id.get_secret_value(),
+            mount_point=APPROLE_MOUNT,
+        )
+    except hvac_errors.InvalidRequest:
+        return False
+    # The check needed a token, nothing else does: revoke it rather than leave it live for an hour.
+    client.auth.token.revoke_self()
+    return True

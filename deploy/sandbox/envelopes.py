@@ -1,0 +1,142 @@
+"""HTX's answer bodies as the sandbox sends them (facts §3) and the refusals it answers with (facts §5).
+
+Strings are HTX's own, copied from the facts file; tests compare them byte for byte.
+"""
+
+from enum import Enum
+from typing import Any
+
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+
+def v1_ok(data: Any, **extra: Any) -> dict[str, Any]:
+    return {"status": "ok", "data": data, **extra}
+
+
+def v2_ok(data: Any, **extra: Any) -> dict[str, Any]:
+    return {"code": 200, "data": data, **extra}
+
+
+def v1_error(code: str, message: str) -> dict[str, Any]:
+    return {"status": "error", "err-code": code, "err-msg": message, "data": None}
+
+
+def v2_error(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "data": None}
+
+
+class Refusal(Exception):
+    """An answer other than success. `outcome` labels it in the request counts (the err-code, or the HTTP
+    status for a body that has none)."""
+
+    def __init__(
+        self, body: dict[str, Any] | str, *, http_status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body)
+        self.body = body
+        self.http_status = http_status
+        self.headers = headers or {}
+
+    @property
+    def outcome(self) -> str:
+        if isinstance(self.body, dict):
+            return str(self.body.get("err-code", self.body.get("code")))
+        return f"http-{self.http_status}"
+
+    def response(self) -> Response:
+        if isinstance(self.body, dict):
+            return JSONResponse(self.body, status_code=self.http_status, headers=self.headers)
+        return PlainTextResponse(self.body, status_code=self.http_status, headers=self.headers, media_type="text/html")
+
+
+class AuthFailure(Enum):
+    """facts §5.1: every gateway auth failure is `api-signature-not-valid` with the message
+    `Signature not valid: <English> [<Chinese>]`; values are (English, Chinese) from the AUTH2018 table."""
+
+    TIMESTAMP_MISSING = ("Submission time is required", "提交时间不能为空")
+    BAD_SIGNATURE_METHOD = ("Incorrect signature method", "错误的签名方法")
+    BAD_SIGNATURE_VERSION = ("Incorrect signature version", "错误的签名版本")
+    UNKNOWN_ACCESS_KEY = ("Incorrect Access key", "Access key错误")
+    TIMESTAMP_OUT_OF_WINDOW = ("Invalid submission time or incorrect time format", "无效的提交时间，或时间格式错误")
+    VERIFICATION_FAILURE = ("Verification failure", "校验失败")
+    ABNORMAL_USER = ("Abnormal user status", "用户状态不正常")
+    # Observed with the caller's IP appended after a colon, "IP" upper-case in the Chinese text.
+    IP_NOT_BOUND = ("Incorrect IP address", "IP地址错误")
+    # Current text unobserved; this is the AUTH2018 table's.
+    KEY_EXPIRED = ("API key has expired", "API Key已经过期")
+    NO_PERMISSION = ("API key has no permission", "API Key没有权限")
+
+    def refusal(self, suffix: str = "") -> Refusal:
+        """Sent on v1 and v2 paths alike: HTX checks signatures at its gateway, before any v1 or v2 service
+        sees the request, and the v1 form is the one observed for every message of the table (facts §10)."""
+        english, chinese = self.value
+        return Refusal(v1_error("api-signature-not-valid", f"Signature not valid: {english} [{chinese}]{suffix}"))
+
+
+# facts §5.1 (observed body; DOC21 FAQ Q9 gives the cause, not the text).
+def login_required() -> Refusal:
+    return Refusal(v1_error("login-required", "The account is not logged in, please log in and try again."))
+
+
+def method_not_allowed() -> Refusal:
+    # facts §1: unknown (case-sensitive) path → HTTP 405 `method-not-allowed`; the message text is unknown.
+    return Refusal(v1_error("method-not-allowed", "Method not allowed"), http_status=405)
+
+
+def forbidden() -> Refusal:
+    # facts §1 (GET with a body) and §5.2 (sub-user key on a parent-only endpoint, observed as HTTP 403 with
+    # a non-JSON body); the body's exact text is unknown.
+    return Refusal("<html><body><h1>403 Forbidden</h1></body></html>", http_status=403)
+
+
+def maintenance() -> Refusal:
+    return Refusal(v1_error("system-maintenance", "System is in maintenance!"))  # facts §5.2
+
+
+def gateway_internal_error() -> Refusal:
+    return Refusal(v1_error("gateway-internal-error", "Failed to load data. Try again later."))  # facts §5.2
+
+
+def bad_gateway() -> Refusal:
+    return Refusal("<html><body><h1>502 Bad Gateway</h1></body></html>", http_status=502)
+
+
+def request_timeout() -> Refusal:
+    return Refusal(v1_error("timeout", "Request Timeout"))  # facts §3, §5.2
+
+
+def rate_limited(headers: dict[str, str]) -> Refusal:
+    # facts §5.3: no single documented code; this is an observed v1 body. HTTP status unknown (§11): 200,
+    # like every other error body.
+    return Refusal(
+        v1_error(
+            "base-request-exceed-frequency-limit",
+            "Frequency of requests has exceeded the limit, please try again later",
+        ),
+        headers=headers,
+    )
+
+
+def invalid_parameter(message: str) -> Refusal:
+    return Refusal(v1_error("invalid-parameter", message))
+
+
+class OrderFailure(Enum):
+    """Refusals of `POST /v1/order/orders/place`; values are (err-code, err-msg)."""
+
+    # facts §5.2 (Trading › Error Code).
+    SYMBOL_INVALID = ("base-symbol-error", "The symbol is invalid")
+    SYMBOL_TRADE_DISABLED = ("base-symbol-trade-disabled", "Trading is disabled for this symbol")
+    SYMBOL_PENDING = ("order-disabled", "The symbol is pending and not allowed to place order")
+    # The documented code for an operation the user or symbol may not do: the sandbox's answer to API
+    # trading disabled on the symbol and to a locked account (HTX's exact answer to either is unknown).
+    OPERATION_FORBIDDEN = (
+        "base-operation-forbidden",
+        "The operation is forbidden for current user or the symbol is not allowed to trade over OTC",
+    )
+    # facts §5.2 names the code; its message is not documented.
+    ACCOUNT_UNKNOWN = ("account-account-id-inexistent", "The account id does not exist")
+
+    def refusal(self) -> Refusal:
+        code, message = self.value
+        return Refusal(v1_error(code, message))

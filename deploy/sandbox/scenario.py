@@ -1,0 +1,263 @@
+"""The sandbox's world: the scenario file's models and the in-memory state the HTX endpoints and the admin
+API read and change (users, keys, accounts, symbols, faults, rate-limit windows, placed orders, counts).
+
+Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
+"""
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# facts §7.2: the eight symbol states of the settings endpoints.
+SymbolState = Literal["unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScenarioApiKey(_Model):
+    access_key: str = Field(min_length=1)
+    secret_key: SecretStr
+    note: str = ""
+    # facts §4.2: comma list of readOnly, trade, withdraw.
+    permission: str = "readOnly"
+    # Comma list of IPv4/IPv6 hosts and networks; "" = not bound.
+    ip_addresses: str = ""
+    valid_days: int = -1
+    status: Literal["normal", "expired"] = "normal"
+    create_time: int = 1700000000000
+    update_time: int | None = None
+
+    @property
+    def permissions(self) -> set[str]:
+        return {p.strip() for p in self.permission.split(",") if p.strip()}
+
+    @property
+    def bound_ips(self) -> list[str]:
+        return [ip.strip() for ip in self.ip_addresses.split(",") if ip.strip()]
+
+
+class ScenarioAccount(_Model):
+    id: int
+    type: str = "spot"
+    subtype: str = ""
+    state: Literal["working", "lock"] = "working"
+
+
+class ScenarioUser(_Model):
+    uid: int
+    # Set for a sub-user: its keys are refused on parent-only endpoints (facts §4.2).
+    parent_uid: int | None = None
+    # `abnormal` makes every signed call fail with "Abnormal user status" (facts §5.1).
+    state: Literal["normal", "abnormal"] = "normal"
+    accounts: list[ScenarioAccount] = Field(default_factory=list)
+    api_keys: list[ScenarioApiKey] = Field(default_factory=list)
+
+
+class ScenarioSymbol(_Model):
+    symbol: str
+    base: str
+    quote: str
+    state: SymbolState = "online"
+    api_trading: Literal["enabled", "disabled"] = "enabled"
+    trade_enabled: bool = True
+    partition: str = "main"
+    tags: str = ""
+    price_precision: int = 2
+    amount_precision: int = 6
+    value_precision: int = 8
+    min_order_amount: Decimal = Decimal("0.0001")
+    max_order_amount: Decimal = Decimal("1000")
+    min_order_value: Decimal = Decimal("5")
+
+
+class ScenarioMarketStatus(_Model):
+    # facts §4.4: 1 normal, 2 halted, 3 cancel-only.
+    market_status: Literal[1, 2, 3] = 1
+    halt_start_time: int | None = None
+    halt_end_time: int | None = None
+    halt_reason: Literal[2, 3] | None = None
+    affected_symbols: str | None = None
+
+
+class Scenario(_Model):
+    # Requests arriving on loopback are treated as coming from this address.
+    egress_ip: str
+    users: list[ScenarioUser] = Field(default_factory=list)
+    symbols: list[ScenarioSymbol] = Field(default_factory=list)
+    market_status: ScenarioMarketStatus = Field(default_factory=ScenarioMarketStatus)
+
+    @classmethod
+    def load(cls, path: Path) -> "Scenario":
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+class Fault(_Model):
+    """Trouble injected into one endpoint (or every endpoint, under "*")."""
+
+    latency_ms: int = Field(0, ge=0)
+    # Fraction of requests answered with error_kind; 1.0 always, 0.0 never.
+    error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    # The next this-many requests are answered with error_kind, whatever error_rate says.
+    fail_next: int = Field(0, ge=0)
+    # `gateway-internal-error`: HTX's envelope at HTTP 200 (facts §5.2); `bad-gateway`: HTTP 502, HTML body.
+    error_kind: Literal["gateway-internal-error", "bad-gateway"] = "gateway-internal-error"
+    # Fraction of requests held without an answer for `timeout_hold_ms`, then answered with HTX's `timeout`.
+    timeout_rate: float = Field(0.0, ge=0.0, le=1.0)
+    timeout_hold_ms: int = Field(30_000, ge=0)
+    maintenance: bool = False
+
+
+class EndpointRateLimit(_Model):
+    requests: int = Field(gt=0)
+    window_ms: int = Field(gt=0)
+
+
+ALL_ENDPOINTS = "*"
+# facts §6: the limits HTX marks, per UID and endpoint.
+DOCUMENTED_RATE_LIMITS = {
+    "/v1/account/accounts": EndpointRateLimit(requests=100, window_ms=2000),
+    "/v1/order/orders/place": EndpointRateLimit(requests=100, window_ms=2000),
+}
+# facts §6: unmarked endpoints fall under the legacy 10 per second per key; the sandbox counts per UID, like
+# the marked ones, so one rule serves every signed endpoint.
+LEGACY_RATE_LIMIT = EndpointRateLimit(requests=10, window_ms=1000)
+
+
+@dataclass
+class _RateWindow:
+    started_ms: int
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class RateSlot:
+    allowed: bool
+    remaining: int
+    # Epoch ms at which the current window ends (sent as X-HB-RateLimit-Requests-Expire).
+    expires_at_ms: int
+
+
+class UnknownEntity(LookupError):
+    """The admin API named a user, key or account the sandbox does not have."""
+
+
+class SandboxState:
+    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+        self.egress_ip = scenario.egress_ip
+        self.users: dict[int, ScenarioUser] = {user.uid: user for user in scenario.users}
+        # access key → uid of its owner: every signed request looks its key up.
+        self._key_owners = {key.access_key: user.uid for user in scenario.users for key in user.api_keys}
+        self.symbols: dict[str, ScenarioSymbol] = {s.symbol: s for s in scenario.symbols}
+        self.market_status = scenario.market_status
+        self.faults: dict[str, Fault] = {}
+        self.rate_limits: dict[str, EndpointRateLimit] = dict(DOCUMENTED_RATE_LIMITS)
+        self.orders: list[dict[str, Any]] = []
+        self.request_counts: Counter[tuple[str, str]] = Counter()
+        self.rng = random.Random(seed)
+        self._rate_windows: dict[tuple[int, str], _RateWindow] = {}
+        self._next_order_id = 100_000_001
+
+    # ---- lookups ---------------------------------------------------------------------------------------
+
+    def find_key(self, access_key: str) -> tuple[ScenarioUser, ScenarioApiKey] | None:
+        uid = self._key_owners.get(access_key)
+        if uid is None:
+            return None
+        user = self.users[uid]
+        return user, next(key for key in user.api_keys if key.access_key == access_key)
+
+    def fault_for(self, path: str) -> Fault | None:
+        return self.faults.get(path) or self.faults.get(ALL_ENDPOINTS)
+
+    # ---- changes by the admin API ----------------------------------------------------------------------
+
+    def upsert_user(self, user: ScenarioUser) -> None:
+        replaced = self.users.get(user.uid)
+        for key in [*(replaced.api_keys if replaced else []), *user.api_keys]:
+            self._release_key(key.access_key)
+        self.users[user.uid] = user
+        self._key_owners.update({key.access_key: user.uid for key in user.api_keys})
+
+    def upsert_key(self, uid: int, key: ScenarioApiKey) -> None:
+        user = self._user(uid)
+        self._release_key(key.access_key)
+        user.api_keys.append(key)
+        self._key_owners[key.access_key] = uid
+
+    def update_key(self, access_key: str, changes: dict[str, Any]) -> ScenarioApiKey:
+        found = self.find_key(access_key)
+        if found is None:
+            raise UnknownEntity(f"no API key {access_key}")
+        user, key = found
+        updated = ScenarioApiKey.model_validate({**key.model_dump(), **changes})
+        user.api_keys[user.api_keys.index(key)] = updated
+        return updated
+
+    def delete_key(self, access_key: str) -> None:
+        if not self._release_key(access_key):
+            raise UnknownEntity(f"no API key {access_key}")
+
+    def upsert_account(self, uid: int, account: ScenarioAccount) -> None:
+        user = self._user(uid)
+        user.accounts = [a for a in user.accounts if a.id != account.id] + [account]
+
+    def set_account_state(self, account_id: int, state: str) -> ScenarioAccount:
+        for user in self.users.values():
+            for index, account in enumerate(user.accounts):
+                if account.id == account_id:
+                    user.accounts[index] = ScenarioAccount.model_validate({**account.model_dump(), "state": state})
+                    return user.accounts[index]
+        raise UnknownEntity(f"no account {account_id}")
+
+    def upsert_symbol(self, symbol: ScenarioSymbol) -> None:
+        self.symbols[symbol.symbol] = symbol
+
+    def _user(self, uid: int) -> ScenarioUser:
+        if uid not in self.users:
+            raise UnknownEntity(f"no user {uid}")
+        return self.users[uid]
+
+    def _release_key(self, access_key: str) -> bool:
+        found = self.find_key(access_key)
+        if found is not None:
+            found[0].api_keys.remove(found[1])
+            del self._key_owners[access_key]
+        return found is not None
+
+    # ---- per-request bookkeeping -----------------------------------------------------------------------
+
+    def take_rate_slot(self, uid: int, path: str, now_ms: int) -> RateSlot:
+        """Count one request of uid on path in the current fixed window (facts §6: per UID per endpoint)."""
+        limit = self.rate_limits.get(path, LEGACY_RATE_LIMIT)
+        window = self._rate_windows.get((uid, path))
+        if window is None or now_ms >= window.started_ms + limit.window_ms:
+            window = self._rate_windows[(uid, path)] = _RateWindow(started_ms=now_ms)
+        allowed = window.used < limit.requests
+        if allowed:
+            window.used += 1
+        return RateSlot(allowed=allowed, remaining=limit.requests - window.used,
+                        expires_at_ms=window.started_ms + limit.window_ms)
+
+    def take_order_id(self) -> int:
+        order_id, self._next_order_id = self._next_order_id, self._next_order_id + 1
+        return order_id
+
+    def count(self, endpoint: str, outcome: str) -> None:
+        self.request_counts[(endpoint, outcome)] += 1
+
+    def request_count_report(self) -> dict[str, dict[str, int]]:
+        """{"GET /v2/user/uid": {"total": 3, "ok": 2, "api-signature-not-valid": 1}, ...}"""
+        report: dict[str, dict[str, int]] = {}
+        for (endpoint, outcome), n in sorted(self.request_counts.items()):
+            entry = report.setdefault(endpoint, {"total": 0})
+            entry["total"] += n
+            entry[outcome] = n
+        return report

@@ -1,0 +1,343 @@
+"""`make run`: the whole system on loopback, each part its own process, stopped cleanly by Ctrl-C.
+
+Start order: Vault, Kafka, the HTX sandbox, the bootstrap, then the services. Stop order: the services
+first, then the rest. Every child runs in its own process group, so none is left behind.
+"""
+
+import fcntl
+import importlib.util
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from deploy.bootstrap.run import BootstrapSettings, run_bootstrap
+from deploy.stack.bao import CLUSTER_PORT_OFFSET, VaultFiles, start_bao
+from deploy.stack.errors import StackError
+from deploy.stack.private_files import make_private_dir
+from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_accepts_connections, port_is_free
+from deploy.stack.tansu import start_tansu
+from shared.config import Settings
+from shared.logging import configure_logging
+
+console = Console(soft_wrap=True, highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+SANDBOX_MODULE = "deploy.sandbox.server"
+SANDBOX_SCENARIO = Path(__file__).resolve().parent.parent / "sandbox" / "demo-scenario.json"
+SANDBOX_READY_TIMEOUT_S = 15.0
+# Python package -> process name. FastStream waits up to 15 s for in-flight messages on SIGTERM.
+SERVICES = {"intake": "intake", "validator": "validator", "vault_writer": "vault-writer", "whitelist": "whitelist"}
+SERVICE_STOP_TIMEOUT_S = 20.0
+# Ctrl-C, `kill`, and the terminal closing: the children live in their own sessions and would outlive us.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LINE_PREFIX_STYLES = ("cyan", "magenta", "green", "yellow", "blue")
+# Children get their own identity: never the admin token, nor one AppRole's credentials for all services.
+WITHHELD_FROM_CHILDREN = (
+    "HASH7_VAULT_TOKEN",
+    "VAULT_TOKEN",
+    "BAO_TOKEN",
+    "HASH7_VAULT_ROLE_ID",
+    "HASH7_VAULT_SECRET_ID",
+)
+
+
+class StopRequested(Exception):
+    """A stop signal arrived while the stack was starting."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    kafka: Endpoint
+    vault: Endpoint
+    sandbox: Endpoint
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "StackEndpoints":
+        return cls(
+            kafka=_kafka_endpoint(settings.kafka_bootstrap_servers),
+            vault=_http_endpoint(settings.vault_addr, "HASH7_VAULT_ADDR"),
+            sandbox=_http_endpoint(settings.htx_base_url, "HASH7_HTX_BASE_URL"),
+        )
+
+
+def _kafka_endpoint(bootstrap_servers: str) -> Endpoint:
+    # The embedded broker is a single node: it listens on the first address given.
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise StackError(f"HASH7_KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers}: expected host:port, e.g. 127.0.0.1:9092")
+    return Endpoint(host, int(port))
+
+
+def _http_endpoint(url: str, variable: str) -> Endpoint:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+        raise StackError(
+            f"{variable}={url}: the embedded stack serves plain http on loopback, e.g. http://127.0.0.1:8200"
+        )
+    return Endpoint(parts.hostname, parts.port)
+
+
+def after_startup(settings: Settings) -> None:
+    """HOOK: runs once the whole stack is up, before it waits for Ctrl-C. Reserved for demo data (binding the
+    demo keys); deliberately does nothing yet."""
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        error_console.print(f"Invalid HASH7_* settings, so the stack was not started:\n{error}", markup=False)
+        return 1
+    configure_logging("stack", settings.log_format, settings.log_level)
+    try:
+        return run_stack(settings)
+    except StackError as error:
+        error_console.print(str(error), markup=False)
+        return 1
+
+
+def run_stack(settings: Settings) -> int:
+    endpoints = StackEndpoints.from_settings(settings)
+    run_dir = make_private_dir(settings.run_dir.resolve())
+    with _stack_lock(run_dir / "stack.lock"):
+        sandbox_available = _module_exists(SANDBOX_MODULE)
+        _check_ports_free(endpoints, sandbox_available)
+        stop = threading.Event()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, lambda *_: stop.set())
+        services, infrastructure = Supervisor(), Supervisor()
+        try:
+            _start_infrastructure(infrastructure, endpoints, run_dir, sandbox_available, stop)
+            run_bootstrap(BootstrapSettings(run_dir=run_dir))
+            _raise_if_stopping(stop)
+            _start_services(services, run_dir)
+            _print_summary(endpoints, run_dir, sandbox_available, services)
+            after_startup(settings)
+            return _supervise(stop, services, infrastructure)
+        except StopRequested:
+            return 0
+        finally:
+            # A second Ctrl-C must not cut the shutdown short and leave children behind.
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+            console.print("Stopping the stack…")
+            services.stop_all()
+            infrastructure.stop_all()
+            console.print("Stopped.")
+
+
+def _start_infrastructure(
+    infrastructure: Supervisor, endpoints: StackEndpoints, run_dir: Path, sandbox_available: bool, stop: threading.Event
+) -> None:
+    infrastructure.adopt(start_bao(endpoints.vault.host, endpoints.vault.port, run_dir).process)
+    _raise_if_stopping(stop)
+    infrastructure.adopt(start_tansu(endpoints.kafka.host, endpoints.kafka.port, run_dir / "logs" / "kafka.log"))
+    _raise_if_stopping(stop)
+    if not sandbox_available:
+        return
+    sandbox = infrastructure.start(
+        ManagedProcess(
+            "htx-sandbox",
+            [
+                sys.executable,
+                "-m",
+                SANDBOX_MODULE,
+                "--host",
+                endpoints.sandbox.host,
+                "--port",
+                str(endpoints.sandbox.port),
+                "--scenario",
+                str(SANDBOX_SCENARIO),
+            ],
+            run_dir / "logs" / "htx-sandbox.log",
+            env=_child_environment(run_dir),
+            echo=_terminal_echo("htx-sandbox", len(SERVICES)),
+        )
+    )
+    sandbox.wait_until_ready(
+        lambda: port_accepts_connections(endpoints.sandbox.host, endpoints.sandbox.port),
+        f"listening on {endpoints.sandbox.host}:{endpoints.sandbox.port}",
+        SANDBOX_READY_TIMEOUT_S,
+    )
+    _raise_if_stopping(stop)
+
+
+def _start_services(services: Supervisor, run_dir: Path) -> None:
+    for index, (package, name) in enumerate(SERVICES.items()):
+        if not _module_exists(f"services.{package}.__main__"):
+            continue
+        services.start(
+            ManagedProcess(
+                name,
+                [sys.executable, "-m", f"services.{package}"],
+                run_dir / "logs" / f"{name}.log",
+                env=_child_environment(run_dir),
+                echo=_terminal_echo(name, index),
+                stop_timeout_s=SERVICE_STOP_TIMEOUT_S,
+            )
+        )
+
+
+def _supervise(stop: threading.Event, *supervisors: Supervisor) -> int:
+    """Wait for a stop signal (exit 0) or for a child to die on its own (exit 1)."""
+    while not stop.wait(0.5):
+        for supervisor in supervisors:
+            exited = supervisor.first_exited()
+            if exited is not None:
+                error_console.print(
+                    f"{exited.name} exited unexpectedly with code {exited.returncode}; see {_shown(exited.log_path)}. "
+                    "Stopping the whole stack.",
+                    markup=False,
+                )
+                return 1
+    return 0
+
+
+def _raise_if_stopping(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise StopRequested
+
+
+@contextmanager
+def _stack_lock(path: Path) -> Iterator[None]:
+    """One stack per run folder. flock, not a pid file: the kernel releases it however the holder dies."""
+    with open(path, "a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            raise StackError(
+                f"A Hash7 stack is already running from {path.parent} (pid {holder}); this one was not started. "
+                f"Use the running one, or stop it first: Ctrl-C in its terminal, or `kill {holder}`."
+            ) from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        yield
+
+
+def _check_ports_free(endpoints: StackEndpoints, sandbox_wanted: bool) -> None:
+    wanted = [
+        (endpoints.kafka, "Kafka", "HASH7_KAFKA_BOOTSTRAP_SERVERS"),
+        (endpoints.vault, "Vault", "HASH7_VAULT_ADDR"),
+        (
+            Endpoint(endpoints.vault.host, endpoints.vault.port + CLUSTER_PORT_OFFSET),
+            "Vault's cluster traffic (the Vault port + 1)",
+            "HASH7_VAULT_ADDR",
+        ),
+    ]
+    if sandbox_wanted:
+        wanted.append((endpoints.sandbox, "the HTX sandbox", "HASH7_HTX_BASE_URL"))
+    for endpoint, what, variable in wanted:
+        if not port_is_free(endpoint.host, endpoint.port):
+            raise StackError(
+                f"Port {endpoint.port} on {endpoint.host}, for {what}, is already in use{_port_holder(endpoint.port)}, "
+                "so the stack was not started. Another Hash7 stack (from another folder) or another server is "
+                f"probably running: stop it, or choose a free port with {variable}."
+            )
+
+
+def _port_holder(port: int) -> str:
+    """' by pid N (name)' for the process listening on port, when the OS lets us see it."""
+    try:
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+                return f" by pid {connection.pid} ({psutil.Process(connection.pid).name()})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _child_environment(run_dir: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in WITHHELD_FROM_CHILDREN}
+    # Absolute, so children find the AppRole credentials whatever their working directory.
+    env["HASH7_RUN_DIR"] = str(run_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    # Children write to a pipe, which their logging would take for a machine reader; a person is reading.
+    if sys.stdout.isatty():
+        env.setdefault("HASH7_LOG_FORMAT", "console")
+    return env
+
+
+def _terminal_echo(name: str, index: int) -> LineSink:
+    prefix = Text(f"{name:<13}| ", style=LINE_PREFIX_STYLES[index % len(LINE_PREFIX_STYLES)])
+
+    def echo(line: str) -> None:
+        console.print(Text.assemble(prefix, line))
+
+    return echo
+
+
+def _shown(path: Path) -> str:
+    """path relative to the working directory when it is inside it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _print_summary(endpoints: StackEndpoints, run_dir: Path, sandbox_started: bool, services: Supervisor) -> None:
+    vault_files = VaultFiles(run_dir)
+    table = Table(title="Hash7 stack is up", title_justify="left")
+    table.add_column("Part", style="bold")
+    table.add_column("Where")
+    table.add_column("Notes")
+    table.add_row(
+        "Kafka (Tansu)", f"{endpoints.kafka.host}:{endpoints.kafka.port}", "in memory: messages are lost when it stops"
+    )
+    table.add_row(
+        "Vault (OpenBao)",
+        f"http://{endpoints.vault.host}:{endpoints.vault.port}",
+        f"data and audit log in {_shown(vault_files.directory)}",
+    )
+    table.add_row(
+        "Unseal key, root token",
+        _shown(vault_files.init_file),
+        "0600; a local convenience only: whoever can read it owns this Vault",
+    )
+    table.add_row("AppRole credentials", _shown(run_dir / "approle"), "one 0600 file per role")
+    if sandbox_started:
+        table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}", "")
+    else:
+        table.add_row("HTX sandbox", "not started", f"{SANDBOX_MODULE} does not exist yet")
+    running = {process.name: process for process in services.processes}
+    for package, name in SERVICES.items():
+        if name in running:
+            table.add_row(name, f"pid {running[name].pid}", "")
+        else:
+            table.add_row(name, "not started", f"services/{package}/__main__.py does not exist yet")
+    table.add_row("Logs", _shown(run_dir / "logs"), "one file per part; service output also appears below")
+    table.add_row("Run folder", _shown(run_dir), "git-ignored; delete it (stack stopped) to start afresh")
+    console.print(table)
+    console.print("Submit a binding: .venv/bin/hash7 bind --help")
+    console.print("Stop everything: Ctrl-C")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

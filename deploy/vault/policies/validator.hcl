@@ -1,0 +1,6 @@
+# validator: unseals the secret key in memory to test the binding against the exchange. It never stores it.
+
+# Unseal the binding secret (the user id is the derivation context); "update" is how Transit grants decrypt.
+path "transit/decrypt/binding-secret" {
+  capabilities = ["update"]
+}

@@ -1,0 +1,42 @@
+# vault-writer: the only writer of bindings and of the access-key index; it also removes them on revoke.
+
+# Unseal the secret key to store it in KV, where the trading engine reads it (the user id is the context).
+path "transit/decrypt/binding-secret" {
+  capabilities = ["update"]
+}
+
+# HMAC an access key for the uniqueness index, so the index never holds an access key in clear.
+path "transit/hmac/access-key-index" {
+  capabilities = ["update"]
+}
+
+# Write a binding with check-and-set, and read it back to tell a redelivered write from a conflict.
+path "hash7/data/bindings/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# Read a binding's versions before a write; delete every version of a revoked binding.
+path "hash7/metadata/bindings/*" {
+  capabilities = ["read", "delete"]
+}
+
+# Claim an access key in the index with check-and-set, and read the claim to spot a duplicate.
+path "hash7/data/index/access-keys/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# Release a revoked binding's access-key claim.
+path "hash7/metadata/index/access-keys/*" {
+  capabilities = ["delete"]
+}
+
+# Drop a revoked binding's whitelist record (its contents are never read here).
+path "hash7/metadata/whitelists/*" {
+  capabilities = ["delete"]
+}
+
+# Leave (and look up) a revocation tombstone, so a redelivered revoke is answered instead of refused.
+# No "update": a tombstone is written once and never changed.
+path "hash7/data/revocations/*" {
+  capabilities = ["create", "read"]
+}

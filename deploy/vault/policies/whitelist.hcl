@@ -1,0 +1,11 @@
+# whitelist: records which symbols and IPs each stored binding is whitelisted for.
+
+# Write and read the whitelist records it owns, with check-and-set.
+path "hash7/data/whitelists/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# See that a binding exists (metadata only: never the binding's data, which holds the secret).
+path "hash7/metadata/bindings/*" {
+  capabilities = ["read"]
+}

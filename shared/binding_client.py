@@ -1,0 +1,389 @@
+"""The app side of the binding flow: seal the secret key with Vault Transit, publish requests, and read what
+the services answer on binding.status; plus readers of the audit and dead-letter topics for people
+(shared.cli).
+
+The readers use no consumer group: each assigns itself every partition of its topic and never commits, so
+any number of them can read a topic from the start without disturbing each other or the services' groups.
+"""
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Set as AbstractSet
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import SecretStr
+
+from shared.config import Settings
+from shared.contracts.events import (
+    AuditEvent,
+    BindingRequested,
+    BindingStatus,
+    Event,
+    MalformedEvent,
+    RevokeRequested,
+    WhitelistRequested,
+    parse_event,
+    utc_now,
+)
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.logging import redact
+from shared.vault import VaultClient
+from shared.vault_layout import BINDING_SECRET_KEY
+
+log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=Event)
+
+# The AppRole of the Hash7 app (one of shared.vault_layout.CLIENT_ROLES): it may only seal binding secrets.
+APP_ROLE = "app"
+_CLIENT_ID = "hash7-binding-client"
+# How long one fetch waits for new records; bounds how late a reader notices that it has caught up.
+_POLL_TIMEOUT_MS = 500
+BODY_PREVIEW_CHARS = 240
+
+StatusPredicate = Callable[[BindingStatus], bool]
+
+
+class ClientError(Exception):
+    """A failure the client can explain in one line; the message is safe to show a person."""
+
+
+class BrokerUnavailable(ClientError):
+    """Kafka cannot be reached, or refused a publish."""
+
+
+class TopicMissing(ClientError):
+    """A topic the client needs does not exist on the broker."""
+
+
+class CredentialsMissing(ClientError):
+    """No AppRole credentials for the app, so nothing can be sealed."""
+
+
+class InvalidRequest(ClientError):
+    """The request's fields do not satisfy the contract; the message names the fields, never their values."""
+
+
+class StatusTimeout(TimeoutError):
+    """The awaited status did not arrive in time. `timeline` holds what did arrive for the request."""
+
+    def __init__(self, request_id: str, awaited: str, timeout_s: float, timeline: list[BindingStatus]) -> None:
+        seen = ", ".join(status.state for status in timeline) or "none"
+        super().__init__(
+            f"no {awaited} status for request {request_id} within {timeout_s:g}s (states seen: {seen})"
+        )
+        self.request_id = request_id
+        self.timeline = timeline
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """One dead letter as people see it: where the original came from and why it failed (the x-dlq-* headers
+    written by shared.kafka.DeadLetter), and the start of its body with anything secret removed. The raw body
+    is never kept."""
+
+    partition: int
+    offset: int
+    key: str
+    original_topic: str | None
+    original_partition: int | None
+    original_offset: int | None
+    error_class: str | None
+    error_message: str | None
+    service: str | None
+    failed_at: datetime
+    body_preview: str
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> Self:
+        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+        return cls(
+            partition=record.partition,
+            offset=record.offset,
+            key=(record.key or b"").decode(errors="replace"),
+            original_topic=headers.get("x-dlq-original-topic"),
+            original_partition=_int_or_none(headers.get("x-dlq-original-partition")),
+            original_offset=_int_or_none(headers.get("x-dlq-original-offset")),
+            error_class=headers.get("x-dlq-exception-type"),
+            error_message=redact(headers.get("x-dlq-exception-message")),
+            service=headers.get("x-dlq-service"),
+            failed_at=_timestamp_or_none(headers.get("x-dlq-failed-at"))
+            or datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            body_preview=body_preview(record.value),
+        )
+
+
+def body_preview(body: bytes | None, limit: int = BODY_PREVIEW_CHARS) -> str:
+    """The start of a message body, safe to show: a JSON body is redacted field by field (secret-named
+    fields removed, access keys masked), anything else is scrubbed of secret-shaped text."""
+    text = (body or b"").decode(errors="replace")
+    try:
+        cleaned = json.dumps(redact(json.loads(text)), ensure_ascii=False)
+    except json.JSONDecodeError:
+        cleaned = str(redact(text))
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+class BindingClient:
+    """What the Hash7 app (and the `hash7` CLI) needs from the backend. Use it as an async context manager.
+
+    Nothing connects until it is needed: reading topics needs only Kafka; `bind` also needs Vault and the
+    app's AppRole credentials. Records on the read topics that are not valid events are skipped and counted
+    in `unparseable_records`, never raised.
+    """
+
+    def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
+        self._settings = settings
+        self._vault = vault
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self.unparseable_records: Counter[Topic] = Counter()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def preflight(self) -> None:
+        """Connect to Kafka and log in to Vault now, so that a problem shows before anyone types a secret."""
+        await self._ready_vault().check()
+        await self._ready_producer()
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    async def bind(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
+                   label: str = "", trading_pairs: list[str] | None = None,
+                   replaces_binding_id: str | None = None, request_id: str | None = None) -> str:
+        """Seal secret_key for user_id, publish the binding request and return its request id. Only the
+        Transit ciphertext leaves this process; it opens only with user_id as context."""
+        request_id = request_id or _new_request_id()
+        sealed = await self._ready_vault().seal(BINDING_SECRET_KEY, secret_key, context=user_id)
+        request = _build(
+            BindingRequested, request_id=request_id, user_id=user_id, exchange=exchange, label=label,
+            access_key=access_key, secret_key_sealed=sealed, trading_pairs=trading_pairs,
+            replaces_binding_id=replaces_binding_id, requested_at=utc_now().isoformat(),
+        )
+        await self._publish(Topic.BINDING_REQUESTED, user_id, request)
+        return request_id
+
+    async def set_whitelist(self, user_id: str, binding_id: str, pairs: list[str],
+                            request_id: str | None = None) -> str:
+        """Ask for pairs to become the binding's whole whitelist; returns the request id."""
+        request_id = request_id or _new_request_id()
+        request = _build(WhitelistRequested, request_id=request_id, user_id=user_id, binding_id=binding_id,
+                         trading_pairs=pairs)
+        await self._publish(Topic.WHITELIST_REQUESTED, user_id, request)
+        return request_id
+
+    async def revoke(self, user_id: str, binding_id: str, request_id: str | None = None) -> str:
+        request_id = request_id or _new_request_id()
+        request = _build(RevokeRequested, request_id=request_id, user_id=user_id, binding_id=binding_id)
+        await self._publish(Topic.BINDING_REVOKE_REQUESTED, user_id, request)
+        return request_id
+
+    async def publish_raw(self, topic: Topic, key: str, value: bytes,
+                          headers: Mapping[str, str] | None = None) -> None:
+        """Publish bytes as they are, for tests and fuzzers that need to send what no model would produce."""
+        await self._send(topic, key, value, headers or {})
+
+    async def _publish(self, topic: Topic, key: str, event: Event) -> None:
+        headers = {"content-type": "application/json", "event-type": type(event).__name__}
+        await self._send(topic, key, event.to_bytes(), headers)
+
+    async def _send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
+        producer = await self._ready_producer()
+        name = self._settings.topic(topic)
+        try:
+            await producer.send_and_wait(
+                name, value, key=key.encode(), headers=[(header, text.encode()) for header, text in headers.items()]
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"publishing to {name} failed ({type(exc).__name__})") from None
+
+    # ---- statuses -----------------------------------------------------------------------------------------
+
+    async def statuses(self, *, user_id: str | None = None, request_id: str | None = None,
+                       binding_id: str | None = None, from_beginning: bool = True, follow: bool = False,
+                       on_caught_up: Callable[[], None] | None = None) -> AsyncGenerator[BindingStatus, None]:
+        """Statuses matching every filter given, in the order of the topic. Without follow the iteration
+        ends at the end the topic had when reading started; on_caught_up is called once that end is reached
+        (with follow, reading then goes on)."""
+        async with aclosing(self._events(Topic.BINDING_STATUS, BindingStatus, from_beginning=from_beginning,
+                                         follow=follow, on_caught_up=on_caught_up)) as statuses:
+            async for status in statuses:
+                if ((user_id is None or status.user_id == user_id)
+                        and (request_id is None or status.request_id == request_id)
+                        and (binding_id is None or status.binding_id == binding_id)):
+                    yield status
+
+    async def wait_for(self, request_id: str, states: AbstractSet[BindingState] | StatusPredicate,
+                       timeout_s: float,
+                       on_status: Callable[[BindingStatus], None] | None = None) -> list[BindingStatus]:
+        """The request's statuses up to and including the first one in states (or matching the predicate).
+        on_status sees each status as it arrives, for progress displays. Raises StatusTimeout."""
+        if callable(states):
+            matches, awaited = states, "matching"
+        else:
+            wanted = frozenset(states)
+            matches, awaited = (lambda status: status.state in wanted), "/".join(sorted(wanted))
+        timeline: list[BindingStatus] = []
+
+        async def follow_until_match() -> None:
+            async with aclosing(self.statuses(request_id=request_id, follow=True)) as statuses:
+                async for status in statuses:
+                    timeline.append(status)
+                    if on_status is not None:
+                        on_status(status)
+                    if matches(status):
+                        return
+
+        try:
+            await asyncio.wait_for(follow_until_match(), timeout_s)
+        except TimeoutError:
+            raise StatusTimeout(request_id, awaited, timeout_s, timeline) from None
+        return timeline
+
+    # ---- audit and dead letters ---------------------------------------------------------------------------
+
+    def audit_events(self, *, follow: bool = False,
+                     on_caught_up: Callable[[], None] | None = None) -> AsyncGenerator[AuditEvent, None]:
+        return self._events(Topic.AUDIT, AuditEvent, from_beginning=True, follow=follow, on_caught_up=on_caught_up)
+
+    async def dead_letters(self, *, follow: bool = False,
+                           on_caught_up: Callable[[], None] | None = None) -> AsyncGenerator[DeadLetterRecord, None]:
+        async with aclosing(self._records(Topic.DEAD_LETTER, from_beginning=True, follow=follow,
+                                          on_caught_up=on_caught_up)) as records:
+            async for record in records:
+                yield DeadLetterRecord.from_record(record)
+
+    # ---- the one topic reader -----------------------------------------------------------------------------
+
+    async def _events(self, topic: Topic, model: type[E], *, from_beginning: bool, follow: bool,
+                      on_caught_up: Callable[[], None] | None) -> AsyncGenerator[E, None]:
+        async with aclosing(self._records(topic, from_beginning=from_beginning, follow=follow,
+                                          on_caught_up=on_caught_up)) as records:
+            async for record in records:
+                try:
+                    yield parse_event(model, record.value or b"")
+                except MalformedEvent as exc:
+                    self.unparseable_records[topic] += 1
+                    log.warning("record_unparseable", topic=record.topic, partition=record.partition,
+                                offset=record.offset, problem=exc.problem)
+
+    async def _records(self, topic: Topic, *, from_beginning: bool, follow: bool,
+                       on_caught_up: Callable[[], None] | None) -> AsyncGenerator[ConsumerRecord, None]:
+        name = self._settings.topic(topic)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=_CLIENT_ID,
+            group_id=None,
+            enable_auto_commit=False,
+        )
+        await self._start(consumer)
+        try:
+            partitions = await self._partitions(consumer, name)
+            consumer.assign(partitions)
+            if from_beginning:
+                await consumer.seek_to_beginning(*partitions)
+            else:
+                await consumer.seek_to_end(*partitions)
+            # The end as it is now: reaching it means "caught up", and ends the iteration unless following.
+            ends = await consumer.end_offsets(partitions)
+            behind = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+            if not behind and on_caught_up is not None:
+                on_caught_up()
+            while follow or behind:
+                batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+                for records in batches.values():
+                    for record in records:
+                        yield record
+                if behind:
+                    behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+                    if not behind and on_caught_up is not None:
+                        on_caught_up()
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"reading {name} failed ({type(exc).__name__})") from None
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer, name: str) -> list[TopicPartition]:
+        await consumer.topics()  # refreshes the metadata of every topic
+        partitions = consumer.partitions_for_topic(name)
+        if not partitions:
+            raise TopicMissing(f"topic {name} does not exist on {self._settings.kafka_bootstrap_servers} "
+                               "(has the stack been bootstrapped, and is HASH7_TOPIC_PREFIX right?)")
+        return [TopicPartition(name, partition) for partition in sorted(partitions)]
+
+    # ---- connections --------------------------------------------------------------------------------------
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    client_id=_CLIENT_ID,
+                    acks="all",
+                    # Tansu has no idempotent producer (engineering notes §7).
+                    enable_idempotence=False,
+                )
+                await self._start(producer)
+                self._producer = producer
+            return self._producer
+
+    async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+        try:
+            await client.start()
+        except KafkaError as exc:
+            await client.stop()  # a half-started client still holds sockets and tasks
+            raise BrokerUnavailable(
+                f"Kafka is unreachable at {self._settings.kafka_bootstrap_servers} ({type(exc).__name__})"
+            ) from None
+
+    def _ready_vault(self) -> VaultClient:
+        if self._vault is None:
+            try:
+                credentials = self._settings.approle_credentials(APP_ROLE)
+            except RuntimeError as exc:
+                raise CredentialsMissing(str(exc)) from None
+            self._vault = VaultClient(self._settings.vault_addr, credentials, self._settings.vault_timeout_s)
+        return self._vault
+
+
+def _build(model: type[E], **fields: object) -> E:
+    """The event, checked by the same parse its consumer applies, so a bad field fails here, by name."""
+    try:
+        return parse_event(model, json.dumps(fields).encode())
+    except MalformedEvent as exc:
+        raise InvalidRequest(f"invalid {model.__name__}: {exc.problem}") from None
+
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _timestamp_or_none(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text is not None else None
+    except ValueError:
+        return None

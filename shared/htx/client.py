@@ -1,0 +1,407 @@
+"""Async HTX REST client: one shared httpx connection pool, credentials per call, signed requests,
+deadline-bounded retries with full-jitter backoff, and a client-side rate limiter per (UID or access key,
+endpoint) that honours HTX's rate-limit headers.
+
+One client serves many users' keys, so credentials travel with each call as `HtxCredentials`; the secret
+is revealed only inside `signing.compute_signature` and never appears in a repr, a log line or an error.
+"""
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import httpx
+import structlog
+from pydantic import SecretStr, TypeAdapter, ValidationError
+
+from shared.htx.errors import HtxError, HtxErrorKind, htx_error, parse_response
+from shared.htx.models import (
+    Account,
+    ApiKeyInfo,
+    MarketStatus,
+    MarketSymbol,
+    NewOrder,
+    PlacedOrder,
+    SymbolV1,
+    SymbolV2,
+)
+from shared.htx.signing import signed_query
+from shared.secrets import mask_access_key
+
+log = structlog.get_logger()
+
+# facts §6: header names HTX sends on rate-limited endpoints.
+REMAINING_HEADER: Final = "X-HB-RateLimit-Requests-Remain"
+EXPIRE_HEADER: Final = "X-HB-RateLimit-Requests-Expire"
+
+# A network failure before the request left us: safe to retry even a non-idempotent POST.
+NETWORK_UNREACHABLE: Final = "network-unreachable"
+# A network failure after the request may have reached HTX (read/write error, timeout waiting for the answer).
+NETWORK_ERROR: Final = "network-error"
+# Our own limiter refused to send within the retry budget.
+CLIENT_RATE_LIMIT: Final = "client-rate-limit"
+# HTX answered success, but its data is not shaped as documented.
+UNEXPECTED_ANSWER: Final = "unexpected-answer"
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class HtxCredentials:
+    """One user's HTX API key. `uid`, once known, keys the rate limiter as HTX does (per UID, facts §6)."""
+
+    access_key: str
+    secret_key: SecretStr = field(repr=False)
+    uid: int | None = None
+
+    def with_uid(self, uid: int) -> "HtxCredentials":
+        return replace(self, uid=uid)
+
+    def __repr__(self) -> str:
+        return f"HtxCredentials(access_key={mask_access_key(self.access_key)!r}, uid={self.uid!r})"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    window_s: float
+
+
+# facts §6: the limits HTX marks (per UID and endpoint) for the endpoints we call.
+DOCUMENTED_RATE_LIMITS: Final[Mapping[str, RateLimit]] = {
+    "/v1/account/accounts": RateLimit(100, 2.0),
+    "/v1/order/orders/place": RateLimit(100, 2.0),
+}
+# facts §6: unmarked endpoints fall under the legacy rule, 10 requests per second per key (or per IP).
+LEGACY_RATE_LIMIT: Final = RateLimit(10, 1.0)
+
+RateLimitKey = tuple[str, str]
+
+
+@dataclass
+class _Window:
+    sent_at: deque[float] = field(default_factory=deque)
+    # What HTX last said about this window (facts §6 headers), if anything.
+    server_remaining: int | None = None
+    server_resets_at: float | None = None
+
+
+class RateLimiter:
+    """Sliding-window limits per (principal, endpoint), tightened by what HTX's headers report.
+
+    Not locked: `delay` and `record` never await, so on one event loop a check and its record are atomic.
+    """
+
+    _SWEEP_ABOVE = 1024
+
+    def __init__(self, limits: Mapping[str, RateLimit], default: RateLimit, clock: Clock) -> None:
+        self._limits = dict(limits)
+        self._default = default
+        self._clock = clock
+        self._windows: dict[RateLimitKey, _Window] = {}
+
+    def delay(self, key: RateLimitKey) -> float:
+        """Seconds to wait before the next request under key may be sent (0: send now)."""
+        now = self._clock()
+        window = self._window(key, now)
+        limit = self._limits.get(key[1], self._default)
+        local_wait = window.sent_at[0] + limit.window_s - now if len(window.sent_at) >= limit.requests else 0.0
+        server_wait = 0.0
+        if window.server_remaining is not None and window.server_remaining <= 0 and window.server_resets_at:
+            server_wait = window.server_resets_at - now
+        return max(local_wait, server_wait, 0.0)
+
+    def record(self, key: RateLimitKey) -> None:
+        """A request under key is being sent now."""
+        now = self._clock()
+        window = self._window(key, now)
+        window.sent_at.append(now)
+        if window.server_remaining is not None:
+            # Count our own request until HTX's next answer says otherwise, so concurrent callers do not all
+            # pass on one stale "remaining" figure.
+            window.server_remaining -= 1
+        if len(self._windows) > self._SWEEP_ABOVE:
+            self._sweep(now)
+
+    def observe(self, key: RateLimitKey, remaining: int, resets_at: float) -> None:
+        window = self._window(key, self._clock())
+        window.server_remaining = remaining
+        window.server_resets_at = resets_at
+
+    def _window(self, key: RateLimitKey, now: float) -> _Window:
+        window = self._windows.setdefault(key, _Window())
+        limit = self._limits.get(key[1], self._default)
+        while window.sent_at and window.sent_at[0] <= now - limit.window_s:
+            window.sent_at.popleft()
+        if window.server_resets_at is not None and window.server_resets_at <= now:
+            window.server_remaining = window.server_resets_at = None
+        return window
+
+    def _sweep(self, now: float) -> None:
+        for key in list(self._windows):
+            window = self._window(key, now)
+            if not window.sent_at and window.server_resets_at is None:
+                del self._windows[key]
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> tuple[int, float] | None:
+    """(remaining requests, epoch seconds when the window resets) from HTX's headers, if present.
+
+    facts §6/§11: the unit of `-Expire` is undocumented; third parties read it either as an epoch time in
+    ms or as ms until the window resets. A value that can only be an epoch time (>= 1e12) is read as one.
+    """
+    remaining, expire = headers.get(REMAINING_HEADER), headers.get(EXPIRE_HEADER)
+    if remaining is None or expire is None:
+        return None
+    try:
+        remaining_count, expire_ms = int(remaining), float(expire)
+    except ValueError:
+        return None
+    resets_at = expire_ms / 1000 if expire_ms >= 1e12 else now + expire_ms / 1000
+    return remaining_count, resets_at
+
+
+T = TypeVar("T")
+
+# The `data` of each answer. HTX sends ids as numbers or as numeric strings (an order id), both read as int.
+_INT = TypeAdapter(int)
+_MARKET_STATUS = TypeAdapter(MarketStatus)
+_API_KEYS = TypeAdapter(list[ApiKeyInfo])
+_ACCOUNTS = TypeAdapter(list[Account])
+_SYMBOLS_V1 = TypeAdapter(list[SymbolV1])
+_SYMBOLS_V2 = TypeAdapter(list[SymbolV2])
+_MARKET_SYMBOLS = TypeAdapter(list[MarketSymbol])
+
+
+class HtxClient:
+    """HTX's spot REST endpoints used by Hash7. Every call raises `HtxError` (or `HtxTransientError`, once
+    the retry budget is spent) instead of returning an error envelope.
+
+    Retries: transient failures are retried with full-jitter exponential backoff while the next attempt
+    can start within `retry_budget_s` of the call's start; each attempt has its own `timeout_s`. A POST is
+    retried only when HTX certainly did not act on it (connection never made, rate limit, maintenance).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 5.0,
+        retry_budget_s: float = 20.0,
+        backoff_base_s: float = 0.2,
+        backoff_cap_s: float = 5.0,
+        rate_limits: Mapping[str, RateLimit] = DOCUMENTED_RATE_LIMITS,
+        default_rate_limit: RateLimit = LEGACY_RATE_LIMIT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        url = httpx.URL(base_url)
+        # The signed host is the Host header httpx sends: lower-case, with the port unless it is the
+        # scheme's default (facts §2.1, FAQ Q6 item 8).
+        self._signed_host = url.netloc.decode()
+        self._http = httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout_s)
+        self._retry_budget_s = retry_budget_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        # Wall-clock time: signatures carry it, and HTX's Expire header may be an epoch time.
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._limiter = RateLimiter(rate_limits, default_rate_limit, clock)
+        self._clock_offset_s = 0.0
+
+    async def __aenter__(self) -> "HtxClient":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- public endpoints ------------------------------------------------------------------------------
+
+    async def server_time_ms(self) -> int:
+        """`GET /v1/common/timestamp`: HTX's clock, epoch ms (facts §4.4)."""
+        return await self._call("GET", "/v1/common/timestamp", _INT)
+
+    async def sync_clock(self) -> float:
+        """Measure HTX's clock against ours and sign with HTX's time from now on, as a client whose clock
+        drifted would otherwise fail every signed call (facts §2.1 window). Returns the offset in seconds."""
+        sent = self._clock()
+        server_s = await self.server_time_ms() / 1000
+        received = self._clock()
+        self._clock_offset_s = server_s - (sent + received) / 2
+        return self._clock_offset_s
+
+    async def symbols(self) -> list[SymbolV1]:
+        """`GET /v1/common/symbols` (facts §7.1)."""
+        return await self._call("GET", "/v1/common/symbols", _SYMBOLS_V1)
+
+    async def symbols_v2(self) -> list[SymbolV2]:
+        """`GET /v2/settings/common/symbols` (facts §7.2)."""
+        return await self._call("GET", "/v2/settings/common/symbols", _SYMBOLS_V2)
+
+    async def market_symbols(self, symbols: Sequence[str] = ()) -> list[MarketSymbol]:
+        """`GET /v1/settings/common/market-symbols`, all symbols or only those named (facts §7.4)."""
+        params = {"symbols": ",".join(symbols)} if symbols else None
+        return await self._call("GET", "/v1/settings/common/market-symbols", _MARKET_SYMBOLS, params=params)
+
+    async def market_status(self) -> MarketStatus:
+        """`GET /v2/market-status` (facts §4.4)."""
+        return await self._call("GET", "/v2/market-status", _MARKET_STATUS)
+
+    # ---- signed endpoints ------------------------------------------------------------------------------
+
+    async def uid(self, credentials: HtxCredentials) -> int:
+        """`GET /v2/user/uid`: the key's owner; proves key, signature and IP binding valid (facts §4.1)."""
+        return await self._call("GET", "/v2/user/uid", _INT, credentials=credentials)
+
+    async def api_key(self, credentials: HtxCredentials, uid: int) -> ApiKeyInfo | None:
+        """`GET /v2/user/api-key` for this very key, or None when HTX lists no such key under uid.
+
+        Always sends `uid` and `accessKey` and still matches the entry by access key, since without
+        `accessKey` HTX returns every key of the UID (facts §4.2). Parent users only: a sub-user key is
+        refused with HTTP 403 (`HtxErrorKind.FORBIDDEN`, facts §5.2).
+        """
+        params = {"uid": str(uid), "accessKey": credentials.access_key}
+        entries = await self._call("GET", "/v2/user/api-key", _API_KEYS, credentials=credentials, params=params)
+        return next((entry for entry in entries if entry.access_key == credentials.access_key), None)
+
+    async def accounts(self, credentials: HtxCredentials) -> list[Account]:
+        """`GET /v1/account/accounts` (facts §4.3)."""
+        return await self._call("GET", "/v1/account/accounts", _ACCOUNTS, credentials=credentials)
+
+    async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder:
+        """`POST /v1/order/orders/place`: only the auth parameters are signed, the order is the JSON body
+        (facts §2.1)."""
+        order_id = await self._call(
+            "POST", "/v1/order/orders/place", _INT, credentials=credentials, body=order.to_body()
+        )
+        return PlacedOrder(order_id=order_id, client_order_id=order.client_order_id)
+
+    # ---- transport -------------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        shape: TypeAdapter[T],
+        *,
+        credentials: HtxCredentials | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> T:
+        """The answer's `data`, read as shape; an answer not shaped as documented is an HtxError."""
+        document = await self._call_with_retries(method, path, credentials, params, body)
+        try:
+            return shape.validate_python(document.get("data"))
+        except ValidationError as exc:
+            raise htx_error(HtxErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER,
+                            f"{path} answered data not shaped as documented ({exc.error_count()} problem(s))") from None
+
+    async def _call_with_retries(
+        self,
+        method: str,
+        path: str,
+        credentials: HtxCredentials | None,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        deadline = self._clock() + self._retry_budget_s
+        limiter_key = (self._principal(credentials), path)
+        attempt = 0
+        last_error: HtxError | None = None
+        while True:
+            if not await self._wait_for_slot(limiter_key, deadline):
+                # Retrying has run into our own rate limit: HTX's last answer says more than the limiter.
+                raise last_error or htx_error(
+                    HtxErrorKind.RATE_LIMITED, CLIENT_RATE_LIMIT, f"no request slot for {path} within the retry budget"
+                )
+            try:
+                return await self._send(method, path, credentials, params, body, limiter_key)
+            except HtxError as error:
+                last_error = error
+                wait = self._backoff(method, error, attempt, deadline)
+                if wait is None:
+                    log.info("htx.refused", method=method, path=path, kind=error.kind, code=error.code,
+                             http_status=error.http_status, attempts=attempt + 1,
+                             access_key_masked=mask_access_key(credentials.access_key) if credentials else None)
+                    raise
+                attempt += 1
+                log.warning("htx.retrying", method=method, path=path, kind=error.kind, code=error.code,
+                            attempt=attempt, wait_s=round(wait, 3))
+                await self._sleep(wait)
+
+    async def _wait_for_slot(self, key: RateLimitKey, deadline: float) -> bool:
+        """Wait until the rate limit lets a request under key go, and count it; False if not by deadline."""
+        while (wait := self._limiter.delay(key)) > 0:
+            if self._clock() + wait > deadline:
+                return False
+            await self._sleep(wait)
+        self._limiter.record(key)
+        return True
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        credentials: HtxCredentials | None,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        limiter_key: RateLimitKey,
+    ) -> dict[str, Any]:
+        query = dict(params or {})
+        if credentials is not None:
+            query = signed_query(
+                access_key=credentials.access_key,
+                secret_key=credentials.secret_key,
+                method=method,
+                host=self._signed_host,
+                path=path,
+                timestamp=datetime.fromtimestamp(self._clock() + self._clock_offset_s, UTC),
+                # facts §2.1: a POST signs only the auth parameters.
+                params=query if method == "GET" else None,
+            )
+        try:
+            response = await self._http.request(method, path, params=query, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc
+        except httpx.TransportError as exc:
+            raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_ERROR, _describe(exc)) from exc
+        limits = parse_rate_limit_headers(response.headers, self._clock())
+        if limits is not None:
+            self._limiter.observe(limiter_key, *limits)
+        return parse_response(response.status_code, response.content)
+
+    def _backoff(self, method: str, error: HtxError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before retrying after error (full jitter), or None when it must be raised now."""
+        if not error.transient or (method != "GET" and not _htx_did_not_act(error)):
+            return None
+        wait = self._rng.uniform(0, min(self._backoff_cap_s, self._backoff_base_s * 2**attempt))
+        return wait if self._clock() + wait <= deadline else None
+
+    @staticmethod
+    def _principal(credentials: HtxCredentials | None) -> str:
+        # facts §6: HTX limits per UID; before the UID is known, per key; public calls per caller IP (us).
+        if credentials is None:
+            return "public"
+        return f"uid:{credentials.uid}" if credentials.uid is not None else f"key:{credentials.access_key}"
+
+
+def _htx_did_not_act(error: HtxError) -> bool:
+    """Whether HTX certainly did nothing with the request: it never left us, or HTX refused it up front."""
+    return error.code == NETWORK_UNREACHABLE or error.kind in (HtxErrorKind.RATE_LIMITED, HtxErrorKind.MAINTENANCE)
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    # httpx's messages name the failure, not the URL (which carries the signature).
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

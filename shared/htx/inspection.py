@@ -1,0 +1,108 @@
+"""Ask HTX about one key and judge it: the validator's call sequence (facts §10).
+
+1. `GET /v1/common/timestamp`: measure clock skew and sign with HTX's time, so our clock cannot fail keys.
+2. `GET /v2/user/uid`: proves access key, signature and IP binding valid; gives the UID.
+3. `GET /v2/user/api-key?uid=…&accessKey=…`: permissions, bound IPs, validity, status. Parent keys only:
+   HTX refuses a sub-account key with HTTP 403, which is itself the verdict `sub_account_key`.
+4. `GET /v1/account/accounts`: the spot account and whether it is locked.
+
+HTX refusing the key (unknown key, bad signature, IP not bound, expired, abnormal user, no permission) is
+an answer about the key and becomes a reason. Transient trouble is raised as `HtxTransientError` once the
+client's retry budget is spent, and any other refusal as `HtxError`: neither says anything about the key.
+"""
+
+from dataclasses import dataclass
+
+import structlog
+
+from shared.contracts.events import HtxKeyFacts
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.htx.client import HtxClient, HtxCredentials
+from shared.htx.errors import HtxError, HtxErrorKind
+from shared.htx.models import Account, ApiKeyInfo
+from shared.htx.verdict import KeyPolicy, Verdict, judge_key
+from shared.secrets import mask_access_key
+
+log = structlog.get_logger()
+
+# Beyond this, our clock is worth an operator's look even though signing corrects for it.
+NOTABLE_CLOCK_SKEW_S = 5.0
+
+_REASON_BY_REFUSAL: dict[HtxErrorKind, ReasonCode] = {
+    HtxErrorKind.UNKNOWN_ACCESS_KEY: ReasonCode.KEY_INVALID,
+    HtxErrorKind.SIGNATURE_MISMATCH: ReasonCode.KEY_INVALID,
+    HtxErrorKind.KEY_EXPIRED: ReasonCode.KEY_EXPIRED,
+    HtxErrorKind.ABNORMAL_USER: ReasonCode.KEY_DISABLED,
+    # Every call of the sequence needs only Read (facts §4), so a permission refusal means Read is missing.
+    HtxErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
+}
+
+
+@dataclass(frozen=True)
+class KeyInspection:
+    verdict: Verdict
+    # What HTX told us about the key; None when it would not describe it (refused, or a sub-account key).
+    facts: HtxKeyFacts | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict.accepted
+
+
+async def inspect_key(client: HtxClient, credentials: HtxCredentials, policy: KeyPolicy) -> KeyInspection:
+    """HTX's facts about the key and the verdict on them; see the module docstring for the sequence."""
+    skew_s = await client.sync_clock()
+    if abs(skew_s) > NOTABLE_CLOCK_SKEW_S:
+        log.warning("htx.clock_skew", skew_s=round(skew_s, 3))
+    try:
+        uid = await client.uid(credentials)
+        credentials = credentials.with_uid(uid)
+        api_key, sub_account = await _describe_key(client, credentials, uid)
+        if api_key is None and not sub_account:
+            # HTX knows the key (it answered /v2/user/uid) but does not list it under its own UID.
+            return KeyInspection(verdict=Verdict(rejections=[reason(ReasonCode.KEY_INVALID)]), facts=None)
+        accounts = await client.accounts(credentials)
+    except HtxError as error:
+        refusal = _reason_for_refusal(error, policy)
+        if refusal is None:
+            raise
+        log.info("htx.key_refused", access_key_masked=mask_access_key(credentials.access_key), kind=error.kind)
+        return KeyInspection(verdict=Verdict(rejections=[refusal]), facts=None)
+    verdict = judge_key(api_key, accounts, policy, sub_account=sub_account)
+    facts = _facts(uid, api_key, accounts) if api_key is not None else None
+    return KeyInspection(verdict=verdict, facts=facts)
+
+
+async def _describe_key(client: HtxClient, credentials: HtxCredentials, uid: int) -> tuple[ApiKeyInfo | None, bool]:
+    """(the key's entry, whether it is a sub-account key)."""
+    try:
+        return await client.api_key(credentials, uid), False
+    except HtxError as error:
+        # facts §4.2, §5.2: the endpoint is parent-only; a sub-user key gets HTTP 403.
+        if error.kind is HtxErrorKind.FORBIDDEN:
+            return None, True
+        raise
+
+
+def _reason_for_refusal(error: HtxError, policy: KeyPolicy) -> Reason | None:
+    if error.kind is HtxErrorKind.IP_NOT_BOUND:
+        # HTX names the address it saw (facts §5.1): that egress IP is missing from the key's list.
+        missing = [error.caller_ip] if error.caller_ip else list(policy.egress_ips)
+        return reason(ReasonCode.IP_BINDING_INCOMPLETE, missing_ips=missing, egress_ips=list(policy.egress_ips))
+    code = _REASON_BY_REFUSAL.get(error.kind)
+    if code is None:
+        return None
+    # Only key_disabled's message names a status; HTX's refusal says the user is abnormal (facts §5.1).
+    return reason(code, status="abnormal user status")
+
+
+def _facts(uid: int, api_key: ApiKeyInfo, accounts: list[Account]) -> HtxKeyFacts:
+    spot = next((a for a in accounts if a.type == "spot"), None)
+    return HtxKeyFacts(
+        uid=uid,
+        spot_account_id=spot.id if spot else None,
+        permissions=api_key.permissions,
+        ip_addresses=api_key.bound_ips,
+        valid_days=api_key.valid_days,
+        key_status=api_key.status,
+    )

@@ -1,0 +1,82 @@
+"""HTX Signature Version 2 (HmacSHA256), pure functions shared by the client and the sandbox (facts §2).
+
+Pre-sign text = method, lower-case host, path and the canonical query, one per line. The canonical query
+is every signed parameter, sorted by name in ASCII order, each name and value percent-encoded per RFC 3986
+with upper-case hex (space is `%20`). The signature is the Base64 of the raw HMAC-SHA256 digest.
+"""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from pydantic import SecretStr
+
+SIGNATURE_METHOD = "HmacSHA256"
+SIGNATURE_VERSION = "2"
+# facts §2.1: UTC, no fraction, no zone designator.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+ACCESS_KEY_PARAM = "AccessKeyId"
+SIGNATURE_METHOD_PARAM = "SignatureMethod"
+SIGNATURE_VERSION_PARAM = "SignatureVersion"
+TIMESTAMP_PARAM = "Timestamp"
+SIGNATURE_PARAM = "Signature"
+
+
+def percent_encode(text: str) -> str:
+    """RFC 3986: unreserved `A-Za-z0-9-_.~` kept, every other UTF-8 byte `%XX` in upper-case hex (facts §2.2)."""
+    return quote(text, safe="")
+
+
+def canonical_query(params: Iterable[tuple[str, str]]) -> str:
+    """The signed parameters, sorted by name (then value, for repeated names), encoded and joined with `&`."""
+    return "&".join(f"{percent_encode(name)}={percent_encode(value)}" for name, value in sorted(params))
+
+
+def pre_sign_text(method: str, host: str, path: str, params: Iterable[tuple[str, str]]) -> str:
+    """The four lines that are signed (facts §2.1); no trailing newline."""
+    return f"{method.upper()}\n{host.lower()}\n{path}\n{canonical_query(params)}"
+
+
+def compute_signature(secret_key: SecretStr, text: str) -> str:
+    """Base64 of the raw HMAC-SHA256 digest of text (not of its hex form, facts §2.1 step 5)."""
+    digest = hmac.new(secret_key.get_secret_value().encode(), text.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def format_timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """The inverse of format_timestamp; ValueError when text is not in HTX's format."""
+    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def signed_query(
+    *,
+    access_key: str,
+    secret_key: SecretStr,
+    method: str,
+    host: str,
+    path: str,
+    timestamp: datetime,
+    params: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The query parameters of a signed request: params, the four auth parameters and `Signature`.
+
+    For GET, params are the request's query parameters and are all signed. For POST, pass none: only the
+    auth parameters are signed and the request's parameters travel in the JSON body (facts §2.1).
+    """
+    query = {
+        **(params or {}),
+        ACCESS_KEY_PARAM: access_key,
+        SIGNATURE_METHOD_PARAM: SIGNATURE_METHOD,
+        SIGNATURE_VERSION_PARAM: SIGNATURE_VERSION,
+        TIMESTAMP_PARAM: format_timestamp(timestamp),
+    }
+    query[SIGNATURE_PARAM] = compute_signature(secret_key, pre_sign_text(method, host, path, query.items()))
+    return query

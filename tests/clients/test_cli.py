@@ -1,0 +1,360 @@
+"""The `hash7` command line with a fake BindingClient: argument handling, secret input, tables, errors."""
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+from pydantic import SecretStr
+
+from shared import cli
+from shared.binding_client import BrokerUnavailable, CredentialsMissing
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.states import BindingState
+from shared.vault import VaultUnavailable
+from tests.clients.fakes import (
+    ACCESS_KEY,
+    MASKED_ACCESS_KEY,
+    SECRET_KEY,
+    FakeBindingClient,
+    audit_event,
+    dead_letter,
+    status,
+)
+from tests.clients.hash7_process import hash7_environment, run_hash7
+
+BIND = ["bind", "--user", "user-1", "--access-key", ACCESS_KEY]
+
+
+@pytest.fixture(autouse=True)
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBindingClient]]:
+    FakeBindingClient.reset()
+    monkeypatch.setattr(cli, "BindingClient", FakeBindingClient)
+    # Logging is process-wide; the CLI's setup of it is not what these tests are about.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    yield FakeBindingClient
+
+
+def invoke(args: list[str], stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli.cli, args, input=stdin, prog_name="hash7")
+
+
+def sent_secret() -> SecretStr:
+    (call,) = [c for client in FakeBindingClient.instances for c in client.calls if c[0] == "bind"]
+    secret = call[1][2]
+    assert isinstance(secret, SecretStr)
+    return secret
+
+
+def assert_no_secret(result: Result) -> None:
+    assert SECRET_KEY not in result.output
+    assert ACCESS_KEY not in result.output
+
+
+# ---- the secret never comes from argv ---------------------------------------------------------------------
+
+
+def test_bind_has_no_option_that_takes_the_secret() -> None:
+    result = invoke([*BIND, "--secret", SECRET_KEY])
+
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "No such option '--secret'" in result.output
+    assert_no_secret(result)
+    assert not FakeBindingClient.instances
+
+
+def test_bind_refuses_a_positional_secret_without_echoing_it() -> None:
+    result = invoke([*BIND, SECRET_KEY], stdin=SECRET_KEY)
+
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "never taken from the command line" in result.output
+    assert_no_secret(result)
+    assert not FakeBindingClient.instances
+
+
+def test_bind_reads_the_secret_from_stdin_and_prints_the_timeline() -> None:
+    FakeBindingClient.timeline = [status(BindingState.RECEIVED), status(BindingState.VALIDATED, seconds=1),
+                                  status(BindingState.ACTIVE, seconds=2)]
+
+    result = invoke([*BIND, "--secret-stdin", "--pairs", "BTCUSDT, ethusdt", "--label", " main "],
+                    stdin=f"  {SECRET_KEY} \n")
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    assert sent_secret().get_secret_value() == SECRET_KEY
+    (bind_call,) = [c for c in FakeBindingClient.instances[-1].calls if c[0] == "bind"]
+    assert bind_call[2]["trading_pairs"] == ["btcusdt", "ethusdt"]
+    assert bind_call[2]["label"] == "main"
+    for state in ("received", "validated", "active"):
+        assert state in result.stdout
+    assert "Binding bind-1 is active." in result.stdout
+    assert MASKED_ACCESS_KEY in result.stderr
+    assert_no_secret(result)
+
+
+def test_bind_checks_kafka_and_vault_before_asking_for_the_secret() -> None:
+    FakeBindingClient.failure = CredentialsMissing("no AppRole credentials for 'app': run the bootstrap")
+
+    result = invoke([*BIND, "--secret-stdin"], stdin="")
+
+    assert result.exit_code == cli.EXIT_FAILED
+    assert result.stderr.strip() == "Error: no AppRole credentials for 'app': run the bootstrap"
+
+
+def test_bind_prompts_with_a_hidden_prompt_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = []
+
+    def type_the_secret(prompt: str) -> str:
+        prompts.append(prompt)
+        return SECRET_KEY
+
+    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(cli.getpass, "getpass", type_the_secret)
+    FakeBindingClient.timeline = [status(BindingState.AWAITING_WHITELIST)]
+
+    result = invoke(BIND)
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    assert prompts == ["HTX Secret Key (hidden): "]
+    assert sent_secret().get_secret_value() == SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        ([*BIND, "--secret-stdin"], "\n", "stdin holds no secret key"),
+        (BIND, SECRET_KEY, "pipe the secret key with --secret-stdin"),
+    ],
+    ids=["empty-stdin", "no-terminal-for-a-prompt"],
+)
+def test_bind_without_a_secret_is_a_usage_error(args: list[str], stdin: str, message: str) -> None:
+    result = invoke(args, stdin=stdin)
+
+    assert result.exit_code == cli.EXIT_USAGE
+    assert message in result.output
+    assert_no_secret(result)
+
+
+def test_bind_without_waiting_prints_the_request_id() -> None:
+    result = invoke([*BIND, "--secret-stdin", "--no-wait"], stdin=SECRET_KEY)
+
+    assert result.exit_code == cli.EXIT_OK
+    assert result.stdout.strip() == "req-1"
+    assert not [c for c in FakeBindingClient.instances[-1].calls if c[0] == "wait_for"]
+
+
+def test_a_rejected_binding_shows_reasons_with_hints_and_exits_3() -> None:
+    FakeBindingClient.timeline = [
+        status(BindingState.RECEIVED),
+        status(BindingState.REJECTED, seconds=1, reasons=[ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN]),
+    ]
+
+    result = invoke([*BIND, "--secret-stdin"], stdin=SECRET_KEY)
+
+    assert result.exit_code == cli.EXIT_REFUSED
+    assert "permission_withdraw_forbidden" in result.stdout
+    assert "untick 'Withdraw'" in result.stdout
+    assert "ended rejected (permission_withdraw_forbidden)" in result.stdout
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["bind", "--user", "../etc/passwd", "--access-key", ACCESS_KEY], "--user"),
+        (["bind", "--user", "user-1", "--access-key", "not a key!"], "--access-key"),
+        ([*BIND, "--pairs", ",".join(f"pair{n}" for n in range(201))], "--pairs"),
+        (["whitelist", "--user", "user-1", "--binding", "bind/1", "--pairs", "btcusdt"], "--binding"),
+        (["revoke", "--user", "user-1", "--binding", "bind-1", "--timeout", "0"], "--timeout"),
+        (["audit", "--limit", "0"], "--limit"),
+    ],
+    ids=["user", "access-key", "too-many-pairs", "binding", "timeout", "limit"],
+)
+def test_bad_input_is_a_clear_usage_error(args: list[str], option: str) -> None:
+    result = invoke(args, stdin=SECRET_KEY)
+
+    assert result.exit_code == cli.EXIT_USAGE
+    assert f"Invalid value for '{option}'" in result.output
+    assert "Traceback" not in result.output
+    assert "not a key!" not in result.output
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = invoke(["bind", "--help"])
+
+    assert result.exit_code == 0
+    assert "never accepted" in result.output
+    assert "3  refused" in result.output
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        BrokerUnavailable("Kafka is unreachable at 127.0.0.1:1 (KafkaConnectionError)"),
+        VaultUnavailable("Vault unreachable (ConnectionError)"),
+        RuntimeError("something nobody expected: token='hvs.abcdefghijklmnopqrstuvwxyz'"),
+    ],
+    ids=["kafka", "vault", "unexpected"],
+)
+def test_failures_are_one_red_line_and_exit_1(failure: Exception) -> None:
+    FakeBindingClient.failure = failure
+
+    result = invoke(["whitelist", "--user", "user-1", "--binding", "bind-1", "--pairs", "btcusdt"])
+
+    assert result.exit_code == cli.EXIT_FAILED
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ")
+    assert "Traceback" not in result.output
+    assert "hvs.abcdefghijklmnopqrstuvwxyz" not in result.output
+
+
+def test_a_timeout_shows_what_arrived_and_exits_1() -> None:
+    FakeBindingClient.timeline = [status(BindingState.RECEIVED, binding_id=None)]
+
+    result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1", "--timeout", "5"])
+
+    assert result.exit_code == cli.EXIT_FAILED
+    assert "received" in result.stdout
+    assert "Error: no rejected/revoked status for request req-1 within 5s (states seen: received)" in result.stderr
+
+
+def test_revoke_ends_well_when_revoked() -> None:
+    FakeBindingClient.timeline = [status(BindingState.REVOKED)]
+
+    result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1"])
+
+    assert result.exit_code == cli.EXIT_OK
+    assert ("revoke", ("user-1", "bind-1"), {}) in FakeBindingClient.instances[-1].calls
+
+
+def test_whitelist_accepts_an_empty_list_to_clear_it() -> None:
+    FakeBindingClient.timeline = [status(BindingState.AWAITING_WHITELIST, reasons=[ReasonCode.WHITELIST_EMPTY])]
+
+    result = invoke(["whitelist", "--user", "user-1", "--binding", "bind-1", "--pairs", ""])
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    assert ("set_whitelist", ("user-1", "bind-1", []), {}) in FakeBindingClient.instances[-1].calls
+
+
+# ---- reading topics ---------------------------------------------------------------------------------------
+
+
+def test_timeline_passes_the_filters_and_prints_a_table() -> None:
+    FakeBindingClient.statuses_on_topic = [
+        status(BindingState.REJECTED, seconds=5, reasons=[ReasonCode.IP_BINDING_INCOMPLETE],
+               missing_ips=["203.0.113.11"]),
+        status(BindingState.RECEIVED),
+    ]
+
+    result = invoke(["timeline", "--user", "user-1", "--binding", "bind-1"])
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    (call,) = FakeBindingClient.instances[-1].calls
+    assert call[2]["user_id"] == "user-1" and call[2]["binding_id"] == "bind-1" and call[2]["request_id"] is None
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["Time", "(UTC)", "State", "Request"]
+    # Oldest first, whatever order the topic gave.
+    assert result.stdout.index("received") < result.stdout.index("rejected")
+    assert "missing: 203.0.113.11" in result.stdout
+
+
+def test_audit_shows_the_newest_events_with_masked_keys_only() -> None:
+    FakeBindingClient.audit_on_topic = [
+        audit_event(seconds=n, action=f"action_{n}", reason_codes=[ReasonCode.KEY_EXPIRING]) for n in (3, 1, 2, 0)
+    ]
+
+    result = invoke(["audit", "--limit", "2"])
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    assert "action_0" not in result.stdout and "action_1" not in result.stdout
+    assert result.stdout.index("action_2") < result.stdout.index("action_3")
+    assert MASKED_ACCESS_KEY in result.stdout
+    assert "key_expiring" in result.stdout
+    assert_no_secret(result)
+
+
+def test_audit_follow_prints_new_rows_after_the_backlog() -> None:
+    FakeBindingClient.audit_on_topic = [audit_event(action="before")]
+    FakeBindingClient.arriving_later = [audit_event(seconds=10, action="after")]
+
+    result = invoke(["audit", "--follow"])
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.stdout.count("Time (UTC)") == 1
+    assert result.stdout.index("before") < result.stdout.index("after")
+
+
+def test_dead_letters_table_shows_origin_error_and_preview() -> None:
+    FakeBindingClient.dead_letters_on_topic = [dead_letter(preview='{"secret_key_sealed": "[REDACTED]"}')]
+
+    result = invoke(["dead-letters"])
+
+    assert result.exit_code == cli.EXIT_OK, result.output
+    for expected in ("t.binding.requested/2/41", "MalformedEvent", "body is not JSON", "intake",
+                     '"secret_key_sealed": "[REDACTED]"'):
+        assert expected in result.stdout
+
+
+def test_an_empty_topic_says_so() -> None:
+    result = invoke(["dead-letters"])
+
+    assert result.exit_code == cli.EXIT_OK
+    assert "No dead letters." in result.stderr
+
+
+def test_skipped_records_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    class SkippingClient(FakeBindingClient):
+        def audit_events(self, **options: object):  # type: ignore[no-untyped-def]
+            self.unparseable_records[cli.Topic.AUDIT] += 2
+            return super().audit_events(**options)
+
+    monkeypatch.setattr(cli, "BindingClient", SkippingClient)
+    result = invoke(["audit"])
+
+    assert "Skipped 2 record(s) on audit that are not valid events." in result.stderr
+
+
+# ---- the installed entry point, as a person runs it -------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_kafka_is_one_line_without_a_traceback() -> None:
+    completed = run_hash7(["timeline", "--user", "user-1"],
+                          hash7_environment(HASH7_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}"))
+
+    assert completed.returncode == cli.EXIT_FAILED
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("Error: Kafka is unreachable at 127.0.0.1:")
+    assert completed.stdout == ""
+
+
+def test_missing_approle_credentials_stop_bind_before_the_secret_is_read(tmp_path) -> None:
+    completed = run_hash7([*BIND, "--secret-stdin"], hash7_environment(HASH7_RUN_DIR=str(tmp_path)), stdin=SECRET_KEY)
+
+    assert completed.returncode == cli.EXIT_FAILED
+    assert "Error: no AppRole credentials for 'app'" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert SECRET_KEY not in completed.stderr + completed.stdout
+
+
+def test_bad_settings_are_one_line(tmp_path) -> None:
+    completed = run_hash7(["audit"], hash7_environment(HASH7_VAULT_TIMEOUT_S="soon"))
+
+    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.stderr.startswith("Error: bad configuration: HASH7_VAULT_TIMEOUT_S:")
+    assert "Traceback" not in completed.stderr
+
+
+def test_unreachable_vault_stops_bind_before_the_secret_is_read() -> None:
+    vault_addr = f"http://127.0.0.1:{closed_port()}"
+    completed = run_hash7([*BIND, "--secret-stdin"], hash7_environment(
+        HASH7_VAULT_ADDR=vault_addr, HASH7_VAULT_ROLE_ID="app-role", HASH7_VAULT_SECRET_ID="app-secret-id",
+    ), stdin=SECRET_KEY)
+
+    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.stderr.strip() == f"Error: Vault at {vault_addr}: Vault unreachable (ConnectionError)"
+    assert "app-secret-id" not in completed.stderr

@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import hvac
+import pytest
+from hvac import exceptions as hvac_errors
+from pydantic import SecretStr
+
+from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
+from deploy.bootstrap.vault_setup import POLICIES_DIR, credentials_path, ensure_vault
+from deploy.stack.bao import AUDIT_DEVICE_PATH, VaultFiles
+from deploy.stack.private_files import is_private
+from shared.config import AppRoleCredentials
+from shared.vault_layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+
+pytestmark = pytest.mark.stack
+
+
+def _logs_in(addr: str, path) -> bool:
+    credentials = AppRoleCredentials.model_validate_json(path.read_bytes())
+    client = hvac.Client(url=addr, token="")
+    try:
+        client.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value())
+    except hvac_errors.InvalidRequest:
+        return False
+    return True
+
+
+def test_every_role_has_a_policy_file():
+    assert sorted(path.stem for path in POLICIES_DIR.glob("*.hcl")) == sorted(ALL_ROLES)
+
+
+def test_a_rerun_changes_nothing_and_keeps_working_credentials(bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    saved = {role: credentials_path(settings.run_dir, role).read_bytes() for role in ALL_ROLES}
+    progress = Progress()
+
+    ensure_vault(settings.vault_addr, SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
+
+    assert progress.steps and progress.changed == []
+    for role in ALL_ROLES:
+        path = credentials_path(settings.run_dir, role)
+        assert path.read_bytes() == saved[role]
+        assert is_private(path)
+        assert _logs_in(settings.vault_addr, path)
+
+
+def test_credentials_that_stopped_working_or_that_others_can_read_are_fixed(vault_server, bootstrapped_stack, tmp_path):
+    admin_token = SecretStr(vault_server.root_token)
+    ensure_vault(vault_server.addr, admin_token, tmp_path, Progress())
+    app_file, whitelist_file = credentials_path(tmp_path, "app"), credentials_path(tmp_path, "whitelist")
+    role_id = AppRoleCredentials.model_validate_json(app_file.read_bytes()).role_id
+    app_file.write_text(json.dumps({"role_id": role_id, "secret_id": str(uuid.uuid4())}))
+    os.chmod(whitelist_file, 0o644)
+    progress = Progress()
+
+    ensure_vault(vault_server.addr, admin_token, tmp_path, progress)
+
+    changed = {step.subject: (step.outcome, step.detail) for step in progress.changed}
+    assert changed == {
+        f"approle credentials {app_file}": (Outcome.UPDATED, "the saved credentials no longer logged in"),
+        f"approle credentials {whitelist_file}": (Outcome.UPDATED, "permissions narrowed to 0600"),
+    }
+    assert _logs_in(vault_server.addr, app_file)
+    assert is_private(app_file) and is_private(whitelist_file)
+
+
+def test_kv_writes_must_say_which_version_they_expect(bootstrapped_stack, vault_server):
+    root = hvac.Client(url=vault_server.addr, token=vault_server.root_token)
+
+    with pytest.raises(hvac_errors.InvalidRequest, match="check-and-set parameter required"):
+        root.secrets.kv.v2.create_or_update_secret(f"cas-probe/{uuid.uuid4()}", {"a": "b"}, mount_point=KV_MOUNT)
+
+
+def test_transit_keys_are_neither_convergent_nor_exportable(bootstrapped_stack, vault_server):
+    root = hvac.Client(url=vault_server.addr, token=vault_server.root_token)
+    binding_key = root.secrets.transit.read_key(BINDING_SECRET_KEY, mount_point=TRANSIT_MOUNT)["data"]
+    index_key = root.secrets.transit.read_key(ACCESS_KEY_INDEX_KEY, mount_point=TRANSIT_MOUNT)["data"]
+
+    assert binding_key["derived"] is True and binding_key["convergent_encryption"] is False
+    assert index_key["derived"] is False
+    assert not binding_key["exportable"] and not index_key["exportable"]
+
+
+def test_the_audit_log_records_requests_with_values_hmacd(bootstrapped_stack, vault_server):
+    root = hvac.Client(url=vault_server.addr, token=vault_server.root_token)
+    marker = f"audit-marker-{uuid.uuid4()}"
+    root.secrets.kv.v2.create_or_update_secret(
+        f"audit-probe/{uuid.uuid4()}", {"value": marker}, cas=0, mount_point=KV_MOUNT
+    )
+    marker_hmac = root.sys.calculate_hash(AUDIT_DEVICE_PATH, marker)["data"]["hash"]
+
+    audit_log = VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
+
+    assert marker_hmac in audit_log
+    assert marker not in audit_log
+    assert vault_server.root_token not in audit_log
+
+
+def test_a_refused_admin_token_is_explained_without_a_traceback(vault_server, tmp_path):
+    with pytest.raises(BootstrapError, match="refused the admin token"):
+        ensure_vault(vault_server.addr, SecretStr("not-a-token"), tmp_path, Progress())
+
+
+def test_the_bootstrap_command_without_a_token_says_how_to_get_one(tmp_path):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HASH7_")}
+    env |= {"HASH7_RUN_DIR": str(tmp_path), "HASH7_LOG_FORMAT": "console"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.bootstrap"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "HASH7_VAULT_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_each_role_logs_in_to_a_renewable_one_hour_token_with_only_its_policy(bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    for role in ALL_ROLES:
+        credentials = settings.approle_credentials(role)
+        client = hvac.Client(url=settings.vault_addr, token="")
+        auth = client.auth.approle.login(
+            role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value()
+        )["auth"]
+
+        assert auth["renewable"] is True
+        assert auth["lease_duration"] == 3600
+        assert sorted(auth["policies"]) == sorted(["default", role])

@@ -1,0 +1,243 @@
+"""Each role, logged in with its own AppRole credentials file, can do exactly what its policy says: every
+allowed operation works, and the real Vault refuses the others."""
+
+import base64
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import hvac
+import pytest
+from hvac import exceptions as hvac_errors
+
+from shared.vault_layout import (
+    ACCESS_KEY_INDEX_KEY,
+    ALL_ROLES,
+    BINDING_SECRET_KEY,
+    KV_MOUNT,
+    TRANSIT_MOUNT,
+    access_key_index_path,
+    binding_path,
+    whitelist_path,
+)
+
+pytestmark = pytest.mark.stack
+
+USER = "policy-user"
+SECRET = "plain-secret-key"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _put_as_root(root: hvac.Client, path: str) -> str:
+    root.secrets.kv.v2.create_or_update_secret(path, {"seeded": "yes"}, cas=0, mount_point=KV_MOUNT)
+    return path
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Data the root token put in place, so each operation has something real to act on."""
+
+    root: hvac.Client
+    binding: str
+    whitelist: str
+    sealed: str
+
+    def kv_put(self, path: str) -> str:
+        return _put_as_root(self.root, path)
+
+
+def _fresh_binding() -> str:
+    return binding_path(USER, uuid.uuid4().hex)
+
+
+def _fresh_whitelist() -> str:
+    return whitelist_path(USER, uuid.uuid4().hex)
+
+
+def _fresh_index() -> str:
+    return access_key_index_path(f"vault:v1:{uuid.uuid4().hex}")
+
+
+def _write_update_read(client: hvac.Client, path: str) -> None:
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path, {"v": "1"}, cas=0, mount_point=KV_MOUNT)
+    kv.create_or_update_secret(path, {"v": "2"}, cas=1, mount_point=KV_MOUNT)
+    latest = kv.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)
+    assert latest["data"]["data"] == {"v": "2"}
+
+
+def _read(client: hvac.Client, path: str) -> None:
+    client.secrets.kv.v2.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)
+
+
+def _delete_all_versions(client: hvac.Client, path: str) -> None:
+    client.secrets.kv.v2.delete_metadata_and_all_versions(path, mount_point=KV_MOUNT)
+
+
+def encrypt(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.encrypt_data(BINDING_SECRET_KEY, _b64(SECRET), context=_b64(USER), mount_point=TRANSIT_MOUNT)
+
+
+def decrypt(client: hvac.Client, seed: Seed) -> None:
+    opened = client.secrets.transit.decrypt_data(
+        BINDING_SECRET_KEY, seed.sealed, context=_b64(USER), mount_point=TRANSIT_MOUNT
+    )
+    assert base64.b64decode(opened["data"]["plaintext"]).decode() == SECRET
+
+
+def hmac_access_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.generate_hmac(ACCESS_KEY_INDEX_KEY, _b64("AKIDEXAMPLE"), mount_point=TRANSIT_MOUNT)
+
+
+def read_transit_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.read_key(BINDING_SECRET_KEY, mount_point=TRANSIT_MOUNT)
+
+
+def look_up_own_token(client: hvac.Client, seed: Seed) -> None:
+    client.auth.token.lookup_self()
+
+
+def read_binding(client: hvac.Client, seed: Seed) -> None:
+    _read(client, seed.binding)
+
+
+def write_binding(client: hvac.Client, seed: Seed) -> None:
+    _write_update_read(client, _fresh_binding())
+
+
+def read_binding_metadata(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.kv.v2.read_secret_metadata(seed.binding, mount_point=KV_MOUNT)
+
+
+def delete_binding_entirely(client: hvac.Client, seed: Seed) -> None:
+    _delete_all_versions(client, seed.kv_put(_fresh_binding()))
+
+
+def soft_delete_binding(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.kv.v2.delete_latest_version_of_secret(seed.binding, mount_point=KV_MOUNT)
+
+
+def destroy_binding_version(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.kv.v2.destroy_secret_versions(seed.binding, versions=[1], mount_point=KV_MOUNT)
+
+
+def write_access_key_index(client: hvac.Client, seed: Seed) -> None:
+    _write_update_read(client, _fresh_index())
+
+
+def release_access_key_index(client: hvac.Client, seed: Seed) -> None:
+    _delete_all_versions(client, seed.kv_put(_fresh_index()))
+
+
+def read_whitelist(client: hvac.Client, seed: Seed) -> None:
+    _read(client, seed.whitelist)
+
+
+def write_whitelist(client: hvac.Client, seed: Seed) -> None:
+    _write_update_read(client, _fresh_whitelist())
+
+
+def delete_whitelist_entirely(client: hvac.Client, seed: Seed) -> None:
+    _delete_all_versions(client, seed.kv_put(_fresh_whitelist()))
+
+
+Operation = Callable[[hvac.Client, Seed], None]
+
+# role -> (allowed, refused). Every role has at least one refusal.
+EXPECTED: dict[str, tuple[list[Operation], list[Operation]]] = {
+    "app": (
+        [encrypt],
+        [decrypt, hmac_access_key, read_transit_key, read_binding, read_whitelist],
+    ),
+    "intake": (
+        [look_up_own_token],
+        [encrypt, decrypt, hmac_access_key, read_binding, read_binding_metadata, read_whitelist, write_whitelist],
+    ),
+    "validator": (
+        [decrypt],
+        [encrypt, hmac_access_key, read_binding, read_binding_metadata, read_whitelist],
+    ),
+    "vault-writer": (
+        [
+            decrypt,
+            hmac_access_key,
+            write_binding,
+            read_binding_metadata,
+            delete_binding_entirely,
+            write_access_key_index,
+            release_access_key_index,
+            delete_whitelist_entirely,
+        ],
+        [encrypt, read_whitelist, write_whitelist, soft_delete_binding, destroy_binding_version, read_transit_key],
+    ),
+    "whitelist": (
+        [write_whitelist, read_binding_metadata],
+        [read_binding, write_binding, delete_whitelist_entirely, delete_binding_entirely, decrypt],
+    ),
+    "trading-engine": (
+        [read_binding, read_whitelist],
+        [write_binding, write_whitelist, read_binding_metadata, decrypt, encrypt],
+    ),
+}
+
+
+def _cases(allowed: bool) -> list[object]:
+    return [
+        pytest.param(role, operation, id=f"{role}-{operation.__name__}")
+        for role, expectations in EXPECTED.items()
+        for operation in expectations[0 if allowed else 1]
+    ]
+
+
+@pytest.fixture(scope="module")
+def seed(bootstrapped_stack) -> Seed:
+    root = hvac.Client(url=bootstrapped_stack.settings.vault_addr, token=bootstrapped_stack.root_token)
+    sealed = root.secrets.transit.encrypt_data(
+        BINDING_SECRET_KEY, _b64(SECRET), context=_b64(USER), mount_point=TRANSIT_MOUNT
+    )["data"]["ciphertext"]
+    return Seed(root, _put_as_root(root, _fresh_binding()), _put_as_root(root, _fresh_whitelist()), sealed)
+
+
+@pytest.fixture(scope="module")
+def role_clients(bootstrapped_stack) -> dict[str, hvac.Client]:
+    """One client per role, logged in the way services do: AppRole, from the credentials file."""
+    settings = bootstrapped_stack.settings
+    clients = {}
+    for role in ALL_ROLES:
+        credentials = settings.approle_credentials(role)
+        client = hvac.Client(url=settings.vault_addr, token="")
+        client.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value())
+        clients[role] = client
+    return clients
+
+
+def test_every_role_is_checked_and_refused_something():
+    assert set(EXPECTED) == set(ALL_ROLES)
+    assert all(refused for _allowed, refused in EXPECTED.values())
+
+
+@pytest.mark.parametrize(("role", "operation"), _cases(allowed=True))
+def test_allowed(role, operation, role_clients, seed):
+    operation(role_clients[role], seed)
+
+
+@pytest.mark.parametrize(("role", "operation"), _cases(allowed=False))
+def test_refused(role, operation, role_clients, seed):
+    with pytest.raises(hvac_errors.Forbidden):
+        operation(role_clients[role], seed)
+
+
+def test_app_may_encrypt_but_not_create_a_missing_key(role_clients):
+    capabilities = role_clients["app"].sys.get_capabilities([f"{TRANSIT_MOUNT}/encrypt/{BINDING_SECRET_KEY}"])
+
+    assert capabilities["data"]["capabilities"] == ["update"]
+
+
+def test_a_secret_sealed_for_one_user_does_not_unseal_as_another(role_clients, seed):
+    with pytest.raises(hvac_errors.InvalidRequest):
+        role_clients["validator"].secrets.transit.decrypt_data(
+            BINDING_SECRET_KEY, seed.sealed, context=_b64("another-user"), mount_point=TRANSIT_MOUNT
+        )

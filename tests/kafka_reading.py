@@ -1,0 +1,31 @@
+"""Reading a whole topic with plain aiokafka, independently of the code under test."""
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.config import Settings
+from shared.contracts.topics import Topic
+
+
+async def raw_records(settings: Settings, topic: Topic) -> list[ConsumerRecord]:
+    """Everything on the topic, read with plain aiokafka (not the client under test)."""
+    name = settings.topic(topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(name, partition) for partition in await _partitions(consumer, name)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, name: str) -> set[int]:
+    await consumer.topics()
+    return consumer.partitions_for_topic(name) or set()
