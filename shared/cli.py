@@ -312,7 +312,8 @@ BIND_OUTCOME = Outcome(
     refused=frozenset({BindingState.REJECTED, BindingState.INVALID}),
 )
 WHITELIST_OUTCOME = Outcome(
-    succeeded=frozenset({BindingState.ACTIVE, BindingState.AWAITING_WHITELIST}),
+    # RECEIVED: saved, and waiting for its binding to be stored (the whitelist service's one answer).
+    succeeded=frozenset({BindingState.ACTIVE, BindingState.AWAITING_WHITELIST, BindingState.RECEIVED}),
     refused=frozenset({BindingState.REJECTED, BindingState.INVALID}),
 )
 REVOKE_OUTCOME = Outcome(succeeded=frozenset({BindingState.REVOKED}), refused=frozenset({BindingState.REJECTED}))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Generic, TypeVar
 
 import structlog
@@ -182,7 +183,7 @@ class MessageProcessor(Generic[E]):
             event = parse_event(self._model, message.body)
         except MalformedEvent as exc:
             log.warning("message_malformed", topic=record.topic, offset=record.offset, problem=exc.problem)
-            await self._retry_transient(lambda: self._dead_letter(message, exc, self._on_malformed(exc)))
+            await self._retry_transient(partial(self._dead_letter, message, exc, self._on_malformed(exc)))
             return
         with structlog.contextvars.bound_contextvars(
             request_id=getattr(event, "request_id", None),
@@ -204,8 +205,7 @@ class MessageProcessor(Generic[E]):
                 failures += 1
                 log.error("handler_failed", attempt=failures, error=redact(exc))
                 if failures >= self._settings.max_attempts_before_dead_letter:
-                    gave_up = self._gave_up(event, exc)
-                    await self._retry_transient(lambda: self._dead_letter(message, exc, gave_up))
+                    await self._retry_transient(partial(self._dead_letter, message, exc, self._gave_up(event, exc)))
                     return
                 await asyncio.sleep(backoff.next_delay())
 

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts.events import AuditEvent, BindingStatus, Event, derived_event_id, utc_now
-from shared.contracts.reasons import Reason
+from shared.contracts.events import AuditEvent, BindingStatus, Event, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 
@@ -45,3 +45,23 @@ def audit(*, service: str, action: str, outcome: str, user_id: str | None, reque
         details=details or {},
     )
     return Outgoing(Topic.AUDIT, user_id or "-", event)
+
+
+def rejected(*, service: str, action: str, user_id: str | None, request_id: str | None, binding_id: str | None,
+             reasons: Sequence[Reason], access_key_masked: str | None = None, outcome: str = "rejected",
+             details: dict[str, Any] | None = None) -> list[Outgoing]:
+    """A refusal: the user hears why (when we know who they are), ops always hear."""
+    record = audit(service=service, action=action, outcome=outcome, user_id=user_id, request_id=request_id,
+                   binding_id=binding_id, access_key_masked=access_key_masked, reasons=reasons)
+    if user_id is None:
+        return [record]
+    return [status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
+                   reasons=reasons, access_key_masked=access_key_masked, details=details), record]
+
+
+def malformed(error: MalformedEvent, *, service: str, action: str,
+              details: dict[str, Any] | None = None) -> list[Outgoing]:
+    """An input that is not a valid event (it also goes to dead-letter, see shared.kafka)."""
+    return rejected(service=service, action=action, user_id=error.user_id, request_id=error.request_id,
+                    binding_id=None, reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)],
+                    outcome="malformed", details=details)

@@ -4,6 +4,7 @@ Start order: Vault, Kafka, the HTX sandbox, the bootstrap, then the services. St
 first, then the rest. Every child runs in its own process group, so none is left behind.
 """
 
+import asyncio
 import fcntl
 import importlib.util
 import os
@@ -24,12 +25,13 @@ from rich.text import Text
 
 from deploy.bootstrap.run import BootstrapSettings, run_bootstrap
 from deploy.stack.bao import CLUSTER_PORT_OFFSET, VaultFiles, start_bao
+from deploy.stack.demo import bind_demo_keys
 from deploy.stack.errors import StackError
 from deploy.stack.private_files import make_private_dir
 from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_accepts_connections, port_is_free
 from deploy.stack.tansu import start_tansu
 from shared.config import Settings
-from shared.logging import configure_logging
+from shared.logging import configure_logging, redact
 
 console = Console(soft_wrap=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
@@ -96,8 +98,12 @@ def _http_endpoint(url: str, variable: str) -> Endpoint:
 
 
 def after_startup(settings: Settings) -> None:
-    """HOOK: runs once the whole stack is up, before it waits for Ctrl-C. Reserved for demo data (binding the
-    demo keys); deliberately does nothing yet."""
+    """Once everything is up: bind the demo keys and show their timelines. A failure here is reported and
+    the stack keeps running: the demo is a convenience, the system is what matters."""
+    try:
+        asyncio.run(bind_demo_keys(settings, SANDBOX_SCENARIO, console))
+    except Exception as error:  # noqa: BLE001 — shown as one line; the services' own logs say more
+        error_console.print(f"The demo bindings did not complete: {redact(error)}", markup=False)
 
 
 def main() -> int:
@@ -130,7 +136,7 @@ def run_stack(settings: Settings) -> int:
             _raise_if_stopping(stop)
             _start_services(services, run_dir)
             _print_summary(endpoints, run_dir, sandbox_available, services)
-            after_startup(settings)
+            after_startup(settings.model_copy(update={"run_dir": run_dir}))
             return _supervise(stop, services, infrastructure)
         except StopRequested:
             return 0

@@ -6,7 +6,7 @@ from shared.contracts.events import BindingAccepted, BindingRequested, Malformed
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.outcomes import Outgoing, audit, status
+from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import is_sealed, mask_access_key
 from shared.contracts.pairs import normalise_pairs
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
@@ -73,21 +73,10 @@ def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason
 
 
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    """A request we cannot read: the user hears why, when we know who they are; ops always hear."""
-    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
-    if error.user_id is None:
-        return [audit(service=SERVICE, action="bind_request", outcome="malformed", user_id=None,
-                      reasons=problem, details={"problem": error.problem})]
-    return _rejected(error.user_id, error.request_id, None, problem, None)
-
-
+    return malformed(error, service=SERVICE, action="bind_request")
 
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
               masked: str | None) -> list[Outgoing]:
-    return [
-        status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
-               reasons=problems, access_key_masked=masked),
-        audit(service=SERVICE, action="bind_request", outcome="rejected", user_id=user_id, request_id=request_id,
-              binding_id=binding_id, access_key_masked=masked, reasons=problems),
-    ]
+    return rejected(service=SERVICE, action="bind_request", user_id=user_id, request_id=request_id,
+                    binding_id=binding_id, reasons=problems, access_key_masked=masked)

@@ -16,7 +16,7 @@ from shared.contracts.topics import Topic
 from shared.htx.client import HtxCredentials
 from shared.htx.errors import HtxError
 from shared.htx.inspection import KeyInspection
-from shared.outcomes import Outgoing, audit, status
+from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
 from shared.vault import UnsealFailed, VaultPort
 from shared.vault_layout import BINDING_SECRET_KEY
@@ -73,19 +73,9 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -
 
 
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
-    outgoing = [audit(service=SERVICE, action="validate", outcome="malformed", user_id=error.user_id,
-                      request_id=error.request_id, reasons=problem)]
-    if error.user_id is not None:
-        outgoing.insert(0, status(user_id=error.user_id, state=BindingState.REJECTED, request_id=error.request_id,
-                                  binding_id=None, reasons=problem))
-    return outgoing
+    return malformed(error, service=SERVICE, action="validate")
 
 
 def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason]) -> list[Outgoing]:
-    return [
-        status(user_id=event.user_id, state=BindingState.REJECTED, request_id=event.request_id,
-               binding_id=event.binding_id, reasons=reasons, access_key_masked=masked),
-        audit(service=SERVICE, action="validate", outcome="rejected", user_id=event.user_id,
-              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked, reasons=reasons),
-    ]
+    return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
+                    binding_id=event.binding_id, reasons=reasons, access_key_masked=masked)

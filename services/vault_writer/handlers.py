@@ -8,7 +8,7 @@ from shared.contracts.events import BindingStored, BindingValidated, MalformedEv
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.outcomes import Outgoing, audit, status
+from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
 from shared.vault import CasConflict, UnsealFailed, VaultPort
 from shared.vault_layout import (
@@ -84,10 +84,7 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps)
 
 
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
-    if error.user_id is None:
-        return [audit(service=SERVICE, action="consume", outcome="malformed", user_id=None, reasons=problem)]
-    return _rejected(error.user_id, error.request_id, None, None, problem, action="consume")
+    return malformed(error, service=SERVICE, action="consume")
 
 
 async def _index_path(vault: VaultPort, access_key: str) -> str:
@@ -152,9 +149,5 @@ def _revoked(event: RevokeRequested, masked: str) -> list[Outgoing]:
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
               problems: list[Reason], action: str) -> list[Outgoing]:
-    return [
-        status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
-               reasons=problems, access_key_masked=masked),
-        audit(service=SERVICE, action=action, outcome="rejected", user_id=user_id, request_id=request_id,
-              binding_id=binding_id, access_key_masked=masked, reasons=problems),
-    ]
+    return rejected(service=SERVICE, action=action, user_id=user_id, request_id=request_id, binding_id=binding_id,
+                    reasons=problems, access_key_masked=masked)

@@ -10,10 +10,10 @@ from typing import Any
 
 from shared.contracts.events import BindingStored, MalformedEvent, WhitelistRequested, utc_now
 from shared.contracts.pairs import normalise_pairs
-from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.states import BindingState
 from shared.errors import TransientError
-from shared.outcomes import Outgoing, audit, status
+from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.vault import CasConflict, VaultPort
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog
@@ -35,12 +35,9 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
     pairs = normalise_pairs(event.trading_pairs)
     problems = _check(deps.catalog, pairs)
     if problems:
-        return [
-            status(user_id=event.user_id, state=BindingState.REJECTED, request_id=event.request_id,
-                   binding_id=event.binding_id, reasons=problems,
-                   details={"scope": "whitelist", "whitelist_unchanged": True}),
-            _audit(event.user_id, event.request_id, event.binding_id, "rejected", problems, pairs),
-        ]
+        return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
+                        binding_id=event.binding_id, reasons=problems,
+                        details={"scope": "whitelist", "whitelist_unchanged": True})
     await _save(deps.vault, event.user_id, event.binding_id, pairs, event.request_id)
     if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
@@ -78,15 +75,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps) -> li
 
 
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    problem = [reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)]
-    if error.user_id is None:
-        return [audit(service=SERVICE, action="whitelist", outcome="malformed", user_id=None, reasons=problem)]
-    return [
-        status(user_id=error.user_id, state=BindingState.REJECTED, request_id=error.request_id, binding_id=None,
-               reasons=problem, details={"scope": "whitelist"}),
-        audit(service=SERVICE, action="whitelist", outcome="malformed", user_id=error.user_id,
-              request_id=error.request_id, reasons=problem),
-    ]
+    return malformed(error, service=SERVICE, action="whitelist", details={"scope": "whitelist"})
 
 
 def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:

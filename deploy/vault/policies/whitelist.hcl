@@ -1,4 +1,4 @@
-# whitelist: records which symbols and IPs each stored binding is whitelisted for.
+# whitelist: keeps, per binding, the trading pairs the bot may trade.
 
 # Write and read the whitelist records it owns, with check-and-set.
 path "hash7/data/whitelists/*" {
