@@ -29,6 +29,7 @@ from shared.contracts.events import (
     BindingRequested,
     BindingStatus,
     Event,
+    SweepRequested,
     MalformedEvent,
     RevokeRequested,
     WhitelistRequested,
@@ -193,6 +194,15 @@ class BindingClient:
         request_id = request_id or _new_request_id()
         request = _build(RevokeRequested, request_id=request_id, user_id=user_id, binding_id=binding_id)
         await self._publish(Topic.BINDING_REVOKE_REQUESTED, user_id, request)
+        return request_id
+
+    async def request_sweep(self, request_id: str | None = None) -> str:
+        """Ask for a key-health sweep of every stored binding now; returns the request id. Changes show up
+        as statuses (scope key_health) and audit events."""
+        request_id = request_id or _new_request_id()
+        request = _build(SweepRequested, request_id=request_id, sweep_id=f"manual-{request_id}",
+                         requested_at=utc_now().isoformat())
+        await self._publish(Topic.HEALTH_SWEEP_REQUESTED, request.sweep_id, request)
         return request_id
 
     async def publish_raw(self, topic: Topic, key: str, value: bytes,

@@ -505,6 +505,20 @@ def revoke(user_id: str, binding_id: str, no_wait: bool, timeout_s: float) -> No
 
 
 @cli.command()
+def sweep() -> None:
+    """Re-check every stored binding against HTX now (key health), instead of waiting for the schedule."""
+    settings = load_settings()
+
+    async def request() -> None:
+        async with BindingClient(settings) as client:
+            request_id = await client.request_sweep()
+        stdout.print(f"Key-health sweep requested (request {request_id}). Bindings whose key changed show up in "
+                     "`hash7 timeline --user …` and `hash7 audit`.", markup=False)
+
+    run(settings, request())
+
+
+@cli.command()
 @click.option("--user", "user_id", type=USER_ID, required=True, help="Hash7 user id.")
 @click.option("--request", "request_id", type=ID, help="Only this request's statuses.")
 @click.option("--binding", "binding_id", type=ID, help="Only this binding's statuses.")

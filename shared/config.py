@@ -82,11 +82,16 @@ class ValidatorSettings(ServiceSettings):
     htx_retry_budget_s: float = 20.0
     # A key with validDays at or under this many days gets `key_expiring`.
     expiry_warning_days: int = 14
+    # Sweep re-checks are paced to this rate, so a sweep never crowds out users binding keys (and stays
+    # far inside HTX's per-UID limits).
+    health_rechecks_per_s: float = 5.0
 
     service_name: ClassVar[str] = "validator"
 
 
 class VaultWriterSettings(ServiceSettings):
+    # A key-health sweep is requested this often (0 = only when asked, e.g. `hash7 sweep`).
+    health_sweep_interval_s: float = 6 * 3600.0
     service_name: ClassVar[str] = "vault-writer"
 
 

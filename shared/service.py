@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faststream import FastStream
@@ -22,6 +22,22 @@ def service_app(broker: KafkaBroker, settings: ServiceSettings, description: str
         logger=logging.getLogger("hash7.app"),
         specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
     )
+
+
+def background(app: FastStream, work: Callable[[], Awaitable[None]]) -> None:
+    """Run work for as long as the app runs: started once the broker is up (so it may publish), cancelled
+    when the app shuts down."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        tasks.append(asyncio.create_task(work()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+
+    app.after_startup(start)
+    app.on_shutdown(stop)
 
 
 def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:

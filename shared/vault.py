@@ -56,6 +56,7 @@ class VaultPort(Protocol):
     async def read(self, path: str) -> KvEntry | None: ...
     async def read_metadata(self, path: str) -> dict[str, Any] | None: ...
     async def write(self, path: str, data: dict[str, Any], cas: int) -> int: ...
+    async def list(self, path: str) -> list[str]: ...
     async def delete_all(self, path: str) -> None: ...
 
 
@@ -209,6 +210,17 @@ class VaultClient:
             return answer["data"]["version"]
 
         return await self._run(write)
+
+    async def list(self, path: str) -> list[str]:
+        """The keys directly under path ("name" for a secret, "name/" for a folder); [] when there are none."""
+
+        def list_keys() -> list[str]:
+            try:
+                return self._hvac.secrets.kv.v2.list_secrets(path=path, mount_point=KV_MOUNT)["data"]["keys"]
+            except hvac_errors.InvalidPath:
+                return []
+
+        return await self._run(list_keys)
 
     async def delete_all(self, path: str) -> None:
         """Delete the metadata and every version at path (nothing is left to undelete)."""

@@ -26,6 +26,11 @@ def revocation_path(user_id: str, binding_id: str) -> str:
     return f"revocations/{user_id}/{binding_id}"
 
 
+def sweep_marker_path(sweep_id: str) -> str:
+    """Claimed (create-only) by the vault-writer instance that runs a key-health sweep, so it runs once."""
+    return f"sweeps/{sweep_id}"
+
+
 def access_key_index_path(access_key_hmac: str) -> str:
     # Transit HMACs look like "vault:v1:<base64>"; ':' '/' '+' '=' are not welcome in a path segment.
     digest = access_key_hmac.rsplit(":", 1)[-1]

@@ -53,6 +53,11 @@ class InMemoryVault:
         history.append(dict(data))
         return len(history)
 
+    async def list(self, path: str) -> list[str]:
+        prefix = path.rstrip("/") + "/"
+        below = [p[len(prefix):] for p, versions in self.versions.items() if versions and p.startswith(prefix)]
+        return sorted({rest.split("/", 1)[0] + "/" if "/" in rest else rest for rest in below})
+
     async def delete_all(self, path: str) -> None:
         self.versions.pop(path, None)
         self.deleted.add(path)

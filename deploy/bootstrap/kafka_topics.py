@@ -11,7 +11,7 @@ from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.contracts.topics import Topic
 
 # Partitions bound how many keys a consumer group works on in parallel (order holds per partition only); the
-# dead-letter topic only holds the rare poison message.
+# dead-letter topic only holds the rare poison message; a sweep request is one message every few hours.
 PIPELINE_PARTITIONS = 6
 DEAD_LETTER_PARTITIONS = 3
 
@@ -22,6 +22,9 @@ TOPIC_PARTITIONS: dict[Topic, int] = {
     Topic.BINDING_STORED: PIPELINE_PARTITIONS,
     Topic.WHITELIST_REQUESTED: PIPELINE_PARTITIONS,
     Topic.BINDING_REVOKE_REQUESTED: PIPELINE_PARTITIONS,
+    Topic.HEALTH_SWEEP_REQUESTED: 1,
+    Topic.BINDING_RECHECK_REQUESTED: PIPELINE_PARTITIONS,
+    Topic.BINDING_RECHECKED: PIPELINE_PARTITIONS,
     Topic.BINDING_STATUS: PIPELINE_PARTITIONS,
     Topic.AUDIT: PIPELINE_PARTITIONS,
     Topic.DEAD_LETTER: DEAD_LETTER_PARTITIONS,

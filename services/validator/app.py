@@ -5,7 +5,7 @@ from functools import partial
 from faststream import FastStream
 
 from shared.config import ValidatorSettings
-from shared.contracts.events import BindingAccepted
+from shared.contracts.events import BindingAccepted, RecheckRequested
 from shared.contracts.topics import Topic
 from shared.htx.client import HtxClient
 from shared.htx.inspection import inspect_key
@@ -13,7 +13,8 @@ from shared.htx.verdict import KeyPolicy
 from shared.kafka import EventPublisher, make_broker, subscribe
 from shared.service import run, service_app, vault_client
 from shared.vault import VaultPort
-from services.validator.handlers import ValidatorDeps, handle_binding_accepted, on_malformed
+from services.validator.handlers import ValidatorDeps, handle_binding_accepted, handle_recheck_requested, on_malformed
+from services.validator.pacing import Pacer
 
 
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
@@ -23,11 +24,14 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         vault=vault or vault_client(settings),
         inspect=partial(inspect_key, htx, policy=policy),
         htx_deadline_s=settings.htx_retry_budget_s,
+        pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
     )
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix)
     subscribe(broker, settings, Topic.BINDING_ACCEPTED, BindingAccepted,
               partial(handle_binding_accepted, deps=deps), on_malformed, publisher)
+    subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED, RecheckRequested,
+              partial(handle_recheck_requested, deps=deps), on_malformed, publisher)
     app = service_app(broker, settings, __doc__ or "")
     app.after_shutdown(htx.aclose)
     return app

@@ -1,4 +1,5 @@
-"""validator: proves a key against HTX itself and reports every problem found.
+"""validator: proves a key against HTX itself and reports every problem found, at bind time and again
+whenever a key-health sweep asks.
 
 The plaintext secret exists only in memory, inside this handler, for the duration of the HTX calls; what
 leaves is the same sealed value that came in, plus HTX's facts about the key."""
@@ -8,14 +9,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from pydantic import SecretStr
 
-from shared.contracts.events import BindingAccepted, BindingValidated, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.events import (
+    BindingAccepted, BindingRechecked, BindingValidated, HtxKeyFacts, MalformedEvent, RecheckRequested, derived_event_id,
+    utc_now,
+)
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.htx.client import HtxCredentials
 from shared.htx.errors import HtxError
 from shared.htx.inspection import KeyInspection
+from shared.htx.verdict import Verdict
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
 from shared.vault import UnsealFailed, VaultPort
@@ -31,32 +37,47 @@ class ValidatorDeps:
     inspect: Callable[[HtxCredentials], Awaitable[KeyInspection]]
     # Transient HTX trouble is retried inside the client; past this, the user hears exchange_unavailable.
     htx_deadline_s: float
+    # Waits for a key-health re-check's turn (see pacing.Pacer).
+    pace_recheck: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    facts: HtxKeyFacts | None
+    # False when HTX could not be asked: the verdict then says exchange_unavailable, nothing about the key.
+    checked: bool
+
+
+async def judge(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> Judgement:
+    """Unseal, ask HTX, judge: the same for a new binding and for a key-health re-check."""
+    try:
+        secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, sealed.get_secret_value(), user_id)
+    except UnsealFailed:
+        return Judgement(Verdict(rejections=[reason(ReasonCode.SECRET_UNREADABLE)]), None, checked=True)
+    try:
+        async with asyncio.timeout(deps.htx_deadline_s):
+            inspection = await deps.inspect(HtxCredentials(access_key, secret_key))
+    except (HtxError, TimeoutError) as exc:
+        # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
+        log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
+        return Judgement(Verdict(rejections=[reason(ReasonCode.EXCHANGE_UNAVAILABLE)]), None, checked=False)
+    finally:
+        del secret_key
+    return Judgement(inspection.verdict, inspection.facts, checked=True)
 
 
 async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -> list[Outgoing]:
     masked = mask_access_key(event.access_key)
-    try:
-        secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(), event.user_id)
-    except UnsealFailed:
-        return _rejected(event, masked, [reason(ReasonCode.SECRET_UNREADABLE)])
-    try:
-        async with asyncio.timeout(deps.htx_deadline_s):
-            inspection = await deps.inspect(HtxCredentials(event.access_key, secret_key))
-    except (HtxError, TimeoutError) as exc:
-        # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
-        log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
-        return _rejected(event, masked, [reason(ReasonCode.EXCHANGE_UNAVAILABLE)])
-    finally:
-        del secret_key
-
-    verdict = inspection.verdict
-    if not verdict.accepted or inspection.facts is None:
+    judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
+    verdict, facts = judgement.verdict, judgement.facts
+    if not verdict.accepted or facts is None:
         return _rejected(event, masked, [*verdict.rejections, *verdict.warnings])
     validated = BindingValidated(
         **event.model_dump(exclude={"event_id", "secret_key_sealed"}),
         secret_key_sealed=event.secret_key_sealed,
         event_id=derived_event_id("validated", event.user_id, event.request_id),
-        htx=inspection.facts,
+        htx=facts,
         warnings=verdict.warnings,
         validated_at=utc_now(),
     )
@@ -64,11 +85,31 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -
         Outgoing(Topic.BINDING_VALIDATED, event.user_id, validated),
         status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
                binding_id=event.binding_id, reasons=verdict.warnings, access_key_masked=masked,
-               details={"htx_uid": inspection.facts.uid}),
+               details={"htx_uid": facts.uid}),
         audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
-              reasons=verdict.warnings, details={"htx_uid": inspection.facts.uid,
-                                                 "permissions": inspection.facts.permissions}),
+              reasons=verdict.warnings, details={"htx_uid": facts.uid, "permissions": facts.permissions}),
+    ]
+
+
+async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps) -> list[Outgoing]:
+    await deps.pace_recheck()
+    masked = mask_access_key(event.access_key)
+    judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
+    verdict = judgement.verdict
+    rechecked = BindingRechecked(
+        event_id=derived_event_id("rechecked", event.sweep_request_id, event.user_id, event.binding_id),
+        sweep_request_id=event.sweep_request_id, user_id=event.user_id, binding_id=event.binding_id,
+        exchange=event.exchange, access_key_masked=masked, checked=judgement.checked,
+        rejections=verdict.rejections if judgement.checked else [], warnings=verdict.warnings,
+        checked_at=utc_now(),
+    )
+    outcome = "unchecked" if not judgement.checked else ("failed" if verdict.rejections else "passed")
+    return [
+        Outgoing(Topic.BINDING_RECHECKED, event.user_id, rechecked),
+        audit(service=SERVICE, action="recheck", outcome=outcome, user_id=event.user_id,
+              request_id=event.sweep_request_id, binding_id=event.binding_id, access_key_masked=masked,
+              reasons=[*verdict.rejections, *verdict.warnings]),
     ]
 
 

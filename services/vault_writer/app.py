@@ -1,16 +1,41 @@
-"""vault-writer: stores validated credentials in Vault KV v2, idempotently; rotates and revokes."""
+"""vault-writer: stores validated credentials in Vault KV v2, idempotently; rotates, revokes, and starts
+key-health sweeps."""
 
+import asyncio
+import time
+import uuid
 from functools import partial
 
+import structlog
 from faststream import FastStream
 
 from shared.config import VaultWriterSettings
-from shared.contracts.events import BindingValidated, RevokeRequested
+from shared.contracts.events import BindingValidated, RevokeRequested, SweepRequested, utc_now
 from shared.contracts.topics import Topic
+from shared.errors import TransientError
 from shared.kafka import EventPublisher, make_broker, subscribe
-from shared.service import run, service_app, vault_client
+from shared.outcomes import Outgoing
+from shared.service import background, run, service_app, vault_client
 from shared.vault import VaultPort
-from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested, on_malformed
+from services.vault_writer.handlers import (
+    VaultWriterDeps, handle_binding_validated, handle_revoke_requested, handle_sweep_requested, on_malformed,
+)
+
+log = structlog.get_logger(__name__)
+
+
+async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
+    """Ask for a sweep once per interval. Every instance asks with the same sweep id for the same slot of
+    time, and only the first to claim it sweeps, so N instances still sweep once."""
+    while True:
+        slot = int(time.time() // interval_s)
+        sweep = SweepRequested(request_id=f"scheduled-{slot}-{uuid.uuid4().hex[:8]}", sweep_id=f"scheduled-{slot}",
+                               requested_at=utc_now())
+        try:
+            await publisher.publish([Outgoing(Topic.HEALTH_SWEEP_REQUESTED, sweep.sweep_id, sweep)])
+        except TransientError as exc:
+            log.warning("sweep_request_failed", error=str(exc))
+        await asyncio.sleep((slot + 1) * interval_s - time.time())
 
 
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
@@ -21,7 +46,12 @@ def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> Fast
               partial(handle_binding_validated, deps=deps), on_malformed, publisher)
     subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED, RevokeRequested,
               partial(handle_revoke_requested, deps=deps), on_malformed, publisher)
-    return service_app(broker, settings, __doc__ or "")
+    subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED, SweepRequested,
+              partial(handle_sweep_requested, deps=deps), on_malformed, publisher)
+    app = service_app(broker, settings, __doc__ or "")
+    if settings.health_sweep_interval_s > 0:
+        background(app, lambda: request_sweeps(publisher, settings.health_sweep_interval_s))
+    return app
 
 
 def main() -> None:

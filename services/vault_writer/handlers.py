@@ -1,10 +1,14 @@
 """vault-writer: stores validated credentials in KV v2 exactly once, keeps one binding per access key
-across all users, rotates and revokes."""
+across all users, rotates and revokes; and starts key-health sweeps (it is the service that may list and
+read stored bindings)."""
 
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts.events import BindingStored, BindingValidated, MalformedEvent, RevokeRequested, derived_event_id, utc_now
+from shared.contracts.events import (
+    BindingStored, BindingValidated, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested, derived_event_id,
+    utc_now,
+)
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
@@ -12,9 +16,10 @@ from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
 from shared.vault import CasConflict, UnsealFailed, VaultPort
 from shared.vault_layout import (
-    ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, whitelist_path,
+    ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, sweep_marker_path,
+    whitelist_path,
 )
-from services.vault_writer.records import credential_record, index_holds, index_record, revocation_record
+from services.vault_writer.records import credential_record, index_holds, index_record, revocation_record, sweep_marker
 
 SERVICE = "vault-writer"
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
@@ -83,8 +88,44 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps)
     return _revoked(event, masked)
 
 
+async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps) -> list[Outgoing]:
+    """Ask the validator to re-check every stored binding. Several instances (or timers) may request the
+    same sweep: the first to claim its marker runs it; a redelivery of that claim's own request runs it
+    again (rechecks are idempotent), anyone else's is skipped."""
+    vault = deps.vault
+    if not await _claim_sweep(vault, event):
+        return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
+                      request_id=event.request_id, details={"sweep_id": event.sweep_id})]
+    rechecks: list[Outgoing] = []
+    for user_folder in await vault.list("bindings/"):
+        user_id = user_folder.rstrip("/")
+        for binding_id in await vault.list(f"bindings/{user_id}/"):
+            record = await vault.read(binding_path(user_id, binding_id))
+            if record is None or "secret_key_sealed" not in record.data:
+                continue
+            rechecks.append(Outgoing(Topic.BINDING_RECHECK_REQUESTED, user_id, RecheckRequested(
+                event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
+                sweep_request_id=event.request_id, user_id=user_id, binding_id=binding_id,
+                exchange=record.data["exchange"], access_key=record.data["access_key"],
+                secret_key_sealed=record.data["secret_key_sealed"],
+            )))
+    return [*rechecks, audit(service=SERVICE, action="health_sweep", outcome="started", user_id=None,
+                             request_id=event.request_id,
+                             details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
+
+
 def on_malformed(error: MalformedEvent) -> list[Outgoing]:
     return malformed(error, service=SERVICE, action="consume")
+
+
+async def _claim_sweep(vault: VaultPort, event: SweepRequested) -> bool:
+    path = sweep_marker_path(event.sweep_id)
+    try:
+        await vault.write(path, sweep_marker(event.request_id), cas=0)
+        return True
+    except CasConflict:
+        claim = await vault.read(path)
+        return claim is not None and claim.data.get("request_id") == event.request_id
 
 
 async def _index_path(vault: VaultPort, access_key: str) -> str:

@@ -16,6 +16,8 @@ def credential_record(event: BindingValidated, secret_key: SecretStr,
         "exchange": event.exchange,
         "access_key": event.access_key,
         "secret_key": secret_key.get_secret_value(),
+        # Kept sealed as well, so a key-health sweep can hand it to the validator without ever unsealing.
+        "secret_key_sealed": event.secret_key_sealed.get_secret_value(),
         "label": event.label,
         "user_id": event.user_id,
         "binding_id": event.binding_id,
@@ -37,6 +39,10 @@ def index_record(user_id: str, binding_id: str) -> dict[str, Any]:
 
 def index_holds(record: dict[str, Any], user_id: str, binding_id: str) -> bool:
     return record.get("user_id") == user_id and record.get("binding_id") == binding_id
+
+
+def sweep_marker(request_id: str) -> dict[str, Any]:
+    return {"request_id": request_id, "claimed_at": utc_now().isoformat()}
 
 
 def revocation_record(request_id: str, access_key_masked: str) -> dict[str, Any]:

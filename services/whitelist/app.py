@@ -7,15 +7,17 @@ import structlog
 from faststream import FastStream
 
 from shared.config import WhitelistSettings
-from shared.contracts.events import BindingStored, WhitelistRequested
+from shared.contracts.events import BindingRechecked, BindingStored, WhitelistRequested
 from shared.contracts.topics import Topic
 from shared.htx.client import HtxClient
 from shared.htx.errors import HtxError
 from shared.kafka import Backoff, EventPublisher, make_broker, subscribe
-from shared.service import run, service_app, vault_client
+from shared.service import background, run, service_app, vault_client
 from shared.vault import VaultPort
 from services.whitelist.catalog import SymbolCatalog, merge_symbol_lists
-from services.whitelist.handlers import WhitelistDeps, handle_binding_stored, handle_whitelist_requested, on_malformed
+from services.whitelist.handlers import (
+    WhitelistDeps, handle_binding_rechecked, handle_binding_stored, handle_whitelist_requested, on_malformed,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,19 +47,11 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
               partial(handle_whitelist_requested, deps=deps), on_malformed, publisher)
     subscribe(broker, settings, Topic.BINDING_STORED, BindingStored,
               partial(handle_binding_stored, deps=deps), on_malformed, publisher)
+    subscribe(broker, settings, Topic.BINDING_RECHECKED, BindingRechecked,
+              partial(handle_binding_rechecked, deps=deps), on_malformed, publisher)
     app = service_app(broker, settings, __doc__ or "")
-    refresher: list[asyncio.Task[None]] = []
-
-    async def start_refresh() -> None:
-        refresher.append(asyncio.create_task(refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s)))
-
-    async def stop_refresh() -> None:
-        for task in refresher:
-            task.cancel()
-        await htx.aclose()
-
-    app.on_startup(start_refresh)
-    app.after_shutdown(stop_refresh)
+    background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s))
+    app.after_shutdown(htx.aclose)
     return app
 
 

@@ -1,4 +1,5 @@
-"""whitelist: keeps, per binding, exactly the pairs the bot may trade, and says when a binding is active.
+"""whitelist: keeps, per binding, exactly the pairs the bot may trade and the key's last known health, and
+says what state the binding is in (active, awaiting_whitelist, expiring, invalid).
 
 A binding is `active` only when it is stored and its whitelist is non-empty and valid; otherwise it is
 `awaiting_whitelist`. Pairs may come with the binding request (carried on binding.stored) or later on
@@ -8,15 +9,16 @@ because the app can only send it after it learnt the binding id, i.e. later."""
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts.events import BindingStored, MalformedEvent, WhitelistRequested, utc_now
+from shared.contracts.events import BindingRechecked, BindingStored, MalformedEvent, WhitelistRequested, utc_now
 from shared.contracts.pairs import normalise_pairs
-from shared.contracts.reasons import Reason, ReasonCode
+from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
 from shared.errors import TransientError
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.vault import CasConflict, VaultPort
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog
+from services.whitelist.health import KeyHealth, binding_state, key_health
 
 SERVICE = "whitelist"
 
@@ -38,7 +40,7 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
         return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
                         binding_id=event.binding_id, reasons=problems,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
-    await _save(deps.vault, event.user_id, event.binding_id, pairs, event.request_id)
+    record = await _save(deps.vault, event.user_id, event.binding_id, event.request_id, pairs=pairs)
     if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
@@ -46,31 +48,58 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
                    binding_id=event.binding_id, details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
             _audit(event.user_id, event.request_id, event.binding_id, "saved_pending_binding", [], pairs),
         ]
+    state = binding_state(KeyHealth(record["health"]), whitelist_valid=True)
     return [
-        status(user_id=event.user_id, state=BindingState.ACTIVE, request_id=event.request_id,
+        status(user_id=event.user_id, state=state, request_id=event.request_id,
                binding_id=event.binding_id, details={"scope": "whitelist", "pairs": pairs}),
-        _audit(event.user_id, event.request_id, event.binding_id, "active", [], pairs),
+        _audit(event.user_id, event.request_id, event.binding_id, state.value, [], pairs),
     ]
 
 
 async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps) -> list[Outgoing]:
     saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
-    if saved is not None and saved.data.get("request_id") != event.request_id:
+    if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
         pairs = list(saved.data["pairs"])
     else:
         pairs = normalise_pairs(event.trading_pairs or [])
     problems = _check(deps.catalog, pairs)
-    if problems:
-        state = BindingState.AWAITING_WHITELIST
-    else:
-        await _save(deps.vault, event.user_id, event.binding_id, pairs, event.request_id)
-        expiring = any(w.code == ReasonCode.KEY_EXPIRING for w in event.warnings)
-        state = BindingState.EXPIRING if expiring else BindingState.ACTIVE
+    # Just validated: the key is as healthy as the validator found it.
+    health = key_health([], event.warnings)
+    if not problems:
+        await _save(deps.vault, event.user_id, event.binding_id, event.request_id, pairs=pairs, health=health)
+    state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
                reasons=reasons, access_key_masked=event.access_key_masked, details={"pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, reasons, pairs),
+    ]
+
+
+async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps) -> list[Outgoing]:
+    """A key-health re-check: a status (and audit) only when the key's health changed."""
+    if not event.checked:
+        return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
+    if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
+        return []  # revoked since the sweep started
+    current = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
+    previous = KeyHealth(current.data.get("health", KeyHealth.HEALTHY)) if current else KeyHealth.HEALTHY
+    health = key_health(event.rejections, event.warnings)
+    if health is previous:
+        return []
+    record = await _save(deps.vault, event.user_id, event.binding_id, f"recheck:{event.sweep_request_id}",
+                         health=health)
+    pair_problems = _check(deps.catalog, record["pairs"])
+    state = binding_state(health, whitelist_valid=not pair_problems)
+    reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
+    return [
+        status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
+               reasons=reasons, access_key_masked=event.access_key_masked,
+               details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
+        audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
+              request_id=event.sweep_request_id, binding_id=event.binding_id,
+              access_key_masked=event.access_key_masked, reasons=reasons,
+              details={"previous_health": previous.value, "health": health.value}),
     ]
 
 
@@ -84,18 +113,21 @@ def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
     return catalog.problems(pairs)
 
 
-async def _save(vault: VaultPort, user_id: str, binding_id: str, pairs: list[str], request_id: str) -> None:
-    """Write the whitelist unless this very request already did (redelivery makes no new version)."""
+async def _save(vault: VaultPort, user_id: str, binding_id: str, request_id: str, **changes: Any) -> dict[str, Any]:
+    """Apply changes to the binding's whitelist record, keeping the rest; a redelivered request (same
+    request id already written) makes no new version. Returns the record as stored."""
     path = whitelist_path(user_id, binding_id)
     current = await vault.read(path)
     if current is not None and current.data.get("request_id") == request_id:
-        return
-    record: dict[str, Any] = {"pairs": pairs, "request_id": request_id, "updated_at": utc_now().isoformat()}
+        return current.data
+    base: dict[str, Any] = current.data if current else {"pairs": [], "health": KeyHealth.HEALTHY.value}
+    record = {**base, **changes, "request_id": request_id, "updated_at": utc_now().isoformat()}
     try:
         await vault.write(path, record, cas=current.version if current else 0)
     except CasConflict:
         # Someone wrote in between (another instance after a rebalance): retry from a fresh read.
         raise TransientError("whitelist changed while writing") from None
+    return record
 
 
 def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],

@@ -185,6 +185,46 @@ class BindingStored(Event):
     stored_at: Timestamp
 
 
+# ---- key health -----------------------------------------------------------------------------------------
+
+
+class SweepRequested(Event):
+    """Re-check every stored binding now. `sweep_id` makes a sweep happen once, however many instances or
+    redeliveries see the request."""
+
+    request_id: Identifier
+    sweep_id: Identifier
+    requested_at: Timestamp
+
+
+class RecheckRequested(Event):
+    """vault-writer → validator: one stored binding to prove against HTX again. The secret stays sealed."""
+
+    event_id: uuid.UUID
+    sweep_request_id: Identifier
+    user_id: Identifier
+    binding_id: Identifier
+    exchange: str
+    access_key: AccessKey
+    secret_key_sealed: SealedSecret
+
+
+class BindingRechecked(Event):
+    """validator → whitelist: what the same verdict as at bind time says about the key today."""
+
+    event_id: uuid.UUID
+    sweep_request_id: Identifier
+    user_id: Identifier
+    binding_id: Identifier
+    exchange: str
+    access_key_masked: str
+    # False when HTX could not be asked: nothing is concluded about the key then.
+    checked: bool
+    rejections: list[Reason] = Field(default_factory=list)
+    warnings: list[Reason] = Field(default_factory=list)
+    checked_at: Timestamp
+
+
 # ---- services → app / ops -------------------------------------------------------------------------------
 
 

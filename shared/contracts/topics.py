@@ -11,6 +11,10 @@ class Topic(StrEnum):
     WHITELIST_REQUESTED = "whitelist.requested"
     BINDING_REVOKE_REQUESTED = "binding.revoke-requested"
     BINDING_STATUS = "binding.status"
+    # Key health: a sweep re-checks every stored binding against HTX (vault-writer → validator → whitelist).
+    HEALTH_SWEEP_REQUESTED = "health.sweep-requested"
+    BINDING_RECHECK_REQUESTED = "binding.recheck-requested"
+    BINDING_RECHECKED = "binding.rechecked"
     AUDIT = "audit"
     DEAD_LETTER = "dead-letter"
 

@@ -41,6 +41,21 @@ def fresh_key(sandbox, like: str = "good", **changes) -> Key:
     return Key(access_key, SecretStr(secret_key), uid)
 
 
+def fresh_account_key(sandbox, like: str = "good") -> tuple[Key, int]:
+    """A new HTX user with its own spot account and one key like the demo key `like`: (key, account id), for
+    tests that change the account without touching other tests' keys."""
+    uid = secrets.randbelow(10**8) + 10**9
+    account_id = uid * 10
+    entry = dict(sandbox.key_entry(like))
+    access_key = "-".join(secrets.token_hex(4) for _ in range(4))
+    secret_key = "-".join(secrets.token_hex(4) for _ in range(4))
+    entry.update(access_key=access_key, secret_key=secret_key, note=f"{like}-own-account")
+    sandbox.admin.put_user({"uid": uid, "parent_uid": None, "api_keys": [entry],
+                            "accounts": [{"id": account_id, "type": "spot", "subtype": "", "state": "working"}]})
+    SECRETS_USED.add(secret_key)
+    return Key(access_key, SecretStr(secret_key), uid), account_id
+
+
 def demo_key(sandbox, note: str) -> Key:
     entry = sandbox.key_entry(note)
     SECRETS_USED.add(entry["secret_key"])

@@ -31,8 +31,12 @@ def inspector(result=None, error=None, seen=None):
     return inspect
 
 
+async def no_wait():
+    return None
+
+
 def deps(**kwargs):
-    return ValidatorDeps(vault=InMemoryVault(), inspect=inspector(**kwargs), htx_deadline_s=2.0)
+    return ValidatorDeps(vault=InMemoryVault(), inspect=inspector(**kwargs), htx_deadline_s=2.0, pace_recheck=no_wait)
 
 
 def by_topic(outgoing):

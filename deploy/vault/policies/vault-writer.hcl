@@ -15,9 +15,10 @@ path "hash7/data/bindings/*" {
   capabilities = ["create", "read", "update"]
 }
 
-# Read a binding's versions before a write; delete every version of a revoked binding.
+# Read a binding's versions before a write; delete every version of a revoked binding; list the stored
+# bindings for a key-health sweep (a list shows user and binding ids only).
 path "hash7/metadata/bindings/*" {
-  capabilities = ["read", "delete"]
+  capabilities = ["read", "delete", "list"]
 }
 
 # Claim an access key in the index with check-and-set, and read the claim to spot a duplicate.
@@ -38,5 +39,10 @@ path "hash7/metadata/whitelists/*" {
 # Leave (and look up) a revocation tombstone, so a redelivered revoke is answered instead of refused.
 # No "update": a tombstone is written once and never changed.
 path "hash7/data/revocations/*" {
+  capabilities = ["create", "read"]
+}
+
+# Key-health sweep: claim a sweep once (create-only), so several instances never sweep twice.
+path "hash7/data/sweeps/*" {
   capabilities = ["create", "read"]
 }
