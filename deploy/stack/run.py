@@ -6,7 +6,6 @@ first, then the rest. Every child runs in its own process group, so none is left
 
 import asyncio
 import fcntl
-import importlib.util
 import os
 import signal
 import sys
@@ -124,18 +123,17 @@ def run_stack(settings: Settings) -> int:
     endpoints = StackEndpoints.from_settings(settings)
     run_dir = make_private_dir(settings.run_dir.resolve())
     with _stack_lock(run_dir / "stack.lock"):
-        sandbox_available = _module_exists(SANDBOX_MODULE)
-        _check_ports_free(endpoints, sandbox_available)
+        _check_ports_free(endpoints)
         stop = threading.Event()
         for signum in STOP_SIGNALS:
             signal.signal(signum, lambda *_: stop.set())
         services, infrastructure = Supervisor(), Supervisor()
         try:
-            _start_infrastructure(infrastructure, endpoints, run_dir, sandbox_available, stop)
+            _start_infrastructure(infrastructure, endpoints, run_dir, stop)
             run_bootstrap(BootstrapSettings(run_dir=run_dir))
             _raise_if_stopping(stop)
             _start_services(services, run_dir)
-            _print_summary(endpoints, run_dir, sandbox_available, services)
+            _print_summary(endpoints, run_dir, services)
             after_startup(settings.model_copy(update={"run_dir": run_dir}))
             return _supervise(stop, services, infrastructure)
         except StopRequested:
@@ -151,14 +149,12 @@ def run_stack(settings: Settings) -> int:
 
 
 def _start_infrastructure(
-    infrastructure: Supervisor, endpoints: StackEndpoints, run_dir: Path, sandbox_available: bool, stop: threading.Event
+    infrastructure: Supervisor, endpoints: StackEndpoints, run_dir: Path, stop: threading.Event
 ) -> None:
     infrastructure.adopt(start_bao(endpoints.vault.host, endpoints.vault.port, run_dir).process)
     _raise_if_stopping(stop)
     infrastructure.adopt(start_tansu(endpoints.kafka.host, endpoints.kafka.port, run_dir / "logs" / "kafka.log"))
     _raise_if_stopping(stop)
-    if not sandbox_available:
-        return
     sandbox = infrastructure.start(
         ManagedProcess(
             "htx-sandbox",
@@ -188,8 +184,6 @@ def _start_infrastructure(
 
 def _start_services(services: Supervisor, run_dir: Path) -> None:
     for index, (package, name) in enumerate(SERVICES.items()):
-        if not _module_exists(f"services.{package}.__main__"):
-            continue
         services.start(
             ManagedProcess(
                 name,
@@ -241,7 +235,7 @@ def _stack_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def _check_ports_free(endpoints: StackEndpoints, sandbox_wanted: bool) -> None:
+def _check_ports_free(endpoints: StackEndpoints) -> None:
     wanted = [
         (endpoints.kafka, "Kafka", "HASH7_KAFKA_BOOTSTRAP_SERVERS"),
         (endpoints.vault, "Vault", "HASH7_VAULT_ADDR"),
@@ -250,9 +244,8 @@ def _check_ports_free(endpoints: StackEndpoints, sandbox_wanted: bool) -> None:
             "Vault's cluster traffic (the Vault port + 1)",
             "HASH7_VAULT_ADDR",
         ),
+        (endpoints.sandbox, "the HTX sandbox", "HASH7_HTX_BASE_URL"),
     ]
-    if sandbox_wanted:
-        wanted.append((endpoints.sandbox, "the HTX sandbox", "HASH7_HTX_BASE_URL"))
     for endpoint, what, variable in wanted:
         if not port_is_free(endpoint.host, endpoint.port):
             raise StackError(
@@ -271,13 +264,6 @@ def _port_holder(port: int) -> str:
     except (psutil.Error, OSError):
         pass
     return ""
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _child_environment(run_dir: Path) -> dict[str, str]:
@@ -308,7 +294,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _print_summary(endpoints: StackEndpoints, run_dir: Path, sandbox_started: bool, services: Supervisor) -> None:
+def _print_summary(endpoints: StackEndpoints, run_dir: Path, services: Supervisor) -> None:
     vault_files = VaultFiles(run_dir)
     table = Table(title="Hash7 stack is up", title_justify="left")
     table.add_column("Part", style="bold")
@@ -328,20 +314,14 @@ def _print_summary(endpoints: StackEndpoints, run_dir: Path, sandbox_started: bo
         "0600; a local convenience only: whoever can read it owns this Vault",
     )
     table.add_row("AppRole credentials", _shown(run_dir / "approle"), "one 0600 file per role")
-    if sandbox_started:
-        table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}", "")
-    else:
-        table.add_row("HTX sandbox", "not started", f"{SANDBOX_MODULE} does not exist yet")
-    running = {process.name: process for process in services.processes}
-    for package, name in SERVICES.items():
-        if name in running:
-            table.add_row(name, f"pid {running[name].pid}", "")
-        else:
-            table.add_row(name, "not started", f"services/{package}/__main__.py does not exist yet")
+    table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}", "demo scenario; admin API under /_sandbox/")
+    for process in services.processes:
+        table.add_row(process.name, f"pid {process.pid}", "")
     table.add_row("Logs", _shown(run_dir / "logs"), "one file per part; service output also appears below")
     table.add_row("Run folder", _shown(run_dir), "git-ignored; delete it (stack stopped) to start afresh")
     console.print(table)
-    console.print("Submit a binding: .venv/bin/hash7 bind --help")
+    console.print("Submit a binding: .venv/bin/hash7 bind --user alice --access-key <AK> --pairs btcusdt "
+                  "(the secret key is asked for, hidden); all commands: .venv/bin/hash7 --help")
     console.print("Stop everything: Ctrl-C")
 
 
