@@ -37,7 +37,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
-from shared.errors import ClientError
+from shared.errors import ClientError, CredentialsMissing
 from shared.kafka_producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.logging import redact
 from shared.vault import VaultClient
@@ -58,10 +58,6 @@ StatusPredicate = Callable[[BindingStatus], bool]
 
 class TopicMissing(ClientError):
     """A topic the client needs does not exist on the broker."""
-
-
-class CredentialsMissing(ClientError):
-    """No AppRole credentials for the app, so nothing can be sealed."""
 
 
 class InvalidRequest(ClientError):

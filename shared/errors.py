@@ -1,5 +1,9 @@
-"""How the Kafka runtime treats a failure: transient ones are retried in place (never dead-lettered);
-anything else is retried a bounded number of times, then dead-lettered."""
+"""Failures shared across packages.
+
+- For the Kafka runtime: transient ones are retried in place (never dead-lettered); anything else is retried
+  a bounded number of times, then dead-lettered.
+- For clients (the app's BindingClient, trading engines): failures explained to a person in one line.
+"""
 
 
 class TransientError(Exception):
@@ -9,3 +13,7 @@ class TransientError(Exception):
 class ClientError(Exception):
     """A failure a client (the app's BindingClient, a trading engine) can explain in one line; the message is
     safe to show a person."""
+
+
+class CredentialsMissing(ClientError):
+    """No AppRole credentials for the client's role, so it cannot log in to Vault."""
