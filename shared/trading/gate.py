@@ -85,8 +85,9 @@ class OrderGate:
         # A blank symbol normalises to "", which no whitelist holds.
         symbol = "".join(normalise_pairs([order.symbol]))
         # Read afresh, never from the cache: a revocation, a whitelist change or a rotation binds the very
-        # next order, not one up to a cache TTL later. It costs one Vault read pair (a few ms) per order,
-        # small beside the HTX round trip that follows. Vault down means no order (fail closed).
+        # next order, not one up to a cache TTL later. So a just-revoked binding trades only orders already
+        # past this read when the revocation lands (their HTX round trip), never for a cache TTL. It costs
+        # two Vault reads (a few ms) per order, small beside that round trip. Vault down: no order.
         try:
             binding = await self.bindings.refresh(user_id, binding_id)
         except BindingNotFound:
@@ -100,7 +101,7 @@ class OrderGate:
         if not binding.allows(symbol):
             whitelist = ", ".join(binding.whitelist) or "empty"
             raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.PAIR_NOT_WHITELISTED,
-                                      f"{symbol or 'the blank symbol'} is not in its whitelist ({whitelist})")
+                                      f"it is not in its whitelist ({whitelist})")
 
         placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
             account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
@@ -116,7 +117,7 @@ class OrderGate:
                        reason: OrderRefusalReason, why: str) -> OrderRefused:
         log.warning("order_refused", user_id=user_id, binding_id=binding_id, symbol=symbol, reason=reason.value)
         await self._audit(user_id, binding_id, binding, "order_refused", {"symbol": symbol, "reason": reason.value})
-        return OrderRefused(reason, f"order on {symbol or '(blank symbol)'} refused for binding {binding_id}: {why}")
+        return OrderRefused(reason, f"binding {binding_id} may not trade {symbol or 'a blank symbol'}: {why}")
 
     async def _audit(self, user_id: str, binding_id: str, binding: TradingBinding | None, outcome: str,
                      details: dict[str, Any]) -> None:

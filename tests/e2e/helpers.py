@@ -41,6 +41,12 @@ def fresh_key(sandbox, like: str = "good", **changes) -> Key:
     return Key(access_key, SecretStr(secret_key), uid)
 
 
+async def bind(client, user: str, key: Key, **kwargs):
+    """Bind key for user through the app's client; the timeline up to its first terminal status."""
+    request_id = await client.bind(user, key.access_key, key.secret_key, **kwargs)
+    return await client.wait_for(request_id, TERMINAL, WAIT_S)
+
+
 def demo_key(sandbox, note: str) -> Key:
     entry = sandbox.key_entry(note)
     SECRETS_USED.add(entry["secret_key"])

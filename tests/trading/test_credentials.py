@@ -8,23 +8,12 @@ from shared.secrets import mask_access_key
 from shared.trading.credentials import BindingNotFound, BindingStore
 from shared.vault_layout import binding_path, whitelist_path
 from tests.trading.fakes import (
-    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, CountingVault, ManualClock, store_binding,
-    store_whitelist,
+    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, store_binding, store_whitelist,
 )
 
 TTL_S = 30.0
 NEW_ACCESS_KEY = "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
 NEW_SECRET_KEY = "rotated-secret-0a1b2c3d-never-shown"
-
-
-@pytest.fixture
-def vault():
-    return CountingVault()
-
-
-@pytest.fixture
-def clock():
-    return ManualClock()
 
 
 @pytest.fixture

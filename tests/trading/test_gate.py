@@ -12,19 +12,14 @@ from shared.trading.credentials import BindingStore
 from shared.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
 from shared.vault_layout import binding_path, whitelist_path
 from tests.trading.fakes import (
-    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, CountingVault, ManualClock, RecordingHtx,
-    RecordingSink, store_binding, store_whitelist,
+    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, RecordingHtx, RecordingSink, store_binding,
+    store_whitelist,
 )
 
 # Long enough that nothing in these tests expires: the gate must not depend on it.
 TTL_S = 3600.0
 BUY_BTC = OrderRequest("BTC/USDT", "buy-limit", Decimal("0.001"), Decimal("30000"), client_order_id="c-1")
 BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
-
-
-@pytest.fixture
-def vault():
-    return CountingVault()
 
 
 @pytest.fixture
@@ -38,8 +33,8 @@ def sink():
 
 
 @pytest.fixture
-def gate(vault, htx, sink):
-    return OrderGate(BindingStore(vault, TTL_S, ManualClock()), htx, sink)
+def gate(vault, clock, htx, sink):
+    return OrderGate(BindingStore(vault, TTL_S, clock), htx, sink)
 
 
 @pytest.fixture
@@ -80,7 +75,7 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_sent(ga
     refused = await refusal(gate, BUY_ETH)
 
     assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
-    assert str(refused) == f"order on ethusdt refused for binding {BINDING}: ethusdt is not in its whitelist (btcusdt)"
+    assert str(refused) == f"binding {BINDING} may not trade ethusdt: it is not in its whitelist (btcusdt)"
     assert htx.orders == []
     [event] = audits(sink)
     assert (event.action, event.outcome, event.access_key_masked) == ("order", "order_refused", mask_access_key(ACCESS_KEY))
@@ -143,8 +138,8 @@ async def test_a_revoked_binding_whose_whitelist_was_written_again_is_still_refu
 
 
 @pytest.mark.usefixtures("active_binding")
-async def test_an_audit_the_broker_cannot_take_changes_no_decision(vault, htx):
-    gate = OrderGate(BindingStore(vault, TTL_S, ManualClock()), htx, RecordingSink(broker_down=True))
+async def test_an_audit_the_broker_cannot_take_changes_no_decision(vault, clock, htx):
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True))
     with capture_logs() as logs:
         placed = await gate.place(USER, BINDING, BUY_BTC)
         refused = await refusal(gate, BUY_ETH)
