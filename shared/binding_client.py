@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
@@ -38,6 +38,8 @@ from shared.contracts.events import (
 )
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
+from shared.errors import ClientError, CredentialsMissing
+from shared.kafka_producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.logging import redact
 from shared.vault import VaultClient
 from shared.vault_layout import BINDING_SECRET_KEY
@@ -55,20 +57,8 @@ BODY_PREVIEW_CHARS = 240
 StatusPredicate = Callable[[BindingStatus], bool]
 
 
-class ClientError(Exception):
-    """A failure the client can explain in one line; the message is safe to show a person."""
-
-
-class BrokerUnavailable(ClientError):
-    """Kafka cannot be reached, or refused a publish."""
-
-
 class TopicMissing(ClientError):
     """A topic the client needs does not exist on the broker."""
-
-
-class CredentialsMissing(ClientError):
-    """No AppRole credentials for the app, so nothing can be sealed."""
 
 
 class InvalidRequest(ClientError):
@@ -146,8 +136,7 @@ class BindingClient:
     def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
         self._settings = settings
         self._vault = vault
-        self._producer: AIOKafkaProducer | None = None
-        self._producer_lock = asyncio.Lock()
+        self._publisher = KafkaPublisher(settings, _CLIENT_ID)
         self.unparseable_records: Counter[Topic] = Counter()
 
     async def __aenter__(self) -> Self:
@@ -155,14 +144,12 @@ class BindingClient:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         traceback: TracebackType | None) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._publisher.close()
 
     async def preflight(self) -> None:
         """Connect to Kafka and log in to Vault now, so that a problem shows before anyone types a secret."""
         await self._ready_vault().check()
-        await self._ready_producer()
+        await self._publisher.start()
 
     # ---- requests -----------------------------------------------------------------------------------------
 
@@ -208,21 +195,10 @@ class BindingClient:
     async def publish_raw(self, topic: Topic, key: str, value: bytes,
                           headers: Mapping[str, str] | None = None) -> None:
         """Publish bytes as they are, for tests and fuzzers that need to send what no model would produce."""
-        await self._send(topic, key, value, headers or {})
+        await self._publisher.send(topic, key, value, headers or {})
 
     async def _publish(self, topic: Topic, key: str, event: Event) -> None:
-        headers = {"content-type": "application/json", "event-type": type(event).__name__}
-        await self._send(topic, key, event.to_bytes(), headers)
-
-    async def _send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
-        producer = await self._ready_producer()
-        name = self._settings.topic(topic)
-        try:
-            await producer.send_and_wait(
-                name, value, key=key.encode(), headers=[(header, text.encode()) for header, text in headers.items()]
-            )
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"publishing to {name} failed ({type(exc).__name__})") from None
+        await self._publisher.publish(topic, key, event)
 
     # ---- statuses -----------------------------------------------------------------------------------------
 
@@ -303,7 +279,7 @@ class BindingClient:
             group_id=None,
             enable_auto_commit=False,
         )
-        await self._start(consumer)
+        await start_kafka_client(consumer, self._settings.kafka_bootstrap_servers)
         try:
             partitions = await self._partitions(consumer, name)
             consumer.assign(partitions)
@@ -339,29 +315,6 @@ class BindingClient:
         return [TopicPartition(name, partition) for partition in sorted(partitions)]
 
     # ---- connections --------------------------------------------------------------------------------------
-
-    async def _ready_producer(self) -> AIOKafkaProducer:
-        async with self._producer_lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                    client_id=_CLIENT_ID,
-                    acks="all",
-                    # Tansu has no idempotent producer (engineering notes §7).
-                    enable_idempotence=False,
-                )
-                await self._start(producer)
-                self._producer = producer
-            return self._producer
-
-    async def _start(self, client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
-        try:
-            await client.start()
-        except KafkaError as exc:
-            await client.stop()  # a half-started client still holds sockets and tasks
-            raise BrokerUnavailable(
-                f"Kafka is unreachable at {self._settings.kafka_bootstrap_servers} ({type(exc).__name__})"
-            ) from None
 
     def _ready_vault(self) -> VaultClient:
         if self._vault is None:

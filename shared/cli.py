@@ -42,6 +42,7 @@ from shared.secrets import mask_access_key
 from shared.vault import VaultDenied, VaultUnavailable
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Settings)
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # could not finish: a server unreachable, credentials missing, timed out
@@ -347,8 +348,14 @@ async def await_outcome(client: BindingClient, request_id: str, outcome: Outcome
 
 
 def load_settings() -> Settings:
+    return load_program_settings(Settings, "hash7-cli")
+
+
+def load_program_settings(settings_class: type[S], program: str) -> S:
+    """settings_class from the HASH7_* environment, with logging configured for a command-line program;
+    a bad setting is one line naming the variable."""
     try:
-        settings = Settings()
+        settings = settings_class()
     except ValidationError as exc:
         problems = "; ".join(
             f"HASH7_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
@@ -358,7 +365,7 @@ def load_settings() -> Settings:
     # The CLI speaks in tables and one-line errors; library logs (aiokafka's connection errors, say) show
     # only when asked for with HASH7_LOG_LEVEL.
     level = settings.log_level if "log_level" in settings.model_fields_set else "CRITICAL"
-    configure_logging("hash7-cli", settings.log_format, level)
+    configure_logging(program, settings.log_format, level)
     return settings
 
 

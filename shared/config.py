@@ -101,3 +101,12 @@ class WhitelistSettings(ServiceSettings):
     symbol_refresh_s: float = 60.0
 
     service_name: ClassVar[str] = "whitelist"
+
+
+class EngineSettings(Settings):
+    """A trading engine's settings (shared.trading)."""
+
+    # How long a binding read from Vault is served from memory: a rotation reaches cached reads within this
+    # time. Orders do not depend on it: the order gate reads the binding and its whitelist afresh each time.
+    engine_cache_ttl_s: float = Field(30.0, ge=0)
+    htx_timeout_s: float = 5.0

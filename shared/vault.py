@@ -70,6 +70,8 @@ class VaultClient:
         self._login_lock = threading.Lock()
         self._renew_after = 0.0
         self._expires_at = 0.0
+        # The lease a login gives (the role's token TTL); a renewal that gives less has reached the max TTL.
+        self._login_lease_s = 0
 
     # ---- token lifecycle --------------------------------------------------------------------------------
 
@@ -79,6 +81,7 @@ class VaultClient:
             secret_id=self._credentials.secret_id.get_secret_value(),
             use_token=True,
         )["auth"]
+        self._login_lease_s = auth["lease_duration"]
         self._set_lease(auth["lease_duration"])
         log.info("vault_login", policies=auth.get("policies"), ttl_s=auth["lease_duration"])
 
@@ -95,9 +98,10 @@ class VaultClient:
             if now < self._expires_at:
                 try:
                     auth = self._hvac.auth.token.renew_self()["auth"]
-                    self._set_lease(auth["lease_duration"])
-                    # At max TTL Vault still answers, with a shorter lease: log in again before it runs out.
-                    if auth["lease_duration"] > 0:
+                    # Near its max TTL Vault still renews, but only up to it, with a shorter lease: log in again
+                    # now, rather than renew until Vault refuses ("past the max TTL").
+                    if auth["lease_duration"] >= self._login_lease_s:
+                        self._set_lease(auth["lease_duration"])
                         return
                 except hvac_errors.VaultError:
                     log.info("vault_token_renewal_failed_relogin")

@@ -1,4 +1,5 @@
-"""`hash7` run as a person runs it: a separate process, configured only by its environment."""
+"""`hash7` (or another of the project's command lines, e.g. `hash7-engine`) run as a person runs it: a
+separate process, configured only by its environment."""
 
 import os
 import subprocess
@@ -8,9 +9,9 @@ from collections.abc import Mapping
 from shared.config import Settings
 
 
-def hash7_command(*args: str) -> list[str]:
+def hash7_command(*args: str, module: str = "shared.cli") -> list[str]:
     # The console script's own entry point, with this interpreter (the venv's `hash7` may not be on PATH).
-    return [sys.executable, "-c", "from shared.cli import main; main()", *args]
+    return [sys.executable, "-c", f"from {module} import main; main()", *args]
 
 
 def hash7_environment(settings: Settings | None = None, **overrides: str) -> dict[str, str]:
@@ -28,6 +29,7 @@ def hash7_environment(settings: Settings | None = None, **overrides: str) -> dic
     return environment
 
 
-def run_hash7(args: list[str], environment: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(hash7_command(*args), input=stdin, capture_output=True, text=True, timeout=120,
-                          env=dict(environment))
+def run_hash7(args: list[str], environment: Mapping[str, str], stdin: str = "",
+              module: str = "shared.cli") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(hash7_command(*args, module=module), input=stdin, capture_output=True, text=True,
+                          timeout=120, env=dict(environment))

@@ -29,16 +29,25 @@ class Key:
     uid: int
 
 
-def fresh_key(sandbox, like: str = "good", **changes) -> Key:
-    """A new HTX key on the sandbox, a copy of the demo key noted `like` with its own access/secret keys."""
+def _copy_of_demo_key(sandbox, like: str, note: str, **changes) -> dict:
+    """The demo key noted `like`, with new access and secret keys (the secret registered for the leak scan)."""
     entry = dict(sandbox.key_entry(like))
-    access_key = "-".join(secrets.token_hex(4) for _ in range(4))
-    secret_key = "-".join(secrets.token_hex(4) for _ in range(4))
-    entry.update(access_key=access_key, secret_key=secret_key, note=f"{like}-copy", **changes)
+    entry.update(access_key="-".join(secrets.token_hex(4) for _ in range(4)),
+                 secret_key="-".join(secrets.token_hex(4) for _ in range(4)), note=note, **changes)
+    SECRETS_USED.add(entry["secret_key"])
+    return entry
+
+
+def _key(entry: dict, uid: int) -> Key:
+    return Key(entry["access_key"], SecretStr(entry["secret_key"]), uid)
+
+
+def fresh_key(sandbox, like: str = "good", **changes) -> Key:
+    """A new HTX key on the sandbox, a copy of the demo key noted `like`, on the same HTX user."""
+    entry = _copy_of_demo_key(sandbox, like, f"{like}-copy", **changes)
     uid = sandbox.user(like)["uid"]
     sandbox.admin.put_key(uid, entry)
-    SECRETS_USED.add(secret_key)
-    return Key(access_key, SecretStr(secret_key), uid)
+    return _key(entry, uid)
 
 
 def fresh_account_key(sandbox, like: str = "good") -> tuple[Key, int]:
@@ -46,14 +55,16 @@ def fresh_account_key(sandbox, like: str = "good") -> tuple[Key, int]:
     tests that change the account without touching other tests' keys."""
     uid = secrets.randbelow(10**8) + 10**9
     account_id = uid * 10
-    entry = dict(sandbox.key_entry(like))
-    access_key = "-".join(secrets.token_hex(4) for _ in range(4))
-    secret_key = "-".join(secrets.token_hex(4) for _ in range(4))
-    entry.update(access_key=access_key, secret_key=secret_key, note=f"{like}-own-account")
+    entry = _copy_of_demo_key(sandbox, like, f"{like}-own-account")
     sandbox.admin.put_user({"uid": uid, "parent_uid": None, "api_keys": [entry],
                             "accounts": [{"id": account_id, "type": "spot", "subtype": "", "state": "working"}]})
-    SECRETS_USED.add(secret_key)
-    return Key(access_key, SecretStr(secret_key), uid), account_id
+    return _key(entry, uid), account_id
+
+
+async def bind(client, user: str, key: Key, **kwargs):
+    """Bind key for user through the app's client; the timeline up to its first terminal status."""
+    request_id = await client.bind(user, key.access_key, key.secret_key, **kwargs)
+    return await client.wait_for(request_id, TERMINAL, WAIT_S)
 
 
 def demo_key(sandbox, note: str) -> Key:

@@ -16,7 +16,7 @@ from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.vault_layout import KV_MOUNT, binding_path, whitelist_path
 from tests.kafka_reading import raw_records
-from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, Key, demo_key, fresh_key, new_user, states
+from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, Key, bind, demo_key, fresh_key, new_user, states
 
 pytestmark = pytest.mark.stack
 S = BindingState
@@ -47,11 +47,6 @@ def kv_versions(vault_admin, path):
 def kv_read(vault_admin, path):
     return vault_admin.secrets.kv.v2.read_secret_version(path=path, mount_point=KV_MOUNT,
                                                          raise_on_deleted_version=False)["data"]["data"]
-
-
-async def bind(client, user, key, **kwargs):
-    request_id = await client.bind(user, key.access_key, key.secret_key, **kwargs)
-    return await client.wait_for(request_id, TERMINAL, WAIT_S)
 
 
 async def test_a_good_key_with_pairs_goes_from_received_to_active_and_is_stored_once(client, htx_sandbox, vault_admin):

@@ -9,7 +9,7 @@ import pytest
 from shared.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from tests.e2e.helpers import TERMINAL, WAIT_S, fresh_account_key, fresh_key, new_user
+from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
 
 pytestmark = pytest.mark.stack
 S = BindingState
@@ -23,9 +23,7 @@ async def client(pipeline):
 
 
 async def bind_active(client, key):
-    user = new_user()
-    request_id = await client.bind(user, key.access_key, key.secret_key, trading_pairs=["btcusdt"])
-    timeline = await client.wait_for(request_id, TERMINAL, WAIT_S)
+    timeline = await bind(client, new_user(), key, trading_pairs=["btcusdt"])
     assert timeline[-1].state == S.ACTIVE
     return timeline[-1].binding_id
 

@@ -1,0 +1,72 @@
+"""Publishing to Kafka from a process that is not a FastStream service (the app's BindingClient, trading
+engines): one producer, started on first use, each send confirmed by every in-sync replica (acks=all)."""
+
+import asyncio
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.config import Settings
+from shared.contracts.events import Event
+from shared.contracts.topics import Topic
+from shared.errors import ClientError
+
+
+class BrokerUnavailable(ClientError):
+    """Kafka cannot be reached, or refused a publish."""
+
+
+async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, bootstrap_servers: str) -> None:
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.stop()  # a half-started client still holds sockets and tasks
+        raise BrokerUnavailable(f"Kafka is unreachable at {bootstrap_servers} ({type(exc).__name__})") from None
+
+
+class KafkaPublisher:
+    """Sends records to the settings' topics. Nothing connects until the first send (or `start`)."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._ready_producer()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, topic: Topic, key: str, event: Event) -> None:
+        headers = {"content-type": "application/json", "event-type": type(event).__name__}
+        await self.send(topic, key, event.to_bytes(), headers)
+
+    async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
+        """Publish bytes as they are; returns once the broker confirmed them, or raises BrokerUnavailable."""
+        producer = await self._ready_producer()
+        name = self._settings.topic(topic)
+        try:
+            await producer.send_and_wait(
+                name, value, key=key.encode(), headers=[(header, text.encode()) for header, text in headers.items()]
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"publishing to {name} failed ({type(exc).__name__})") from None
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    client_id=self._client_id,
+                    acks="all",
+                    # Tansu has no idempotent producer (engineering notes §7).
+                    enable_idempotence=False,
+                )
+                await start_kafka_client(producer, self._settings.kafka_bootstrap_servers)
+                self._producer = producer
+            return self._producer

@@ -1,0 +1,143 @@
+"""A binding as a trading engine sees it: its HTX credentials and its current whitelist, read from Vault
+with the `trading-engine` AppRole and kept in memory for a bounded time.
+
+The secret key is a SecretStr from the moment it leaves the Vault answer; the access key shows only masked
+in a repr. Token renewal and re-login are VaultClient's.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Self
+
+from pydantic import SecretStr
+
+from shared.config import EngineSettings
+from shared.contracts.pairs import normalise_pairs
+from shared.errors import ClientError, CredentialsMissing
+from shared.htx.client import HtxCredentials
+from shared.secrets import mask_access_key
+from shared.vault import VaultClient, VaultPort
+from shared.vault_layout import binding_path, whitelist_path
+
+# The AppRole of trading engines (one of shared.vault_layout.CLIENT_ROLES): it may only read bindings and
+# whitelists.
+TRADING_ENGINE_ROLE = "trading-engine"
+# The whitelist service marks a binding whose key stopped working at HTX with this health.
+HEALTH_INVALID = "invalid"
+
+Clock = Callable[[], float]
+
+
+class BindingNotFound(ClientError):
+    """Vault holds no credentials for the binding: it was revoked, or never stored."""
+
+    def __init__(self, user_id: str, binding_id: str) -> None:
+        super().__init__(f"binding {binding_id} of user {user_id} has no credentials in Vault "
+                         "(revoked, or never stored)")
+
+
+@dataclass(frozen=True, repr=False)
+class TradingBinding:
+    """One binding's credentials and whitelist, as read together from Vault."""
+
+    user_id: str
+    binding_id: str
+    access_key: str
+    secret_key: SecretStr
+    htx_uid: int
+    spot_account_id: int
+    # HTX symbols (normalised), in the order the user gave them; empty while the binding awaits a whitelist.
+    whitelist: tuple[str, ...]
+    # None while the whitelist service has said nothing about the key's health.
+    health: str | None
+    # The binding's KV version: a rotation writes the next one.
+    version: int
+
+    @property
+    def access_key_masked(self) -> str:
+        return mask_access_key(self.access_key)
+
+    @property
+    def invalid(self) -> bool:
+        return self.health == HEALTH_INVALID
+
+    def allows(self, symbol: str) -> bool:
+        return symbol in self.whitelist
+
+    def htx_credentials(self) -> HtxCredentials:
+        return HtxCredentials(self.access_key, self.secret_key, uid=self.htx_uid)
+
+    def __repr__(self) -> str:
+        return (f"TradingBinding(user_id={self.user_id!r}, binding_id={self.binding_id!r}, "
+                f"access_key={self.access_key_masked!r}, htx_uid={self.htx_uid!r}, "
+                f"spot_account_id={self.spot_account_id!r}, whitelist={self.whitelist!r}, health={self.health!r}, "
+                f"version={self.version!r})")
+
+
+@dataclass(frozen=True)
+class _Cached:
+    binding: TradingBinding
+    read_at: float
+
+
+class BindingStore:
+    """Reads bindings from Vault and serves each from memory for `ttl_s` seconds after the read, so a
+    rotation (a new KV version) is picked up within `ttl_s` without a restart. Absence is never cached: a
+    binding stored a moment ago is found on the next call."""
+
+    def __init__(self, vault: VaultPort, ttl_s: float, clock: Clock = time.monotonic) -> None:
+        self._vault = vault
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[tuple[str, str], _Cached] = {}
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> Self:
+        try:
+            credentials = settings.approle_credentials(TRADING_ENGINE_ROLE)
+        except RuntimeError as exc:
+            raise CredentialsMissing(str(exc)) from None
+        return cls(VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s), settings.engine_cache_ttl_s)
+
+    async def get(self, user_id: str, binding_id: str) -> TradingBinding:
+        """The binding as read at most `ttl_s` ago; raises BindingNotFound."""
+        self._evict_expired()
+        cached = self._cache.get((user_id, binding_id))
+        if cached is not None:
+            return cached.binding
+        return await self.refresh(user_id, binding_id)
+
+    async def refresh(self, user_id: str, binding_id: str) -> TradingBinding:
+        """The binding as Vault holds it now (and cached from now on); raises BindingNotFound."""
+        read_at = self._clock()
+        binding = await self._read(user_id, binding_id)
+        if binding is None:
+            self._cache.pop((user_id, binding_id), None)
+            raise BindingNotFound(user_id, binding_id)
+        self._cache[(user_id, binding_id)] = _Cached(binding, read_at)
+        return binding
+
+    async def _read(self, user_id: str, binding_id: str) -> TradingBinding | None:
+        credentials = await self._vault.read(binding_path(user_id, binding_id))
+        if credentials is None:
+            return None
+        whitelist = await self._vault.read(whitelist_path(user_id, binding_id))
+        record = credentials.data
+        return TradingBinding(
+            user_id=user_id,
+            binding_id=binding_id,
+            access_key=record["access_key"],
+            secret_key=SecretStr(record["secret_key"]),
+            htx_uid=record["htx_uid"],
+            spot_account_id=record["spot_account_id"],
+            whitelist=tuple(normalise_pairs(whitelist.data.get("pairs", []))) if whitelist else (),
+            health=whitelist.data.get("health") if whitelist else None,
+            version=credentials.version,
+        )
+
+    def _evict_expired(self) -> None:
+        # Expired entries go, not only the one asked for: a secret stays in memory no longer than ttl_s.
+        now = self._clock()
+        for key in [key for key, cached in self._cache.items() if now - cached.read_at >= self._ttl_s]:
+            del self._cache[key]

@@ -1,0 +1,146 @@
+"""`hash7-engine`: an example trading engine on shared.trading. It reads a binding from Vault as the
+`trading-engine` AppRole and places orders on HTX (or the sandbox) through the order gate.
+
+    hash7-engine show --user U --binding B
+    hash7-engine order --user U --binding B --symbol btcusdt --side buy --type limit --amount 0.001 --price 30000
+
+Same conventions as `hash7` (shared.cli): HASH7_* configuration, tables on stdout, one line and an exit code
+for anything that goes wrong, never a traceback; the access key only masked, the secret never.
+"""
+
+from decimal import Decimal
+from typing import Annotated
+
+import click
+from pydantic import Field
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from shared.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    ID,
+    USER_ID,
+    ContractValue,
+    load_program_settings,
+    run,
+    shown,
+    stdout,
+)
+from shared.config import EngineSettings
+from shared.contracts.events import TradingPair
+from shared.errors import ClientError
+from shared.htx.errors import HtxError
+from shared.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.trading.gate import OrderRefused, OrderRequest, order_gate
+
+PROGRAM = "hash7-engine"
+EXIT_CODES_HELP = f"""\b
+Exit codes:
+  {EXIT_OK}  done: the binding was shown, or the order placed
+  {EXIT_FAILED}  could not finish: Vault, Kafka or HTX unreachable, no AppRole
+     credentials, or bad HASH7_* settings
+  {EXIT_USAGE}  bad input on the command line
+  {EXIT_REFUSED}  refused: by the order gate (binding revoked or invalid, pair not
+     whitelisted) or by HTX; also: no such binding (show)
+  {EXIT_INTERRUPTED}  interrupted with Ctrl-C"""
+
+SYMBOL = ContractValue("SYMBOL", TradingPair)
+QUANTITY = ContractValue("DECIMAL", Annotated[Decimal, Field(gt=0)])
+
+
+def binding_table(binding: TradingBinding) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_header=False, show_edge=False, padding=(0, 2, 0, 0), pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in (
+        ("Binding", binding.binding_id),
+        ("User", binding.user_id),
+        ("Access key", binding.access_key_masked),
+        ("HTX UID", binding.htx_uid),
+        ("Spot account", binding.spot_account_id),
+        ("Whitelist", ", ".join(binding.whitelist)),
+        ("Health", binding.health),
+        ("Vault version", binding.version),
+    ):
+        table.add_row(name, shown(value))
+    return table
+
+
+def print_refusal(reason: str, message: str) -> None:
+    stdout.print(Text.assemble(("Refused", "bold red"), f" ({reason}): ", shown(message)))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_CODES_HELP)
+def cli() -> None:
+    """An example trading engine: read a binding's credentials from Vault and trade within its whitelist.
+
+    Configuration comes from HASH7_* environment variables (Vault, HTX, Kafka, run directory,
+    HASH7_ENGINE_CACHE_TTL_S).
+    """
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--user", "user_id", type=USER_ID, required=True, help="Hash7 user id.")
+@click.option("--binding", "binding_id", type=ID, required=True, help="The binding to read.")
+def show(user_id: str, binding_id: str) -> None:
+    """Print what the engine reads for a binding: masked access key, HTX UID, spot account, whitelist."""
+    settings = load_program_settings(EngineSettings, PROGRAM)
+
+    async def read() -> int:
+        try:
+            binding = await BindingStore.from_settings(settings).get(user_id, binding_id)
+        except BindingNotFound as exc:
+            print_refusal("binding_not_found", str(exc))
+            return EXIT_REFUSED
+        stdout.print(binding_table(binding))
+        return EXIT_OK
+
+    run(settings, read())
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--user", "user_id", type=USER_ID, required=True, help="Hash7 user id.")
+@click.option("--binding", "binding_id", type=ID, required=True, help="The binding whose key trades.")
+@click.option("--symbol", type=SYMBOL, required=True, help="The pair, e.g. btcusdt (or BTC/USDT).")
+@click.option("--side", type=click.Choice(["buy", "sell"]), required=True)
+@click.option("--type", "order_type", type=click.Choice(["limit", "market"]), required=True)
+@click.option("--amount", type=QUANTITY, required=True, help="Base currency amount (quote amount for a market buy).")
+@click.option("--price", type=QUANTITY, help="Limit price; a market order takes none.")
+@click.option("--client-order-id", type=ID, help="Your own id for the order.")
+def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str, amount: Decimal,
+          price: Decimal | None, client_order_id: str | None) -> None:
+    """Place an order with the binding's key, through the order gate: only for a pair in its whitelist."""
+    if (order_type == "limit") != (price is not None):
+        raise click.UsageError("a limit order needs --price, a market order takes none")
+    settings = load_program_settings(EngineSettings, PROGRAM)
+    request = OrderRequest(symbol, f"{side}-{order_type}", amount, price, client_order_id)
+
+    async def place() -> int:
+        async with order_gate(settings) as gate:
+            try:
+                placed = await gate.place(user_id, binding_id, request)
+            except OrderRefused as refused:
+                print_refusal(refused.reason.value, str(refused))
+                return EXIT_REFUSED
+            except HtxError as exc:
+                if exc.transient:
+                    raise ClientError(f"HTX at {settings.htx_base_url} could not take the order ({exc})") from None
+                print_refusal("htx", f"HTX refused the order: {exc}")
+                return EXIT_REFUSED
+            # The gate has just read the binding: this comes from memory (unless the cache TTL is 0).
+            stdout.print(binding_table(await gate.bindings.get(user_id, binding_id)))
+        stdout.print(Text.assemble(("Placed", "bold green"), f" order {placed.order_id}: {request.type} ",
+                                   f"{amount} {symbol}" + (f" at {price}" if price is not None else "") + "."))
+        return EXIT_OK
+
+    run(settings, place())
+
+
+def main() -> None:
+    cli(prog_name=PROGRAM)

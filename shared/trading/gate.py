@@ -1,0 +1,144 @@
+"""The one way a trading engine places an order: `OrderGate.place` signs and sends it to HTX only if the
+binding still exists, its key is not marked invalid and the pair is in its current whitelist. Anything else
+raises `OrderRefused` and leaves an `order_refused` audit event; a placed order leaves `order_placed`.
+
+HTX enforces no per-key pair whitelist at order time, and stolen trade-only keys are used to trade illiquid
+pairs against their owners: this check is the only one there is.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+import structlog
+
+from shared.config import EngineSettings
+from shared.contracts.events import Event
+from shared.contracts.pairs import normalise_pairs
+from shared.contracts.topics import Topic
+from shared.errors import ClientError
+from shared.htx.client import HtxClient, HtxCredentials
+from shared.htx.models import NewOrder, PlacedOrder
+from shared.kafka_producer import BrokerUnavailable, KafkaPublisher
+from shared.outcomes import audit
+from shared.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+
+log = structlog.get_logger(__name__)
+
+# The name trading engines go by in audit events.
+SERVICE = "trading-engine"
+_KAFKA_CLIENT_ID = "hash7-trading-engine"
+
+
+class OrderRefusalReason(StrEnum):
+    BINDING_REVOKED = "binding_revoked"
+    BINDING_INVALID = "binding_invalid"
+    PAIR_NOT_WHITELISTED = "pair_not_whitelisted"
+
+
+class OrderRefused(ClientError):
+    """The gate did not send the order. The message says why in a person's terms; `reason` says it for code."""
+
+    def __init__(self, reason: OrderRefusalReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """An order as an engine asks for it. The gate adds the account: always the binding's spot account."""
+
+    # A trading pair in any spelling the app accepts ('BTC/USDT', 'btcusdt'); sent as the HTX symbol.
+    symbol: str
+    # HTX's order type, e.g. `buy-limit`, `sell-market`.
+    type: str
+    amount: Decimal
+    price: Decimal | None = None
+    client_order_id: str | None = None
+
+
+class OrderPlacer(Protocol):
+    """What the gate needs from HTX; HtxClient is the real one."""
+
+    async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder: ...
+
+
+class EventSink(Protocol):
+    """Where audit events go; KafkaPublisher is the real one. Raises BrokerUnavailable when it cannot."""
+
+    async def publish(self, topic: Topic, key: str, event: Event) -> None: ...
+
+
+class OrderGate:
+    """Places orders with the credentials of a binding, within its whitelist."""
+
+    def __init__(self, bindings: BindingStore, htx: OrderPlacer, events: EventSink) -> None:
+        self.bindings = bindings
+        self._htx = htx
+        self._events = events
+
+    async def place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
+        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise HtxError as they are."""
+        # A blank symbol normalises to "", which no whitelist holds.
+        symbol = "".join(normalise_pairs([order.symbol]))
+        # Read afresh, never from the cache: a revocation, a whitelist change or a rotation binds the very
+        # next order, not one up to a cache TTL later. So a just-revoked binding trades only orders already
+        # past this read when the revocation lands (their HTX round trip), never for a cache TTL. It costs
+        # two Vault reads (a few ms) per order, small beside that round trip. Vault down: no order.
+        try:
+            binding = await self.bindings.refresh(user_id, binding_id)
+        except BindingNotFound:
+            raise await self._refused(
+                user_id, binding_id, None, symbol, OrderRefusalReason.BINDING_REVOKED,
+                "it has no credentials in Vault (revoked, or never stored)",
+            ) from None
+        if binding.invalid:
+            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.BINDING_INVALID,
+                                      "its key stopped working at HTX; bind a new key")
+        if not binding.allows(symbol):
+            whitelist = ", ".join(binding.whitelist) or "empty"
+            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.PAIR_NOT_WHITELISTED,
+                                      f"it is not in its whitelist ({whitelist})")
+
+        placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
+            account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
+            price=order.price, client_order_id=order.client_order_id,
+        ))
+        log.info("order_placed", user_id=user_id, binding_id=binding_id, access_key_masked=binding.access_key_masked,
+                 symbol=symbol, order_id=placed.order_id)
+        await self._audit(user_id, binding_id, binding, "order_placed",
+                          {"symbol": symbol, "type": order.type, "order_id": placed.order_id})
+        return placed
+
+    async def _refused(self, user_id: str, binding_id: str, binding: TradingBinding | None, symbol: str,
+                       reason: OrderRefusalReason, why: str) -> OrderRefused:
+        log.warning("order_refused", user_id=user_id, binding_id=binding_id, symbol=symbol, reason=reason.value)
+        await self._audit(user_id, binding_id, binding, "order_refused", {"symbol": symbol, "reason": reason.value})
+        return OrderRefused(reason, f"binding {binding_id} may not trade {symbol or 'a blank symbol'}: {why}")
+
+    async def _audit(self, user_id: str, binding_id: str, binding: TradingBinding | None, outcome: str,
+                     details: dict[str, Any]) -> None:
+        record = audit(service=SERVICE, action="order", outcome=outcome, user_id=user_id, binding_id=binding_id,
+                       access_key_masked=binding.access_key_masked if binding else None, details=details)
+        try:
+            await self._events.publish(record.topic, record.key, record.event)
+        except BrokerUnavailable as exc:
+            # The order's fate is already decided. Raising now would make a placed order look failed, and an
+            # engine that retries would place it twice; the log line keeps the record.
+            log.error("audit_not_published", user_id=user_id, binding_id=binding_id, outcome=outcome,
+                      error=str(exc), **details)
+
+
+@asynccontextmanager
+async def order_gate(settings: EngineSettings) -> AsyncIterator[OrderGate]:
+    """A gate wired to the settings' Vault (AppRole `trading-engine`), HTX and Kafka."""
+    bindings = BindingStore.from_settings(settings)
+    publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID)
+    try:
+        async with HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s) as htx:
+            yield OrderGate(bindings, htx, publisher)
+    finally:
+        await publisher.close()

@@ -1,0 +1,15 @@
+"""Fixtures of the trading library's unit tests."""
+
+import pytest
+
+from tests.trading.fakes import CountingVault, ManualClock
+
+
+@pytest.fixture
+def vault() -> CountingVault:
+    return CountingVault()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()

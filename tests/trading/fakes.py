@@ -1,0 +1,81 @@
+"""In-memory stand-ins for the trading library's edges (Vault comes from tests.fakes), and bindings written
+exactly as the vault-writer and the whitelist service write them."""
+
+from typing import Any
+
+from pydantic import SecretStr
+
+from services.vault_writer.records import credential_record
+from shared.contracts.events import Event, utc_now
+from shared.contracts.topics import Topic
+from shared.htx.client import HtxCredentials
+from shared.htx.models import NewOrder, PlacedOrder
+from shared.kafka_producer import BrokerUnavailable
+from shared.vault_layout import binding_path, whitelist_path
+from tests.fakes import InMemoryVault
+from tests.unit.builders import validated
+
+USER, BINDING = "u1", "b1"
+ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
+SECRET_KEY = "engine-secret-5e6f7a8b-never-shown"
+HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.unit.builders.validated says HTX answered
+
+
+async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> None:
+    """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it."""
+    record = credential_record(validated(user_id=USER, binding_id=BINDING, access_key=access_key), SecretStr(secret_key))
+    current = await vault.read(binding_path(USER, BINDING))
+    await vault.write(binding_path(USER, BINDING), record, cas=current.version if current else 0)
+
+
+async def store_whitelist(vault: InMemoryVault, pairs: list[str], **extra: Any) -> None:
+    """The whitelist as the whitelist service writes it (extra: fields a later version may add, e.g. health)."""
+    current = await vault.read(whitelist_path(USER, BINDING))
+    record = {"pairs": pairs, "request_id": f"w{current.version + 1 if current else 1}",
+              "updated_at": utc_now().isoformat(), **extra}
+    await vault.write(whitelist_path(USER, BINDING), record, cas=current.version if current else 0)
+
+
+class CountingVault(InMemoryVault):
+    """Counts reads, to tell a cache hit from a Vault read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def read(self, path: str):
+        self.reads += 1
+        return await super().read(path)
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingHtx:
+    """Accepts every order, numbering them from 1; remembers the credentials and order of each."""
+
+    def __init__(self) -> None:
+        self.orders: list[tuple[HtxCredentials, NewOrder]] = []
+
+    async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder:
+        self.orders.append((credentials, order))
+        return PlacedOrder(order_id=len(self.orders), client_order_id=order.client_order_id)
+
+
+class RecordingSink:
+    def __init__(self, broker_down: bool = False) -> None:
+        self.published: list[tuple[Topic, str, Event]] = []
+        self._broker_down = broker_down
+
+    async def publish(self, topic: Topic, key: str, event: Event) -> None:
+        if self._broker_down:
+            raise BrokerUnavailable("Kafka is unreachable at 127.0.0.1:1 (KafkaConnectionError)")
+        self.published.append((topic, key, event))

@@ -1,0 +1,125 @@
+"""BindingStore against an in-memory Vault: what a binding holds, how long it is cached, rotation and
+revocation, and that the secret never shows."""
+
+import pytest
+
+from shared.logging import redact
+from shared.secrets import mask_access_key
+from shared.trading.credentials import BindingNotFound, BindingStore
+from shared.vault_layout import binding_path, whitelist_path
+from tests.trading.fakes import (
+    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, store_binding, store_whitelist,
+)
+
+TTL_S = 30.0
+NEW_ACCESS_KEY = "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
+NEW_SECRET_KEY = "rotated-secret-0a1b2c3d-never-shown"
+
+
+@pytest.fixture
+def store(vault, clock):
+    return BindingStore(vault, TTL_S, clock)
+
+
+async def test_a_binding_holds_the_credentials_account_and_normalised_whitelist(vault, store):
+    await store_binding(vault)
+    await store_whitelist(vault, ["BTC/USDT", "eth-usdt"])
+
+    binding = await store.get(USER, BINDING)
+
+    assert (binding.access_key, binding.htx_uid, binding.spot_account_id) == (ACCESS_KEY, HTX_UID, SPOT_ACCOUNT_ID)
+    assert binding.secret_key.get_secret_value() == SECRET_KEY
+    assert binding.whitelist == ("btcusdt", "ethusdt") and binding.allows("ethusdt") and not binding.allows("xrpusdt")
+    assert binding.health is None and not binding.invalid and binding.version == 1
+    credentials = binding.htx_credentials()
+    assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
+    assert credentials.secret_key.get_secret_value() == SECRET_KEY
+
+
+async def test_the_secret_is_in_no_repr_and_the_access_key_only_masked(vault, store):
+    await store_binding(vault)
+    binding = await store.get(USER, BINDING)
+
+    shown = [repr(binding), str(binding), f"{binding}", str(redact(binding)), repr(binding.htx_credentials())]
+
+    assert all(SECRET_KEY not in text and ACCESS_KEY not in text for text in shown)
+    assert mask_access_key(ACCESS_KEY) in repr(binding) and binding.access_key_masked == mask_access_key(ACCESS_KEY)
+
+
+async def test_a_binding_without_a_whitelist_allows_nothing_and_health_invalid_is_read(vault, store, clock):
+    await store_binding(vault)
+    assert (await store.get(USER, BINDING)).whitelist == ()
+
+    await store_whitelist(vault, ["btcusdt"], health="invalid")
+    clock.advance(TTL_S)
+    binding = await store.get(USER, BINDING)
+    assert binding.invalid and binding.health == "invalid"
+
+
+async def test_a_binding_is_served_from_memory_until_the_ttl_then_a_rotation_is_picked_up(vault, store, clock):
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"])
+    first = await store.get(USER, BINDING)
+
+    await store_binding(vault, access_key=NEW_ACCESS_KEY, secret_key=NEW_SECRET_KEY)
+    reads = vault.reads
+    clock.advance(TTL_S - 0.1)
+    assert await store.get(USER, BINDING) is first and vault.reads == reads
+
+    clock.advance(0.1)
+    rotated = await store.get(USER, BINDING)
+    assert rotated.version == 2 and rotated.access_key == NEW_ACCESS_KEY
+    assert rotated.secret_key.get_secret_value() == NEW_SECRET_KEY and rotated.whitelist == ("btcusdt",)
+
+
+async def test_refresh_reads_vault_now_and_what_it_read_is_cached(vault, store):
+    await store_binding(vault)
+    await store.get(USER, BINDING)
+    await store_binding(vault, access_key=NEW_ACCESS_KEY, secret_key=NEW_SECRET_KEY)
+
+    assert (await store.refresh(USER, BINDING)).access_key == NEW_ACCESS_KEY
+    reads = vault.reads
+    assert (await store.get(USER, BINDING)).access_key == NEW_ACCESS_KEY and vault.reads == reads
+
+
+async def test_a_revoked_binding_is_not_found_once_its_ttl_is_over(vault, store, clock):
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"])
+    await store.get(USER, BINDING)
+
+    # What the vault-writer does on revocation.
+    await vault.delete_all(whitelist_path(USER, BINDING))
+    await vault.delete_all(binding_path(USER, BINDING))
+    clock.advance(TTL_S)
+
+    with pytest.raises(BindingNotFound, match=f"binding {BINDING} of user {USER} has no credentials in Vault"):
+        await store.get(USER, BINDING)
+    with pytest.raises(BindingNotFound):
+        await store.refresh(USER, BINDING)
+
+
+async def test_absence_is_not_cached(vault, store):
+    with pytest.raises(BindingNotFound):
+        await store.get(USER, BINDING)
+    await store_binding(vault)
+    assert (await store.get(USER, BINDING)).access_key == ACCESS_KEY
+
+
+async def test_with_a_ttl_of_zero_every_get_reads_vault(vault, clock):
+    store = BindingStore(vault, 0, clock)
+    await store_binding(vault)
+    await store.get(USER, BINDING)
+    reads = vault.reads
+    await store.get(USER, BINDING)
+    assert vault.reads > reads
+
+
+async def test_no_secret_stays_in_memory_past_the_ttl(vault, store, clock):
+    await store_binding(vault)
+    await store.get(USER, BINDING)
+    clock.advance(TTL_S)
+
+    with pytest.raises(BindingNotFound):
+        await store.get(USER, "another-binding")
+    # Looking at the private cache is the only way to see what the store still holds.
+    assert store._cache == {}

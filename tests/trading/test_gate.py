@@ -1,0 +1,160 @@
+"""OrderGate with an in-memory Vault, a recording HTX and a recording audit sink: what is sent, what is
+refused and why, what is audited, and that a decision never rests on a cached binding."""
+
+from decimal import Decimal
+
+import pytest
+from structlog.testing import capture_logs
+
+from shared.contracts.topics import Topic
+from shared.secrets import mask_access_key
+from shared.trading.credentials import BindingStore
+from shared.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
+from shared.vault_layout import binding_path, whitelist_path
+from tests.trading.fakes import (
+    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, RecordingHtx, RecordingSink, store_binding,
+    store_whitelist,
+)
+
+# Long enough that nothing in these tests expires: the gate must not depend on it.
+TTL_S = 3600.0
+BUY_BTC = OrderRequest("BTC/USDT", "buy-limit", Decimal("0.001"), Decimal("30000"), client_order_id="c-1")
+BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
+
+
+@pytest.fixture
+def htx():
+    return RecordingHtx()
+
+
+@pytest.fixture
+def sink():
+    return RecordingSink()
+
+
+@pytest.fixture
+def gate(vault, clock, htx, sink):
+    return OrderGate(BindingStore(vault, TTL_S, clock), htx, sink)
+
+
+@pytest.fixture
+async def active_binding(vault):
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"])
+
+
+def audits(sink):
+    assert all(topic == Topic.AUDIT and key == USER for topic, key, _ in sink.published)
+    return [event for _, _, event in sink.published]
+
+
+async def refusal(gate, order):
+    with pytest.raises(OrderRefused) as refused:
+        await gate.place(USER, BINDING, order)
+    return refused.value
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its_spot_account(gate, htx, sink):
+    placed = await gate.place(USER, BINDING, BUY_BTC)
+
+    [(credentials, order)] = htx.orders
+    assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
+    assert credentials.secret_key.get_secret_value() == SECRET_KEY
+    assert order.to_body() == {"account-id": str(SPOT_ACCOUNT_ID), "symbol": "btcusdt", "type": "buy-limit",
+                               "amount": "0.001", "price": "30000", "client-order-id": "c-1"}
+    assert placed.order_id == 1 and placed.client_order_id == "c-1"
+    [event] = audits(sink)
+    assert (event.service, event.action, event.outcome) == ("trading-engine", "order", "order_placed")
+    assert (event.user_id, event.binding_id, event.access_key_masked) == (USER, BINDING, mask_access_key(ACCESS_KEY))
+    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1}
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_sent(gate, htx, sink):
+    refused = await refusal(gate, BUY_ETH)
+
+    assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
+    assert str(refused) == f"binding {BINDING} may not trade ethusdt: it is not in its whitelist (btcusdt)"
+    assert htx.orders == []
+    [event] = audits(sink)
+    assert (event.action, event.outcome, event.access_key_masked) == ("order", "order_refused", mask_access_key(ACCESS_KEY))
+    assert event.details == {"symbol": "ethusdt", "reason": "pair_not_whitelisted"}
+
+
+async def test_a_binding_awaiting_its_whitelist_trades_nothing(gate, vault, htx):
+    await store_binding(vault)
+    refused = await refusal(gate, BUY_BTC)
+    assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED and "whitelist (empty)" in str(refused)
+    assert htx.orders == []
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_a_blank_symbol_is_refused(gate, htx):
+    refused = await refusal(gate, OrderRequest(" / ", "buy-limit", Decimal("1")))
+    assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED and htx.orders == []
+
+
+async def test_a_binding_not_in_vault_is_refused_as_revoked(gate, htx, sink):
+    refused = await refusal(gate, BUY_BTC)
+
+    assert refused.reason is OrderRefusalReason.BINDING_REVOKED
+    assert "no credentials in Vault (revoked, or never stored)" in str(refused)
+    assert htx.orders == []
+    [event] = audits(sink)
+    assert event.outcome == "order_refused" and event.access_key_masked is None
+    assert event.details == {"symbol": "btcusdt", "reason": "binding_revoked"}
+
+
+async def test_a_binding_whose_key_is_marked_invalid_is_refused_even_for_a_whitelisted_pair(gate, vault, htx):
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"], health="invalid")
+    refused = await refusal(gate, BUY_BTC)
+    assert refused.reason is OrderRefusalReason.BINDING_INVALID and htx.orders == []
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_revocation_whitelist_changes_and_rotation_bind_the_very_next_order(gate, vault, htx):
+    await gate.place(USER, BINDING, BUY_BTC)
+
+    await store_whitelist(vault, ["ethusdt"])
+    assert (await refusal(gate, BUY_BTC)).reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
+
+    await store_binding(vault, access_key="f0e1d2c3-b4a59687-78695a4b-3c2d1e", secret_key="rotated-secret")
+    await gate.place(USER, BINDING, BUY_ETH)
+    assert htx.orders[-1][0].access_key == "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
+
+    await vault.delete_all(whitelist_path(USER, BINDING))
+    await vault.delete_all(binding_path(USER, BINDING))
+    assert (await refusal(gate, BUY_ETH)).reason is OrderRefusalReason.BINDING_REVOKED
+    assert len(htx.orders) == 2
+
+
+async def test_a_revoked_binding_whose_whitelist_was_written_again_is_still_refused(gate, vault, htx):
+    # A whitelist request that arrives after a revocation is saved (waiting for a binding that never comes).
+    await store_whitelist(vault, ["btcusdt"])
+    assert (await refusal(gate, BUY_BTC)).reason is OrderRefusalReason.BINDING_REVOKED
+    assert htx.orders == []
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_an_audit_the_broker_cannot_take_changes_no_decision(vault, clock, htx):
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True))
+    with capture_logs() as logs:
+        placed = await gate.place(USER, BINDING, BUY_BTC)
+        refused = await refusal(gate, BUY_ETH)
+
+    assert placed.order_id == 1 and refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
+    lost = [line for line in logs if line["event"] == "audit_not_published"]
+    assert [line["outcome"] for line in lost] == ["order_placed", "order_refused"]
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_no_secret_or_whole_access_key_in_audit_events_errors_or_log_lines(gate, sink):
+    with capture_logs() as logs:
+        await gate.place(USER, BINDING, BUY_BTC)
+        refused = await refusal(gate, BUY_ETH)
+
+    said = [event.to_bytes().decode() for event in audits(sink)] + [str(refused), repr(refused)]
+    said += [repr(line) for line in logs]
+    assert logs and all(SECRET_KEY not in text and ACCESS_KEY not in text for text in said)
