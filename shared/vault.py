@@ -46,6 +46,8 @@ class KvEntry:
     data: dict[str, Any]
     version: int
     custom_metadata: dict[str, str]
+    # Vault's id of the read, as its audit log records it: lets our audit events point at Vault's.
+    request_id: str = ""
 
 
 class VaultPort(Protocol):
@@ -185,7 +187,8 @@ class VaultClient:
             if answer["data"]["data"] is None:
                 return None
             metadata = answer["data"]["metadata"]
-            return KvEntry(answer["data"]["data"], metadata["version"], metadata.get("custom_metadata") or {})
+            return KvEntry(answer["data"]["data"], metadata["version"], metadata.get("custom_metadata") or {},
+                           answer.get("request_id", ""))
 
         return await self._run(read)
 

@@ -53,6 +53,8 @@ class TradingBinding:
     health: str | None
     # The binding's KV version: a rotation writes the next one.
     version: int
+    # Vault's id for the read of the credentials: the same id stands in Vault's audit log.
+    vault_request_id: str = ""
 
     @property
     def access_key_masked(self) -> str:
@@ -134,6 +136,7 @@ class BindingStore:
             whitelist=tuple(normalise_pairs(whitelist.data.get("pairs", []))) if whitelist else (),
             health=whitelist.data.get("health") if whitelist else None,
             version=credentials.version,
+            vault_request_id=credentials.request_id,
         )
 
     def _evict_expired(self) -> None:

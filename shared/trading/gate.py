@@ -121,6 +121,9 @@ class OrderGate:
 
     async def _audit(self, user_id: str, binding_id: str, binding: TradingBinding | None, outcome: str,
                      details: dict[str, Any]) -> None:
+        if binding is not None:
+            # Correlates this decision with Vault's own audit record of the credentials read it rests on.
+            details = {**details, "vault_request_id": binding.vault_request_id}
         record = audit(service=SERVICE, action="order", outcome=outcome, user_id=user_id, binding_id=binding_id,
                        access_key_masked=binding.access_key_masked if binding else None, details=details)
         try:

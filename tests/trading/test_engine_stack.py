@@ -76,7 +76,7 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     binding = await gate.bindings.get(user, binding_id)
     assert binding.access_key == key.access_key and binding.htx_uid == key.uid
     assert binding.secret_key.get_secret_value() == key.secret_key.get_secret_value()
-    assert binding.whitelist == ("btcusdt",) and binding.health is None
+    assert binding.whitelist == ("btcusdt",) and binding.health == "healthy" and not binding.invalid
 
     placed = await gate.place(user, binding_id, BUY_BTC)
 
@@ -86,7 +86,8 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     [audit] = await order_audits(pipeline.settings, binding_id)
     assert (audit.service, audit.outcome, audit.access_key_masked) == ("trading-engine", "order_placed",
                                                                       mask_access_key(key.access_key))
-    assert audit.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id}
+    assert audit.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id,
+                             "vault_request_id": audit.details["vault_request_id"]}
 
 
 async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_reaches_htx(
@@ -103,7 +104,7 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_reaches
     [audit] = await order_audits(pipeline.settings, binding_id)
     assert (audit.outcome, audit.user_id, audit.access_key_masked) == ("order_refused", user,
                                                                        mask_access_key(key.access_key))
-    assert audit.details == {"symbol": "ethusdt", "reason": "pair_not_whitelisted"}
+    assert audit.details["symbol"] == "ethusdt" and audit.details["reason"] == "pair_not_whitelisted"
 
 
 async def test_a_rotation_is_picked_up_without_a_restart(client, gate, htx_sandbox):
@@ -140,6 +141,41 @@ async def test_a_revoked_binding_is_refused_at_once(client, gate, htx_sandbox, p
     assert len(htx_sandbox.admin.orders()) == orders_before
     outcomes = [(audit.outcome, audit.details.get("reason")) for audit in await order_audits(pipeline.settings, binding_id)]
     assert outcomes == [("order_placed", None), ("order_refused", "binding_revoked")]
+
+
+async def test_a_binding_a_sweep_found_invalid_is_refused(client, gate, htx_sandbox):
+    user, key = new_user(), fresh_key(htx_sandbox)
+    binding_id = await active_binding(client, user, key)
+    htx_sandbox.admin.update_key(key.access_key, permission="readOnly,trade,withdraw")
+    sweep = await client.request_sweep()
+    invalid = await client.wait_for(sweep, lambda s: s.binding_id == binding_id, WAIT_S)
+    assert invalid[-1].state == BindingState.INVALID
+
+    with pytest.raises(OrderRefused) as refused:
+        await gate.place(user, binding_id, BUY_BTC)
+    assert refused.value.reason is OrderRefusalReason.BINDING_INVALID
+
+
+def vault_audit_entries(run_dir) -> list[dict]:
+    return [json.loads(line) for line in VaultFiles(run_dir).audit_log.read_text().splitlines() if line.strip()]
+
+
+async def test_vault_records_the_secret_read_hmacd_and_our_audit_event_points_at_it(
+        client, gate, htx_sandbox, pipeline, bootstrapped_stack):
+    user, key = new_user(), fresh_key(htx_sandbox)
+    binding_id = await active_binding(client, user, key)
+    await gate.place(user, binding_id, BUY_BTC)
+    [ours] = [a for a in await order_audits(pipeline.settings, binding_id) if a.outcome == "order_placed"]
+    vault_request_id = ours.details["vault_request_id"]
+
+    [read] = [entry for entry in vault_audit_entries(bootstrapped_stack.run_dir)
+              if entry["type"] == "response" and entry.get("request", {}).get("id") == vault_request_id]
+    assert read["request"]["path"] == f"hash7/data/bindings/{user}/{binding_id}"
+    assert "trading-engine" in read["auth"]["policies"]
+    recorded = read["response"]["data"]["data"]
+    # Vault keeps a keyed HMAC of each value, so the read is provable without the secret being written down.
+    assert recorded["secret_key"].startswith("hmac-sha256:") and recorded["access_key"].startswith("hmac-sha256:")
+    assert key.secret_key.get_secret_value() not in VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
 
 
 # ---- Vault token expiry -------------------------------------------------------------------------------------

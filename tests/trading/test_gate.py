@@ -67,7 +67,7 @@ async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its
     [event] = audits(sink)
     assert (event.service, event.action, event.outcome) == ("trading-engine", "order", "order_placed")
     assert (event.user_id, event.binding_id, event.access_key_masked) == (USER, BINDING, mask_access_key(ACCESS_KEY))
-    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1}
+    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1, "vault_request_id": ""}
 
 
 @pytest.mark.usefixtures("active_binding")
@@ -79,7 +79,7 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_sent(ga
     assert htx.orders == []
     [event] = audits(sink)
     assert (event.action, event.outcome, event.access_key_masked) == ("order", "order_refused", mask_access_key(ACCESS_KEY))
-    assert event.details == {"symbol": "ethusdt", "reason": "pair_not_whitelisted"}
+    assert event.details == {"symbol": "ethusdt", "reason": "pair_not_whitelisted", "vault_request_id": ""}
 
 
 async def test_a_binding_awaiting_its_whitelist_trades_nothing(gate, vault, htx):
