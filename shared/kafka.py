@@ -261,6 +261,8 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
         group_id=settings.service_name + settings.kafka_group_suffix,
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
+        max_workers=settings.kafka_workers,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         title=f"{settings.service_name}:{topic.value}",
     )(consume)
 
