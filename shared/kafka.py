@@ -167,7 +167,8 @@ def scrub_plaintext_secrets(raw: bytes) -> bytes:
         return raw
     for name in suspicious:
         document[name] = "[REDACTED]"
-    return json.dumps(document, ensure_ascii=False).encode()
+    # ASCII with escapes: the document may hold a lone surrogate ("\ud800" in the JSON), which has no UTF-8.
+    return json.dumps(document).encode()
 
 
 class Backoff:
