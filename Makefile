@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test test-faults clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(PY) -m deploy.stack.run
 
-## Run the whole test suite (starts its own broker, Vault and sandbox on free ports).
+## Run the whole test suite (starts its own broker, Vault and sandbox on free ports), the fault suite apart.
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+## Run the fault and load suite: kills, outages, HTX trouble and fuzzing over a few hundred bindings each.
+test-faults: $(INSTALLED)
+	$(PY) -m pytest -m faults tests/faults
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

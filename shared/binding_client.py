@@ -158,15 +158,29 @@ class BindingClient:
                    replaces_binding_id: str | None = None, request_id: str | None = None) -> str:
         """Seal secret_key for user_id, publish the binding request and return its request id. Only the
         Transit ciphertext leaves this process; it opens only with user_id as context."""
-        request_id = request_id or _new_request_id()
+        request = await self.binding_request(
+            user_id, access_key, secret_key, exchange=exchange, label=label, trading_pairs=trading_pairs,
+            replaces_binding_id=replaces_binding_id, request_id=request_id,
+        )
+        await self.submit(request)
+        return request.request_id
+
+    async def binding_request(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
+                              label: str = "", trading_pairs: list[str] | None = None,
+                              replaces_binding_id: str | None = None,
+                              request_id: str | None = None) -> BindingRequested:
+        """The request `bind` publishes, sealed but not yet sent: load drivers seal ahead of time and submit
+        at their own pace."""
         sealed = await self._ready_vault().seal(BINDING_SECRET_KEY, secret_key, context=user_id)
-        request = _build(
-            BindingRequested, request_id=request_id, user_id=user_id, exchange=exchange, label=label,
-            access_key=access_key, secret_key_sealed=sealed, trading_pairs=trading_pairs,
+        return _build(
+            BindingRequested, request_id=request_id or _new_request_id(), user_id=user_id, exchange=exchange,
+            label=label, access_key=access_key, secret_key_sealed=sealed, trading_pairs=trading_pairs,
             replaces_binding_id=replaces_binding_id, requested_at=utc_now().isoformat(),
         )
-        await self._publish(Topic.BINDING_REQUESTED, user_id, request)
-        return request_id
+
+    async def submit(self, request: BindingRequested) -> None:
+        """Publish a binding request made by `binding_request`."""
+        await self._publish(Topic.BINDING_REQUESTED, request.user_id, request)
 
     async def set_whitelist(self, user_id: str, binding_id: str, pairs: list[str],
                             request_id: str | None = None) -> str:
@@ -278,6 +292,7 @@ class BindingClient:
             client_id=_CLIENT_ID,
             group_id=None,
             enable_auto_commit=False,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
         await start_kafka_client(consumer, self._settings.kafka_bootstrap_servers)
         try:

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "hash7."
+    # How long the broker may hold a fetch that finds nothing new. Tansu answers a waiting fetch only when
+    # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
+    # default would add a quarter second per hop); polling more often costs a little broker CPU.
+    kafka_fetch_max_wait_ms: int = Field(50, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
     # AppRole credentials: either given directly, or read from <run_dir>/approle/<role>.json (written 0600
@@ -62,6 +66,10 @@ class ServiceSettings(Settings):
 
     # Consumer group = the service name; more instances in the same group share the partitions.
     kafka_group_suffix: str = ""
+    # Consumers per subscribed topic in this process, working in parallel on different partitions (order
+    # holds within a partition). One would handle every partition in turn; more than the topic's partitions
+    # (6, deploy/bootstrap) would idle.
+    kafka_workers: int = Field(6, ge=1)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.

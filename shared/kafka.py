@@ -61,30 +61,52 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     )
 
 
+# What reports on the work rather than moving it on.
+_REPORT_TOPICS = frozenset({Topic.BINDING_STATUS, Topic.AUDIT})
+_EVENT_HEADERS = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class _Record:
+    topic: Topic
+    key: str
+    body: bytes
+    headers: dict[str, str]
+
+
 class EventPublisher:
-    """Publishes outgoing events in order, each confirmed by the broker before the next is sent."""
+    """Publishes a handler's outgoing events, all confirmed by the broker before it returns.
+
+    Reports (status, audit) go first, and the events that move the work on only once the reports are
+    confirmed: otherwise the next stage could publish its status before ours, and the app would see
+    `active` before `stored`."""
 
     def __init__(self, broker: KafkaBroker, topic_prefix: str) -> None:
         self._broker = broker
         self._prefix = topic_prefix
 
     async def publish(self, messages: Iterable[Outgoing]) -> None:
-        for message in messages:
-            await self._send(
-                message.topic,
-                message.key,
-                message.event.to_bytes(),
-                {"content-type": "application/json", "event-type": type(message.event).__name__},
-            )
+        records = [_Record(m.topic, m.key, m.event.to_bytes(), _EVENT_HEADERS | {"event-type": type(m.event).__name__})
+                   for m in messages]
+        await self._send([r for r in records if r.topic in _REPORT_TOPICS])
+        await self._send([r for r in records if r.topic not in _REPORT_TOPICS])
 
     async def publish_dead_letter(self, letter: "DeadLetter") -> None:
-        await self._send(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())
+        await self._send([_Record(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())])
 
-    async def _send(self, topic: Topic, key: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _send(self, records: Sequence[_Record]) -> None:
+        """Hand every record to the producer in order (which keeps their order per partition), then wait for
+        all confirmations at once: one round trip to the broker rather than one per record."""
         try:
-            await self._broker.publish(body, topic=topic.full_name(self._prefix), key=key.encode(), headers=headers)
+            confirmations = [
+                await self._broker.publish(record.body, topic=record.topic.full_name(self._prefix),
+                                           key=record.key.encode(), headers=record.headers, no_confirm=True)
+                for record in records
+            ]
+            await asyncio.gather(*confirmations)
         except KafkaError as exc:
-            raise TransientError(f"publish to {topic} failed: {type(exc).__name__}") from exc
+            topics = ", ".join(sorted({record.topic.value for record in records}))
+            raise TransientError(f"publish to {topics} failed: {type(exc).__name__}") from exc
 
 
 @dataclass(frozen=True)
@@ -145,7 +167,8 @@ def scrub_plaintext_secrets(raw: bytes) -> bytes:
         return raw
     for name in suspicious:
         document[name] = "[REDACTED]"
-    return json.dumps(document, ensure_ascii=False).encode()
+    # ASCII with escapes: the document may hold a lone surrogate ("\ud800" in the JSON), which has no UTF-8.
+    return json.dumps(document).encode()
 
 
 class Backoff:
@@ -261,6 +284,8 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
         group_id=settings.service_name + settings.kafka_group_suffix,
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
+        max_workers=settings.kafka_workers,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         title=f"{settings.service_name}:{topic.value}",
     )(consume)
 

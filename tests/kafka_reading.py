@@ -29,3 +29,15 @@ async def raw_records(settings: Settings, topic: Topic) -> list[ConsumerRecord]:
 async def _partitions(consumer: AIOKafkaConsumer, name: str) -> set[int]:
     await consumer.topics()
     return consumer.partitions_for_topic(name) or set()
+
+
+async def topic_bytes(settings: Settings) -> dict[Topic, bytes]:
+    """Every value and header on every topic, per topic (for scans of what must never be there)."""
+    found = {}
+    for topic in Topic:
+        chunks = []
+        for record in await raw_records(settings, topic):
+            chunks.append(record.value or b"")
+            chunks.extend(value for _, value in record.headers)
+        found[topic] = b"\n".join(chunks)
+    return found

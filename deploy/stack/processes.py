@@ -34,6 +34,16 @@ def port_accepts_connections(host: str, port: int, timeout_s: float = 0.5) -> bo
         return False
 
 
+def free_port(host: str = "127.0.0.1", *, next_one_too: bool = False) -> int:
+    """A port on host nobody listens on (and the one after it too, if asked: Vault's cluster port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if not next_one_too or port_is_free(host, port + 1):
+            return port
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether a server could listen on host:port now (a port lingering in TIME_WAIT counts as free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

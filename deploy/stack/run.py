@@ -27,7 +27,8 @@ from deploy.stack.bao import CLUSTER_PORT_OFFSET, VaultFiles, start_bao
 from deploy.stack.demo import bind_demo_keys
 from deploy.stack.errors import StackError
 from deploy.stack.private_files import make_private_dir
-from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_accepts_connections, port_is_free
+from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is_free
+from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
 from shared.config import Settings
 from shared.logging import configure_logging, redact
@@ -35,9 +36,6 @@ from shared.logging import configure_logging, redact
 console = Console(soft_wrap=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
 
-SANDBOX_MODULE = "deploy.sandbox.server"
-SANDBOX_SCENARIO = Path(__file__).resolve().parent.parent / "sandbox" / "demo-scenario.json"
-SANDBOX_READY_TIMEOUT_S = 15.0
 # Python package -> process name. FastStream waits up to 15 s for in-flight messages on SIGTERM.
 SERVICES = {"intake": "intake", "validator": "validator", "vault_writer": "vault-writer", "whitelist": "whitelist"}
 SERVICE_STOP_TIMEOUT_S = 20.0
@@ -155,29 +153,14 @@ def _start_infrastructure(
     _raise_if_stopping(stop)
     infrastructure.adopt(start_tansu(endpoints.kafka.host, endpoints.kafka.port, run_dir / "logs" / "kafka.log"))
     _raise_if_stopping(stop)
-    sandbox = infrastructure.start(
-        ManagedProcess(
-            "htx-sandbox",
-            [
-                sys.executable,
-                "-m",
-                SANDBOX_MODULE,
-                "--host",
-                endpoints.sandbox.host,
-                "--port",
-                str(endpoints.sandbox.port),
-                "--scenario",
-                str(SANDBOX_SCENARIO),
-            ],
+    infrastructure.adopt(
+        start_sandbox(
+            endpoints.sandbox.host,
+            endpoints.sandbox.port,
             run_dir / "logs" / "htx-sandbox.log",
             env=_child_environment(run_dir),
             echo=_terminal_echo("htx-sandbox", len(SERVICES)),
         )
-    )
-    sandbox.wait_until_ready(
-        lambda: port_accepts_connections(endpoints.sandbox.host, endpoints.sandbox.port),
-        f"listening on {endpoints.sandbox.host}:{endpoints.sandbox.port}",
-        SANDBOX_READY_TIMEOUT_S,
     )
     _raise_if_stopping(stop)
 

@@ -217,6 +217,7 @@ class HtxClient:
         self._rng = rng or random.Random()
         self._limiter = RateLimiter(rate_limits, default_rate_limit, clock)
         self._clock_offset_s = 0.0
+        self._clock_synced_at: float | None = None
 
     async def __aenter__(self) -> "HtxClient":
         return self
@@ -240,7 +241,14 @@ class HtxClient:
         server_s = await self.server_time_ms() / 1000
         received = self._clock()
         self._clock_offset_s = server_s - (sent + received) / 2
+        self._clock_synced_at = received
         return self._clock_offset_s
+
+    async def sync_clock_if_older_than(self, max_age_s: float) -> float | None:
+        """`sync_clock` when the last measurement is older than max_age_s (or there is none); else None."""
+        if self._clock_synced_at is not None and self._clock() - self._clock_synced_at < max_age_s:
+            return None
+        return await self.sync_clock()
 
     async def symbols(self) -> list[SymbolV1]:
         """`GET /v1/common/symbols` (facts §7.1)."""

@@ -1,0 +1,199 @@
+"""The invariants every fault test checks once its load has run, whatever fault it injected:
+
+1. every request reaches a final status;
+2. a request's statuses are in causal order (received → validated → stored → final); an event may come
+   again only with the same event_id, and then identical;
+3. a good key ends active, or rejected only for a reason the fault excuses (a rival of a key another user
+   won: key_already_bound);
+4. every active binding is in Vault exactly once (one KV version for a fresh key, holding its own request
+   and key), a rejected one not at all, and the access-key index names the one winner of each key, so no
+   two users hold the same key;
+5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic or
+   in any service log.
+
+A status sent again with the same event_id that differs only in `occurred_at` is not counted as a
+violation but reported apart (`reissued`): it is what a handler re-run after a crash produces, and whether
+that is acceptable is a decision for the contract, not for this checker.
+"""
+
+import base64
+import json
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Set
+from dataclasses import dataclass, field
+
+import hvac
+from hvac import exceptions as hvac_errors
+
+from deploy.bench.load import ArrivedStatus, distinct
+from deploy.stack.bao import VaultFiles, read_init_keys
+from deploy.stack.loopback import LoopbackStack
+from services.vault_writer.records import index_holds
+from shared.cli import BIND_OUTCOME
+from shared.contracts.events import BindingRequested
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
+from shared.vault_layout import ACCESS_KEY_INDEX_KEY, KV_MOUNT, TRANSIT_MOUNT, access_key_index_path, binding_path
+from tests.faults.load_run import LoadRun
+from tests.kafka_reading import topic_bytes
+from tests.leaks import leaks
+
+S = BindingState
+# Where each state stands in a binding request's life; every final state stands last.
+_STAGE = {S.RECEIVED: 0, S.VALIDATED: 1, S.STORED: 2} | {state: 3 for state in BIND_OUTCOME.final}
+_EMITTER = {S.RECEIVED: "intake", S.VALIDATED: "validator", S.STORED: "vault-writer", S.ACTIVE: "whitelist",
+            S.AWAITING_WHITELIST: "whitelist", S.EXPIRING: "whitelist"}
+# Who rejects, by the last state before the rejection.
+_REJECTER = {None: "intake", S.RECEIVED: "validator", S.VALIDATED: "vault-writer", S.STORED: "whitelist"}
+
+
+@dataclass
+class Findings:
+    violations: list[str] = field(default_factory=list)
+    # "<service>/<state>" → how many statuses came again with their event_id and a new occurred_at.
+    reissued: Counter[str] = field(default_factory=Counter)
+
+
+async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[ReasonCode] = frozenset(),
+                           published: Mapping[str, Topic] | None = None) -> Findings:
+    """published: plaintext secrets the test itself put on a topic (see tests.leaks); scanned for too."""
+    findings = Findings()
+    findings.violations += [f"{request_id}: no final status" for request_id in run.without_outcome]
+    for request in run.requests:
+        check_timeline(request.request_id, run.collector.timeline(request.request_id), findings)
+    vault = hvac.Client(url=stack.settings.vault_addr, token=stack.root_token.get_secret_value())
+    try:
+        for access_key, rivals in _by_access_key(run.requests).items():
+            findings.violations += _check_key(access_key, rivals, run, vault, excused)
+    finally:
+        vault.adapter.close()
+    secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
+    findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
+    return findings
+
+
+def check_timeline(request_id: str, timeline: list[ArrivedStatus], findings: Findings) -> None:
+    """Invariant 2 for one request's statuses, in their order of arrival."""
+    first_of: dict[object, ArrivedStatus] = {}
+    for arrived in timeline:
+        first = first_of.setdefault(arrived.status.event_id, arrived)
+        if first.status == arrived.status:
+            continue
+        differing = sorted(name for name in type(first.status).model_fields
+                           if getattr(first.status, name) != getattr(arrived.status, name))
+        if differing == ["occurred_at"]:
+            findings.reissued[_emitter(first, timeline)] += 1
+        else:
+            findings.violations.append(f"{request_id}: event {arrived.status.event_id} came again with other "
+                                       f"{', '.join(differing)}")
+    stages = [_STAGE[arrived.status.state] for arrived in distinct(timeline)]
+    if any(later <= earlier for earlier, later in zip(stages, stages[1:])):
+        states = ", ".join(arrived.status.state for arrived in distinct(timeline))
+        findings.violations.append(f"{request_id}: statuses out of causal order: {states}")
+
+
+def _emitter(status: ArrivedStatus, timeline: list[ArrivedStatus]) -> str:
+    state = status.status.state
+    if state != S.REJECTED:
+        return f"{_EMITTER[state]}/{state}"
+    before = [arrived.status.state for arrived in distinct(timeline) if arrived.arrived_at < status.arrived_at]
+    return f"{_REJECTER[before[-1] if before else None]}/{state}"
+
+
+def _by_access_key(requests: list[BindingRequested]) -> dict[str, list[BindingRequested]]:
+    grouped: dict[str, list[BindingRequested]] = defaultdict(list)
+    for request in requests:
+        grouped[request.access_key].append(request)
+    return grouped
+
+
+def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, vault: hvac.Client,
+               excused: Set[ReasonCode]) -> list[str]:
+    """One key, requested by one user or by rivals: at most one wins, and Vault says the same."""
+    problems = []
+    outcomes = {request.request_id: run.collector.outcome(request.request_id) for request in rivals}
+    winners = [request for request in rivals
+               if (outcome := outcomes[request.request_id]) is not None and outcome.status.state == S.ACTIVE]
+    if len(winners) > 1:
+        problems.append(f"one key active for {len(winners)} users: {', '.join(r.request_id for r in winners)}")
+    for request in rivals:
+        outcome = outcomes[request.request_id]
+        if outcome is None:
+            continue  # reported as without a final status
+        won = request in winners
+        allowed = excused | ({ReasonCode.KEY_ALREADY_BOUND} if winners and not won else set())
+        if outcome.status.state == S.REJECTED and not set(outcome.status.reason_codes) <= allowed:
+            problems.append(f"{request.request_id}: a good key was rejected "
+                            f"({', '.join(outcome.status.reason_codes)})")
+        elif outcome.status.state not in (S.ACTIVE, S.REJECTED):
+            problems.append(f"{request.request_id}: ended {outcome.status.state}, not active")
+        problems += _check_stored(request, outcome.status.binding_id, won, vault)
+    index = _read(vault, access_key_index_path(_index_hmac(vault, access_key)))
+    if winners:
+        winner = winners[0]
+        winning = outcomes[winner.request_id]
+        assert winning is not None
+        if index is None or not index_holds(index, winner.user_id, winning.status.binding_id or ""):
+            problems.append(f"{winner.request_id}: the access-key index does not name the active binding")
+    elif index is not None:
+        problems.append(f"key of {rivals[0].request_id}: indexed although no binding of it is active")
+    return problems
+
+
+def _check_stored(request: BindingRequested, binding_id: str | None, active: bool, vault: hvac.Client) -> list[str]:
+    if binding_id is None:
+        return [] if not active else [f"{request.request_id}: active without a binding id"]
+    path = binding_path(request.user_id, binding_id)
+    try:
+        versions = vault.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]["versions"]
+    except hvac_errors.InvalidPath:
+        versions = {}
+    if not active:
+        return [f"{request.request_id}: not active, yet stored in Vault"] if versions else []
+    if len(versions) != 1:
+        return [f"{request.request_id}: {len(versions)} KV versions for one fresh key"]
+    record = _read(vault, path)
+    if record is None or record["request_id"] != request.request_id or record["access_key"] != request.access_key:
+        return [f"{request.request_id}: Vault holds another request's or another key's record"]
+    return []
+
+
+def _read(vault: hvac.Client, path: str) -> dict | None:
+    try:
+        return vault.secrets.kv.v2.read_secret_version(path=path, mount_point=KV_MOUNT,
+                                                       raise_on_deleted_version=False)["data"]["data"]
+    except hvac_errors.InvalidPath:
+        return None
+
+
+def _index_hmac(vault: hvac.Client, access_key: str) -> str:
+    return vault.secrets.transit.generate_hmac(
+        name=ACCESS_KEY_INDEX_KEY, hash_input=base64.b64encode(access_key.encode()).decode(),
+        algorithm="sha2-256", mount_point=TRANSIT_MOUNT,
+    )["data"]["hmac"]
+
+
+def _stack_secrets(stack: LoopbackStack) -> set[str]:
+    """The root token, the unseal key and every AppRole secret id of the stack."""
+    run_dir = stack.settings.run_dir
+    keys = read_init_keys(VaultFiles(run_dir))
+    found = {stack.root_token.get_secret_value()}
+    if keys is not None:
+        found.add(keys.unseal_key.get_secret_value())
+    found |= {json.loads(path.read_text())["secret_id"] for path in (run_dir / "approle").glob("*.json")}
+    return found
+
+
+async def assert_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[ReasonCode] = frozenset(),
+                            published: Mapping[str, Topic] | None = None) -> None:
+    findings = await check_invariants(run, stack, excused=excused, published=published)
+    if findings.reissued:
+        warnings.warn(f"statuses sent again with their event id and a new occurred_at: {dict(findings.reissued)}",
+                      ReissuedStatusWarning, stacklevel=2)
+    assert not findings.violations, "\n".join(findings.violations[:40])
+
+
+class ReissuedStatusWarning(UserWarning):
+    """A status came again with its event id but another occurred_at (a handler re-run after a crash)."""
