@@ -18,7 +18,7 @@ from deploy.sandbox.admin_client import SandboxAdmin
 from deploy.stack.bao import BaoServer, start_bao
 from deploy.stack.processes import ManagedProcess, Supervisor, free_port
 from deploy.stack.sandbox import start_sandbox
-from deploy.stack.services import SERVICE_PACKAGES, ServiceProcesses, service_environment
+from deploy.stack.services import ServiceProcesses, service_environment
 from deploy.stack.tansu import start_tansu
 from shared.config import Settings
 
