@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-faults clean
+.PHONY: install run test test-faults bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(INSTALLED)
 ## Run the fault and load suite: kills, outages, HTX trouble and fuzzing over a few hundred bindings each.
 test-faults: $(INSTALLED)
 	$(PY) -m pytest -m faults tests/faults
+
+## Measure throughput, latency and resource use end to end against the raw Vault and HTX capacity.
+bench: $(INSTALLED)
+	$(PY) -m deploy.bench.run
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

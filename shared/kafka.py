@@ -305,5 +305,7 @@ def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: 
     consume.__name__ = f"view_{topic.name.lower()}"
     broker.subscriber(
         settings.topic(topic), auto_offset_reset="earliest", ack_policy=AckPolicy.ACK_FIRST,
+        # As fresh as the subscribers: intake answers a replay from this view, which must not trail them.
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         title=f"{settings.service_name}:view:{topic.value}",
     )(consume)

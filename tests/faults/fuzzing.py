@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from shared.contracts.events import (
+    MAX_TRADING_PAIRS,
     BindingAccepted,
     BindingRequested,
     BindingStored,
-    MAX_TRADING_PAIRS,
     BindingValidated,
     Event,
     MalformedEvent,

@@ -17,6 +17,7 @@ that is acceptable is a decision for the contract, not for this checker.
 """
 
 import base64
+import itertools
 import json
 import warnings
 from collections import Counter, defaultdict
@@ -89,7 +90,7 @@ def check_timeline(request_id: str, timeline: list[ArrivedStatus], findings: Fin
             findings.violations.append(f"{request_id}: event {arrived.status.event_id} came again with other "
                                        f"{', '.join(differing)}")
     stages = [_STAGE[arrived.status.state] for arrived in distinct(timeline)]
-    if any(later <= earlier for earlier, later in zip(stages, stages[1:])):
+    if any(later <= earlier for earlier, later in itertools.pairwise(stages)):
         states = ", ".join(arrived.status.state for arrived in distinct(timeline))
         findings.violations.append(f"{request_id}: statuses out of causal order: {states}")
 
