@@ -9,7 +9,6 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
-from shared.binding_client import BindingClient
 from shared.contracts.events import utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
@@ -21,12 +20,6 @@ from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, Key, bind, 
 pytestmark = pytest.mark.stack
 S = BindingState
 R = ReasonCode
-
-
-@pytest.fixture
-async def client(pipeline):
-    async with BindingClient(pipeline.settings) as binding_client:
-        yield binding_client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from shared.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
 from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
@@ -14,12 +13,6 @@ from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_us
 pytestmark = pytest.mark.stack
 S = BindingState
 R = ReasonCode
-
-
-@pytest.fixture
-async def client(pipeline):
-    async with BindingClient(pipeline.settings) as binding_client:
-        yield binding_client
 
 
 async def bind_active(client, key):
