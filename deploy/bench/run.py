@@ -4,8 +4,8 @@ On its own stack (Tansu, the persistent OpenBao, the HTX sandbox answering every
 four services as processes with their default settings), in this order:
 
 1. warm-up: a few bindings, so logins and connections are made before anything is timed;
-2. latency: bindings offered at a fixed 50/s (below saturation), each timed from its binding.requested
-   to its `active` status, as the app sees them;
+2. latency: bindings offered at a fixed 50/s (the target's load), and at 25/s (below this machine's
+   saturation), each timed from its binding.requested to its `active` status, as the app sees them;
 3. sustained throughput: bindings submitted as fast as the broker takes them, completions per second over
    the middle 80% of completions (the start and the drain left out);
 4. raw capacity: the same Vault operations and HTX calls done directly, many at once (the better of two
@@ -44,7 +44,8 @@ from shared.logging import configure_logging
 BENCH_DIR = Path(".run/bench")
 SANDBOX_LATENCY_MS = 20
 WARM_UP_BINDINGS = 30
-LATENCY_RATE_PER_S = 50.0
+# The target's load first; the lower rate shows the latency of a pipeline that is not queueing.
+LATENCY_RATES_PER_S = (50.0, 25.0)
 LATENCY_BINDINGS = 600
 SUSTAINED_BINDINGS = 1_000
 CAPACITY_BINDINGS = 600
@@ -192,8 +193,9 @@ async def run_benchmark(stack: LoopbackStack) -> dict[str, object]:
             with Progress(console=console, transient=False) as progress:
                 bench = Benchmark(stack, client, collector, sampler, progress)
                 await bench.load(await bench.prepare(WARM_UP_BINDINGS, "the warm-up"), 10.0, "warm-up")
-                latency = await bench.load(await bench.prepare(LATENCY_BINDINGS, "latency"), LATENCY_RATE_PER_S,
-                                           f"latency at {LATENCY_RATE_PER_S:.0f}/s")
+                latencies = {rate: await bench.load(await bench.prepare(LATENCY_BINDINGS, "latency"), rate,
+                                                    f"latency at {rate:.0f}/s")
+                             for rate in LATENCY_RATES_PER_S}
                 sustained = await bench.load(await bench.prepare(SUSTAINED_BINDINGS, "throughput"), None,
                                              "sustained throughput")
                 vault_only = await bench.capacity(DirectBinding.vault_part, "raw capacity: Vault operations")
@@ -201,21 +203,25 @@ async def run_benchmark(stack: LoopbackStack) -> dict[str, object]:
                 limit = await bench.capacity(DirectBinding.whole, "raw capacity: both")
     finally:
         sampling.cancel()
-    return report(latency, sustained, vault_only, htx_only, limit, sampler)
+    return report(latencies, sustained, vault_only, htx_only, limit, sampler)
 
 
-def report(latency: Phase, sustained: Phase, vault_only: Capacity, htx_only: Capacity, limit: Capacity,
+def latency_figures(rate: float, phase: Phase) -> dict[str, object]:
+    latencies = phase.active_latencies()
+    return {"offered_per_s": rate, "bindings": len(phase.requests), "states": phase.states,
+            **{f"p{p}_ms": round(percentile(latencies, p / 100) * 1000, 1) for p in (50, 95, 99)},
+            "max_ms": round(latencies[-1] * 1000, 1)}
+
+
+def report(latencies: dict[float, Phase], sustained: Phase, vault_only: Capacity, htx_only: Capacity, limit: Capacity,
            sampler: ResourceSampler) -> dict[str, object]:
-    latencies = latency.active_latencies()
     throughput = sustained_per_s(sustained)
     completed = len(sustained.completed_at)
     return {
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "python": platform.python_version(), "platform": platform.platform()},
         "sandbox_latency_ms": SANDBOX_LATENCY_MS,
-        "latency": {"offered_per_s": LATENCY_RATE_PER_S, "bindings": len(latency.requests), "states": latency.states,
-                    **{f"p{p}_ms": round(percentile(latencies, p / 100) * 1000, 1) for p in (50, 95, 99)},
-                    "max_ms": round(latencies[-1] * 1000, 1)},
+        "latency": [latency_figures(rate, phase) for rate, phase in latencies.items()],
         "sustained": {"bindings": len(sustained.requests), "states": sustained.states,
                       "bindings_per_s": round(throughput, 1), "wall_s": round(sustained.wall_s, 1)},
         "raw_capacity_per_s": {"vault_operations": round(vault_only.per_second, 1),
@@ -225,25 +231,28 @@ def report(latency: Phase, sustained: Phase, vault_only: Capacity, htx_only: Cap
                              "cpu_ms_per_binding": round(1000 * cpu / completed, 2) if completed else None,
                              "peak_rss_mib": round(sampler.peak_rss[name] / 2**20, 1)}
                       for name, cpu in sustained.cpu_seconds.items()},
-        "targets": {"p99_under_ms": TARGET_P99_S * 1000, "share_of_limit_at_least": TARGET_SHARE_OF_LIMIT},
+        "targets": {"p99_under_ms": TARGET_P99_S * 1000, "at_per_s": LATENCY_RATES_PER_S[0],
+                    "share_of_limit_at_least": TARGET_SHARE_OF_LIMIT},
     }
 
 
 def show(result: dict[str, object]) -> None:
-    latency, sustained = result["latency"], result["sustained"]
+    latencies, sustained = result["latency"], result["sustained"]
     capacity, resources = result["raw_capacity_per_s"], result["resources"]
-    assert isinstance(latency, dict) and isinstance(sustained, dict)
+    assert isinstance(latencies, list) and isinstance(sustained, dict)
     assert isinstance(capacity, dict) and isinstance(resources, dict)
     summary = Table(title=f"Bindings end to end, sandbox latency {SANDBOX_LATENCY_MS} ms", title_justify="left")
     summary.add_column("measure")
     summary.add_column("value", justify="right")
     summary.add_column("target", justify="right")
-    p99_met = latency["p99_ms"] < TARGET_P99_S * 1000
     share_met = result["share_of_limit"] >= TARGET_SHARE_OF_LIMIT  # type: ignore[operator]
-    summary.add_row(f"latency p50 / p95 at {LATENCY_RATE_PER_S:.0f}/s",
-                    f"{latency['p50_ms']:.0f} / {latency['p95_ms']:.0f} ms", "")
-    summary.add_row(f"latency p99 at {LATENCY_RATE_PER_S:.0f}/s", f"{latency['p99_ms']:.0f} ms",
-                    f"< {TARGET_P99_S * 1000:.0f} ms {'met' if p99_met else 'MISSED'}")
+    for latency in latencies:
+        rate = latency["offered_per_s"]
+        target = ""
+        if rate == LATENCY_RATES_PER_S[0]:
+            target = f"p99 < {TARGET_P99_S * 1000:.0f} ms {'met' if latency['p99_ms'] < TARGET_P99_S * 1000 else 'MISSED'}"
+        summary.add_row(f"latency p50 / p95 / p99 at {rate:.0f}/s",
+                        f"{latency['p50_ms']:.0f} / {latency['p95_ms']:.0f} / {latency['p99_ms']:.0f} ms", target)
     summary.add_row("sustained throughput", f"{sustained['bindings_per_s']:.1f} /s", "")
     summary.add_row("raw capacity: Vault ops / HTX calls / both",
                     f"{capacity['vault_operations']:.0f} / {capacity['htx_calls']:.0f} / {capacity['both']:.0f} /s", "")
