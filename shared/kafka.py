@@ -16,11 +16,13 @@ import json
 import logging
 import random
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -30,7 +32,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.config import ServiceSettings, Settings
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
-from shared.contracts.topics import Topic
+from shared.contracts.topics import BINDING_PATH, Topic
 from shared.errors import TransientError
 from shared.logging import redact
 from shared.outcomes import Outgoing, audit
@@ -38,10 +40,13 @@ from shared.secrets import is_sealed
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
+E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
 
 # Stay well below aiokafka's max_poll_interval_ms (300 s): past it the consumer is dropped from its group.
 _MAX_IN_PLACE_RETRY_S = 60.0
 _DEAD_LETTER_MESSAGE_LIMIT = 1000
+# How many completed pipeline events a subscriber remembers, to recognise a second copy (see MessageProcessor).
+_COMPLETED_EVENTS_REMEMBERED = 20_000
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
@@ -185,12 +190,31 @@ class Backoff:
         return delay
 
 
-Handler = Callable[[E], Awaitable[Sequence[Outgoing]]]
-MalformedHandler = Callable[[MalformedEvent], Sequence[Outgoing]]
+class Handler(Protocol[E_contra]):
+    """A handler: the event and the time of the record that carried it → what to publish."""
+
+    def __call__(self, event: E_contra, *, at: datetime) -> Awaitable[Sequence[Outgoing]]: ...
+
+
+class MalformedHandler(Protocol):
+    def __call__(self, error: MalformedEvent, *, at: datetime) -> Sequence[Outgoing]: ...
+
+
+def record_time(timestamp_ms: int | None) -> datetime:
+    """The time a Kafka record was produced. Handlers stamp what they emit with it, not with the clock,
+    so that a redelivered record yields the very same events (engineering notes: idempotent consumers)."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return utc_now()  # a record without a timestamp (pre-0.10 format): nothing stable to reuse
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 class MessageProcessor(Generic[E]):
-    """Parse → handle → publish the outcome; the caller (FastStream, NACK_ON_ERROR) commits on return."""
+    """Parse → handle → publish the outcome; the caller (FastStream, NACK_ON_ERROR) commits on return.
+
+    Pipeline events carry an event id derived from their cause, so a stage re-run after a crash publishes a
+    second copy of the same event. Both copies are recorded on the topic; the second is acknowledged
+    without running the handler again when this subscriber completed the first, so a crash upstream does
+    not make every later stage repeat its work and its statuses."""
 
     def __init__(self, model: type[E], handle: Handler[E], on_malformed: MalformedHandler,
                  publisher: EventPublisher, settings: ServiceSettings) -> None:
@@ -199,28 +223,42 @@ class MessageProcessor(Generic[E]):
         self._on_malformed = on_malformed
         self._publisher = publisher
         self._settings = settings
+        self._completed: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     async def process(self, message: KafkaMessage) -> None:
         record = message.raw_message
+        at = record_time(record.timestamp)
         try:
             event = parse_event(self._model, message.body)
         except MalformedEvent as exc:
             log.warning("message_malformed", topic=record.topic, offset=record.offset, problem=exc.problem)
-            await self._retry_transient(partial(self._dead_letter, message, exc, self._on_malformed(exc)))
+            await self._retry_transient(partial(self._dead_letter, message, exc, self._on_malformed(exc, at=at)))
             return
         with structlog.contextvars.bound_contextvars(
             request_id=getattr(event, "request_id", None),
             binding_id=getattr(event, "binding_id", None),
             user_id=getattr(event, "user_id", None),
         ):
-            await self._process_event(message, event)
+            event_id: uuid.UUID | None = getattr(event, "event_id", None)
+            if event_id in self._completed:
+                log.info("duplicate_event_skipped", topic=record.topic, offset=record.offset, event_id=str(event_id))
+                return
+            await self._process_event(message, event, at)
 
-    async def _process_event(self, message: KafkaMessage, event: E) -> None:
+    def _remember_completed(self, event: E) -> None:
+        event_id: uuid.UUID | None = getattr(event, "event_id", None)
+        if event_id is None:
+            return  # the app's requests: their replays are the handlers' business (intake's history)
+        self._completed[event_id] = None
+        if len(self._completed) > _COMPLETED_EVENTS_REMEMBERED:
+            self._completed.popitem(last=False)
+
+    async def _process_event(self, message: KafkaMessage, event: E, at: datetime) -> None:
         backoff = Backoff(cap_s=self._settings.retry_backoff_max_s)
         failures = 0
         while True:
             try:
-                await self._retry_transient(lambda: self._handle_and_publish(event))
+                await self._retry_transient(lambda: self._handle_and_publish(event, at))
                 return
             except (NackMessage, asyncio.CancelledError):
                 raise
@@ -239,9 +277,10 @@ class MessageProcessor(Generic[E]):
                       binding_id=getattr(event, "binding_id", None),
                       details={"error_class": type(error).__name__, "event_type": type(event).__name__})]
 
-    async def _handle_and_publish(self, event: E) -> None:
-        outcome = await self._handle(event)
+    async def _handle_and_publish(self, event: E, at: datetime) -> None:
+        outcome = await self._handle(event, at=at)
         await self._publisher.publish(outcome)
+        self._remember_completed(event)
 
     async def _dead_letter(self, message: KafkaMessage, error: BaseException, also: Sequence[Outgoing]) -> None:
         record = message.raw_message
@@ -284,7 +323,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
         group_id=settings.service_name + settings.kafka_group_suffix,
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
-        max_workers=settings.kafka_workers,
+        max_workers=settings.kafka_workers if topic in BINDING_PATH else 1,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         title=f"{settings.service_name}:{topic.value}",
     )(consume)

@@ -3,9 +3,10 @@ for ops. Both are keyed by user id, so one user's statuses stay in causal order 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from shared.contracts.events import AuditEvent, BindingStatus, Event, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.events import AuditEvent, BindingStatus, Event, MalformedEvent, derived_event_id
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
@@ -22,16 +23,17 @@ class Outgoing:
 
 
 def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,
-           exchange: str = "htx", reasons: Sequence[Reason] = (), access_key_masked: str | None = None,
-           details: dict[str, Any] | None = None) -> Outgoing:
-    # The id is derived from what the status is about, so a redelivered input re-emits the same event id
+           occurred_at: datetime, exchange: str = "htx", reasons: Sequence[Reason] = (),
+           access_key_masked: str | None = None, details: dict[str, Any] | None = None) -> Outgoing:
+    # The id is derived from what the status is about, and the time is given by the handler (the time of the
+    # record it handles, or one it recorded in Vault), so a redelivered input re-emits an identical event
     # and the app can drop the duplicate.
     event_id = derived_event_id("status", user_id, request_id or "-", binding_id or "-", state.value,
                                 *sorted(r.code.value for r in reasons))
     event = BindingStatus(
         event_id=event_id, request_id=request_id, binding_id=binding_id, user_id=user_id, exchange=exchange,
         state=state, reasons=list(reasons), access_key_masked=access_key_masked, details=details or {},
-        occurred_at=utc_now(),
+        occurred_at=occurred_at,
     )
     return Outgoing(Topic.BINDING_STATUS, user_id, event)
 
@@ -48,20 +50,21 @@ def audit(*, service: str, action: str, outcome: str, user_id: str | None, reque
 
 
 def rejected(*, service: str, action: str, user_id: str | None, request_id: str | None, binding_id: str | None,
-             reasons: Sequence[Reason], access_key_masked: str | None = None, outcome: str = "rejected",
-             details: dict[str, Any] | None = None) -> list[Outgoing]:
+             reasons: Sequence[Reason], occurred_at: datetime, access_key_masked: str | None = None,
+             outcome: str = "rejected", details: dict[str, Any] | None = None) -> list[Outgoing]:
     """A refusal: the user hears why (when we know who they are), ops always hear."""
     record = audit(service=service, action=action, outcome=outcome, user_id=user_id, request_id=request_id,
                    binding_id=binding_id, access_key_masked=access_key_masked, reasons=reasons)
     if user_id is None:
         return [record]
     return [status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
-                   reasons=reasons, access_key_masked=access_key_masked, details=details), record]
+                   occurred_at=occurred_at, reasons=reasons, access_key_masked=access_key_masked, details=details),
+            record]
 
 
-def malformed(error: MalformedEvent, *, service: str, action: str,
+def malformed(error: MalformedEvent, *, at: datetime, service: str, action: str,
               details: dict[str, Any] | None = None) -> list[Outgoing]:
     """An input that is not a valid event (it also goes to dead-letter, see shared.kafka)."""
     return rejected(service=service, action=action, user_id=error.user_id, request_id=error.request_id,
                     binding_id=None, reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)],
-                    outcome="malformed", details=details)
+                    occurred_at=at, outcome="malformed", details=details)

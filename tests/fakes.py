@@ -1,12 +1,15 @@
 """In-memory stand-ins for the I/O edges, for fast handler tests. Real-server tests live beside them."""
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from shared.vault import CasConflict, KvEntry, UnsealFailed
 
+# The time of the Kafka record a handler is given, in handler tests.
+AT = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
 
 _NONCE = "nonce-of-12b"
 

@@ -1,8 +1,9 @@
 """Intake: shape and sealing checks, binding id, replay and rate limits. Needs no secret access at all."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, derived_event_id, utc_now
+from shared.contracts.events import BindingAccepted, BindingRequested, BindingStatus, MalformedEvent, derived_event_id
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
@@ -20,22 +21,25 @@ class IntakeDeps:
     limiter: AttemptLimiter
 
 
-async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps) -> list[Outgoing]:
+async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, *, at: datetime) -> list[Outgoing]:
     masked = mask_access_key(request.access_key)
     previous = deps.history.latest(request.user_id, request.request_id)
-    if previous is not None:
-        # An exact replay of a known request: say again where it stands, do not do the work twice.
-        return [
-            Outgoing(Topic.BINDING_STATUS, request.user_id, previous),
-            audit(service=SERVICE, action="bind_request", outcome="replayed", user_id=request.user_id,
-                  request_id=request.request_id, binding_id=previous.binding_id, access_key_masked=masked),
-        ]
+    if previous is not None and previous.state is not BindingState.RECEIVED:
+        # An exact replay of a request past intake: say again where it stands, do not do the work twice.
+        return _replayed(request, previous, masked)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
+    if previous is not None:
+        # Still `received`: our first answer may have gone out without its binding.accepted (a crash between
+        # the two). Accept again, identically (same time, same ids); a second copy downstream is harmless.
+        return _accepted(request, binding_id, masked, previous.occurred_at)
 
     problems = _problems(request, deps.limiter)
     if problems:
-        return _rejected(request.user_id, request.request_id, binding_id, problems, masked)
+        return _rejected(request.user_id, request.request_id, binding_id, problems, masked, at)
+    return _accepted(request, binding_id, masked, at)
 
+
+def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datetime) -> list[Outgoing]:
     accepted = BindingAccepted(
         event_id=derived_event_id("accepted", request.user_id, request.request_id),
         binding_id=binding_id,
@@ -48,12 +52,12 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps) 
         trading_pairs=None if request.trading_pairs is None else normalise_pairs(request.trading_pairs),
         replaces_binding_id=request.replaces_binding_id,
         requested_at=request.requested_at,
-        accepted_at=utc_now(),
+        accepted_at=at,
     )
     return [
         Outgoing(Topic.BINDING_ACCEPTED, request.user_id, accepted),
         status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
-               binding_id=binding_id, access_key_masked=masked,
+               binding_id=binding_id, occurred_at=at, access_key_masked=masked,
                details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
         audit(service=SERVICE, action="bind_request", outcome="accepted", user_id=request.user_id,
               request_id=request.request_id, binding_id=binding_id, access_key_masked=masked),
@@ -72,11 +76,19 @@ def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason
     return problems
 
 
-def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    return malformed(error, service=SERVICE, action="bind_request")
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+    return malformed(error, at=at, service=SERVICE, action="bind_request")
+
+
+def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -> list[Outgoing]:
+    return [
+        Outgoing(Topic.BINDING_STATUS, request.user_id, previous),
+        audit(service=SERVICE, action="bind_request", outcome="replayed", user_id=request.user_id,
+              request_id=request.request_id, binding_id=previous.binding_id, access_key_masked=masked),
+    ]
 
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
-              masked: str | None) -> list[Outgoing]:
+              masked: str | None, at: datetime) -> list[Outgoing]:
     return rejected(service=SERVICE, action="bind_request", user_id=user_id, request_id=request_id,
-                    binding_id=binding_id, reasons=problems, access_key_masked=masked)
+                    binding_id=binding_id, reasons=problems, occurred_at=at, access_key_masked=masked)

@@ -7,13 +7,13 @@ leaves is the same sealed value that came in, plus HTX's facts about the key."""
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from pydantic import SecretStr
 
 from shared.contracts.events import (
     BindingAccepted, BindingRechecked, BindingValidated, HtxKeyFacts, MalformedEvent, RecheckRequested, derived_event_id,
-    utc_now,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
@@ -67,24 +67,24 @@ async def judge(deps: ValidatorDeps, user_id: str, access_key: str, sealed: Secr
     return Judgement(inspection.verdict, inspection.facts, checked=True)
 
 
-async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -> list[Outgoing]:
+async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Outgoing]:
     masked = mask_access_key(event.access_key)
     judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
     verdict, facts = judgement.verdict, judgement.facts
     if not verdict.accepted or facts is None:
-        return _rejected(event, masked, [*verdict.rejections, *verdict.warnings])
+        return _rejected(event, masked, [*verdict.rejections, *verdict.warnings], at)
     validated = BindingValidated(
         **event.model_dump(exclude={"event_id", "secret_key_sealed"}),
         secret_key_sealed=event.secret_key_sealed,
         event_id=derived_event_id("validated", event.user_id, event.request_id),
         htx=facts,
         warnings=verdict.warnings,
-        validated_at=utc_now(),
+        validated_at=at,
     )
     return [
         Outgoing(Topic.BINDING_VALIDATED, event.user_id, validated),
         status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
-               binding_id=event.binding_id, reasons=verdict.warnings, access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=at, reasons=verdict.warnings, access_key_masked=masked,
                details={"htx_uid": facts.uid}),
         audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
@@ -92,7 +92,7 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps) -
     ]
 
 
-async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps) -> list[Outgoing]:
+async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps, *, at: datetime) -> list[Outgoing]:
     await deps.pace_recheck()
     masked = mask_access_key(event.access_key)
     judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
@@ -102,7 +102,7 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps)
         sweep_request_id=event.sweep_request_id, user_id=event.user_id, binding_id=event.binding_id,
         exchange=event.exchange, access_key_masked=masked, checked=judgement.checked,
         rejections=verdict.rejections if judgement.checked else [], warnings=verdict.warnings,
-        checked_at=utc_now(),
+        checked_at=at,
     )
     outcome = "unchecked" if not judgement.checked else ("failed" if verdict.rejections else "passed")
     return [
@@ -113,10 +113,10 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps)
     ]
 
 
-def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    return malformed(error, service=SERVICE, action="validate")
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+    return malformed(error, at=at, service=SERVICE, action="validate")
 
 
-def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason]) -> list[Outgoing]:
+def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime) -> list[Outgoing]:
     return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
-                    binding_id=event.binding_id, reasons=reasons, access_key_masked=masked)
+                    binding_id=event.binding_id, reasons=reasons, occurred_at=at, access_key_masked=masked)

@@ -3,23 +3,25 @@ across all users, rotates and revokes; and starts key-health sweeps (it is the s
 read stored bindings)."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.contracts.events import (
     BindingStored, BindingValidated, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested, derived_event_id,
-    utc_now,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
-from shared.vault import CasConflict, UnsealFailed, VaultPort
+from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultPort
 from shared.vault_layout import (
     ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, sweep_marker_path,
     whitelist_path,
 )
-from services.vault_writer.records import credential_record, index_holds, index_record, revocation_record, sweep_marker
+from services.vault_writer.records import (
+    credential_record, index_holds, index_record, recorded_time, revocation_record, sweep_marker,
+)
 
 SERVICE = "vault-writer"
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
@@ -31,41 +33,54 @@ class VaultWriterDeps:
     vault: VaultPort
 
 
-async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps) -> list[Outgoing]:
+async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
     vault = deps.vault
     masked = mask_access_key(event.access_key)
     path = binding_path(event.user_id, event.binding_id)
-    current = await vault.read(path)
+    # Only a rotation replaces a stored binding, so only a rotation reads it first. A new binding is written
+    # create-only: one Vault call fewer on the usual path, and a conflict means we stored it before.
+    current = await vault.read(path) if event.replaces_binding_id else None
     if current is not None and current.data.get("request_id") == event.request_id:
-        # Redelivered after our write: finish what may not have finished, and say so again.
-        await _release_replaced_index(vault, current.data, event.user_id, event.binding_id)
-        return _stored(event, path, current.version, masked, current.data)
+        return await _stored_before(vault, event, path, masked, current)
     if event.replaces_binding_id and current is None:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store")
+                         [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
 
     try:
         secret_key = await vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(), event.user_id)
     except UnsealFailed:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.SECRET_UNREADABLE)], action="store")
+                         [reason(ReasonCode.SECRET_UNREADABLE)], action="store", at=at)
 
     # Claim the access key first: of two users racing for one key, exactly one wins the create-only write.
     if not await _claim_index(vault, await _index_path(vault, event.access_key), event.user_id, event.binding_id):
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.KEY_ALREADY_BOUND)], action="store")
+                         [reason(ReasonCode.KEY_ALREADY_BOUND)], action="store", at=at)
 
     replaced = None
     if current is not None and current.data["access_key"] != event.access_key:
         old_key = current.data["access_key"]
         replaced = {"rotated_from": mask_access_key(old_key), "replaced_index_path": await _index_path(vault, old_key)}
-    record = credential_record(event, secret_key, replaced)
-    version = await vault.write(path, record, cas=current.version if current else 0)
+    record = credential_record(event, secret_key, at, replaced)
+    try:
+        version = await vault.write(path, record, cas=current.version if current else 0)
+    except CasConflict:
+        written = await vault.read(path)
+        if written is None or written.data.get("request_id") != event.request_id:
+            raise  # another write came in between: the message is tried again (a bounded number of times)
+        return await _stored_before(vault, event, path, masked, written)
     await _release_replaced_index(vault, record, event.user_id, event.binding_id)
     return _stored(event, path, version, masked, record)
 
 
-async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps) -> list[Outgoing]:
+async def _stored_before(vault: VaultPort, event: BindingValidated, path: str, masked: str,
+                         current: KvEntry) -> list[Outgoing]:
+    """Redelivered after our write: finish what may not have finished, and say so again, identically."""
+    await _release_replaced_index(vault, current.data, event.user_id, event.binding_id)
+    return _stored(event, path, current.version, masked, current.data)
+
+
+async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
     vault = deps.vault
     path = binding_path(event.user_id, event.binding_id)
     current = await vault.read(path)
@@ -73,27 +88,31 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps)
         tombstone = await vault.read(revocation_path(event.user_id, event.binding_id))
         if tombstone is None:
             return _rejected(event.user_id, event.request_id, event.binding_id, None,
-                             [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="revoke")
-        return _revoked(event, tombstone.data["access_key_masked"])
+                             [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="revoke", at=at)
+        return _revoked(event, tombstone.data)
 
     access_key = current.data["access_key"]
     masked = mask_access_key(access_key)
     # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
     tombstone_path = revocation_path(event.user_id, event.binding_id)
-    if await vault.read(tombstone_path) is None:
-        await vault.write(tombstone_path, revocation_record(event.request_id, masked), cas=0)
+    tombstone = await vault.read(tombstone_path)
+    if tombstone is None:
+        revocation = revocation_record(event.request_id, masked, at)
+        await vault.write(tombstone_path, revocation, cas=0)
+    else:
+        revocation = tombstone.data
     await _release_index(vault, await _index_path(vault, access_key), event.user_id, event.binding_id)
     await vault.delete_all(whitelist_path(event.user_id, event.binding_id))
     await vault.delete_all(path)
-    return _revoked(event, masked)
+    return _revoked(event, revocation)
 
 
-async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps) -> list[Outgoing]:
+async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
     """Ask the validator to re-check every stored binding. Several instances (or timers) may request the
     same sweep: the first to claim its marker runs it; a redelivery of that claim's own request runs it
     again (rechecks are idempotent), anyone else's is skipped."""
     vault = deps.vault
-    if not await _claim_sweep(vault, event):
+    if not await _claim_sweep(vault, event, at):
         return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
                       request_id=event.request_id, details={"sweep_id": event.sweep_id})]
     rechecks: list[Outgoing] = []
@@ -114,14 +133,14 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps) -
                              details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
 
 
-def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    return malformed(error, service=SERVICE, action="consume")
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+    return malformed(error, at=at, service=SERVICE, action="consume")
 
 
-async def _claim_sweep(vault: VaultPort, event: SweepRequested) -> bool:
+async def _claim_sweep(vault: VaultPort, event: SweepRequested, at: datetime) -> bool:
     path = sweep_marker_path(event.sweep_id)
     try:
-        await vault.write(path, sweep_marker(event.request_id), cas=0)
+        await vault.write(path, sweep_marker(event.request_id, at), cas=0)
         return True
     except CasConflict:
         claim = await vault.read(path)
@@ -133,16 +152,15 @@ async def _index_path(vault: VaultPort, access_key: str) -> str:
 
 
 async def _claim_index(vault: VaultPort, index_path: str, user_id: str, binding_id: str) -> bool:
-    """True when the access key is (now) indexed to this binding, False when another binding holds it."""
-    existing = await vault.read(index_path)
-    if existing is None:
-        try:
-            await vault.write(index_path, index_record(user_id, binding_id), cas=0)
-            return True
-        except CasConflict:
-            existing = await vault.read(index_path)
-            if existing is None:
-                raise
+    """True when the access key is (now) indexed to this binding, False when another binding holds it.
+    Create-only write first: a fresh key (the usual case) costs one Vault call, not a read and a write."""
+    try:
+        await vault.write(index_path, index_record(user_id, binding_id), cas=0)
+        return True
+    except CasConflict:
+        existing = await vault.read(index_path)
+        if existing is None:
+            raise  # held a moment ago, released since: the message is tried again (a bounded number of times)
     return index_holds(existing.data, user_id, binding_id)
 
 
@@ -158,6 +176,8 @@ async def _release_replaced_index(vault: VaultPort, record: dict[str, Any], user
 
 
 def _stored(event: BindingValidated, path: str, version: int, masked: str, record: dict[str, Any]) -> list[Outgoing]:
+    # The time recorded with the write, so that saying it again (after a redelivery) says the same thing.
+    stored_at = recorded_time(record, "stored_at")
     details: dict[str, Any] = {"vault_version": version}
     if "rotated_from" in record:
         details |= {"rotated_from": record["rotated_from"],
@@ -166,22 +186,24 @@ def _stored(event: BindingValidated, path: str, version: int, masked: str, recor
         event_id=derived_event_id("stored", event.user_id, event.request_id),
         binding_id=event.binding_id, request_id=event.request_id, user_id=event.user_id, exchange=event.exchange,
         access_key_masked=masked, vault_path=path, vault_version=version, trading_pairs=event.trading_pairs,
-        warnings=event.warnings, rotated=event.replaces_binding_id is not None, stored_at=utc_now(),
+        warnings=event.warnings, rotated=event.replaces_binding_id is not None, stored_at=stored_at,
     )
     return [
         Outgoing(Topic.BINDING_STORED, event.user_id, stored),
         status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
-               binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings, details=details),
+               binding_id=event.binding_id, occurred_at=stored_at, access_key_masked=masked, reasons=event.warnings,
+               details=details),
         audit(service=SERVICE, action="store", outcome="stored", user_id=event.user_id, request_id=event.request_id,
               binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings,
               details={"vault_path": path, "vault_version": version, "rotated": stored.rotated}),
     ]
 
 
-def _revoked(event: RevokeRequested, masked: str) -> list[Outgoing]:
+def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Outgoing]:
+    masked = revocation["access_key_masked"]
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
-               binding_id=event.binding_id, access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=recorded_time(revocation, "revoked_at"), access_key_masked=masked,
                details={"next_step": DELETE_ON_HTX.format(key=masked)}),
         audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked),
@@ -189,6 +211,6 @@ def _revoked(event: RevokeRequested, masked: str) -> list[Outgoing]:
 
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
-              problems: list[Reason], action: str) -> list[Outgoing]:
+              problems: list[Reason], action: str, at: datetime) -> list[Outgoing]:
     return rejected(service=SERVICE, action=action, user_id=user_id, request_id=request_id, binding_id=binding_id,
-                    reasons=problems, access_key_masked=masked)
+                    reasons=problems, occurred_at=at, access_key_masked=masked)

@@ -7,15 +7,16 @@ whitelist.requested, in either order; an explicit whitelist request wins over pa
 because the app can only send it after it learnt the binding id, i.e. later."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from shared.contracts.events import BindingRechecked, BindingStored, MalformedEvent, WhitelistRequested, utc_now
+from shared.contracts.events import BindingRechecked, BindingStored, MalformedEvent, WhitelistRequested
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
 from shared.errors import TransientError
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
-from shared.vault import CasConflict, VaultPort
+from shared.vault import CasConflict, KvEntry, VaultPort
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog
 from services.whitelist.health import KeyHealth, binding_state, key_health
@@ -33,30 +34,34 @@ class WhitelistDeps:
     catalog: SymbolCatalog
 
 
-async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps) -> list[Outgoing]:
+async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
+                                     at: datetime) -> list[Outgoing]:
     pairs = normalise_pairs(event.trading_pairs)
     problems = _check(deps.catalog, pairs)
     if problems:
         return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
-                        binding_id=event.binding_id, reasons=problems,
+                        binding_id=event.binding_id, reasons=problems, occurred_at=at,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
-    record = await _save(deps.vault, event.user_id, event.binding_id, event.request_id, pairs=pairs)
+    current = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
+    record = await _save(deps.vault, event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs)
+    saved_at = _saved_at(record)
     if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
-                   binding_id=event.binding_id, details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
+                   binding_id=event.binding_id, occurred_at=saved_at,
+                   details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
             _audit(event.user_id, event.request_id, event.binding_id, "saved_pending_binding", [], pairs),
         ]
     state = binding_state(KeyHealth(record["health"]), whitelist_valid=True)
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id,
-               binding_id=event.binding_id, details={"scope": "whitelist", "pairs": pairs}),
+               binding_id=event.binding_id, occurred_at=saved_at, details={"scope": "whitelist", "pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, [], pairs),
     ]
 
 
-async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps) -> list[Outgoing]:
+async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Outgoing]:
     saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
     if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
         pairs = list(saved.data["pairs"])
@@ -65,18 +70,22 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps) -> li
     problems = _check(deps.catalog, pairs)
     # Just validated: the key is as healthy as the validator found it.
     health = key_health([], event.warnings)
+    occurred_at = at
     if not problems:
-        await _save(deps.vault, event.user_id, event.binding_id, event.request_id, pairs=pairs, health=health)
+        record = await _save(deps.vault, event.user_id, event.binding_id, saved, event.request_id, at,
+                             pairs=pairs, health=health)
+        occurred_at = _saved_at(record)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               reasons=reasons, access_key_masked=event.access_key_masked, details={"pairs": pairs}),
+               occurred_at=occurred_at, reasons=reasons, access_key_masked=event.access_key_masked,
+               details={"pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, reasons, pairs),
     ]
 
 
-async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps) -> list[Outgoing]:
+async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps, *, at: datetime) -> list[Outgoing]:
     """A key-health re-check: a status (and audit) only when the key's health changed."""
     if not event.checked:
         return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
@@ -87,14 +96,14 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps)
     health = key_health(event.rejections, event.warnings)
     if health is previous:
         return []
-    record = await _save(deps.vault, event.user_id, event.binding_id, f"recheck:{event.sweep_request_id}",
-                         health=health)
+    record = await _save(deps.vault, event.user_id, event.binding_id, current, f"recheck:{event.sweep_request_id}",
+                         at, health=health)
     pair_problems = _check(deps.catalog, record["pairs"])
     state = binding_state(health, whitelist_valid=not pair_problems)
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               reasons=reasons, access_key_masked=event.access_key_masked,
+               occurred_at=_saved_at(record), reasons=reasons, access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id,
@@ -103,8 +112,8 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps)
     ]
 
 
-def on_malformed(error: MalformedEvent) -> list[Outgoing]:
-    return malformed(error, service=SERVICE, action="whitelist", details={"scope": "whitelist"})
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+    return malformed(error, at=at, service=SERVICE, action="whitelist", details={"scope": "whitelist"})
 
 
 def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
@@ -113,21 +122,25 @@ def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
     return catalog.problems(pairs)
 
 
-async def _save(vault: VaultPort, user_id: str, binding_id: str, request_id: str, **changes: Any) -> dict[str, Any]:
-    """Apply changes to the binding's whitelist record, keeping the rest; a redelivered request (same
-    request id already written) makes no new version. Returns the record as stored."""
-    path = whitelist_path(user_id, binding_id)
-    current = await vault.read(path)
+async def _save(vault: VaultPort, user_id: str, binding_id: str, current: KvEntry | None, request_id: str,
+                at: datetime, **changes: Any) -> dict[str, Any]:
+    """Apply changes to the binding's whitelist record as just read (current), keeping the rest; a redelivered
+    request (same request id already written) makes no new version. Returns the record as stored."""
     if current is not None and current.data.get("request_id") == request_id:
         return current.data
     base: dict[str, Any] = current.data if current else {"pairs": [], "health": KeyHealth.HEALTHY.value}
-    record = {**base, **changes, "request_id": request_id, "updated_at": utc_now().isoformat()}
+    record = {**base, **changes, "request_id": request_id, "updated_at": at.isoformat()}
     try:
-        await vault.write(path, record, cas=current.version if current else 0)
+        await vault.write(whitelist_path(user_id, binding_id), record, cas=current.version if current else 0)
     except CasConflict:
         # Someone wrote in between (another instance after a rebalance): retry from a fresh read.
         raise TransientError("whitelist changed while writing") from None
     return record
+
+
+def _saved_at(record: dict[str, Any]) -> datetime:
+    """When the record was written: a status about it, sent again after a redelivery, keeps that time."""
+    return datetime.fromisoformat(record["updated_at"])
 
 
 def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],

@@ -229,7 +229,10 @@ class BindingRechecked(Event):
 
 
 class BindingStatus(Event):
-    """Every state change of a binding, in terms the user can act on."""
+    """Every state change of a binding, in terms the user can act on.
+
+    The same `event_id` means the same event, identical in every field: a status sent again after a crash
+    carries the time of the record that caused it, or the time recorded in Vault, never a new clock reading."""
 
     event_id: uuid.UUID
     request_id: str | None

@@ -10,17 +10,12 @@
    two users hold the same key;
 5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic or
    in any service log.
-
-A status sent again with the same event_id that differs only in `occurred_at` is not counted as a
-violation but reported apart (`reissued`): it is what a handler re-run after a crash produces, and whether
-that is acceptable is a decision for the contract, not for this checker.
 """
 
 import base64
 import itertools
 import json
-import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
@@ -53,8 +48,6 @@ _REJECTER = {None: "intake", S.RECEIVED: "validator", S.VALIDATED: "vault-writer
 @dataclass
 class Findings:
     violations: list[str] = field(default_factory=list)
-    # "<service>/<state>" → how many statuses came again with their event_id and a new occurred_at.
-    reissued: Counter[str] = field(default_factory=Counter)
 
 
 async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[ReasonCode] = frozenset(),
@@ -84,11 +77,8 @@ def check_timeline(request_id: str, timeline: list[ArrivedStatus], findings: Fin
             continue
         differing = sorted(name for name in type(first.status).model_fields
                            if getattr(first.status, name) != getattr(arrived.status, name))
-        if differing == ["occurred_at"]:
-            findings.reissued[_emitter(first, timeline)] += 1
-        else:
-            findings.violations.append(f"{request_id}: event {arrived.status.event_id} came again with other "
-                                       f"{', '.join(differing)}")
+        findings.violations.append(f"{request_id}: event {arrived.status.event_id} ({_emitter(first, timeline)}) "
+                                   f"came again with other {', '.join(differing)}")
     stages = [_STAGE[arrived.status.state] for arrived in distinct(timeline)]
     if any(later <= earlier for earlier, later in itertools.pairwise(stages)):
         states = ", ".join(arrived.status.state for arrived in distinct(timeline))
@@ -190,11 +180,4 @@ def _stack_secrets(stack: LoopbackStack) -> set[str]:
 async def assert_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[ReasonCode] = frozenset(),
                             published: Mapping[str, Topic] | None = None) -> None:
     findings = await check_invariants(run, stack, excused=excused, published=published)
-    if findings.reissued:
-        warnings.warn(f"statuses sent again with their event id and a new occurred_at: {dict(findings.reissued)}",
-                      ReissuedStatusWarning, stacklevel=2)
     assert not findings.violations, "\n".join(findings.violations[:40])
-
-
-class ReissuedStatusWarning(UserWarning):
-    """A status came again with its event id but another occurred_at (a handler re-run after a crash)."""

@@ -23,7 +23,8 @@ HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.unit.builders.validated says HTX 
 
 async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> None:
     """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it."""
-    record = credential_record(validated(user_id=USER, binding_id=BINDING, access_key=access_key), SecretStr(secret_key))
+    record = credential_record(validated(user_id=USER, binding_id=BINDING, access_key=access_key), SecretStr(secret_key),
+                               utc_now())
     current = await vault.read(binding_path(USER, BINDING))
     await vault.write(binding_path(USER, BINDING), record, cas=current.version if current else 0)
 

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 
 from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
@@ -6,7 +8,7 @@ from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
-from tests.fakes import fake_seal
+from tests.fakes import AT, fake_seal
 
 
 def deps(limit=10, clock=None):
@@ -27,21 +29,21 @@ def by_topic(outgoing):
 
 
 async def test_a_good_request_is_accepted_normalised_with_a_stable_binding_id():
-    out = by_topic(await handle_binding_requested(request(), deps()))
+    out = by_topic(await handle_binding_requested(request(), deps(), at=AT))
     accepted: BindingAccepted = out[Topic.BINDING_ACCEPTED][0]
-    assert accepted.binding_id == binding_id_for("u1", "r1") == (await handle_binding_requested(request(), deps()))[0].event.binding_id
+    assert accepted.binding_id == binding_id_for("u1", "r1") == (await handle_binding_requested(request(), deps(), at=AT))[0].event.binding_id
     assert accepted.trading_pairs == ["btcusdt"]
     assert out[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     assert out[Topic.AUDIT][0].outcome == "accepted"
 
 
 async def test_every_message_is_keyed_by_user():
-    assert {m.key for m in await handle_binding_requested(request(), deps())} == {"u1"}
+    assert {m.key for m in await handle_binding_requested(request(), deps(), at=AT)} == {"u1"}
 
 
 async def test_plaintext_secret_is_rejected_and_not_forwarded():
     plaintext = "c405c550-6fa0583b-fb4bc38e-d317e"
-    out = await handle_binding_requested(request(secret_key_sealed=plaintext), deps())
+    out = await handle_binding_requested(request(secret_key_sealed=plaintext), deps(), at=AT)
     assert Topic.BINDING_ACCEPTED not in by_topic(out)
     status = by_topic(out)[Topic.BINDING_STATUS][0]
     assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.SECRET_NOT_SEALED]
@@ -49,7 +51,7 @@ async def test_plaintext_secret_is_rejected_and_not_forwarded():
 
 
 async def test_unsupported_exchange_and_unsealed_secret_are_reported_together():
-    out = await handle_binding_requested(request(exchange="binance", secret_key_sealed="plain"), deps())
+    out = await handle_binding_requested(request(exchange="binance", secret_key_sealed="plain"), deps(), at=AT)
     assert by_topic(out)[Topic.BINDING_STATUS][0].reason_codes == [
         ReasonCode.UNSUPPORTED_EXCHANGE, ReasonCode.SECRET_NOT_SEALED]
 
@@ -57,54 +59,65 @@ async def test_unsupported_exchange_and_unsealed_secret_are_reported_together():
 async def test_attempts_are_limited_per_user_per_minute():
     now = [0.0]
     shared = deps(limit=2, clock=lambda: now[0])
-    results = [by_topic(await handle_binding_requested(request(request_id=f"r{i}"), shared)) for i in range(3)]
+    results = [by_topic(await handle_binding_requested(request(request_id=f"r{i}"), shared, at=AT)) for i in range(3)]
     assert [r[Topic.BINDING_STATUS][0].state for r in results] == [BindingState.RECEIVED] * 2 + [BindingState.REJECTED]
     assert results[2][Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.TOO_MANY_ATTEMPTS]
     other_user = by_topic(await handle_binding_requested(request(request_id="x", user_id="u2",
-                                                                 secret_key_sealed=fake_seal("s", "u2")), shared))
+                                                                 secret_key_sealed=fake_seal("s", "u2")), shared, at=AT))
     assert other_user[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     now[0] = 60.0
-    later = by_topic(await handle_binding_requested(request(request_id="r9"), shared))
+    later = by_topic(await handle_binding_requested(request(request_id="r9"), shared, at=AT))
     assert later[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
 
 
 async def test_bad_attempts_count_towards_the_limit_too():
     shared = deps(limit=2)
     for i in range(2):
-        await handle_binding_requested(request(request_id=f"bad{i}", exchange="nope"), shared)
-    out = by_topic(await handle_binding_requested(request(request_id="good"), shared))
+        await handle_binding_requested(request(request_id=f"bad{i}", exchange="nope"), shared, at=AT)
+    out = by_topic(await handle_binding_requested(request(request_id="good"), shared, at=AT))
     assert out[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.TOO_MANY_ATTEMPTS]
 
 
 async def test_a_replay_re_emits_the_latest_status_and_does_no_work():
     shared = deps()
-    first = by_topic(await handle_binding_requested(request(), shared))
+    first = by_topic(await handle_binding_requested(request(), shared, at=AT))
     later_status = first[Topic.BINDING_STATUS][0].model_copy(update={"state": BindingState.ACTIVE})
     shared.history.record(later_status)
-    replay = by_topic(await handle_binding_requested(request(), shared))
+    replay = by_topic(await handle_binding_requested(request(), shared, at=AT))
     assert Topic.BINDING_ACCEPTED not in replay
     assert replay[Topic.BINDING_STATUS] == [later_status]
     assert replay[Topic.AUDIT][0].outcome == "replayed"
 
 
+async def test_a_request_still_received_is_accepted_again_identically():
+    # Our status went out but maybe not its binding.accepted (a crash in between): accepting again must
+    # repeat the very same events, whenever the request comes again.
+    shared, bind = deps(), request()
+    first = await handle_binding_requested(bind, shared, at=AT)
+    shared.history.record(by_topic(first)[Topic.BINDING_STATUS][0])
+    again = await handle_binding_requested(bind, shared, at=AT + timedelta(seconds=30))
+    assert [m.event.to_bytes() for m in again if m.topic != Topic.AUDIT] == \
+        [m.event.to_bytes() for m in first if m.topic != Topic.AUDIT]
+
+
 async def test_rotation_keeps_the_binding_id_it_replaces():
-    out = by_topic(await handle_binding_requested(request(replaces_binding_id="b-old"), deps()))
+    out = by_topic(await handle_binding_requested(request(replaces_binding_id="b-old"), deps(), at=AT))
     assert out[Topic.BINDING_ACCEPTED][0].binding_id == "b-old"
 
 
 def test_malformed_request_from_a_known_user_is_answered_and_audited():
-    out = by_topic(on_malformed(MalformedEvent("access_key: Field required", user_id="u1", request_id="r1")))
+    out = by_topic(on_malformed(MalformedEvent("access_key: Field required", user_id="u1", request_id="r1"), at=AT))
     status = out[Topic.BINDING_STATUS][0]
     assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.MALFORMED_REQUEST]
     assert "access_key" in status.reasons[0].message
 
 
 def test_malformed_request_from_nobody_known_is_audited_only():
-    out = by_topic(on_malformed(MalformedEvent("body is not JSON")))
+    out = by_topic(on_malformed(MalformedEvent("body is not JSON"), at=AT))
     assert list(out) == [Topic.AUDIT]
 
 
 @pytest.mark.parametrize("pairs", [None, []])
 async def test_absent_and_empty_pairs_are_kept_distinct(pairs):
-    accepted = by_topic(await handle_binding_requested(request(trading_pairs=pairs), deps()))[Topic.BINDING_ACCEPTED][0]
+    accepted = by_topic(await handle_binding_requested(request(trading_pairs=pairs), deps(), at=AT))[Topic.BINDING_ACCEPTED][0]
     assert accepted.trading_pairs == pairs

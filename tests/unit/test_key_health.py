@@ -11,7 +11,7 @@ from services.validator.handlers import ValidatorDeps, handle_recheck_requested
 from services.validator.pacing import Pacer
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_sweep_requested
 from services.whitelist.handlers import WhitelistDeps, handle_binding_rechecked, handle_binding_stored
-from tests.fakes import InMemoryVault
+from tests.fakes import AT, InMemoryVault
 from tests.unit.builders import stored, validated
 from tests.unit.test_whitelist_handlers import catalog
 
@@ -28,18 +28,18 @@ async def test_a_sweep_asks_to_recheck_every_stored_binding_with_its_sealed_secr
     vault = InMemoryVault()
     for user, binding, key in (("u1", "b1", "ak-000000000001"), ("u1", "b2", "ak-000000000002"), ("u2", "b3", "ak-000000000003")):
         await handle_binding_validated(validated(user_id=user, binding_id=binding, request_id=binding, access_key=key),
-                                       VaultWriterDeps(vault))
-    rechecks = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault)), Topic.BINDING_RECHECK_REQUESTED)
+                                       VaultWriterDeps(vault), at=AT)
+    rechecks = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT), Topic.BINDING_RECHECK_REQUESTED)
     assert sorted((r.user_id, r.binding_id) for r in rechecks) == [("u1", "b1"), ("u1", "b2"), ("u2", "b3")]
     assert all(r.secret_key_sealed.get_secret_value().startswith("vault:v1:") for r in rechecks)
 
 
 async def test_a_sweep_runs_once_however_many_instances_ask():
     vault = InMemoryVault()
-    await handle_binding_validated(validated(), VaultWriterDeps(vault))
-    first = await handle_sweep_requested(sweep("from-instance-a", "scheduled-7"), VaultWriterDeps(vault))
-    other = await handle_sweep_requested(sweep("from-instance-b", "scheduled-7"), VaultWriterDeps(vault))
-    redelivered = await handle_sweep_requested(sweep("from-instance-a", "scheduled-7"), VaultWriterDeps(vault))
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    first = await handle_sweep_requested(sweep("from-instance-a", "scheduled-7"), VaultWriterDeps(vault), at=AT)
+    other = await handle_sweep_requested(sweep("from-instance-b", "scheduled-7"), VaultWriterDeps(vault), at=AT)
+    redelivered = await handle_sweep_requested(sweep("from-instance-a", "scheduled-7"), VaultWriterDeps(vault), at=AT)
     assert len(of(first, Topic.BINDING_RECHECK_REQUESTED)) == 1
     assert of(other, Topic.BINDING_RECHECK_REQUESTED) == [] and of(other, Topic.AUDIT)[0].outcome == "already_claimed"
     assert of(redelivered, Topic.BINDING_RECHECK_REQUESTED) == of(first, Topic.BINDING_RECHECK_REQUESTED)
@@ -47,8 +47,8 @@ async def test_a_sweep_runs_once_however_many_instances_ask():
 
 async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothing_when_htx_is_down():
     vault = InMemoryVault()
-    await handle_binding_validated(validated(), VaultWriterDeps(vault))
-    [recheck] = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault)), Topic.BINDING_RECHECK_REQUESTED)
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    [recheck] = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT), Topic.BINDING_RECHECK_REQUESTED)
     paced = []
 
     async def pace():
@@ -58,7 +58,7 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
         assert credentials.secret_key.get_secret_value() == "s3cret"
         return KeyInspection(Verdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
 
-    [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace)),
+    [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace), at=AT),
                   Topic.BINDING_RECHECKED)
     assert result.checked and [r.code for r in result.rejections] == [ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN]
     assert paced == [1]
@@ -66,7 +66,7 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
     async def down(credentials):
         raise TimeoutError
 
-    [unknown] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, down, 2.0, pace)), Topic.BINDING_RECHECKED)
+    [unknown] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, down, 2.0, pace), at=AT), Topic.BINDING_RECHECKED)
     assert not unknown.checked and unknown.rejections == []
 
 
@@ -79,22 +79,22 @@ def rechecked(rejections=(), warnings=(), sweep_request_id="s1"):
 async def active_binding():
     vault, cat = InMemoryVault(), catalog()
     await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
-    await handle_binding_stored(stored(), WhitelistDeps(vault, cat))
+    await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT)
     return WhitelistDeps(vault, cat)
 
 
 async def test_health_changes_drive_invalid_expiring_and_back_to_active_and_nothing_else_emits():
     deps = await active_binding()
-    assert of(await handle_binding_rechecked(rechecked(), deps), Topic.BINDING_STATUS) == []
-    [invalid] = of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2"), deps),
+    assert of(await handle_binding_rechecked(rechecked(), deps, at=AT), Topic.BINDING_STATUS) == []
+    [invalid] = of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2"), deps, at=AT),
                    Topic.BINDING_STATUS)
     assert invalid.state == BindingState.INVALID and invalid.reason_codes == [ReasonCode.KEY_INVALID]
-    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s3"), deps),
+    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s3"), deps, at=AT),
               Topic.BINDING_STATUS) == []
     [expiring] = of(await handle_binding_rechecked(
-        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=3)], sweep_request_id="s4"), deps), Topic.BINDING_STATUS)
+        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=3)], sweep_request_id="s4"), deps, at=AT), Topic.BINDING_STATUS)
     assert expiring.state == BindingState.EXPIRING and "3 day" in expiring.reasons[0].message
-    [recovered] = of(await handle_binding_rechecked(rechecked(sweep_request_id="s5"), deps), Topic.BINDING_STATUS)
+    [recovered] = of(await handle_binding_rechecked(rechecked(sweep_request_id="s5"), deps, at=AT), Topic.BINDING_STATUS)
     assert recovered.state == BindingState.ACTIVE
     assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["btcusdt"]
 
@@ -102,7 +102,7 @@ async def test_health_changes_drive_invalid_expiring_and_back_to_active_and_noth
 async def test_a_recheck_of_a_binding_revoked_meanwhile_changes_nothing():
     deps = await active_binding()
     await deps.vault.delete_all(binding_path("u1", "b1"))
-    assert await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)]), deps) == []
+    assert await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)]), deps, at=AT) == []
 
 
 async def test_the_pacer_spaces_callers_evenly():

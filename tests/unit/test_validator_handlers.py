@@ -8,7 +8,7 @@ from shared.htx.errors import HtxErrorKind, HtxTransientError
 from shared.htx.inspection import KeyInspection
 from shared.htx.verdict import Verdict
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted
-from tests.fakes import InMemoryVault, fake_seal
+from tests.fakes import AT, InMemoryVault, fake_seal
 
 FACTS = HtxKeyFacts(uid=7, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
                     valid_days=-1, key_status="normal")
@@ -46,7 +46,7 @@ def by_topic(outgoing):
 async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_sealed():
     seen = []
     event = accepted()
-    out = by_topic(await handle_binding_accepted(event, deps(result=KeyInspection(Verdict(), FACTS), seen=seen)))
+    out = by_topic(await handle_binding_accepted(event, deps(result=KeyInspection(Verdict(), FACTS), seen=seen), at=AT))
     assert seen[0].secret_key == SecretStr("s3cret") and seen[0].access_key == "ak-000000000001"
     validated = out[Topic.BINDING_VALIDATED]
     assert validated.htx == FACTS and validated.secret_key_sealed == event.secret_key_sealed
@@ -57,7 +57,7 @@ async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_seale
 async def test_every_rejection_and_warning_is_reported():
     verdict = Verdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN), reason(ReasonCode.IP_BINDING_MISSING)],
                       warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=7)])
-    out = by_topic(await handle_binding_accepted(accepted(), deps(result=KeyInspection(verdict, FACTS))))
+    out = by_topic(await handle_binding_accepted(accepted(), deps(result=KeyInspection(verdict, FACTS)), at=AT))
     assert Topic.BINDING_VALIDATED not in out
     assert out[Topic.BINDING_STATUS].reason_codes == [
         ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN, ReasonCode.IP_BINDING_MISSING, ReasonCode.KEY_EXPIRING]
@@ -65,12 +65,12 @@ async def test_every_rejection_and_warning_is_reported():
 
 async def test_a_secret_sealed_for_another_user_is_unreadable_and_htx_is_not_called():
     seen = []
-    out = by_topic(await handle_binding_accepted(accepted(sealed_for="u2"), deps(result=None, seen=seen)))
+    out = by_topic(await handle_binding_accepted(accepted(sealed_for="u2"), deps(result=None, seen=seen), at=AT))
     assert out[Topic.BINDING_STATUS].reason_codes == [ReasonCode.SECRET_UNREADABLE] and not seen
 
 
 async def test_htx_trouble_tells_the_user_to_retry_not_to_fix_the_key():
     error = HtxTransientError(HtxErrorKind.UNAVAILABLE, "gateway-internal-error", "Failed to load data.")
-    out = by_topic(await handle_binding_accepted(accepted(), deps(error=error)))
+    out = by_topic(await handle_binding_accepted(accepted(), deps(error=error), at=AT))
     assert out[Topic.BINDING_STATUS].reason_codes == [ReasonCode.EXCHANGE_UNAVAILABLE]
     assert "do not need to change the key" in out[Topic.BINDING_STATUS].reasons[0].hint

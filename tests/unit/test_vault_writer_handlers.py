@@ -1,10 +1,12 @@
+from datetime import timedelta
+
 from shared.contracts.events import RevokeRequested
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.vault_layout import binding_path, revocation_path, whitelist_path
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested
-from tests.fakes import InMemoryVault
+from tests.fakes import AT, InMemoryVault
 from tests.unit.builders import validated
 
 
@@ -18,7 +20,7 @@ def index_paths(vault):
 
 async def test_stores_the_unsealed_secret_once_and_indexes_the_key_without_holding_it():
     vault = InMemoryVault()
-    out = await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    out = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     assert [m.topic for m in out] == [Topic.BINDING_STORED, Topic.BINDING_STATUS, Topic.AUDIT]
     record = vault.versions[binding_path("u1", "b1")]
     assert len(record) == 1 and record[0]["secret_key"] == "s3cret" and record[0]["access_key"] == "ak-000000000001"
@@ -29,17 +31,35 @@ async def test_stores_the_unsealed_secret_once_and_indexes_the_key_without_holdi
 
 async def test_redelivery_creates_no_second_version_and_repeats_the_same_outcome():
     vault = InMemoryVault()
-    first = await handle_binding_validated(validated(), VaultWriterDeps(vault))
-    again = await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    first = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     assert len(vault.versions[binding_path("u1", "b1")]) == 1
     assert statuses(first)[0].event_id == statuses(again)[0].event_id
     assert statuses(first)[0].details == statuses(again)[0].details
 
 
+async def test_a_second_copy_arriving_later_repeats_byte_identical_events_with_the_time_recorded_in_vault():
+    vault = InMemoryVault()
+    first = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    # The validator ran again after a crash: the same event, in a record written seconds later.
+    again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT + timedelta(seconds=5))
+    assert [m.event.to_bytes() for m in again][:2] == [m.event.to_bytes() for m in first][:2]
+    assert statuses(again)[0].occurred_at == AT
+
+
+async def test_a_revocation_repeated_later_says_revoked_at_the_same_time():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
+    first = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT + timedelta(seconds=1)))
+    again = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT + timedelta(seconds=9)))
+    assert again == first and first[0].occurred_at == AT + timedelta(seconds=1)
+
+
 async def test_a_key_bound_by_another_user_is_refused():
     vault = InMemoryVault()
-    await handle_binding_validated(validated(), VaultWriterDeps(vault))
-    out = await handle_binding_validated(validated(user_id="u2", binding_id="b2", request_id="r2"), VaultWriterDeps(vault))
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    out = await handle_binding_validated(validated(user_id="u2", binding_id="b2", request_id="r2"), VaultWriterDeps(vault), at=AT)
     [status] = statuses(out)
     assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.KEY_ALREADY_BOUND]
     assert binding_path("u2", "b2") not in vault.versions
@@ -48,44 +68,44 @@ async def test_a_key_bound_by_another_user_is_refused():
 async def test_a_secret_sealed_for_another_user_is_unreadable():
     vault = InMemoryVault()
     event = validated().model_copy(update={"secret_key_sealed": validated(user_id="u2").secret_key_sealed})
-    [status] = statuses(await handle_binding_validated(event, VaultWriterDeps(vault)))
+    [status] = statuses(await handle_binding_validated(event, VaultWriterDeps(vault), at=AT))
     assert status.reason_codes == [ReasonCode.SECRET_UNREADABLE] and not vault.versions
 
 
 async def test_rotation_writes_the_next_version_releases_the_old_key_and_says_to_delete_it():
     vault = InMemoryVault()
-    await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     [old_index] = index_paths(vault)
     rotation = validated(request_id="r2", access_key="ak-000000000002", secret="n3w", replaces_binding_id="b1")
-    out = await handle_binding_validated(rotation, VaultWriterDeps(vault))
+    out = await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT)
     versions = vault.versions[binding_path("u1", "b1")]
     assert [v["secret_key"] for v in versions] == ["s3cret", "n3w"]
     assert old_index not in index_paths(vault) and len(index_paths(vault)) == 1
     [status] = statuses(out)
     assert status.details["rotated_from"] == "ak-0…0001" and "Delete the key ak-0…0001" in status.details["next_step"]
     # the old key is free again for anyone
-    reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"), VaultWriterDeps(vault))
+    reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"), VaultWriterDeps(vault), at=AT)
     assert statuses(reuse)[0].state == BindingState.STORED
 
 
 async def test_rotation_of_an_unknown_binding_is_refused():
-    out = await handle_binding_validated(validated(binding_id="nope", replaces_binding_id="nope"), VaultWriterDeps(InMemoryVault()))
+    out = await handle_binding_validated(validated(binding_id="nope", replaces_binding_id="nope"), VaultWriterDeps(InMemoryVault()), at=AT)
     assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]
 
 
 async def test_revocation_removes_every_version_the_index_and_the_whitelist_and_is_idempotent():
     vault = InMemoryVault()
-    await handle_binding_validated(validated(), VaultWriterDeps(vault))
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     await vault.write(whitelist_path("u1", "b1"), {"pairs": ["btcusdt"]}, cas=0)
     revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
-    first = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault)))
+    first = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT))
     assert first[0].state == BindingState.REVOKED and "Delete the key" in first[0].details["next_step"]
     assert binding_path("u1", "b1") in vault.deleted and whitelist_path("u1", "b1") in vault.deleted
     assert not index_paths(vault) and vault.versions[revocation_path("u1", "b1")]
-    assert statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault)))[0].state == BindingState.REVOKED
+    assert statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT))[0].state == BindingState.REVOKED
 
 
 async def test_revoking_an_unknown_binding_is_refused():
     out = await handle_revoke_requested(RevokeRequested(request_id="x", user_id="u1", binding_id="ghost"),
-                                        VaultWriterDeps(InMemoryVault()))
+                                        VaultWriterDeps(InMemoryVault()), at=AT)
     assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]

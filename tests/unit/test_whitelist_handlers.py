@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 
 from shared.contracts.events import WhitelistRequested
@@ -7,7 +9,7 @@ from shared.contracts.topics import Topic
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus
 from services.whitelist.handlers import CatalogNotLoaded, WhitelistDeps, handle_binding_stored, handle_whitelist_requested
-from tests.fakes import InMemoryVault
+from tests.fakes import AT, InMemoryVault
 from tests.unit.builders import stored
 
 
@@ -30,19 +32,19 @@ def status_of(outgoing):
 
 async def test_stored_binding_with_valid_pairs_becomes_active_and_whitelist_is_saved():
     vault = InMemoryVault()
-    status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog())))
+    status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT))
     assert status.state == BindingState.ACTIVE
     assert vault.versions[whitelist_path("u1", "b1")][0]["pairs"] == ["btcusdt"]
 
 
 async def test_stored_binding_without_pairs_awaits_a_whitelist():
-    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(InMemoryVault(), catalog())))
+    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST and status.reason_codes == [ReasonCode.WHITELIST_EMPTY]
 
 
 async def test_unknown_and_untradable_pairs_are_all_reported():
     pairs = ("btcusdt", "nosuchusdt", "oldusdt", "apioffusdt", "cdusdt")
-    status = status_of(await handle_binding_stored(stored(pairs=pairs), WhitelistDeps(InMemoryVault(), catalog())))
+    status = status_of(await handle_binding_stored(stored(pairs=pairs), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST
     assert status.reason_codes == [ReasonCode.PAIR_UNKNOWN, ReasonCode.PAIR_NOT_TRADABLE]
     assert "nosuchusdt" in status.reasons[0].message and "oldusdt, apioffusdt, cdusdt" in status.reasons[1].message
@@ -51,22 +53,22 @@ async def test_unknown_and_untradable_pairs_are_all_reported():
 async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_stored():
     vault, cat = InMemoryVault(), catalog()
     early = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]), WhitelistDeps(vault, cat))
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]), WhitelistDeps(vault, cat), at=AT)
     assert status_of(early).state == BindingState.RECEIVED and status_of(early).details["waiting_for"] == "binding"
     await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
-    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat)))
+    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT))
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
 
 
 async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothing():
     vault, cat = InMemoryVault(), catalog()
     await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
-    await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat))
+    await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT)
     ok = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]), WhitelistDeps(vault, cat))
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]), WhitelistDeps(vault, cat), at=AT)
     assert status_of(ok).state == BindingState.ACTIVE
     bad = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]), WhitelistDeps(vault, cat))
+        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]), WhitelistDeps(vault, cat), at=AT)
     assert status_of(bad).state == BindingState.REJECTED and status_of(bad).reason_codes == [ReasonCode.WHITELIST_EMPTY]
     assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [["btcusdt"]]
 
@@ -74,17 +76,25 @@ async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothin
 async def test_redelivered_whitelist_request_writes_no_second_version():
     vault, cat = InMemoryVault(), catalog()
     request = WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"])
-    await handle_whitelist_requested(request, WhitelistDeps(vault, cat))
-    await handle_whitelist_requested(request, WhitelistDeps(vault, cat))
+    await handle_whitelist_requested(request, WhitelistDeps(vault, cat), at=AT)
+    await handle_whitelist_requested(request, WhitelistDeps(vault, cat), at=AT)
     assert len(vault.versions[whitelist_path("u1", "b1")]) == 1
+
+
+async def test_a_second_copy_of_stored_arriving_later_repeats_the_identical_status():
+    vault, cat = InMemoryVault(), catalog()
+    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    first = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT))
+    again = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT + timedelta(seconds=5)))
+    assert first.state == BindingState.ACTIVE and again.to_bytes() == first.to_bytes()
 
 
 async def test_an_expiring_key_is_reported_as_expiring_not_active():
     warning = reason(ReasonCode.KEY_EXPIRING, valid_days=5)
-    status = status_of(await handle_binding_stored(stored(warnings=[warning]), WhitelistDeps(InMemoryVault(), catalog())))
+    status = status_of(await handle_binding_stored(stored(warnings=[warning]), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
     assert status.state == BindingState.EXPIRING and "5 day" in status.reasons[0].message
 
 
 async def test_pairs_are_not_judged_before_the_symbol_list_is_loaded():
     with pytest.raises(CatalogNotLoaded):
-        await handle_binding_stored(stored(), WhitelistDeps(InMemoryVault(), SymbolCatalog()))
+        await handle_binding_stored(stored(), WhitelistDeps(InMemoryVault(), SymbolCatalog()), at=AT)
