@@ -13,7 +13,8 @@ import structlog
 from pydantic import SecretStr
 
 from shared.contracts.events import (
-    BindingAccepted, BindingRechecked, BindingValidated, HtxKeyFacts, MalformedEvent, RecheckRequested, derived_event_id,
+    BindingAccepted, BindingRechecked, BindingValidated, HtxKeyFacts, MalformedEvent, RecheckRequested,
+    derived_event_id,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.contracts.events import (
-    BindingStored, BindingValidated, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested, derived_event_id,
+    BindingStored, BindingValidated, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested,
+    derived_event_id,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
@@ -203,7 +204,8 @@ def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Outgoin
     masked = revocation["access_key_masked"]
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=recorded_time(revocation, "revoked_at"), access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=recorded_time(revocation, "revoked_at"),
+               access_key_masked=masked,
                details={"next_step": DELETE_ON_HTX.format(key=masked)}),
         audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked),
