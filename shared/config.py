@@ -66,9 +66,9 @@ class ServiceSettings(Settings):
 
     # Consumer group = the service name; more instances in the same group share the partitions.
     kafka_group_suffix: str = ""
-    # Consumers per binding-path topic (shared.contracts.topics.BINDING_PATH) in this process, working in
-    # parallel on different partitions (order holds within a partition). One would handle every partition in
-    # turn; more than the topic's partitions (6, deploy/bootstrap) would idle.
+    # Consumers per subscribed topic in this process, working in parallel on different partitions (order
+    # holds within a partition). One would handle every partition in turn; more than the topic's partitions
+    # (6, deploy/bootstrap) would idle.
     kafka_workers: int = Field(6, ge=1)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0

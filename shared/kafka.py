@@ -32,7 +32,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.config import ServiceSettings, Settings
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
-from shared.contracts.topics import BINDING_PATH, Topic
+from shared.contracts.topics import Topic
 from shared.errors import TransientError
 from shared.logging import redact
 from shared.outcomes import Outgoing, audit
@@ -323,7 +323,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
         group_id=settings.service_name + settings.kafka_group_suffix,
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
-        max_workers=settings.kafka_workers if topic in BINDING_PATH else 1,
+        max_workers=settings.kafka_workers,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         title=f"{settings.service_name}:{topic.value}",
     )(consume)

@@ -21,9 +21,3 @@ class Topic(StrEnum):
     def full_name(self, prefix: str) -> str:
         return f"{prefix}{self.value}"
 
-
-# The topics every new binding passes through while its user waits for `active`: consumed by several workers
-# in parallel (ServiceSettings.kafka_workers). The others carry occasional requests (revocations, whitelists,
-# sweeps and their paced re-checks), and one consumer each is plenty: an idle consumer still polls.
-BINDING_PATH = frozenset({Topic.BINDING_REQUESTED, Topic.BINDING_ACCEPTED, Topic.BINDING_VALIDATED,
-                          Topic.BINDING_STORED})
