@@ -21,7 +21,7 @@ from shared.vault_layout import (
     whitelist_path,
 )
 from services.vault_writer.records import (
-    credential_record, index_holds, index_record, recorded_time, revocation_record, sweep_marker,
+    credential_record, index_holds, index_record, revocation_record, sweep_marker,
 )
 
 SERVICE = "vault-writer"
@@ -178,7 +178,7 @@ async def _release_replaced_index(vault: VaultPort, record: dict[str, Any], user
 
 def _stored(event: BindingValidated, path: str, version: int, masked: str, record: dict[str, Any]) -> list[Outgoing]:
     # The time recorded with the write, so that saying it again (after a redelivery) says the same thing.
-    stored_at = recorded_time(record, "stored_at")
+    stored_at = datetime.fromisoformat(record["stored_at"])
     details: dict[str, Any] = {"vault_version": version}
     if "rotated_from" in record:
         details |= {"rotated_from": record["rotated_from"],
@@ -204,7 +204,7 @@ def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Outgoin
     masked = revocation["access_key_masked"]
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=recorded_time(revocation, "revoked_at"),
+               binding_id=event.binding_id, occurred_at=datetime.fromisoformat(revocation["revoked_at"]),
                access_key_masked=masked,
                details={"next_step": DELETE_ON_HTX.format(key=masked)}),
         audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,

@@ -43,10 +43,6 @@ def index_holds(record: dict[str, Any], user_id: str, binding_id: str) -> bool:
     return record.get("user_id") == user_id and record.get("binding_id") == binding_id
 
 
-def recorded_time(record: dict[str, Any], field: str) -> datetime:
-    return datetime.fromisoformat(record[field])
-
-
 def sweep_marker(request_id: str, claimed_at: datetime) -> dict[str, Any]:
     return {"request_id": request_id, "claimed_at": claimed_at.isoformat()}
 

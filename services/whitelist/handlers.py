@@ -44,7 +44,8 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     current = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
     record = await _save(deps.vault, event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs)
-    saved_at = _saved_at(record)
+    # When the whitelist was written: a status sent again after a redelivery keeps that time.
+    saved_at = datetime.fromisoformat(record["updated_at"])
     if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
@@ -74,7 +75,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     if not problems:
         record = await _save(deps.vault, event.user_id, event.binding_id, saved, event.request_id, at,
                              pairs=pairs, health=health)
-        occurred_at = _saved_at(record)
+        occurred_at = datetime.fromisoformat(record["updated_at"])
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
@@ -103,7 +104,7 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=_saved_at(record), reasons=reasons, access_key_masked=event.access_key_masked,
+               occurred_at=datetime.fromisoformat(record["updated_at"]), reasons=reasons, access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id,
@@ -136,11 +137,6 @@ async def _save(vault: VaultPort, user_id: str, binding_id: str, current: KvEntr
         # Someone wrote in between (another instance after a rebalance): retry from a fresh read.
         raise TransientError("whitelist changed while writing") from None
     return record
-
-
-def _saved_at(record: dict[str, Any]) -> datetime:
-    """When the record was written: a status about it, sent again after a redelivery, keeps that time."""
-    return datetime.fromisoformat(record["updated_at"])
 
 
 def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],
