@@ -104,7 +104,8 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=datetime.fromisoformat(record["updated_at"]), reasons=reasons, access_key_masked=event.access_key_masked,
+               occurred_at=datetime.fromisoformat(record["updated_at"]), reasons=reasons,
+               access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id,
