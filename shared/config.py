@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
     # default would add a quarter second per hop); polling more often costs a little broker CPU.
     kafka_fetch_max_wait_ms: int = Field(50, ge=1)
+    # The same for topics off the binding path (shared.contracts.topics.BINDING_PATH): Kafka's default. Their
+    # requests wait a quarter second more on average, and their idle consumers poll ten times less.
+    kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
     # AppRole credentials: either given directly, or read from <run_dir>/approle/<role>.json (written 0600
@@ -64,7 +67,7 @@ class Settings(BaseSettings):
 class ServiceSettings(Settings):
     """Settings shared by the four Kafka services."""
 
-    # Consumer group = the service name; more instances in the same group share the partitions.
+    # Consumer group per subscription = "<service name><suffix>.<topic>"; instances in it share the partitions.
     kafka_group_suffix: str = ""
     # Consumers per subscribed topic in this process, working in parallel on different partitions (order
     # holds within a partition). One would handle every partition in turn; more than the topic's partitions
@@ -74,6 +77,9 @@ class ServiceSettings(Settings):
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.
     max_attempts_before_dead_letter: int = 5
+    # A service whose consumers have not all joined their groups by then stops and exits with
+    # EXIT_START_TIMED_OUT (shared.service), for its supervisor to start it again. Joins take 5-35 s here.
+    start_timeout_s: float = Field(75.0, gt=0)
 
     service_name: ClassVar[str]
 

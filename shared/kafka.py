@@ -32,7 +32,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.config import ServiceSettings, Settings
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
-from shared.contracts.topics import Topic
+from shared.contracts.topics import BINDING_PATH, Topic
 from shared.errors import TransientError
 from shared.logging import redact
 from shared.outcomes import Outgoing, audit
@@ -311,7 +311,9 @@ class MessageProcessor(Generic[E]):
 
 def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: type[E],
               handle: Handler[E], on_malformed: MalformedHandler, publisher: EventPublisher) -> None:
-    """Attach handle to topic in the service's consumer group, with the rules in this module's docstring."""
+    """Attach handle to topic in the service's consumer group for it, with the rules in this module's
+    docstring. One group per subscription, not per service: a join or leave rebalances only the consumers of
+    that topic, so an instance starting or dying does not stop every other subscription of the service."""
     processor = MessageProcessor(model, handle, on_malformed, publisher, settings)
 
     async def consume(message: KafkaMessage) -> None:
@@ -320,11 +322,12 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
     consume.__name__ = f"on_{topic.name.lower()}"
     broker.subscriber(
         settings.topic(topic),
-        group_id=settings.service_name + settings.kafka_group_suffix,
+        group_id=f"{settings.service_name}{settings.kafka_group_suffix}.{topic.value}",
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
         max_workers=settings.kafka_workers,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=(settings.kafka_fetch_max_wait_ms if topic in BINDING_PATH
+                           else settings.kafka_occasional_fetch_max_wait_ms),
         title=f"{settings.service_name}:{topic.value}",
     )(consume)
 

@@ -2,9 +2,11 @@
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import structlog
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -14,6 +16,9 @@ from shared.logging import configure_logging
 from shared.vault import VaultClient
 
 S = TypeVar("S", bound=ServiceSettings)
+# EX_TEMPFAIL: the service could not start in time and should simply be started again.
+EXIT_START_TIMED_OUT = 75
+log = structlog.get_logger(__name__)
 
 
 def service_app(broker: KafkaBroker, settings: ServiceSettings, description: str) -> FastStream:
@@ -45,7 +50,39 @@ def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:
     messages finish or are left uncommitted for redelivery)."""
     settings = settings_class()
     configure_logging(settings.service_name, settings.log_format, settings.log_level)
-    asyncio.run(build(settings).run())
+    if asyncio.run(run_with_start_deadline(build(settings), settings.start_timeout_s)):
+        sys.exit(EXIT_START_TIMED_OUT)
+
+
+async def run_with_start_deadline(app: FastStream, timeout_s: float) -> bool:
+    """Run the app until it is stopped; True when it stopped because it had not started within timeout_s.
+
+    aiokafka's consumer start waits without limit for the group coordinator to assign partitions. A broker
+    that never completes a join would leave the service up but consuming nothing, which no one notices; so
+    past the deadline the service says so and stops (gracefully: what did start finishes its messages)."""
+    started = asyncio.Event()
+    timed_out = False
+
+    async def mark_started() -> None:
+        started.set()
+
+    async def stop_unless_started() -> None:
+        nonlocal timed_out
+        try:
+            await asyncio.wait_for(started.wait(), timeout_s)
+        except TimeoutError:
+            timed_out = True
+            log.error("start_timed_out", timeout_s=timeout_s,
+                      detail="not every consumer joined its group in time; exiting for a supervisor to start it again")
+            app.exit()
+
+    app.after_startup(mark_started)
+    watchdog = asyncio.create_task(stop_unless_started())
+    try:
+        await app.run()
+    finally:
+        watchdog.cancel()
+    return timed_out
 
 
 def vault_client(settings: ServiceSettings) -> VaultClient:

@@ -19,6 +19,7 @@ from shared.vault_layout import (
     BINDING_SECRET_KEY,
     access_key_index_path,
     binding_path,
+    revocation_path,
     whitelist_path,
 )
 
@@ -62,14 +63,17 @@ class DirectBinding:
 
     async def vault_part(self, key: SandboxKey, user_id: str) -> None:
         """The app's seal, the validator's unseal, and the vault-writer's and whitelist's calls, as they make
-        them for a new binding: the vault-writer writes create-only without reading first."""
+        them for a new binding: the vault-writer checks for a revocation, then writes create-only; the whitelist
+        checks the binding is still there."""
         sealed = await self._app.seal(BINDING_SECRET_KEY, key.secret_key, context=user_id)
         await self._validator.unseal(BINDING_SECRET_KEY, sealed, user_id)
         path = binding_path(user_id, user_id)
+        await self._writer.read(revocation_path(user_id, user_id))
         secret = await self._writer.unseal(BINDING_SECRET_KEY, sealed, user_id)
         index = access_key_index_path(await self._writer.hmac(ACCESS_KEY_INDEX_KEY, key.access_key))
         await self._writer.write(index, {"user_id": user_id, "binding_id": user_id}, cas=0)
         await self._writer.write(path, {"access_key": key.access_key, "secret_key": secret.get_secret_value()}, cas=0)
+        await self._whitelist.read_metadata(path)
         await self._whitelist.read(whitelist_path(user_id, user_id))
         await self._whitelist.write(whitelist_path(user_id, user_id), {"pairs": ["btcusdt"]}, cas=0)
 

@@ -32,6 +32,7 @@ from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
 from shared.config import Settings
 from shared.logging import configure_logging, redact
+from shared.service import EXIT_START_TIMED_OUT
 
 console = Console(soft_wrap=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
@@ -185,9 +186,11 @@ def _supervise(stop: threading.Event, *supervisors: Supervisor) -> int:
         for supervisor in supervisors:
             exited = supervisor.first_exited()
             if exited is not None:
+                why = (" (its consumers did not join their groups within HASH7_START_TIMEOUT_S)"
+                       if exited.returncode == EXIT_START_TIMED_OUT else "")
                 error_console.print(
-                    f"{exited.name} exited unexpectedly with code {exited.returncode}; see {_shown(exited.log_path)}. "
-                    "Stopping the whole stack.",
+                    f"{exited.name} exited unexpectedly with code {exited.returncode}{why}; "
+                    f"see {_shown(exited.log_path)}. Stopping the whole stack.",
                     markup=False,
                 )
                 return 1

@@ -6,14 +6,17 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.stack.processes import ManagedProcess
+from deploy.stack.processes import ManagedProcess, ServerStartError
 from shared.config import Settings
+from shared.service import EXIT_START_TIMED_OUT
 
 SERVICE_PACKAGES = ("intake", "validator", "vault_writer", "whitelist")
 READY_LINE = "FastStream app started successfully"
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -26,14 +29,38 @@ class ServiceProcesses:
     processes: dict[str, list[ManagedProcess]] = field(default_factory=dict)
 
     def start(self, package: str, instance: int = 0) -> ManagedProcess:
-        process = self._launch(package, instance)
-        self._wait_started(process)
-        return process
+        return self._started(self._launch(package, instance), package, instance)
 
     def start_all(self, packages: tuple[str, ...] = SERVICE_PACKAGES) -> None:
         """Launch them together, then wait: consumer-group joins take seconds each, so overlap them."""
-        for process in [self._launch(package, 0) for package in packages]:
-            self._wait_started(process)
+        for package, process in [(package, self._launch(package, 0)) for package in packages]:
+            self._started(process, package, 0)
+
+    def _started(self, process: ManagedProcess, package: str, instance: int) -> ManagedProcess:
+        """Wait until it runs. One that gave up joining its consumer groups in time is started again, as a
+        supervisor (compose's restart policy) would, with a warning that says so."""
+        retries = START_ATTEMPTS - 1
+        while not self._started_in_time(process):
+            if retries == 0:
+                raise ServerStartError(f"{package}-{instance} did not start in time, {START_ATTEMPTS} times; "
+                                       f"see {process.log_path}")
+            retries -= 1
+            warnings.warn(f"{package}-{instance} did not start in time and was started again; see {process.log_path}",
+                          stacklevel=3)
+            process = self._launch(package, instance)
+        return process
+
+    @staticmethod
+    def _started_in_time(process: ManagedProcess) -> bool:
+        """True once it runs, False when it exited because it could not start in time; raises otherwise."""
+        try:
+            # Past the service's own start deadline (HASH7_START_TIMEOUT_S, 75 s), so that one fires first.
+            process.wait_until_ready(lambda: READY_LINE in _read(process.log_path), "started", timeout_s=120)
+        except ServerStartError:
+            if process.returncode == EXIT_START_TIMED_OUT:
+                return False
+            raise
+        return True
 
     def _launch(self, package: str, instance: int) -> ManagedProcess:
         log_path = self.log_dir / f"{package}-{instance}-{time.monotonic_ns()}.log"
@@ -43,10 +70,6 @@ class ServiceProcesses:
             instances.append(process)
         instances[instance] = process
         return process
-
-    @staticmethod
-    def _wait_started(process: ManagedProcess) -> None:
-        process.wait_until_ready(lambda: READY_LINE in _read(process.log_path), "started", timeout_s=90)
 
     def kill(self, package: str, instance: int = 0) -> None:
         """SIGKILL, as a crash would: nothing in flight gets to finish or commit."""

@@ -15,7 +15,7 @@ from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
-from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultPort
+from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultDenied, VaultPort
 from shared.vault_layout import (
     ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, sweep_marker_path,
     whitelist_path,
@@ -43,6 +43,10 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     current = await vault.read(path) if event.replaces_binding_id else None
     if current is not None and current.data.get("request_id") == event.request_id:
         return await _stored_before(vault, event, path, masked, current)
+    if current is None and await vault.read(revocation_path(event.user_id, event.binding_id)) is not None:
+        # Stored, then revoked, and now redelivered (a crash before our commit): the user's revocation stands.
+        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
+                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
     if event.replaces_binding_id and current is None:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
@@ -95,13 +99,8 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
     access_key = current.data["access_key"]
     masked = mask_access_key(access_key)
     # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
-    tombstone_path = revocation_path(event.user_id, event.binding_id)
-    tombstone = await vault.read(tombstone_path)
-    if tombstone is None:
-        revocation = revocation_record(event.request_id, masked, at)
-        await vault.write(tombstone_path, revocation, cas=0)
-    else:
-        revocation = tombstone.data
+    revocation = await _create_once(vault, revocation_path(event.user_id, event.binding_id),
+                                    revocation_record(event.request_id, masked, at))
     await _release_index(vault, await _index_path(vault, access_key), event.user_id, event.binding_id)
     await vault.delete_all(whitelist_path(event.user_id, event.binding_id))
     await vault.delete_all(path)
@@ -139,13 +138,24 @@ def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
 
 
 async def _claim_sweep(vault: VaultPort, event: SweepRequested, at: datetime) -> bool:
-    path = sweep_marker_path(event.sweep_id)
-    try:
-        await vault.write(path, sweep_marker(event.request_id, at), cas=0)
-        return True
-    except CasConflict:
-        claim = await vault.read(path)
-        return claim is not None and claim.data.get("request_id") == event.request_id
+    claim = await _create_once(vault, sweep_marker_path(event.sweep_id), sweep_marker(event.request_id, at))
+    return claim["request_id"] == event.request_id
+
+
+async def _create_once(vault: VaultPort, path: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record at a write-once path (a sweep claim, a tombstone): the one already there, or this one.
+    Read first: the policy grants create and no update, so Vault answers a create-only write to an existing
+    path with "permission denied", not a check-and-set conflict. A write that lost a race reads again."""
+    existing = await vault.read(path)
+    if existing is None:
+        try:
+            await vault.write(path, record, cas=0)
+            return record
+        except (CasConflict, VaultDenied):
+            existing = await vault.read(path)
+            if existing is None:
+                raise  # no race lost: a real denial
+    return existing.data
 
 
 async def _index_path(vault: VaultPort, access_key: str) -> str:

@@ -63,6 +63,11 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
 
 
 async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Outgoing]:
+    if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
+        # Revoked since it was stored (this is a redelivery): no whitelist for it, and no `active` after `revoked`.
+        return [audit(service=SERVICE, action="whitelist", outcome="already_revoked", user_id=event.user_id,
+                      request_id=event.request_id, binding_id=event.binding_id,
+                      access_key_masked=event.access_key_masked)]
     saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
     if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
         pairs = list(saved.data["pairs"])

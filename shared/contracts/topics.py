@@ -21,3 +21,9 @@ class Topic(StrEnum):
     def full_name(self, prefix: str) -> str:
         return f"{prefix}{self.value}"
 
+
+
+# The topics every new binding passes through while its user waits for `active`. The others carry occasional
+# requests (revocations, whitelists, sweeps and their paced re-checks), polled less often.
+BINDING_PATH = frozenset({Topic.BINDING_REQUESTED, Topic.BINDING_ACCEPTED, Topic.BINDING_VALIDATED,
+                          Topic.BINDING_STORED})

@@ -251,6 +251,28 @@ async def test_revocation_removes_every_version_index_and_whitelist(client, htx_
     assert unknown[-1].state == S.REJECTED and unknown[-1].reason_codes == [R.BINDING_UNKNOWN]
 
 
+async def test_a_binding_revoked_before_its_events_are_redelivered_is_not_stored_or_activated_again(
+        client, htx_sandbox, vault_admin, pipeline):
+    user, key = new_user(), fresh_key(htx_sandbox)
+    timeline = await bind(client, user, key, trading_pairs=["btcusdt"])
+    request_id, binding_id = timeline[0].request_id, timeline[0].binding_id
+    await client.wait_for(await client.revoke(user, binding_id), TERMINAL, WAIT_S)
+    # A crash before the commit, then a restart: the services have forgotten which events they completed,
+    # and the broker hands them binding.validated and binding.stored again.
+    restarted = ("vault_writer", "whitelist")
+    for package in restarted:
+        pipeline.kill(package)
+    pipeline.start_all(restarted)
+    for topic in (Topic.BINDING_VALIDATED, Topic.BINDING_STORED):
+        [record] = [r for r in await raw_records(pipeline.settings, topic)
+                    if json.loads(r.value).get("request_id") == request_id]
+        await client.publish_raw(topic, user, record.value)
+    await eventually(lambda: audits_of(client, request_id, "already_revoked"), 2)
+    assert kv_versions(vault_admin, binding_path(user, binding_id)) is None
+    assert kv_versions(vault_admin, whitelist_path(user, binding_id)) is None
+    assert states(await statuses_of(client, request_id, lambda s: True)) == [S.RECEIVED, S.VALIDATED, S.STORED, S.ACTIVE]
+
+
 async def test_a_second_validator_instance_shares_the_work_and_survives_the_other_being_killed(client, htx_sandbox, pipeline):
     pipeline.start("validator", instance=1)
     users = [new_user() for _ in range(12)]

@@ -3,16 +3,33 @@ admin API) and moves each binding to invalid, expiring or back to active, saying
 changed."""
 
 import asyncio
+import uuid
 
 import pytest
 
+from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
+from shared.contracts.topics import Topic
 from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
 
 pytestmark = pytest.mark.stack
 S = BindingState
 R = ReasonCode
+
+
+async def sweep_done(client, request_id):
+    """Wait until the sweep re-checked every binding it started with (the validator audits each), so that
+    none of its re-checks runs on into a later test's HTX calls; returns the re-checked binding ids."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        audits = [a async for a in client.audit_events() if a.request_id == request_id]
+        started = [a.details["bindings"] for a in audits if a.action == "health_sweep" and a.outcome == "started"]
+        checked = {a.binding_id for a in audits if a.action == "recheck"}
+        if started and len(checked) >= started[0]:
+            return checked
+        assert asyncio.get_running_loop().time() < deadline, f"the sweep re-checked {len(checked)} of {started}"
+        await asyncio.sleep(0.3)
 
 
 async def bind_active(client, key):
@@ -22,16 +39,10 @@ async def bind_active(client, key):
 
 
 async def sweep_and_collect(client, bindings):
-    """Run a sweep; wait until the validator re-checked each binding of this test (and a moment for the
-    whitelist service to decide); return this sweep's statuses by binding."""
+    """Run a sweep; wait until it re-checked every binding (and a moment for the whitelist service to
+    decide); return this sweep's statuses by binding."""
     request_id = await client.request_sweep()
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        checked = {a.binding_id async for a in client.audit_events() if a.request_id == request_id and a.action == "recheck"}
-        if set(bindings) <= checked:
-            break
-        assert asyncio.get_running_loop().time() < deadline, "the sweep did not re-check every binding"
-        await asyncio.sleep(0.3)
+    assert set(bindings) <= await sweep_done(client, request_id), "the sweep did not re-check this test's bindings"
     await asyncio.sleep(2)
     return {s.binding_id: s async for s in client.statuses(request_id=request_id)}
 
@@ -70,3 +81,22 @@ async def test_sweeps_drive_every_key_health_transition(client, htx_sandbox):
     second = await sweep_and_collect(client, bindings.values())
     assert {name for name, binding in bindings.items() if binding in second} == {"withdraw", "expiring"}
     assert second[bindings["withdraw"]].state == S.ACTIVE and second[bindings["expiring"]].state == S.ACTIVE
+
+
+async def test_a_sweep_asked_for_twice_runs_once_and_the_second_ask_is_told_so_not_dead_lettered(client):
+    # What every vault-writer instance (and every restart) does for a scheduled sweep: ask with the same id.
+    # Vault refuses a second create-only claim with "permission denied" (the policy grants no update), not
+    # a check-and-set conflict, which only the real Vault shows.
+    sweep_id = f"twice-{uuid.uuid4().hex}"
+    asks = [uuid.uuid4().hex, uuid.uuid4().hex]
+    for request_id in asks:
+        request = SweepRequested(request_id=request_id, sweep_id=sweep_id, requested_at=utc_now())
+        await client.publish_raw(Topic.HEALTH_SWEEP_REQUESTED, sweep_id, request.to_bytes())
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while len(outcomes := {a.request_id: a.outcome async for a in client.audit_events()
+                           if a.request_id in asks and a.action in ("health_sweep", "consume")}) < 2:
+        assert asyncio.get_running_loop().time() < deadline, f"only {outcomes} after {WAIT_S} s"
+        await asyncio.sleep(0.3)
+    assert outcomes == {asks[0]: "started", asks[1]: "already_claimed"}
+    assert not [d async for d in client.dead_letters() if d.key == sweep_id]
+    await sweep_done(client, asks[0])

@@ -33,7 +33,7 @@ from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.vault_layout import ACCESS_KEY_INDEX_KEY, KV_MOUNT, TRANSIT_MOUNT, access_key_index_path, binding_path
 from tests.faults.load_run import LoadRun
-from tests.kafka_reading import topic_bytes
+from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks
 
 S = BindingState
@@ -54,7 +54,7 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
                            published: Mapping[str, Topic] | None = None) -> Findings:
     """published: plaintext secrets the test itself put on a topic (see tests.leaks); scanned for too."""
     findings = Findings()
-    findings.violations += [f"{request_id}: no final status" for request_id in run.without_outcome]
+    findings.violations += await _without_final_status(run, stack)
     for request in run.requests:
         check_timeline(request.request_id, run.collector.timeline(request.request_id), findings)
     vault = hvac.Client(url=stack.settings.vault_addr, token=stack.root_token.get_secret_value())
@@ -66,6 +66,38 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
     secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
     findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
     return findings
+
+
+async def _without_final_status(run: LoadRun, stack: LoopbackStack) -> list[str]:
+    """One violation per request left without a final status, with what is known of it: the statuses it
+    got and the audit events and dead letters that name it (the stack is gone once the test has ended)."""
+    if not run.without_outcome:
+        return []
+    trail: dict[str, list[str]] = defaultdict(list)
+    for topic in (Topic.AUDIT, Topic.DEAD_LETTER):
+        for record in await raw_records(stack.settings, topic):
+            request_id = _request_id_in(record.value)
+            if request_id in run.without_outcome:
+                trail[request_id].append(_trail_entry(topic, record.value))
+    return [f"{request_id}: no final status (statuses: "
+            f"{', '.join(a.status.state for a in run.collector.timeline(request_id)) or 'none'}; "
+            f"audits and dead letters: {'; '.join(trail[request_id]) or 'none'})"
+            for request_id in run.without_outcome]
+
+
+def _request_id_in(value: bytes | None) -> str | None:
+    try:
+        document = json.loads(value or b"")
+    except ValueError:
+        return None
+    return document.get("request_id") if isinstance(document, dict) else None
+
+
+def _trail_entry(topic: Topic, value: bytes | None) -> str:
+    document = json.loads(value or b"")
+    if topic is Topic.DEAD_LETTER:
+        return "dead letter"
+    return f"{document.get('service')} {document.get('action')} {document.get('outcome')}"
 
 
 def check_timeline(request_id: str, timeline: list[ArrivedStatus], findings: Findings) -> None:

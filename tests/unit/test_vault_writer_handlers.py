@@ -105,6 +105,16 @@ async def test_revocation_removes_every_version_the_index_and_the_whitelist_and_
     assert statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT))[0].state == BindingState.REVOKED
 
 
+async def test_a_validation_redelivered_after_its_binding_was_revoked_does_not_store_it_again():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
+    await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT)
+    again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    assert [(m.topic, m.event.outcome) for m in again] == [(Topic.AUDIT, "already_revoked")]
+    assert binding_path("u1", "b1") not in vault.versions and not index_paths(vault)
+
+
 async def test_revoking_an_unknown_binding_is_refused():
     out = await handle_revoke_requested(RevokeRequested(request_id="x", user_id="u1", binding_id="ghost"),
                                         VaultWriterDeps(InMemoryVault()), at=AT)

@@ -25,26 +25,33 @@ def catalog():
     return loaded
 
 
+async def vault_holding_binding():
+    """The whitelist service only acts for a binding that is stored in Vault."""
+    vault = InMemoryVault()
+    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    return vault
+
+
 def status_of(outgoing):
     [status] = [m.event for m in outgoing if m.topic == Topic.BINDING_STATUS]
     return status
 
 
 async def test_stored_binding_with_valid_pairs_becomes_active_and_whitelist_is_saved():
-    vault = InMemoryVault()
+    vault = await vault_holding_binding()
     status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT))
     assert status.state == BindingState.ACTIVE
     assert vault.versions[whitelist_path("u1", "b1")][0]["pairs"] == ["btcusdt"]
 
 
 async def test_stored_binding_without_pairs_awaits_a_whitelist():
-    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST and status.reason_codes == [ReasonCode.WHITELIST_EMPTY]
 
 
 async def test_unknown_and_untradable_pairs_are_all_reported():
     pairs = ("btcusdt", "nosuchusdt", "oldusdt", "apioffusdt", "cdusdt")
-    status = status_of(await handle_binding_stored(stored(pairs=pairs), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(stored(pairs=pairs), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST
     assert status.reason_codes == [ReasonCode.PAIR_UNKNOWN, ReasonCode.PAIR_NOT_TRADABLE]
     assert "nosuchusdt" in status.reasons[0].message and "oldusdt, apioffusdt, cdusdt" in status.reasons[1].message
@@ -61,8 +68,7 @@ async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_sto
 
 
 async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothing():
-    vault, cat = InMemoryVault(), catalog()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
+    vault, cat = await vault_holding_binding(), catalog()
     await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT)
     ok = await handle_whitelist_requested(
         WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]), WhitelistDeps(vault, cat), at=AT)
@@ -82,19 +88,26 @@ async def test_redelivered_whitelist_request_writes_no_second_version():
 
 
 async def test_a_second_copy_of_stored_arriving_later_repeats_the_identical_status():
-    vault, cat = InMemoryVault(), catalog()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    vault, cat = await vault_holding_binding(), catalog()
     first = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT))
     again = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT + timedelta(seconds=5)))
     assert first.state == BindingState.ACTIVE and again.to_bytes() == first.to_bytes()
 
 
+async def test_a_stored_binding_revoked_before_its_redelivery_gets_no_whitelist_and_no_status():
+    vault = await vault_holding_binding()
+    await vault.delete_all(binding_path("u1", "b1"))  # what the vault-writer's revocation does
+    out = await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT)
+    assert [(m.topic, m.event.outcome) for m in out] == [(Topic.AUDIT, "already_revoked")]
+    assert whitelist_path("u1", "b1") not in vault.versions
+
+
 async def test_an_expiring_key_is_reported_as_expiring_not_active():
     warning = reason(ReasonCode.KEY_EXPIRING, valid_days=5)
-    status = status_of(await handle_binding_stored(stored(warnings=[warning]), WhitelistDeps(InMemoryVault(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(stored(warnings=[warning]), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.EXPIRING and "5 day" in status.reasons[0].message
 
 
 async def test_pairs_are_not_judged_before_the_symbol_list_is_loaded():
     with pytest.raises(CatalogNotLoaded):
-        await handle_binding_stored(stored(), WhitelistDeps(InMemoryVault(), SymbolCatalog()), at=AT)
+        await handle_binding_stored(stored(), WhitelistDeps(await vault_holding_binding(), SymbolCatalog()), at=AT)

@@ -36,7 +36,8 @@ path "hash7/metadata/whitelists/*" {
   capabilities = ["delete"]
 }
 
-# Leave (and look up) a revocation tombstone, so a redelivered revoke is answered instead of refused.
+# Leave (and look up) a revocation tombstone, so a redelivered revoke is answered instead of refused and a
+# redelivered validation of a revoked binding does not store it again.
 # No "update": a tombstone is written once and never changed.
 path "hash7/data/revocations/*" {
   capabilities = ["create", "read"]

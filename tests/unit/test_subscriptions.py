@@ -1,0 +1,45 @@
+"""How shared.kafka.subscribe wires a topic: the delivery rules that would silently break the mission if
+FastStream's defaults crept back (commit before processing, a new group starting at `latest`), one consumer
+group per subscription, and the fetch wait of the binding path versus the occasional topics."""
+
+from faststream import AckPolicy
+
+from shared.config import IntakeSettings
+from shared.contracts.events import BindingRequested, RevokeRequested
+from shared.contracts.topics import Topic
+from shared.kafka import EventPublisher, make_broker, subscribe
+
+
+async def no_outcome(event, *, at):
+    return []
+
+
+def subscribers_of(settings, *topics_and_models):
+    broker = make_broker(settings, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix)
+    for topic, model in topics_and_models:
+        subscribe(broker, settings, topic, model, no_outcome, no_outcome, publisher)
+    return {subscriber.topics[0].name: subscriber for subscriber in broker.subscribers}
+
+
+def test_each_subscription_has_its_own_group_reads_from_the_beginning_and_commits_after_handling():
+    settings = IntakeSettings(kafka_group_suffix="-blue")
+    subscribers = subscribers_of(settings, (Topic.BINDING_REQUESTED, BindingRequested),
+                                 (Topic.BINDING_REVOKE_REQUESTED, RevokeRequested))
+    requested = subscribers["hash7.binding.requested"]
+    revoke = subscribers["hash7.binding.revoke-requested"]
+    assert (requested.group_id, revoke.group_id) == ("intake-blue.binding.requested",
+                                                      "intake-blue.binding.revoke-requested")
+    for subscriber in (requested, revoke):
+        assert subscriber._connection_args["auto_offset_reset"] == "earliest"
+        assert subscriber._connection_args["enable_auto_commit"] is False
+        assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR
+        assert subscriber.max_workers == settings.kafka_workers
+
+
+def test_the_binding_path_is_polled_often_and_occasional_topics_ten_times_less():
+    settings = IntakeSettings(kafka_fetch_max_wait_ms=40, kafka_occasional_fetch_max_wait_ms=400)
+    subscribers = subscribers_of(settings, (Topic.BINDING_REQUESTED, BindingRequested),
+                                 (Topic.BINDING_REVOKE_REQUESTED, RevokeRequested))
+    assert subscribers["hash7.binding.requested"]._connection_args["fetch_max_wait_ms"] == 40
+    assert subscribers["hash7.binding.revoke-requested"]._connection_args["fetch_max_wait_ms"] == 400
