@@ -78,8 +78,9 @@ class ServiceSettings(Settings):
     # An unexpected error on the same message this many times sends it to the dead-letter topic.
     max_attempts_before_dead_letter: int = 5
     # A service whose consumers have not all joined their groups by then stops and exits with
-    # EXIT_START_TIMED_OUT (shared.service), for its supervisor to start it again. Joins take 5-35 s here.
-    start_timeout_s: float = Field(75.0, gt=0)
+    # EXIT_START_TIMED_OUT (shared.service), for its supervisor to start it again. Its subscriptions join one
+    # after another, 5-30 s each on Tansu (the longer ones after a crash), so a start can take over a minute.
+    start_timeout_s: float = Field(150.0, gt=0)
 
     service_name: ClassVar[str]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.stack.processes import ManagedProcess, ServerStartError
-from shared.config import Settings
+from shared.config import ServiceSettings, Settings
 from shared.service import EXIT_START_TIMED_OUT
 
 SERVICE_PACKAGES = ("intake", "validator", "vault_writer", "whitelist")
@@ -50,12 +50,13 @@ class ServiceProcesses:
             process = self._launch(package, instance)
         return process
 
-    @staticmethod
-    def _started_in_time(process: ManagedProcess) -> bool:
+    def _started_in_time(self, process: ManagedProcess) -> bool:
         """True once it runs, False when it exited because it could not start in time; raises otherwise."""
+        # Past the service's own start deadline, so that one fires first.
+        default_s = ServiceSettings.model_fields["start_timeout_s"].default
+        deadline_s = float(self.env.get("HASH7_START_TIMEOUT_S", default_s)) + 30
         try:
-            # Past the service's own start deadline (HASH7_START_TIMEOUT_S, 75 s), so that one fires first.
-            process.wait_until_ready(lambda: READY_LINE in _read(process.log_path), "started", timeout_s=120)
+            process.wait_until_ready(lambda: READY_LINE in _read(process.log_path), "started", timeout_s=deadline_s)
         except ServerStartError:
             if process.returncode == EXIT_START_TIMED_OUT:
                 return False
