@@ -43,13 +43,14 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     current = await vault.read(path) if event.replaces_binding_id else None
     if current is not None and current.data.get("request_id") == event.request_id:
         return await _stored_before(vault, event, path, masked, current)
-    if current is None and await vault.read(revocation_path(event.user_id, event.binding_id)) is not None:
-        # Stored, then revoked, and now redelivered (a crash before our commit): the user's revocation stands.
-        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
-                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
     if event.replaces_binding_id and current is None:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
+    if current is None and await vault.read(revocation_path(event.user_id, event.binding_id)) is not None:
+        # A new binding's id is its request's, so a tombstone means this very request was stored, then revoked,
+        # and is now redelivered (a crash before our commit): the user's revocation stands.
+        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
+                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
 
     try:
         secret_key = await vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(), event.user_id)

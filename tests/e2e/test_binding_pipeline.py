@@ -249,6 +249,9 @@ async def test_revocation_removes_every_version_index_and_whitelist(client, htx_
     assert (await bind(client, new_user(), key, trading_pairs=["btcusdt"]))[-1].state == S.ACTIVE
     unknown = await client.wait_for(await client.revoke(user, "no-such-binding"), TERMINAL, WAIT_S)
     assert unknown[-1].state == S.REJECTED and unknown[-1].reason_codes == [R.BINDING_UNKNOWN]
+    # a revoked binding cannot be rotated back to life, and the user is told so
+    rotation = await bind(client, user, fresh_key(htx_sandbox), replaces_binding_id=binding_id)
+    assert rotation[-1].state == S.REJECTED and rotation[-1].reason_codes == [R.BINDING_UNKNOWN]
 
 
 async def test_a_binding_revoked_before_its_events_are_redelivered_is_not_stored_or_activated_again(

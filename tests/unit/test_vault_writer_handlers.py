@@ -115,6 +115,16 @@ async def test_a_validation_redelivered_after_its_binding_was_revoked_does_not_s
     assert binding_path("u1", "b1") not in vault.versions and not index_paths(vault)
 
 
+async def test_rotating_a_revoked_binding_is_refused_as_unknown_not_left_unanswered():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    await handle_revoke_requested(RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1"),
+                                  VaultWriterDeps(vault), at=AT)
+    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
+    [status] = statuses(await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT))
+    assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.BINDING_UNKNOWN]
+
+
 async def test_revoking_an_unknown_binding_is_refused():
     out = await handle_revoke_requested(RevokeRequested(request_id="x", user_id="u1", binding_id="ghost"),
                                         VaultWriterDeps(InMemoryVault()), at=AT)
