@@ -207,7 +207,7 @@ class VaultClient:
 
     async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
         """Write data as the next version if path is at version cas (0 = must not exist); returns the new
-        version, or raises CasConflict."""
+        version, or raises CasConflict, on write-once paths too."""
 
         def write() -> int:
             try:
@@ -220,7 +220,15 @@ class VaultClient:
                 raise
             return answer["data"]["version"]
 
-        return await self._run(write)
+        try:
+            return await self._run(write)
+        except VaultDenied:
+            # A policy that grants create and no update (a write-once path) makes Vault refuse a create-only
+            # write to a path that exists as a denial, not a check-and-set failure. To the caller it is the
+            # conflict it is; a write to a path that is not there (or not readable) stays a denial.
+            if cas == 0 and await self.read(path) is not None:
+                raise CasConflict(f"{path} already exists") from None
+            raise
 
     async def list(self, path: str) -> list[str]:
         """The keys directly under path ("name" for a secret, "name/" for a folder); [] when there are none."""

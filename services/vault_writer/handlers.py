@@ -15,7 +15,7 @@ from shared.contracts.states import BindingState
 from shared.contracts.topics import Topic
 from shared.outcomes import Outgoing, audit, malformed, rejected, status
 from shared.secrets import mask_access_key
-from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultDenied, VaultPort
+from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultPort
 from shared.vault_layout import (
     ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, sweep_marker_path,
     whitelist_path,
@@ -145,17 +145,21 @@ async def _claim_sweep(vault: VaultPort, event: SweepRequested, at: datetime) ->
 
 async def _create_once(vault: VaultPort, path: str, record: dict[str, Any]) -> dict[str, Any]:
     """The record at a write-once path (a sweep claim, a tombstone): the one already there, or this one.
-    Read first: the policy grants create and no update, so Vault answers a create-only write to an existing
-    path with "permission denied", not a check-and-set conflict. A write that lost a race reads again."""
+    Read first: these paths are usually taken already, and a create-only write to a taken one is a denied
+    request in Vault's audit log."""
     existing = await vault.read(path)
-    if existing is None:
-        try:
-            await vault.write(path, record, cas=0)
-            return record
-        except (CasConflict, VaultDenied):
-            existing = await vault.read(path)
-            if existing is None:
-                raise  # no race lost: a real denial
+    return existing.data if existing is not None else await _create_or_read(vault, path, record)
+
+
+async def _create_or_read(vault: VaultPort, path: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Write record create-only; when the path is taken, the record there instead."""
+    try:
+        await vault.write(path, record, cas=0)
+        return record
+    except CasConflict:
+        existing = await vault.read(path)
+        if existing is None:
+            raise  # taken a moment ago, gone since: the message is tried again (a bounded number of times)
     return existing.data
 
 
@@ -166,14 +170,7 @@ async def _index_path(vault: VaultPort, access_key: str) -> str:
 async def _claim_index(vault: VaultPort, index_path: str, user_id: str, binding_id: str) -> bool:
     """True when the access key is (now) indexed to this binding, False when another binding holds it.
     Create-only write first: a fresh key (the usual case) costs one Vault call, not a read and a write."""
-    try:
-        await vault.write(index_path, index_record(user_id, binding_id), cas=0)
-        return True
-    except CasConflict:
-        existing = await vault.read(index_path)
-        if existing is None:
-            raise  # held a moment ago, released since: the message is tried again (a bounded number of times)
-    return index_holds(existing.data, user_id, binding_id)
+    return index_holds(await _create_or_read(vault, index_path, index_record(user_id, binding_id)), user_id, binding_id)
 
 
 async def _release_index(vault: VaultPort, index_path: str, user_id: str, binding_id: str) -> None:

@@ -10,6 +10,7 @@ import hvac
 import pytest
 from hvac import exceptions as hvac_errors
 
+from shared.vault import CasConflict, VaultClient, VaultDenied
 from shared.vault_layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
@@ -265,3 +266,18 @@ def test_a_secret_sealed_for_one_user_does_not_unseal_as_another(role_clients, s
         role_clients["validator"].secrets.transit.decrypt_data(
             BINDING_SECRET_KEY, seed.sealed, context=_b64("another-user"), mount_point=TRANSIT_MOUNT
         )
+
+
+async def test_a_create_only_write_to_a_taken_write_once_path_is_a_conflict_and_an_update_stays_refused(
+        bootstrapped_stack):
+    # The vault-writer may create a sweep claim but not update one; real Vault refuses the second create-only
+    # write as a denial, which the client reports as the conflict it is.
+    settings = bootstrapped_stack.settings
+    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    path = sweep_marker_path(f"policy-{uuid.uuid4().hex}")
+    await writer.write(path, {"request_id": "first"}, cas=0)
+    with pytest.raises(CasConflict):
+        await writer.write(path, {"request_id": "second"}, cas=0)
+    with pytest.raises(VaultDenied):
+        await writer.write(path, {"request_id": "second"}, cas=1)
+    assert (await writer.read(path)).data == {"request_id": "first"}

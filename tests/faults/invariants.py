@@ -18,6 +18,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 import hvac
 from hvac import exceptions as hvac_errors
@@ -76,28 +77,23 @@ async def _without_final_status(run: LoadRun, stack: LoopbackStack) -> list[str]
     trail: dict[str, list[str]] = defaultdict(list)
     for topic in (Topic.AUDIT, Topic.DEAD_LETTER):
         for record in await raw_records(stack.settings, topic):
-            request_id = _request_id_in(record.value)
-            if request_id in run.without_outcome:
-                trail[request_id].append(_trail_entry(topic, record.value))
+            document = _json_object(record.value)
+            if document.get("request_id") in run.without_outcome:
+                trail[document["request_id"]].append(
+                    "dead letter" if topic is Topic.DEAD_LETTER
+                    else f"{document.get('service')} {document.get('action')} {document.get('outcome')}")
     return [f"{request_id}: no final status (statuses: "
             f"{', '.join(a.status.state for a in run.collector.timeline(request_id)) or 'none'}; "
             f"audits and dead letters: {'; '.join(trail[request_id]) or 'none'})"
             for request_id in run.without_outcome]
 
 
-def _request_id_in(value: bytes | None) -> str | None:
+def _json_object(value: bytes | None) -> dict[str, Any]:
     try:
         document = json.loads(value or b"")
     except ValueError:
-        return None
-    return document.get("request_id") if isinstance(document, dict) else None
-
-
-def _trail_entry(topic: Topic, value: bytes | None) -> str:
-    document = json.loads(value or b"")
-    if topic is Topic.DEAD_LETTER:
-        return "dead letter"
-    return f"{document.get('service')} {document.get('action')} {document.get('outcome')}"
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def check_timeline(request_id: str, timeline: list[ArrivedStatus], findings: Findings) -> None:
