@@ -69,10 +69,9 @@ class ServiceSettings(Settings):
 
     # Consumer group per subscription = "<service name><suffix>.<topic>"; instances in it share the partitions.
     kafka_group_suffix: str = ""
-    # Consumers per subscribed topic in this process, working in parallel on different partitions (order
-    # holds within a partition). One would handle every partition in turn; more than the topic's partitions
-    # (6, deploy/bootstrap) would idle.
-    kafka_workers: int = Field(6, ge=1)
+    # Records a subscription holds at most between fetching and finishing them: handled concurrently across
+    # users (in order for one user), they bound the parallelism and what a crash makes the service repeat.
+    kafka_max_records_in_hand: int = Field(100, ge=1)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.

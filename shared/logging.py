@@ -135,7 +135,9 @@ def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka is chatty at INFO about every group join; keep its warnings.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # aiokafka is chatty at INFO about every group join, httpx about every request (a signed HTX URL, scrubbed
+    # at a cost: a twelfth of the validator's CPU went to it); keep their warnings.
+    for chatty in ("aiokafka", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)

@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared.config import ServiceSettings
+from shared.kafka import close_subscriptions
 from shared.logging import configure_logging
 from shared.vault import VaultClient
 
@@ -22,11 +23,17 @@ log = structlog.get_logger(__name__)
 
 
 def service_app(broker: KafkaBroker, settings: ServiceSettings, description: str) -> FastStream:
-    return FastStream(
+    app = FastStream(
         broker,
         logger=logging.getLogger("hash7.app"),
         specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
     )
+
+    async def finish_records_in_hand() -> None:
+        await close_subscriptions(broker)
+
+    app.on_shutdown(finish_records_in_hand)
+    return app
 
 
 def background(app: FastStream, work: Callable[[], Awaitable[None]]) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol, TypeVar
 import anyio
 import hvac
 import requests
+from requests.adapters import HTTPAdapter
 import structlog
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
@@ -23,6 +24,9 @@ T = TypeVar("T")
 
 # Renew when this fraction of the token's lifetime has passed (engineering notes §4.6: ~2/3).
 _RENEW_AT_FRACTION = 2 / 3
+# Vault calls one process makes at once (one worker thread each), and the connections it keeps open for them:
+# with fewer kept than threads, requests closes a connection after most calls and opens one for the next.
+_CONCURRENT_CALLS = 40
 
 
 class VaultUnavailable(TransientError):
@@ -70,10 +74,14 @@ class VaultClient:
         # The address is given: without this, requests reads proxy variables and ~/.netrc on every call,
         # a fifth of the vault-writer's CPU under load.
         session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=_CONCURRENT_CALLS)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         # token="" (not None): hvac would otherwise pick up VAULT_TOKEN or ~/.vault-token (notes §4.1).
         self._hvac = hvac.Client(url=addr, token="", timeout=timeout_s, session=session)
         self._credentials = credentials
         self._login_lock = threading.Lock()
+        self._threads = anyio.CapacityLimiter(_CONCURRENT_CALLS)
         self._renew_after = 0.0
         self._expires_at = 0.0
         # The lease a login gives (the role's token TTL); a renewal that gives less has reached the max TTL.
@@ -137,7 +145,7 @@ class VaultClient:
             raise VaultUnavailable(f"Vault unavailable ({type(exc).__name__})") from None
 
     async def _run(self, operation: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, operation)
+        return await anyio.to_thread.run_sync(self._call, operation, limiter=self._threads)
 
     async def check(self) -> None:
         """Log in now, so a bad credential is found at start-up rather than on the first message."""

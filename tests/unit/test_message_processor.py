@@ -1,5 +1,5 @@
-"""The message processor's two promises beyond parse → handle → publish: what a handler emits is stamped with
-the time of the record it came in, so a redelivered record gives identical events; and a second copy of a
+"""The message processor's promises beyond parse → handle → publish: what a handler emits is stamped with
+the time of the record it came in, so a redelivered record gives identical events; a second copy of a
 pipeline event this subscriber already completed is acknowledged without running the handler again."""
 
 from dataclasses import dataclass
@@ -14,17 +14,12 @@ from tests.unit.builders import validated
 
 @dataclass
 class Record:
+    value: bytes
     timestamp: int
     offset: int
     topic: str = "hash7.binding.validated"
     partition: int = 0
     key: bytes = b"u1"
-
-
-@dataclass
-class Message:
-    body: bytes
-    raw_message: Record
 
 
 class RecordingPublisher:
@@ -69,8 +64,8 @@ async def test_a_redelivered_record_gives_byte_identical_events():
     body = validated().to_bytes()
     first, second = RecordingPublisher(), RecordingPublisher()
     # Two processors: the crashed instance, and the one the record is delivered to again.
-    await processor([], first).process(Message(body, Record(millis(sent), offset=7)))
-    await processor([], second).process(Message(body, Record(millis(sent), offset=7)))
+    await processor([], first).process(Record(body, millis(sent), offset=7))
+    await processor([], second).process(Record(body, millis(sent), offset=7))
     assert [m.event.to_bytes() for m in first.published] == [m.event.to_bytes() for m in second.published]
     assert first.published[0].event.occurred_at == sent
 
@@ -80,10 +75,11 @@ async def test_a_second_copy_of_a_completed_event_is_not_handled_again():
     publisher = RecordingPublisher()
     subscriber = processor(handled, publisher)
     body = validated().to_bytes()
-    await subscriber.process(Message(body, Record(millis(datetime(2026, 11, 24, 12, 0, 1, tzinfo=UTC)), offset=7)))
+    await subscriber.process(Record(body, millis(datetime(2026, 11, 24, 12, 0, 1, tzinfo=UTC)), offset=7))
     # The upstream stage ran again after a crash: the same event, in a later record.
-    await subscriber.process(Message(body, Record(millis(datetime(2026, 11, 24, 12, 0, 9, tzinfo=UTC)), offset=8)))
+    await subscriber.process(Record(body, millis(datetime(2026, 11, 24, 12, 0, 9, tzinfo=UTC)), offset=8))
     assert len(handled) == 1 and len(publisher.published) == 1
     # Another event is handled as usual.
-    await subscriber.process(Message(validated(request_id="r2").to_bytes(), Record(millis(datetime.now(UTC)), offset=9)))
+    await subscriber.process(Record(validated(request_id="r2").to_bytes(), millis(datetime.now(UTC)), offset=9))
     assert len(handled) == 2
+

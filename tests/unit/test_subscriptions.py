@@ -1,6 +1,7 @@
 """How shared.kafka.subscribe wires a topic: the delivery rules that would silently break the mission if
 FastStream's defaults crept back (commit before processing, a new group starting at `latest`), one consumer
-group per subscription, and the fetch wait of the binding path versus the occasional topics."""
+group per subscription whose commits are the lanes' (not FastStream's), and the fetch wait of the binding
+path versus the occasional topics."""
 
 from faststream import AckPolicy
 
@@ -8,6 +9,7 @@ from shared.config import IntakeSettings
 from shared.contracts.events import BindingRequested, RevokeRequested
 from shared.contracts.topics import Topic
 from shared.kafka import EventPublisher, make_broker, subscribe
+from shared.kafka_lanes import LanedSubscription
 
 
 async def no_outcome(event, *, at):
@@ -22,7 +24,7 @@ def subscribers_of(settings, *topics_and_models):
     return {subscriber.topics[0].name: subscriber for subscriber in broker.subscribers}
 
 
-def test_each_subscription_has_its_own_group_reads_from_the_beginning_and_commits_after_handling():
+def test_each_subscription_has_its_own_group_reads_from_the_beginning_and_leaves_commits_to_its_lanes():
     settings = IntakeSettings(kafka_group_suffix="-blue")
     subscribers = subscribers_of(settings, (Topic.BINDING_REQUESTED, BindingRequested),
                                  (Topic.BINDING_REVOKE_REQUESTED, RevokeRequested))
@@ -33,8 +35,10 @@ def test_each_subscription_has_its_own_group_reads_from_the_beginning_and_commit
     for subscriber in (requested, revoke):
         assert subscriber._connection_args["auto_offset_reset"] == "earliest"
         assert subscriber._connection_args["enable_auto_commit"] is False
-        assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR
-        assert subscriber.max_workers == settings.kafka_workers
+        # FastStream commits nothing (its default commits before handling); the lanes commit behind the work.
+        assert subscriber.ack_policy is AckPolicy.MANUAL
+        assert isinstance(subscriber._listener, LanedSubscription)
+        assert subscriber.max_records == settings.kafka_max_records_in_hand
 
 
 def test_the_binding_path_is_polled_often_and_occasional_topics_ten_times_less():
