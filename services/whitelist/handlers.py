@@ -28,6 +28,10 @@ class CatalogNotLoaded(TransientError):
     """HTX's symbol list has not been loaded yet: wait rather than judge pairs blind."""
 
 
+class WhitelistChanged(TransientError):
+    """Another write came between our read of the whitelist and our write: try again from a fresh read."""
+
+
 @dataclass
 class WhitelistDeps:
     vault: VaultPort
@@ -68,19 +72,29 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         return [audit(service=SERVICE, action="whitelist", outcome="already_revoked", user_id=event.user_id,
                       request_id=event.request_id, binding_id=event.binding_id,
                       access_key_masked=event.access_key_masked)]
-    saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
-    if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
-        pairs = list(saved.data["pairs"])
-    else:
-        pairs = normalise_pairs(event.trading_pairs or [])
-    problems = _check(deps.catalog, pairs)
     # Just validated: the key is as healthy as the validator found it.
     health = key_health([], event.warnings)
-    occurred_at = at
-    if not problems:
-        record = await _save(deps.vault, event.user_id, event.binding_id, saved, event.request_id, at,
-                             pairs=pairs, health=health)
-        occurred_at = datetime.fromisoformat(record["updated_at"])
+    pairs = normalise_pairs(event.trading_pairs or [])
+    problems = _check(deps.catalog, pairs)
+    record = None
+    if pairs and not problems:
+        # Usually there is no whitelist yet: write it create-only, one Vault call. A conflict (pairs saved
+        # before the binding, a rotation, a redelivery) sends us reading, as below.
+        try:
+            record = await _save(deps.vault, event.user_id, event.binding_id, None, event.request_id, at,
+                                 pairs=pairs, health=health)
+        except WhitelistChanged:
+            pass
+    if record is None:
+        saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
+        if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
+            # An explicit whitelist request wins over the pairs of the bind request (module docstring).
+            pairs = list(saved.data["pairs"])
+            problems = _check(deps.catalog, pairs)
+        if not problems:
+            record = await _save(deps.vault, event.user_id, event.binding_id, saved, event.request_id, at,
+                                 pairs=pairs, health=health)
+    occurred_at = datetime.fromisoformat(record["updated_at"]) if record else at
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
@@ -141,7 +155,7 @@ async def _save(vault: VaultPort, user_id: str, binding_id: str, current: KvEntr
         await vault.write(whitelist_path(user_id, binding_id), record, cas=current.version if current else 0)
     except CasConflict:
         # Someone wrote in between (another instance after a rebalance): retry from a fresh read.
-        raise TransientError("whitelist changed while writing") from None
+        raise WhitelistChanged("whitelist changed while writing") from None
     return record
 
 

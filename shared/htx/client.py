@@ -218,6 +218,7 @@ class HtxClient:
         self._limiter = RateLimiter(rate_limits, default_rate_limit, clock)
         self._clock_offset_s = 0.0
         self._clock_synced_at: float | None = None
+        self._clock_sync = asyncio.Lock()
 
     async def __aenter__(self) -> "HtxClient":
         return self
@@ -245,10 +246,15 @@ class HtxClient:
         return self._clock_offset_s
 
     async def sync_clock_if_older_than(self, max_age_s: float) -> float | None:
-        """`sync_clock` when the last measurement is older than max_age_s (or there is none); else None."""
-        if self._clock_synced_at is not None and self._clock() - self._clock_synced_at < max_age_s:
-            return None
-        return await self.sync_clock()
+        """`sync_clock` when the last measurement is older than max_age_s (or there is none); else None.
+
+        One measurement at a time: callers that find it stale together wait for it, rather than each asking
+        HTX's clock (an unsigned call, 10 a second per IP) — a burst of keys after a restart once spent
+        its whole retry budget queueing for that limit."""
+        async with self._clock_sync:
+            if self._clock_synced_at is not None and self._clock() - self._clock_synced_at < max_age_s:
+                return None
+            return await self.sync_clock()
 
     async def symbols(self) -> list[SymbolV1]:
         """`GET /v1/common/symbols` (facts §7.1)."""

@@ -1,6 +1,7 @@
 """HtxClient against a scripted transport and an injected clock: request shape, retries, rate limiting,
 secrecy. (Behaviour against the real sandbox over HTTP is in test_client_sandbox.py.)"""
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from shared.htx.client import (
     NETWORK_ERROR,
     NETWORK_UNREACHABLE,
     REMAINING_HEADER,
+    HtxClient,
     HtxCredentials,
     RateLimit,
     parse_rate_limit_headers,
@@ -26,6 +28,7 @@ from shared.htx.models import NewOrder
 from shared.htx.signing import compute_signature, format_timestamp, pre_sign_text
 from tests.htx.scripted import (
     BAD_GATEWAY,
+    BASE_URL,
     GATEWAY_ERROR,
     START,
     FakeTime,
@@ -103,6 +106,20 @@ async def test_sync_clock_signs_with_htx_time(time):
         assert await client.sync_clock() == pytest.approx(120)
         await client.uid(CREDENTIALS)
     assert htx.requests[1].url.params["Timestamp"] == format_timestamp(datetime.fromtimestamp(START + 120, UTC))
+
+
+async def test_keys_checked_together_share_one_clock_measurement(time):
+    htx = ScriptedHtx(httpx.Response(200, json={"status": "ok", "data": int((START + 120) * 1000)}))
+
+    async def answer_after_a_while(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)  # as a real HTX would: the other callers run meanwhile
+        return htx(request)
+
+    async with HtxClient(BASE_URL, transport=httpx.MockTransport(answer_after_a_while), clock=time.clock,
+                         sleep=time.sleep) as client:
+        offsets = await asyncio.gather(*(client.sync_clock_if_older_than(60) for _ in range(20)))
+    assert len(htx.requests) == 1
+    assert offsets.count(None) == 19 and pytest.approx(120) in offsets
 
 
 # ---- retries ---------------------------------------------------------------------------------------------

@@ -67,6 +67,42 @@ async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_sto
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
 
 
+async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_the_bind_request():
+    vault, cat = InMemoryVault(), catalog()
+    await handle_whitelist_requested(
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]), WhitelistDeps(vault, cat), at=AT)
+    await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
+    status = status_of(await handle_binding_stored(stored(pairs=("btcusdt",)), WhitelistDeps(vault, cat), at=AT))
+    assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
+    assert vault.versions[whitelist_path("u1", "b1")][-1]["pairs"] == ["ethusdt"]
+
+
+class CountingVault(InMemoryVault):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def read(self, path):
+        self.calls.append("read")
+        return await super().read(path)
+
+    async def read_metadata(self, path):
+        self.calls.append("read_metadata")
+        return await super().read_metadata(path)
+
+    async def write(self, path, data, cas):
+        self.calls.append("write")
+        return await super().write(path, data, cas)
+
+
+async def test_a_new_binding_with_valid_pairs_costs_two_vault_calls_the_binding_check_and_a_create_only_write():
+    vault = CountingVault()
+    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    vault.calls.clear()
+    status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT))
+    assert status.state == BindingState.ACTIVE and vault.calls == ["read_metadata", "write"]
+
+
 async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothing():
     vault, cat = await vault_holding_binding(), catalog()
     await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT)

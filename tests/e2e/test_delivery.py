@@ -1,0 +1,77 @@
+"""The at-least-once promise of shared.kafka_lanes on the real broker: a user's slow record holds its
+partition's committed offset while other users' later records on that partition finish, and the offset moves
+past them all once it finishes. A crash in between would redeliver the slow record, never skip it."""
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.config import VaultWriterSettings
+from shared.contracts.events import BindingValidated
+from shared.contracts.topics import Topic
+from shared.kafka import EventPublisher, close_subscriptions, make_broker, subscribe
+from tests.unit.builders import validated
+
+pytestmark = pytest.mark.stack
+
+
+async def committed_offset(bootstrap_servers: str, group_id: str, partition: TopicPartition) -> int | None:
+    # A consumer that never subscribes reads the group's committed offset without joining the group.
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False)
+    await reader.start()
+    try:
+        return await reader.committed(partition)
+    finally:
+        await reader.stop()
+
+
+async def wait_until(condition, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users_finish(kafka_server):
+    settings = VaultWriterSettings(kafka_bootstrap_servers=kafka_server, topic_prefix=f"lanes-{uuid.uuid4().hex[:8]}.")
+    topic = settings.topic(Topic.BINDING_VALIDATED)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])  # one partition: every user's records share it
+    finally:
+        await admin.close()
+    partition = TopicPartition(topic, 0)
+    group_id = f"{settings.service_name}.{Topic.BINDING_VALIDATED.value}"
+
+    release_slow = asyncio.Event()
+    finished: list[str] = []
+
+    async def handle(event: BindingValidated, *, at):
+        if event.user_id == "slow-user":
+            await release_slow.wait()
+        finished.append(event.user_id)
+        return []
+
+    broker = make_broker(settings, "lanes-test")
+    subscribe(broker, settings, Topic.BINDING_VALIDATED, BindingValidated, handle, lambda error, *, at: [],
+              EventPublisher(broker, settings.topic_prefix))
+    await broker.start()
+    try:
+        for user in ("slow-user", "user-2", "user-3"):
+            await broker.publish(validated(user_id=user, request_id=f"r-{user}").to_bytes(), topic=topic,
+                                 key=user.encode())
+        await wait_until(lambda: finished == ["user-2", "user-3"], timeout_s=120)
+        await asyncio.sleep(1.0)  # five commit ticks
+        assert await committed_offset(kafka_server, group_id, partition) in (None, 0)
+
+        release_slow.set()
+        await wait_until(lambda: len(finished) == 3, timeout_s=10)
+        await asyncio.sleep(1.0)
+        assert await committed_offset(kafka_server, group_id, partition) == 3
+    finally:
+        release_slow.set()
+        await close_subscriptions(broker)
+        await broker.stop()
