@@ -62,7 +62,8 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         acks="all",
         # Tansu has no idempotent producer or transactions; we rely on idempotent consumers instead.
         enable_idempotence=False,
-        # Commit after the handler (and its publishes) succeeded; FastStream's Kafka default commits first.
+        # For a subscriber that names no policy: commit after its handler succeeded, not before (FastStream's
+        # Kafka default). `subscribe` names its own: the lanes commit, FastStream nothing.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         # A plain stdlib logger: its records reach the root handler that shared.logging configured.
         logger=logging.getLogger("hash7.kafka"),
