@@ -69,8 +69,8 @@ async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_sto
 
 async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_the_bind_request():
     vault, cat = InMemoryVault(), catalog()
-    await handle_whitelist_requested(
-        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]), WhitelistDeps(vault, cat), at=AT)
+    early = WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"])
+    await handle_whitelist_requested(early, WhitelistDeps(vault, cat), at=AT)
     await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
     status = status_of(await handle_binding_stored(stored(pairs=("btcusdt",)), WhitelistDeps(vault, cat), at=AT))
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
