@@ -10,10 +10,10 @@ from typing import Any, Callable, Protocol, TypeVar
 import anyio
 import hvac
 import requests
-from requests.adapters import HTTPAdapter
 import structlog
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
 
 from shared.config import AppRoleCredentials
 from shared.errors import TransientError

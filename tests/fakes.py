@@ -64,3 +64,27 @@ class InMemoryVault:
     async def delete_all(self, path: str) -> None:
         self.versions.pop(path, None)
         self.deleted.add(path)
+
+
+class CountingVault(InMemoryVault):
+    """Records the KV calls made, in order, to tell a Vault call saved from one made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    @property
+    def reads(self) -> int:
+        return self.calls.count("read")
+
+    async def read(self, path: str) -> KvEntry | None:
+        self.calls.append("read")
+        return await super().read(path)
+
+    async def read_metadata(self, path: str) -> dict[str, Any] | None:
+        self.calls.append("read_metadata")
+        return await super().read_metadata(path)
+
+    async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
+        self.calls.append("write")
+        return await super().write(path, data, cas)

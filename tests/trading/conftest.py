@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.trading.fakes import CountingVault, ManualClock
+from tests.fakes import CountingVault
+from tests.trading.fakes import ManualClock
 
 
 @pytest.fixture

@@ -37,18 +37,6 @@ async def store_whitelist(vault: InMemoryVault, pairs: list[str], **extra: Any) 
     await vault.write(whitelist_path(USER, BINDING), record, cas=current.version if current else 0)
 
 
-class CountingVault(InMemoryVault):
-    """Counts reads, to tell a cache hit from a Vault read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    async def read(self, path: str):
-        self.reads += 1
-        return await super().read(path)
-
-
 class ManualClock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -9,7 +9,7 @@ from shared.contracts.topics import Topic
 from shared.vault_layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus
 from services.whitelist.handlers import CatalogNotLoaded, WhitelistDeps, handle_binding_stored, handle_whitelist_requested
-from tests.fakes import AT, InMemoryVault
+from tests.fakes import AT, CountingVault, InMemoryVault
 from tests.unit.builders import stored
 
 
@@ -75,24 +75,6 @@ async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_t
     status = status_of(await handle_binding_stored(stored(pairs=("btcusdt",)), WhitelistDeps(vault, cat), at=AT))
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
     assert vault.versions[whitelist_path("u1", "b1")][-1]["pairs"] == ["ethusdt"]
-
-
-class CountingVault(InMemoryVault):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    async def read(self, path):
-        self.calls.append("read")
-        return await super().read(path)
-
-    async def read_metadata(self, path):
-        self.calls.append("read_metadata")
-        return await super().read_metadata(path)
-
-    async def write(self, path, data, cas):
-        self.calls.append("write")
-        return await super().write(path, data, cas)
 
 
 async def test_a_new_binding_with_valid_pairs_costs_two_vault_calls_the_binding_check_and_a_create_only_write():
