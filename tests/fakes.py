@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.vault import CasConflict, KvEntry, UnsealFailed
+from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed
 
 # The time of the Kafka record a handler is given, in handler tests.
 AT = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)

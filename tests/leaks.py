@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping, Set
 
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 
 def leaks(secrets: Set[str], topics: Mapping[Topic, bytes], logs: str,

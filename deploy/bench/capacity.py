@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from itertools import repeat
 
 from deploy.bench.load import SandboxKey
-from shared.config import Settings
-from shared.htx.client import HtxClient, HtxCredentials
-from shared.htx.inspection import inspect_key
-from shared.htx.verdict import KeyPolicy
-from shared.logging import configure_logging
-from shared.vault import VaultClient
-from shared.vault_layout import (
+from shared.runtime.config import Settings
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from services.validator.inspection import inspect_key
+from services.validator.verdict import KeyPolicy
+from shared.runtime.logging import configure_logging
+from shared.adapters.vault.client import VaultClient
+from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     BINDING_SECRET_KEY,
     access_key_index_path,

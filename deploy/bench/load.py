@@ -22,8 +22,8 @@ from typing import Self
 from pydantic import SecretStr
 
 from deploy.sandbox.admin_client import SandboxAdmin
-from shared.binding_client import BindingClient
-from shared.cli import BIND_OUTCOME
+from shared.clients.binding_client import BindingClient
+from shared.clients.cli import BIND_OUTCOME
 from shared.contracts.events import BindingRequested, BindingStatus
 
 LOAD_PAIRS = ("btcusdt",)

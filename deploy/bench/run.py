@@ -36,10 +36,10 @@ from deploy.bench.capacity import CONCURRENCY_LEVELS, Capacity, DirectBinding, P
 from deploy.bench.load import StatusCollector, Submission, provision_good_keys, seal_requests
 from deploy.stack.loopback import LoopbackStack, loopback_stack
 from deploy.stack.private_files import make_private_dir
-from shared.binding_client import BindingClient
+from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested
 from shared.contracts.states import BindingState
-from shared.logging import configure_logging
+from shared.runtime.logging import configure_logging
 
 BENCH_DIR = Path(".run/bench")
 SANDBOX_LATENCY_MS = 20

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 # Partitions bound how many keys a consumer group works on in parallel (order holds per partition only); the
 # dead-letter topic only holds the rare poison message; a sweep request is one message every few hours.

@@ -11,8 +11,8 @@ from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_setup import ensure_vault
 from deploy.stack.bao import VaultFiles, read_init_keys
 from deploy.stack.errors import StackError
-from shared.config import Settings
-from shared.logging import configure_logging
+from shared.runtime.config import Settings
+from shared.runtime.logging import configure_logging
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from pydantic import SecretStr, ValidationError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from deploy.stack.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
-from shared.config import AppRoleCredentials
-from shared.vault_layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import AppRoleCredentials
+from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
 APPROLE_MOUNT = "approle"
@@ -33,7 +33,7 @@ ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_tt
 
 
 def credentials_path(run_dir: Path, role: str) -> Path:
-    """Where the services look for a role's AppRole credentials (shared.config.Settings.approle_credentials)."""
+    """Where the services look for a role's AppRole credentials (shared.runtime.config.Settings.approle_credentials)."""
     return run_dir / "approle" / f"{role}.json"
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from deploy.sandbox.envelopes import AuthFailure, forbidden, login_required
 from deploy.sandbox.scenario import SandboxState, ScenarioApiKey, ScenarioUser
-from shared.htx.signing import (
+from shared.adapters.htx.signing import (
     ACCESS_KEY_PARAM,
     SIGNATURE_METHOD,
     SIGNATURE_METHOD_PARAM,

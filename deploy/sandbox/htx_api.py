@@ -30,7 +30,7 @@ from deploy.sandbox.envelopes import (
     v2_ok,
 )
 from deploy.sandbox.scenario import Fault, SandboxState, ScenarioSymbol
-from shared.htx.client import EXPIRE_HEADER, REMAINING_HEADER
+from shared.adapters.htx.client import EXPIRE_HEADER, REMAINING_HEADER
 
 log = structlog.get_logger()
 

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from deploy.sandbox.admin import ADMIN_ROUTES
 from deploy.sandbox.htx_api import serve_htx
 from deploy.sandbox.scenario import SandboxState, Scenario
-from shared.logging import configure_logging
+from shared.runtime.logging import configure_logging
 
 DEMO_SCENARIO = Path(__file__).with_name("demo-scenario.json")
 ADMIN_PREFIX = "/_sandbox"

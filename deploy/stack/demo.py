@@ -7,9 +7,9 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 
-from shared.binding_client import BindingClient
-from shared.cli import BIND_OUTCOME, REQUEST_TIMELINE
-from shared.config import Settings
+from shared.clients.binding_client import BindingClient
+from shared.clients.cli import BIND_OUTCOME, REQUEST_TIMELINE
+from shared.runtime.config import Settings
 
 DEMO_PAIRS = ["btcusdt", "ethusdt"]
 ANSWER_TIMEOUT_S = 60.0

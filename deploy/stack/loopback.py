@@ -20,7 +20,7 @@ from deploy.stack.processes import ManagedProcess, Supervisor, free_port
 from deploy.stack.sandbox import start_sandbox
 from deploy.stack.services import ServiceProcesses, service_environment
 from deploy.stack.tansu import start_tansu
-from shared.config import Settings
+from shared.runtime.config import Settings
 
 LOOPBACK = "127.0.0.1"
 

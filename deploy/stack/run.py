@@ -30,9 +30,9 @@ from deploy.stack.private_files import make_private_dir
 from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is_free
 from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
-from shared.config import Settings
-from shared.logging import configure_logging, redact
-from shared.service import EXIT_START_TIMED_OUT
+from shared.runtime.config import Settings
+from shared.runtime.logging import configure_logging, redact
+from shared.runtime.service import EXIT_START_TIMED_OUT
 
 console = Console(soft_wrap=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.stack.processes import ManagedProcess, ServerStartError
-from shared.config import ServiceSettings, Settings
-from shared.service import EXIT_START_TIMED_OUT
+from shared.runtime.config import ServiceSettings, Settings
+from shared.runtime.service import EXIT_START_TIMED_OUT
 
 SERVICE_PACKAGES = ("intake", "validator", "vault_writer", "whitelist")
 READY_LINE = "FastStream app started successfully"

@@ -4,11 +4,11 @@ from functools import partial
 
 from faststream import FastStream
 
-from shared.config import IntakeSettings
+from shared.runtime.config import IntakeSettings
 from shared.contracts.events import BindingRequested, BindingStatus
-from shared.contracts.topics import Topic
-from shared.kafka import EventPublisher, follow, make_broker, subscribe
-from shared.service import run, service_app
+from shared.contracts.routing import Topic
+from shared.runtime.kafka import EventPublisher, follow, make_broker, subscribe
+from shared.runtime.service import run, service_app
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from shared.contracts.events import BindingAccepted, BindingRequested, BindingStatus, MalformedEvent, derived_event_id
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.outcomes import Outgoing, audit, malformed, rejected, status
-from shared.secrets import is_sealed, mask_access_key
+from shared.contracts.routing import Topic
+from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.secrets import is_sealed, mask_access_key
 from shared.contracts.pairs import normalise_pairs
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
 

@@ -4,15 +4,15 @@ from functools import partial
 
 from faststream import FastStream
 
-from shared.config import ValidatorSettings
+from shared.runtime.config import ValidatorSettings
 from shared.contracts.events import BindingAccepted, RecheckRequested
-from shared.contracts.topics import Topic
-from shared.htx.client import HtxClient
-from shared.htx.inspection import inspect_key
-from shared.htx.verdict import KeyPolicy
-from shared.kafka import EventPublisher, make_broker, subscribe
-from shared.service import run, service_app, vault_client
-from shared.vault import VaultPort
+from shared.contracts.routing import Topic
+from shared.adapters.htx.client import HtxClient
+from services.validator.inspection import inspect_key
+from services.validator.verdict import KeyPolicy
+from shared.runtime.kafka import EventPublisher, make_broker, subscribe
+from shared.runtime.service import run, service_app, vault_client
+from shared.adapters.vault.client import VaultPort
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted, handle_recheck_requested, on_malformed
 from services.validator.pacing import Pacer
 

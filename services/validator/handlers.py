@@ -18,15 +18,15 @@ from shared.contracts.events import (
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.htx.client import HtxCredentials
-from shared.htx.errors import HtxError
-from shared.htx.inspection import KeyInspection
-from shared.htx.verdict import Verdict
-from shared.outcomes import Outgoing, audit, malformed, rejected, status
-from shared.secrets import mask_access_key
-from shared.vault import UnsealFailed, VaultPort
-from shared.vault_layout import BINDING_SECRET_KEY
+from shared.contracts.routing import Topic
+from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.htx.errors import HtxError
+from services.validator.inspection import KeyInspection
+from services.validator.verdict import Verdict
+from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.secrets import mask_access_key
+from shared.adapters.vault.client import UnsealFailed, VaultPort
+from shared.adapters.vault.layout import BINDING_SECRET_KEY
 
 SERVICE = "validator"
 log = structlog.get_logger(__name__)

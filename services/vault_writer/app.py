@@ -9,14 +9,14 @@ from functools import partial
 import structlog
 from faststream import FastStream
 
-from shared.config import VaultWriterSettings
+from shared.runtime.config import VaultWriterSettings
 from shared.contracts.events import BindingValidated, RevokeRequested, SweepRequested, utc_now
-from shared.contracts.topics import Topic
-from shared.errors import TransientError
-from shared.kafka import EventPublisher, make_broker, subscribe
-from shared.outcomes import Outgoing
-from shared.service import background, run, service_app, vault_client
-from shared.vault import VaultPort
+from shared.contracts.routing import Topic
+from shared.runtime.errors import TransientError
+from shared.runtime.kafka import EventPublisher, make_broker, subscribe
+from shared.contracts.outcomes import Outgoing
+from shared.runtime.service import background, run, service_app, vault_client
+from shared.adapters.vault.client import VaultPort
 from services.vault_writer.handlers import (
     VaultWriterDeps, handle_binding_validated, handle_revoke_requested, handle_sweep_requested, on_malformed,
 )

@@ -12,11 +12,11 @@ from shared.contracts.events import (
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.outcomes import Outgoing, audit, malformed, rejected, status
-from shared.secrets import mask_access_key
-from shared.vault import CasConflict, KvEntry, UnsealFailed, VaultPort
-from shared.vault_layout import (
+from shared.contracts.routing import Topic
+from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.secrets import mask_access_key
+from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed, VaultPort
+from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY, access_key_index_path, binding_path, revocation_path, sweep_marker_path,
     whitelist_path,
 )

@@ -6,14 +6,14 @@ from functools import partial
 import structlog
 from faststream import FastStream
 
-from shared.config import WhitelistSettings
+from shared.runtime.config import WhitelistSettings
 from shared.contracts.events import BindingRechecked, BindingStored, WhitelistRequested
-from shared.contracts.topics import Topic
-from shared.htx.client import HtxClient
-from shared.htx.errors import HtxError
-from shared.kafka import Backoff, EventPublisher, make_broker, subscribe
-from shared.service import background, run, service_app, vault_client
-from shared.vault import VaultPort
+from shared.contracts.routing import Topic
+from shared.adapters.htx.client import HtxClient
+from shared.adapters.htx.errors import HtxError
+from shared.runtime.kafka import Backoff, EventPublisher, make_broker, subscribe
+from shared.runtime.service import background, run, service_app, vault_client
+from shared.adapters.vault.client import VaultPort
 from services.whitelist.catalog import SymbolCatalog, merge_symbol_lists
 from services.whitelist.handlers import (
     WhitelistDeps, handle_binding_rechecked, handle_binding_stored, handle_whitelist_requested, on_malformed,

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shared.contracts.reasons import Reason, ReasonCode, reason
-from shared.htx.models import MarketSymbol, SymbolV2
+from shared.adapters.htx.models import MarketSymbol, SymbolV2
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from shared.contracts.events import BindingRechecked, BindingStored, MalformedEv
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
-from shared.errors import TransientError
-from shared.outcomes import Outgoing, audit, malformed, rejected, status
-from shared.vault import CasConflict, KvEntry, VaultPort
-from shared.vault_layout import binding_path, whitelist_path
+from shared.runtime.errors import TransientError
+from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.adapters.vault.client import CasConflict, KvEntry, VaultPort
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog
 from services.whitelist.health import KeyHealth, binding_state, key_health
 

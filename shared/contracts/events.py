@@ -2,7 +2,7 @@
 
 Rules for all events: JSON on the wire; `schema_version` on each; unknown fields from newer producers are
 ignored; a missing or invalid field is an error naming the field (see `parse_event`). Secrets are typed so
-that they never print (see shared.secrets).
+that they never print (see shared.contracts.secrets).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.states import BindingState
-from shared.secrets import SealedSecret
+from shared.contracts.secrets import SealedSecret
 
 SCHEMA_VERSION = 1
 # Every id the app chooses: printable, no separators that could escape a Vault path or a Kafka key.

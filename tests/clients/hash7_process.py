@@ -6,10 +6,10 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from shared.config import Settings
+from shared.runtime.config import Settings
 
 
-def hash7_command(*args: str, module: str = "shared.cli") -> list[str]:
+def hash7_command(*args: str, module: str = "shared.clients.cli") -> list[str]:
     # The console script's own entry point, with this interpreter (the venv's `hash7` may not be on PATH).
     return [sys.executable, "-c", f"from {module} import main; main()", *args]
 
@@ -30,6 +30,6 @@ def hash7_environment(settings: Settings | None = None, **overrides: str) -> dic
 
 
 def run_hash7(args: list[str], environment: Mapping[str, str], stdin: str = "",
-              module: str = "shared.cli") -> subprocess.CompletedProcess[str]:
+              module: str = "shared.clients.cli") -> subprocess.CompletedProcess[str]:
     return subprocess.run(hash7_command(*args, module=module), input=stdin, capture_output=True, text=True,
                           timeout=120, env=dict(environment))

@@ -8,10 +8,10 @@ from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
 from shared import cli
-from shared.binding_client import BrokerUnavailable, CredentialsMissing
+from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.vault import VaultUnavailable
+from shared.adapters.vault.client import VaultUnavailable
 from tests.clients.fakes import (
     ACCESS_KEY,
     MASKED_ACCESS_KEY,

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from shared.cli import EXIT_REFUSED
-from shared.secrets import mask_access_key
+from shared.clients.cli import EXIT_REFUSED
+from shared.contracts.secrets import mask_access_key
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.fixtures.pipeline import Pipeline
 from tests.fixtures.sandbox import HtxSandbox

@@ -5,7 +5,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.bootstrap.kafka_topics import TOPIC_PARTITIONS, ensure_topics
 from deploy.bootstrap.progress import Outcome, Progress
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 
 def test_every_topic_has_a_partition_count():

@@ -10,8 +10,8 @@ import pytest
 
 from deploy.stack.processes import ServerStartError
 from deploy.stack.services import START_ATTEMPTS, ServiceProcesses
-from shared.config import Settings
-from shared.service import EXIT_START_TIMED_OUT
+from shared.runtime.config import Settings
+from shared.runtime.service import EXIT_START_TIMED_OUT
 
 
 @pytest.fixture

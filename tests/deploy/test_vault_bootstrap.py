@@ -13,8 +13,8 @@ from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from deploy.bootstrap.vault_setup import POLICIES_DIR, credentials_path, ensure_vault
 from deploy.stack.bao import AUDIT_DEVICE_PATH, VaultFiles
 from deploy.stack.private_files import is_private
-from shared.config import AppRoleCredentials
-from shared.vault_layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import AppRoleCredentials
+from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
 
 pytestmark = pytest.mark.stack
 

@@ -10,8 +10,8 @@ import hvac
 import pytest
 from hvac import exceptions as hvac_errors
 
-from shared.vault import CasConflict, VaultClient, VaultDenied
-from shared.vault_layout import (
+from shared.adapters.vault.client import CasConflict, VaultClient, VaultDenied
+from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
     BINDING_SECRET_KEY,

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.binding_client import BindingClient
+from shared.clients.binding_client import BindingClient
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from shared.contracts.events import utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.vault_layout import KV_MOUNT, binding_path, whitelist_path
+from shared.contracts.routing import Topic
+from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
 from tests.kafka_reading import raw_records
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, Key, bind, demo_key, fresh_key, new_user, states
 

@@ -1,4 +1,4 @@
-"""The at-least-once promise of shared.kafka_lanes on the real broker: a user's slow record holds its
+"""The at-least-once promise of shared.runtime.lanes on the real broker: a user's slow record holds its
 partition's committed offset while other users' later records on that partition finish, and the offset moves
 past them all once it finishes. A crash in between would redeliver the slow record, never skip it."""
 
@@ -9,10 +9,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.config import VaultWriterSettings
+from shared.runtime.config import VaultWriterSettings
 from shared.contracts.events import BindingValidated
-from shared.contracts.topics import Topic
-from shared.kafka import EventPublisher, close_subscriptions, make_broker, subscribe
+from shared.contracts.routing import Topic
+from shared.runtime.kafka import EventPublisher, close_subscriptions, make_broker, subscribe
 from tests.unit.builders import validated
 
 pytestmark = pytest.mark.stack

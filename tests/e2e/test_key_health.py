@@ -10,7 +10,7 @@ import pytest
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
 
 pytestmark = pytest.mark.stack

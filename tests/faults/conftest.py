@@ -9,7 +9,7 @@ import pytest
 from deploy.bench.load import StatusCollector
 from deploy.stack.loopback import LoopbackStack, loopback_stack
 from deploy.stack.services import SERVICE_PACKAGES
-from shared.binding_client import BindingClient
+from shared.clients.binding_client import BindingClient
 from tests.faults.load_run import LoadRuns
 from tests.fixtures.pipeline import TEST_SERVICE_SETTINGS
 

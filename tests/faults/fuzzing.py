@@ -27,7 +27,7 @@ from shared.contracts.events import (
     WhitelistRequested,
     parse_event,
 )
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 INBOUND: dict[Topic, type[Event]] = {
     Topic.BINDING_REQUESTED: BindingRequested,

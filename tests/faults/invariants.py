@@ -27,12 +27,12 @@ from deploy.bench.load import ArrivedStatus, distinct
 from deploy.stack.bao import VaultFiles, read_init_keys
 from deploy.stack.loopback import LoopbackStack
 from services.vault_writer.records import index_holds
-from shared.cli import BIND_OUTCOME
+from shared.clients.cli import BIND_OUTCOME
 from shared.contracts.events import BindingRequested
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.vault_layout import ACCESS_KEY_INDEX_KEY, KV_MOUNT, TRANSIT_MOUNT, access_key_index_path, binding_path
+from shared.contracts.routing import Topic
+from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, KV_MOUNT, TRANSIT_MOUNT, access_key_index_path, binding_path
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks

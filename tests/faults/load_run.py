@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from deploy.bench.load import SandboxKey, StatusCollector, Submission, provision_good_keys, seal_requests
 from deploy.stack.loopback import LoopbackStack
-from shared.binding_client import BindingClient
+from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested
 
 BINDINGS = 200

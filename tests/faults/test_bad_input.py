@@ -10,10 +10,10 @@ from pydantic import SecretStr
 
 from deploy.bench.load import StatusCollector
 from deploy.stack.loopback import LoopbackStack
-from shared.binding_client import BindingClient
+from shared.clients.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 from tests.faults.fuzzing import FuzzMessage, draw_fuzz_messages
 from tests.faults.invariants import assert_invariants
 from tests.faults.load_run import LoadRuns

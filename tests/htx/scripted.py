@@ -5,7 +5,7 @@ import random
 
 import httpx
 
-from shared.htx.client import HtxClient
+from shared.adapters.htx.client import HtxClient
 
 BASE_URL = "http://127.0.0.1:8930"
 START = 1_700_000_000.0

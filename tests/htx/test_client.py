@@ -11,8 +11,8 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-import shared.htx.client as client_module
-from shared.htx.client import (
+import shared.adapters.htx.client as client_module
+from shared.adapters.htx.client import (
     CLIENT_RATE_LIMIT,
     EXPIRE_HEADER,
     NETWORK_ERROR,
@@ -23,9 +23,9 @@ from shared.htx.client import (
     RateLimit,
     parse_rate_limit_headers,
 )
-from shared.htx.errors import HtxError, HtxErrorKind, HtxTransientError
-from shared.htx.models import NewOrder
-from shared.htx.signing import compute_signature, format_timestamp, pre_sign_text
+from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
+from shared.adapters.htx.models import NewOrder
+from shared.adapters.htx.signing import compute_signature, format_timestamp, pre_sign_text
 from tests.htx.scripted import (
     BAD_GATEWAY,
     BASE_URL,

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from shared.htx.client import HtxClient, RateLimit
-from shared.htx.errors import HtxError, HtxErrorKind, HtxTransientError
-from shared.htx.models import MarketStatus, NewOrder
+from shared.adapters.htx.client import HtxClient, RateLimit
+from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
+from shared.adapters.htx.models import MarketStatus, NewOrder
 
 pytestmark = pytest.mark.stack
 

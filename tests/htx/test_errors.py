@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shared.htx.errors import (
+from shared.adapters.htx.errors import (
     HtxError,
     HtxErrorKind,
     HtxTransientError,

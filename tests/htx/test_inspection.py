@@ -8,10 +8,10 @@ from pydantic import SecretStr
 
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import ReasonCode as R
-from shared.htx.client import HtxClient, HtxCredentials
-from shared.htx.errors import HtxErrorKind, HtxTransientError
-from shared.htx.inspection import inspect_key
-from shared.htx.verdict import KeyPolicy
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
+from services.validator.inspection import inspect_key
+from services.validator.verdict import KeyPolicy
 
 pytestmark = pytest.mark.stack
 

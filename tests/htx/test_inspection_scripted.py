@@ -5,10 +5,10 @@ import pytest
 from pydantic import SecretStr
 
 from shared.contracts.reasons import ReasonCode as R
-from shared.htx.client import HtxCredentials
-from shared.htx.errors import HtxError, HtxErrorKind
-from shared.htx.inspection import inspect_key
-from shared.htx.verdict import KeyPolicy
+from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.htx.errors import HtxError, HtxErrorKind
+from services.validator.inspection import inspect_key
+from services.validator.verdict import KeyPolicy
 from tests.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
 
 POLICY = KeyPolicy(egress_ips=("203.0.113.10", "203.0.113.11"), expiry_warning_days=14)

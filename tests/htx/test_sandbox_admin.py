@@ -4,8 +4,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.htx.client import HtxClient, HtxCredentials
-from shared.htx.errors import HtxError, HtxErrorKind
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.errors import HtxError, HtxErrorKind
 
 pytestmark = pytest.mark.stack
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.htx.errors import HtxError, HtxErrorKind, parse_response
-from shared.htx.signing import compute_signature, percent_encode, signed_query
+from shared.adapters.htx.errors import HtxError, HtxErrorKind, parse_response
+from shared.adapters.htx.signing import compute_signature, percent_encode, signed_query
 
 pytestmark = pytest.mark.stack
 

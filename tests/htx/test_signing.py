@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from shared.htx.signing import (
+from shared.adapters.htx.signing import (
     canonical_query,
     compute_signature,
     format_timestamp,

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.contracts.reasons import ReasonCode as R
-from shared.htx.models import Account, ApiKeyInfo
-from shared.htx.verdict import KeyPolicy, check_ip_binding, judge_key
+from shared.adapters.htx.models import Account, ApiKeyInfo
+from services.validator.verdict import KeyPolicy, check_ip_binding, judge_key
 
 EGRESS = ("203.0.113.10", "203.0.113.11")
 POLICY = KeyPolicy(egress_ips=EGRESS, expiry_warning_days=14)

@@ -7,11 +7,11 @@ from pydantic import SecretStr
 
 from services.vault_writer.records import credential_record
 from shared.contracts.events import Event, utc_now
-from shared.contracts.topics import Topic
-from shared.htx.client import HtxCredentials
-from shared.htx.models import NewOrder, PlacedOrder
-from shared.kafka_producer import BrokerUnavailable
-from shared.vault_layout import binding_path, whitelist_path
+from shared.contracts.routing import Topic
+from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.runtime.producer import BrokerUnavailable
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from tests.fakes import InMemoryVault
 from tests.unit.builders import validated
 

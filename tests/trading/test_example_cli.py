@@ -8,11 +8,11 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from shared.binding_client import BindingClient
-from shared.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from shared.clients.binding_client import BindingClient
+from shared.clients.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from shared.contracts.states import BindingState
-from shared.secrets import mask_access_key
-from shared.trading import example
+from shared.contracts.secrets import mask_access_key
+from shared.clients.trading import example
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.e2e.helpers import bind, fresh_key, new_user
 

@@ -6,11 +6,11 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from shared.contracts.topics import Topic
-from shared.secrets import mask_access_key
-from shared.trading.credentials import BindingStore
-from shared.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
-from shared.vault_layout import binding_path, whitelist_path
+from shared.contracts.routing import Topic
+from shared.contracts.secrets import mask_access_key
+from shared.clients.trading.credentials import BindingStore
+from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from tests.trading.fakes import (
     ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, RecordingHtx, RecordingSink, store_binding,
     store_whitelist,

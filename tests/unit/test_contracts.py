@@ -10,8 +10,8 @@ from shared.contracts.events import (
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import CATALOG, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.secrets import is_sealed, mask_access_key
+from shared.contracts.routing import Topic
+from shared.contracts.secrets import is_sealed, mask_access_key
 
 SEALED = "vault:v1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
 

@@ -2,7 +2,7 @@
 
 import json
 
-from shared.kafka import scrub_plaintext_secrets
+from shared.runtime.kafka import scrub_plaintext_secrets
 
 
 def test_a_plaintext_secret_is_blanked_and_the_rest_kept():

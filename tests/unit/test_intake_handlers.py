@@ -5,7 +5,7 @@ import pytest
 from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
 from tests.fakes import AT, fake_seal

@@ -1,4 +1,4 @@
-"""shared.kafka_lanes: records in order for one key and concurrently across keys, with commits that never
+"""shared.runtime.lanes: records in order for one key and concurrently across keys, with commits that never
 pass a record still in hand (the at-least-once promise), on a tick, on a revocation and at shutdown."""
 
 import asyncio
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 from aiokafka.errors import RebalanceInProgressError
 
-from shared.kafka_lanes import Lanes, LanedSubscription, OffsetLedger
+from shared.runtime.lanes import Lanes, LanedSubscription, OffsetLedger
 
 P0 = TopicPartition("hash7.binding.validated", 0)
 P1 = TopicPartition("hash7.binding.validated", 1)

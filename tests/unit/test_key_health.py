@@ -3,10 +3,10 @@ import uuid
 from shared.contracts.events import BindingRechecked, SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.htx.inspection import KeyInspection
-from shared.htx.verdict import Verdict
-from shared.vault_layout import binding_path, whitelist_path
+from shared.contracts.routing import Topic
+from services.validator.inspection import KeyInspection
+from services.validator.verdict import Verdict
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.validator.handlers import ValidatorDeps, handle_recheck_requested
 from services.validator.pacing import Pacer
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_sweep_requested

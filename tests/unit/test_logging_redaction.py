@@ -6,7 +6,7 @@ import structlog
 from pydantic import SecretStr
 
 from shared.contracts.events import BindingRequested, utc_now
-from shared.logging import REDACTED, configure_logging, redact
+from shared.runtime.logging import REDACTED, configure_logging, redact
 
 SECRET = "c405c550-6fa0583b-fb4bc38e-d317e"
 SEALED = "vault:v1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"

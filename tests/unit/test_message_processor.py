@@ -5,10 +5,10 @@ pipeline event this subscriber already completed is acknowledged without running
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.config import ValidatorSettings
+from shared.runtime.config import ValidatorSettings
 from shared.contracts.states import BindingState
-from shared.kafka import MessageProcessor, record_time
-from shared.outcomes import Outgoing, status
+from shared.runtime.kafka import MessageProcessor, record_time
+from shared.contracts.outcomes import Outgoing, status
 from tests.unit.builders import validated
 
 

@@ -1,15 +1,15 @@
-"""How shared.kafka.subscribe wires a topic: the delivery rules that would silently break the mission if
+"""How shared.runtime.kafka.subscribe wires a topic: the delivery rules that would silently break the mission if
 FastStream's defaults crept back (commit before processing, a new group starting at `latest`), one consumer
 group per subscription whose commits are the lanes' (not FastStream's), and the fetch wait of the binding
 path versus the occasional topics."""
 
 from faststream import AckPolicy
 
-from shared.config import IntakeSettings
+from shared.runtime.config import IntakeSettings
 from shared.contracts.events import BindingRequested, RevokeRequested
-from shared.contracts.topics import Topic
-from shared.kafka import EventPublisher, make_broker, subscribe
-from shared.kafka_lanes import LanedSubscription
+from shared.contracts.routing import Topic
+from shared.runtime.kafka import EventPublisher, make_broker, subscribe
+from shared.runtime.lanes import LanedSubscription
 
 
 async def no_outcome(event, *, at):

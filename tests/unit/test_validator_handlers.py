@@ -3,10 +3,10 @@ from pydantic import SecretStr
 from shared.contracts.events import BindingAccepted, HtxKeyFacts, derived_event_id, utc_now
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.htx.errors import HtxErrorKind, HtxTransientError
-from shared.htx.inspection import KeyInspection
-from shared.htx.verdict import Verdict
+from shared.contracts.routing import Topic
+from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
+from services.validator.inspection import KeyInspection
+from services.validator.verdict import Verdict
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted
 from tests.fakes import AT, InMemoryVault, fake_seal
 

@@ -3,8 +3,8 @@ from datetime import timedelta
 from shared.contracts.events import RevokeRequested
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.vault_layout import binding_path, revocation_path, whitelist_path
+from shared.contracts.routing import Topic
+from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested
 from tests.fakes import AT, InMemoryVault
 from tests.unit.builders import validated

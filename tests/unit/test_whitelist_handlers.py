@@ -5,8 +5,8 @@ import pytest
 from shared.contracts.events import WhitelistRequested
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.vault_layout import binding_path, whitelist_path
+from shared.contracts.routing import Topic
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus
 from services.whitelist.handlers import CatalogNotLoaded, WhitelistDeps, handle_binding_stored, handle_whitelist_requested
 from tests.fakes import AT, CountingVault, InMemoryVault

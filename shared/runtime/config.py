@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 DEFAULT_RUN_DIR = Path(".run")
 
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
     # default would add a quarter second per hop); polling more often costs a little broker CPU.
     kafka_fetch_max_wait_ms: int = Field(50, ge=1)
-    # The same for topics off the binding path (shared.contracts.topics.BINDING_PATH): Kafka's default. Their
+    # The same for topics off the binding path (shared.contracts.routing.BINDING_PATH): Kafka's default. Their
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"
@@ -77,7 +77,7 @@ class ServiceSettings(Settings):
     # An unexpected error on the same message this many times sends it to the dead-letter topic.
     max_attempts_before_dead_letter: int = 5
     # A service whose consumers have not all joined their groups by then stops and exits with
-    # EXIT_START_TIMED_OUT (shared.service), for its supervisor to start it again. Its subscriptions join one
+    # EXIT_START_TIMED_OUT (shared.runtime.service), for its supervisor to start it again. Its subscriptions join one
     # after another, 5-30 s each on Tansu (the longer ones after a crash), so a start can take over a minute.
     start_timeout_s: float = Field(150.0, gt=0)
 
@@ -118,7 +118,7 @@ class WhitelistSettings(ServiceSettings):
 
 
 class EngineSettings(Settings):
-    """A trading engine's settings (shared.trading)."""
+    """A trading engine's settings (shared.clients.trading)."""
 
     # How long a binding read from Vault is served from memory: a rotation reaches cached reads within this
     # time. Orders do not depend on it: the order gate reads the binding and its whitelist afresh each time.

@@ -19,8 +19,8 @@ import httpx
 import structlog
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from shared.htx.errors import HtxError, HtxErrorKind, htx_error, parse_response
-from shared.htx.models import (
+from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error, parse_response
+from shared.adapters.htx.models import (
     Account,
     ApiKeyInfo,
     MarketStatus,
@@ -30,8 +30,8 @@ from shared.htx.models import (
     SymbolV1,
     SymbolV2,
 )
-from shared.htx.signing import signed_query
-from shared.secrets import mask_access_key
+from shared.adapters.htx.signing import signed_query
+from shared.contracts.secrets import mask_access_key
 
 log = structlog.get_logger()
 

@@ -1,10 +1,10 @@
-"""`hash7-engine`: an example trading engine on shared.trading. It reads a binding from Vault as the
+"""`hash7-engine`: an example trading engine on shared.clients.trading. It reads a binding from Vault as the
 `trading-engine` AppRole and places orders on HTX (or the sandbox) through the order gate.
 
     hash7-engine show --user U --binding B
     hash7-engine order --user U --binding B --symbol btcusdt --side buy --type limit --amount 0.001 --price 30000
 
-Same conventions as `hash7` (shared.cli): HASH7_* configuration, tables on stdout, one line and an exit code
+Same conventions as `hash7` (shared.clients.cli): HASH7_* configuration, tables on stdout, one line and an exit code
 for anything that goes wrong, never a traceback; the access key only masked, the secret never.
 """
 
@@ -17,7 +17,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from shared.cli import (
+from shared.clients.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,12 +31,12 @@ from shared.cli import (
     shown,
     stdout,
 )
-from shared.config import EngineSettings
+from shared.runtime.config import EngineSettings
 from shared.contracts.events import TradingPair
-from shared.errors import ClientError
-from shared.htx.errors import HtxError
-from shared.trading.credentials import BindingNotFound, BindingStore, TradingBinding
-from shared.trading.gate import OrderRefused, OrderRequest, order_gate
+from shared.runtime.errors import ClientError
+from shared.adapters.htx.errors import HtxError
+from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.clients.trading.gate import OrderRefused, OrderRequest, order_gate
 
 PROGRAM = "hash7-engine"
 EXIT_CODES_HELP = f"""\b

@@ -4,11 +4,11 @@
         binding = await gate.bindings.get(user_id, binding_id)          # cached up to HASH7_ENGINE_CACHE_TTL_S
         placed = await gate.place(user_id, binding_id, OrderRequest("btcusdt", "buy-limit", amount, price))
 
-`hash7-engine` (shared.trading.example) does exactly this from the command line.
+`hash7-engine` (shared.clients.trading.example) does exactly this from the command line.
 """
 
-from shared.trading.credentials import BindingNotFound, BindingStore, TradingBinding
-from shared.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest, order_gate
+from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest, order_gate
 
 __all__ = [
     "BindingNotFound",

@@ -18,11 +18,11 @@ import structlog
 
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import Reason, ReasonCode, reason
-from shared.htx.client import HtxClient, HtxCredentials
-from shared.htx.errors import HtxError, HtxErrorKind
-from shared.htx.models import Account, ApiKeyInfo
-from shared.htx.verdict import KeyPolicy, Verdict, judge_key
-from shared.secrets import mask_access_key
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.errors import HtxError, HtxErrorKind
+from shared.adapters.htx.models import Account, ApiKeyInfo
+from services.validator.verdict import KeyPolicy, Verdict, judge_key
+from shared.contracts.secrets import mask_access_key
 
 log = structlog.get_logger()
 

@@ -1,7 +1,7 @@
 """`hash7`: the binding flow for people. Bind an HTX key, set a whitelist, revoke, follow a user's statuses,
 and read the audit and dead-letter topics as tables.
 
-Configuration comes from the HASH7_* environment (shared.config.Settings). Tables go to stdout; progress
+Configuration comes from the HASH7_* environment (shared.runtime.config.Settings). Tables go to stdout; progress
 and errors go to stderr. An expected failure is one red line and an exit code, never a traceback.
 """
 
@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.binding_client import BindingClient, ClientError, DeadLetterRecord, StatusTimeout
-from shared.config import Settings
+from shared.clients.binding_client import BindingClient, ClientError, DeadLetterRecord, StatusTimeout
+from shared.runtime.config import Settings
 from shared.contracts.events import (
     MAX_TRADING_PAIRS,
     AccessKey,
@@ -36,10 +36,10 @@ from shared.contracts.events import (
     TradingPair,
 )
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.logging import configure_logging, redact
-from shared.secrets import mask_access_key
-from shared.vault import VaultDenied, VaultUnavailable
+from shared.contracts.routing import Topic
+from shared.runtime.logging import configure_logging, redact
+from shared.contracts.secrets import mask_access_key
+from shared.adapters.vault.client import VaultDenied, VaultUnavailable
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Settings)

@@ -15,16 +15,16 @@ from typing import Any, Protocol
 
 import structlog
 
-from shared.config import EngineSettings
+from shared.runtime.config import EngineSettings
 from shared.contracts.events import Event
 from shared.contracts.pairs import normalise_pairs
-from shared.contracts.topics import Topic
-from shared.errors import ClientError
-from shared.htx.client import HtxClient, HtxCredentials
-from shared.htx.models import NewOrder, PlacedOrder
-from shared.kafka_producer import BrokerUnavailable, KafkaPublisher
-from shared.outcomes import audit
-from shared.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.contracts.routing import Topic
+from shared.runtime.errors import ClientError
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
+from shared.contracts.outcomes import audit
+from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
 
 log = structlog.get_logger(__name__)
 

@@ -11,10 +11,10 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.config import ServiceSettings
-from shared.kafka import close_subscriptions
-from shared.logging import configure_logging
-from shared.vault import VaultClient
+from shared.runtime.config import ServiceSettings
+from shared.runtime.kafka import close_subscriptions
+from shared.runtime.logging import configure_logging
+from shared.adapters.vault.client import VaultClient
 
 S = TypeVar("S", bound=ServiceSettings)
 # EX_TEMPFAIL: the service could not start in time and should simply be started again.

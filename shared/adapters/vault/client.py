@@ -15,9 +15,9 @@ from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from shared.config import AppRoleCredentials
-from shared.errors import TransientError
-from shared.vault_layout import KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import AppRoleCredentials
+from shared.runtime.errors import TransientError
+from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from typing import Any
 from shared.contracts.events import AuditEvent, BindingStatus, Event, MalformedEvent, derived_event_id
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
+from shared.contracts.routing import Topic
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def rejected(*, service: str, action: str, user_id: str | None, request_id: str 
 
 def malformed(error: MalformedEvent, *, at: datetime, service: str, action: str,
               details: dict[str, Any] | None = None) -> list[Outgoing]:
-    """An input that is not a valid event (it also goes to dead-letter, see shared.kafka)."""
+    """An input that is not a valid event (it also goes to dead-letter, see shared.runtime.kafka)."""
     return rejected(service=service, action=action, user_id=error.user_id, request_id=error.request_id,
                     binding_id=None, reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)],
                     occurred_at=at, outcome="malformed", details=details)

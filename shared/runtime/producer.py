@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.config import Settings
+from shared.runtime.config import Settings
 from shared.contracts.events import Event
-from shared.contracts.topics import Topic
-from shared.errors import ClientError
+from shared.contracts.routing import Topic
+from shared.runtime.errors import ClientError
 
 
 class BrokerUnavailable(ClientError):

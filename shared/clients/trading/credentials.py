@@ -12,15 +12,15 @@ from typing import Self
 
 from pydantic import SecretStr
 
-from shared.config import EngineSettings
+from shared.runtime.config import EngineSettings
 from shared.contracts.pairs import normalise_pairs
-from shared.errors import ClientError, CredentialsMissing
-from shared.htx.client import HtxCredentials
-from shared.secrets import mask_access_key
-from shared.vault import VaultClient, VaultPort
-from shared.vault_layout import binding_path, whitelist_path
+from shared.runtime.errors import ClientError, CredentialsMissing
+from shared.adapters.htx.client import HtxCredentials
+from shared.contracts.secrets import mask_access_key
+from shared.adapters.vault.client import VaultClient, VaultPort
+from shared.adapters.vault.layout import binding_path, whitelist_path
 
-# The AppRole of trading engines (one of shared.vault_layout.CLIENT_ROLES): it may only read bindings and
+# The AppRole of trading engines (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only read bindings and
 # whitelists.
 TRADING_ENGINE_ROLE = "trading-engine"
 # The whitelist service marks a binding whose key stopped working at HTX with this health.

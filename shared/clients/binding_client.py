@@ -1,6 +1,6 @@
 """The app side of the binding flow: seal the secret key with Vault Transit, publish requests, and read what
 the services answer on binding.status; plus readers of the audit and dead-letter topics for people
-(shared.cli).
+(shared.clients.cli).
 
 The readers use no consumer group: each assigns itself every partition of its topic and never commits, so
 any number of them can read a topic from the start without disturbing each other or the services' groups.
@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from shared.config import Settings
+from shared.runtime.config import Settings
 from shared.contracts.events import (
     AuditEvent,
     BindingRequested,
@@ -37,17 +37,17 @@ from shared.contracts.events import (
     utc_now,
 )
 from shared.contracts.states import BindingState
-from shared.contracts.topics import Topic
-from shared.errors import ClientError, CredentialsMissing
-from shared.kafka_producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
-from shared.logging import redact
-from shared.vault import VaultClient
-from shared.vault_layout import BINDING_SECRET_KEY
+from shared.contracts.routing import Topic
+from shared.runtime.errors import ClientError, CredentialsMissing
+from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
+from shared.runtime.logging import redact
+from shared.adapters.vault.client import VaultClient
+from shared.adapters.vault.layout import BINDING_SECRET_KEY
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
 
-# The AppRole of the Hash7 app (one of shared.vault_layout.CLIENT_ROLES): it may only seal binding secrets.
+# The AppRole of the Hash7 app (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only seal binding secrets.
 APP_ROLE = "app"
 _CLIENT_ID = "hash7-binding-client"
 # How long one fetch waits for new records; bounds how late a reader notices that it has caught up.
@@ -80,7 +80,7 @@ class StatusTimeout(TimeoutError):
 @dataclass(frozen=True)
 class DeadLetterRecord:
     """One dead letter as people see it: where the original came from and why it failed (the x-dlq-* headers
-    written by shared.kafka.DeadLetter), and the start of its body with anything secret removed. The raw body
+    written by shared.runtime.kafka.DeadLetter), and the start of its body with anything secret removed. The raw body
     is never kept."""
 
     partition: int

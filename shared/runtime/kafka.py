@@ -3,7 +3,7 @@ processor that gives each handler at-least-once semantics.
 
 Delivery rules (engineering notes §0, §3):
 - a subscription is one consumer whose records are handled as they arrive, in order for one message key (a
-  user) and concurrently across keys (shared.kafka_lanes);
+  user) and concurrently across keys (shared.runtime.lanes);
 - a partition's offset is committed only up to its first record whose handler has not returned with
   everything it produced confirmed by the broker (acks=all), so a crash anywhere redelivers, never loses;
 - transient trouble (Vault down, broker hiccup) is retried in place with capped, jittered backoff, for as
@@ -31,14 +31,14 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from shared.config import ServiceSettings, Settings
+from shared.runtime.config import ServiceSettings, Settings
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
-from shared.contracts.topics import BINDING_PATH, Topic
-from shared.errors import TransientError
-from shared.kafka_lanes import LanedSubscription
-from shared.logging import redact
-from shared.outcomes import Outgoing, audit
-from shared.secrets import is_sealed
+from shared.contracts.routing import BINDING_PATH, Topic
+from shared.runtime.errors import TransientError
+from shared.runtime.lanes import LanedSubscription
+from shared.runtime.logging import redact
+from shared.contracts.outcomes import Outgoing, audit
+from shared.contracts.secrets import is_sealed
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -65,7 +65,7 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         # For a subscriber that names no policy: commit after its handler succeeded, not before (FastStream's
         # Kafka default). `subscribe` names its own: the lanes commit, FastStream nothing.
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        # A plain stdlib logger: its records reach the root handler that shared.logging configured.
+        # A plain stdlib logger: its records reach the root handler that shared.runtime.logging configured.
         logger=logging.getLogger("hash7.kafka"),
         # FastStream logs every message received/processed; keep that for debugging only.
         log_level=logging.DEBUG,
@@ -324,7 +324,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
     that topic, so an instance starting or dying does not stop every other subscription of the service.
 
     One consumer per subscription, taking each poll's records as a batch and handing them to their lanes
-    (shared.kafka_lanes), which commit behind them: FastStream commits nothing itself (AckPolicy.MANUAL)."""
+    (shared.runtime.lanes), which commit behind them: FastStream commits nothing itself (AckPolicy.MANUAL)."""
     processor = MessageProcessor(model, handle, on_malformed, publisher, settings)
     subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand)
     _SUBSCRIPTIONS.setdefault(broker, []).append(subscription)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from shared.secrets import mask_access_key
+from shared.contracts.secrets import mask_access_key
 
 REDACTED = "[REDACTED]"
 

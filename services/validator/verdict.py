@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from shared.contracts.reasons import Reason, ReasonCode, reason
-from shared.htx.models import Account, ApiKeyInfo
+from shared.adapters.htx.models import Account, ApiKeyInfo
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

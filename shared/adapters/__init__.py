@@ -1,0 +1,1 @@
+"""The edges to the outside: Vault and the exchanges."""

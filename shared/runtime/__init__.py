@@ -1,0 +1,1 @@
+"""How a service runs: settings, logging, the Kafka runtime (publishing, processing, lanes, subscriptions) and the app lifecycle."""
