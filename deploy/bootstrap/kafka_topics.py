@@ -1,4 +1,4 @@
-"""Every topic, created explicitly with its partition count (FastStream's auto-create would make 1 partition).
+"""Every topic of the routing table (shared/contracts/routing.py), created explicitly with its partition count (FastStream's auto-create would make 1 partition).
 
 A topic that exists is left exactly as it is, even with another partition count: adding partitions remaps
 keys to partitions, which would break the per-binding ordering the pipeline relies on.
@@ -8,27 +8,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.contracts.routing import Topic
+from shared.contracts.routing import ROUTES, Topic
 
-# Partitions bound how many keys a consumer group works on in parallel (order holds per partition only); the
-# dead-letter topic only holds the rare poison message; a sweep request is one message every few hours.
-PIPELINE_PARTITIONS = 6
-DEAD_LETTER_PARTITIONS = 3
-
-TOPIC_PARTITIONS: dict[Topic, int] = {
-    Topic.BINDING_REQUESTED: PIPELINE_PARTITIONS,
-    Topic.BINDING_ACCEPTED: PIPELINE_PARTITIONS,
-    Topic.BINDING_VALIDATED: PIPELINE_PARTITIONS,
-    Topic.BINDING_STORED: PIPELINE_PARTITIONS,
-    Topic.WHITELIST_REQUESTED: PIPELINE_PARTITIONS,
-    Topic.BINDING_REVOKE_REQUESTED: PIPELINE_PARTITIONS,
-    Topic.HEALTH_SWEEP_REQUESTED: 1,
-    Topic.BINDING_RECHECK_REQUESTED: PIPELINE_PARTITIONS,
-    Topic.BINDING_RECHECKED: PIPELINE_PARTITIONS,
-    Topic.BINDING_STATUS: PIPELINE_PARTITIONS,
-    Topic.AUDIT: PIPELINE_PARTITIONS,
-    Topic.DEAD_LETTER: DEAD_LETTER_PARTITIONS,
-}
+TOPIC_PARTITIONS: dict[Topic, int] = {topic: route.partitions for topic, route in ROUTES.items()}
 
 _TOPIC_ALREADY_EXISTS = 36
 

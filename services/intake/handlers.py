@@ -3,11 +3,12 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.contracts.events import BindingAccepted, BindingRequested, BindingStatus, MalformedEvent, derived_event_id
+from shared.contracts.events import (
+    BindingAccepted, BindingRequested, BindingStatus, Event, MalformedEvent, derived_event_id,
+)
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
-from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.secrets import is_sealed, mask_access_key
 from shared.contracts.pairs import normalise_pairs
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
@@ -21,7 +22,7 @@ class IntakeDeps:
     limiter: AttemptLimiter
 
 
-async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, *, at: datetime) -> list[Event]:
     masked = mask_access_key(request.access_key)
     previous = deps.history.latest(request.user_id, request.request_id)
     if previous is not None and previous.state is not BindingState.RECEIVED:
@@ -39,7 +40,7 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
     return _accepted(request, binding_id, masked, at)
 
 
-def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datetime) -> list[Outgoing]:
+def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datetime) -> list[Event]:
     accepted = BindingAccepted(
         event_id=derived_event_id("accepted", request.user_id, request.request_id),
         binding_id=binding_id,
@@ -55,7 +56,7 @@ def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datet
         accepted_at=at,
     )
     return [
-        Outgoing(Topic.BINDING_ACCEPTED, request.user_id, accepted),
+        accepted,
         status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
                binding_id=binding_id, occurred_at=at, access_key_masked=masked,
                details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
@@ -76,19 +77,19 @@ def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason
     return problems
 
 
-def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="bind_request")
 
 
-def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -> list[Outgoing]:
+def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -> list[Event]:
     return [
-        Outgoing(Topic.BINDING_STATUS, request.user_id, previous),
+        previous,
         audit(service=SERVICE, action="bind_request", outcome="replayed", user_id=request.user_id,
               request_id=request.request_id, binding_id=previous.binding_id, access_key_masked=masked),
     ]
 
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
-              masked: str | None, at: datetime) -> list[Outgoing]:
+              masked: str | None, at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action="bind_request", user_id=user_id, request_id=request_id,
                     binding_id=binding_id, reasons=problems, occurred_at=at, access_key_masked=masked)

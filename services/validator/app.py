@@ -5,8 +5,7 @@ from functools import partial
 from faststream import FastStream
 
 from shared.runtime.config import ValidatorSettings
-from shared.contracts.events import BindingAccepted, RecheckRequested
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.adapters.htx.client import HtxClient
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
@@ -27,10 +26,10 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
     )
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix)
-    subscribe(broker, settings, Topic.BINDING_ACCEPTED, BindingAccepted,
+    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    subscribe(broker, settings, Topic.BINDING_ACCEPTED,
               partial(handle_binding_accepted, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED, RecheckRequested,
+    subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED,
               partial(handle_recheck_requested, deps=deps), on_malformed, publisher)
     app = service_app(broker, settings, __doc__ or "")
     app.after_shutdown(htx.aclose)

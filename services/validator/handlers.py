@@ -13,17 +13,16 @@ import structlog
 from pydantic import SecretStr
 
 from shared.contracts.events import (
-    BindingAccepted, BindingRechecked, BindingValidated, HtxKeyFacts, MalformedEvent, RecheckRequested,
+    BindingAccepted, BindingRechecked, BindingValidated, Event, HtxKeyFacts, MalformedEvent, RecheckRequested,
     derived_event_id,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.errors import HtxError
 from services.validator.inspection import KeyInspection
 from services.validator.verdict import Verdict
-from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.secrets import mask_access_key
 from shared.adapters.vault.client import UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
@@ -68,7 +67,7 @@ async def judge(deps: ValidatorDeps, user_id: str, access_key: str, sealed: Secr
     return Judgement(inspection.verdict, inspection.facts, checked=True)
 
 
-async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
     masked = mask_access_key(event.access_key)
     judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
     verdict, facts = judgement.verdict, judgement.facts
@@ -83,7 +82,7 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
         validated_at=at,
     )
     return [
-        Outgoing(Topic.BINDING_VALIDATED, event.user_id, validated),
+        validated,
         status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
                binding_id=event.binding_id, occurred_at=at, reasons=verdict.warnings, access_key_masked=masked,
                details={"htx_uid": facts.uid}),
@@ -93,7 +92,7 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
     ]
 
 
-async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
     await deps.pace_recheck()
     masked = mask_access_key(event.access_key)
     judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
@@ -107,17 +106,17 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
     )
     outcome = "unchecked" if not judgement.checked else ("failed" if verdict.rejections else "passed")
     return [
-        Outgoing(Topic.BINDING_RECHECKED, event.user_id, rechecked),
+        rechecked,
         audit(service=SERVICE, action="recheck", outcome=outcome, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id, access_key_masked=masked,
               reasons=[*verdict.rejections, *verdict.warnings]),
     ]
 
 
-def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="validate")
 
 
-def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime) -> list[Outgoing]:
+def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
                     binding_id=event.binding_id, reasons=reasons, occurred_at=at, access_key_masked=masked)

@@ -10,11 +10,10 @@ import structlog
 from faststream import FastStream
 
 from shared.runtime.config import VaultWriterSettings
-from shared.contracts.events import BindingValidated, RevokeRequested, SweepRequested, utc_now
-from shared.contracts.routing import Topic
+from shared.contracts.events import SweepRequested, utc_now
+from shared.contracts.routing import Party, Topic
 from shared.runtime.errors import TransientError
 from shared.runtime.kafka import EventPublisher, make_broker, subscribe
-from shared.contracts.outcomes import Outgoing
 from shared.runtime.service import background, run, service_app, vault_client
 from shared.adapters.vault.client import VaultPort
 from services.vault_writer.handlers import (
@@ -32,7 +31,7 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
         sweep = SweepRequested(request_id=f"scheduled-{slot}-{uuid.uuid4().hex[:8]}", sweep_id=f"scheduled-{slot}",
                                requested_at=utc_now())
         try:
-            await publisher.publish([Outgoing(Topic.HEALTH_SWEEP_REQUESTED, sweep.sweep_id, sweep)])
+            await publisher.publish([sweep])
         except TransientError as exc:
             log.warning("sweep_request_failed", error=str(exc))
         await asyncio.sleep((slot + 1) * interval_s - time.time())
@@ -41,12 +40,12 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
     deps = VaultWriterDeps(vault or vault_client(settings))
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix)
-    subscribe(broker, settings, Topic.BINDING_VALIDATED, BindingValidated,
+    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    subscribe(broker, settings, Topic.BINDING_VALIDATED,
               partial(handle_binding_validated, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED, RevokeRequested,
+    subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED,
               partial(handle_revoke_requested, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED, SweepRequested,
+    subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED,
               partial(handle_sweep_requested, deps=deps), on_malformed, publisher)
     app = service_app(broker, settings, __doc__ or "")
     if settings.health_sweep_interval_s > 0:

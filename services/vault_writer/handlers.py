@@ -7,13 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from shared.contracts.events import (
-    BindingStored, BindingValidated, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested,
+    BindingStored, BindingValidated, Event, MalformedEvent, RecheckRequested, RevokeRequested, SweepRequested,
     derived_event_id,
 )
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
-from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.secrets import mask_access_key
 from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import (
@@ -34,7 +33,7 @@ class VaultWriterDeps:
     vault: VaultPort
 
 
-async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
     vault = deps.vault
     masked = mask_access_key(event.access_key)
     path = binding_path(event.user_id, event.binding_id)
@@ -80,13 +79,13 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
 
 
 async def _stored_before(vault: VaultPort, event: BindingValidated, path: str, masked: str,
-                         current: KvEntry) -> list[Outgoing]:
+                         current: KvEntry) -> list[Event]:
     """Redelivered after our write: finish what may not have finished, and say so again, identically."""
     await _release_replaced_index(vault, current.data, event.user_id, event.binding_id)
     return _stored(event, path, current.version, masked, current.data)
 
 
-async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
     vault = deps.vault
     path = binding_path(event.user_id, event.binding_id)
     current = await vault.read(path)
@@ -108,7 +107,7 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
     return _revoked(event, revocation)
 
 
-async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
     """Ask the validator to re-check every stored binding. Several instances (or timers) may request the
     same sweep: the first to claim its marker runs it; a redelivery of that claim's own request runs it
     again (rechecks are idempotent), anyone else's is skipped."""
@@ -116,25 +115,25 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     if not await _claim_sweep(vault, event, at):
         return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
                       request_id=event.request_id, details={"sweep_id": event.sweep_id})]
-    rechecks: list[Outgoing] = []
+    rechecks: list[Event] = []
     for user_folder in await vault.list("bindings/"):
         user_id = user_folder.rstrip("/")
         for binding_id in await vault.list(f"bindings/{user_id}/"):
             record = await vault.read(binding_path(user_id, binding_id))
             if record is None or "secret_key_sealed" not in record.data:
                 continue
-            rechecks.append(Outgoing(Topic.BINDING_RECHECK_REQUESTED, user_id, RecheckRequested(
+            rechecks.append(RecheckRequested(
                 event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
                 sweep_request_id=event.request_id, user_id=user_id, binding_id=binding_id,
                 exchange=record.data["exchange"], access_key=record.data["access_key"],
                 secret_key_sealed=record.data["secret_key_sealed"],
-            )))
+            ))
     return [*rechecks, audit(service=SERVICE, action="health_sweep", outcome="started", user_id=None,
                              request_id=event.request_id,
                              details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
 
 
-def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="consume")
 
 
@@ -184,7 +183,7 @@ async def _release_replaced_index(vault: VaultPort, record: dict[str, Any], user
         await _release_index(vault, record["replaced_index_path"], user_id, binding_id)
 
 
-def _stored(event: BindingValidated, path: str, version: int, masked: str, record: dict[str, Any]) -> list[Outgoing]:
+def _stored(event: BindingValidated, path: str, version: int, masked: str, record: dict[str, Any]) -> list[Event]:
     # The time recorded with the write, so that saying it again (after a redelivery) says the same thing.
     stored_at = datetime.fromisoformat(record["stored_at"])
     details: dict[str, Any] = {"vault_version": version}
@@ -198,7 +197,7 @@ def _stored(event: BindingValidated, path: str, version: int, masked: str, recor
         warnings=event.warnings, rotated=event.replaces_binding_id is not None, stored_at=stored_at,
     )
     return [
-        Outgoing(Topic.BINDING_STORED, event.user_id, stored),
+        stored,
         status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
                binding_id=event.binding_id, occurred_at=stored_at, access_key_masked=masked, reasons=event.warnings,
                details=details),
@@ -208,7 +207,7 @@ def _stored(event: BindingValidated, path: str, version: int, masked: str, recor
     ]
 
 
-def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Outgoing]:
+def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Event]:
     masked = revocation["access_key_masked"]
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
@@ -221,6 +220,6 @@ def _revoked(event: RevokeRequested, revocation: dict[str, Any]) -> list[Outgoin
 
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
-              problems: list[Reason], action: str, at: datetime) -> list[Outgoing]:
+              problems: list[Reason], action: str, at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action=action, user_id=user_id, request_id=request_id, binding_id=binding_id,
                     reasons=problems, occurred_at=at, access_key_masked=masked)

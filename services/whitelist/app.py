@@ -7,8 +7,7 @@ import structlog
 from faststream import FastStream
 
 from shared.runtime.config import WhitelistSettings
-from shared.contracts.events import BindingRechecked, BindingStored, WhitelistRequested
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.errors import HtxError
 from shared.runtime.kafka import Backoff, EventPublisher, make_broker, subscribe
@@ -42,12 +41,12 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
     htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
     deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix)
-    subscribe(broker, settings, Topic.WHITELIST_REQUESTED, WhitelistRequested,
+    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    subscribe(broker, settings, Topic.WHITELIST_REQUESTED,
               partial(handle_whitelist_requested, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_STORED, BindingStored,
+    subscribe(broker, settings, Topic.BINDING_STORED,
               partial(handle_binding_stored, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_RECHECKED, BindingRechecked,
+    subscribe(broker, settings, Topic.BINDING_RECHECKED,
               partial(handle_binding_rechecked, deps=deps), on_malformed, publisher)
     app = service_app(broker, settings, __doc__ or "")
     background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s))

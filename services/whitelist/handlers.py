@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.contracts.events import BindingRechecked, BindingStored, MalformedEvent, WhitelistRequested
+from shared.contracts.events import (
+    AuditEvent, BindingRechecked, BindingStored, Event, MalformedEvent, WhitelistRequested,
+)
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
 from shared.runtime.errors import TransientError
-from shared.contracts.outcomes import Outgoing, audit, malformed, rejected, status
+from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.adapters.vault.client import CasConflict, KvEntry, VaultPort
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog
@@ -39,7 +41,7 @@ class WhitelistDeps:
 
 
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
-                                     at: datetime) -> list[Outgoing]:
+                                     at: datetime) -> list[Event]:
     pairs = normalise_pairs(event.trading_pairs)
     problems = _check(deps.catalog, pairs)
     if problems:
@@ -66,7 +68,7 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
     ]
 
 
-async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Event]:
     if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
         # Revoked since it was stored (this is a redelivery): no whitelist for it, and no `active` after `revoked`.
         return [audit(service=SERVICE, action="whitelist", outcome="already_revoked", user_id=event.user_id,
@@ -105,7 +107,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     ]
 
 
-async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps, *, at: datetime) -> list[Outgoing]:
+async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps, *, at: datetime) -> list[Event]:
     """A key-health re-check: a status (and audit) only when the key's health changed."""
     if not event.checked:
         return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
@@ -133,7 +135,7 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     ]
 
 
-def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Outgoing]:
+def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="whitelist", details={"scope": "whitelist"})
 
 
@@ -160,6 +162,6 @@ async def _save(vault: VaultPort, user_id: str, binding_id: str, current: KvEntr
 
 
 def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],
-           pairs: list[str]) -> Outgoing:
+           pairs: list[str]) -> AuditEvent:
     return audit(service=SERVICE, action="whitelist", outcome=outcome, user_id=user_id, request_id=request_id,
                  binding_id=binding_id, reasons=reasons, details={"pairs": pairs})

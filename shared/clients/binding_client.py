@@ -37,7 +37,7 @@ from shared.contracts.events import (
     utc_now,
 )
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.runtime.errors import ClientError, CredentialsMissing
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.runtime.logging import redact
@@ -136,7 +136,7 @@ class BindingClient:
     def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
         self._settings = settings
         self._vault = vault
-        self._publisher = KafkaPublisher(settings, _CLIENT_ID)
+        self._publisher = KafkaPublisher(settings, _CLIENT_ID, Party.APP)
         self.unparseable_records: Counter[Topic] = Counter()
 
     async def __aenter__(self) -> Self:
@@ -180,7 +180,7 @@ class BindingClient:
 
     async def submit(self, request: BindingRequested) -> None:
         """Publish a binding request made by `binding_request`."""
-        await self._publish(Topic.BINDING_REQUESTED, request.user_id, request)
+        await self._publisher.publish(request)
 
     async def set_whitelist(self, user_id: str, binding_id: str, pairs: list[str],
                             request_id: str | None = None) -> str:
@@ -188,13 +188,13 @@ class BindingClient:
         request_id = request_id or _new_request_id()
         request = _build(WhitelistRequested, request_id=request_id, user_id=user_id, binding_id=binding_id,
                          trading_pairs=pairs)
-        await self._publish(Topic.WHITELIST_REQUESTED, user_id, request)
+        await self._publisher.publish(request)
         return request_id
 
     async def revoke(self, user_id: str, binding_id: str, request_id: str | None = None) -> str:
         request_id = request_id or _new_request_id()
         request = _build(RevokeRequested, request_id=request_id, user_id=user_id, binding_id=binding_id)
-        await self._publish(Topic.BINDING_REVOKE_REQUESTED, user_id, request)
+        await self._publisher.publish(request)
         return request_id
 
     async def request_sweep(self, request_id: str | None = None) -> str:
@@ -203,16 +203,13 @@ class BindingClient:
         request_id = request_id or _new_request_id()
         request = _build(SweepRequested, request_id=request_id, sweep_id=f"manual-{request_id}",
                          requested_at=utc_now().isoformat())
-        await self._publish(Topic.HEALTH_SWEEP_REQUESTED, request.sweep_id, request)
+        await self._publisher.publish(request)
         return request_id
 
     async def publish_raw(self, topic: Topic, key: str, value: bytes,
                           headers: Mapping[str, str] | None = None) -> None:
         """Publish bytes as they are, for tests and fuzzers that need to send what no model would produce."""
         await self._publisher.send(topic, key, value, headers or {})
-
-    async def _publish(self, topic: Topic, key: str, event: Event) -> None:
-        await self._publisher.publish(topic, key, event)
 
     # ---- statuses -----------------------------------------------------------------------------------------
 

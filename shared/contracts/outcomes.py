@@ -1,57 +1,44 @@
 """Builders for what every handler emits besides its next event: a status for the app and an audit record
-for ops. Both are keyed by user id, so one user's statuses stay in causal order on one partition."""
+for ops. Their topics and keys come from the routing table (shared/contracts/routing.py)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared.contracts.events import AuditEvent, BindingStatus, Event, MalformedEvent, derived_event_id
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
 
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One event a handler wants published. Every topic is keyed by user id, so one user's events stay in
-    order on one partition all the way through the pipeline."""
-
-    topic: Topic
-    key: str
-    event: Event
 
 
 def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,
            occurred_at: datetime, exchange: str = "htx", reasons: Sequence[Reason] = (),
-           access_key_masked: str | None = None, details: dict[str, Any] | None = None) -> Outgoing:
+           access_key_masked: str | None = None, details: dict[str, Any] | None = None) -> BindingStatus:
     # The id is derived from what the status is about, and the time is given by the handler (the time of the
     # record it handles, or one it recorded in Vault), so a redelivered input re-emits an identical event
     # and the app can drop the duplicate.
     event_id = derived_event_id("status", user_id, request_id or "-", binding_id or "-", state.value,
                                 *sorted(r.code.value for r in reasons))
-    event = BindingStatus(
+    return BindingStatus(
         event_id=event_id, request_id=request_id, binding_id=binding_id, user_id=user_id, exchange=exchange,
         state=state, reasons=list(reasons), access_key_masked=access_key_masked, details=details or {},
         occurred_at=occurred_at,
     )
-    return Outgoing(Topic.BINDING_STATUS, user_id, event)
 
 
 def audit(*, service: str, action: str, outcome: str, user_id: str | None, request_id: str | None = None,
           binding_id: str | None = None, access_key_masked: str | None = None,
-          reasons: Sequence[Reason] = (), details: dict[str, Any] | None = None) -> Outgoing:
-    event = AuditEvent.of(
+          reasons: Sequence[Reason] = (), details: dict[str, Any] | None = None) -> AuditEvent:
+    return AuditEvent.of(
         service=service, action=action, outcome=outcome, request_id=request_id, binding_id=binding_id,
         user_id=user_id, access_key_masked=access_key_masked, reason_codes=[r.code for r in reasons],
         details=details or {},
     )
-    return Outgoing(Topic.AUDIT, user_id or "-", event)
 
 
 def rejected(*, service: str, action: str, user_id: str | None, request_id: str | None, binding_id: str | None,
              reasons: Sequence[Reason], occurred_at: datetime, access_key_masked: str | None = None,
-             outcome: str = "rejected", details: dict[str, Any] | None = None) -> list[Outgoing]:
+             outcome: str = "rejected", details: dict[str, Any] | None = None) -> list[Event]:
     """A refusal: the user hears why (when we know who they are), ops always hear."""
     record = audit(service=service, action=action, outcome=outcome, user_id=user_id, request_id=request_id,
                    binding_id=binding_id, access_key_masked=access_key_masked, reasons=reasons)
@@ -63,7 +50,7 @@ def rejected(*, service: str, action: str, user_id: str | None, request_id: str 
 
 
 def malformed(error: MalformedEvent, *, at: datetime, service: str, action: str,
-              details: dict[str, Any] | None = None) -> list[Outgoing]:
+              details: dict[str, Any] | None = None) -> list[Event]:
     """An input that is not a valid event (it also goes to dead-letter, see shared.runtime.kafka)."""
     return rejected(service=service, action=action, user_id=error.user_id, request_id=error.request_id,
                     binding_id=None, reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)],

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
     # default would add a quarter second per hop); polling more often costs a little broker CPU.
     kafka_fetch_max_wait_ms: int = Field(50, ge=1)
-    # The same for topics off the binding path (shared.contracts.routing.BINDING_PATH): Kafka's default. Their
+    # The same for topics off the binding path (`binding_path` in shared/contracts/routing.py): Kafka's default. Their
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"

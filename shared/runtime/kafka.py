@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
 import structlog
@@ -33,11 +33,11 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.runtime.config import ServiceSettings, Settings
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
-from shared.contracts.routing import BINDING_PATH, Topic
+from shared.contracts.routing import Party, Topic, route_of, subscribed_route
 from shared.runtime.errors import TransientError
 from shared.runtime.lanes import LanedSubscription
 from shared.runtime.logging import redact
-from shared.contracts.outcomes import Outgoing, audit
+from shared.contracts.outcomes import audit
 from shared.contracts.secrets import is_sealed
 
 log = structlog.get_logger(__name__)
@@ -103,13 +103,17 @@ class EventPublisher:
     confirmed: otherwise the next stage could publish its status before ours, and the app would see
     `active` before `stored`."""
 
-    def __init__(self, broker: KafkaBroker, topic_prefix: str) -> None:
+    def __init__(self, broker: KafkaBroker, topic_prefix: str, producer: Party) -> None:
         self._broker = broker
         self._prefix = topic_prefix
+        self._producer = producer
 
-    async def publish(self, messages: Iterable[Outgoing]) -> None:
-        records = [_Record(m.topic, m.key, m.event.to_bytes(), _EVENT_HEADERS | {"event-type": type(m.event).__name__})
-                   for m in messages]
+    async def publish(self, events: Iterable[Event]) -> None:
+        """Each event on its topic, keyed as the routing table says; an event this service may not produce is
+        a programming error (RouteViolation), raised before anything is sent."""
+        routes = [(route_of(event, self._producer), event) for event in events]
+        records = [_Record(route.topic, route.key_of(event), event.to_bytes(),
+                           _EVENT_HEADERS | {"event-type": type(event).__name__}) for route, event in routes]
         await self._send([r for r in records if r.topic in _REPORT_TOPICS])
         await self._send([r for r in records if r.topic not in _REPORT_TOPICS])
 
@@ -210,11 +214,11 @@ class Backoff:
 class Handler(Protocol[E_contra]):
     """A handler: the event and the time of the record that carried it → what to publish."""
 
-    def __call__(self, event: E_contra, *, at: datetime) -> Awaitable[Sequence[Outgoing]]: ...
+    def __call__(self, event: E_contra, *, at: datetime) -> Awaitable[Sequence[Event]]: ...
 
 
 class MalformedHandler(Protocol):
-    def __call__(self, error: MalformedEvent, *, at: datetime) -> Sequence[Outgoing]: ...
+    def __call__(self, error: MalformedEvent, *, at: datetime) -> Sequence[Event]: ...
 
 
 def record_time(timestamp_ms: int | None) -> datetime:
@@ -284,7 +288,7 @@ class MessageProcessor(Generic[E]):
                     return
                 await asyncio.sleep(backoff.next_delay())
 
-    def _gave_up(self, event: E, error: BaseException) -> list[Outgoing]:
+    def _gave_up(self, event: E, error: BaseException) -> list[Event]:
         # Ops must hear about a message we stopped trying; the dead letter holds it for a replay.
         return [audit(service=self._settings.service_name, action="consume", outcome="dead_lettered",
                       user_id=getattr(event, "user_id", None), request_id=getattr(event, "request_id", None),
@@ -296,7 +300,7 @@ class MessageProcessor(Generic[E]):
         await self._publisher.publish(outcome)
         self._remember_completed(event)
 
-    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, also: Sequence[Outgoing]) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, also: Sequence[Event]) -> None:
         letter = DeadLetter.of(record.value or b"", record.key, record.topic, record.partition, record.offset,
                                error, self._settings.service_name)
         await self._publisher.publish_dead_letter(letter)
@@ -317,15 +321,16 @@ class MessageProcessor(Generic[E]):
                 await asyncio.sleep(delay)
 
 
-def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: type[E],
-              handle: Handler[E], on_malformed: MalformedHandler, publisher: EventPublisher) -> None:
+def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, handle: Handler[E],
+              on_malformed: MalformedHandler, publisher: EventPublisher) -> None:
     """Attach handle to topic in the service's consumer group for it, with the rules in this module's
     docstring. One group per subscription, not per service: a join or leave rebalances only the consumers of
     that topic, so an instance starting or dying does not stop every other subscription of the service.
 
     One consumer per subscription, taking each poll's records as a batch and handing them to their lanes
     (shared.runtime.lanes), which commit behind them: FastStream commits nothing itself (AckPolicy.MANUAL)."""
-    processor = MessageProcessor(model, handle, on_malformed, publisher, settings)
+    route = subscribed_route(topic, Party(settings.service_name))
+    processor = MessageProcessor(route.event_model, handle, on_malformed, publisher, settings)
     subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand)
     _SUBSCRIPTIONS.setdefault(broker, []).append(subscription)
 
@@ -333,7 +338,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, mode
         await subscription.admit(batch.raw_message, batch.consumer)
 
     consume.__name__ = f"on_{topic.name.lower()}"
-    on_binding_path = topic in BINDING_PATH
+    on_binding_path = route.binding_path
     broker.subscriber(
         settings.topic(topic),
         group_id=f"{settings.service_name}{settings.kafka_group_suffix}.{topic.value}",
@@ -356,10 +361,11 @@ async def close_subscriptions(broker: KafkaBroker) -> None:
     await asyncio.gather(*(subscription.close() for subscription in _SUBSCRIPTIONS.get(broker, [])))
 
 
-def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, model: type[E],
-           on_event: Callable[[E], None]) -> None:
+def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None]) -> None:
     """Feed every event of topic, from the beginning and without a consumer group, into an in-memory view
     (each instance sees all partitions; nothing is committed, the view is rebuilt on every start)."""
+
+    model = subscribed_route(topic, Party(settings.service_name)).event_model
 
     async def consume(message: KafkaMessage) -> None:
         try:

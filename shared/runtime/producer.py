@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError
 
 from shared.runtime.config import Settings
 from shared.contracts.events import Event
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic, route_of
 from shared.runtime.errors import ClientError
 
 
@@ -28,9 +28,10 @@ async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, bootst
 class KafkaPublisher:
     """Sends records to the settings' topics. Nothing connects until the first send (or `start`)."""
 
-    def __init__(self, settings: Settings, client_id: str) -> None:
+    def __init__(self, settings: Settings, client_id: str, producer: Party) -> None:
         self._settings = settings
         self._client_id = client_id
+        self._producer_party = producer
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -42,9 +43,11 @@ class KafkaPublisher:
             await self._producer.stop()
             self._producer = None
 
-    async def publish(self, topic: Topic, key: str, event: Event) -> None:
+    async def publish(self, event: Event) -> None:
+        """The event on its topic, keyed as the routing table says (shared/contracts/routing.py)."""
+        route = route_of(event, self._producer_party)
         headers = {"content-type": "application/json", "event-type": type(event).__name__}
-        await self.send(topic, key, event.to_bytes(), headers)
+        await self.send(route.topic, route.key_of(event), event.to_bytes(), headers)
 
     async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
         """Publish bytes as they are; returns once the broker confirmed them, or raises BrokerUnavailable."""

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from services.vault_writer.records import credential_record
 from shared.contracts.events import Event, utc_now
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, route_of
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
 from shared.runtime.producer import BrokerUnavailable
@@ -61,10 +61,11 @@ class RecordingHtx:
 
 class RecordingSink:
     def __init__(self, broker_down: bool = False) -> None:
-        self.published: list[tuple[Topic, str, Event]] = []
+        self.published: list[Event] = []
         self._broker_down = broker_down
 
-    async def publish(self, topic: Topic, key: str, event: Event) -> None:
+    async def publish(self, event: Event) -> None:
         if self._broker_down:
             raise BrokerUnavailable("Kafka is unreachable at 127.0.0.1:1 (KafkaConnectionError)")
-        self.published.append((topic, key, event))
+        route_of(event, Party.TRADING_ENGINE)  # the gate may only produce what the routing table allows
+        self.published.append(event)

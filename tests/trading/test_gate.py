@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.secrets import mask_access_key
 from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
@@ -44,8 +44,9 @@ async def active_binding(vault):
 
 
 def audits(sink):
-    assert all(topic == Topic.AUDIT and key == USER for topic, key, _ in sink.published)
-    return [event for _, _, event in sink.published]
+    routes = [route_of(event, Party.TRADING_ENGINE) for event in sink.published]
+    assert all(route.topic == Topic.AUDIT and route.key_of(event) == USER for route, event in zip(routes, sink.published))
+    return sink.published
 
 
 async def refusal(gate, order):

@@ -1,6 +1,7 @@
 """Events as they arrive at each service, for handler tests."""
 
-from shared.contracts.events import BindingStored, BindingValidated, HtxKeyFacts, derived_event_id, utc_now
+from shared.contracts.events import BindingStored, BindingValidated, Event, HtxKeyFacts, derived_event_id, utc_now
+from shared.contracts.routing import ROUTES, Topic
 from tests.fakes import fake_seal
 
 
@@ -24,3 +25,8 @@ def stored(user_id="u1", binding_id="b1", request_id="r1", pairs=("btcusdt",), w
         vault_version=1, trading_pairs=None if pairs is None else list(pairs), warnings=list(warnings),
         stored_at=utc_now(),
     )
+
+
+def topic_of(event: Event) -> Topic:
+    """The topic the routing table sends an event to."""
+    return next(topic for topic, route in ROUTES.items() if route.model is type(event))

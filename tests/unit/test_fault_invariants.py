@@ -14,7 +14,7 @@ S = BindingState
 
 def arrived(state, at, **fields) -> ArrivedStatus:
     return ArrivedStatus(status(user_id="u1", state=state, request_id="r1", binding_id="b1",
-                                occurred_at=AT + timedelta(seconds=at), **fields).event, at)
+                                occurred_at=AT + timedelta(seconds=at), **fields), at)
 
 
 def findings_of(*timeline) -> Findings:

@@ -5,10 +5,11 @@ import pytest
 from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic, route_of
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
 from tests.fakes import AT, fake_seal
+from tests.unit.builders import topic_of
 
 
 def deps(limit=10, clock=None):
@@ -24,21 +25,21 @@ def request(**overrides):
 def by_topic(outgoing):
     found = {}
     for message in outgoing:
-        found.setdefault(message.topic, []).append(message.event)
+        found.setdefault(topic_of(message), []).append(message)
     return found
 
 
 async def test_a_good_request_is_accepted_normalised_with_a_stable_binding_id():
     out = by_topic(await handle_binding_requested(request(), deps(), at=AT))
     accepted: BindingAccepted = out[Topic.BINDING_ACCEPTED][0]
-    assert accepted.binding_id == binding_id_for("u1", "r1") == (await handle_binding_requested(request(), deps(), at=AT))[0].event.binding_id
+    assert accepted.binding_id == binding_id_for("u1", "r1") == (await handle_binding_requested(request(), deps(), at=AT))[0].binding_id
     assert accepted.trading_pairs == ["btcusdt"]
     assert out[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     assert out[Topic.AUDIT][0].outcome == "accepted"
 
 
 async def test_every_message_is_keyed_by_user():
-    assert {m.key for m in await handle_binding_requested(request(), deps(), at=AT)} == {"u1"}
+    assert {route_of(m, Party.INTAKE).key_of(m) for m in await handle_binding_requested(request(), deps(), at=AT)} == {"u1"}
 
 
 async def test_plaintext_secret_is_rejected_and_not_forwarded():
@@ -47,7 +48,7 @@ async def test_plaintext_secret_is_rejected_and_not_forwarded():
     assert Topic.BINDING_ACCEPTED not in by_topic(out)
     status = by_topic(out)[Topic.BINDING_STATUS][0]
     assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.SECRET_NOT_SEALED]
-    assert all(plaintext not in m.event.model_dump_json() for m in out)
+    assert all(plaintext not in m.model_dump_json() for m in out)
 
 
 async def test_unsupported_exchange_and_unsealed_secret_are_reported_together():
@@ -96,8 +97,8 @@ async def test_a_request_still_received_is_accepted_again_identically():
     first = await handle_binding_requested(bind, shared, at=AT)
     shared.history.record(by_topic(first)[Topic.BINDING_STATUS][0])
     again = await handle_binding_requested(bind, shared, at=AT + timedelta(seconds=30))
-    assert [m.event.to_bytes() for m in again if m.topic != Topic.AUDIT] == \
-        [m.event.to_bytes() for m in first if m.topic != Topic.AUDIT]
+    assert [m.to_bytes() for m in again if topic_of(m) != Topic.AUDIT] == \
+        [m.to_bytes() for m in first if topic_of(m) != Topic.AUDIT]
 
 
 async def test_rotation_keeps_the_binding_id_it_replaces():

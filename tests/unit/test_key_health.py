@@ -12,12 +12,12 @@ from services.validator.pacing import Pacer
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_sweep_requested
 from services.whitelist.handlers import WhitelistDeps, handle_binding_rechecked, handle_binding_stored
 from tests.fakes import AT, InMemoryVault
-from tests.unit.builders import stored, validated
+from tests.unit.builders import stored, topic_of, validated
 from tests.unit.test_whitelist_handlers import catalog
 
 
 def of(outgoing, topic):
-    return [m.event for m in outgoing if m.topic == topic]
+    return [m for m in outgoing if topic_of(m) == topic]
 
 
 def sweep(request_id="s1", sweep_id="manual-1"):

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from shared.runtime.config import ValidatorSettings
 from shared.contracts.states import BindingState
 from shared.runtime.kafka import MessageProcessor, record_time
-from shared.contracts.outcomes import Outgoing, status
+from shared.contracts.events import Event
+from shared.contracts.outcomes import status
 from tests.unit.builders import validated
 
 
@@ -24,7 +25,7 @@ class Record:
 
 class RecordingPublisher:
     def __init__(self) -> None:
-        self.published: list[Outgoing] = []
+        self.published: list[Event] = []
         self.dead_letters: list[object] = []
 
     async def publish(self, messages) -> None:
@@ -66,8 +67,8 @@ async def test_a_redelivered_record_gives_byte_identical_events():
     # Two processors: the crashed instance, and the one the record is delivered to again.
     await processor([], first).process(Record(body, millis(sent), offset=7))
     await processor([], second).process(Record(body, millis(sent), offset=7))
-    assert [m.event.to_bytes() for m in first.published] == [m.event.to_bytes() for m in second.published]
-    assert first.published[0].event.occurred_at == sent
+    assert [m.to_bytes() for m in first.published] == [m.to_bytes() for m in second.published]
+    assert first.published[0].occurred_at == sent
 
 
 async def test_a_second_copy_of_a_completed_event_is_not_handled_again():

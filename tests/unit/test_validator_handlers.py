@@ -9,6 +9,7 @@ from services.validator.inspection import KeyInspection
 from services.validator.verdict import Verdict
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted
 from tests.fakes import AT, InMemoryVault, fake_seal
+from tests.unit.builders import topic_of
 
 FACTS = HtxKeyFacts(uid=7, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
                     valid_days=-1, key_status="normal")
@@ -40,7 +41,7 @@ def deps(**kwargs):
 
 
 def by_topic(outgoing):
-    return {m.topic: m.event for m in outgoing}
+    return {topic_of(m): m for m in outgoing}
 
 
 async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_sealed():

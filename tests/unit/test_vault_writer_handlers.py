@@ -7,11 +7,11 @@ from shared.contracts.routing import Topic
 from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested
 from tests.fakes import AT, InMemoryVault
-from tests.unit.builders import validated
+from tests.unit.builders import topic_of, validated
 
 
 def statuses(outgoing):
-    return [m.event for m in outgoing if m.topic == Topic.BINDING_STATUS]
+    return [m for m in outgoing if topic_of(m) == Topic.BINDING_STATUS]
 
 
 def index_paths(vault):
@@ -21,12 +21,12 @@ def index_paths(vault):
 async def test_stores_the_unsealed_secret_once_and_indexes_the_key_without_holding_it():
     vault = InMemoryVault()
     out = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    assert [m.topic for m in out] == [Topic.BINDING_STORED, Topic.BINDING_STATUS, Topic.AUDIT]
+    assert [topic_of(m) for m in out] == [Topic.BINDING_STORED, Topic.BINDING_STATUS, Topic.AUDIT]
     record = vault.versions[binding_path("u1", "b1")]
     assert len(record) == 1 and record[0]["secret_key"] == "s3cret" and record[0]["access_key"] == "ak-000000000001"
     [index] = index_paths(vault)
     assert "ak-000000000001" not in index and "ak-000000000001" not in str(vault.versions[index])
-    assert all("s3cret" not in m.event.model_dump_json() for m in out)
+    assert all("s3cret" not in m.model_dump_json() for m in out)
 
 
 async def test_redelivery_creates_no_second_version_and_repeats_the_same_outcome():
@@ -43,7 +43,7 @@ async def test_a_second_copy_arriving_later_repeats_byte_identical_events_with_t
     first = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     # The validator ran again after a crash: the same event, in a record written seconds later.
     again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT + timedelta(seconds=5))
-    assert [m.event.to_bytes() for m in again][:2] == [m.event.to_bytes() for m in first][:2]
+    assert [m.to_bytes() for m in again][:2] == [m.to_bytes() for m in first][:2]
     assert statuses(again)[0].occurred_at == AT
 
 
@@ -111,7 +111,7 @@ async def test_a_validation_redelivered_after_its_binding_was_revoked_does_not_s
     revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
     await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT)
     again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    assert [(m.topic, m.event.outcome) for m in again] == [(Topic.AUDIT, "already_revoked")]
+    assert [(topic_of(m), m.outcome) for m in again] == [(Topic.AUDIT, "already_revoked")]
     assert binding_path("u1", "b1") not in vault.versions and not index_paths(vault)
 
 

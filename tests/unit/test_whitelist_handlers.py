@@ -10,7 +10,7 @@ from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus
 from services.whitelist.handlers import CatalogNotLoaded, WhitelistDeps, handle_binding_stored, handle_whitelist_requested
 from tests.fakes import AT, CountingVault, InMemoryVault
-from tests.unit.builders import stored
+from tests.unit.builders import stored, topic_of
 
 
 def catalog():
@@ -33,7 +33,7 @@ async def vault_holding_binding():
 
 
 def status_of(outgoing):
-    [status] = [m.event for m in outgoing if m.topic == Topic.BINDING_STATUS]
+    [status] = [m for m in outgoing if topic_of(m) == Topic.BINDING_STATUS]
     return status
 
 
@@ -116,7 +116,7 @@ async def test_a_stored_binding_revoked_before_its_redelivery_gets_no_whitelist_
     vault = await vault_holding_binding()
     await vault.delete_all(binding_path("u1", "b1"))  # what the vault-writer's revocation does
     out = await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT)
-    assert [(m.topic, m.event.outcome) for m in out] == [(Topic.AUDIT, "already_revoked")]
+    assert [(topic_of(m), m.outcome) for m in out] == [(Topic.AUDIT, "already_revoked")]
     assert whitelist_path("u1", "b1") not in vault.versions
 
 

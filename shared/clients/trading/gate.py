@@ -18,7 +18,7 @@ import structlog
 from shared.runtime.config import EngineSettings
 from shared.contracts.events import Event
 from shared.contracts.pairs import normalise_pairs
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party
 from shared.runtime.errors import ClientError
 from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
@@ -29,7 +29,7 @@ from shared.clients.trading.credentials import BindingNotFound, BindingStore, Tr
 log = structlog.get_logger(__name__)
 
 # The name trading engines go by in audit events.
-SERVICE = "trading-engine"
+SERVICE = Party.TRADING_ENGINE
 _KAFKA_CLIENT_ID = "hash7-trading-engine"
 
 
@@ -69,7 +69,7 @@ class OrderPlacer(Protocol):
 class EventSink(Protocol):
     """Where audit events go; KafkaPublisher is the real one. Raises BrokerUnavailable when it cannot."""
 
-    async def publish(self, topic: Topic, key: str, event: Event) -> None: ...
+    async def publish(self, event: Event) -> None: ...
 
 
 class OrderGate:
@@ -127,7 +127,7 @@ class OrderGate:
         record = audit(service=SERVICE, action="order", outcome=outcome, user_id=user_id, binding_id=binding_id,
                        access_key_masked=binding.access_key_masked if binding else None, details=details)
         try:
-            await self._events.publish(record.topic, record.key, record.event)
+            await self._events.publish(record)
         except BrokerUnavailable as exc:
             # The order's fate is already decided. Raising now would make a placed order look failed, and an
             # engine that retries would place it twice; the log line keeps the record.
@@ -139,7 +139,7 @@ class OrderGate:
 async def order_gate(settings: EngineSettings) -> AsyncIterator[OrderGate]:
     """A gate wired to the settings' Vault (AppRole `trading-engine`), HTX and Kafka."""
     bindings = BindingStore.from_settings(settings)
-    publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID)
+    publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID, Party.TRADING_ENGINE)
     try:
         async with HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s) as htx:
             yield OrderGate(bindings, htx, publisher)
