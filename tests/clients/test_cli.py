@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
-from shared import cli
+from shared.clients import cli
 from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
