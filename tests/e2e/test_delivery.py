@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.runtime.config import VaultWriterSettings
 from shared.contracts.events import BindingValidated
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.runtime.kafka import EventPublisher, close_subscriptions, make_broker, subscribe
 from tests.unit.builders import validated
 
@@ -56,8 +56,8 @@ async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users
         return []
 
     broker = make_broker(settings, "lanes-test")
-    subscribe(broker, settings, Topic.BINDING_VALIDATED, BindingValidated, handle, lambda error, *, at: [],
-              EventPublisher(broker, settings.topic_prefix))
+    subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
+              EventPublisher(broker, settings.topic_prefix, Party.VAULT_WRITER))
     await broker.start()
     try:
         for user in ("slow-user", "user-2", "user-3"):
