@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
-# One image for everything Python in docker-compose.yml: the four services (python -m services.<name>), the
+# The image for everything Python in docker-compose.yml: the four services (python -m services.<name>), the
 # bootstrap job (python -m deploy.bootstrap) and the HTX sandbox (htx-sandbox). The command picks the role.
+# It holds the runtime dependencies only. EXTRAS adds optional-dependency groups of pyproject.toml by name
+# (comma-separated): docker-compose.yml builds the sandbox's image with EXTRAS=sandbox, its HTTP server. The
+# `local` extra (Tansu and OpenBao binaries, for `make run`) and the `test` extra never go into an image.
 # No secrets are baked in: Vault credentials arrive at run time on volumes (see docker-compose.yml).
 FROM python:3.11-slim
 
@@ -20,10 +23,14 @@ RUN groupadd --system --gid "${APP_GID}" hash7 \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so that a code change does not reinstall them.
-# Runtime dependencies only: the [test] extra is never installed.
+# Dependencies first, from pyproject.toml alone, so that a code change does not reinstall them: the runtime
+# dependencies, plus those of the extras named in EXTRAS.
+ARG EXTRAS=""
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import os, tomllib; \
+project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [name for name in os.environ['EXTRAS'].split(',') if name]; \
+print('\n'.join(project['dependencies'] + [r for name in extras for r in project['optional-dependencies'][name]]))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

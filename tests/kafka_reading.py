@@ -2,8 +2,8 @@
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared.runtime.config import Settings
 from shared.contracts.routing import Topic
+from shared.runtime.config import Settings
 
 
 async def raw_records(settings: Settings, topic: Topic) -> list[ConsumerRecord]:

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from itertools import repeat
 
 from deploy.bench.load import SandboxKey
-from shared.runtime.config import Settings
-from shared.adapters.htx.client import HtxClient, HtxCredentials
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
-from shared.runtime.logging import configure_logging
+from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
@@ -27,6 +25,8 @@ from shared.adapters.vault.layout import (
     revocation_path,
     whitelist_path,
 )
+from shared.runtime.config import Settings
+from shared.runtime.logging import configure_logging
 
 # Bindings in flight: the best of these is the limit (too few leaves the servers idle between calls).
 CONCURRENCY_LEVELS = (24, 96)

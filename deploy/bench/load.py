@@ -23,8 +23,8 @@ from pydantic import SecretStr
 
 from deploy.sandbox.admin_client import SandboxAdmin
 from shared.clients.binding_client import BindingClient
-from shared.clients.cli import BIND_OUTCOME
 from shared.contracts.events import BindingRequested, BindingStatus
+from shared.contracts.states import BIND_OUTCOME
 
 LOAD_PAIRS = ("btcusdt",)
 # Sealing is a Transit call each; a few at a time keeps Vault busy within the client's pool of connections.

@@ -34,8 +34,8 @@ from rich.table import Table
 
 from deploy.bench.capacity import CONCURRENCY_LEVELS, Capacity, DirectBinding, Part, measure
 from deploy.bench.load import StatusCollector, Submission, provision_good_keys, seal_requests
+from deploy.bootstrap.private_files import make_private_dir
 from deploy.stack.loopback import LoopbackStack, loopback_stack
-from deploy.stack.private_files import make_private_dir
 from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested
 from shared.contracts.states import BindingState

@@ -5,7 +5,7 @@ from enum import StrEnum
 
 import structlog
 
-from deploy.stack.errors import StackError
+from deploy.bootstrap.errors import StackError
 
 log = structlog.get_logger(__name__)
 

@@ -6,11 +6,11 @@ import sys
 import structlog
 from pydantic import SecretStr, ValidationError
 
+from deploy.bootstrap.errors import StackError
 from deploy.bootstrap.kafka_topics import ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
+from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.bootstrap.vault_setup import ensure_vault
-from deploy.stack.bao import VaultFiles, read_init_keys
-from deploy.stack.errors import StackError
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging
 

@@ -15,10 +15,11 @@ import requests
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr, ValidationError
 
+from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from deploy.stack.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
-from shared.runtime.config import AppRoleCredentials
+from shared.adapters.vault.client import hvac_client
 from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import AppRoleCredentials
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
 APPROLE_MOUNT = "approle"
@@ -46,7 +47,7 @@ def ensure_vault(
     timeout_s: float = 5.0,
 ) -> None:
     with _vault_errors_explained(vault_addr):
-        client = hvac.Client(url=vault_addr, token=admin_token.get_secret_value(), timeout=timeout_s)
+        client = hvac_client(vault_addr, admin_token, timeout_s)
         ensure_audit_device(client, progress)
         ensure_secrets_engine(client, KV_MOUNT, "kv", {"version": "2"}, progress)
         ensure_cas_required(client, progress)
@@ -125,7 +126,8 @@ def _kv_configuration(client: hvac.Client) -> dict[str, object]:
     deadline = time.monotonic() + KV_READY_TIMEOUT_S
     while True:
         try:
-            return client.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)["data"]
+            configuration: dict[str, object] = client.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)["data"]
+            return configuration
         except hvac_errors.InvalidRequest as error:
             if "Upgrading from non-versioned to versioned data" not in str(error) or time.monotonic() > deadline:
                 raise
@@ -235,8 +237,7 @@ def _read_credentials(path: Path) -> AppRoleCredentials | None:
 
 
 def _logs_in(vault_addr: str, credentials: AppRoleCredentials, timeout_s: float) -> bool:
-    # token="": without a token of its own hvac would send VAULT_TOKEN or ~/.vault-token along.
-    client = hvac.Client(url=vault_addr, token="", timeout=timeout_s)
+    client = hvac_client(vault_addr, SecretStr(""), timeout_s)
     try:
         client.auth.approle.login(
             role_id=credentials.role_id,

@@ -18,7 +18,8 @@ class SandboxAdmin:
     def _send(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._http.request(method, path, json=payload)
         response.raise_for_status()
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def health(self) -> dict[str, Any]:
         return self._send("GET", "/health")
@@ -33,7 +34,8 @@ class SandboxAdmin:
         self._send("PUT", f"/users/{uid}/keys", key)
 
     def update_key(self, access_key: str, **changes: Any) -> dict[str, Any]:
-        return self._send("PATCH", f"/keys/{access_key}", changes)["key"]
+        key: dict[str, Any] = self._send("PATCH", f"/keys/{access_key}", changes)["key"]
+        return key
 
     def delete_key(self, access_key: str) -> None:
         self._send("DELETE", f"/keys/{access_key}")
@@ -60,7 +62,9 @@ class SandboxAdmin:
         self._send("PUT", "/rate-limits", {"endpoint": endpoint, "requests": requests, "window_ms": window_ms})
 
     def orders(self) -> list[dict[str, Any]]:
-        return self._send("GET", "/orders")["orders"]
+        orders: list[dict[str, Any]] = self._send("GET", "/orders")["orders"]
+        return orders
 
     def request_counts(self) -> dict[str, dict[str, int]]:
-        return self._send("GET", "/requests")["requests"]
+        counts: dict[str, dict[str, int]] = self._send("GET", "/requests")["requests"]
+        return counts

@@ -1,4 +1,5 @@
-"""How HTX's gateway checks a signed request (facts §2.2, §10), as pure functions of what was received.
+"""How HTX's gateway checks a signed request, as pure functions of what was received
+(shared/adapters/htx/README.md#canonical-form, #gateway-check-order).
 
 The canonical form is rebuilt from the request as received: the query is decoded, `Signature` dropped, and
 the rest re-encoded with upper-case hex and re-sorted, so a client that signed lower-case escapes, or an
@@ -26,8 +27,8 @@ from shared.adapters.htx.signing import (
     pre_sign_text,
 )
 
-# facts §2.1: "The value is valid within 5 minutes", while the FAQ of the same document says "less than
-# 1 minute". The sandbox takes the 5 minutes of the signing section, in both directions.
+# HTX's signing section says "The value is valid within 5 minutes", while the FAQ of the same document says "less
+# than 1 minute" (shared/adapters/htx/README.md#signing). The sandbox takes the 5 minutes, in both directions.
 TIMESTAMP_WINDOW = timedelta(minutes=5)
 
 
@@ -51,8 +52,9 @@ class Caller:
 def authenticate(request: ReceivedRequest, state: SandboxState, now: datetime) -> Caller:
     """The caller of a signed request, or raise the Refusal HTX would answer with.
 
-    Order (facts §10): auth parameters present and supported, key known, timestamp in window, signature,
-    then user status, IP binding and expiry (whose relative order HTX does not document).
+    Order (shared/adapters/htx/README.md#gateway-check-order): auth parameters present and supported, key known,
+    timestamp in window, signature, then user status, IP binding and expiry (whose relative order HTX does not
+    document).
     """
     params = parse_qsl(request.query_string, keep_blank_values=True)
     auth = dict(params)
@@ -61,7 +63,8 @@ def authenticate(request: ReceivedRequest, state: SandboxState, now: datetime) -
     if not auth.get(TIMESTAMP_PARAM):
         raise AuthFailure.TIMESTAMP_MISSING.refusal()
     if auth.get(SIGNATURE_METHOD_PARAM) != SIGNATURE_METHOD:
-        # facts §2.1 also documents Ed25519, for self-generated keys; the sandbox's keys are all HMAC keys.
+        # HTX also documents Ed25519, for self-generated keys (shared/adapters/htx/README.md#signing); the
+        # sandbox's keys are all HMAC keys.
         raise AuthFailure.BAD_SIGNATURE_METHOD.refusal()
     if auth.get(SIGNATURE_VERSION_PARAM) != SIGNATURE_VERSION:
         raise AuthFailure.BAD_SIGNATURE_VERSION.refusal()
@@ -92,7 +95,7 @@ def authenticate(request: ReceivedRequest, state: SandboxState, now: datetime) -
 
 def authorize(caller: Caller, permission: str, parent_only: bool) -> None:
     """Raise the Refusal for a key that lacks the endpoint's permission, or a sub-user on a parent-only
-    endpoint (facts §5.1, §5.2)."""
+    endpoint (shared/adapters/htx/README.md#auth-failures, #other-errors)."""
     if permission not in caller.key.permissions:
         raise AuthFailure.NO_PERMISSION.refusal()
     if parent_only and caller.user.parent_uid is not None:
@@ -101,7 +104,8 @@ def authorize(caller: Caller, permission: str, parent_only: bool) -> None:
 
 def signed_host_candidates(host_header: str) -> set[str]:
     """The hosts a client may have signed: the Host header as received, and without its port, since some
-    clients sign the bare host while their HTTP library sends the port (facts §2.1 FAQ Q6 item 8, §2.3)."""
+    clients sign the bare host while their HTTP library sends the port
+    (shared/adapters/htx/README.md#signing, #canonical-form)."""
     host = host_header.lower()
     candidates = {host}
     try:
@@ -126,7 +130,7 @@ def effective_client_ip(peer_ip: str, egress_ip: str) -> str:
 
 
 def ip_is_bound(ip: str, bound_entries: list[str]) -> bool:
-    """Whether ip is one of the key's hosts or inside one of its networks (facts §8: host or network IPs)."""
+    """Whether ip is one of the key's hosts or inside one of its networks (shared/adapters/htx/README.md#key-rules)."""
     address = ipaddress.ip_address(ip)
     for entry in bound_entries:
         try:

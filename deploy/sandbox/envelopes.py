@@ -1,6 +1,7 @@
-"""HTX's answer bodies as the sandbox sends them (facts §3) and the refusals it answers with (facts §5).
+"""HTX's answer bodies as the sandbox sends them and the refusals it answers with
+(shared/adapters/htx/README.md#envelopes, #errors).
 
-Strings are HTX's own, copied from the facts file; tests compare them byte for byte.
+Strings are HTX's own, listed in shared/adapters/htx/README.md; tests compare them byte for byte.
 """
 
 from enum import Enum
@@ -50,8 +51,9 @@ class Refusal(Exception):
 
 
 class AuthFailure(Enum):
-    """facts §5.1: every gateway auth failure is `api-signature-not-valid` with the message
-    `Signature not valid: <English> [<Chinese>]`; values are (English, Chinese) from the AUTH2018 table."""
+    """Every gateway auth failure is `api-signature-not-valid` with the message
+    `Signature not valid: <English> [<Chinese>]`; values are (English, Chinese) from the AUTH2018 table
+    (shared/adapters/htx/README.md#auth-failures)."""
 
     TIMESTAMP_MISSING = ("Submission time is required", "提交时间不能为空")
     BAD_SIGNATURE_METHOD = ("Incorrect signature method", "错误的签名方法")
@@ -68,33 +70,37 @@ class AuthFailure(Enum):
 
     def refusal(self, suffix: str = "") -> Refusal:
         """Sent on v1 and v2 paths alike: HTX checks signatures at its gateway, before any v1 or v2 service
-        sees the request, and the v1 form is the one observed for every message of the table (facts §10)."""
+        sees the request, and the v1 form is the one observed for every message of the table
+        (shared/adapters/htx/README.md#gateway-check-order)."""
         english, chinese = self.value
         return Refusal(v1_error("api-signature-not-valid", f"Signature not valid: {english} [{chinese}]{suffix}"))
 
 
-# facts §5.1 (observed body; DOC21 FAQ Q9 gives the cause, not the text).
+# shared/adapters/htx/README.md#auth-failures (observed body; DOC21 FAQ Q9 gives the cause, not the text).
 def login_required() -> Refusal:
     return Refusal(v1_error("login-required", "The account is not logged in, please log in and try again."))
 
 
 def method_not_allowed() -> Refusal:
-    # facts §1: unknown (case-sensitive) path → HTTP 405 `method-not-allowed`; the message text is unknown.
+    # Unknown (case-sensitive) path → HTTP 405 `method-not-allowed`; the message text is unknown
+    # (shared/adapters/htx/README.md#transport).
     return Refusal(v1_error("method-not-allowed", "Method not allowed"), http_status=405)
 
 
 def forbidden() -> Refusal:
-    # facts §1 (GET with a body) and §5.2 (sub-user key on a parent-only endpoint, observed as HTTP 403 with
-    # a non-JSON body); the body's exact text is unknown.
+    # A GET with a body (shared/adapters/htx/README.md#transport), or a sub-user key on a parent-only endpoint,
+    # observed as HTTP 403 with a non-JSON body (#other-errors there); the body's exact text is unknown.
     return Refusal("<html><body><h1>403 Forbidden</h1></body></html>", http_status=403)
 
 
 def maintenance() -> Refusal:
-    return Refusal(v1_error("system-maintenance", "System is in maintenance!"))  # facts §5.2
+    # shared/adapters/htx/README.md#other-errors
+    return Refusal(v1_error("system-maintenance", "System is in maintenance!"))
 
 
 def gateway_internal_error() -> Refusal:
-    return Refusal(v1_error("gateway-internal-error", "Failed to load data. Try again later."))  # facts §5.2
+    # shared/adapters/htx/README.md#other-errors
+    return Refusal(v1_error("gateway-internal-error", "Failed to load data. Try again later."))
 
 
 def bad_gateway() -> Refusal:
@@ -102,12 +108,13 @@ def bad_gateway() -> Refusal:
 
 
 def request_timeout() -> Refusal:
-    return Refusal(v1_error("timeout", "Request Timeout"))  # facts §3, §5.2
+    # shared/adapters/htx/README.md#other-errors
+    return Refusal(v1_error("timeout", "Request Timeout"))
 
 
 def rate_limited(headers: dict[str, str]) -> Refusal:
-    # facts §5.3: no single documented code; this is an observed v1 body. HTTP status unknown (§11): 200,
-    # like every other error body.
+    # No single documented code; this is an observed v1 body (shared/adapters/htx/README.md#rate-limit-errors).
+    # HTTP status unknown (#unknowns there): 200, like every other error body.
     return Refusal(
         v1_error(
             "base-request-exceed-frequency-limit",
@@ -124,7 +131,7 @@ def invalid_parameter(message: str) -> Refusal:
 class OrderFailure(Enum):
     """Refusals of `POST /v1/order/orders/place`; values are (err-code, err-msg)."""
 
-    # facts §5.2 (Trading › Error Code).
+    # shared/adapters/htx/README.md#other-errors (Trading › Error Code).
     SYMBOL_INVALID = ("base-symbol-error", "The symbol is invalid")
     SYMBOL_TRADE_DISABLED = ("base-symbol-trade-disabled", "Trading is disabled for this symbol")
     SYMBOL_PENDING = ("order-disabled", "The symbol is pending and not allowed to place order")
@@ -134,7 +141,7 @@ class OrderFailure(Enum):
         "base-operation-forbidden",
         "The operation is forbidden for current user or the symbol is not allowed to trade over OTC",
     )
-    # facts §5.2 names the code; its message is not documented.
+    # shared/adapters/htx/README.md#other-errors names the code; its message is not documented.
     ACCOUNT_UNKNOWN = ("account-account-id-inexistent", "The account id does not exist")
 
     def refusal(self) -> Refusal:

@@ -59,7 +59,8 @@ Handler = Callable[[Call], dict[str, Any]]
 @dataclass(frozen=True)
 class Endpoint:
     handler: Handler
-    # The key permission the endpoint needs (facts §4, §8); None for a public endpoint.
+    # The key permission the endpoint needs (shared/adapters/htx/README.md#endpoints, #key-rules); None for a
+    # public endpoint.
     permission: str | None = None
     parent_only: bool = False
 
@@ -68,21 +69,23 @@ class Endpoint:
 
 
 def server_time(call: Call) -> dict[str, Any]:
-    return v1_ok(call.now_ms)  # facts §4.4
+    return v1_ok(call.now_ms)  # shared/adapters/htx/README.md#clock-and-market-status
 
 
 def symbols_v1(call: Call) -> dict[str, Any]:
-    # facts §7.1. The v1 list documents four states; the sandbox shows the other settings states as they are.
+    # shared/adapters/htx/README.md#v1-symbols. The v1 list documents four states; the sandbox shows the other
+    # settings states as they are.
     return v1_ok([_render_symbol_v1(s) for s in call.state.symbols.values()])
 
 
 def symbols_v2(call: Call) -> dict[str, Any]:
-    # facts §7.2. The incremental `ts` parameter is ignored: every answer is the full list (`full: 1`).
+    # shared/adapters/htx/README.md#v2-settings-symbols. The incremental `ts` parameter is ignored: every answer
+    # is the full list (`full: 1`).
     return v1_ok([_render_symbol_v2(s) for s in call.state.symbols.values()], ts=str(call.now_ms), full=1)
 
 
 def market_symbols(call: Call) -> dict[str, Any]:
-    # facts §7.4: `symbols` is an optional comma list.
+    # shared/adapters/htx/README.md#market-symbols: `symbols` is an optional comma list.
     wanted = {s.strip() for s in call.query.get("symbols", "").split(",") if s.strip()}
     listed = [s for s in call.state.symbols.values() if not wanted or s.symbol in wanted]
     return v1_ok([_render_market_symbol(s) for s in listed], ts=str(call.now_ms), full=1)
@@ -94,26 +97,29 @@ def market_status(call: Call) -> dict[str, Any]:
     if status.market_status != 1:
         data |= {"haltStartTime": status.halt_start_time, "haltEndTime": status.halt_end_time,
                  "haltReason": status.halt_reason, "affectedSymbols": status.affected_symbols}
-    return v2_ok(data, message="success")  # facts §4.4
+    return v2_ok(data, message="success")  # shared/adapters/htx/README.md#clock-and-market-status
 
 
 # ---- signed endpoints ------------------------------------------------------------------------------------
 
 
 def user_uid(call: Call) -> dict[str, Any]:
-    return v2_ok(call.signer.user.uid)  # facts §4.1
+    return v2_ok(call.signer.user.uid)  # shared/adapters/htx/README.md#user-uid
 
 
 def api_keys(call: Call) -> dict[str, Any]:
-    """facts §4.2: a parent's own keys or a sub-user's; `accessKey` narrows to one key."""
+    """A parent's own keys or a sub-user's; `accessKey` narrows to one key
+    (shared/adapters/htx/README.md#api-key-query)."""
     raw_uid = call.query.get("uid", "")
     if not raw_uid.isdigit():
-        # facts §3: v2 code 2002 "invalid field value"; the exact text for this field is not documented.
+        # v2 code 2002 "invalid field value" (shared/adapters/htx/README.md#envelopes); the exact text for this
+        # field is not documented.
         raise Refusal(v2_error(2002, 'invalid field value in "uid"'))
     owner = call.state.users.get(int(raw_uid))
     caller_uid = call.signer.user.uid
     if owner is None or caller_uid not in (owner.uid, owner.parent_uid):
-        # facts §11: HTX's answer for a foreign uid is unknown; v2 1002 `forbidden` is the documented code.
+        # HTX's answer for a foreign uid is unknown (shared/adapters/htx/README.md#unknowns); v2 1002 `forbidden` is
+        # the documented code.
         raise Refusal(v2_error(1002, "forbidden"))
     access_key = call.query.get("accessKey")
     entries = [
@@ -127,12 +133,14 @@ def api_keys(call: Call) -> dict[str, Any]:
 
 
 def accounts(call: Call) -> dict[str, Any]:
-    return v1_ok([account.model_dump() for account in call.signer.user.accounts])  # facts §4.3
+    # shared/adapters/htx/README.md#accounts
+    return v1_ok([account.model_dump() for account in call.signer.user.accounts])
 
 
 def place_order(call: Call) -> dict[str, Any]:
-    """facts §2.1, §5.2: a JSON body (otherwise `gateway-internal-error`); the account must be the caller's
-    and working; the symbol must exist, be online, trade-enabled and open to API trading."""
+    """A JSON body (otherwise `gateway-internal-error`); the account must be the caller's and working; the
+    symbol must exist, be online, trade-enabled and open to API trading
+    (shared/adapters/htx/README.md#transport, #other-errors)."""
     if "application/json" not in call.content_type:
         raise gateway_internal_error()
     try:
@@ -177,7 +185,8 @@ def place_order(call: Call) -> dict[str, Any]:
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/v1/common/timestamp"): Endpoint(server_time),
     ("GET", "/v1/common/symbols"): Endpoint(symbols_v1),
-    # facts §7.2: documented as Read, but HTX serves it unsigned (CCXT and HTX's own tools call it so).
+    # Documented as Read, but HTX serves it unsigned: ccxt and HTX's own tools call it so
+    # (shared/adapters/htx/README.md#v2-settings-symbols).
     ("GET", "/v2/settings/common/symbols"): Endpoint(symbols_v2),
     ("GET", "/v1/settings/common/market-symbols"): Endpoint(market_symbols),
     ("GET", "/v2/market-status"): Endpoint(market_status),
@@ -211,9 +220,9 @@ async def _answer(
     request: Request, state: SandboxState, endpoint: Endpoint | None, body: bytes
 ) -> tuple[dict[str, Any], dict[str, str]]:
     if endpoint is None:
-        raise method_not_allowed()  # facts §1
+        raise method_not_allowed()  # shared/adapters/htx/README.md#transport
     if request.method == "GET" and body:
-        raise forbidden()  # facts §1: a GET must not carry a body
+        raise forbidden()  # shared/adapters/htx/README.md#transport: a GET must not carry a body
     fault = state.fault_for(request.url.path)
     if fault is not None:
         await _suffer(fault, state)
@@ -237,8 +246,8 @@ async def _answer(
 
 
 def _spend_rate_slot(state: SandboxState, uid: int, path: str, now_ms: int) -> dict[str, str]:
-    """facts §6: per UID and endpoint, with HTX's headers on every answer. The unit of Expire is
-    undocumented (§11); the sandbox sends the window's end as epoch ms."""
+    """Per UID and endpoint, with HTX's headers on every answer (shared/adapters/htx/README.md#rate-limits). The
+    unit of Expire is undocumented (#unknowns there); the sandbox sends the window's end as epoch ms."""
     slot = state.take_rate_slot(uid, path, now_ms)
     headers = {REMAINING_HEADER: str(slot.remaining), EXPIRE_HEADER: str(slot.expires_at_ms)}
     if not slot.allowed:

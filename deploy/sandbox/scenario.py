@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-# facts §7.2: the eight symbol states of the settings endpoints.
+# shared/adapters/htx/README.md#v2-settings-symbols: the eight symbol states of the settings endpoints.
 SymbolState = Literal["unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"]
 
 
@@ -26,7 +26,7 @@ class ScenarioApiKey(_Model):
     access_key: str = Field(min_length=1)
     secret_key: SecretStr
     note: str = ""
-    # facts §4.2: comma list of readOnly, trade, withdraw.
+    # shared/adapters/htx/README.md#api-key-query: comma list of readOnly, trade, withdraw.
     permission: str = "readOnly"
     # Comma list of IPv4/IPv6 hosts and networks; "" = not bound.
     ip_addresses: str = ""
@@ -53,9 +53,9 @@ class ScenarioAccount(_Model):
 
 class ScenarioUser(_Model):
     uid: int
-    # Set for a sub-user: its keys are refused on parent-only endpoints (facts §4.2).
+    # Set for a sub-user: its keys are refused on parent-only endpoints (shared/adapters/htx/README.md#api-key-query).
     parent_uid: int | None = None
-    # `abnormal` makes every signed call fail with "Abnormal user status" (facts §5.1).
+    # `abnormal` makes every signed call fail with "Abnormal user status" (shared/adapters/htx/README.md#auth-failures).
     state: Literal["normal", "abnormal"] = "normal"
     accounts: list[ScenarioAccount] = Field(default_factory=list)
     api_keys: list[ScenarioApiKey] = Field(default_factory=list)
@@ -79,7 +79,7 @@ class ScenarioSymbol(_Model):
 
 
 class ScenarioMarketStatus(_Model):
-    # facts §4.4: 1 normal, 2 halted, 3 cancel-only.
+    # shared/adapters/htx/README.md#clock-and-market-status: 1 normal, 2 halted, 3 cancel-only.
     market_status: Literal[1, 2, 3] = 1
     halt_start_time: int | None = None
     halt_end_time: int | None = None
@@ -107,7 +107,8 @@ class Fault(_Model):
     error_rate: float = Field(0.0, ge=0.0, le=1.0)
     # The next this-many requests are answered with error_kind, whatever error_rate says.
     fail_next: int = Field(0, ge=0)
-    # `gateway-internal-error`: HTX's envelope at HTTP 200 (facts §5.2); `bad-gateway`: HTTP 502, HTML body.
+    # `gateway-internal-error`: HTX's envelope at HTTP 200 (shared/adapters/htx/README.md#other-errors);
+    # `bad-gateway`: HTTP 502, HTML body.
     error_kind: Literal["gateway-internal-error", "bad-gateway"] = "gateway-internal-error"
     # Fraction of requests held without an answer for `timeout_hold_ms`, then answered with HTX's `timeout`.
     timeout_rate: float = Field(0.0, ge=0.0, le=1.0)
@@ -121,13 +122,13 @@ class EndpointRateLimit(_Model):
 
 
 ALL_ENDPOINTS = "*"
-# facts §6: the limits HTX marks, per UID and endpoint.
+# shared/adapters/htx/README.md#rate-limits: the limits HTX marks, per UID and endpoint.
 DOCUMENTED_RATE_LIMITS = {
     "/v1/account/accounts": EndpointRateLimit(requests=100, window_ms=2000),
     "/v1/order/orders/place": EndpointRateLimit(requests=100, window_ms=2000),
 }
-# facts §6: unmarked endpoints fall under the legacy 10 per second per key; the sandbox counts per UID, like
-# the marked ones, so one rule serves every signed endpoint.
+# shared/adapters/htx/README.md#rate-limits: unmarked endpoints fall under the legacy 10 per second per key; the
+# sandbox counts per UID, like the marked ones, so one rule serves every signed endpoint.
 LEGACY_RATE_LIMIT = EndpointRateLimit(requests=10, window_ms=1000)
 
 
@@ -235,7 +236,8 @@ class SandboxState:
     # ---- per-request bookkeeping -----------------------------------------------------------------------
 
     def take_rate_slot(self, uid: int, path: str, now_ms: int) -> RateSlot:
-        """Count one request of uid on path in the current fixed window (facts §6: per UID per endpoint)."""
+        """Count one request of uid on path in the current fixed window: per UID per endpoint
+        (shared/adapters/htx/README.md#rate-limits)."""
         limit = self.rate_limits.get(path, LEGACY_RATE_LIMIT)
         window = self._rate_windows.get((uid, path))
         if window is None or now_ms >= window.started_ms + limit.window_ms:

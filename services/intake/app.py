@@ -4,23 +4,27 @@ from functools import partial
 
 from faststream import FastStream
 
-from shared.runtime.config import IntakeSettings
-from shared.contracts.routing import Party, Topic
-from shared.runtime.kafka import EventPublisher, follow, make_broker, subscribe
-from shared.runtime.service import run, service_app
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory
+from shared.contracts.routing import Party, Topic
+from shared.runtime.broker import make_broker
+from shared.runtime.config import IntakeSettings
+from shared.runtime.publishing import EventPublisher
+from shared.runtime.service import run, service_app
+from shared.runtime.subscriptions import Subscriptions, follow, subscribe
 
 
 def build(settings: IntakeSettings, deps: IntakeDeps | None = None) -> FastStream:
     deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscribe(broker, settings, Topic.BINDING_REQUESTED,
-              partial(handle_binding_requested, deps=deps), on_malformed, publisher)
+    subscriptions = Subscriptions(
+        subscribe(broker, settings, Topic.BINDING_REQUESTED,
+                  partial(handle_binding_requested, deps=deps), on_malformed, publisher),
+    )
     # Replays are answered from the latest status each request reached, read back from the status topic.
     follow(broker, settings, Topic.BINDING_STATUS, deps.history.record)
-    return service_app(broker, settings, __doc__ or "")
+    return service_app(broker, subscriptions, settings, __doc__ or "")
 
 
 def main() -> None:

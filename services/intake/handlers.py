@@ -3,15 +3,20 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.contracts.events import (
-    BindingAccepted, BindingRequested, BindingStatus, Event, MalformedEvent, derived_event_id,
-)
-from shared.contracts.reasons import Reason, ReasonCode, reason
-from shared.contracts.states import BindingState
-from shared.contracts.outcomes import audit, malformed, rejected, status
-from shared.contracts.secrets import is_sealed, mask_access_key
-from shared.contracts.pairs import normalise_pairs
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
+from shared.contracts.events import (
+    BindingAccepted,
+    BindingRequested,
+    BindingStatus,
+    Event,
+    MalformedEvent,
+    derived_event_id,
+)
+from shared.contracts.outcomes import audit, malformed, rejected, status
+from shared.contracts.pairs import normalise_pairs
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.secrets import is_sealed, mask_access_key
+from shared.contracts.states import BindingState
 
 SERVICE = "intake"
 

@@ -4,16 +4,18 @@ from functools import partial
 
 from faststream import FastStream
 
-from shared.runtime.config import ValidatorSettings
-from shared.contracts.routing import Party, Topic
-from shared.adapters.htx.client import HtxClient
-from services.validator.inspection import inspect_key
-from services.validator.verdict import KeyPolicy
-from shared.runtime.kafka import EventPublisher, make_broker, subscribe
-from shared.runtime.service import run, service_app, vault_client
-from shared.adapters.vault.client import VaultPort
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted, handle_recheck_requested, on_malformed
+from services.validator.inspection import inspect_key
 from services.validator.pacing import Pacer
+from services.validator.verdict import KeyPolicy
+from shared.adapters.htx.client import HtxClient
+from shared.adapters.vault.client import VaultPort
+from shared.contracts.routing import Party, Topic
+from shared.runtime.broker import make_broker
+from shared.runtime.config import ValidatorSettings
+from shared.runtime.publishing import EventPublisher
+from shared.runtime.service import run, service_app, vault_client
+from shared.runtime.subscriptions import Subscriptions, subscribe
 
 
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
@@ -27,11 +29,13 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
     )
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscribe(broker, settings, Topic.BINDING_ACCEPTED,
-              partial(handle_binding_accepted, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED,
-              partial(handle_recheck_requested, deps=deps), on_malformed, publisher)
-    app = service_app(broker, settings, __doc__ or "")
+    subscriptions = Subscriptions(
+        subscribe(broker, settings, Topic.BINDING_ACCEPTED,
+                  partial(handle_binding_accepted, deps=deps), on_malformed, publisher),
+        subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED,
+                  partial(handle_recheck_requested, deps=deps), on_malformed, publisher),
+    )
+    app = service_app(broker, subscriptions, settings, __doc__ or "")
     app.after_shutdown(htx.aclose)
     return app
 

@@ -12,20 +12,24 @@ from datetime import datetime
 import structlog
 from pydantic import SecretStr
 
-from shared.contracts.events import (
-    BindingAccepted, BindingRechecked, BindingValidated, Event, HtxKeyFacts, MalformedEvent, RecheckRequested,
-    derived_event_id,
-)
-from shared.contracts.reasons import Reason, ReasonCode, reason
-from shared.contracts.states import BindingState
+from services.validator.inspection import KeyInspection
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.errors import HtxError
-from services.validator.inspection import KeyInspection
-from services.validator.verdict import Verdict
-from shared.contracts.outcomes import audit, malformed, rejected, status
-from shared.contracts.secrets import mask_access_key
 from shared.adapters.vault.client import UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.contracts.events import (
+    BindingAccepted,
+    BindingRechecked,
+    BindingValidated,
+    Event,
+    MalformedEvent,
+    RecheckRequested,
+    derived_event_id,
+)
+from shared.contracts.outcomes import audit, malformed, rejected, status
+from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.secrets import mask_access_key
+from shared.contracts.states import BindingState
 
 SERVICE = "validator"
 log = structlog.get_logger(__name__)
@@ -41,36 +45,27 @@ class ValidatorDeps:
     pace_recheck: Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Judgement:
-    verdict: Verdict
-    facts: HtxKeyFacts | None
-    # False when HTX could not be asked: the verdict then says exchange_unavailable, nothing about the key.
-    checked: bool
-
-
-async def judge(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> Judgement:
-    """Unseal, ask HTX, judge: the same for a new binding and for a key-health re-check."""
+async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
+    """Unseal, then inspect the key at HTX: the same for a new binding and for a key-health re-check."""
     try:
         secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, sealed.get_secret_value(), user_id)
     except UnsealFailed:
-        return Judgement(Verdict(rejections=[reason(ReasonCode.SECRET_UNREADABLE)]), None, checked=True)
+        return KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE))
     try:
         async with asyncio.timeout(deps.htx_deadline_s):
-            inspection = await deps.inspect(HtxCredentials(access_key, secret_key))
+            return await deps.inspect(HtxCredentials(access_key, secret_key))
     except (HtxError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
         log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
-        return Judgement(Verdict(rejections=[reason(ReasonCode.EXCHANGE_UNAVAILABLE)]), None, checked=False)
+        return KeyInspection.refused(reason(ReasonCode.EXCHANGE_UNAVAILABLE), checked=False)
     finally:
         del secret_key
-    return Judgement(inspection.verdict, inspection.facts, checked=True)
 
 
 async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
     masked = mask_access_key(event.access_key)
-    judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
-    verdict, facts = judgement.verdict, judgement.facts
+    inspection = await inspect_sealed_key(deps, event.user_id, event.access_key, event.secret_key_sealed)
+    verdict, facts = inspection.verdict, inspection.facts
     if not verdict.accepted or facts is None:
         return _rejected(event, masked, [*verdict.rejections, *verdict.warnings], at)
     validated = BindingValidated(
@@ -95,16 +90,16 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
 async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
     await deps.pace_recheck()
     masked = mask_access_key(event.access_key)
-    judgement = await judge(deps, event.user_id, event.access_key, event.secret_key_sealed)
-    verdict = judgement.verdict
+    inspection = await inspect_sealed_key(deps, event.user_id, event.access_key, event.secret_key_sealed)
+    verdict = inspection.verdict
     rechecked = BindingRechecked(
         event_id=derived_event_id("rechecked", event.sweep_request_id, event.user_id, event.binding_id),
         sweep_request_id=event.sweep_request_id, user_id=event.user_id, binding_id=event.binding_id,
-        exchange=event.exchange, access_key_masked=masked, checked=judgement.checked,
-        rejections=verdict.rejections if judgement.checked else [], warnings=verdict.warnings,
+        exchange=event.exchange, access_key_masked=masked, checked=inspection.checked,
+        rejections=verdict.rejections if inspection.checked else [], warnings=verdict.warnings,
         checked_at=at,
     )
-    outcome = "unchecked" if not judgement.checked else ("failed" if verdict.rejections else "passed")
+    outcome = "unchecked" if not inspection.checked else ("failed" if verdict.rejections else "passed")
     return [
         rechecked,
         audit(service=SERVICE, action="recheck", outcome=outcome, user_id=event.user_id,

@@ -1,4 +1,4 @@
-"""Ask HTX about one key and judge it: the validator's call sequence (facts §10).
+"""Ask HTX about one key and give the verdict on it: the validator's call sequence.
 
 1. `GET /v1/common/timestamp` (at most once a minute): measure clock skew and sign with HTX's time, so our
    clock cannot fail keys.
@@ -13,15 +13,16 @@ client's retry budget is spent, and any other refusal as `HtxError`: neither say
 """
 
 from dataclasses import dataclass
+from typing import Self
 
 import structlog
 
-from shared.contracts.events import HtxKeyFacts
-from shared.contracts.reasons import Reason, ReasonCode, reason
+from services.validator.verdict import KeyPolicy, KeyVerdict, verdict_for
 from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from shared.adapters.htx.models import Account, ApiKeyInfo
-from services.validator.verdict import KeyPolicy, Verdict, judge_key
+from shared.contracts.events import HtxKeyFacts
+from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.secrets import mask_access_key
 
 log = structlog.get_logger()
@@ -29,7 +30,7 @@ log = structlog.get_logger()
 # Beyond this, our clock is worth an operator's look even though signing corrects for it.
 NOTABLE_CLOCK_SKEW_S = 5.0
 # Clocks drift slowly and HTX accepts ±5 min, so one measurement serves a minute of inspections. Measuring
-# for every key would cap validation at HTX's 10 unsigned requests a second per IP (facts §6).
+# for every key would cap validation at HTX's 10 unsigned requests a second per IP.
 CLOCK_SYNC_MAX_AGE_S = 60.0
 
 _REASON_BY_REFUSAL: dict[HtxErrorKind, ReasonCode] = {
@@ -37,16 +38,25 @@ _REASON_BY_REFUSAL: dict[HtxErrorKind, ReasonCode] = {
     HtxErrorKind.SIGNATURE_MISMATCH: ReasonCode.KEY_INVALID,
     HtxErrorKind.KEY_EXPIRED: ReasonCode.KEY_EXPIRED,
     HtxErrorKind.ABNORMAL_USER: ReasonCode.KEY_DISABLED,
-    # Every call of the sequence needs only Read (facts §4), so a permission refusal means Read is missing.
+    # Every call of the sequence needs only Read, so a permission refusal means Read is missing.
     HtxErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
 }
 
 
 @dataclass(frozen=True)
 class KeyInspection:
-    verdict: Verdict
-    # What HTX told us about the key; None when it would not describe it (refused, or a sub-account key).
-    facts: HtxKeyFacts | None
+    """What checking one key came to: at bind time, and again at each key-health re-check."""
+
+    verdict: KeyVerdict
+    # What HTX told us about the key; None when it would not describe it (refused, a sub-account key) or was
+    # never asked.
+    facts: HtxKeyFacts | None = None
+    # False when HTX could not be asked: the verdict then says exchange_unavailable, nothing about the key.
+    checked: bool = True
+
+    @classmethod
+    def refused(cls, refusal: Reason, *, checked: bool = True) -> Self:
+        return cls(KeyVerdict(rejections=[refusal]), checked=checked)
 
     @property
     def accepted(self) -> bool:
@@ -64,15 +74,15 @@ async def inspect_key(client: HtxClient, credentials: HtxCredentials, policy: Ke
         api_key, sub_account = await _describe_key(client, credentials, uid)
         if api_key is None and not sub_account:
             # HTX knows the key (it answered /v2/user/uid) but does not list it under its own UID.
-            return KeyInspection(verdict=Verdict(rejections=[reason(ReasonCode.KEY_INVALID)]), facts=None)
+            return KeyInspection.refused(reason(ReasonCode.KEY_INVALID))
         accounts = await client.accounts(credentials)
     except HtxError as error:
         refusal = _reason_for_refusal(error, policy)
         if refusal is None:
             raise
         log.info("htx.key_refused", access_key_masked=mask_access_key(credentials.access_key), kind=error.kind)
-        return KeyInspection(verdict=Verdict(rejections=[refusal]), facts=None)
-    verdict = judge_key(api_key, accounts, policy, sub_account=sub_account)
+        return KeyInspection.refused(refusal)
+    verdict = verdict_for(api_key, accounts, policy, sub_account=sub_account)
     facts = _facts(uid, api_key, accounts) if api_key is not None else None
     return KeyInspection(verdict=verdict, facts=facts)
 
@@ -82,7 +92,7 @@ async def _describe_key(client: HtxClient, credentials: HtxCredentials, uid: int
     try:
         return await client.api_key(credentials, uid), False
     except HtxError as error:
-        # facts §4.2, §5.2: the endpoint is parent-only; a sub-user key gets HTTP 403.
+        # The endpoint is parent-only: a sub-user key gets HTTP 403.
         if error.kind is HtxErrorKind.FORBIDDEN:
             return None, True
         raise
@@ -90,13 +100,13 @@ async def _describe_key(client: HtxClient, credentials: HtxCredentials, uid: int
 
 def _reason_for_refusal(error: HtxError, policy: KeyPolicy) -> Reason | None:
     if error.kind is HtxErrorKind.IP_NOT_BOUND:
-        # HTX names the address it saw (facts §5.1): that egress IP is missing from the key's list.
+        # HTX names the address it saw: that egress IP is missing from the key's list.
         missing = [error.caller_ip] if error.caller_ip else list(policy.egress_ips)
         return reason(ReasonCode.IP_BINDING_INCOMPLETE, missing_ips=missing, egress_ips=list(policy.egress_ips))
     code = _REASON_BY_REFUSAL.get(error.kind)
     if code is None:
         return None
-    # Only key_disabled's message names a status; HTX's refusal says the user is abnormal (facts §5.1).
+    # Only key_disabled's message names a status; HTX's refusal says the user is abnormal.
     return reason(code, status="abnormal user status")
 
 

@@ -1,7 +1,7 @@
 """The key verdict: a pure function from what HTX said about a key and Hash7's policy to reasons.
 
 Every failing check is reported, not just the first, so the user can fix everything in one visit to HTX's
-API Management screen. Rules (facts §8, §10): no withdraw permission; trade and read present; bound to
+API Management screen. Rules: no withdraw permission; trade and read present; bound to
 every Hash7 egress IP and to nothing else; key status normal; spot account working; a warning when the
 key expires within the policy's threshold.
 """
@@ -10,16 +10,16 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.adapters.htx.models import Account, ApiKeyInfo
+from shared.contracts.reasons import Reason, ReasonCode, reason
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# facts §4.2 permission tokens, compared lower-case.
+# The permission tokens of HTX's /v2/user/api-key, compared lower-case.
 READ_PERMISSION = "readonly"
 TRADE_PERMISSION = "trade"
 WITHDRAW_PERMISSION = "withdraw"
-# facts §4.2: validDays -1 means permanently valid.
+# /v2/user/api-key's validDays -1 means permanently valid.
 NEVER_EXPIRES = -1
 
 
@@ -42,21 +42,15 @@ class KeyPolicy:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class KeyVerdict:
+    """Every reason to refuse the key (none: accepted), and every warning worth telling its owner."""
+
     rejections: list[Reason] = field(default_factory=list)
     warnings: list[Reason] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
         return not self.rejections
-
-    @property
-    def rejection_codes(self) -> list[ReasonCode]:
-        return [r.code for r in self.rejections]
-
-    @property
-    def warning_codes(self) -> list[ReasonCode]:
-        return [r.code for r in self.warnings]
 
 
 @dataclass(frozen=True)
@@ -90,17 +84,17 @@ def _single_host(entry: str) -> IpAddress | None:
     return network.network_address if network.num_addresses == 1 else None
 
 
-def judge_key(
+def verdict_for(
     api_key: ApiKeyInfo | None,
     accounts: Sequence[Account],
     policy: KeyPolicy,
     *,
     sub_account: bool = False,
-) -> Verdict:
+) -> KeyVerdict:
     """The verdict on a key from HTX's answers.
 
     api_key is the key's `/v2/user/api-key` entry; it may be None only for a sub-account key, which that
-    parent-only endpoint refuses to describe (facts §4.2, §5.2).
+    parent-only endpoint refuses to describe.
     """
     if api_key is None and not sub_account:
         raise ValueError("a key that is not a sub-account key must come with its /v2/user/api-key entry")
@@ -114,7 +108,7 @@ def judge_key(
         rejections += _status_rejections(api_key)
         warnings += _expiry_warnings(api_key, policy)
     rejections += _account_rejections(accounts)
-    return Verdict(rejections=rejections, warnings=warnings)
+    return KeyVerdict(rejections=rejections, warnings=warnings)
 
 
 def _permission_rejections(api_key: ApiKeyInfo) -> list[Reason]:
@@ -143,7 +137,7 @@ def _ip_rejections(api_key: ApiKeyInfo, policy: KeyPolicy) -> list[Reason]:
 
 
 def _status_rejections(api_key: ApiKeyInfo) -> list[Reason]:
-    # facts §4.2: status is `normal` or `expired`; anything else is treated as disabled.
+    # HTX lists a key's status as `normal` or `expired`; anything else is treated as disabled.
     if api_key.status == "expired":
         return [reason(ReasonCode.KEY_EXPIRED, status=api_key.status)]
     if api_key.status != "normal":
@@ -159,7 +153,7 @@ def _expiry_warnings(api_key: ApiKeyInfo, policy: KeyPolicy) -> list[Reason]:
 
 
 def _account_rejections(accounts: Sequence[Account]) -> list[Reason]:
-    # facts §4.3: a spot account is `working` or `lock`; the bot trades on spot only.
+    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only.
     if any(a.type == "spot" and a.state != "working" for a in accounts):
         return [reason(ReasonCode.ACCOUNT_LOCKED)]
     return []

@@ -9,16 +9,22 @@ from functools import partial
 import structlog
 from faststream import FastStream
 
-from shared.runtime.config import VaultWriterSettings
+from services.vault_writer.handlers import (
+    VaultWriterDeps,
+    handle_binding_validated,
+    handle_revoke_requested,
+    handle_sweep_requested,
+    on_malformed,
+)
+from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.routing import Party, Topic
+from shared.runtime.broker import make_broker
+from shared.runtime.config import VaultWriterSettings
 from shared.runtime.errors import TransientError
-from shared.runtime.kafka import EventPublisher, make_broker, subscribe
+from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
-from shared.adapters.vault.client import VaultPort
-from services.vault_writer.handlers import (
-    VaultWriterDeps, handle_binding_validated, handle_revoke_requested, handle_sweep_requested, on_malformed,
-)
+from shared.runtime.subscriptions import Subscriptions, subscribe
 
 log = structlog.get_logger(__name__)
 
@@ -41,13 +47,15 @@ def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> Fast
     deps = VaultWriterDeps(vault or vault_client(settings))
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscribe(broker, settings, Topic.BINDING_VALIDATED,
-              partial(handle_binding_validated, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED,
-              partial(handle_revoke_requested, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED,
-              partial(handle_sweep_requested, deps=deps), on_malformed, publisher)
-    app = service_app(broker, settings, __doc__ or "")
+    subscriptions = Subscriptions(
+        subscribe(broker, settings, Topic.BINDING_VALIDATED,
+                  partial(handle_binding_validated, deps=deps), on_malformed, publisher),
+        subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED,
+                  partial(handle_revoke_requested, deps=deps), on_malformed, publisher),
+        subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED,
+                  partial(handle_sweep_requested, deps=deps), on_malformed, publisher),
+    )
+    app = service_app(broker, subscriptions, settings, __doc__ or "")
     if settings.health_sweep_interval_s > 0:
         background(app, lambda: request_sweeps(publisher, settings.health_sweep_interval_s))
     return app

@@ -6,35 +6,44 @@ from functools import partial
 import structlog
 from faststream import FastStream
 
-from shared.runtime.config import WhitelistSettings
-from shared.contracts.routing import Party, Topic
-from shared.adapters.htx.client import HtxClient
-from shared.adapters.htx.errors import HtxError
-from shared.runtime.kafka import Backoff, EventPublisher, make_broker, subscribe
-from shared.runtime.service import background, run, service_app, vault_client
-from shared.adapters.vault.client import VaultPort
 from services.whitelist.catalog import SymbolCatalog, merge_symbol_lists
 from services.whitelist.handlers import (
-    WhitelistDeps, handle_binding_rechecked, handle_binding_stored, handle_whitelist_requested, on_malformed,
+    WhitelistDeps,
+    handle_binding_rechecked,
+    handle_binding_stored,
+    handle_whitelist_requested,
+    on_malformed,
 )
+from shared.adapters.htx.client import HtxClient
+from shared.adapters.htx.errors import HtxError
+from shared.adapters.vault.client import VaultPort
+from shared.contracts.routing import Party, Topic
+from shared.runtime.backoff import retry_while_raising
+from shared.runtime.broker import make_broker
+from shared.runtime.config import WhitelistSettings
+from shared.runtime.publishing import EventPublisher
+from shared.runtime.service import background, run, service_app, vault_client
+from shared.runtime.subscriptions import Subscriptions, subscribe
 
 log = structlog.get_logger(__name__)
 
 
 async def refresh_symbols(htx: HtxClient, catalog: SymbolCatalog, interval_s: float) -> None:
-    """Keep the catalogue fresh in the background, so no request waits on HTX's symbol lists."""
-    backoff = Backoff(cap_s=interval_s)
+    """Keep the catalogue fresh in the background, so no request waits on HTX's symbol lists; while HTX fails,
+    retry with backoff capped at the refresh interval."""
     while True:
-        try:
-            market, v2 = await asyncio.gather(htx.market_symbols(), htx.symbols_v2())
-            catalog.replace(merge_symbol_lists(market, v2))
-            log.info("symbols_refreshed", count=len(market))
-            backoff = Backoff(cap_s=interval_s)
-            await asyncio.sleep(interval_s)
-        except HtxError as exc:
-            delay = backoff.next_delay()
-            log.warning("symbols_refresh_failed", kind=exc.kind, retry_in_s=round(delay, 2))
-            await asyncio.sleep(delay)
+        await retry_while_raising(partial(refresh_catalog, htx, catalog), HtxError, interval_s, _log_refresh_failure)
+        await asyncio.sleep(interval_s)
+
+
+async def refresh_catalog(htx: HtxClient, catalog: SymbolCatalog) -> None:
+    market, v2 = await asyncio.gather(htx.market_symbols(), htx.symbols_v2())
+    catalog.replace(merge_symbol_lists(market, v2))
+    log.info("symbols_refreshed", count=len(market))
+
+
+def _log_refresh_failure(error: HtxError, delay_s: float) -> None:
+    log.warning("symbols_refresh_failed", kind=error.kind, retry_in_s=round(delay_s, 2))
 
 
 def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastStream:
@@ -42,13 +51,15 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
     deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscribe(broker, settings, Topic.WHITELIST_REQUESTED,
-              partial(handle_whitelist_requested, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_STORED,
-              partial(handle_binding_stored, deps=deps), on_malformed, publisher)
-    subscribe(broker, settings, Topic.BINDING_RECHECKED,
-              partial(handle_binding_rechecked, deps=deps), on_malformed, publisher)
-    app = service_app(broker, settings, __doc__ or "")
+    subscriptions = Subscriptions(
+        subscribe(broker, settings, Topic.WHITELIST_REQUESTED,
+                  partial(handle_whitelist_requested, deps=deps), on_malformed, publisher),
+        subscribe(broker, settings, Topic.BINDING_STORED,
+                  partial(handle_binding_stored, deps=deps), on_malformed, publisher),
+        subscribe(broker, settings, Topic.BINDING_RECHECKED,
+                  partial(handle_binding_rechecked, deps=deps), on_malformed, publisher),
+    )
+    app = service_app(broker, subscriptions, settings, __doc__ or "")
     background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s))
     app.after_shutdown(htx.aclose)
     return app

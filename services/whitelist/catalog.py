@@ -3,13 +3,13 @@
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.adapters.htx.models import MarketSymbol, SymbolV2
+from shared.contracts.reasons import Reason, ReasonCode, reason
 
 
 @dataclass(frozen=True)
 class SymbolStatus:
-    """One HTX spot symbol, merged from the symbol lists (facts §7.5)."""
+    """One HTX spot symbol, merged from the symbol lists (shared/adapters/htx/README.md#tradable-pair-rule)."""
 
     symbol: str
     state: str
@@ -52,9 +52,10 @@ class SymbolCatalog:
 
 
 def merge_symbol_lists(market_symbols: Iterable[MarketSymbol], symbols_v2: Iterable[SymbolV2]) -> list[SymbolStatus]:
-    """One status per symbol from HTX's two lists (facts §7.5): market-symbols carries the API-trading
-    flag, the v2 list the trade-enabled and country-disabled flags. A symbol is only as tradable as the
-    stricter of the two says; one missing from the v2 list is judged by market-symbols alone."""
+    """One status per symbol from HTX's two lists (shared/adapters/htx/README.md#tradable-pair-rule):
+    market-symbols carries the API-trading flag, the v2 list the trade-enabled and country-disabled flags. A
+    symbol is only as tradable as the stricter of the two says; one missing from the v2 list is judged by
+    market-symbols alone."""
     flags = {s.symbol: s for s in symbols_v2}
     merged = []
     for market in market_symbols:

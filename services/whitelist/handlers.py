@@ -4,24 +4,30 @@ says what state the binding is in (active, awaiting_whitelist, expiring, invalid
 A binding is `active` only when it is stored and its whitelist is non-empty and valid; otherwise it is
 `awaiting_whitelist`. Pairs may come with the binding request (carried on binding.stored) or later on
 whitelist.requested, in either order; an explicit whitelist request wins over pairs in the bind request,
-because the app can only send it after it learnt the binding id, i.e. later."""
+because the app can only send it after it learnt the binding id, i.e. later. Storage mechanics and write
+conflicts are the stores' (shared.adapters.vault.stores)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from services.whitelist.catalog import SymbolCatalog
+from services.whitelist.health import binding_state, key_health
+from shared.adapters.vault.client import VaultPort
+from shared.adapters.vault.records import KeyHealth, WhitelistRecord
+from shared.adapters.vault.stores import Bindings, Versioned, Whitelists
 from shared.contracts.events import (
-    AuditEvent, BindingRechecked, BindingStored, Event, MalformedEvent, WhitelistRequested,
+    AuditEvent,
+    BindingRechecked,
+    BindingStored,
+    Event,
+    MalformedEvent,
+    WhitelistRequested,
 )
+from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
 from shared.contracts.states import BindingState
 from shared.runtime.errors import TransientError
-from shared.contracts.outcomes import audit, malformed, rejected, status
-from shared.adapters.vault.client import CasConflict, KvEntry, VaultPort
-from shared.adapters.vault.layout import binding_path, whitelist_path
-from services.whitelist.catalog import SymbolCatalog
-from services.whitelist.health import KeyHealth, binding_state, key_health
 
 SERVICE = "whitelist"
 
@@ -30,14 +36,16 @@ class CatalogNotLoaded(TransientError):
     """HTX's symbol list has not been loaded yet: wait rather than judge pairs blind."""
 
 
-class WhitelistChanged(TransientError):
-    """Another write came between our read of the whitelist and our write: try again from a fresh read."""
-
-
 @dataclass
 class WhitelistDeps:
     vault: VaultPort
     catalog: SymbolCatalog
+    bindings: Bindings = field(init=False)
+    whitelists: Whitelists = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bindings = Bindings(self.vault)
+        self.whitelists = Whitelists(self.vault)
 
 
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
@@ -48,11 +56,11 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
         return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
                         binding_id=event.binding_id, reasons=problems, occurred_at=at,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
-    current = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
-    record = await _save(deps.vault, event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs)
+    current = await deps.whitelists.read(event.user_id, event.binding_id)
+    record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs)
     # When the whitelist was written: a status sent again after a redelivery keeps that time.
-    saved_at = datetime.fromisoformat(record["updated_at"])
-    if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
+    saved_at = record.updated_at
+    if not await deps.bindings.exists(event.user_id, event.binding_id):
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
@@ -60,16 +68,16 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
                    details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
             _audit(event.user_id, event.request_id, event.binding_id, "saved_pending_binding", [], pairs),
         ]
-    state = binding_state(KeyHealth(record["health"]), whitelist_valid=True)
+    state = binding_state(record.key_health, whitelist_valid=True)
     return [
-        status(user_id=event.user_id, state=state, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=saved_at, details={"scope": "whitelist", "pairs": pairs}),
+        status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
+               occurred_at=saved_at, details={"scope": "whitelist", "pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, [], pairs),
     ]
 
 
 async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Event]:
-    if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
+    if not await deps.bindings.exists(event.user_id, event.binding_id):
         # Revoked since it was stored (this is a redelivery): no whitelist for it, and no `active` after `revoked`.
         return [audit(service=SERVICE, action="whitelist", outcome="already_revoked", user_id=event.user_id,
                       request_id=event.request_id, binding_id=event.binding_id,
@@ -78,31 +86,26 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     health = key_health([], event.warnings)
     pairs = normalise_pairs(event.trading_pairs or [])
     problems = _check(deps.catalog, pairs)
-    record = None
+    saved: Versioned[WhitelistRecord] | None
     if pairs and not problems:
-        # Usually there is no whitelist yet: write it create-only, one Vault call. A conflict (pairs saved
-        # before the binding, a rotation, a redelivery) sends us reading, as below.
-        try:
-            record = await _save(deps.vault, event.user_id, event.binding_id, None, event.request_id, at,
-                                 pairs=pairs, health=health)
-        except WhitelistChanged:
-            pass
-    if record is None:
-        saved = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
-        if saved is not None and saved.data.get("request_id") != event.request_id and saved.data["pairs"]:
-            # An explicit whitelist request wins over the pairs of the bind request (module docstring).
-            pairs = list(saved.data["pairs"])
-            problems = _check(deps.catalog, pairs)
-        if not problems:
-            record = await _save(deps.vault, event.user_id, event.binding_id, saved, event.request_id, at,
-                                 pairs=pairs, health=health)
-    occurred_at = datetime.fromisoformat(record["updated_at"]) if record else at
+        # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
+        # (pairs saved before the binding, a rotation, a redelivery) is decided on below.
+        saved = await deps.whitelists.create_or_read(event.user_id, event.binding_id, WhitelistRecord(
+            pairs=pairs, health=health, request_id=event.request_id, updated_at=at))
+    else:
+        saved = await deps.whitelists.read(event.user_id, event.binding_id)
+    if saved is not None and saved.record.request_id != event.request_id and saved.record.pairs:
+        # An explicit whitelist request wins over the pairs of the bind request (module docstring).
+        pairs = list(saved.record.pairs)
+        problems = _check(deps.catalog, pairs)
+    record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
+                                                              event.request_id, at, pairs=pairs, health=health)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=occurred_at, reasons=reasons, access_key_masked=event.access_key_masked,
-               details={"pairs": pairs}),
+               occurred_at=record.updated_at if record else at, reasons=reasons,
+               access_key_masked=event.access_key_masked, details={"pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, reasons, pairs),
     ]
 
@@ -111,22 +114,21 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     """A key-health re-check: a status (and audit) only when the key's health changed."""
     if not event.checked:
         return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
-    if await deps.vault.read_metadata(binding_path(event.user_id, event.binding_id)) is None:
+    if not await deps.bindings.exists(event.user_id, event.binding_id):
         return []  # revoked since the sweep started
-    current = await deps.vault.read(whitelist_path(event.user_id, event.binding_id))
-    previous = KeyHealth(current.data.get("health", KeyHealth.HEALTHY)) if current else KeyHealth.HEALTHY
+    current = await deps.whitelists.read(event.user_id, event.binding_id)
+    previous = current.record.key_health if current else KeyHealth.HEALTHY
     health = key_health(event.rejections, event.warnings)
     if health is previous:
         return []
-    record = await _save(deps.vault, event.user_id, event.binding_id, current, f"recheck:{event.sweep_request_id}",
-                         at, health=health)
-    pair_problems = _check(deps.catalog, record["pairs"])
+    record = await deps.whitelists.save(event.user_id, event.binding_id, current,
+                                        f"recheck:{event.sweep_request_id}", at, health=health)
+    pair_problems = _check(deps.catalog, record.pairs)
     state = binding_state(health, whitelist_valid=not pair_problems)
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=datetime.fromisoformat(record["updated_at"]), reasons=reasons,
-               access_key_masked=event.access_key_masked,
+               occurred_at=record.updated_at, reasons=reasons, access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id,
@@ -143,22 +145,6 @@ def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
     if not catalog.loaded:
         raise CatalogNotLoaded("HTX symbol list not loaded yet")
     return catalog.problems(pairs)
-
-
-async def _save(vault: VaultPort, user_id: str, binding_id: str, current: KvEntry | None, request_id: str,
-                at: datetime, **changes: Any) -> dict[str, Any]:
-    """Apply changes to the binding's whitelist record as just read (current), keeping the rest; a redelivered
-    request (same request id already written) makes no new version. Returns the record as stored."""
-    if current is not None and current.data.get("request_id") == request_id:
-        return current.data
-    base: dict[str, Any] = current.data if current else {"pairs": [], "health": KeyHealth.HEALTHY.value}
-    record = {**base, **changes, "request_id": request_id, "updated_at": at.isoformat()}
-    try:
-        await vault.write(whitelist_path(user_id, binding_id), record, cas=current.version if current else 0)
-    except CasConflict:
-        # Someone wrote in between (another instance after a rebalance): retry from a fresh read.
-        raise WhitelistChanged("whitelist changed while writing") from None
-    return record
 
 
 def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],

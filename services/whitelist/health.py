@@ -1,16 +1,10 @@
 """Key health and the binding state the app sees (the whitelist service's own pure logic)."""
 
 from collections.abc import Sequence
-from enum import StrEnum
 
+from shared.adapters.vault.records import KeyHealth
 from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.states import BindingState
-
-
-class KeyHealth(StrEnum):
-    HEALTHY = "healthy"
-    EXPIRING = "expiring"
-    INVALID = "invalid"
 
 
 def key_health(rejections: Sequence[Reason], warnings: Sequence[Reason]) -> KeyHealth:

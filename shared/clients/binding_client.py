@@ -23,26 +23,27 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from shared.runtime.config import Settings
+from shared.adapters.vault.client import VaultClient
+from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.contracts import dead_letters
 from shared.contracts.events import (
     AuditEvent,
     BindingRequested,
     BindingStatus,
     Event,
-    SweepRequested,
     MalformedEvent,
     RevokeRequested,
+    SweepRequested,
     WhitelistRequested,
     parse_event,
     utc_now,
 )
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Party, Topic
+from shared.contracts.states import BindingState
+from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError, CredentialsMissing
-from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.runtime.logging import redact
-from shared.adapters.vault.client import VaultClient
-from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -79,8 +80,8 @@ class StatusTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class DeadLetterRecord:
-    """One dead letter as people see it: where the original came from and why it failed (the x-dlq-* headers
-    written by shared.runtime.kafka.DeadLetter), and the start of its body with anything secret removed. The raw body
+    """One dead letter as people see it: where the original came from and why it failed (the headers of
+    shared/contracts/dead_letters.py), and the start of its body with anything secret removed. The raw body
     is never kept."""
 
     partition: int
@@ -102,13 +103,13 @@ class DeadLetterRecord:
             partition=record.partition,
             offset=record.offset,
             key=(record.key or b"").decode(errors="replace"),
-            original_topic=headers.get("x-dlq-original-topic"),
-            original_partition=_int_or_none(headers.get("x-dlq-original-partition")),
-            original_offset=_int_or_none(headers.get("x-dlq-original-offset")),
-            error_class=headers.get("x-dlq-exception-type"),
-            error_message=redact(headers.get("x-dlq-exception-message")),
-            service=headers.get("x-dlq-service"),
-            failed_at=_timestamp_or_none(headers.get("x-dlq-failed-at"))
+            original_topic=headers.get(dead_letters.ORIGINAL_TOPIC),
+            original_partition=_int_or_none(headers.get(dead_letters.ORIGINAL_PARTITION)),
+            original_offset=_int_or_none(headers.get(dead_letters.ORIGINAL_OFFSET)),
+            error_class=headers.get(dead_letters.EXCEPTION_TYPE),
+            error_message=redact(headers.get(dead_letters.EXCEPTION_MESSAGE)),
+            service=headers.get(dead_letters.SERVICE),
+            failed_at=_timestamp_or_none(headers.get(dead_letters.FAILED_AT))
             or datetime.fromtimestamp(record.timestamp / 1000, UTC),
             body_preview=body_preview(record.value),
         )

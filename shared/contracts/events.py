@@ -3,6 +3,20 @@
 Rules for all events: JSON on the wire; `schema_version` on each; unknown fields from newer producers are
 ignored; a missing or invalid field is an error naming the field (see `parse_event`). Secrets are typed so
 that they never print (see shared.contracts.secrets).
+
+schema_version policy (the published contract in shared/contracts/published/ shows each model's versions):
+- `schema_version` is one integer, the event's major version; an event without it is version 1. Producers
+  write their model's default (SCHEMA_VERSION).
+- A change an older consumer reads correctly by ignoring what it does not know (a new optional field) keeps
+  the version: there are no minor versions, since unknown fields are ignored. Anything an older consumer
+  would reject or misread (a field removed, renamed, retyped or made required, a changed meaning, a new
+  enum value such as a state or reason code) is a new major.
+- Each model declares the majors it understands (`understood_versions`). An event of any other major is
+  malformed, never read as version 1: `parse_event` raises MalformedEvent ("schema_version 2 is not understood
+  (this consumer reads 1)") with the user and request ids, so the service dead-letters it and tells the user
+  `malformed_request` (shared.runtime.processing.MessageProcessor).
+- A new major rolls out consumers first: they add it to `understood_versions` (converting the older shape
+  in a model validator), and producers switch their default once every consumer reads it.
 """
 
 from __future__ import annotations
@@ -10,13 +24,23 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from shared.contracts.reasons import Reason, ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.secrets import SealedSecret
+from shared.contracts.states import BindingState
 
 SCHEMA_VERSION = 1
 # Every id the app chooses: printable, no separators that could escape a Vault path or a Kafka key.
@@ -46,10 +70,36 @@ def derived_event_id(*parts: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, "hash7:" + "/".join(parts))
 
 
-class Event(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+_VERSION_NOT_UNDERSTOOD = "schema_version_not_understood"
 
-    schema_version: int = SCHEMA_VERSION
+
+def _publish_understood_versions(schema: JsonDict, model: type[Any]) -> None:
+    """The published JSON Schema lists the majors a model reads, so a producer in another language sees them."""
+    properties = schema["properties"]
+    assert isinstance(properties, dict)  # pydantic's schema of a model: narrows JsonValue for the type checker
+    version = properties["schema_version"]
+    assert isinstance(version, dict)
+    version["enum"] = sorted(model.understood_versions)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_publish_understood_versions)
+
+    # The majors this model reads (see the module docstring); a model that reads a new one overrides this.
+    understood_versions: ClassVar[frozenset[int]] = frozenset({SCHEMA_VERSION})
+
+    # Strict: `true` or "1" is no version; an integer on the wire is, as the published schema says.
+    schema_version: int = Field(default=SCHEMA_VERSION, strict=True)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _understood(cls, version: int) -> int:
+        if version not in cls.understood_versions:
+            readable = ", ".join(str(v) for v in sorted(cls.understood_versions))
+            raise PydanticCustomError(_VERSION_NOT_UNDERSTOOD,
+                                      "schema_version {version} is not understood (this consumer reads {readable})",
+                                      {"version": version, "readable": readable})
+        return version
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -80,10 +130,11 @@ def parse_event(model: type[E], raw: bytes) -> E:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        )
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        # A major this consumer does not read says all there is to say: its other fields may well differ.
+        unknown_version = [err["msg"] for err in errors if err["type"] == _VERSION_NOT_UNDERSTOOD]
+        problems = "; ".join(unknown_version or (f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                                                 for err in errors))
         raise MalformedEvent(problems, user_id=user_id, request_id=request_id) from None
 
 

@@ -10,7 +10,6 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.states import BindingState
 
 
-
 def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,
            occurred_at: datetime, exchange: str = "htx", reasons: Sequence[Reason] = (),
            access_key_masked: str | None = None, details: dict[str, Any] | None = None) -> BindingStatus:
@@ -51,7 +50,7 @@ def rejected(*, service: str, action: str, user_id: str | None, request_id: str 
 
 def malformed(error: MalformedEvent, *, at: datetime, service: str, action: str,
               details: dict[str, Any] | None = None) -> list[Event]:
-    """An input that is not a valid event (it also goes to dead-letter, see shared.runtime.kafka)."""
+    """An input that is not a valid event (it also goes to dead-letter, see shared/runtime/processing.py)."""
     return rejected(service=service, action=action, user_id=error.user_id, request_id=error.request_id,
                     binding_id=None, reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)],
                     occurred_at=at, outcome="malformed", details=details)

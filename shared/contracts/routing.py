@@ -17,8 +17,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.contracts.events import (
-    AuditEvent, BindingAccepted, BindingRechecked, BindingRequested, BindingStatus, BindingStored, BindingValidated,
-    Event, RecheckRequested, RevokeRequested, SweepRequested, WhitelistRequested,
+    AuditEvent,
+    BindingAccepted,
+    BindingRechecked,
+    BindingRequested,
+    BindingStatus,
+    BindingStored,
+    BindingValidated,
+    Event,
+    RecheckRequested,
+    RevokeRequested,
+    SweepRequested,
+    WhitelistRequested,
 )
 
 

@@ -10,7 +10,9 @@
 import re
 from typing import Annotated
 
-from pydantic import PlainSerializer, SecretStr
+from pydantic import GetJsonSchemaHandler, PlainSerializer, SecretStr
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # Vault/OpenBao Transit ciphertext: "vault:v<key version>:<base64>".
 _TRANSIT_CIPHERTEXT = re.compile(r"vault:v[1-9][0-9]{0,9}:[A-Za-z0-9+/]{16,}={0,2}")
@@ -20,7 +22,19 @@ def _reveal_for_wire(value: SecretStr) -> str:
     return value.get_secret_value()
 
 
-SealedSecret = Annotated[SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json")]
+class _PublishedAsCiphertext:
+    """The published schema (shared/contracts/asyncapi.py) of a sealed secret: the string it is on the wire, not
+    SecretStr's `writeOnly` password, which would tell code generators to leave the field out of what they read."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        published = {k: v for k, v in handler(schema).items() if k not in ("writeOnly", "format")}
+        return published | {"description": "Vault Transit ciphertext (vault:v<key version>:<base64>), never plaintext"}
+
+
+SealedSecret = Annotated[
+    SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json"), _PublishedAsCiphertext,
+]
 
 
 def is_sealed(value: str) -> bool:

@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -13,3 +14,29 @@ class BindingState(StrEnum):
     EXPIRING = "expiring"
     INVALID = "invalid"
     REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """Which states end one kind of request, and which of those mean it worked."""
+
+    succeeded: frozenset[BindingState]
+    refused: frozenset[BindingState]
+
+    @property
+    def final(self) -> frozenset[BindingState]:
+        return self.succeeded | self.refused
+
+
+BIND_OUTCOME = RequestOutcome(
+    succeeded=frozenset({BindingState.AWAITING_WHITELIST, BindingState.ACTIVE, BindingState.EXPIRING}),
+    refused=frozenset({BindingState.REJECTED, BindingState.INVALID}),
+)
+WHITELIST_OUTCOME = RequestOutcome(
+    # RECEIVED: saved, and waiting for its binding to be stored (the whitelist service's one answer).
+    succeeded=frozenset({BindingState.ACTIVE, BindingState.AWAITING_WHITELIST, BindingState.RECEIVED}),
+    refused=frozenset({BindingState.REJECTED, BindingState.INVALID}),
+)
+REVOKE_OUTCOME = RequestOutcome(
+    succeeded=frozenset({BindingState.REVOKED}), refused=frozenset({BindingState.REJECTED}),
+)

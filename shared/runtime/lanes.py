@@ -148,7 +148,8 @@ class Consumer(Protocol):
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
 
 
-class LanedSubscription(ConsumerRebalanceListener):
+# aiokafka has no type information, so its listener base class is Any to the type checker.
+class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
     """One subscription's records through Lanes (a lane per message key: a user), its offsets through an
     OffsetLedger, committed by the consumer that fetched them. It is also that consumer's rebalance
     listener: a revoked partition is committed up to where its records in hand got to."""

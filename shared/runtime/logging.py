@@ -6,7 +6,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -88,7 +88,7 @@ def redact(value: Any, depth: int = 0) -> Any:
 
 def redaction_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     # exc_info is rendered later by format_exc_info; render it here first so the traceback is scrubbed too.
-    return redact(event_dict)
+    return cast(dict[str, Any], redact(event_dict))
 
 
 def _flatten_faststream_extra(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.runtime.config import Settings
 from shared.contracts.events import Event
 from shared.contracts.routing import Party, Topic, route_of
+from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
 
 
@@ -67,7 +67,7 @@ class KafkaPublisher:
                     bootstrap_servers=self._settings.kafka_bootstrap_servers,
                     client_id=self._client_id,
                     acks="all",
-                    # Tansu has no idempotent producer (engineering notes §7).
+                    # Tansu has no idempotent producer (shared/runtime/README.md#tansu).
                     enable_idempotence=False,
                 )
                 await start_kafka_client(producer, self._settings.kafka_bootstrap_servers)

@@ -3,18 +3,18 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.runtime.config import ServiceSettings
-from shared.runtime.kafka import close_subscriptions
-from shared.runtime.logging import configure_logging
 from shared.adapters.vault.client import VaultClient
+from shared.runtime.config import ServiceSettings
+from shared.runtime.logging import configure_logging
+from shared.runtime.subscriptions import Subscriptions
 
 S = TypeVar("S", bound=ServiceSettings)
 # EX_TEMPFAIL: the service could not start in time and should simply be started again.
@@ -22,21 +22,20 @@ EXIT_START_TIMED_OUT = 75
 log = structlog.get_logger(__name__)
 
 
-def service_app(broker: KafkaBroker, settings: ServiceSettings, description: str) -> FastStream:
+def service_app(broker: KafkaBroker, subscriptions: Subscriptions, settings: ServiceSettings,
+                description: str) -> FastStream:
+    """The app running broker, which closes subscriptions on shutdown, before the broker stops: the records in
+    hand finish and their offsets are committed."""
     app = FastStream(
         broker,
         logger=logging.getLogger("hash7.app"),
         specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
     )
-
-    async def finish_records_in_hand() -> None:
-        await close_subscriptions(broker)
-
-    app.on_shutdown(finish_records_in_hand)
+    app.on_shutdown(subscriptions.close)
     return app
 
 
-def background(app: FastStream, work: Callable[[], Awaitable[None]]) -> None:
+def background(app: FastStream, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run work for as long as the app runs: started once the broker is up (so it may publish), cancelled
     when the app shuts down."""
     tasks: list[asyncio.Task[None]] = []
@@ -94,4 +93,5 @@ async def run_with_start_deadline(app: FastStream, timeout_s: float) -> bool:
 
 def vault_client(settings: ServiceSettings) -> VaultClient:
     """The service's own AppRole identity (never the root token)."""
-    return VaultClient(settings.vault_addr, settings.approle_credentials(settings.service_name), settings.vault_timeout_s)
+    return VaultClient(settings.vault_addr, settings.approle_credentials(settings.service_name),
+                       settings.vault_timeout_s)

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from shared.clients.binding_client import DeadLetterRecord, StatusTimeout
 from shared.contracts.events import AuditEvent, BindingStatus
 from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
 from shared.contracts.secrets import mask_access_key
+from shared.contracts.states import BindingState
 
 ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
 MASKED_ACCESS_KEY = mask_access_key(ACCESS_KEY)

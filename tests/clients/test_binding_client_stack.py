@@ -14,8 +14,9 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
+from shared.adapters.vault.layout import BINDING_SECRET_KEY, TRANSIT_MOUNT
 from shared.clients.binding_client import BindingClient, InvalidRequest, StatusTimeout
-from shared.clients.cli import EXIT_INTERRUPTED
+from shared.clients.console import EXIT_INTERRUPTED
 from shared.contracts.events import (
     BindingRequested,
     BindingStatus,
@@ -24,9 +25,8 @@ from shared.contracts.events import (
     parse_event,
 )
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
-from shared.adapters.vault.layout import BINDING_SECRET_KEY, TRANSIT_MOUNT
+from shared.contracts.states import BindingState
 from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, audit_event, status
 from tests.clients.hash7_process import hash7_command, hash7_environment, run_hash7
 from tests.fixtures.stack import BootstrappedStack

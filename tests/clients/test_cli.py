@@ -7,11 +7,14 @@ import pytest
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
-from shared.clients import cli
-from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing
-from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.adapters.vault.client import VaultUnavailable
+from shared.clients import console
+from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing
+from shared.clients.cli import commands, plumbing
+from shared.clients.console import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.routing import Topic
+from shared.contracts.states import BindingState
 from tests.clients.fakes import (
     ACCESS_KEY,
     MASKED_ACCESS_KEY,
@@ -29,14 +32,14 @@ BIND = ["bind", "--user", "user-1", "--access-key", ACCESS_KEY]
 @pytest.fixture(autouse=True)
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBindingClient]]:
     FakeBindingClient.reset()
-    monkeypatch.setattr(cli, "BindingClient", FakeBindingClient)
+    monkeypatch.setattr(commands, "BindingClient", FakeBindingClient)
     # Logging is process-wide; the CLI's setup of it is not what these tests are about.
-    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    monkeypatch.setattr(console, "configure_logging", lambda *args: None)
     yield FakeBindingClient
 
 
 def invoke(args: list[str], stdin: str | None = None) -> Result:
-    return CliRunner().invoke(cli.cli, args, input=stdin, prog_name="hash7")
+    return CliRunner().invoke(commands.cli, args, input=stdin, prog_name="hash7")
 
 
 def sent_secret() -> SecretStr:
@@ -57,7 +60,7 @@ def assert_no_secret(result: Result) -> None:
 def test_bind_has_no_option_that_takes_the_secret() -> None:
     result = invoke([*BIND, "--secret", SECRET_KEY])
 
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == EXIT_USAGE
     assert "No such option '--secret'" in result.output
     assert_no_secret(result)
     assert not FakeBindingClient.instances
@@ -66,7 +69,7 @@ def test_bind_has_no_option_that_takes_the_secret() -> None:
 def test_bind_refuses_a_positional_secret_without_echoing_it() -> None:
     result = invoke([*BIND, SECRET_KEY], stdin=SECRET_KEY)
 
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == EXIT_USAGE
     assert "never taken from the command line" in result.output
     assert_no_secret(result)
     assert not FakeBindingClient.instances
@@ -79,7 +82,7 @@ def test_bind_reads_the_secret_from_stdin_and_prints_the_timeline() -> None:
     result = invoke([*BIND, "--secret-stdin", "--pairs", "BTCUSDT, ethusdt", "--label", " main "],
                     stdin=f"  {SECRET_KEY} \n")
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert sent_secret().get_secret_value() == SECRET_KEY
     (bind_call,) = [c for c in FakeBindingClient.instances[-1].calls if c[0] == "bind"]
     assert bind_call[2]["trading_pairs"] == ["btcusdt", "ethusdt"]
@@ -96,7 +99,7 @@ def test_bind_checks_kafka_and_vault_before_asking_for_the_secret() -> None:
 
     result = invoke([*BIND, "--secret-stdin"], stdin="")
 
-    assert result.exit_code == cli.EXIT_FAILED
+    assert result.exit_code == EXIT_FAILED
     assert result.stderr.strip() == "Error: no AppRole credentials for 'app': run the bootstrap"
 
 
@@ -107,13 +110,13 @@ def test_bind_prompts_with_a_hidden_prompt_on_a_terminal(monkeypatch: pytest.Mon
         prompts.append(prompt)
         return SECRET_KEY
 
-    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: True)
-    monkeypatch.setattr(cli.getpass, "getpass", type_the_secret)
+    monkeypatch.setattr(plumbing, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(plumbing.getpass, "getpass", type_the_secret)
     FakeBindingClient.timeline = [status(BindingState.AWAITING_WHITELIST)]
 
     result = invoke(BIND)
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert prompts == ["HTX Secret Key (hidden): "]
     assert sent_secret().get_secret_value() == SECRET_KEY
 
@@ -129,7 +132,7 @@ def test_bind_prompts_with_a_hidden_prompt_on_a_terminal(monkeypatch: pytest.Mon
 def test_bind_without_a_secret_is_a_usage_error(args: list[str], stdin: str, message: str) -> None:
     result = invoke(args, stdin=stdin)
 
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == EXIT_USAGE
     assert message in result.output
     assert_no_secret(result)
 
@@ -137,7 +140,7 @@ def test_bind_without_a_secret_is_a_usage_error(args: list[str], stdin: str, mes
 def test_bind_without_waiting_prints_the_request_id() -> None:
     result = invoke([*BIND, "--secret-stdin", "--no-wait"], stdin=SECRET_KEY)
 
-    assert result.exit_code == cli.EXIT_OK
+    assert result.exit_code == EXIT_OK
     assert result.stdout.strip() == "req-1"
     assert not [c for c in FakeBindingClient.instances[-1].calls if c[0] == "wait_for"]
 
@@ -150,7 +153,7 @@ def test_a_rejected_binding_shows_reasons_with_hints_and_exits_3() -> None:
 
     result = invoke([*BIND, "--secret-stdin"], stdin=SECRET_KEY)
 
-    assert result.exit_code == cli.EXIT_REFUSED
+    assert result.exit_code == EXIT_REFUSED
     assert "permission_withdraw_forbidden" in result.stdout
     assert "untick 'Withdraw'" in result.stdout
     assert "ended rejected (permission_withdraw_forbidden)" in result.stdout
@@ -172,7 +175,7 @@ def test_a_rejected_binding_shows_reasons_with_hints_and_exits_3() -> None:
 def test_bad_input_is_a_clear_usage_error(args: list[str], option: str) -> None:
     result = invoke(args, stdin=SECRET_KEY)
 
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == EXIT_USAGE
     assert f"Invalid value for '{option}'" in result.output
     assert "Traceback" not in result.output
     assert "not a key!" not in result.output
@@ -200,7 +203,7 @@ def test_failures_are_one_red_line_and_exit_1(failure: Exception) -> None:
 
     result = invoke(["whitelist", "--user", "user-1", "--binding", "bind-1", "--pairs", "btcusdt"])
 
-    assert result.exit_code == cli.EXIT_FAILED
+    assert result.exit_code == EXIT_FAILED
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: ")
     assert "Traceback" not in result.output
@@ -212,7 +215,7 @@ def test_a_timeout_shows_what_arrived_and_exits_1() -> None:
 
     result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1", "--timeout", "5"])
 
-    assert result.exit_code == cli.EXIT_FAILED
+    assert result.exit_code == EXIT_FAILED
     assert "received" in result.stdout
     assert "Error: no rejected/revoked status for request req-1 within 5s (states seen: received)" in result.stderr
 
@@ -222,7 +225,7 @@ def test_revoke_ends_well_when_revoked() -> None:
 
     result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1"])
 
-    assert result.exit_code == cli.EXIT_OK
+    assert result.exit_code == EXIT_OK
     assert ("revoke", ("user-1", "bind-1"), {}) in FakeBindingClient.instances[-1].calls
 
 
@@ -231,7 +234,7 @@ def test_whitelist_accepts_an_empty_list_to_clear_it() -> None:
 
     result = invoke(["whitelist", "--user", "user-1", "--binding", "bind-1", "--pairs", ""])
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert ("set_whitelist", ("user-1", "bind-1", []), {}) in FakeBindingClient.instances[-1].calls
 
 
@@ -247,7 +250,7 @@ def test_timeline_passes_the_filters_and_prints_a_table() -> None:
 
     result = invoke(["timeline", "--user", "user-1", "--binding", "bind-1"])
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     (call,) = FakeBindingClient.instances[-1].calls
     assert call[2]["user_id"] == "user-1" and call[2]["binding_id"] == "bind-1" and call[2]["request_id"] is None
     lines = result.stdout.splitlines()
@@ -264,7 +267,7 @@ def test_audit_shows_the_newest_events_with_masked_keys_only() -> None:
 
     result = invoke(["audit", "--limit", "2"])
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert "action_0" not in result.stdout and "action_1" not in result.stdout
     assert result.stdout.index("action_2") < result.stdout.index("action_3")
     assert MASKED_ACCESS_KEY in result.stdout
@@ -278,7 +281,7 @@ def test_audit_follow_prints_new_rows_after_the_backlog() -> None:
 
     result = invoke(["audit", "--follow"])
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert result.stdout.count("Time (UTC)") == 1
     assert result.stdout.index("before") < result.stdout.index("after")
 
@@ -288,7 +291,7 @@ def test_dead_letters_table_shows_origin_error_and_preview() -> None:
 
     result = invoke(["dead-letters"])
 
-    assert result.exit_code == cli.EXIT_OK, result.output
+    assert result.exit_code == EXIT_OK, result.output
     for expected in ("t.binding.requested/2/41", "MalformedEvent", "body is not JSON", "intake",
                      '"secret_key_sealed": "[REDACTED]"'):
         assert expected in result.stdout
@@ -297,17 +300,17 @@ def test_dead_letters_table_shows_origin_error_and_preview() -> None:
 def test_an_empty_topic_says_so() -> None:
     result = invoke(["dead-letters"])
 
-    assert result.exit_code == cli.EXIT_OK
+    assert result.exit_code == EXIT_OK
     assert "No dead letters." in result.stderr
 
 
 def test_skipped_records_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     class SkippingClient(FakeBindingClient):
         def audit_events(self, **options: object):  # type: ignore[no-untyped-def]
-            self.unparseable_records[cli.Topic.AUDIT] += 2
+            self.unparseable_records[Topic.AUDIT] += 2
             return super().audit_events(**options)
 
-    monkeypatch.setattr(cli, "BindingClient", SkippingClient)
+    monkeypatch.setattr(commands, "BindingClient", SkippingClient)
     result = invoke(["audit"])
 
     assert "Skipped 2 record(s) on audit that are not valid events." in result.stderr
@@ -326,7 +329,7 @@ def test_unreachable_kafka_is_one_line_without_a_traceback() -> None:
     completed = run_hash7(["timeline", "--user", "user-1"],
                           hash7_environment(HASH7_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}"))
 
-    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.returncode == EXIT_FAILED
     (line,) = completed.stderr.strip().splitlines()
     assert line.startswith("Error: Kafka is unreachable at 127.0.0.1:")
     assert completed.stdout == ""
@@ -335,7 +338,7 @@ def test_unreachable_kafka_is_one_line_without_a_traceback() -> None:
 def test_missing_approle_credentials_stop_bind_before_the_secret_is_read(tmp_path) -> None:
     completed = run_hash7([*BIND, "--secret-stdin"], hash7_environment(HASH7_RUN_DIR=str(tmp_path)), stdin=SECRET_KEY)
 
-    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.returncode == EXIT_FAILED
     assert "Error: no AppRole credentials for 'app'" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert SECRET_KEY not in completed.stderr + completed.stdout
@@ -344,7 +347,7 @@ def test_missing_approle_credentials_stop_bind_before_the_secret_is_read(tmp_pat
 def test_bad_settings_are_one_line(tmp_path) -> None:
     completed = run_hash7(["audit"], hash7_environment(HASH7_VAULT_TIMEOUT_S="soon"))
 
-    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.returncode == EXIT_FAILED
     assert completed.stderr.startswith("Error: bad configuration: HASH7_VAULT_TIMEOUT_S:")
     assert "Traceback" not in completed.stderr
 
@@ -355,6 +358,6 @@ def test_unreachable_vault_stops_bind_before_the_secret_is_read() -> None:
         HASH7_VAULT_ADDR=vault_addr, HASH7_VAULT_ROLE_ID="app-role", HASH7_VAULT_SECRET_ID="app-secret-id",
     ), stdin=SECRET_KEY)
 
-    assert completed.returncode == cli.EXIT_FAILED
+    assert completed.returncode == EXIT_FAILED
     assert completed.stderr.strip() == f"Error: Vault at {vault_addr}: Vault unreachable (ConnectionError)"
     assert "app-secret-id" not in completed.stderr

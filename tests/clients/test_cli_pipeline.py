@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from shared.clients.cli import EXIT_REFUSED
+from shared.clients.console import EXIT_REFUSED
 from shared.contracts.secrets import mask_access_key
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.fixtures.pipeline import Pipeline

@@ -6,7 +6,7 @@ from datetime import timedelta
 from aiokafka import ConsumerRecord
 
 from shared.clients.binding_client import DeadLetterRecord, body_preview
-from shared.clients.cli import Newest
+from shared.clients.cli.tables import Newest
 from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, T0
 
 CIPHERTEXT = "vault:v1:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" * 2

@@ -7,8 +7,9 @@ import uuid
 import hvac
 import pytest
 
-from deploy.stack.bao import VaultFiles, start_bao, start_bao_dev
-from deploy.stack.private_files import is_private
+from deploy.bootstrap.private_files import is_private
+from deploy.bootstrap.vault_files import VaultFiles
+from deploy.stack.bao import start_bao, start_bao_dev
 from deploy.stack.processes import ServerStartError, port_is_free
 from tests.fixtures.stack import LOOPBACK, free_port
 

@@ -1,7 +1,7 @@
 import os
 import stat
 
-from deploy.stack.private_files import is_private, make_private_dir, write_private_file
+from deploy.bootstrap.private_files import is_private, make_private_dir, write_private_file
 
 
 def _mode(path) -> int:

@@ -9,12 +9,13 @@ import pytest
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 
+from deploy.bootstrap.private_files import is_private
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
+from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import POLICIES_DIR, credentials_path, ensure_vault
-from deploy.stack.bao import AUDIT_DEVICE_PATH, VaultFiles
-from deploy.stack.private_files import is_private
-from shared.runtime.config import AppRoleCredentials
+from deploy.stack.bao import AUDIT_DEVICE_PATH
 from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import AppRoleCredentials
 
 pytestmark = pytest.mark.stack
 

@@ -9,13 +9,13 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
+from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
 from shared.contracts.events import utc_now
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
-from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
-from tests.kafka_reading import raw_records
+from shared.contracts.states import BindingState
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, Key, bind, demo_key, fresh_key, new_user, states
+from tests.kafka_reading import raw_records
 
 pytestmark = pytest.mark.stack
 S = BindingState

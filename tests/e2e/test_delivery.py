@@ -9,10 +9,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.runtime.config import VaultWriterSettings
 from shared.contracts.events import BindingValidated
 from shared.contracts.routing import Party, Topic
-from shared.runtime.kafka import EventPublisher, close_subscriptions, make_broker, subscribe
+from shared.runtime.broker import make_broker
+from shared.runtime.config import VaultWriterSettings
+from shared.runtime.publishing import EventPublisher
+from shared.runtime.subscriptions import subscribe
 from tests.unit.builders import validated
 
 pytestmark = pytest.mark.stack
@@ -56,8 +58,8 @@ async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users
         return []
 
     broker = make_broker(settings, "lanes-test")
-    subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
-              EventPublisher(broker, settings.topic_prefix, Party.VAULT_WRITER))
+    subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
+                             EventPublisher(broker, settings.topic_prefix, Party.VAULT_WRITER))
     await broker.start()
     try:
         for user in ("slow-user", "user-2", "user-3"):
@@ -73,5 +75,5 @@ async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users
         assert await committed_offset(kafka_server, group_id, partition) == 3
     finally:
         release_slow.set()
-        await close_subscriptions(broker)
+        await subscription.close()
         await broker.stop()

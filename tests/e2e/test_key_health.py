@@ -9,8 +9,8 @@ import pytest
 
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
+from shared.contracts.states import BindingState
 from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
 
 pytestmark = pytest.mark.stack

@@ -4,6 +4,7 @@ any service log line."""
 import json
 
 import pytest
+
 from shared.contracts.routing import Topic
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, SECRETS_USED
 from tests.kafka_reading import topic_bytes

@@ -24,15 +24,20 @@ import hvac
 from hvac import exceptions as hvac_errors
 
 from deploy.bench.load import ArrivedStatus, distinct
-from deploy.stack.bao import VaultFiles, read_init_keys
+from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.stack.loopback import LoopbackStack
-from services.vault_writer.records import index_holds
-from shared.clients.cli import BIND_OUTCOME
+from shared.adapters.vault.layout import (
+    ACCESS_KEY_INDEX_KEY,
+    KV_MOUNT,
+    TRANSIT_MOUNT,
+    access_key_index_path,
+    binding_path,
+)
+from shared.adapters.vault.records import AccessKeyIndexEntry
 from shared.contracts.events import BindingRequested
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
-from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, KV_MOUNT, TRANSIT_MOUNT, access_key_index_path, binding_path
+from shared.contracts.states import BIND_OUTCOME, BindingState
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks
@@ -154,7 +159,8 @@ def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, va
         winner = winners[0]
         winning = outcomes[winner.request_id]
         assert winning is not None
-        if index is None or not index_holds(index, winner.user_id, winning.status.binding_id or ""):
+        if index is None or not AccessKeyIndexEntry.from_vault(index).names(winner.user_id,
+                                                                   winning.status.binding_id or ""):
             problems.append(f"{winner.request_id}: the access-key index does not name the active binding")
     elif index is not None:
         problems.append(f"key of {rivals[0].request_id}: indexed although no binding of it is active")

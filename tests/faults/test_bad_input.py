@@ -12,8 +12,8 @@ from deploy.bench.load import StatusCollector
 from deploy.stack.loopback import LoopbackStack
 from shared.clients.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
+from shared.contracts.states import BindingState
 from tests.faults.fuzzing import FuzzMessage, draw_fuzz_messages
 from tests.faults.invariants import assert_invariants
 from tests.faults.load_run import LoadRuns

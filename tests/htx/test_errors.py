@@ -1,4 +1,4 @@
-"""Both envelopes parsed, and every HTX failure classified (facts §3, §5)."""
+"""Both envelopes parsed, and every HTX failure classified (shared/adapters/htx/README.md#envelopes, #errors)."""
 
 import json
 

@@ -1,9 +1,10 @@
 """An independent HTX client against the sandbox: `huobi-sdk-hash-7` (Hash7's fork of HTX's official Python
-SDK, unchanged signing code, facts §9), pointed at the sandbox with its `url=` argument. Its signed calls
-are accepted, and its tampered or wrongly signed calls are refused with HTX's exact message.
+SDK, unchanged signing code: shared/adapters/htx/README.md#hash7-sdk), pointed at the sandbox with its `url=`
+argument. Its signed calls are accepted, and its tampered or wrongly signed calls are refused with HTX's exact
+message.
 
 The SDK signs the bare host (`urlparse(url).hostname`) while its HTTP library sends the port in the Host
-header, exactly the case facts §2.1 (FAQ Q6 item 8) describes, so these calls also prove the sandbox
+header, exactly the case shared/adapters/htx/README.md#signing describes, so these calls also prove the sandbox
 accepts a signed host without the port.
 
 `AccountClient` is not imported: the SDK imports aiohttp there without declaring it; its `get_accounts` is
@@ -113,7 +114,8 @@ def test_a_read_only_key_cannot_place_orders(sandbox):
 
 
 def test_a_sub_user_on_the_parent_only_endpoint_gets_htx_bare_403(sandbox):
-    # facts §3: huobi_Python issue #88 — the SDK fails to parse HTX's non-JSON 403 answer.
+    # huobi_Python issue #88: the SDK fails to parse HTX's non-JSON 403 answer
+    # (shared/adapters/htx/README.md#envelopes).
     options = sdk_options(sandbox, "sub-user")
     with pytest.raises(json.JSONDecodeError):
         SubuserClient(**options).get_user_apikey_info(sandbox.user("sub-user")["uid"], options["api_key"])

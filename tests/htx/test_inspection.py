@@ -6,12 +6,13 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from shared.contracts.events import HtxKeyFacts
-from shared.contracts.reasons import ReasonCode as R
-from shared.adapters.htx.client import HtxClient, HtxCredentials
-from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
+from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
+from shared.contracts.events import HtxKeyFacts
+from shared.contracts.reasons import ReasonCode as R
+from tests.htx.reasons import codes
 
 pytestmark = pytest.mark.stack
 
@@ -48,8 +49,8 @@ async def client(sandbox):
 )
 async def test_every_demo_key_gets_its_verdict(sandbox, client, note, rejections, warnings):
     inspection = await inspect_key(client, sandbox.credentials(note), POLICY)
-    assert inspection.verdict.rejection_codes == rejections
-    assert inspection.verdict.warning_codes == warnings
+    assert codes(inspection.verdict.rejections) == rejections
+    assert codes(inspection.verdict.warnings) == warnings
     assert inspection.accepted is (rejections == [])
 
 
@@ -84,7 +85,7 @@ async def test_a_sub_account_key_has_no_facts(sandbox, client):
 )
 async def test_an_unknown_key_or_wrong_secret_is_key_invalid(sandbox, client, credentials_of):
     inspection = await inspect_key(client, credentials_of(sandbox), POLICY)
-    assert inspection.verdict.rejection_codes == [R.KEY_INVALID]
+    assert codes(inspection.verdict.rejections) == [R.KEY_INVALID]
 
 
 async def test_changes_made_at_run_time_change_the_verdict(sandbox, client):
@@ -92,8 +93,8 @@ async def test_changes_made_at_run_time_change_the_verdict(sandbox, client):
     sandbox.admin.update_key(access_key, permission="readOnly,trade,withdraw", valid_days=3)
     sandbox.admin.set_account_state(10000011, "lock")
     inspection = await inspect_key(client, sandbox.credentials("good"), POLICY)
-    assert inspection.verdict.rejection_codes == [R.PERMISSION_WITHDRAW_FORBIDDEN, R.ACCOUNT_LOCKED]
-    assert inspection.verdict.warning_codes == [R.KEY_EXPIRING]
+    assert codes(inspection.verdict.rejections) == [R.PERMISSION_WITHDRAW_FORBIDDEN, R.ACCOUNT_LOCKED]
+    assert codes(inspection.verdict.warnings) == [R.KEY_EXPIRING]
     sandbox.admin.reset()
     assert (await inspect_key(client, sandbox.credentials("good"), POLICY)).accepted
 

@@ -4,11 +4,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.contracts.reasons import ReasonCode as R
-from shared.adapters.htx.client import HtxCredentials
-from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
+from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.htx.errors import HtxError, HtxErrorKind
+from shared.contracts.reasons import ReasonCode as R
+from tests.htx.reasons import codes
 from tests.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
 
 POLICY = KeyPolicy(egress_ips=("203.0.113.10", "203.0.113.11"), expiry_warning_days=14)
@@ -24,13 +25,13 @@ async def inspect(*answers: httpx.Response):
 async def test_a_key_htx_does_not_list_under_its_own_uid_is_invalid():
     other_key = {"accessKey": "someone-else", "permission": "readOnly,trade", "status": "normal"}
     inspection = await inspect(ok(63628520), ok([other_key]))
-    assert inspection.verdict.rejection_codes == [R.KEY_INVALID]
+    assert codes(inspection.verdict.rejections) == [R.KEY_INVALID]
     assert inspection.facts is None
 
 
 async def test_an_ip_refusal_without_the_ip_names_every_egress_ip():
     inspection = await inspect(v1_error("api-signature-not-valid", "Signature not valid: ip地址错误"))
-    assert inspection.verdict.rejection_codes == [R.IP_BINDING_INCOMPLETE]
+    assert codes(inspection.verdict.rejections) == [R.IP_BINDING_INCOMPLETE]
     assert "missing: 203.0.113.10, 203.0.113.11." in inspection.verdict.rejections[0].message
 
 

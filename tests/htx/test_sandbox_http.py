@@ -1,5 +1,5 @@
-"""The sandbox over raw HTTP: every refusal with HTX's exact envelope and text (facts §5), and each one
-classified by the adapter's parser as the case it is."""
+"""The sandbox over raw HTTP: every refusal with HTX's exact envelope and text
+(shared/adapters/htx/README.md#errors), and each one classified by the adapter's parser as the case it is."""
 
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -41,7 +41,8 @@ def classified(response: httpx.Response) -> HtxError:
 
 
 def assert_auth_refusal(response: httpx.Response, message: str, kind: HtxErrorKind) -> HtxError:
-    """facts §5.1: HTTP 200, v1 envelope, `api-signature-not-valid`, the exact text; on v1 and v2 paths alike."""
+    """HTTP 200, v1 envelope, `api-signature-not-valid`, the exact text; on v1 and v2 paths alike
+    (shared/adapters/htx/README.md#auth-failures)."""
     assert response.status_code == 200
     assert response.json() == {
         "status": "error", "err-code": "api-signature-not-valid", "err-msg": message, "data": None}
@@ -104,7 +105,7 @@ def test_a_deleted_key_is_unknown(sandbox):
                         "Signature not valid: Incorrect Access key [Access key错误]", K.UNKNOWN_ACCESS_KEY)
 
 
-# ---- timestamp window (5 minutes, facts §2.1) ------------------------------------------------------------
+# ---- timestamp window (5 minutes, shared/adapters/htx/README.md#signing) -----------------------------------
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
@@ -165,7 +166,7 @@ def _raw_query(sandbox, note: str, path: str, encode) -> str:
 
 
 def test_lower_case_hex_signed_verbatim_fails(sandbox):
-    # facts §2.2: the server re-encodes with upper-case hex (ccxt #24930).
+    # shared/adapters/htx/README.md#canonical-form: the server re-encodes with upper-case hex (ccxt #24930).
     query = _raw_query(sandbox, "good", "/v2/user/uid", lambda v: percent_encode(v).replace("%3A", "%3a"))
     assert "%3a" in query
     assert_auth_refusal(send(sandbox, "GET", "/v2/user/uid", query), VERIFICATION_FAILURE, K.SIGNATURE_MISMATCH)

@@ -1,4 +1,4 @@
-"""Signature Version 2 against the vectors of the facts file (§2.4), positive and negative."""
+"""Signature Version 2 against the vectors of shared/adapters/htx/README.md#test-vectors, positive and negative."""
 
 import base64
 import hashlib
@@ -18,7 +18,7 @@ from shared.adapters.htx.signing import (
     signed_query,
 )
 
-# facts §2.4 vector 5 (and the documented example's placeholders).
+# vector 5 of shared/adapters/htx/README.md#test-vectors (and the documented example's placeholders).
 AK = "e2xxxxxx-99xxxxxx-84xxxxxx-7xxxx"
 SK = SecretStr("b0xxxxxx-c6xxxxxx-94xxxxxx-dxxxx")
 AT_2024 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -80,7 +80,8 @@ def test_pysdk_vector():
 
 
 def test_documented_example_signed_with_the_documented_secret():
-    # facts §2.1: the doc's own signature is illustrative; this is the real HMAC of its pre-sign text.
+    # DOC21's own signature is illustrative; this is the real HMAC of its pre-sign text
+    # (shared/adapters/htx/README.md#test-vectors).
     params = [("AccessKeyId", AK), ("SignatureMethod", "HmacSHA256"), ("SignatureVersion", "2"),
               ("Timestamp", "2017-05-11T15:19:30"), ("order-id", "1234567890")]
     text = pre_sign_text("GET", "api.huobi.pro", "/v1/order/orders", params)
@@ -147,7 +148,7 @@ def test_a_wrong_secret_gives_another_signature():
 
 
 def test_base64_of_the_hex_digest_is_not_the_signature():
-    # facts §2.1 step 5 / FAQ: base64 the raw digest bytes, not the hex string.
+    # shared/adapters/htx/README.md#signing: base64 the raw digest bytes, not the hex string.
     hex_digest = hmac.new(SK.get_secret_value().encode(), PLACE_PRE_SIGN.encode(), hashlib.sha256).hexdigest()
     assert base64.b64encode(hex_digest.encode()).decode() != PLACE_SIGNATURE
 

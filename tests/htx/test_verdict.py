@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.contracts.reasons import ReasonCode as R
+from services.validator.verdict import KeyPolicy, check_ip_binding, verdict_for
 from shared.adapters.htx.models import Account, ApiKeyInfo
-from services.validator.verdict import KeyPolicy, check_ip_binding, judge_key
+from shared.contracts.reasons import ReasonCode as R
+from tests.htx.reasons import codes
 
 EGRESS = ("203.0.113.10", "203.0.113.11")
 POLICY = KeyPolicy(egress_ips=EGRESS, expiry_warning_days=14)
@@ -21,17 +22,17 @@ def key(**fields) -> ApiKeyInfo:
     return ApiKeyInfo.model_validate(entry)
 
 
-def judge(api_key: ApiKeyInfo | None = None, accounts=(SPOT,), policy=POLICY):
-    return judge_key(api_key or key(), list(accounts), policy)
+def verdict_on(api_key: ApiKeyInfo | None = None, accounts=(SPOT,), policy=POLICY):
+    return verdict_for(api_key or key(), list(accounts), policy)
 
 
 def test_a_good_key_is_accepted_without_warnings():
-    verdict = judge()
+    verdict = verdict_on()
     assert verdict.accepted and verdict.rejections == [] and verdict.warnings == []
 
 
 @pytest.mark.parametrize(
-    ("permission", "codes"),
+    ("permission", "expected"),
     [
         ("trade,readOnly", []),
         ("readOnly,trade,withdraw", [R.PERMISSION_WITHDRAW_FORBIDDEN]),
@@ -41,40 +42,40 @@ def test_a_good_key_is_accepted_without_warnings():
         (" readOnly , trade ", []),
     ],
 )
-def test_permissions(permission, codes):
-    assert judge(key(permission=permission)).rejection_codes == codes
+def test_permissions(permission, expected):
+    assert codes(verdict_on(key(permission=permission)).rejections) == expected
 
 
 def test_no_ip_binding_is_rejected_and_names_our_ips():
-    verdict = judge(key(ipAddresses=""))
-    assert verdict.rejection_codes == [R.IP_BINDING_MISSING]
+    verdict = verdict_on(key(ipAddresses=""))
+    assert codes(verdict.rejections) == [R.IP_BINDING_MISSING]
     assert "203.0.113.10, 203.0.113.11" in verdict.rejections[0].hint
 
 
 def test_a_binding_missing_one_egress_ip_is_incomplete():
-    verdict = judge(key(ipAddresses="203.0.113.10"))
-    assert verdict.rejection_codes == [R.IP_BINDING_INCOMPLETE]
+    verdict = verdict_on(key(ipAddresses="203.0.113.10"))
+    assert codes(verdict.rejections) == [R.IP_BINDING_INCOMPLETE]
     assert verdict.rejections[0].message.endswith("missing: 203.0.113.11.")
 
 
 def test_a_network_that_contains_our_ips_is_foreign():
-    verdict = judge(key(ipAddresses="203.0.113.10,203.0.113.11,203.0.113.0/24"))
-    assert verdict.rejection_codes == [R.IP_BINDING_FOREIGN]
+    verdict = verdict_on(key(ipAddresses="203.0.113.10,203.0.113.11,203.0.113.0/24"))
+    assert codes(verdict.rejections) == [R.IP_BINDING_FOREIGN]
     assert "203.0.113.0/24" in verdict.rejections[0].message
 
 
 def test_only_a_network_of_ours_is_both_incomplete_and_foreign():
-    verdict = judge(key(ipAddresses="203.0.113.0/24"))
-    assert verdict.rejection_codes == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
+    verdict = verdict_on(key(ipAddresses="203.0.113.0/24"))
+    assert codes(verdict.rejections) == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
 
 
 def test_host_networks_of_our_ips_count_as_our_ips():
-    assert judge(key(ipAddresses="203.0.113.10/32, 203.0.113.11")).accepted
+    assert verdict_on(key(ipAddresses="203.0.113.10/32, 203.0.113.11")).accepted
 
 
 def test_a_foreign_host_and_garbage_are_reported_as_written():
-    verdict = judge(key(ipAddresses="203.0.113.10,203.0.113.11,198.51.100.7,not-an-ip,198.51.100.7"))
-    assert verdict.rejection_codes == [R.IP_BINDING_FOREIGN]
+    verdict = verdict_on(key(ipAddresses="203.0.113.10,203.0.113.11,198.51.100.7,not-an-ip,198.51.100.7"))
+    assert codes(verdict.rejections) == [R.IP_BINDING_FOREIGN]
     assert "198.51.100.7, not-an-ip." in verdict.rejections[0].message
 
 
@@ -82,23 +83,23 @@ def test_ipv6_egress_is_matched_in_any_spelling():
     policy = KeyPolicy(egress_ips=("2001:DB8::0A", "203.0.113.10"), expiry_warning_days=14)
     assert policy.egress_ips == ("2001:db8::a", "203.0.113.10")
     spelled = "2001:0db8:0000:0000:0000:0000:0000:000A/128,203.0.113.10"
-    assert judge(key(ipAddresses=spelled), policy=policy).accepted
-    widened = judge(key(ipAddresses="2001:db8::/64,203.0.113.10"), policy=policy)
-    assert widened.rejection_codes == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
+    assert verdict_on(key(ipAddresses=spelled), policy=policy).accepted
+    widened = verdict_on(key(ipAddresses="2001:db8::/64,203.0.113.10"), policy=policy)
+    assert codes(widened.rejections) == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
 
 
 def test_an_ipv4_mapped_ipv6_address_is_not_our_ipv4_address():
-    verdict = judge(key(ipAddresses="::ffff:203.0.113.10,203.0.113.11"))
-    assert verdict.rejection_codes == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
+    verdict = verdict_on(key(ipAddresses="::ffff:203.0.113.10,203.0.113.11"))
+    assert codes(verdict.rejections) == [R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN]
 
 
 @pytest.mark.parametrize(
-    ("status", "codes"),
+    ("status", "expected"),
     [("normal", []), ("expired", [R.KEY_EXPIRED]), ("frozen", [R.KEY_DISABLED])],
 )
-def test_key_status(status, codes):
-    verdict = judge(key(status=status))
-    assert verdict.rejection_codes == codes
+def test_key_status(status, expected):
+    verdict = verdict_on(key(status=status))
+    assert codes(verdict.rejections) == expected
     if status == "frozen":
         assert "(frozen)" in verdict.rejections[0].message
 
@@ -108,39 +109,39 @@ def test_key_status(status, codes):
     [(-1, False), (0, True), (7, True), (14, True), (15, False), (90, False)],
 )
 def test_expiry_warning_at_or_under_the_threshold(valid_days, warned):
-    verdict = judge(key(validDays=valid_days))
+    verdict = verdict_on(key(validDays=valid_days))
     assert verdict.accepted
-    assert verdict.warning_codes == ([R.KEY_EXPIRING] if warned else [])
+    assert codes(verdict.warnings) == ([R.KEY_EXPIRING] if warned else [])
     if warned:
         assert f"in {valid_days} day(s)" in verdict.warnings[0].message
 
 
 def test_an_expired_key_is_not_also_warned_about():
-    assert judge(key(status="expired", validDays=0)).warning_codes == []
+    assert codes(verdict_on(key(status="expired", validDays=0)).warnings) == []
 
 
 def test_a_locked_spot_account_is_rejected_other_accounts_do_not_matter():
-    assert judge(accounts=[Account(id=1, type="spot", state="lock")]).rejection_codes == [R.ACCOUNT_LOCKED]
-    assert judge(accounts=[SPOT, Account(id=2, type="margin", subtype="btcusdt", state="lock")]).accepted
+    assert codes(verdict_on(accounts=[Account(id=1, type="spot", state="lock")]).rejections) == [R.ACCOUNT_LOCKED]
+    assert verdict_on(accounts=[SPOT, Account(id=2, type="margin", subtype="btcusdt", state="lock")]).accepted
 
 
 def test_a_sub_account_key_is_rejected_even_undescribed():
-    verdict = judge_key(None, [SPOT], POLICY, sub_account=True)
-    assert verdict.rejection_codes == [R.SUB_ACCOUNT_KEY]
+    verdict = verdict_for(None, [SPOT], POLICY, sub_account=True)
+    assert codes(verdict.rejections) == [R.SUB_ACCOUNT_KEY]
     assert "sub-account" in verdict.rejections[0].message
 
 
 def test_a_main_account_key_must_come_with_its_entry():
     with pytest.raises(ValueError):
-        judge_key(None, [SPOT], POLICY)
+        verdict_for(None, [SPOT], POLICY)
 
 
 def test_every_failing_check_is_reported():
     bad = key(permission="withdraw,readOnly", ipAddresses="10.0.0.0/8,203.0.113.10", validDays=3, status="normal")
-    verdict = judge(bad, accounts=[Account(id=1, type="spot", state="lock")])
-    assert verdict.rejection_codes == [R.PERMISSION_WITHDRAW_FORBIDDEN, R.PERMISSION_TRADE_MISSING,
+    verdict = verdict_on(bad, accounts=[Account(id=1, type="spot", state="lock")])
+    assert codes(verdict.rejections) == [R.PERMISSION_WITHDRAW_FORBIDDEN, R.PERMISSION_TRADE_MISSING,
                                        R.IP_BINDING_INCOMPLETE, R.IP_BINDING_FOREIGN, R.ACCOUNT_LOCKED]
-    assert verdict.warning_codes == [R.KEY_EXPIRING]
+    assert codes(verdict.warnings) == [R.KEY_EXPIRING]
 
 
 @pytest.mark.parametrize("egress", [(), ("203.0.113.0/24",), ("not-an-ip",)])

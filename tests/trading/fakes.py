@@ -5,13 +5,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from services.vault_writer.records import credential_record
-from shared.contracts.events import Event, utc_now
-from shared.contracts.routing import Party, route_of
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
-from shared.runtime.producer import BrokerUnavailable
 from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.vault.records import BindingRecord
+from shared.contracts.events import Event, utc_now
+from shared.contracts.routing import Party, route_of
+from shared.runtime.producer import BrokerUnavailable
 from tests.fakes import InMemoryVault
 from tests.unit.builders import validated
 
@@ -21,12 +21,14 @@ SECRET_KEY = "engine-secret-5e6f7a8b-never-shown"
 HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.unit.builders.validated says HTX answered
 
 
-async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> None:
-    """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it."""
-    record = credential_record(validated(user_id=USER, binding_id=BINDING, access_key=access_key), SecretStr(secret_key),
-                               utc_now())
+async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+                        **htx_facts: Any) -> None:
+    """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it; htx_facts
+    replace what HTX told the validator (e.g. spot_account_id=None)."""
+    record = BindingRecord.of(validated(user_id=USER, binding_id=BINDING, access_key=access_key),
+                              SecretStr(secret_key), utc_now()).model_copy(update=htx_facts)
     current = await vault.read(binding_path(USER, BINDING))
-    await vault.write(binding_path(USER, BINDING), record, cas=current.version if current else 0)
+    await vault.write(binding_path(USER, BINDING), record.to_vault(), cas=current.version if current else 0)
 
 
 async def store_whitelist(vault: InMemoryVault, pairs: list[str], **extra: Any) -> None:

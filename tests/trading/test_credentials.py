@@ -3,12 +3,19 @@ revocation, and that the secret never shows."""
 
 import pytest
 
-from shared.runtime.logging import redact
-from shared.contracts.secrets import mask_access_key
-from shared.clients.trading.credentials import BindingNotFound, BindingStore
 from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.clients.trading.credentials import BindingNotFound, BindingStore
+from shared.contracts.secrets import mask_access_key
+from shared.runtime.logging import redact
 from tests.trading.fakes import (
-    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, store_binding, store_whitelist,
+    ACCESS_KEY,
+    BINDING,
+    HTX_UID,
+    SECRET_KEY,
+    SPOT_ACCOUNT_ID,
+    USER,
+    store_binding,
+    store_whitelist,
 )
 
 TTL_S = 30.0

@@ -10,16 +10,16 @@ from decimal import Decimal
 import hvac
 import pytest
 
+from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import APPROLE_MOUNT, ROLE_TOKEN_SETTINGS
-from deploy.stack.bao import VaultFiles
 from shared.clients.binding_client import BindingClient
-from shared.runtime.config import EngineSettings
-from shared.contracts.events import AuditEvent, MalformedEvent, parse_event
-from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
-from shared.contracts.secrets import mask_access_key
 from shared.clients.trading import BindingStore, OrderRefusalReason, OrderRefused, OrderRequest, order_gate
 from shared.clients.trading.credentials import TRADING_ENGINE_ROLE
+from shared.contracts.events import AuditEvent, MalformedEvent, parse_event
+from shared.contracts.routing import Topic
+from shared.contracts.secrets import mask_access_key
+from shared.contracts.states import BindingState
+from shared.runtime.config import EngineSettings
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
 from tests.kafka_reading import raw_records
 

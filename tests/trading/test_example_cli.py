@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from shared.clients.binding_client import BindingClient
-from shared.clients.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
-from shared.contracts.states import BindingState
-from shared.contracts.secrets import mask_access_key
+from shared.clients.console import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from shared.clients.trading import example
+from shared.contracts.secrets import mask_access_key
+from shared.contracts.states import BindingState
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.e2e.helpers import bind, fresh_key, new_user
 

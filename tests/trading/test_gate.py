@@ -6,13 +6,21 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from shared.contracts.routing import Party, Topic, route_of
-from shared.contracts.secrets import mask_access_key
+from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
-from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.contracts.routing import Party, Topic, route_of
+from shared.contracts.secrets import mask_access_key
 from tests.trading.fakes import (
-    ACCESS_KEY, BINDING, HTX_UID, SECRET_KEY, SPOT_ACCOUNT_ID, USER, RecordingHtx, RecordingSink, store_binding,
+    ACCESS_KEY,
+    BINDING,
+    HTX_UID,
+    SECRET_KEY,
+    SPOT_ACCOUNT_ID,
+    USER,
+    RecordingHtx,
+    RecordingSink,
+    store_binding,
     store_whitelist,
 )
 
@@ -112,6 +120,14 @@ async def test_a_binding_whose_key_is_marked_invalid_is_refused_even_for_a_white
     await store_whitelist(vault, ["btcusdt"], health="invalid")
     refused = await refusal(gate, BUY_BTC)
     assert refused.reason is OrderRefusalReason.BINDING_INVALID and htx.orders == []
+
+
+async def test_a_binding_without_a_spot_account_is_refused_not_sent(gate, vault, htx, sink):
+    await store_binding(vault, spot_account_id=None)
+    await store_whitelist(vault, ["btcusdt"])
+    refused = await refusal(gate, BUY_BTC)
+    assert refused.reason is OrderRefusalReason.NO_SPOT_ACCOUNT and htx.orders == []
+    assert [a.outcome for a in audits(sink)] == ["order_refused"]
 
 
 @pytest.mark.usefixtures("active_binding")

@@ -1,12 +1,16 @@
 """Events as they arrive at each service, for handler tests."""
 
+from collections.abc import Sequence
+
 from shared.contracts.events import BindingStored, BindingValidated, Event, HtxKeyFacts, derived_event_id, utc_now
+from shared.contracts.reasons import Reason
 from shared.contracts.routing import ROUTES, Topic
 from tests.fakes import fake_seal
 
 
-def validated(user_id="u1", binding_id="b1", request_id="r1", access_key="ak-000000000001", secret="s3cret",
-              replaces_binding_id=None, pairs=("btcusdt",), warnings=()) -> BindingValidated:
+def validated(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1",
+              access_key: str = "ak-000000000001", secret: str = "s3cret", replaces_binding_id: str | None = None,
+              pairs: Sequence[str] | None = ("btcusdt",), warnings: Sequence[Reason] = ()) -> BindingValidated:
     return BindingValidated(
         event_id=derived_event_id("validated", user_id, request_id), binding_id=binding_id, request_id=request_id,
         user_id=user_id, exchange="htx", label="", access_key=access_key,
@@ -18,7 +22,8 @@ def validated(user_id="u1", binding_id="b1", request_id="r1", access_key="ak-000
     )
 
 
-def stored(user_id="u1", binding_id="b1", request_id="r1", pairs=("btcusdt",), warnings=()) -> BindingStored:
+def stored(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1",
+           pairs: Sequence[str] | None = ("btcusdt",), warnings: Sequence[Reason] = ()) -> BindingStored:
     return BindingStored(
         event_id=derived_event_id("stored", user_id, request_id), binding_id=binding_id, request_id=request_id,
         user_id=user_id, exchange="htx", access_key_masked="ak-0…0001", vault_path=f"bindings/{user_id}/{binding_id}",

@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 from deploy.bench.load import ArrivedStatus
+from shared.contracts.outcomes import status
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.states import BindingState
-from shared.contracts.outcomes import status
-from tests.faults.invariants import Findings, check_timeline
 from tests.fakes import AT
+from tests.faults.invariants import Findings, check_timeline
 
 S = BindingState
 

@@ -2,12 +2,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
-from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
-from shared.contracts.routing import Party, Topic, route_of
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
+from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.routing import Party, Topic, route_of
+from shared.contracts.states import BindingState
 from tests.fakes import AT, fake_seal
 from tests.unit.builders import topic_of
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 from aiokafka.errors import RebalanceInProgressError
 
-from shared.runtime.lanes import Lanes, LanedSubscription, OffsetLedger
+from shared.runtime.lanes import LanedSubscription, Lanes, OffsetLedger
 
 P0 = TopicPartition("hash7.binding.validated", 0)
 P1 = TopicPartition("hash7.binding.validated", 1)

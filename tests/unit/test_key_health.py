@@ -1,16 +1,16 @@
 import uuid
 
-from shared.contracts.events import BindingRechecked, SweepRequested, utc_now
-from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
-from services.validator.inspection import KeyInspection
-from services.validator.verdict import Verdict
-from shared.adapters.vault.layout import binding_path, whitelist_path
 from services.validator.handlers import ValidatorDeps, handle_recheck_requested
+from services.validator.inspection import KeyInspection
 from services.validator.pacing import Pacer
+from services.validator.verdict import KeyVerdict
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_sweep_requested
 from services.whitelist.handlers import WhitelistDeps, handle_binding_rechecked, handle_binding_stored
+from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.contracts.events import BindingRechecked, SweepRequested, utc_now
+from shared.contracts.reasons import ReasonCode, reason
+from shared.contracts.routing import Topic
+from shared.contracts.states import BindingState
 from tests.fakes import AT, InMemoryVault
 from tests.unit.builders import stored, topic_of, validated
 from tests.unit.test_whitelist_handlers import catalog
@@ -56,7 +56,7 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
 
     async def withdraw_enabled(credentials):
         assert credentials.secret_key.get_secret_value() == "s3cret"
-        return KeyInspection(Verdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
+        return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
 
     [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace), at=AT),
                   Topic.BINDING_RECHECKED)

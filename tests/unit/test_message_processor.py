@@ -1,15 +1,23 @@
 """The message processor's promises beyond parse → handle → publish: what a handler emits is stamped with
 the time of the record it came in, so a redelivered record gives identical events; a second copy of a
-pipeline event this subscriber already completed is acknowledged without running the handler again."""
+pipeline event this subscriber already completed is acknowledged without running the handler again; transient
+trouble is retried in place and never dead-lettered, any other failure a bounded number of times and then
+dead-lettered; the waits are capped exponential with full jitter."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.runtime.config import ValidatorSettings
-from shared.contracts.states import BindingState
-from shared.runtime.kafka import MessageProcessor, record_time
+import pytest
+from structlog.testing import capture_logs
+from tenacity import RetryCallState
+
 from shared.contracts.events import Event
 from shared.contracts.outcomes import status
+from shared.contracts.states import BindingState
+from shared.runtime.backoff import full_jitter
+from shared.runtime.config import ValidatorSettings
+from shared.runtime.errors import TransientError
+from shared.runtime.processing import MessageProcessor, record_time
 from tests.unit.builders import validated
 
 
@@ -35,16 +43,22 @@ class RecordingPublisher:
         self.dead_letters.append(letter)
 
 
-def processor(handled: list[datetime], publisher: RecordingPublisher) -> MessageProcessor:
+def processor(handled: list[datetime], publisher: RecordingPublisher, fail_with: list[Exception] | None = None,
+              settings: ValidatorSettings | None = None) -> MessageProcessor:
+    """Its handler raises the errors of fail_with, one per call, then succeeds."""
+    failures = list(fail_with or [])
+
     async def handle(event, *, at):
         handled.append(at)
+        if failures:
+            raise failures.pop(0)
         return [status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
                        binding_id=event.binding_id, occurred_at=at)]
 
     def on_malformed(error, *, at):
         return []
 
-    return MessageProcessor(type(validated()), handle, on_malformed, publisher, ValidatorSettings())
+    return MessageProcessor(type(validated()), handle, on_malformed, publisher, settings or ValidatorSettings())
 
 
 def millis(moment: datetime) -> int:
@@ -84,3 +98,51 @@ async def test_a_second_copy_of_a_completed_event_is_not_handled_again():
     await subscriber.process(Record(validated(request_id="r2").to_bytes(), millis(datetime.now(UTC)), offset=9))
     assert len(handled) == 2
 
+
+
+def events_of(logs: list[dict], name: str) -> list[dict]:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+async def test_transient_trouble_is_retried_in_place_and_never_dead_lettered():
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(max_attempts_before_dead_letter=1)
+    outage = [TransientError("vault sealed")] * 2  # more than the attempts before a dead letter
+    with capture_logs() as logs:
+        await processor([], publisher, outage, settings).process(Record(validated().to_bytes(), 0, offset=7))
+    retries = events_of(logs, "transient_failure_retry")
+    # The 0.2 s base doubling from the first retry on: the first wait under 0.2 s, the second under 0.4 s.
+    assert [0 <= retry["retry_in_s"] <= ceiling for retry, ceiling in zip(retries, (0.2, 0.4))] == [True, True]
+    assert publisher.dead_letters == [] and not events_of(logs, "handler_failed")
+    assert [event.state for event in publisher.published] == [BindingState.STORED]
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_after_the_attempts_allowed():
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(retry_backoff_max_s=0.01, max_attempts_before_dead_letter=3)
+    with capture_logs() as logs:
+        await processor([], publisher, [RuntimeError("bug")] * 5, settings).process(
+            Record(validated().to_bytes(), 0, offset=7))
+    assert [failure["attempt"] for failure in events_of(logs, "handler_failed")] == [1, 2, 3]
+    [letter] = publisher.dead_letters
+    assert (letter.error_class, letter.offset) == ("RuntimeError", 7)
+    [audit] = publisher.published
+    assert audit.outcome == "dead_lettered"
+    assert len(events_of(logs, "message_dead_lettered")) == 1
+
+
+async def test_a_handler_that_fails_fewer_times_than_allowed_is_not_dead_lettered():
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(retry_backoff_max_s=0.01, max_attempts_before_dead_letter=3)
+    await processor([], publisher, [RuntimeError("bug")] * 2, settings).process(
+        Record(validated().to_bytes(), 0, offset=7))
+    assert publisher.dead_letters == [] and len(publisher.published) == 1
+
+
+@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 0.2), (2, 0.4), (3, 0.8), (6, 5.0), (2000, 5.0)])
+def test_the_wait_before_a_retry_is_full_jitter_under_a_doubling_ceiling_and_the_cap(attempt, ceiling):
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    waits = [full_jitter(cap_s=5.0)(state) for _ in range(200)]
+    assert all(0 <= wait <= ceiling for wait in waits)
+    assert max(waits) > ceiling / 2  # spread over the whole window, not a fixed delay

@@ -1,14 +1,18 @@
-"""How shared.runtime.kafka.subscribe wires a topic: the delivery rules that would silently break the mission if
+"""How shared.runtime.subscriptions.subscribe wires a topic: the delivery rules that would silently break the mission if
 FastStream's defaults crept back (commit before processing, a new group starting at `latest`), one consumer
-group per subscription whose commits are the lanes' (not FastStream's), and the fetch wait of the binding
-path versus the occasional topics."""
+group per subscription whose commits are the lanes' (not FastStream's), the fetch wait of the binding
+path versus the occasional topics; and the service's own subscriptions, closed by its app before the broker
+stops."""
 
 from faststream import AckPolicy
 
 from shared.contracts.routing import Party, Topic
+from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
-from shared.runtime.kafka import EventPublisher, make_broker, subscribe
 from shared.runtime.lanes import LanedSubscription
+from shared.runtime.publishing import EventPublisher
+from shared.runtime.service import service_app
+from shared.runtime.subscriptions import Subscriptions, subscribe
 
 
 async def no_outcome(event, *, at):
@@ -44,3 +48,35 @@ def test_the_binding_path_is_polled_often_and_occasional_topics_ten_times_less()
     subscribers = subscribers_of(settings, Topic.BINDING_VALIDATED, Topic.BINDING_REVOKE_REQUESTED)
     assert subscribers["hash7.binding.validated"]._connection_args["fetch_max_wait_ms"] == 40
     assert subscribers["hash7.binding.revoke-requested"]._connection_args["fetch_max_wait_ms"] == 400
+
+
+class RecordingSubscription:
+    def __init__(self, closed: list[str], name: str) -> None:
+        self.closed, self.name = closed, name
+
+    async def close(self) -> None:
+        self.closed.append(self.name)
+
+
+def test_subscribe_gives_the_subscription_it_attached_for_the_service_to_close():
+    settings = VaultWriterSettings()
+    broker = make_broker(settings, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, no_outcome, no_outcome, publisher)
+    assert broker.subscribers[0]._listener is subscription
+
+
+async def test_the_app_closes_its_subscriptions_before_its_broker_stops():
+    settings = VaultWriterSettings()
+    broker = make_broker(settings, settings.service_name)
+    closed: list[str] = []
+    original_stop = broker.stop
+
+    async def stop(*args, **kwargs):
+        closed.append("broker")
+        await original_stop(*args, **kwargs)
+
+    broker.stop = stop
+    subscriptions = Subscriptions(RecordingSubscription(closed, "validated"), RecordingSubscription(closed, "revoke"))
+    await service_app(broker, subscriptions, settings, "").stop()
+    assert closed == ["validated", "revoke", "broker"]

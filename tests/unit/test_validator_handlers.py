@@ -1,13 +1,13 @@
 from pydantic import SecretStr
 
+from services.validator.handlers import ValidatorDeps, handle_binding_accepted
+from services.validator.inspection import KeyInspection
+from services.validator.verdict import KeyVerdict
+from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
 from shared.contracts.events import BindingAccepted, HtxKeyFacts, derived_event_id, utc_now
 from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
-from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
-from services.validator.inspection import KeyInspection
-from services.validator.verdict import Verdict
-from services.validator.handlers import ValidatorDeps, handle_binding_accepted
+from shared.contracts.states import BindingState
 from tests.fakes import AT, InMemoryVault, fake_seal
 from tests.unit.builders import topic_of
 
@@ -47,7 +47,8 @@ def by_topic(outgoing):
 async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_sealed():
     seen = []
     event = accepted()
-    out = by_topic(await handle_binding_accepted(event, deps(result=KeyInspection(Verdict(), FACTS), seen=seen), at=AT))
+    good = KeyInspection(KeyVerdict(), FACTS)
+    out = by_topic(await handle_binding_accepted(event, deps(result=good, seen=seen), at=AT))
     assert seen[0].secret_key == SecretStr("s3cret") and seen[0].access_key == "ak-000000000001"
     validated = out[Topic.BINDING_VALIDATED]
     assert validated.htx == FACTS and validated.secret_key_sealed == event.secret_key_sealed
@@ -56,8 +57,9 @@ async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_seale
 
 
 async def test_every_rejection_and_warning_is_reported():
-    verdict = Verdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN), reason(ReasonCode.IP_BINDING_MISSING)],
-                      warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=7)])
+    verdict = KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN),
+                                      reason(ReasonCode.IP_BINDING_MISSING)],
+                         warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=7)])
     out = by_topic(await handle_binding_accepted(accepted(), deps(result=KeyInspection(verdict, FACTS)), at=AT))
     assert Topic.BINDING_VALIDATED not in out
     assert out[Topic.BINDING_STATUS].reason_codes == [

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr
 
-from shared.runtime.config import AppRoleCredentials
 from shared.adapters.vault.client import VaultClient
+from shared.runtime.config import AppRoleCredentials
 
 # Short enough to wait out, long enough that a loaded machine still calls before the lease ends.
 LOGIN_LEASE_S = 0.6

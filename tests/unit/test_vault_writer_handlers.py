@@ -1,12 +1,24 @@
 from datetime import timedelta
 
-from shared.contracts.events import RevokeRequested
-from shared.contracts.reasons import ReasonCode
-from shared.contracts.states import BindingState
-from shared.contracts.routing import Topic
+import pytest
+from pydantic import SecretStr
+
+from services.vault_writer.handlers import (
+    StoredThenRotated,
+    VaultWriterDeps,
+    handle_binding_validated,
+    handle_revoke_requested,
+    handle_sweep_requested,
+)
 from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
-from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_revoke_requested
-from tests.fakes import AT, InMemoryVault
+from shared.adapters.vault.records import BindingRecord
+from shared.adapters.vault.stores import ConcurrentWrite
+from shared.contracts.events import RecheckRequested, RevokeRequested, SweepRequested
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.routing import Topic
+from shared.contracts.states import BindingState
+from shared.runtime.errors import TransientError
+from tests.fakes import AT, InMemoryVault, RacingVault
 from tests.unit.builders import topic_of, validated
 
 
@@ -129,3 +141,48 @@ async def test_revoking_an_unknown_binding_is_refused():
     out = await handle_revoke_requested(RevokeRequested(request_id="x", user_id="u1", binding_id="ghost"),
                                         VaultWriterDeps(InMemoryVault()), at=AT)
     assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]
+
+
+async def test_a_rotation_that_loses_to_another_write_is_tried_again_from_a_fresh_read():
+    vault = RacingVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
+    rival = validated(request_id="r3", access_key="ak-000000000003", replaces_binding_id="b1")
+    vault.race(binding_path("u1", "b1"), BindingRecord.of(rival, SecretStr("th3"), AT).to_vault())
+    with pytest.raises(ConcurrentWrite):
+        await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT)
+    # A TransientError: the runtime retries it in place, and the retry rotates from what the rival wrote.
+    assert issubclass(ConcurrentWrite, TransientError)
+    [status] = statuses(await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT))
+    assert status.details["vault_version"] == 3 and status.details["rotated_from"] == "ak-0…0003"
+    assert [v["request_id"] for v in vault.versions[binding_path("u1", "b1")]] == ["r1", "r3", "r2"]
+
+
+async def test_a_rotation_that_loses_to_its_own_redelivery_says_what_that_one_stored():
+    vault = RacingVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
+    earlier = AT - timedelta(seconds=1)
+    vault.race(binding_path("u1", "b1"), BindingRecord.of(rotation, SecretStr("s3cret"), earlier).to_vault())
+    [status] = statuses(await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT))
+    assert status.details["vault_version"] == 2 and status.occurred_at == earlier
+    assert len(vault.versions[binding_path("u1", "b1")]) == 2
+
+
+async def test_a_new_binding_redelivered_after_its_rotation_is_not_retried_in_place():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
+    await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT)
+    with pytest.raises(StoredThenRotated) as raised:
+        await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    assert not isinstance(raised.value, TransientError)  # dead-lettered after the runtime's bounded attempts
+
+
+async def test_a_sweep_passes_over_what_holds_no_sealed_secret():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    await vault.write(binding_path("u9", "b9"), {"seeded": "yes"}, cas=0)  # e.g. written by hand, or long ago
+    out = await handle_sweep_requested(SweepRequested(request_id="s1", sweep_id="k1", requested_at=AT),
+                                       VaultWriterDeps(vault), at=AT)
+    assert [(m.user_id, m.binding_id) for m in out if isinstance(m, RecheckRequested)] == [("u1", "b1")]

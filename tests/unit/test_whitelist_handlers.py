@@ -2,14 +2,20 @@ from datetime import timedelta
 
 import pytest
 
+from services.whitelist.catalog import SymbolCatalog, SymbolStatus
+from services.whitelist.handlers import (
+    CatalogNotLoaded,
+    WhitelistDeps,
+    handle_binding_stored,
+    handle_whitelist_requested,
+)
+from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.vault.stores import ConcurrentWrite
 from shared.contracts.events import WhitelistRequested
 from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.states import BindingState
 from shared.contracts.routing import Topic
-from shared.adapters.vault.layout import binding_path, whitelist_path
-from services.whitelist.catalog import SymbolCatalog, SymbolStatus
-from services.whitelist.handlers import CatalogNotLoaded, WhitelistDeps, handle_binding_stored, handle_whitelist_requested
-from tests.fakes import AT, CountingVault, InMemoryVault
+from shared.contracts.states import BindingState
+from tests.fakes import AT, CountingVault, InMemoryVault, RacingVault
 from tests.unit.builders import stored, topic_of
 
 
@@ -129,3 +135,18 @@ async def test_an_expiring_key_is_reported_as_expiring_not_active():
 async def test_pairs_are_not_judged_before_the_symbol_list_is_loaded():
     with pytest.raises(CatalogNotLoaded):
         await handle_binding_stored(stored(), WhitelistDeps(await vault_holding_binding(), SymbolCatalog()), at=AT)
+
+
+async def test_a_whitelist_write_that_loses_to_another_request_is_tried_again_from_a_fresh_read():
+    vault, cat = RacingVault(), catalog()
+    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    request = WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=["ethusdt"])
+    vault.race(whitelist_path("u1", "b1"), {"pairs": ["btcusdt"], "health": "invalid", "request_id": "w1",
+                                           "updated_at": AT.isoformat()})
+    with pytest.raises(ConcurrentWrite):
+        await handle_whitelist_requested(request, WhitelistDeps(vault, cat), at=AT)
+    # The runtime retries it in place (a TransientError); the retry keeps what the other request wrote.
+    retried = status_of(await handle_whitelist_requested(request, WhitelistDeps(vault, cat), at=AT))
+    assert retried.state == BindingState.INVALID
+    assert [(v["request_id"], v["health"]) for v in vault.versions[whitelist_path("u1", "b1")]] == [
+        ("w1", "invalid"), ("w2", "invalid")]

@@ -35,7 +35,7 @@ from shared.contracts.secrets import mask_access_key
 
 log = structlog.get_logger()
 
-# facts §6: header names HTX sends on rate-limited endpoints.
+# shared/adapters/htx/README.md#rate-limits: header names HTX sends on rate-limited endpoints.
 REMAINING_HEADER: Final = "X-HB-RateLimit-Requests-Remain"
 EXPIRE_HEADER: Final = "X-HB-RateLimit-Requests-Expire"
 
@@ -54,7 +54,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class HtxCredentials:
-    """One user's HTX API key. `uid`, once known, keys the rate limiter as HTX does (per UID, facts §6)."""
+    """One user's HTX API key. `uid`, once known, keys the rate limiter as HTX does: per UID
+    (shared/adapters/htx/README.md#rate-limits)."""
 
     access_key: str
     secret_key: SecretStr = field(repr=False)
@@ -73,12 +74,13 @@ class RateLimit:
     window_s: float
 
 
-# facts §6: the limits HTX marks (per UID and endpoint) for the endpoints we call.
+# shared/adapters/htx/README.md#rate-limits: the limits HTX marks (per UID and endpoint) for the endpoints we call.
 DOCUMENTED_RATE_LIMITS: Final[Mapping[str, RateLimit]] = {
     "/v1/account/accounts": RateLimit(100, 2.0),
     "/v1/order/orders/place": RateLimit(100, 2.0),
 }
-# facts §6: unmarked endpoints fall under the legacy rule, 10 requests per second per key (or per IP).
+# shared/adapters/htx/README.md#rate-limits: unmarked endpoints fall under the legacy rule, 10 requests per second
+# per key (or per IP).
 LEGACY_RATE_LIMIT: Final = RateLimit(10, 1.0)
 
 RateLimitKey = tuple[str, str]
@@ -87,7 +89,7 @@ RateLimitKey = tuple[str, str]
 @dataclass
 class _Window:
     sent_at: deque[float] = field(default_factory=deque)
-    # What HTX last said about this window (facts §6 headers), if anything.
+    # What HTX's headers last said about this window (shared/adapters/htx/README.md#rate-limits), if anything.
     server_remaining: int | None = None
     server_resets_at: float | None = None
 
@@ -153,8 +155,9 @@ class RateLimiter:
 def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> tuple[int, float] | None:
     """(remaining requests, epoch seconds when the window resets) from HTX's headers, if present.
 
-    facts §6/§11: the unit of `-Expire` is undocumented; third parties read it either as an epoch time in
-    ms or as ms until the window resets. A value that can only be an epoch time (>= 1e12) is read as one.
+    The unit of `-Expire` is undocumented (shared/adapters/htx/README.md#rate-limits, #unknowns); third parties
+    read it either as an epoch time in ms or as ms until the window resets. A value that can only be an epoch
+    time (>= 1e12) is read as one.
     """
     remaining, expire = headers.get(REMAINING_HEADER), headers.get(EXPIRE_HEADER)
     if remaining is None or expire is None:
@@ -205,7 +208,7 @@ class HtxClient:
     ) -> None:
         url = httpx.URL(base_url)
         # The signed host is the Host header httpx sends: lower-case, with the port unless it is the
-        # scheme's default (facts §2.1, FAQ Q6 item 8).
+        # scheme's default (shared/adapters/htx/README.md#signing).
         self._signed_host = url.netloc.decode()
         self._http = httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout_s)
         self._retry_budget_s = retry_budget_s
@@ -232,12 +235,14 @@ class HtxClient:
     # ---- public endpoints ------------------------------------------------------------------------------
 
     async def server_time_ms(self) -> int:
-        """`GET /v1/common/timestamp`: HTX's clock, epoch ms (facts §4.4)."""
+        """`GET /v1/common/timestamp`: HTX's clock, epoch ms
+        (shared/adapters/htx/README.md#clock-and-market-status)."""
         return await self._call("GET", "/v1/common/timestamp", _INT)
 
     async def sync_clock(self) -> float:
         """Measure HTX's clock against ours and sign with HTX's time from now on, as a client whose clock
-        drifted would otherwise fail every signed call (facts §2.1 window). Returns the offset in seconds."""
+        drifted would otherwise fail every signed call (the timestamp window, shared/adapters/htx/README.md#signing).
+        Returns the offset in seconds."""
         sent = self._clock()
         server_s = await self.server_time_ms() / 1000
         received = self._clock()
@@ -257,46 +262,48 @@ class HtxClient:
             return await self.sync_clock()
 
     async def symbols(self) -> list[SymbolV1]:
-        """`GET /v1/common/symbols` (facts §7.1)."""
+        """`GET /v1/common/symbols` (shared/adapters/htx/README.md#v1-symbols)."""
         return await self._call("GET", "/v1/common/symbols", _SYMBOLS_V1)
 
     async def symbols_v2(self) -> list[SymbolV2]:
-        """`GET /v2/settings/common/symbols` (facts §7.2)."""
+        """`GET /v2/settings/common/symbols` (shared/adapters/htx/README.md#v2-settings-symbols)."""
         return await self._call("GET", "/v2/settings/common/symbols", _SYMBOLS_V2)
 
     async def market_symbols(self, symbols: Sequence[str] = ()) -> list[MarketSymbol]:
-        """`GET /v1/settings/common/market-symbols`, all symbols or only those named (facts §7.4)."""
+        """`GET /v1/settings/common/market-symbols`, all symbols or only those named
+        (shared/adapters/htx/README.md#market-symbols)."""
         params = {"symbols": ",".join(symbols)} if symbols else None
         return await self._call("GET", "/v1/settings/common/market-symbols", _MARKET_SYMBOLS, params=params)
 
     async def market_status(self) -> MarketStatus:
-        """`GET /v2/market-status` (facts §4.4)."""
+        """`GET /v2/market-status` (shared/adapters/htx/README.md#clock-and-market-status)."""
         return await self._call("GET", "/v2/market-status", _MARKET_STATUS)
 
     # ---- signed endpoints ------------------------------------------------------------------------------
 
     async def uid(self, credentials: HtxCredentials) -> int:
-        """`GET /v2/user/uid`: the key's owner; proves key, signature and IP binding valid (facts §4.1)."""
+        """`GET /v2/user/uid`: the key's owner; proves key, signature and IP binding valid
+        (shared/adapters/htx/README.md#user-uid)."""
         return await self._call("GET", "/v2/user/uid", _INT, credentials=credentials)
 
     async def api_key(self, credentials: HtxCredentials, uid: int) -> ApiKeyInfo | None:
         """`GET /v2/user/api-key` for this very key, or None when HTX lists no such key under uid.
 
         Always sends `uid` and `accessKey` and still matches the entry by access key, since without
-        `accessKey` HTX returns every key of the UID (facts §4.2). Parent users only: a sub-user key is
-        refused with HTTP 403 (`HtxErrorKind.FORBIDDEN`, facts §5.2).
+        `accessKey` HTX returns every key of the UID. Parent users only: a sub-user key is refused with HTTP 403
+        (`HtxErrorKind.FORBIDDEN`). See shared/adapters/htx/README.md#api-key-query, #other-errors.
         """
         params = {"uid": str(uid), "accessKey": credentials.access_key}
         entries = await self._call("GET", "/v2/user/api-key", _API_KEYS, credentials=credentials, params=params)
         return next((entry for entry in entries if entry.access_key == credentials.access_key), None)
 
     async def accounts(self, credentials: HtxCredentials) -> list[Account]:
-        """`GET /v1/account/accounts` (facts §4.3)."""
+        """`GET /v1/account/accounts` (shared/adapters/htx/README.md#accounts)."""
         return await self._call("GET", "/v1/account/accounts", _ACCOUNTS, credentials=credentials)
 
     async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder:
         """`POST /v1/order/orders/place`: only the auth parameters are signed, the order is the JSON body
-        (facts §2.1)."""
+        (shared/adapters/htx/README.md#signing, #order-placement)."""
         order_id = await self._call(
             "POST", "/v1/order/orders/place", _INT, credentials=credentials, body=order.to_body()
         )
@@ -382,7 +389,7 @@ class HtxClient:
                 host=self._signed_host,
                 path=path,
                 timestamp=datetime.fromtimestamp(self._clock() + self._clock_offset_s, UTC),
-                # facts §2.1: a POST signs only the auth parameters.
+                # shared/adapters/htx/README.md#signing: a POST signs only the auth parameters.
                 params=query if method == "GET" else None,
             )
         try:
@@ -405,7 +412,8 @@ class HtxClient:
 
     @staticmethod
     def _principal(credentials: HtxCredentials | None) -> str:
-        # facts §6: HTX limits per UID; before the UID is known, per key; public calls per caller IP (us).
+        # HTX limits per UID; before the UID is known, per key; public calls per caller IP, i.e. ours
+        # (shared/adapters/htx/README.md#rate-limits).
         if credentials is None:
             return "public"
         return f"uid:{credentials.uid}" if credentials.uid is not None else f"key:{credentials.access_key}"

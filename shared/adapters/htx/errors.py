@@ -1,4 +1,5 @@
-"""HTX's answers as typed errors: both envelopes parsed (facts §3), every failure classified (facts §5).
+"""HTX's answers as typed errors: both envelopes parsed, every failure classified
+(shared/adapters/htx/README.md#envelopes, #errors).
 
 `parse_response` is the one place that turns an HTTP answer into either the JSON document of a success or
 an `HtxError` carrying HTX's own code and message plus which case it is (`HtxErrorKind`). Transient cases
@@ -25,9 +26,10 @@ class HtxErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     MAINTENANCE = "maintenance"
     UNAVAILABLE = "unavailable"
-    # HTTP 403: a sub-user key on a parent-only endpoint, or a GET that carries a body (facts §1, §5.2).
+    # HTTP 403: a sub-user key on a parent-only endpoint, or a GET that carries a body
+    # (shared/adapters/htx/README.md#transport, #other-errors).
     FORBIDDEN = "forbidden"
-    # HTTP 405 `method-not-allowed`: unknown (case-sensitive) path (facts §1).
+    # HTTP 405 `method-not-allowed`: unknown (case-sensitive) path (shared/adapters/htx/README.md#transport).
     NOT_FOUND = "not_found"
     # Anything else HTX refused: a bad parameter, symbol or account, a malformed auth parameter.
     BAD_REQUEST = "bad_request"
@@ -57,7 +59,8 @@ class HtxError(Exception):
 
     @property
     def caller_ip(self) -> str | None:
-        """For IP_NOT_BOUND: the address HTX saw, which it appends after a colon (facts §5.1)."""
+        """For IP_NOT_BOUND: the address HTX saw, which it appends after a colon
+        (shared/adapters/htx/README.md#auth-failures)."""
         if self.kind is not HtxErrorKind.IP_NOT_BOUND:
             return None
         found = _APPENDED_IP.search(self.message)
@@ -79,12 +82,12 @@ def htx_error(kind: HtxErrorKind, code: str, message: str, http_status: int | No
     return error_class(kind, code, message, http_status)
 
 
-# "Signature not valid: Incorrect IP address [IP地址错误]:104.128.67.45" (facts §5.1).
+# "Signature not valid: Incorrect IP address [IP地址错误]:104.128.67.45" (shared/adapters/htx/README.md#auth-failures).
 _APPENDED_IP = re.compile(r"\]\s*:\s*(?P<ip>[0-9A-Fa-f.:]+)\s*$")
 
 SIGNATURE_NOT_VALID = "api-signature-not-valid"
-# facts §5.1: every gateway auth failure shares one err-code; the case is told by the English text (the 2018
-# Chinese-only forms too). Compared lower-case.
+# shared/adapters/htx/README.md#auth-failures: every gateway auth failure shares one err-code; the case is told by
+# the English text (the 2018 Chinese-only forms too). Compared lower-case.
 _AUTH_KIND_BY_TEXT: tuple[tuple[str, HtxErrorKind], ...] = (
     ("incorrect access key", HtxErrorKind.UNKNOWN_ACCESS_KEY),
     ("verification failure", HtxErrorKind.SIGNATURE_MISMATCH),
@@ -98,12 +101,13 @@ _AUTH_KIND_BY_TEXT: tuple[tuple[str, HtxErrorKind], ...] = (
 )
 _UNRECOGNISED_ENVELOPE = "unrecognised-envelope"
 _KIND_BY_CODE: dict[str, HtxErrorKind] = {
-    "login-required": HtxErrorKind.LOGIN_REQUIRED,  # facts §5.1
-    "gateway-internal-error": HtxErrorKind.UNAVAILABLE,  # facts §5.2
-    "timeout": HtxErrorKind.UNAVAILABLE,  # facts §5.2
-    "system-maintenance": HtxErrorKind.MAINTENANCE,  # facts §5.2
-    "method-not-allowed": HtxErrorKind.NOT_FOUND,  # facts §1
-    # facts §5.3: no single rate-limit code; these are the documented and observed ones.
+    "login-required": HtxErrorKind.LOGIN_REQUIRED,  # shared/adapters/htx/README.md#auth-failures
+    "gateway-internal-error": HtxErrorKind.UNAVAILABLE,  # shared/adapters/htx/README.md#other-errors
+    "timeout": HtxErrorKind.UNAVAILABLE,  # shared/adapters/htx/README.md#other-errors
+    "system-maintenance": HtxErrorKind.MAINTENANCE,  # shared/adapters/htx/README.md#other-errors
+    "method-not-allowed": HtxErrorKind.NOT_FOUND,  # shared/adapters/htx/README.md#transport
+    # shared/adapters/htx/README.md#rate-limit-errors: no single rate-limit code; these are the documented and
+    # observed ones.
     "base-request-exceed-frequency-limit": HtxErrorKind.RATE_LIMITED,
     "rate-too-many-requests": HtxErrorKind.RATE_LIMITED,
     "base_request_exceed_number_limit": HtxErrorKind.RATE_LIMITED,
@@ -112,7 +116,7 @@ _KIND_BY_CODE: dict[str, HtxErrorKind] = {
     "1006": HtxErrorKind.RATE_LIMITED,
     "510": HtxErrorKind.RATE_LIMITED,
     "40403": HtxErrorKind.RATE_LIMITED,
-    # v2 numeric codes (facts §3).
+    # v2 numeric codes (shared/adapters/htx/README.md#envelopes).
     "1003": HtxErrorKind.SIGNATURE_MISMATCH,
     "1002": HtxErrorKind.FORBIDDEN,
     "500": HtxErrorKind.UNAVAILABLE,
@@ -125,7 +129,8 @@ def classify(code: str, message: str) -> HtxErrorKind:
     text = message.lower()
     if code == SIGNATURE_NOT_VALID:
         return next((kind for fragment, kind in _AUTH_KIND_BY_TEXT if fragment in text), HtxErrorKind.BAD_REQUEST)
-    # facts §5.3: `{"err-code":"invalid-parameter","err-msg":"request limit"}` is a rate limit.
+    # `{"err-code":"invalid-parameter","err-msg":"request limit"}` is a rate limit
+    # (shared/adapters/htx/README.md#rate-limit-errors).
     if code == "invalid-parameter" and "request limit" in text:
         return HtxErrorKind.RATE_LIMITED
     return _KIND_BY_CODE.get(code, HtxErrorKind.BAD_REQUEST)
@@ -135,7 +140,7 @@ def envelope_failure(document: Mapping[str, Any]) -> tuple[str, str] | None:
     """(code, message) when document is an HTX error envelope, None when it reports success.
 
     v1: `{"status":"ok"|"error","err-code","err-msg"}` (settings endpoints spell them `err_code`/`err_msg`);
-    v2: `{"code":200|<int>,"message"}` (facts §3).
+    v2: `{"code":200|<int>,"message"}` (shared/adapters/htx/README.md#envelopes).
     """
     if "status" in document:
         if document["status"] == "ok":

@@ -17,7 +17,7 @@ def split_list(text: str) -> list[str]:
 
 
 class ApiKeyInfo(HtxModel):
-    """One entry of `GET /v2/user/api-key` (facts §4.2)."""
+    """One entry of `GET /v2/user/api-key` (shared/adapters/htx/README.md#api-key-query)."""
 
     access_key: str = Field(alias="accessKey")
     note: str = ""
@@ -42,7 +42,7 @@ class ApiKeyInfo(HtxModel):
 
 
 class Account(HtxModel):
-    """One entry of `GET /v1/account/accounts` (facts §4.3)."""
+    """One entry of `GET /v1/account/accounts` (shared/adapters/htx/README.md#accounts)."""
 
     id: int
     type: str
@@ -52,7 +52,7 @@ class Account(HtxModel):
 
 
 class SymbolV1(HtxModel):
-    """One entry of `GET /v1/common/symbols` (facts §7.1)."""
+    """One entry of `GET /v1/common/symbols` (shared/adapters/htx/README.md#v1-symbols)."""
 
     symbol: str
     base_currency: str = Field(alias="base-currency")
@@ -68,7 +68,8 @@ class SymbolV1(HtxModel):
 
 
 class SymbolV2(HtxModel):
-    """One entry of `GET /v2/settings/common/symbols` (facts §7.2); this list has no api-trading flag."""
+    """One entry of `GET /v2/settings/common/symbols` (shared/adapters/htx/README.md#v2-settings-symbols); this
+    list has no api-trading flag."""
 
     symbol: str = Field(alias="sc")
     display_name: str | None = Field(None, alias="dn")
@@ -83,7 +84,7 @@ class SymbolV2(HtxModel):
 
 
 class MarketSymbol(HtxModel):
-    """One entry of `GET /v1/settings/common/market-symbols` (facts §7.4)."""
+    """One entry of `GET /v1/settings/common/market-symbols` (shared/adapters/htx/README.md#market-symbols)."""
 
     symbol: str
     base_currency: str = Field(alias="bc")
@@ -100,7 +101,7 @@ class MarketSymbol(HtxModel):
 
 
 class MarketStatus(HtxModel):
-    """`GET /v2/market-status` (facts §4.4)."""
+    """`GET /v2/market-status` (shared/adapters/htx/README.md#clock-and-market-status)."""
 
     NORMAL: ClassVar[int] = 1
     HALTED: ClassVar[int] = 2
@@ -115,7 +116,7 @@ class MarketStatus(HtxModel):
     affected_symbols: str | None = Field(None, alias="affectedSymbols")
 
 
-# HTX documents account-id as a string in the order body (facts §2.4 vector 5).
+# HTX documents account-id as a string in the order body (shared/adapters/htx/README.md#order-placement).
 _AsString = PlainSerializer(str, return_type=str)
 
 
@@ -136,7 +137,8 @@ class NewOrder(HtxModel):
 
 
 class PlacedOrder(HtxModel):
-    """What HTX answers to an order placement: the new order's id (sent as a string, facts §2.4)."""
+    """What HTX answers to an order placement: the new order's id, sent as a string
+    (shared/adapters/htx/README.md#order-placement)."""
 
     order_id: int
     client_order_id: str | None = None

@@ -1,4 +1,5 @@
-"""HTX Signature Version 2 (HmacSHA256), pure functions shared by the client and the sandbox (facts §2).
+"""HTX Signature Version 2 (HmacSHA256), pure functions shared by the client and the sandbox
+(shared/adapters/htx/README.md#signing).
 
 Pre-sign text = method, lower-case host, path and the canonical query, one per line. The canonical query
 is every signed parameter, sorted by name in ASCII order, each name and value percent-encoded per RFC 3986
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 SIGNATURE_METHOD = "HmacSHA256"
 SIGNATURE_VERSION = "2"
-# facts §2.1: UTC, no fraction, no zone designator.
+# shared/adapters/htx/README.md#signing: UTC, no fraction, no zone designator.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 ACCESS_KEY_PARAM = "AccessKeyId"
@@ -27,7 +28,8 @@ SIGNATURE_PARAM = "Signature"
 
 
 def percent_encode(text: str) -> str:
-    """RFC 3986: unreserved `A-Za-z0-9-_.~` kept, every other UTF-8 byte `%XX` in upper-case hex (facts §2.2)."""
+    """RFC 3986: unreserved `A-Za-z0-9-_.~` kept, every other UTF-8 byte `%XX` in upper-case hex
+    (shared/adapters/htx/README.md#canonical-form)."""
     return quote(text, safe="")
 
 
@@ -37,12 +39,12 @@ def canonical_query(params: Iterable[tuple[str, str]]) -> str:
 
 
 def pre_sign_text(method: str, host: str, path: str, params: Iterable[tuple[str, str]]) -> str:
-    """The four lines that are signed (facts §2.1); no trailing newline."""
+    """The four lines that are signed (shared/adapters/htx/README.md#signing); no trailing newline."""
     return f"{method.upper()}\n{host.lower()}\n{path}\n{canonical_query(params)}"
 
 
 def compute_signature(secret_key: SecretStr, text: str) -> str:
-    """Base64 of the raw HMAC-SHA256 digest of text (not of its hex form, facts §2.1 step 5)."""
+    """Base64 of the raw HMAC-SHA256 digest of text (not of its hex form, shared/adapters/htx/README.md#signing)."""
     digest = hmac.new(secret_key.get_secret_value().encode(), text.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
@@ -69,7 +71,8 @@ def signed_query(
     """The query parameters of a signed request: params, the four auth parameters and `Signature`.
 
     For GET, params are the request's query parameters and are all signed. For POST, pass none: only the
-    auth parameters are signed and the request's parameters travel in the JSON body (facts §2.1).
+    auth parameters are signed and the request's parameters travel in the JSON body
+    (shared/adapters/htx/README.md#signing).
     """
     query = {
         **(params or {}),

@@ -15,14 +15,14 @@ from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
 from shared.runtime.config import AppRoleCredentials
 from shared.runtime.errors import TransientError
-from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Renew when this fraction of the token's lifetime has passed (engineering notes §4.6: ~2/3).
+# Renew when this fraction of the token's lifetime has passed (shared/adapters/vault/README.md#approle-and-tokens).
 _RENEW_AT_FRACTION = 2 / 3
 # Vault calls one process makes at once (one worker thread each), and the connections it keeps open for them:
 # with fewer kept than threads, requests closes a connection after most calls and opens one for the next.
@@ -66,6 +66,14 @@ class VaultPort(Protocol):
     async def delete_all(self, path: str) -> None: ...
 
 
+def hvac_client(addr: str, token: SecretStr, timeout_s: float, session: requests.Session | None = None) -> hvac.Client:
+    """An hvac client with exactly this token. An empty token, not None: hvac would otherwise pick up
+    VAULT_TOKEN or ~/.vault-token (shared/adapters/vault/README.md#client)."""
+    # hvac's stubs say int, but it hands the timeout to requests, which takes float seconds.
+    return hvac.Client(url=addr, token=token.get_secret_value(), timeout=timeout_s,  # type: ignore[arg-type]
+                       session=session)
+
+
 class VaultClient:
     """One AppRole identity. Safe to share between concurrent handlers of one process."""
 
@@ -77,8 +85,7 @@ class VaultClient:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=_CONCURRENT_CALLS)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        # token="" (not None): hvac would otherwise pick up VAULT_TOKEN or ~/.vault-token (notes §4.1).
-        self._hvac = hvac.Client(url=addr, token="", timeout=timeout_s, session=session)
+        self._hvac = hvac_client(addr, SecretStr(""), timeout_s, session)
         self._credentials = credentials
         self._login_lock = threading.Lock()
         self._threads = anyio.CapacityLimiter(_CONCURRENT_CALLS)
@@ -127,7 +134,8 @@ class VaultClient:
 
     def _call(self, operation: Callable[[], T]) -> T:
         """Run one hvac operation with a valid token. An expired token answers 403 like a policy denial
-        (notes §4.6), so a 403 triggers one re-login before it counts as a denial."""
+        (shared/adapters/vault/README.md#approle-and-tokens), so a 403 triggers one re-login before it counts as
+        a denial."""
         try:
             self._ensure_token()
             try:
@@ -155,10 +163,10 @@ class VaultClient:
 
     async def seal(self, key: str, plaintext: SecretStr, context: str) -> str:
         def encrypt() -> str:
-            return self._hvac.secrets.transit.encrypt_data(
+            return str(self._hvac.secrets.transit.encrypt_data(
                 name=key, plaintext=_b64(plaintext.get_secret_value()), context=_b64(context),
                 mount_point=TRANSIT_MOUNT,
-            )["data"]["ciphertext"]
+            )["data"]["ciphertext"])
 
         return await self._run(encrypt)
 
@@ -178,9 +186,9 @@ class VaultClient:
 
     async def hmac(self, key: str, data: str) -> str:
         def generate() -> str:
-            return self._hvac.secrets.transit.generate_hmac(
+            return str(self._hvac.secrets.transit.generate_hmac(
                 name=key, hash_input=_b64(data), algorithm="sha2-256", mount_point=TRANSIT_MOUNT
-            )["data"]["hmac"]
+            )["data"]["hmac"])
 
         return await self._run(generate)
 
@@ -207,7 +215,8 @@ class VaultClient:
     async def read_metadata(self, path: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             try:
-                return self._hvac.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]
+                metadata: dict[str, Any] = self._hvac.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]
+                return metadata
             except hvac_errors.InvalidPath:
                 return None
 
@@ -226,7 +235,7 @@ class VaultClient:
                 if "check-and-set" in str(exc):
                     raise CasConflict(f"{path} is not at version {cas}") from None
                 raise
-            return answer["data"]["version"]
+            return int(answer["data"]["version"])
 
         try:
             return await self._run(write)
@@ -243,7 +252,8 @@ class VaultClient:
 
         def list_keys() -> list[str]:
             try:
-                return self._hvac.secrets.kv.v2.list_secrets(path=path, mount_point=KV_MOUNT)["data"]["keys"]
+                keys: list[str] = self._hvac.secrets.kv.v2.list_secrets(path=path, mount_point=KV_MOUNT)["data"]["keys"]
+                return keys
             except hvac_errors.InvalidPath:
                 return []
 

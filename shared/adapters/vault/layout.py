@@ -13,8 +13,16 @@ CLIENT_ROLES = ("app", "trading-engine")
 ALL_ROLES = SERVICE_ROLES + CLIENT_ROLES
 
 
+# Every user's bindings, one folder per user.
+BINDINGS_FOLDER = "bindings/"
+
+
+def user_bindings_folder(user_id: str) -> str:
+    return f"{BINDINGS_FOLDER}{user_id}/"
+
+
 def binding_path(user_id: str, binding_id: str) -> str:
-    return f"bindings/{user_id}/{binding_id}"
+    return user_bindings_folder(user_id) + binding_id
 
 
 def whitelist_path(user_id: str, binding_id: str) -> str:

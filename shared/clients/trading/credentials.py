@@ -12,19 +12,18 @@ from typing import Self
 
 from pydantic import SecretStr
 
-from shared.runtime.config import EngineSettings
-from shared.contracts.pairs import normalise_pairs
-from shared.runtime.errors import ClientError, CredentialsMissing
 from shared.adapters.htx.client import HtxCredentials
-from shared.contracts.secrets import mask_access_key
 from shared.adapters.vault.client import VaultClient, VaultPort
-from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.vault.records import KeyHealth
+from shared.adapters.vault.stores import Bindings, Whitelists
+from shared.contracts.pairs import normalise_pairs
+from shared.contracts.secrets import mask_access_key
+from shared.runtime.config import EngineSettings
+from shared.runtime.errors import ClientError, CredentialsMissing
 
 # The AppRole of trading engines (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only read bindings and
 # whitelists.
 TRADING_ENGINE_ROLE = "trading-engine"
-# The whitelist service marks a binding whose key stopped working at HTX with this health.
-HEALTH_INVALID = "invalid"
 
 Clock = Callable[[], float]
 
@@ -46,11 +45,11 @@ class TradingBinding:
     access_key: str
     secret_key: SecretStr
     htx_uid: int
-    spot_account_id: int
+    spot_account_id: int | None
     # HTX symbols (normalised), in the order the user gave them; empty while the binding awaits a whitelist.
     whitelist: tuple[str, ...]
     # None while the whitelist service has said nothing about the key's health.
-    health: str | None
+    health: KeyHealth | None
     # The binding's KV version: a rotation writes the next one.
     version: int
     # Vault's id for the read of the credentials: the same id stands in Vault's audit log.
@@ -62,7 +61,8 @@ class TradingBinding:
 
     @property
     def invalid(self) -> bool:
-        return self.health == HEALTH_INVALID
+        """The whitelist service found that the key stopped working at HTX."""
+        return self.health is KeyHealth.INVALID
 
     def allows(self, symbol: str) -> bool:
         return symbol in self.whitelist
@@ -89,7 +89,8 @@ class BindingStore:
     binding stored a moment ago is found on the next call."""
 
     def __init__(self, vault: VaultPort, ttl_s: float, clock: Clock = time.monotonic) -> None:
-        self._vault = vault
+        self._bindings = Bindings(vault)
+        self._whitelists = Whitelists(vault)
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[tuple[str, str], _Cached] = {}
@@ -121,22 +122,22 @@ class BindingStore:
         return binding
 
     async def _read(self, user_id: str, binding_id: str) -> TradingBinding | None:
-        credentials = await self._vault.read(binding_path(user_id, binding_id))
+        credentials = await self._bindings.read(user_id, binding_id)
         if credentials is None:
             return None
-        whitelist = await self._vault.read(whitelist_path(user_id, binding_id))
-        record = credentials.data
+        whitelist = await self._whitelists.read(user_id, binding_id)
+        record = credentials.record
         return TradingBinding(
             user_id=user_id,
             binding_id=binding_id,
-            access_key=record["access_key"],
-            secret_key=SecretStr(record["secret_key"]),
-            htx_uid=record["htx_uid"],
-            spot_account_id=record["spot_account_id"],
-            whitelist=tuple(normalise_pairs(whitelist.data.get("pairs", []))) if whitelist else (),
-            health=whitelist.data.get("health") if whitelist else None,
+            access_key=record.access_key,
+            secret_key=record.secret_key,
+            htx_uid=record.htx_uid,
+            spot_account_id=record.spot_account_id,
+            whitelist=tuple(normalise_pairs(whitelist.record.pairs)) if whitelist else (),
+            health=whitelist.record.health if whitelist else None,
             version=credentials.version,
-            vault_request_id=credentials.request_id,
+            vault_request_id=credentials.vault_request_id,
         )
 
     def _evict_expired(self) -> None:

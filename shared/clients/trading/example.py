@@ -4,8 +4,8 @@
     hash7-engine show --user U --binding B
     hash7-engine order --user U --binding B --symbol btcusdt --side buy --type limit --amount 0.001 --price 30000
 
-Same conventions as `hash7` (shared.clients.cli): HASH7_* configuration, tables on stdout, one line and an exit code
-for anything that goes wrong, never a traceback; the access key only masked, the secret never.
+Same conventions as `hash7` (shared/clients/console.py): HASH7_* configuration, tables on stdout, one line and an
+exit code for anything that goes wrong, never a traceback; the access key only masked, the secret never.
 """
 
 from decimal import Decimal
@@ -17,7 +17,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from shared.clients.cli import (
+from shared.adapters.htx.errors import HtxError
+from shared.clients.console import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,12 +32,11 @@ from shared.clients.cli import (
     shown,
     stdout,
 )
-from shared.runtime.config import EngineSettings
-from shared.contracts.events import TradingPair
-from shared.runtime.errors import ClientError
-from shared.adapters.htx.errors import HtxError
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
 from shared.clients.trading.gate import OrderRefused, OrderRequest, order_gate
+from shared.contracts.events import TradingPair
+from shared.runtime.config import EngineSettings
+from shared.runtime.errors import ClientError
 
 PROGRAM = "hash7-engine"
 EXIT_CODES_HELP = f"""\b

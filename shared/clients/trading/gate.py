@@ -15,16 +15,16 @@ from typing import Any, Protocol
 
 import structlog
 
-from shared.runtime.config import EngineSettings
-from shared.contracts.events import Event
-from shared.contracts.pairs import normalise_pairs
-from shared.contracts.routing import Party
-from shared.runtime.errors import ClientError
 from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
-from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
-from shared.contracts.outcomes import audit
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.contracts.events import Event
+from shared.contracts.outcomes import audit
+from shared.contracts.pairs import normalise_pairs
+from shared.contracts.routing import Party
+from shared.runtime.config import EngineSettings
+from shared.runtime.errors import ClientError
+from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,7 @@ class OrderRefusalReason(StrEnum):
     BINDING_REVOKED = "binding_revoked"
     BINDING_INVALID = "binding_invalid"
     PAIR_NOT_WHITELISTED = "pair_not_whitelisted"
+    NO_SPOT_ACCOUNT = "no_spot_account"
 
 
 class OrderRefused(ClientError):
@@ -102,6 +103,11 @@ class OrderGate:
             whitelist = ", ".join(binding.whitelist) or "empty"
             raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.PAIR_NOT_WHITELISTED,
                                       f"it is not in its whitelist ({whitelist})")
+
+        if binding.spot_account_id is None:
+            # HTX listed no spot account for the key when it was bound: there is nowhere to place a spot order.
+            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.NO_SPOT_ACCOUNT,
+                                      "HTX listed no spot account for its key; open one on HTX and bind the key again")
 
         placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
             account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,

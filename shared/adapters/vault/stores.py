@@ -1,0 +1,215 @@
+"""Stores of the typed Vault records (shared.adapters.vault.records) over the Vault port. They own the storage
+mechanics — paths, create-only writes, check-and-set, write-once paths, the access-key index — so that handlers
+read as the decisions they make.
+
+The conflict policy, the one for every store:
+- A check-and-set write (on the version the caller read, or create-only where it read nothing) that loses
+  re-reads the path. When the record there is our own (the same request id: a redelivery of this request got
+  there first), that is the outcome. Otherwise the store raises ConcurrentWrite, a TransientError: the runtime
+  retries the message in place (shared/runtime/processing.py), and the handler decides again from fresh reads.
+- A create-or-read (a write-once path, or a create-only write made without reading first, to save a Vault call)
+  hands back whichever record holds the path: deciding what it means is the caller's business. Only a path
+  taken and gone again in between raises ConcurrentWrite.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
+
+from shared.adapters.vault.client import CasConflict, VaultPort
+from shared.adapters.vault.layout import (
+    ACCESS_KEY_INDEX_KEY,
+    BINDINGS_FOLDER,
+    access_key_index_path,
+    binding_path,
+    revocation_path,
+    sweep_marker_path,
+    user_bindings_folder,
+    whitelist_path,
+)
+from shared.adapters.vault.records import (
+    AccessKeyIndexEntry,
+    BindingRecord,
+    KeyHealth,
+    RecheckableBinding,
+    SweepClaim,
+    Tombstone,
+    VaultRecord,
+    WhitelistRecord,
+)
+from shared.runtime.errors import TransientError
+
+R = TypeVar("R", bound=VaultRecord)
+# Records written on behalf of one request, whose request id tells our own write from another's.
+OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord)
+
+
+class ConcurrentWrite(TransientError):
+    """Another writer changed a Vault path between our read and our write: decide again from fresh reads."""
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[R]):
+    """A record with its KV version (a check-and-set writes on it)."""
+
+    record: R
+    version: int
+    # Vault's id of the read, as its audit log records it; "" for a record as we wrote it.
+    vault_request_id: str = ""
+
+
+async def _read(vault: VaultPort, path: str, kind: type[R]) -> Versioned[R] | None:
+    entry = await vault.read(path)
+    return None if entry is None else Versioned(kind.from_vault(entry.data), entry.version, entry.request_id)
+
+
+async def _check_and_set(vault: VaultPort, path: str, record: OfARequest,
+                         expected: Versioned[OfARequest] | None) -> Versioned[OfARequest]:
+    """Write record on the version expected (None: create-only); our own write when it lost (module docstring)."""
+    try:
+        return Versioned(record, await vault.write(path, record.to_vault(), cas=expected.version if expected else 0))
+    except CasConflict:
+        there = await _read(vault, path, type(record))
+    if there is None or there.record.request_id != record.request_id:
+        raise ConcurrentWrite(f"{path} changed while writing")
+    return there
+
+
+async def _create_or_read(vault: VaultPort, path: str, record: R) -> Versioned[R]:
+    """Write record create-only; when the path is taken, the record there instead."""
+    try:
+        return Versioned(record, await vault.write(path, record.to_vault(), cas=0))
+    except CasConflict:
+        there = await _read(vault, path, type(record))
+    if there is None:
+        raise ConcurrentWrite(f"{path} was taken and is gone again")
+    return there
+
+
+async def _create_once(vault: VaultPort, path: str, record: R) -> R:
+    """The record at a write-once path: the one already there, or this one. Read first: these paths are usually
+    taken already, and a create-only write to a taken one is a denied request in Vault's audit log."""
+    existing = await _read(vault, path, type(record))
+    return existing.record if existing is not None else (await _create_or_read(vault, path, record)).record
+
+
+class Bindings:
+    """Binding credentials (BindingRecord) by user and binding id."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def read(self, user_id: str, binding_id: str) -> Versioned[BindingRecord] | None:
+        return await _read(self._vault, binding_path(user_id, binding_id), BindingRecord)
+
+    async def exists(self, user_id: str, binding_id: str) -> bool:
+        """Whether the binding is stored, without reading its secret."""
+        return await self._vault.read_metadata(binding_path(user_id, binding_id)) is not None
+
+    async def save(self, record: BindingRecord, current: Versioned[BindingRecord]) -> Versioned[BindingRecord]:
+        """Write record as the version after current (a rotation)."""
+        return await _check_and_set(self._vault, binding_path(record.user_id, record.binding_id), record, current)
+
+    async def create_or_read(self, record: BindingRecord) -> Versioned[BindingRecord]:
+        """Write a new binding create-only; when its path is taken, the record there instead."""
+        return await _create_or_read(self._vault, binding_path(record.user_id, record.binding_id), record)
+
+    async def delete(self, user_id: str, binding_id: str) -> None:
+        """Every version: nothing is left to undelete."""
+        await self._vault.delete_all(binding_path(user_id, binding_id))
+
+    async def recheckable(self) -> AsyncIterator[RecheckableBinding]:
+        """Every stored binding of every user that a key-health sweep can recheck."""
+        for user_folder in await self._vault.list(BINDINGS_FOLDER):
+            user_id = user_folder.rstrip("/")
+            for binding_id in await self._vault.list(user_bindings_folder(user_id)):
+                entry = await self._vault.read(binding_path(user_id, binding_id))
+                try:
+                    binding = RecheckableBinding.from_vault(entry.data) if entry is not None else None
+                except ValidationError:
+                    continue  # no sealed secret to hand on (see RecheckableBinding)
+                if binding is not None:
+                    yield binding
+
+
+class Whitelists:
+    """Each binding's whitelist and key health (WhitelistRecord)."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def read(self, user_id: str, binding_id: str) -> Versioned[WhitelistRecord] | None:
+        return await _read(self._vault, whitelist_path(user_id, binding_id), WhitelistRecord)
+
+    async def create_or_read(self, user_id: str, binding_id: str,
+                             record: WhitelistRecord) -> Versioned[WhitelistRecord]:
+        return await _create_or_read(self._vault, whitelist_path(user_id, binding_id), record)
+
+    async def save(self, user_id: str, binding_id: str, current: Versioned[WhitelistRecord] | None, request_id: str,
+                   at: datetime, *, pairs: list[str] | None = None,
+                   health: KeyHealth | None = None) -> WhitelistRecord:
+        """Apply the changes given to the whitelist as just read (current), keeping the rest; a redelivered
+        request (its request id already written) makes no new version. Returns the record as stored."""
+        if current is not None and current.record.request_id == request_id:
+            return current.record
+        # No whitelist yet: no pairs, and the key as healthy as the validator found it.
+        before = current.record if current is not None else WhitelistRecord(health=KeyHealth.HEALTHY,
+                                                                             request_id="", updated_at=at)
+        record = WhitelistRecord(pairs=before.pairs if pairs is None else pairs, health=health or before.health,
+                                 request_id=request_id, updated_at=at)
+        return (await _check_and_set(self._vault, whitelist_path(user_id, binding_id), record, current)).record
+
+    async def delete(self, user_id: str, binding_id: str) -> None:
+        await self._vault.delete_all(whitelist_path(user_id, binding_id))
+
+
+class Tombstones:
+    """What revocations leave behind (Tombstone), by user and binding id."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def read(self, user_id: str, binding_id: str) -> Tombstone | None:
+        found = await _read(self._vault, revocation_path(user_id, binding_id), Tombstone)
+        return found.record if found is not None else None
+
+    async def leave_once(self, user_id: str, binding_id: str, tombstone: Tombstone) -> Tombstone:
+        """The binding's tombstone: the one a revocation left before, or this one."""
+        return await _create_once(self._vault, revocation_path(user_id, binding_id), tombstone)
+
+
+class SweepClaims:
+    """Who runs each key-health sweep (SweepClaim)."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def claim(self, sweep_id: str, claim: SweepClaim) -> SweepClaim:
+        """The sweep's claim: one made before, or this one."""
+        return await _create_once(self._vault, sweep_marker_path(sweep_id), claim)
+
+
+class AccessKeyIndex:
+    """One binding per access key across all users. Entries are kept under an HMAC of the key, never the key."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def path_of(self, access_key: str) -> str:
+        return access_key_index_path(await self._vault.hmac(ACCESS_KEY_INDEX_KEY, access_key))
+
+    async def claim(self, access_key: str, user_id: str, binding_id: str) -> bool:
+        """True when the key is (now) indexed to this binding, False when another binding holds it.
+        Create-only write first: a fresh key (the usual case) costs one Vault call, not a read and a write."""
+        entry = AccessKeyIndexEntry(user_id=user_id, binding_id=binding_id)
+        holder = await _create_or_read(self._vault, await self.path_of(access_key), entry)
+        return holder.record.names(user_id, binding_id)
+
+    async def release(self, index_path: str, user_id: str, binding_id: str) -> None:
+        """Free the entry at index_path if this binding holds it."""
+        holder = await _read(self._vault, index_path, AccessKeyIndexEntry)
+        if holder is not None and holder.record.names(user_id, binding_id):
+            await self._vault.delete_all(index_path)

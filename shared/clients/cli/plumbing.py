@@ -1,0 +1,69 @@
+"""What `hash7`'s commands do besides parsing their options: load the settings, read the secret key, and
+wait for a request's outcome, showing its progress."""
+
+import getpass
+import sys
+
+import click
+from pydantic import SecretStr
+from rich.text import Text
+
+from shared.clients.binding_client import BindingClient, StatusTimeout
+from shared.clients.cli.tables import REQUEST_TIMELINE, shown_state
+from shared.clients.console import EXIT_OK, EXIT_REFUSED, load_program_settings, shown, stderr, stdout
+from shared.contracts.states import RequestOutcome
+from shared.runtime.config import Settings
+
+PROGRAM = "hash7-cli"
+
+
+def load_settings() -> Settings:
+    return load_program_settings(Settings, PROGRAM)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def read_secret(from_stdin: bool) -> SecretStr:
+    """The HTX secret key, from a hidden prompt or from stdin; never from the command line, where shell
+    history and the process list would keep it."""
+    if from_stdin:
+        secret = sys.stdin.readline().strip()
+        if not secret:
+            raise click.UsageError("--secret-stdin was given but stdin holds no secret key")
+    elif _stdin_is_terminal():
+        try:
+            secret = getpass.getpass("HTX Secret Key (hidden): ").strip()
+        except EOFError:
+            secret = ""
+        if not secret:
+            raise click.UsageError("no secret key was typed")
+    else:
+        raise click.UsageError("stdin is not a terminal, so there is no hidden prompt: pipe the secret key "
+                               "with --secret-stdin")
+    return SecretStr(secret)
+
+
+async def await_outcome(client: BindingClient, request_id: str, outcome: RequestOutcome, timeout_s: float) -> int:
+    """Show progress until the request's final status, then its timeline; returns the exit code."""
+    with stderr.status("Waiting for the services to answer…") as progress:
+        try:
+            timeline = await client.wait_for(
+                request_id, outcome.final, timeout_s,
+                on_status=lambda status: progress.update(f"Waiting for the services… now {status.state.value}"),
+            )
+        except StatusTimeout as exc:
+            progress.stop()
+            if exc.timeline:
+                stdout.print(REQUEST_TIMELINE.table(exc.timeline))
+            raise
+    stdout.print(REQUEST_TIMELINE.table(timeline))
+    final = timeline[-1]
+    subject = f"Binding {final.binding_id}" if final.binding_id else f"Request {request_id}"
+    if final.state in outcome.succeeded:
+        stdout.print(Text.assemble(shown(subject), " is ", shown_state(final.state), "."))
+        return EXIT_OK
+    codes = ", ".join(final.reason_codes) or "no reason given"
+    stdout.print(Text.assemble(shown(subject), " ended ", shown_state(final.state), f" ({codes})."))
+    return EXIT_REFUSED

@@ -1,0 +1,140 @@
+"""One record through its handler: parse → handle → publish, with at-least-once semantics.
+
+- transient trouble (shared.runtime.errors.TransientError: Vault down, a broker hiccup) is retried in place with
+  capped, jittered backoff (shared/runtime/backoff.py) for as long as it lasts, and never dead-lettered: the
+  record's lane waits, the consumer keeps polling;
+- a record that cannot be parsed, or whose handler keeps failing for another reason
+  (`max_attempts_before_dead_letter` times), goes to the dead-letter topic (shared/runtime/dead_letters.py) and
+  the subscription moves on;
+- `process` returns only once everything the record produced is confirmed by the broker, and only then may its
+  subscription commit past it (shared/runtime/lanes.py).
+"""
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+from aiokafka import ConsumerRecord
+
+from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
+from shared.contracts.outcomes import audit
+from shared.runtime.backoff import retry_up_to, retry_while_raising
+from shared.runtime.config import ServiceSettings
+from shared.runtime.dead_letters import DeadLetter
+from shared.runtime.errors import TransientError
+from shared.runtime.logging import redact
+from shared.runtime.publishing import EventPublisher
+
+log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=Event)
+E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
+
+# How many completed pipeline events a subscriber remembers, to recognise a second copy (see MessageProcessor).
+_COMPLETED_EVENTS_REMEMBERED = 20_000
+
+
+class Handler(Protocol[E_contra]):
+    """A handler: the event and the time of the record that carried it → what to publish."""
+
+    def __call__(self, event: E_contra, *, at: datetime) -> Awaitable[Sequence[Event]]: ...
+
+
+class MalformedHandler(Protocol):
+    def __call__(self, error: MalformedEvent, *, at: datetime) -> Sequence[Event]: ...
+
+
+def record_time(timestamp_ms: int | None) -> datetime:
+    """The time a Kafka record was produced. Handlers stamp what they emit with it, not with the clock,
+    so that a redelivered record yields the very same events (idempotent consumers)."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return utc_now()  # a record without a timestamp (pre-0.10 format): nothing stable to reuse
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+class MessageProcessor(Generic[E]):
+    """Parse → handle → publish the outcome of one record; its subscription commits past it on return.
+
+    Pipeline events carry an event id derived from their cause, so a stage re-run after a crash publishes a
+    second copy of the same event. Both copies are recorded on the topic; the second is acknowledged
+    without running the handler again when this subscriber completed the first, so a crash upstream does
+    not make every later stage repeat its work and its statuses."""
+
+    def __init__(self, model: type[E], handle: Handler[E], on_malformed: MalformedHandler,
+                 publisher: EventPublisher, settings: ServiceSettings) -> None:
+        self._model = model
+        self._handle = handle
+        self._on_malformed = on_malformed
+        self._publisher = publisher
+        self._settings = settings
+        self._completed: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    async def process(self, record: ConsumerRecord) -> None:
+        at = record_time(record.timestamp)
+        try:
+            event = parse_event(self._model, record.value or b"")
+        except MalformedEvent as exc:
+            log.warning("message_malformed", topic=record.topic, offset=record.offset, problem=exc.problem)
+            await self._retry_transient(partial(self._dead_letter, record, exc, self._on_malformed(exc, at=at)))
+            return
+        with structlog.contextvars.bound_contextvars(
+            request_id=getattr(event, "request_id", None),
+            binding_id=getattr(event, "binding_id", None),
+            user_id=getattr(event, "user_id", None),
+        ):
+            event_id: uuid.UUID | None = getattr(event, "event_id", None)
+            if event_id in self._completed:
+                log.info("duplicate_event_skipped", topic=record.topic, offset=record.offset, event_id=str(event_id))
+                return
+            await self._process_event(record, event, at)
+
+    def _remember_completed(self, event: E) -> None:
+        event_id: uuid.UUID | None = getattr(event, "event_id", None)
+        if event_id is None:
+            return  # the app's requests: their replays are the handlers' business (intake's history)
+        self._completed[event_id] = None
+        if len(self._completed) > _COMPLETED_EVENTS_REMEMBERED:
+            self._completed.popitem(last=False)
+
+    async def _process_event(self, record: ConsumerRecord, event: E, at: datetime) -> None:
+        try:
+            await retry_up_to(partial(self._retry_transient, partial(self._handle_and_publish, event, at)),
+                              self._settings.max_attempts_before_dead_letter, self._settings.retry_backoff_max_s,
+                              _log_handler_failure)
+        except Exception as exc:  # noqa: BLE001 — anything unexpected, after bounded retries: dead letter
+            await self._retry_transient(partial(self._dead_letter, record, exc, self._gave_up(event, exc)))
+
+    def _gave_up(self, event: E, error: BaseException) -> list[Event]:
+        # Ops must hear about a message we stopped trying; the dead letter holds it for a replay.
+        return [audit(service=self._settings.service_name, action="consume", outcome="dead_lettered",
+                      user_id=getattr(event, "user_id", None), request_id=getattr(event, "request_id", None),
+                      binding_id=getattr(event, "binding_id", None),
+                      details={"error_class": type(error).__name__, "event_type": type(event).__name__})]
+
+    async def _handle_and_publish(self, event: E, at: datetime) -> None:
+        outcome = await self._handle(event, at=at)
+        await self._publisher.publish(outcome)
+        self._remember_completed(event)
+
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, also: Sequence[Event]) -> None:
+        letter = DeadLetter.of(record.value or b"", record.key, record.topic, record.partition, record.offset,
+                               error, self._settings.service_name)
+        await self._publisher.publish_dead_letter(letter)
+        await self._publisher.publish(also)
+        log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
+                    offset=record.offset, error_class=letter.error_class)
+
+    async def _retry_transient(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Retry transient failures in place for as long as they last: only this record's lane waits."""
+        await retry_while_raising(attempt, TransientError, self._settings.retry_backoff_max_s, _log_transient_retry)
+
+
+def _log_handler_failure(error: Exception, attempt: int) -> None:
+    log.error("handler_failed", attempt=attempt, error=redact(error))
+
+
+def _log_transient_retry(error: TransientError, delay_s: float) -> None:
+    log.warning("transient_failure_retry", error=redact(error), retry_in_s=round(delay_s, 2))

@@ -1,0 +1,100 @@
+"""Attaching handlers to topics: `subscribe` (a consumer group, laned, committed behind the work), `follow` (an
+in-memory view of a whole topic), and `Subscriptions`, the laned subscriptions a service closes at shutdown."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.contracts.events import Event, MalformedEvent, parse_event
+from shared.contracts.routing import Party, Topic, subscribed_route
+from shared.runtime.broker import whole_message
+from shared.runtime.config import ServiceSettings
+from shared.runtime.lanes import Consumer, LanedSubscription
+from shared.runtime.processing import Handler, MalformedHandler, MessageProcessor
+from shared.runtime.publishing import EventPublisher
+
+log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=Event)
+
+# FastStream's batch loop waits this long for records and, when none came, sleeps as long again: a record
+# landing during the sleep waits it out. Short where a user waits for `active`; idle polls stay in-process.
+_BATCH_WAIT_MS_BINDING_PATH = 10
+_BATCH_WAIT_MS_OCCASIONAL = 100
+
+
+def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, handle: Handler[E],
+              on_malformed: MalformedHandler, publisher: EventPublisher) -> LanedSubscription:
+    """Attach handle to topic in the service's consumer group for it; the subscription returned is for the
+    service to close at shutdown (Subscriptions). One group per subscription, not per service: a join or leave
+    rebalances only the consumers of that topic, so an instance starting or dying does not stop every other
+    subscription of the service.
+
+    One consumer per subscription, taking each poll's records as a batch and handing them to their lanes
+    (shared/runtime/lanes.py: in order per key, concurrently across keys), which commit behind the records'
+    processing (shared/runtime/processing.py): FastStream commits nothing itself (AckPolicy.MANUAL)."""
+    route = subscribed_route(topic, Party(settings.service_name))
+    # The routing table names the topic's model at run time; the caller passes the handler of that model.
+    processor = MessageProcessor(cast(type[E], route.event_model), handle, on_malformed, publisher, settings)
+    subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand)
+
+    async def consume(batch: KafkaMessage) -> None:
+        # FastStream types the consumer by a protocol of its own; it is aiokafka's AIOKafkaConsumer.
+        await subscription.admit(batch.raw_message, cast(Consumer, batch.consumer))
+
+    consume.__name__ = f"on_{topic.name.lower()}"
+    on_binding_path = route.binding_path
+    broker.subscriber(
+        settings.topic(topic),
+        group_id=f"{settings.service_name}{settings.kafka_group_suffix}.{topic.value}",
+        # A new group must read what was published before it joined (FastStream's default is "latest").
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        listener=subscription,
+        batch=True,
+        max_records=settings.kafka_max_records_in_hand,
+        batch_timeout_ms=_BATCH_WAIT_MS_BINDING_PATH if on_binding_path else _BATCH_WAIT_MS_OCCASIONAL,
+        fetch_max_wait_ms=(settings.kafka_fetch_max_wait_ms if on_binding_path
+                           else settings.kafka_occasional_fetch_max_wait_ms),
+        title=f"{settings.service_name}:{topic.value}",
+        decoder=whole_message,
+    )(consume)
+    return subscription
+
+
+class Subscriptions:
+    """A service's laned subscriptions. Its app closes them before the broker stops
+    (shared/runtime/service.py), so that the records in hand finish and their offsets are committed."""
+
+    def __init__(self, *subscriptions: LanedSubscription) -> None:
+        self._subscriptions = subscriptions
+
+    async def close(self) -> None:
+        await asyncio.gather(*(subscription.close() for subscription in self._subscriptions))
+
+
+def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None]) -> None:
+    """Feed every event of topic, from the beginning and without a consumer group, into an in-memory view
+    (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on every
+    start)."""
+
+    model = subscribed_route(topic, Party(settings.service_name)).event_model
+
+    async def consume(message: KafkaMessage) -> None:
+        try:
+            on_event(parse_event(model, message.body))
+        except MalformedEvent as exc:
+            # Not this service's input: another producer's bug, visible in its own dead letters.
+            log.warning("view_event_malformed", topic=settings.topic(topic), problem=exc.problem)
+
+    consume.__name__ = f"view_{topic.name.lower()}"
+    broker.subscriber(
+        settings.topic(topic), auto_offset_reset="earliest", ack_policy=AckPolicy.ACK_FIRST,
+        # As fresh as the subscribers: intake answers a replay from this view, which must not trail them.
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        title=f"{settings.service_name}:view:{topic.value}",
+        decoder=whole_message,
+    )(consume)

@@ -1,0 +1,85 @@
+"""The schema_version policy (shared/contracts/events.py): an event of a major this consumer does not read is
+malformed, named as such, with the user and request it is about, so the service dead-letters it and tells the
+user `malformed_request`; it is never read as version 1."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import SecretStr
+
+from services.intake.handlers import on_malformed
+from shared.contracts.asyncapi import asyncapi_document
+from shared.contracts.events import SCHEMA_VERSION, BindingRequested, BindingStatus, MalformedEvent, parse_event
+from shared.contracts.reasons import ReasonCode
+from shared.contracts.states import BindingState
+from shared.runtime.config import IntakeSettings
+from shared.runtime.processing import MessageProcessor
+from tests.fakes import fake_seal
+from tests.unit.test_message_processor import Record, RecordingPublisher
+
+
+def request_body(**changes: object) -> bytes:
+    request = BindingRequested(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
+                               secret_key_sealed=SecretStr(fake_seal("s3cret", "u1")), requested_at=datetime.now(UTC))
+    return json.dumps(request.model_dump(mode="json") | changes).encode()
+
+
+def test_version_1_is_read():
+    assert SCHEMA_VERSION == 1
+    assert parse_event(BindingRequested, request_body(schema_version=1)).schema_version == 1
+
+
+def test_an_event_without_a_version_is_version_1():
+    document = json.loads(request_body())
+    del document["schema_version"]
+    assert parse_event(BindingRequested, json.dumps(document).encode()).schema_version == 1
+
+
+@pytest.mark.parametrize("version", [2, 999, 0, -1])
+def test_a_major_this_consumer_does_not_read_is_malformed_and_says_so(version):
+    with pytest.raises(MalformedEvent) as raised:
+        parse_event(BindingRequested, request_body(schema_version=version))
+    error = raised.value
+    assert error.problem == f"schema_version {version} is not understood (this consumer reads 1)"
+    assert (error.user_id, error.request_id) == ("u1", "r1")
+
+
+def test_an_unknown_major_is_named_alone_even_when_its_fields_differ():
+    # A version 2 event may well have renamed fields: the version is the problem, not what v1 would expect.
+    with pytest.raises(MalformedEvent) as raised:
+        parse_event(BindingRequested, request_body(schema_version=2, access_key=None, exchange_id="htx"))
+    assert raised.value.problem == "schema_version 2 is not understood (this consumer reads 1)"
+
+
+@pytest.mark.parametrize("version", ["1", True, 1.0])
+def test_a_version_that_is_no_integer_is_malformed(version):
+    with pytest.raises(MalformedEvent, match="^schema_version: Input should be a valid integer"):
+        parse_event(BindingRequested, request_body(schema_version=version))
+
+
+async def unreachable(event: BindingRequested, *, at: datetime) -> list[BindingStatus]:
+    raise AssertionError("a malformed record reached its handler")
+
+
+async def test_an_unknown_major_is_dead_lettered_and_the_user_told_never_handled():
+    publisher = RecordingPublisher()
+    processor = MessageProcessor(BindingRequested, unreachable, on_malformed, publisher, IntakeSettings())
+    await processor.process(Record(request_body(schema_version=2), timestamp=0, offset=3,
+                                   topic="hash7.binding.requested"))
+
+    [letter] = publisher.dead_letters
+    assert (letter.error_class, letter.offset) == ("MalformedEvent", 3)
+    assert "schema_version 2 is not understood" in letter.error_message
+    [status] = [event for event in publisher.published if isinstance(event, BindingStatus)]
+    assert (status.user_id, status.request_id, status.state) == ("u1", "r1", BindingState.REJECTED)
+    assert status.reason_codes == [ReasonCode.MALFORMED_REQUEST]
+
+
+async def test_a_dead_letter_carries_the_headers_the_contract_publishes():
+    publisher = RecordingPublisher()
+    processor = MessageProcessor(BindingRequested, unreachable, on_malformed, publisher, IntakeSettings())
+    await processor.process(Record(b"not json", timestamp=0, offset=4, topic="hash7.binding.requested"))
+    [letter] = publisher.dead_letters
+    published = asyncapi_document()["components"]["messages"]["DeadLetter"]["headers"]
+    assert set(letter.headers()) == set(published["properties"]) == set(published["required"])
