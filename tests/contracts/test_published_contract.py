@@ -26,8 +26,8 @@ from shared.contracts.events import (
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import ROUTES, Topic
 from shared.contracts.states import BindingState
+from tests.builders import stored, validated
 from tests.fakes import fake_seal
-from tests.unit.builders import stored, validated
 
 DOCUMENT = asyncapi.asyncapi_document()
 

@@ -19,8 +19,8 @@ from shared.contracts.events import RevokeRequested
 from shared.contracts.routing import ROUTES, SERVICES, Party, RouteViolation, Topic, route_of
 from shared.runtime import subscriptions
 from shared.runtime.config import IntakeSettings, ValidatorSettings, VaultWriterSettings, WhitelistSettings
+from tests.builders import stored
 from tests.fakes import InMemoryVault
-from tests.unit.builders import stored
 
 # Each service's composition root, and the arguments its `build` takes here (no server is started).
 _SERVICE_APPS: dict[Party, tuple[ModuleType, Callable[[], tuple[Any, ...]]]] = {

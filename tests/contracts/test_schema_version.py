@@ -16,7 +16,7 @@ from shared.contracts.states import BindingState
 from shared.runtime.config import IntakeSettings
 from shared.runtime.processing import MessageProcessor
 from tests.fakes import fake_seal
-from tests.unit.test_message_processor import Record, RecordingPublisher
+from tests.runtime.test_processing import Record, RecordingPublisher
 
 
 def request_body(**changes: object) -> bytes:

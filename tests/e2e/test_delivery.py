@@ -15,7 +15,7 @@ from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.subscriptions import subscribe
-from tests.unit.builders import validated
+from tests.builders import validated
 
 pytestmark = pytest.mark.stack
 

@@ -7,7 +7,7 @@ from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.clients.trading.credentials import BindingNotFound, BindingStore
 from shared.contracts.secrets import mask_access_key
 from shared.runtime.logging import redact
-from tests.trading.fakes import (
+from tests.clients.trading.fakes import (
     ACCESS_KEY,
     BINDING,
     HTX_UID,

@@ -8,8 +8,8 @@ from shared.contracts.events import BindingAccepted, BindingRequested, Malformed
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.states import BindingState
+from tests.builders import topic_of
 from tests.fakes import AT, fake_seal
-from tests.unit.builders import topic_of
 
 
 def deps(limit=10, clock=None):

@@ -11,7 +11,7 @@ from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.secrets import mask_access_key
-from tests.trading.fakes import (
+from tests.clients.trading.fakes import (
     ACCESS_KEY,
     BINDING,
     HTX_UID,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from services.validator.verdict import KeyPolicy, check_ip_binding, verdict_for
 from shared.adapters.htx.models import Account, ApiKeyInfo
 from shared.contracts.reasons import ReasonCode as R
-from tests.htx.reasons import codes
+from tests.services.validator.reasons import codes
 
 EGRESS = ("203.0.113.10", "203.0.113.11")
 POLICY = KeyPolicy(egress_ips=EGRESS, expiry_warning_days=14)

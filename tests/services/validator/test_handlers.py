@@ -8,8 +8,8 @@ from shared.contracts.events import BindingAccepted, HtxKeyFacts, derived_event_
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
+from tests.builders import topic_of
 from tests.fakes import AT, InMemoryVault, fake_seal
-from tests.unit.builders import topic_of
 
 FACTS = HtxKeyFacts(uid=7, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
                     valid_days=-1, key_status="normal")

@@ -15,8 +15,8 @@ from shared.contracts.events import WhitelistRequested
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
+from tests.builders import stored, topic_of
 from tests.fakes import AT, CountingVault, InMemoryVault, RacingVault
-from tests.unit.builders import stored, topic_of
 
 
 def catalog():

@@ -11,9 +11,9 @@ from shared.contracts.events import BindingRechecked, SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
+from tests.builders import stored, topic_of, validated
 from tests.fakes import AT, InMemoryVault
-from tests.unit.builders import stored, topic_of, validated
-from tests.unit.test_whitelist_handlers import catalog
+from tests.services.whitelist.test_handlers import catalog
 
 
 def of(outgoing, topic):

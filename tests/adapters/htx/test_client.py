@@ -26,7 +26,7 @@ from shared.adapters.htx.client import (
 from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.htx.signing import compute_signature, format_timestamp, pre_sign_text
-from tests.htx.scripted import (
+from tests.adapters.htx.scripted import (
     BAD_GATEWAY,
     BASE_URL,
     GATEWAY_ERROR,

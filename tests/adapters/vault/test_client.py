@@ -1,5 +1,5 @@
 """VaultClient's token lifecycle against a scripted hvac: when it renews and when it logs in again (the real
-Vault's side is in tests/trading/test_engine_stack.py)."""
+Vault's side is in tests/clients/trading/test_engine_stack.py)."""
 
 import asyncio
 from types import SimpleNamespace

@@ -18,7 +18,7 @@ from shared.runtime.backoff import full_jitter
 from shared.runtime.config import ValidatorSettings
 from shared.runtime.errors import TransientError
 from shared.runtime.processing import MessageProcessor, record_time
-from tests.unit.builders import validated
+from tests.builders import validated
 
 
 @dataclass

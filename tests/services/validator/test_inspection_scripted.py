@@ -9,8 +9,8 @@ from services.validator.verdict import KeyPolicy
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from shared.contracts.reasons import ReasonCode as R
-from tests.htx.reasons import codes
-from tests.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
+from tests.adapters.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
+from tests.services.validator.reasons import codes
 
 POLICY = KeyPolicy(egress_ips=("203.0.113.10", "203.0.113.11"), expiry_warning_days=14)
 CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", SecretStr("secret"))

@@ -18,8 +18,8 @@ from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
 from shared.runtime.errors import TransientError
+from tests.builders import topic_of, validated
 from tests.fakes import AT, InMemoryVault, RacingVault
-from tests.unit.builders import topic_of, validated
 
 
 def statuses(outgoing):

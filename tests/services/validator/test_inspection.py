@@ -12,7 +12,7 @@ from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import ReasonCode as R
-from tests.htx.reasons import codes
+from tests.services.validator.reasons import codes
 
 pytestmark = pytest.mark.stack
 

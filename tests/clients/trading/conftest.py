@@ -2,8 +2,8 @@
 
 import pytest
 
+from tests.clients.trading.fakes import ManualClock
 from tests.fakes import CountingVault
-from tests.trading.fakes import ManualClock
 
 
 @pytest.fixture

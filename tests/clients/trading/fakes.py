@@ -12,13 +12,13 @@ from shared.adapters.vault.records import BindingRecord
 from shared.contracts.events import Event, utc_now
 from shared.contracts.routing import Party, route_of
 from shared.runtime.producer import BrokerUnavailable
+from tests.builders import validated
 from tests.fakes import InMemoryVault
-from tests.unit.builders import validated
 
 USER, BINDING = "u1", "b1"
 ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
 SECRET_KEY = "engine-secret-5e6f7a8b-never-shown"
-HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.unit.builders.validated says HTX answered
+HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.builders.validated says HTX answered
 
 
 async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
