@@ -11,17 +11,16 @@ from shared.runtime.broker import make_broker
 from shared.runtime.config import IntakeSettings
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import run, service_app
-from shared.runtime.subscriptions import Subscriptions, follow, subscribe
+from shared.runtime.subscriptions import Subscriptions, follow
 
 
 def build(settings: IntakeSettings, deps: IntakeDeps | None = None) -> FastStream:
     deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscriptions = Subscriptions(
-        subscribe(broker, settings, Topic.BINDING_REQUESTED,
-                  partial(handle_binding_requested, deps=deps), on_malformed, publisher),
-    )
+    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+        Topic.BINDING_REQUESTED: partial(handle_binding_requested, deps=deps),
+    })
     # Replays are answered from the latest status each request reached, read back from the status topic.
     follow(broker, settings, Topic.BINDING_STATUS, deps.history.record)
     return service_app(broker, subscriptions, settings, __doc__ or "")

@@ -15,7 +15,7 @@ from shared.runtime.broker import make_broker
 from shared.runtime.config import ValidatorSettings
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions, subscribe
+from shared.runtime.subscriptions import Subscriptions
 
 
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
@@ -29,12 +29,10 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
     )
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscriptions = Subscriptions(
-        subscribe(broker, settings, Topic.BINDING_ACCEPTED,
-                  partial(handle_binding_accepted, deps=deps), on_malformed, publisher),
-        subscribe(broker, settings, Topic.BINDING_RECHECK_REQUESTED,
-                  partial(handle_recheck_requested, deps=deps), on_malformed, publisher),
-    )
+    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+        Topic.BINDING_ACCEPTED: partial(handle_binding_accepted, deps=deps),
+        Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),
+    })
     app = service_app(broker, subscriptions, settings, __doc__ or "")
     app.after_shutdown(htx.aclose)
     return app

@@ -24,7 +24,7 @@ from shared.runtime.config import VaultWriterSettings
 from shared.runtime.errors import TransientError
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions, subscribe
+from shared.runtime.subscriptions import Subscriptions
 
 log = structlog.get_logger(__name__)
 
@@ -47,14 +47,11 @@ def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> Fast
     deps = VaultWriterDeps(vault or vault_client(settings))
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscriptions = Subscriptions(
-        subscribe(broker, settings, Topic.BINDING_VALIDATED,
-                  partial(handle_binding_validated, deps=deps), on_malformed, publisher),
-        subscribe(broker, settings, Topic.BINDING_REVOKE_REQUESTED,
-                  partial(handle_revoke_requested, deps=deps), on_malformed, publisher),
-        subscribe(broker, settings, Topic.HEALTH_SWEEP_REQUESTED,
-                  partial(handle_sweep_requested, deps=deps), on_malformed, publisher),
-    )
+    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+        Topic.BINDING_VALIDATED: partial(handle_binding_validated, deps=deps),
+        Topic.BINDING_REVOKE_REQUESTED: partial(handle_revoke_requested, deps=deps),
+        Topic.HEALTH_SWEEP_REQUESTED: partial(handle_sweep_requested, deps=deps),
+    })
     app = service_app(broker, subscriptions, settings, __doc__ or "")
     if settings.health_sweep_interval_s > 0:
         background(app, lambda: request_sweeps(publisher, settings.health_sweep_interval_s))

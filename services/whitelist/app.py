@@ -23,7 +23,7 @@ from shared.runtime.broker import make_broker
 from shared.runtime.config import WhitelistSettings
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions, subscribe
+from shared.runtime.subscriptions import Subscriptions
 
 log = structlog.get_logger(__name__)
 
@@ -51,14 +51,11 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
     deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
-    subscriptions = Subscriptions(
-        subscribe(broker, settings, Topic.WHITELIST_REQUESTED,
-                  partial(handle_whitelist_requested, deps=deps), on_malformed, publisher),
-        subscribe(broker, settings, Topic.BINDING_STORED,
-                  partial(handle_binding_stored, deps=deps), on_malformed, publisher),
-        subscribe(broker, settings, Topic.BINDING_RECHECKED,
-                  partial(handle_binding_rechecked, deps=deps), on_malformed, publisher),
-    )
+    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+        Topic.WHITELIST_REQUESTED: partial(handle_whitelist_requested, deps=deps),
+        Topic.BINDING_STORED: partial(handle_binding_stored, deps=deps),
+        Topic.BINDING_RECHECKED: partial(handle_binding_rechecked, deps=deps),
+    })
     app = service_app(broker, subscriptions, settings, __doc__ or "")
     background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s))
     app.after_shutdown(htx.aclose)

@@ -2,7 +2,7 @@
 in-memory view of a whole topic), and `Subscriptions`, the laned subscriptions a service closes at shutdown."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import structlog
@@ -71,6 +71,13 @@ class Subscriptions:
 
     def __init__(self, *subscriptions: LanedSubscription) -> None:
         self._subscriptions = subscriptions
+
+    @classmethod
+    def of(cls, broker: KafkaBroker, settings: ServiceSettings, publisher: EventPublisher,
+           on_malformed: MalformedHandler, handlers: Mapping[Topic, Handler[Any]]) -> "Subscriptions":
+        """One subscription per topic, each to its handler, with the service's one malformed-input answer."""
+        return cls(*(subscribe(broker, settings, topic, handle, on_malformed, publisher)
+                     for topic, handle in handlers.items()))
 
     async def close(self) -> None:
         await asyncio.gather(*(subscription.close() for subscription in self._subscriptions))

@@ -41,17 +41,18 @@ def readings_of(service: Party, monkeypatch: pytest.MonkeyPatch) -> list[Reading
     """What the service's composition root subscribes to, through the real subscribe/follow (which check the
     consumer against the table too)."""
     readings: list[Reading] = []
+    real_subscribe = subscriptions.subscribe
 
     def recording_subscribe(broker: Any, settings: Any, topic: Topic, handle: Any, *rest: Any) -> Any:
         readings.append(Reading(topic, handle))
-        return subscriptions.subscribe(broker, settings, topic, handle, *rest)
+        return real_subscribe(broker, settings, topic, handle, *rest)
 
     def recording_follow(broker: Any, settings: Any, topic: Topic, on_event: Any) -> None:
         readings.append(Reading(topic, None))
         subscriptions.follow(broker, settings, topic, on_event)
 
     app, arguments = _SERVICE_APPS[service]
-    monkeypatch.setattr(app, "subscribe", recording_subscribe)
+    monkeypatch.setattr(subscriptions, "subscribe", recording_subscribe)
     if hasattr(app, "follow"):
         monkeypatch.setattr(app, "follow", recording_follow)
     app.build(*arguments())
