@@ -1,5 +1,6 @@
 """validator: unseals each accepted key and proves it against HTX (permissions, IP binding, expiry, account)."""
 
+import asyncio
 from functools import partial
 
 from faststream import FastStream
@@ -26,6 +27,7 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         inspect=partial(inspect_key, htx, policy=policy),
         htx_deadline_s=settings.htx_retry_budget_s,
         pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
+        inspection_turns=asyncio.Semaphore(settings.htx_max_concurrent_inspections),
     )
     broker = make_broker(settings, settings.service_name)
     publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))

@@ -43,6 +43,8 @@ class ValidatorDeps:
     htx_deadline_s: float
     # Waits for a key-health re-check's turn (see pacing.Pacer).
     pace_recheck: Callable[[], Awaitable[None]]
+    # Turns at HTX (ValidatorSettings.htx_max_concurrent_inspections): htx_deadline_s counts from a key's turn.
+    inspection_turns: asyncio.Semaphore
 
 
 async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
@@ -52,7 +54,7 @@ async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str,
     except UnsealFailed:
         return KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE))
     try:
-        async with asyncio.timeout(deps.htx_deadline_s):
+        async with deps.inspection_turns, asyncio.timeout(deps.htx_deadline_s):
             return await deps.inspect(HtxCredentials(access_key, secret_key))
     except (HtxError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.

@@ -1,3 +1,5 @@
+import asyncio
+
 from pydantic import SecretStr
 
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted
@@ -37,7 +39,8 @@ async def no_wait():
 
 
 def deps(**kwargs):
-    return ValidatorDeps(vault=InMemoryVault(), inspect=inspector(**kwargs), htx_deadline_s=2.0, pace_recheck=no_wait)
+    return ValidatorDeps(vault=InMemoryVault(), inspect=inspector(**kwargs), htx_deadline_s=2.0, pace_recheck=no_wait,
+                         inspection_turns=asyncio.Semaphore(4))
 
 
 def by_topic(outgoing):
@@ -77,3 +80,16 @@ async def test_htx_trouble_tells_the_user_to_retry_not_to_fix_the_key():
     out = by_topic(await handle_binding_accepted(accepted(), deps(error=error), at=AT))
     assert out[Topic.BINDING_STATUS].reason_codes == [ReasonCode.EXCHANGE_UNAVAILABLE]
     assert "do not need to change the key" in out[Topic.BINDING_STATUS].reasons[0].hint
+
+
+async def test_a_key_waiting_for_its_turn_at_htx_does_not_spend_its_deadline_waiting():
+    """A restart's burst: keys beyond the turns wait, and each one's HTX deadline counts from its own turn."""
+
+    async def slow_but_in_time(credentials):
+        await asyncio.sleep(0.3)
+        return KeyInspection(KeyVerdict(), FACTS)
+
+    one_turn = ValidatorDeps(vault=InMemoryVault(), inspect=slow_but_in_time, htx_deadline_s=0.5,
+                             pace_recheck=no_wait, inspection_turns=asyncio.Semaphore(1))
+    burst = await asyncio.gather(*(handle_binding_accepted(accepted(), one_turn, at=AT) for _ in range(3)))
+    assert all(Topic.BINDING_VALIDATED in by_topic(out) for out in burst)

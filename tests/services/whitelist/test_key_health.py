@@ -1,3 +1,5 @@
+
+import asyncio
 import uuid
 
 from services.validator.handlers import ValidatorDeps, handle_recheck_requested
@@ -58,7 +60,7 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
         assert credentials.secret_key.get_secret_value() == "s3cret"
         return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
 
-    [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace), at=AT),
+    [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace, asyncio.Semaphore(4)), at=AT),
                   Topic.BINDING_RECHECKED)
     assert result.checked and [r.code for r in result.rejections] == [ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN]
     assert paced == [1]
@@ -66,7 +68,7 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
     async def down(credentials):
         raise TimeoutError
 
-    [unknown] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, down, 2.0, pace), at=AT), Topic.BINDING_RECHECKED)
+    [unknown] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, down, 2.0, pace, asyncio.Semaphore(4)), at=AT), Topic.BINDING_RECHECKED)
     assert not unknown.checked and unknown.rejections == []
 
 
