@@ -55,4 +55,6 @@ def test_the_same_event_id_with_other_content_is_a_violation():
     stored = arrived(S.STORED, 3)
     other = stored.status.model_copy(update={"details": {"vault_version": 2}})
     findings = findings_of(arrived(S.RECEIVED, 1), arrived(S.VALIDATED, 2), stored, ArrivedStatus(other, 4))
-    assert findings.violations == [f"r1: event {stored.status.event_id} (vault-writer/stored) came again with other details"]
+    assert findings.violations == [
+        f"r1: event {stored.status.event_id} (vault-writer/stored) came again with other details"
+    ]

@@ -1,4 +1,5 @@
-"""Every topic of the routing table (shared/contracts/routing.py), created explicitly with its partition count (FastStream's auto-create would make 1 partition).
+"""Every topic of the routing table (shared/contracts/routing.py), created explicitly with its partition count
+(FastStream's auto-create would make 1 partition).
 
 A topic that exists is left exactly as it is, even with another partition count: adding partitions remaps
 keys to partitions, which would break the per-binding ordering the pipeline relies on.

@@ -302,7 +302,8 @@ def _print_summary(endpoints: StackEndpoints, run_dir: Path, services: Superviso
         "0600; a local convenience only: whoever can read it owns this Vault",
     )
     table.add_row("AppRole credentials", _shown(run_dir / "approle"), "one 0600 file per role")
-    table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}", "demo scenario; admin API under /_sandbox/")
+    table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}",
+                  "demo scenario; admin API under /_sandbox/")
     for process in services.processes:
         table.add_row(process.name, f"pid {process.pid}", "")
     table.add_row("Logs", _shown(run_dir / "logs"), "one file per part; service output also appears below")

@@ -16,7 +16,8 @@ def start_sandbox(host: str, port: int, log_path: Path, *, env: Mapping[str, str
     """Start the sandbox with the demo scenario and return once it accepts connections."""
     sandbox = ManagedProcess(
         "htx-sandbox",
-        [sys.executable, "-m", SANDBOX_MODULE, "--host", host, "--port", str(port), "--scenario", str(SANDBOX_SCENARIO)],
+        [sys.executable, "-m", SANDBOX_MODULE, "--host", host, "--port", str(port),
+         "--scenario", str(SANDBOX_SCENARIO)],
         log_path,
         env=env,
         echo=echo,

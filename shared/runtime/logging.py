@@ -120,7 +120,8 @@ def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> N
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[*shared[:1], structlog.stdlib.filter_by_level, *shared[1:], structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared[:1], structlog.stdlib.filter_by_level, *shared[1:],
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -92,7 +92,8 @@ def test_ids_cannot_escape_a_vault_path():
 
 
 def test_every_event_round_trips():
-    accepted = BindingAccepted(**a_request().model_dump(), event_id=uuid.uuid4(), binding_id="b-1", accepted_at=utc_now())
+    accepted = BindingAccepted(**a_request().model_dump(), event_id=uuid.uuid4(), binding_id="b-1",
+                               accepted_at=utc_now())
     status = BindingStatus(event_id=uuid.uuid4(), request_id="r", binding_id="b", user_id="u", exchange="htx",
                            state=BindingState.REJECTED, reasons=[reason(ReasonCode.KEY_INVALID)], occurred_at=utc_now())
     audit = AuditEvent.of(service="intake", action="x", outcome="y", reason_codes=[ReasonCode.KEY_INVALID])

@@ -76,7 +76,8 @@ def _create_read_never_update(client: hvac.Client, path: str) -> None:
     """Create-only records (tombstones, sweep markers): written once, read back, never changed."""
     kv = client.secrets.kv.v2
     kv.create_or_update_secret(path, {"v": "1"}, cas=0, mount_point=KV_MOUNT)
-    assert kv.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)["data"]["data"] == {"v": "1"}
+    created = kv.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)
+    assert created["data"]["data"] == {"v": "1"}
 
 
 def _read(client: hvac.Client, path: str) -> None:
@@ -194,9 +195,9 @@ ALLOWED: dict[str, list[Operation]] = {
     "intake": [],
     "validator": [decrypt],
     "vault-writer": [
-        decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings, delete_binding_entirely,
-        write_access_key_index, release_access_key_index, delete_whitelist_entirely, leave_revocation_tombstone,
-        claim_sweep,
+        decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
+        delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
+        leave_revocation_tombstone, claim_sweep,
     ],
     "whitelist": [read_whitelist, write_whitelist, read_binding_metadata],
     "trading-engine": [read_binding, read_whitelist],

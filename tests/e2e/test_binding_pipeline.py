@@ -157,7 +157,9 @@ async def test_an_unsupported_exchange_is_refused(client, htx_sandbox):
     assert states(timeline) == [S.REJECTED] and timeline[0].reason_codes == [R.UNSUPPORTED_EXCHANGE]
 
 
-async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_service_keeps_going(client, htx_sandbox, pipeline):
+async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_service_keeps_going(
+    client, htx_sandbox, pipeline
+):
     user = new_user()
     poison = json.dumps({"user_id": user, "request_id": "poison-1", "access_key": 42}).encode()
     await client.publish_raw(Topic.BINDING_REQUESTED, user, poison)
@@ -165,7 +167,9 @@ async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_service_k
     timeline = await client.wait_for("poison-1", TERMINAL, WAIT_S)
     assert timeline[-1].reason_codes == [R.MALFORMED_REQUEST] and "access_key" in timeline[-1].reasons[0].message
     letters = [d async for d in client.dead_letters() if d.key == user]
-    assert len(letters) == 2 and {d.original_topic for d in letters} == {pipeline.settings.topic(Topic.BINDING_REQUESTED)}
+    assert len(letters) == 2 and (
+        {d.original_topic for d in letters} == {pipeline.settings.topic(Topic.BINDING_REQUESTED)}
+    )
     assert all(d.error_class == "MalformedEvent" for d in letters)
     after = await bind(client, user, fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
     assert after[-1].state == S.ACTIVE
@@ -201,7 +205,8 @@ async def test_whitelist_after_binding_activates_it_and_bad_pairs_are_refused(cl
     assert states(bound)[-1] == S.AWAITING_WHITELIST and bound[-1].reason_codes == [R.WHITELIST_EMPTY]
     binding_id = bound[0].binding_id
     bad = await client.wait_for(
-        await client.set_whitelist(user, binding_id, ["btcusdt", "nosuchusdt", "xrpusdt", "lunausdt"]), TERMINAL, WAIT_S)
+        await client.set_whitelist(user, binding_id, ["btcusdt", "nosuchusdt", "xrpusdt", "lunausdt"]),
+        TERMINAL, WAIT_S)
     assert bad[-1].state == S.REJECTED and bad[-1].reason_codes == [R.PAIR_UNKNOWN, R.PAIR_NOT_TRADABLE]
     assert "nosuchusdt" in bad[-1].reasons[0].message and "xrpusdt, lunausdt" in bad[-1].reasons[1].message
     good = await client.wait_for(await client.set_whitelist(user, binding_id, ["ETH/USDT"]), TERMINAL, WAIT_S)
@@ -273,14 +278,20 @@ async def test_a_binding_revoked_before_its_events_are_redelivered_is_not_stored
     await eventually(lambda: audits_of(client, request_id, "already_revoked"), 2)
     assert kv_versions(vault_admin, binding_path(user, binding_id)) is None
     assert kv_versions(vault_admin, whitelist_path(user, binding_id)) is None
-    assert states(await statuses_of(client, request_id, lambda s: True)) == [S.RECEIVED, S.VALIDATED, S.STORED, S.ACTIVE]
+    assert states(await statuses_of(client, request_id, lambda s: True)) == [
+        S.RECEIVED, S.VALIDATED, S.STORED, S.ACTIVE
+    ]
 
 
-async def test_a_second_validator_instance_shares_the_work_and_survives_the_other_being_killed(client, htx_sandbox, pipeline):
+async def test_a_second_validator_instance_shares_the_work_and_survives_the_other_being_killed(
+    client, htx_sandbox, pipeline
+):
     pipeline.start("validator", instance=1)
     users = [new_user() for _ in range(12)]
     keys = [fresh_key(htx_sandbox) for _ in users]
-    request_ids = [await client.bind(u, k.access_key, k.secret_key, trading_pairs=["btcusdt"]) for u, k in zip(users, keys)]
+    request_ids = [
+        await client.bind(u, k.access_key, k.secret_key, trading_pairs=["btcusdt"]) for u, k in zip(users, keys)
+    ]
     pipeline.kill("validator", instance=0)
     try:
         for request_id in request_ids:

@@ -49,7 +49,10 @@ async def sweep_and_collect(client, bindings):
 
 async def test_sweeps_drive_every_key_health_transition(client, htx_sandbox):
     admin = htx_sandbox.admin
-    keys = {name: fresh_key(htx_sandbox) for name in ("deleted", "expired", "withdraw", "foreign_ip", "expiring", "unchanged")}
+    keys = {
+        name: fresh_key(htx_sandbox)
+        for name in ("deleted", "expired", "withdraw", "foreign_ip", "expiring", "unchanged")
+    }
     keys["locked"], locked_account = fresh_account_key(htx_sandbox)
     bindings = {name: await bind_active(client, key) for name, key in keys.items()}
 

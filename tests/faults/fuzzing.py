@@ -44,7 +44,8 @@ FORGED_CIPHERTEXT = "vault:v1:" + "Zm9yZ2VkLWNpcGhlcnRleHQtbm90LW91cnM=" * 2
 HOSTILE_TEXT = ["\ud800", "a\x00b", "\u202eevil\u202c", "zero\u200bwidth", "e\u0301\u0301\u0301", "\ufeffbom",
                 "раураl", "𝔲𝔫𝔦𝔠𝔬𝔡𝔢", "🔑" * 40, "\\u0000", "'; DROP TABLE --", "../../etc/passwd", "%s%n%x"]
 WRONG_TYPES = st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.none(),
-                        st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+                        st.lists(st.integers(), max_size=3),
+                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
 
 
 def _template(topic: Topic, fuzz_id: str, sealed: str) -> dict[str, Any]:

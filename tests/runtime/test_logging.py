@@ -45,7 +45,8 @@ def test_secret_shapes_are_scrubbed_from_free_text_and_exceptions():
 
 def test_configured_logging_redacts_structlog_and_stdlib_lines(capsys):
     configure_logging("unit-test", fmt="json", level="INFO")
-    structlog.get_logger("t").info("binding", secret_key=SECRET, detail={"token": TOKEN}, access_key="e2xxxxxx-99xxxxxx")
+    structlog.get_logger("t").info("binding", secret_key=SECRET, detail={"token": TOKEN},
+                                   access_key="e2xxxxxx-99xxxxxx")
     logging.getLogger("aiokafka.like").warning("url %s", f"http://h/?Signature=abc&AccessKeyId=e2xxxxxx&x={SEALED}")
     try:
         raise RuntimeError(f"vault said {TOKEN}")

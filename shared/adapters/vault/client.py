@@ -215,7 +215,8 @@ class VaultClient:
     async def read_metadata(self, path: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             try:
-                metadata: dict[str, Any] = self._hvac.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]
+                answer = self._hvac.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)
+                metadata: dict[str, Any] = answer["data"]
                 return metadata
             except hvac_errors.InvalidPath:
                 return None

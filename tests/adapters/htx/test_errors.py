@@ -158,8 +158,11 @@ def test_the_error_class_follows_the_kind():
 
 
 def test_the_exception_text_names_kind_code_and_message():
-    error = htx_error(K.SIGNATURE_MISMATCH, "api-signature-not-valid", "Signature not valid: Verification failure [校验失败]")
-    assert str(error) == "signature_mismatch: [api-signature-not-valid] Signature not valid: Verification failure [校验失败]"
+    error = htx_error(K.SIGNATURE_MISMATCH, "api-signature-not-valid",
+                      "Signature not valid: Verification failure [校验失败]")
+    assert str(error) == (
+        "signature_mismatch: [api-signature-not-valid] Signature not valid: Verification failure [校验失败]"
+    )
 
 
 def test_unknown_codes_are_bad_requests():

@@ -139,7 +139,8 @@ async def test_a_revoked_binding_is_refused_at_once(client, gate, htx_sandbox, p
 
     assert refused.value.reason is OrderRefusalReason.BINDING_REVOKED
     assert len(htx_sandbox.admin.orders()) == orders_before
-    outcomes = [(audit.outcome, audit.details.get("reason")) for audit in await order_audits(pipeline.settings, binding_id)]
+    audits = await order_audits(pipeline.settings, binding_id)
+    outcomes = [(audit.outcome, audit.details.get("reason")) for audit in audits]
     assert outcomes == [("order_placed", None), ("order_refused", "binding_revoked")]
 
 

@@ -53,7 +53,9 @@ async def active_binding(vault):
 
 def audits(sink):
     routes = [route_of(event, Party.TRADING_ENGINE) for event in sink.published]
-    assert all(route.topic == Topic.AUDIT and route.key_of(event) == USER for route, event in zip(routes, sink.published))
+    assert all(
+        route.topic == Topic.AUDIT and route.key_of(event) == USER for route, event in zip(routes, sink.published)
+    )
     return sink.published
 
 
@@ -87,7 +89,9 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_sent(ga
     assert str(refused) == f"binding {BINDING} may not trade ethusdt: it is not in its whitelist (btcusdt)"
     assert htx.orders == []
     [event] = audits(sink)
-    assert (event.action, event.outcome, event.access_key_masked) == ("order", "order_refused", mask_access_key(ACCESS_KEY))
+    assert (event.action, event.outcome, event.access_key_masked) == (
+        "order", "order_refused", mask_access_key(ACCESS_KEY)
+    )
     assert event.details == {"symbol": "ethusdt", "reason": "pair_not_whitelisted", "vault_request_id": ""}
 
 

@@ -112,7 +112,8 @@ def test_a_deleted_key_is_unknown(sandbox):
 def test_a_timestamp_outside_the_window(sandbox, offset):
     query = sign(sandbox, "good", "/v2/user/uid", moment=datetime.now(UTC) + offset)
     assert_auth_refusal(send(sandbox, "GET", "/v2/user/uid", query),
-                        "Signature not valid: Invalid submission time or incorrect time format [无效的提交时间，或时间格式错误]",
+                        "Signature not valid: Invalid submission time or incorrect time format "
+                        "[无效的提交时间，或时间格式错误]",
                         K.TIMESTAMP_OUT_OF_WINDOW)
 
 

@@ -110,7 +110,9 @@ def test_a_read_only_key_cannot_place_orders(sandbox):
     message = sdk_refusal(
         lambda: trade.create_order("btcusdt", 10000031, OrderType.BUY_MARKET, 5, None, OrderSource.API)
     )
-    assert message == "[Executing] api-signature-not-valid: Signature not valid: API key has no permission [API Key没有权限]"
+    assert message == (
+        "[Executing] api-signature-not-valid: Signature not valid: API key has no permission [API Key没有权限]"
+    )
 
 
 def test_a_sub_user_on_the_parent_only_endpoint_gets_htx_bare_403(sandbox):

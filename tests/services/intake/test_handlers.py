@@ -32,14 +32,17 @@ def by_topic(outgoing):
 async def test_a_good_request_is_accepted_normalised_with_a_stable_binding_id():
     out = by_topic(await handle_binding_requested(request(), deps(), at=AT))
     accepted: BindingAccepted = out[Topic.BINDING_ACCEPTED][0]
-    assert accepted.binding_id == binding_id_for("u1", "r1") == (await handle_binding_requested(request(), deps(), at=AT))[0].binding_id
+    assert accepted.binding_id == binding_id_for("u1", "r1") == (
+        (await handle_binding_requested(request(), deps(), at=AT))[0].binding_id
+    )
     assert accepted.trading_pairs == ["btcusdt"]
     assert out[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     assert out[Topic.AUDIT][0].outcome == "accepted"
 
 
 async def test_every_message_is_keyed_by_user():
-    assert {route_of(m, Party.INTAKE).key_of(m) for m in await handle_binding_requested(request(), deps(), at=AT)} == {"u1"}
+    messages = await handle_binding_requested(request(), deps(), at=AT)
+    assert {route_of(m, Party.INTAKE).key_of(m) for m in messages} == {"u1"}
 
 
 async def test_plaintext_secret_is_rejected_and_not_forwarded():
@@ -63,8 +66,8 @@ async def test_attempts_are_limited_per_user_per_minute():
     results = [by_topic(await handle_binding_requested(request(request_id=f"r{i}"), shared, at=AT)) for i in range(3)]
     assert [r[Topic.BINDING_STATUS][0].state for r in results] == [BindingState.RECEIVED] * 2 + [BindingState.REJECTED]
     assert results[2][Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.TOO_MANY_ATTEMPTS]
-    other_user = by_topic(await handle_binding_requested(request(request_id="x", user_id="u2",
-                                                                 secret_key_sealed=fake_seal("s", "u2")), shared, at=AT))
+    other_request = request(request_id="x", user_id="u2", secret_key_sealed=fake_seal("s", "u2"))
+    other_user = by_topic(await handle_binding_requested(other_request, shared, at=AT))
     assert other_user[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     now[0] = 60.0
     later = by_topic(await handle_binding_requested(request(request_id="r9"), shared, at=AT))
@@ -120,5 +123,6 @@ def test_malformed_request_from_nobody_known_is_audited_only():
 
 @pytest.mark.parametrize("pairs", [None, []])
 async def test_absent_and_empty_pairs_are_kept_distinct(pairs):
-    accepted = by_topic(await handle_binding_requested(request(trading_pairs=pairs), deps(), at=AT))[Topic.BINDING_ACCEPTED][0]
+    out = by_topic(await handle_binding_requested(request(trading_pairs=pairs), deps(), at=AT))
+    accepted = out[Topic.BINDING_ACCEPTED][0]
     assert accepted.trading_pairs == pairs

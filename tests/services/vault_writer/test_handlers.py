@@ -71,7 +71,8 @@ async def test_a_revocation_repeated_later_says_revoked_at_the_same_time():
 async def test_a_key_bound_by_another_user_is_refused():
     vault = InMemoryVault()
     await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    out = await handle_binding_validated(validated(user_id="u2", binding_id="b2", request_id="r2"), VaultWriterDeps(vault), at=AT)
+    out = await handle_binding_validated(validated(user_id="u2", binding_id="b2", request_id="r2"),
+                                         VaultWriterDeps(vault), at=AT)
     [status] = statuses(out)
     assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.KEY_ALREADY_BOUND]
     assert binding_path("u2", "b2") not in vault.versions
@@ -96,12 +97,14 @@ async def test_rotation_writes_the_next_version_releases_the_old_key_and_says_to
     [status] = statuses(out)
     assert status.details["rotated_from"] == "ak-0…0001" and "Delete the key ak-0…0001" in status.details["next_step"]
     # the old key is free again for anyone
-    reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"), VaultWriterDeps(vault), at=AT)
+    reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"),
+                                           VaultWriterDeps(vault), at=AT)
     assert statuses(reuse)[0].state == BindingState.STORED
 
 
 async def test_rotation_of_an_unknown_binding_is_refused():
-    out = await handle_binding_validated(validated(binding_id="nope", replaces_binding_id="nope"), VaultWriterDeps(InMemoryVault()), at=AT)
+    out = await handle_binding_validated(validated(binding_id="nope", replaces_binding_id="nope"),
+                                         VaultWriterDeps(InMemoryVault()), at=AT)
     assert statuses(out)[0].reason_codes == [ReasonCode.BINDING_UNKNOWN]
 
 
@@ -114,7 +117,8 @@ async def test_revocation_removes_every_version_the_index_and_the_whitelist_and_
     assert first[0].state == BindingState.REVOKED and "Delete the key" in first[0].details["next_step"]
     assert binding_path("u1", "b1") in vault.deleted and whitelist_path("u1", "b1") in vault.deleted
     assert not index_paths(vault) and vault.versions[revocation_path("u1", "b1")]
-    assert statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT))[0].state == BindingState.REVOKED
+    second = statuses(await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT))
+    assert second[0].state == BindingState.REVOKED
 
 
 async def test_a_validation_redelivered_after_its_binding_was_revoked_does_not_store_it_again():

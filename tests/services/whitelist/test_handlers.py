@@ -51,13 +51,15 @@ async def test_stored_binding_with_valid_pairs_becomes_active_and_whitelist_is_s
 
 
 async def test_stored_binding_without_pairs_awaits_a_whitelist():
-    status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(
+        stored(pairs=None), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST and status.reason_codes == [ReasonCode.WHITELIST_EMPTY]
 
 
 async def test_unknown_and_untradable_pairs_are_all_reported():
     pairs = ("btcusdt", "nosuchusdt", "oldusdt", "apioffusdt", "cdusdt")
-    status = status_of(await handle_binding_stored(stored(pairs=pairs), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(
+        stored(pairs=pairs), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.AWAITING_WHITELIST
     assert status.reason_codes == [ReasonCode.PAIR_UNKNOWN, ReasonCode.PAIR_NOT_TRADABLE]
     assert "nosuchusdt" in status.reasons[0].message and "oldusdt, apioffusdt, cdusdt" in status.reasons[1].message
@@ -66,7 +68,8 @@ async def test_unknown_and_untradable_pairs_are_all_reported():
 async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_stored():
     vault, cat = InMemoryVault(), catalog()
     early = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]), WhitelistDeps(vault, cat), at=AT)
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]),
+        WhitelistDeps(vault, cat), at=AT)
     assert status_of(early).state == BindingState.RECEIVED and status_of(early).details["waiting_for"] == "binding"
     await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
     status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT))
@@ -95,10 +98,12 @@ async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothin
     vault, cat = await vault_holding_binding(), catalog()
     await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT)
     ok = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]), WhitelistDeps(vault, cat), at=AT)
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]),
+        WhitelistDeps(vault, cat), at=AT)
     assert status_of(ok).state == BindingState.ACTIVE
     bad = await handle_whitelist_requested(
-        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]), WhitelistDeps(vault, cat), at=AT)
+        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]),
+        WhitelistDeps(vault, cat), at=AT)
     assert status_of(bad).state == BindingState.REJECTED and status_of(bad).reason_codes == [ReasonCode.WHITELIST_EMPTY]
     assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [["btcusdt"]]
 
@@ -128,7 +133,8 @@ async def test_a_stored_binding_revoked_before_its_redelivery_gets_no_whitelist_
 
 async def test_an_expiring_key_is_reported_as_expiring_not_active():
     warning = reason(ReasonCode.KEY_EXPIRING, valid_days=5)
-    status = status_of(await handle_binding_stored(stored(warnings=[warning]), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
+    status = status_of(await handle_binding_stored(
+        stored(warnings=[warning]), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.EXPIRING and "5 day" in status.reasons[0].message
 
 

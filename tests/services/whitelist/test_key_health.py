@@ -28,7 +28,8 @@ def sweep(request_id="s1", sweep_id="manual-1"):
 
 async def test_a_sweep_asks_to_recheck_every_stored_binding_with_its_sealed_secret():
     vault = InMemoryVault()
-    for user, binding, key in (("u1", "b1", "ak-000000000001"), ("u1", "b2", "ak-000000000002"), ("u2", "b3", "ak-000000000003")):
+    for user, binding, key in (("u1", "b1", "ak-000000000001"), ("u1", "b2", "ak-000000000002"),
+                               ("u2", "b3", "ak-000000000003")):
         await handle_binding_validated(validated(user_id=user, binding_id=binding, request_id=binding, access_key=key),
                                        VaultWriterDeps(vault), at=AT)
     rechecks = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT), Topic.BINDING_RECHECK_REQUESTED)
@@ -50,7 +51,8 @@ async def test_a_sweep_runs_once_however_many_instances_ask():
 async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothing_when_htx_is_down():
     vault = InMemoryVault()
     await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    [recheck] = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT), Topic.BINDING_RECHECK_REQUESTED)
+    [recheck] = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT),
+                   Topic.BINDING_RECHECK_REQUESTED)
     paced = []
 
     async def pace():
@@ -60,15 +62,16 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
         assert credentials.secret_key.get_secret_value() == "s3cret"
         return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
 
-    [result] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, withdraw_enabled, 2.0, pace, asyncio.Semaphore(4)), at=AT),
-                  Topic.BINDING_RECHECKED)
+    checking = ValidatorDeps(vault, withdraw_enabled, 2.0, pace, asyncio.Semaphore(4))
+    [result] = of(await handle_recheck_requested(recheck, checking, at=AT), Topic.BINDING_RECHECKED)
     assert result.checked and [r.code for r in result.rejections] == [ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN]
     assert paced == [1]
 
     async def down(credentials):
         raise TimeoutError
 
-    [unknown] = of(await handle_recheck_requested(recheck, ValidatorDeps(vault, down, 2.0, pace, asyncio.Semaphore(4)), at=AT), Topic.BINDING_RECHECKED)
+    htx_down = ValidatorDeps(vault, down, 2.0, pace, asyncio.Semaphore(4))
+    [unknown] = of(await handle_recheck_requested(recheck, htx_down, at=AT), Topic.BINDING_RECHECKED)
     assert not unknown.checked and unknown.rejections == []
 
 
@@ -88,15 +91,19 @@ async def active_binding():
 async def test_health_changes_drive_invalid_expiring_and_back_to_active_and_nothing_else_emits():
     deps = await active_binding()
     assert of(await handle_binding_rechecked(rechecked(), deps, at=AT), Topic.BINDING_STATUS) == []
-    [invalid] = of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2"), deps, at=AT),
+    [invalid] = of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2"),
+                                                  deps, at=AT),
                    Topic.BINDING_STATUS)
     assert invalid.state == BindingState.INVALID and invalid.reason_codes == [ReasonCode.KEY_INVALID]
-    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s3"), deps, at=AT),
+    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s3"),
+                                             deps, at=AT),
               Topic.BINDING_STATUS) == []
     [expiring] = of(await handle_binding_rechecked(
-        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=3)], sweep_request_id="s4"), deps, at=AT), Topic.BINDING_STATUS)
+        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=3)], sweep_request_id="s4"), deps, at=AT),
+        Topic.BINDING_STATUS)
     assert expiring.state == BindingState.EXPIRING and "3 day" in expiring.reasons[0].message
-    [recovered] = of(await handle_binding_rechecked(rechecked(sweep_request_id="s5"), deps, at=AT), Topic.BINDING_STATUS)
+    [recovered] = of(await handle_binding_rechecked(rechecked(sweep_request_id="s5"), deps, at=AT),
+                     Topic.BINDING_STATUS)
     assert recovered.state == BindingState.ACTIVE
     assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["btcusdt"]
 
