@@ -2,11 +2,11 @@
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed
+from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed, VaultPort
 
 # The time of the Kafka record a handler is given, in handler tests.
 AT = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
@@ -105,3 +105,7 @@ class RacingVault(InMemoryVault):
         if rival is not None:
             await super().write(path, rival, cas=len(self.versions.get(path, [])))
         return await super().write(path, data, cas)
+
+
+if TYPE_CHECKING:  # the type checker holds the fakes to the port they stand in for (make test runs mypy here)
+    _vault_port: VaultPort = InMemoryVault()

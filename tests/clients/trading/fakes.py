@@ -1,7 +1,7 @@
 """In-memory stand-ins for the trading library's edges (Vault comes from tests.fakes), and bindings written
 exactly as the vault-writer and the whitelist service write them."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -9,6 +9,7 @@ from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.adapters.vault.records import BindingRecord
+from shared.clients.trading.gate import EventSink, OrderPlacer
 from shared.contracts.events import Event, utc_now
 from shared.contracts.routing import Party, route_of
 from shared.runtime.producer import BrokerUnavailable
@@ -71,3 +72,8 @@ class RecordingSink:
             raise BrokerUnavailable("Kafka is unreachable at 127.0.0.1:1 (KafkaConnectionError)")
         route_of(event, Party.TRADING_ENGINE)  # the gate may only produce what the routing table allows
         self.published.append(event)
+
+
+if TYPE_CHECKING:  # the type checker holds the fakes to the ports they stand in for (make test runs mypy here)
+    _order_placer: OrderPlacer = RecordingHtx()
+    _event_sink: EventSink = RecordingSink()
