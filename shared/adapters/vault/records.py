@@ -26,7 +26,11 @@ def _iso(value: datetime) -> str:
 
 
 def _revealed_for_vault(value: SecretStr, info: SerializationInfo) -> str:
-    return value.get_secret_value() if info.context == _FOR_VAULT else str(value)
+    # Any other JSON dump is refused rather than masked: a masked copy written to Vault by mistake would
+    # silently replace the secret, which the exchange shows only once.
+    if info.context != _FOR_VAULT:
+        raise ValueError("a plaintext secret is dumped only for a Vault write (VaultRecord.to_vault)")
+    return value.get_secret_value()
 
 
 IsoTime = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
@@ -66,7 +70,8 @@ class BindingRecord(VaultRecord):
     rotated_from: str | None = _absent_when_none()
     replaced_index_path: str | None = _absent_when_none()
     exchange: str
-    access_key: str
+    # Out of the repr, like the secret: a repr ends up in logs and exceptions.
+    access_key: str = Field(repr=False)
     secret_key: VaultSecret
     # Kept sealed as well, so a key-health sweep can hand it to the validator without ever unsealing. Absent
     # from records stored before sweeps existed.
@@ -105,7 +110,7 @@ class RecheckableBinding(VaultRecord):
     user_id: str
     binding_id: str
     exchange: str
-    access_key: str
+    access_key: str = Field(repr=False)
     secret_key_sealed: SealedSecret
 
 

@@ -8,8 +8,11 @@ The conflict policy, the one for every store:
   there first), that is the outcome. Otherwise the store raises ConcurrentWrite, a TransientError: the runtime
   retries the message in place (shared/runtime/processing.py), and the handler decides again from fresh reads.
 - A create-or-read (a write-once path, or a create-only write made without reading first, to save a Vault call)
-  hands back whichever record holds the path: deciding what it means is the caller's business. Only a path
-  taken and gone again in between raises ConcurrentWrite.
+  hands back whichever record holds the path: deciding what it means is the caller's business. A path that
+  refuses a create-only write yet reads as empty (its latest version deleted, by hand or by a delete-after
+  setting) will not change by waiting: VanishedRecord is a plain failure, which the runtime dead-letters
+  after its bounded attempts rather than retrying for ever.
+- A record that does not read as its type raises UnreadableRecord, naming the fields, never their values.
 """
 
 from collections.abc import AsyncIterator
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+import structlog
 from pydantic import ValidationError
 
 from shared.adapters.vault.client import CasConflict, VaultPort
@@ -42,6 +46,7 @@ from shared.adapters.vault.records import (
 )
 from shared.runtime.errors import TransientError
 
+log = structlog.get_logger(__name__)
 R = TypeVar("R", bound=VaultRecord)
 # Records written on behalf of one request, whose request id tells our own write from another's.
 OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord)
@@ -49,6 +54,14 @@ OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord)
 
 class ConcurrentWrite(TransientError):
     """Another writer changed a Vault path between our read and our write: decide again from fresh reads."""
+
+
+class VanishedRecord(Exception):
+    """A path refused a create-only write, yet holds no readable version (module docstring)."""
+
+
+class UnreadableRecord(Exception):
+    """What Vault holds at a path is not a record of the expected type."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,16 @@ class Versioned(Generic[R]):
 
 async def _read(vault: VaultPort, path: str, kind: type[R]) -> Versioned[R] | None:
     entry = await vault.read(path)
-    return None if entry is None else Versioned(kind.from_vault(entry.data), entry.version, entry.request_id)
+    if entry is None:
+        return None
+    try:
+        record = kind.from_vault(entry.data)
+    except ValidationError as error:
+        # pydantic's own message quotes the input, which may hold a key: name the fields only.
+        fields = ", ".join(".".join(str(part) for part in problem["loc"]) or "record"
+                           for problem in error.errors(include_input=False))
+        raise UnreadableRecord(f"{path} is not a {kind.__name__} (fields: {fields})") from None
+    return Versioned(record, entry.version, entry.request_id)
 
 
 async def _check_and_set(vault: VaultPort, path: str, record: OfARequest,
@@ -85,7 +107,7 @@ async def _create_or_read(vault: VaultPort, path: str, record: R) -> Versioned[R
     except CasConflict:
         there = await _read(vault, path, type(record))
     if there is None:
-        raise ConcurrentWrite(f"{path} was taken and is gone again")
+        raise VanishedRecord(f"{path} refuses a create-only write but holds no readable version")
     return there
 
 
@@ -130,7 +152,10 @@ class Bindings:
                 try:
                     binding = RecheckableBinding.from_vault(entry.data) if entry is not None else None
                 except ValidationError:
-                    continue  # no sealed secret to hand on (see RecheckableBinding)
+                    # No sealed secret to hand on (see RecheckableBinding): said, so a skipped key is not unseen.
+                    log.warning("sweep_binding_skipped", user_id=user_id, binding_id=binding_id,
+                                reason="no sealed secret to recheck with")
+                    continue
                 if binding is not None:
                     yield binding
 
