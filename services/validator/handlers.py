@@ -28,10 +28,11 @@ from shared.contracts.events import (
 )
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState
 
-SERVICE = "validator"
+SERVICE = Party.VALIDATOR
 log = structlog.get_logger(__name__)
 
 
@@ -43,18 +44,26 @@ class ValidatorDeps:
     htx_deadline_s: float
     # Waits for a key-health re-check's turn (see pacing.Pacer).
     pace_recheck: Callable[[], Awaitable[None]]
-    # Turns at HTX (ValidatorSettings.htx_max_concurrent_inspections): htx_deadline_s counts from a key's turn.
+    # Keys unsealed and inspected at once (ValidatorSettings.htx_max_concurrent_inspections); htx_deadline_s
+    # counts from a key's turn.
     inspection_turns: asyncio.Semaphore
 
 
 async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
-    """Unseal, then inspect the key at HTX: the same for a new binding and for a key-health re-check."""
+    """On the key's turn, unseal, then inspect the key at HTX: the same for a new binding and for a key-health
+    re-check. The turn comes first, so a burst does not unseal every key in hand at once and hold each
+    plaintext while it waits."""
+    async with deps.inspection_turns:
+        return await _unseal_and_inspect(deps, user_id, access_key, sealed)
+
+
+async def _unseal_and_inspect(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
     try:
         secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, sealed.get_secret_value(), user_id)
     except UnsealFailed:
         return KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE))
     try:
-        async with deps.inspection_turns, asyncio.timeout(deps.htx_deadline_s):
+        async with asyncio.timeout(deps.htx_deadline_s):
             return await deps.inspect(HtxCredentials(access_key, secret_key))
     except (HtxError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.

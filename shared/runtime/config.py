@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 
 DEFAULT_RUN_DIR = Path(".run")
 
@@ -81,21 +81,21 @@ class ServiceSettings(Settings):
     # after another, 5-30 s each on Tansu (the longer ones after a crash), so a start can take over a minute.
     start_timeout_s: float = Field(150.0, gt=0)
 
-    service_name: ClassVar[str]
+    service_name: ClassVar[Party]
 
 
 class IntakeSettings(ServiceSettings):
     intake_max_attempts_per_minute: int = 10
 
-    service_name: ClassVar[str] = "intake"
+    service_name: ClassVar[Party] = Party.INTAKE
 
 
 class ValidatorSettings(ServiceSettings):
     htx_timeout_s: float = 5.0
     # How long transient HTX trouble is retried before the user is told `exchange_unavailable`.
     htx_retry_budget_s: float = 20.0
-    # Keys inspected at HTX at once; the others wait their turn before their retry budget starts. Without a
-    # bound, a restart's burst (every record in hand at once) spent the budget queueing behind itself.
+    # Keys unsealed and inspected at HTX at once; the others wait their turn before their retry budget starts.
+    # Without a bound, a restart's burst (every record in hand at once) spent the budget queueing behind itself.
     htx_max_concurrent_inspections: int = 16
     # A key with validDays at or under this many days gets `key_expiring`.
     expiry_warning_days: int = 14
@@ -103,13 +103,13 @@ class ValidatorSettings(ServiceSettings):
     # far inside HTX's per-UID limits).
     health_rechecks_per_s: float = 5.0
 
-    service_name: ClassVar[str] = "validator"
+    service_name: ClassVar[Party] = Party.VALIDATOR
 
 
 class VaultWriterSettings(ServiceSettings):
     # A key-health sweep is requested this often (0 = only when asked, e.g. `hash7 sweep`).
     health_sweep_interval_s: float = 6 * 3600.0
-    service_name: ClassVar[str] = "vault-writer"
+    service_name: ClassVar[Party] = Party.VAULT_WRITER
 
 
 class WhitelistSettings(ServiceSettings):
@@ -117,7 +117,7 @@ class WhitelistSettings(ServiceSettings):
     # The symbol list is refreshed in the background this often, never per request.
     symbol_refresh_s: float = 60.0
 
-    service_name: ClassVar[str] = "whitelist"
+    service_name: ClassVar[Party] = Party.WHITELIST
 
 
 class EngineSettings(Settings):
