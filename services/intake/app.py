@@ -6,7 +6,7 @@ from faststream import FastStream
 
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import IntakeSettings
 from shared.runtime.publishing import EventPublisher
@@ -17,7 +17,7 @@ from shared.runtime.subscriptions import Subscriptions, follow
 def build(settings: IntakeSettings, deps: IntakeDeps | None = None) -> FastStream:
     deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
         Topic.BINDING_REQUESTED: partial(handle_binding_requested, deps=deps),
     })

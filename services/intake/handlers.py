@@ -15,10 +15,11 @@ from shared.contracts.events import (
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.routing import Party
 from shared.contracts.secrets import is_sealed, mask_access_key
 from shared.contracts.states import BindingState
 
-SERVICE = "intake"
+SERVICE = Party.INTAKE
 
 
 @dataclass

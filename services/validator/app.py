@@ -11,7 +11,7 @@ from services.validator.pacing import Pacer
 from services.validator.verdict import KeyPolicy
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.vault.client import VaultPort
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import ValidatorSettings
 from shared.runtime.publishing import EventPublisher
@@ -30,7 +30,7 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         inspection_turns=asyncio.Semaphore(settings.htx_max_concurrent_inspections),
     )
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
         Topic.BINDING_ACCEPTED: partial(handle_binding_accepted, deps=deps),
         Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),

@@ -18,7 +18,7 @@ from services.vault_writer.handlers import (
 )
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import SweepRequested, utc_now
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
 from shared.runtime.errors import TransientError
@@ -46,7 +46,7 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
     deps = VaultWriterDeps(vault or vault_client(settings))
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
         Topic.BINDING_VALIDATED: partial(handle_binding_validated, deps=deps),
         Topic.BINDING_REVOKE_REQUESTED: partial(handle_revoke_requested, deps=deps),

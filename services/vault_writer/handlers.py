@@ -24,10 +24,11 @@ from shared.contracts.events import (
 )
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState
 
-SERVICE = "vault-writer"
+SERVICE = Party.VAULT_WRITER
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
                  "API Management → Delete.")
 

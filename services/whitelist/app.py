@@ -17,7 +17,7 @@ from services.whitelist.handlers import (
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.errors import HtxError
 from shared.adapters.vault.client import VaultPort
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising
 from shared.runtime.broker import make_broker
 from shared.runtime.config import WhitelistSettings
@@ -50,7 +50,7 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
     htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
     deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
         Topic.WHITELIST_REQUESTED: partial(handle_whitelist_requested, deps=deps),
         Topic.BINDING_STORED: partial(handle_binding_stored, deps=deps),

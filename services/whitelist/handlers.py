@@ -26,10 +26,11 @@ from shared.contracts.events import (
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
+from shared.contracts.routing import Party
 from shared.contracts.states import BindingState
 from shared.runtime.errors import TransientError
 
-SERVICE = "whitelist"
+SERVICE = Party.WHITELIST
 
 
 class CatalogNotLoaded(TransientError):

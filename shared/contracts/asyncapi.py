@@ -10,19 +10,16 @@ them, and a change to a model that was not regenerated fails tests/contracts/tes
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import json
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.contracts import dead_letters
-from shared.contracts.events import SCHEMA_VERSION, Event
+from shared.contracts.events import CONTENT_TYPE, SCHEMA_VERSION, Event
 from shared.contracts.routing import ROUTES, Route
 
 JsonObject = dict[str, Any]
@@ -35,7 +32,6 @@ REGENERATE = "python -m shared.contracts.asyncapi"
 
 _JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _KAFKA_BINDING_VERSION = "0.5.0"
-_CONTENT_TYPE = "application/json"
 _SCHEMA_MODE: JsonSchemaMode = "serialization"  # what producers write: a sealed secret is its ciphertext string
 
 _DESCRIPTION = f"""Every topic of the Hash7 exchange key binding pipeline (intake → validator → vault-writer → \
@@ -70,33 +66,20 @@ def _component_schemas() -> JsonObject:
 
 
 def _event_headers(model: type[Event]) -> JsonObject:
-    # The headers shared/runtime/publishing.py's EventPublisher puts on every event.
+    # The headers every event travels with (shared.contracts.events.event_headers).
     return {
         "type": "object",
         "required": ["content-type", "event-type"],
         "properties": {
-            "content-type": {"type": "string", "const": _CONTENT_TYPE},
+            "content-type": {"type": "string", "const": CONTENT_TYPE},
             "event-type": {"type": "string", "const": model.__name__,
                            "description": "The event model's name, as in components.schemas."},
         },
     }
 
 
-def _documented_constants(module: ModuleType) -> dict[str, str]:
-    """value → docstring of each `NAME = "value"` in module that a string literal right after documents."""
-    statements = ast.parse(inspect.getsource(module)).body
-    return {
-        assignment.value.value: documentation.value.value
-        for assignment, documentation in zip(statements, statements[1:])
-        if isinstance(assignment, ast.Assign) and isinstance(assignment.value, ast.Constant)
-        and isinstance(assignment.value.value, str)
-        and isinstance(documentation, ast.Expr) and isinstance(documentation.value, ast.Constant)
-        and isinstance(documentation.value.value, str)
-    }
-
-
 def _dead_letter_headers() -> JsonObject:
-    headers = _documented_constants(dead_letters)
+    headers = dead_letters.DESCRIPTIONS
     return {
         "type": "object",
         "required": sorted(headers),
@@ -128,7 +111,7 @@ def _message(route: Route) -> JsonObject:
     return message | {
         "name": name,
         "title": name,
-        "contentType": _CONTENT_TYPE,
+        "contentType": CONTENT_TYPE,
         "headers": _event_headers(route.model),
         "payload": _ref("components", "schemas", name),
     }
@@ -170,7 +153,7 @@ def asyncapi_document() -> JsonObject:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "Hash7 exchange key binding", "version": str(SCHEMA_VERSION), "description": _DESCRIPTION},
-        "defaultContentType": _CONTENT_TYPE,
+        "defaultContentType": CONTENT_TYPE,
         "channels": {route.topic.value: _channel(route) for route in routes},
         "operations": {name: op for route in routes for name, op in _operations(route).items()},
         "components": {

@@ -107,6 +107,13 @@ class Event(BaseModel):
 
 E = TypeVar("E", bound=Event)
 
+CONTENT_TYPE = "application/json"
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    """The Kafka headers every event travels with (the published contract documents them)."""
+    return {"content-type": CONTENT_TYPE, "event-type": type(event).__name__}
+
 
 class MalformedEvent(ValueError):
     """An inbound message that is not a valid event. The message names the fields, never their values."""

@@ -1,7 +1,8 @@
 """How a service runs: settings (config.py), logging (logging.py), the app lifecycle (service.py) and the Kafka
 runtime, one concern a module: the broker (broker.py), publishing (publishing.py), subscriptions
 (subscriptions.py), their lanes and commits (lanes.py), processing one record (processing.py), dead letters
-(dead_letters.py) and the one retry backoff (backoff.py). Processes that are not services publish with
+(dead_letters.py) and the retry backoff (backoff.py; the HTX client's deadline-bounded retries keep their own,
+with an injected clock and random source for its scripted tests). Processes that are not services publish with
 producer.py.
 
 Delivery rules, each kept where it is implemented:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.contracts.events import Event
+from shared.contracts.events import Event, event_headers
 from shared.contracts.routing import Party, Topic, route_of
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
@@ -46,8 +46,7 @@ class KafkaPublisher:
     async def publish(self, event: Event) -> None:
         """The event on its topic, keyed as the routing table says (shared/contracts/routing.py)."""
         route = route_of(event, self._producer_party)
-        headers = {"content-type": "application/json", "event-type": type(event).__name__}
-        await self.send(route.topic, route.key_of(event), event.to_bytes(), headers)
+        await self.send(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
 
     async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
         """Publish bytes as they are; returns once the broker confirmed them, or raises BrokerUnavailable."""

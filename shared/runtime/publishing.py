@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
-from shared.contracts.events import Event
+from shared.contracts.events import Event, event_headers
 from shared.contracts.routing import Party, Topic, route_of
 from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
 
 # What reports on the work rather than moving it on.
 _REPORT_TOPICS = frozenset({Topic.BINDING_STATUS, Topic.AUDIT})
-_EVENT_HEADERS = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,8 @@ class EventPublisher:
         """Each event on its topic, keyed as the routing table says; an event this service may not produce is
         a programming error (RouteViolation), raised before anything is sent."""
         routes = [(route_of(event, self._producer), event) for event in events]
-        records = [_Record(route.topic, route.key_of(event), event.to_bytes(),
-                           _EVENT_HEADERS | {"event-type": type(event).__name__}) for route, event in routes]
+        records = [_Record(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
+                   for route, event in routes]
         await self._send([r for r in records if r.topic in _REPORT_TOPICS])
         await self._send([r for r in records if r.topic not in _REPORT_TOPICS])
 

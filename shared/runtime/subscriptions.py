@@ -10,7 +10,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.contracts.events import Event, MalformedEvent, parse_event
-from shared.contracts.routing import Party, Topic, subscribed_route
+from shared.contracts.routing import Topic, subscribed_route
 from shared.runtime.broker import whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
@@ -36,7 +36,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     One consumer per subscription, taking each poll's records as a batch and handing them to their lanes
     (shared/runtime/lanes.py: in order per key, concurrently across keys), which commit behind the records'
     processing (shared/runtime/processing.py): FastStream commits nothing itself (AckPolicy.MANUAL)."""
-    route = subscribed_route(topic, Party(settings.service_name))
+    route = subscribed_route(topic, settings.service_name)
     # The routing table names the topic's model at run time; the caller passes the handler of that model.
     processor = MessageProcessor(cast(type[E], route.event_model), handle, on_malformed, publisher, settings)
     subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand)
@@ -88,7 +88,7 @@ def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_even
     (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on every
     start)."""
 
-    model = subscribed_route(topic, Party(settings.service_name)).event_model
+    model = subscribed_route(topic, settings.service_name).event_model
 
     async def consume(message: KafkaMessage) -> None:
         try:

@@ -6,7 +6,7 @@ stops."""
 
 from faststream import AckPolicy
 
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
 from shared.runtime.lanes import LanedSubscription
@@ -21,7 +21,7 @@ async def no_outcome(event, *, at):
 
 def subscribers_of(settings, *topics):
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     for topic in topics:
         subscribe(broker, settings, topic, no_outcome, no_outcome, publisher)
     return {subscriber.topics[0].name: subscriber for subscriber in broker.subscribers}
@@ -61,7 +61,7 @@ class RecordingSubscription:
 def test_subscribe_gives_the_subscription_it_attached_for_the_service_to_close():
     settings = VaultWriterSettings()
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, Party(settings.service_name))
+    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
     subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, no_outcome, no_outcome, publisher)
     assert broker.subscribers[0]._listener is subscription
 

@@ -167,7 +167,7 @@ def _raw_query(sandbox, note: str, path: str, encode) -> str:
 
 
 def test_lower_case_hex_signed_verbatim_fails(sandbox):
-    # shared/adapters/htx/README.md#canonical-form: the server re-encodes with upper-case hex (ccxt #24930).
+    # shared/adapters/htx/README.md#canonical-form: the server re-encodes with upper-case hex.
     query = _raw_query(sandbox, "good", "/v2/user/uid", lambda v: percent_encode(v).replace("%3A", "%3a"))
     assert "%3a" in query
     assert_auth_refusal(send(sandbox, "GET", "/v2/user/uid", query), VERIFICATION_FAILURE, K.SIGNATURE_MISMATCH)

@@ -116,8 +116,7 @@ def test_a_read_only_key_cannot_place_orders(sandbox):
 
 
 def test_a_sub_user_on_the_parent_only_endpoint_gets_htx_bare_403(sandbox):
-    # huobi_Python issue #88: the SDK fails to parse HTX's non-JSON 403 answer
-    # (shared/adapters/htx/README.md#envelopes).
+    # The SDK fails to parse HTX's non-JSON 403 answer (shared/adapters/htx/README.md#envelopes).
     options = sdk_options(sandbox, "sub-user")
     with pytest.raises(json.JSONDecodeError):
         SubuserClient(**options).get_user_apikey_info(sandbox.user("sub-user")["uid"], options["api_key"])
