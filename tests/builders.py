@@ -1,11 +1,13 @@
 """Events as they arrive at each service, for handler tests."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from shared.adapters.vault.layout import event_signing_key
 from shared.contracts.events import BindingStored, BindingValidated, Event, HtxKeyFacts, derived_event_id, utc_now
+from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, signed_digest
 from shared.contracts.reasons import Reason
-from shared.contracts.routing import ROUTES, Topic
-from tests.fakes import fake_seal
+from shared.contracts.routing import ROUTES, Party, Topic
+from tests.fakes import InMemoryVault, fake_seal
 
 
 def validated(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1",
@@ -35,3 +37,13 @@ def stored(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1",
 def topic_of(event: Event) -> Topic:
     """The topic the routing table sends an event to."""
     return next(topic for topic, route in ROUTES.items() if route.model is type(event))
+
+
+def provenance_headers(vault: InMemoryVault, producer: Party, topic: Topic, body: bytes, key: bytes = b"u1",
+                       headers: Mapping[str, str] | None = None) -> list[tuple[str, bytes]]:
+    """The headers a record gets when producer publishes it (shared/runtime/provenance.py), signed with the
+    in-memory Vault's key for producer, as Kafka hands them to a consumer."""
+    named = {**(headers or {}), PRODUCER_HEADER: producer.value}
+    digest = signed_digest(topic.value, producer.value, key, named, body)
+    signature = vault.signature(event_signing_key(producer.value), digest)
+    return [(name, value.encode()) for name, value in {**named, SIGNATURE_HEADER: signature}.items()]

@@ -1,12 +1,14 @@
 """In-memory stand-ins for the I/O edges, for fast handler tests. Real-server tests live beside them."""
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from shared.adapters.vault.client import CasConflict, KvEntry, UnsealFailed, VaultPort
+from shared.adapters.vault.client import CasConflict, KvEntry, SigningKeys, UnsealFailed, VaultPort
 
 # The time of the Kafka record a handler is given, in handler tests.
 AT = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
@@ -25,6 +27,11 @@ class InMemoryVault:
     def __init__(self) -> None:
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.deleted: set[str] = set()
+        # When Vault wrote each version of each path (metadata's created_time).
+        self.written_at: dict[str, list[datetime]] = {}
+        # Transit signing keys by name, each a list of versions (a rotation appends one).
+        self.signing: dict[str, list[Ed25519PrivateKey]] = {}
+        self.oldest_accepted: dict[str, int] = {}
 
     async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr:
         try:
@@ -39,6 +46,25 @@ class InMemoryVault:
     async def hmac(self, key: str, data: str) -> str:
         return "vault:v1:" + base64.b64encode(f"{key}:{data}".encode()).decode()
 
+    async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]:
+        return [self.signature(key, digest) for digest in digests]
+
+    def signature(self, key: str, digest: bytes) -> str:
+        """What Transit's sign answers, with the latest version of key (created on first use)."""
+        versions = self.signing.setdefault(key, [Ed25519PrivateKey.generate()])
+        return f"vault:v{len(versions)}:" + base64.b64encode(versions[-1].sign(digest)).decode()
+
+    async def signing_keys(self, key: str) -> SigningKeys:
+        versions = self.signing.setdefault(key, [Ed25519PrivateKey.generate()])
+        return SigningKeys({number: private.public_key().public_bytes_raw()
+                            for number, private in enumerate(versions, start=1)}, self.oldest_accepted.get(key, 1))
+
+    def rotate(self, key: str) -> None:
+        self.signing.setdefault(key, [Ed25519PrivateKey.generate()]).append(Ed25519PrivateKey.generate())
+
+    def retire_below(self, key: str, version: int) -> None:
+        self.oldest_accepted[key] = version
+
     async def read(self, path: str) -> KvEntry | None:
         history = self.versions.get(path)
         if not history:
@@ -47,13 +73,18 @@ class InMemoryVault:
 
     async def read_metadata(self, path: str) -> dict[str, Any] | None:
         history = self.versions.get(path)
-        return None if not history else {"current_version": len(history)}
+        if not history:
+            return None
+        return {"current_version": len(history),
+                "versions": {str(number): {"created_time": written.isoformat()}
+                             for number, written in enumerate(self.written_at[path], start=1)}}
 
     async def write(self, path: str, data: dict[str, Any], cas: int) -> int:
         history = self.versions.setdefault(path, [])
         if cas != len(history):
             raise CasConflict(path)
         history.append(dict(data))
+        self.written_at.setdefault(path, []).append(datetime.now(UTC))
         return len(history)
 
     async def list(self, path: str) -> list[str]:
@@ -63,6 +94,7 @@ class InMemoryVault:
 
     async def delete_all(self, path: str) -> None:
         self.versions.pop(path, None)
+        self.written_at.pop(path, None)
         self.deleted.add(path)
 
 

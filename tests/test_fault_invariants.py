@@ -5,7 +5,7 @@ from datetime import timedelta
 from deploy.bench.load import ArrivedStatus
 from shared.contracts.outcomes import status
 from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 from tests.fakes import AT
 from tests.faults.invariants import Findings, check_timeline
 
@@ -13,7 +13,7 @@ S = BindingState
 
 
 def arrived(state, at, **fields) -> ArrivedStatus:
-    return ArrivedStatus(status(user_id="u1", state=state, request_id="r1", binding_id="b1",
+    return ArrivedStatus(status(user_id="u1", state=state, request_id="r1", binding_id="b1", kind=RequestKind.BIND,
                                 occurred_at=AT + timedelta(seconds=at), **fields), at)
 
 

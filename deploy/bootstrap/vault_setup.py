@@ -15,15 +15,28 @@ import requests
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr, ValidationError
 
+from deploy.bootstrap.event_keys import ensure_event_signing_keys
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.client import hvac_client
-from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.adapters.vault.layout import (
+    ACCESS_KEY_INDEX_KEY,
+    ALL_ROLES,
+    BINDING_SECRET_KEY,
+    BINDINGS_FOLDER,
+    KV_MOUNT,
+    TRANSIT_MOUNT,
+    binding_path,
+    user_bindings_folder,
+)
 from shared.runtime.config import AppRoleCredentials
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
 APPROLE_MOUNT = "approle"
 KV_READY_TIMEOUT_S = 10.0
+# Versions each KV key keeps: only the latest, so no replaced secret stays readable
+# (shared/adapters/vault/README.md#kv-history).
+KV_MAX_VERSIONS = 1
 # Transit key name -> derived. The binding-secret key is derived with the user id as context, so a secret
 # sealed for one user cannot be unsealed as another's. Neither is convergent: equal plaintexts must not
 # give equal ciphertexts.
@@ -50,9 +63,11 @@ def ensure_vault(
         client = hvac_client(vault_addr, admin_token, timeout_s)
         ensure_audit_device(client, progress)
         ensure_secrets_engine(client, KV_MOUNT, "kv", {"version": "2"}, progress)
-        ensure_cas_required(client, progress)
+        ensure_kv_configuration(client, progress)
+        ensure_binding_history_destroyed(client, progress)
         ensure_secrets_engine(client, TRANSIT_MOUNT, "transit", {}, progress)
         ensure_transit_keys(client, progress)
+        ensure_event_signing_keys(client, progress)
         ensure_policies(client, POLICIES_DIR, progress)
         ensure_approle_auth(client, progress)
         ensure_roles(client, progress)
@@ -109,15 +124,61 @@ def ensure_secrets_engine(
     progress.record(subject, Outcome.PRESENT)
 
 
-def ensure_cas_required(client: hvac.Client, progress: Progress) -> None:
-    """Every write to the KV mount must say which version it expects, so concurrent writers cannot
-    silently overwrite each other."""
-    subject = f"vault {KV_MOUNT}/ requires check-and-set"
-    if _kv_configuration(client)["cas_required"]:
+def ensure_kv_configuration(client: hvac.Client, progress: Progress) -> None:
+    """Every write to the KV mount must say which version it expects, so concurrent writers cannot silently
+    overwrite each other; and each key keeps only its latest version, so a rotated-away binding secret leaves
+    no copy in KV history (shared/adapters/vault/README.md#kv-history)."""
+    subject = f"vault {KV_MOUNT}/ requires check-and-set and keeps {KV_MAX_VERSIONS} version per key"
+    current = _kv_configuration(client)
+    if current["cas_required"] and current["max_versions"] == KV_MAX_VERSIONS:
         progress.record(subject, Outcome.PRESENT)
         return
-    client.secrets.kv.v2.configure(cas_required=True, mount_point=KV_MOUNT)
+    # One call for both: hvac's configure() sends its own max_versions default (10) when not given one.
+    client.secrets.kv.v2.configure(max_versions=KV_MAX_VERSIONS, cas_required=True, mount_point=KV_MOUNT)
     progress.record(subject, Outcome.UPDATED)
+
+
+def ensure_binding_history_destroyed(client: hvac.Client, progress: Progress) -> None:
+    """Destroy the replaced versions bindings still hold: Vault prunes history written before the mount kept
+    one version per key only at a binding's next write, and never what an admin's per-key max_versions keeps
+    (OpenBao keeps the larger of the key's and the mount's)."""
+    subject = f"vault {KV_MOUNT}/{BINDINGS_FOLDER} holds no replaced version"
+    destroyed = 0
+    for path in _binding_paths(client):
+        older = _readable_older_versions(client, path)
+        if older:
+            client.secrets.kv.v2.destroy_secret_versions(path, versions=older, mount_point=KV_MOUNT)
+            destroyed += len(older)
+    if destroyed:
+        progress.record(subject, Outcome.UPDATED, f"{destroyed} replaced versions destroyed")
+    else:
+        progress.record(subject, Outcome.PRESENT)
+
+
+def _binding_paths(client: hvac.Client) -> Iterator[str]:
+    for user_folder in _kv_keys(client, BINDINGS_FOLDER):
+        user_id = user_folder.rstrip("/")
+        for binding_id in _kv_keys(client, user_bindings_folder(user_id)):
+            yield binding_path(user_id, binding_id)
+
+
+def _kv_keys(client: hvac.Client, folder: str) -> list[str]:
+    try:
+        keys: list[str] = client.secrets.kv.v2.list_secrets(folder, mount_point=KV_MOUNT)["data"]["keys"]
+        return keys
+    except hvac_errors.InvalidPath:
+        return []
+
+
+def _readable_older_versions(client: hvac.Client, path: str) -> list[int]:
+    """The versions before the latest whose data Vault still holds (a soft-deleted one included: it can be
+    undeleted)."""
+    try:
+        metadata = client.secrets.kv.v2.read_secret_metadata(path, mount_point=KV_MOUNT)["data"]
+    except hvac_errors.InvalidPath:
+        return []  # revoked since it was listed
+    return sorted(int(version) for version, state in metadata["versions"].items()
+                  if int(version) < metadata["current_version"] and not state["destroyed"])
 
 
 def _kv_configuration(client: hvac.Client) -> dict[str, object]:

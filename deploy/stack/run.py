@@ -32,7 +32,7 @@ from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is
 from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
 from shared.runtime.config import Settings
-from shared.runtime.logging import configure_logging, redact
+from shared.runtime.logging import configure_logging, redact, terminal_safe
 from shared.runtime.service import EXIT_START_TIMED_OUT
 
 console = Console(soft_wrap=True, highlight=False)
@@ -269,7 +269,8 @@ def _terminal_echo(name: str, index: int) -> LineSink:
     prefix = Text(f"{name:<13}| ", style=LINE_PREFIX_STYLES[index % len(LINE_PREFIX_STYLES)])
 
     def echo(line: str) -> None:
-        console.print(Text.assemble(prefix, line))
+        # A child's line may quote a record (a label, an HTX answer): its control characters are shown, not obeyed.
+        console.print(Text.assemble(prefix, terminal_safe(line)))
 
     return echo
 

@@ -17,7 +17,7 @@ from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import is_sealed, mask_access_key
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 
 SERVICE = Party.INTAKE
 
@@ -35,15 +35,13 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
         # An exact replay of a request past intake: say again where it stands, do not do the work twice.
         return _replayed(request, previous, masked)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
-    if previous is not None:
-        # Still `received`: our first answer may have gone out without its binding.accepted (a crash between
-        # the two). Accept again, identically (same time, same ids); a second copy downstream is harmless.
-        return _accepted(request, binding_id, masked, previous.occurred_at)
-
+    # Every check, again for a request still `received` (our first answer may have gone out without its
+    # binding.accepted, a crash between the two): the record in hand need not be the one that was checked.
     problems = _problems(request, deps.limiter)
     if problems:
         return _rejected(request.user_id, request.request_id, binding_id, problems, masked, at)
-    return _accepted(request, binding_id, masked, at)
+    # Accepted again identically (same time, same ids): a second copy downstream is harmless.
+    return _accepted(request, binding_id, masked, previous.occurred_at if previous is not None else at)
 
 
 def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datetime) -> list[Event]:
@@ -64,7 +62,7 @@ def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datet
     return [
         accepted,
         status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
-               binding_id=binding_id, occurred_at=at, access_key_masked=masked,
+               binding_id=binding_id, occurred_at=at, kind=RequestKind.BIND, access_key_masked=masked,
                details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
         audit(service=SERVICE, action="bind_request", outcome="accepted", user_id=request.user_id,
               request_id=request.request_id, binding_id=binding_id, access_key_masked=masked),
@@ -84,7 +82,7 @@ def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="bind_request")
+    return malformed(error, at=at, service=SERVICE, action="bind_request", kind=RequestKind.BIND)
 
 
 def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -> list[Event]:
@@ -98,4 +96,5 @@ def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
               masked: str | None, at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action="bind_request", user_id=user_id, request_id=request_id,
-                    binding_id=binding_id, reasons=problems, occurred_at=at, access_key_masked=masked)
+                    binding_id=binding_id, reasons=problems, occurred_at=at, kind=RequestKind.BIND,
+                    access_key_masked=masked)

@@ -6,6 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from shared.contracts.events import BindingStatus
+from shared.contracts.states import RequestKind
 
 SUPPORTED_EXCHANGES = frozenset({"htx"})
 
@@ -36,13 +37,15 @@ class AttemptLimiter:
 
 
 class RequestHistory:
-    """The latest status of every request, as read back from the status topic (the source of truth)."""
+    """The latest status of every binding request, as read back from the status topic (the source of truth).
+    Only statuses that answer a binding request count: the app chooses request ids, so a whitelist or revoke
+    request may carry the id of a binding request, and its status must not pass for the binding's."""
 
     def __init__(self) -> None:
         self._latest: dict[tuple[str, str], BindingStatus] = {}
 
     def record(self, status: BindingStatus) -> None:
-        if status.request_id is not None:
+        if status.request_id is not None and status.request_kind is RequestKind.BIND:
             self._latest[(status.user_id, status.request_id)] = status
 
     def latest(self, user_id: str, request_id: str) -> BindingStatus | None:

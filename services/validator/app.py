@@ -14,6 +14,7 @@ from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import ValidatorSettings
+from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import run, service_app, vault_client
 from shared.runtime.subscriptions import Subscriptions
@@ -22,16 +23,17 @@ from shared.runtime.subscriptions import Subscriptions
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
     htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s, retry_budget_s=settings.htx_retry_budget_s)
     policy = KeyPolicy(tuple(settings.egress_ips), settings.expiry_warning_days)
+    vault = vault or vault_client(settings)
     deps = ValidatorDeps(
-        vault=vault or vault_client(settings),
+        vault=vault,
         inspect=partial(inspect_key, htx, policy=policy),
         htx_deadline_s=settings.htx_retry_budget_s,
         pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
         inspection_turns=asyncio.Semaphore(settings.htx_max_concurrent_inspections),
     )
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
-    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
+    subscriptions = Subscriptions.of(broker, settings, publisher, EventVerifier(vault), on_malformed, {
         Topic.BINDING_ACCEPTED: partial(handle_binding_accepted, deps=deps),
         Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),
     })

@@ -6,7 +6,7 @@ leaves is the same sealed value that came in, plus HTX's facts about the key."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -17,6 +17,7 @@ from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.errors import HtxError
 from shared.adapters.vault.client import UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.adapters.vault.stores import Bindings
 from shared.contracts.events import (
     BindingAccepted,
     BindingRechecked,
@@ -30,7 +31,7 @@ from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 
 SERVICE = Party.VALIDATOR
 log = structlog.get_logger(__name__)
@@ -47,6 +48,10 @@ class ValidatorDeps:
     # Keys unsealed and inspected at once (ValidatorSettings.htx_max_concurrent_inspections); htx_deadline_s
     # counts from a key's turn.
     inspection_turns: asyncio.Semaphore
+    bindings: Bindings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bindings = Bindings(self.vault)
 
 
 async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
@@ -90,7 +95,8 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
     return [
         validated,
         status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=at, reasons=verdict.warnings, access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND, reasons=verdict.warnings,
+               access_key_masked=masked,
                details={"htx_uid": facts.uid}),
         audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
@@ -99,16 +105,21 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
 
 
 async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
+    """Re-check the key stored for the binding now, whatever any event says the key is."""
+    binding = await deps.bindings.recheckable(event.user_id, event.binding_id)
+    if binding is None:
+        return [audit(service=SERVICE, action="recheck", outcome="binding_gone", user_id=event.user_id,
+                      request_id=event.sweep_request_id, binding_id=event.binding_id)]
     await deps.pace_recheck()
-    masked = mask_access_key(event.access_key)
-    inspection = await inspect_sealed_key(deps, event.user_id, event.access_key, event.secret_key_sealed)
+    masked = mask_access_key(binding.access_key)
+    inspection = await inspect_sealed_key(deps, binding.user_id, binding.access_key, binding.secret_key_sealed)
     verdict = inspection.verdict
     rechecked = BindingRechecked(
         event_id=derived_event_id("rechecked", event.sweep_request_id, event.user_id, event.binding_id),
-        sweep_request_id=event.sweep_request_id, user_id=event.user_id, binding_id=event.binding_id,
-        exchange=event.exchange, access_key_masked=masked, checked=inspection.checked,
-        rejections=verdict.rejections if inspection.checked else [], warnings=verdict.warnings,
-        checked_at=at,
+        sweep_request_id=event.sweep_request_id, sweep_started_at=event.sweep_started_at, user_id=event.user_id,
+        binding_id=event.binding_id, exchange=binding.exchange, access_key_masked=masked,
+        checked=inspection.checked, rejections=verdict.rejections if inspection.checked else [],
+        warnings=verdict.warnings, checked_at=at,
     )
     outcome = "unchecked" if not inspection.checked else ("failed" if verdict.rejections else "passed")
     return [
@@ -120,9 +131,11 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="validate")
+    # Either topic's record: a malformed one cannot say which kind of request it served.
+    return malformed(error, at=at, service=SERVICE, action="validate", kind=None)
 
 
 def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
-                    binding_id=event.binding_id, reasons=reasons, occurred_at=at, access_key_masked=masked)
+                    binding_id=event.binding_id, reasons=reasons, occurred_at=at, kind=RequestKind.BIND,
+                    access_key_masked=masked)

@@ -13,6 +13,7 @@ from shared.adapters.vault.layout import BINDING_SECRET_KEY, binding_path
 from shared.adapters.vault.records import BindingRecord, SweepClaim, Tombstone
 from shared.adapters.vault.stores import AccessKeyIndex, Bindings, SweepClaims, Tombstones, Versioned, Whitelists
 from shared.contracts.events import (
+    AuditEvent,
     BindingStored,
     BindingValidated,
     Event,
@@ -26,17 +27,11 @@ from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 
 SERVICE = Party.VAULT_WRITER
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
                  "API Management → Delete.")
-
-
-class StoredThenRotated(Exception):
-    """A new binding's path holds another request's record: this request was stored and its binding rotated
-    since, and it came again (a redelivery after a crash). It cannot be answered as it was: not a conflict to
-    retry in place, so it is dead-lettered after the runtime's bounded attempts."""
 
 
 @dataclass
@@ -66,6 +61,10 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     if event.replaces_binding_id and current is None:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
+    if current is not None and current.record.validated_at > event.validated_at:
+        # A rotation validated before the key stored now (an old event sent again): it must not bring the older
+        # key back.
+        return [_superseded(event, masked)]
     if current is None and await deps.tombstones.read(event.user_id, event.binding_id) is not None:
         # A new binding's id is its request's, so a tombstone means this very request was stored, then revoked,
         # and is now redelivered (a crash before our commit): the user's revocation stands.
@@ -87,8 +86,17 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     record = await _binding_record(deps, event, secret_key, at, current)
     stored = await deps.bindings.save(record, current) if current else await deps.bindings.create_or_read(record)
     if stored.record.request_id != event.request_id:
-        raise StoredThenRotated(f"binding {event.binding_id} holds another request's credentials")
+        # This request was stored, and its binding rotated since; it came again (a redelivery, or an old record
+        # sent again). The rotation stands; the claim just made for the replaced key is let go again.
+        if stored.record.access_key != event.access_key:
+            await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
+        return [_superseded(event, masked)]
     return await _stored(deps, event, masked, stored)
+
+
+def _superseded(event: BindingValidated, masked: str) -> AuditEvent:
+    return audit(service=SERVICE, action="store", outcome="superseded", user_id=event.user_id,
+                 request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)
 
 
 async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, secret_key: SecretStr, at: datetime,
@@ -128,18 +136,18 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     if claim.request_id != event.request_id:
         return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
                       request_id=event.request_id, details={"sweep_id": event.sweep_id})]
+    # Names only: the validator reads each binding's key itself. The claim's time orders the facts the sweep yields.
     rechecks: list[Event] = [RecheckRequested(
-        event_id=derived_event_id("recheck", event.request_id, binding.user_id, binding.binding_id),
-        sweep_request_id=event.request_id, user_id=binding.user_id, binding_id=binding.binding_id,
-        exchange=binding.exchange, access_key=binding.access_key, secret_key_sealed=binding.secret_key_sealed,
-    ) async for binding in deps.bindings.recheckable()]
+        event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
+        sweep_request_id=event.request_id, sweep_started_at=claim.claimed_at, user_id=user_id, binding_id=binding_id,
+    ) async for user_id, binding_id in deps.bindings.stored_ids()]
     return [*rechecks, audit(service=SERVICE, action="health_sweep", outcome="started", user_id=None,
                              request_id=event.request_id,
                              details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="consume")
+    return malformed(error, at=at, service=SERVICE, action="consume", kind=None)
 
 
 async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
@@ -163,7 +171,8 @@ async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
     return [
         stored_event,
         status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=record.stored_at, access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=record.stored_at, kind=RequestKind.BIND,
+               access_key_masked=masked,
                reasons=event.warnings, details=details),
         audit(service=SERVICE, action="store", outcome="stored", user_id=event.user_id, request_id=event.request_id,
               binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings,
@@ -175,7 +184,8 @@ def _revoked(event: RevokeRequested, tombstone: Tombstone) -> list[Event]:
     masked = tombstone.access_key_masked
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=tombstone.revoked_at, access_key_masked=masked,
+               binding_id=event.binding_id, occurred_at=tombstone.revoked_at, kind=RequestKind.REVOKE,
+               access_key_masked=masked,
                details={"next_step": DELETE_ON_HTX.format(key=masked)}),
         audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked),
@@ -184,5 +194,6 @@ def _revoked(event: RevokeRequested, tombstone: Tombstone) -> list[Event]:
 
 def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
               problems: list[Reason], action: str, at: datetime) -> list[Event]:
+    kind = RequestKind.REVOKE if action == "revoke" else RequestKind.BIND
     return rejected(service=SERVICE, action=action, user_id=user_id, request_id=request_id, binding_id=binding_id,
-                    reasons=problems, occurred_at=at, access_key_masked=masked)
+                    reasons=problems, occurred_at=at, kind=kind, access_key_masked=masked)

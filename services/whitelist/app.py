@@ -14,13 +14,14 @@ from services.whitelist.handlers import (
     handle_whitelist_requested,
     on_malformed,
 )
-from shared.adapters.htx.client import HtxClient
-from shared.adapters.htx.errors import HtxError
+from shared.adapters.htx.client import UNEXPECTED_ANSWER, HtxClient
+from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising
 from shared.runtime.broker import make_broker
 from shared.runtime.config import WhitelistSettings
+from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
 from shared.runtime.subscriptions import Subscriptions
@@ -38,6 +39,10 @@ async def refresh_symbols(htx: HtxClient, catalog: SymbolCatalog, interval_s: fl
 
 async def refresh_catalog(htx: HtxClient, catalog: SymbolCatalog) -> None:
     market, v2 = await asyncio.gather(htx.market_symbols(), htx.symbols_v2())
+    if not market:
+        # No exchange lists no symbol: a broken (or hostile) answer. Keep the last good list and retry, rather
+        # than refuse every pair as unknown.
+        raise htx_error(HtxErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER, "the market-symbols list is empty")
     catalog.replace(merge_symbol_lists(market, v2))
     log.info("symbols_refreshed", count=len(market))
 
@@ -47,17 +52,18 @@ def _log_refresh_failure(error: HtxError, delay_s: float) -> None:
 
 
 def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastStream:
+    vault = vault or vault_client(settings)
     htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
-    deps = WhitelistDeps(vault or vault_client(settings), SymbolCatalog())
+    deps = WhitelistDeps(vault, SymbolCatalog())
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
-    subscriptions = Subscriptions.of(broker, settings, publisher, on_malformed, {
+    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
+    subscriptions = Subscriptions.of(broker, settings, publisher, EventVerifier(vault), on_malformed, {
         Topic.WHITELIST_REQUESTED: partial(handle_whitelist_requested, deps=deps),
         Topic.BINDING_STORED: partial(handle_binding_stored, deps=deps),
         Topic.BINDING_RECHECKED: partial(handle_binding_rechecked, deps=deps),
     })
     app = service_app(broker, subscriptions, settings, __doc__ or "")
-    background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s))
+    background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s), "symbol_refresh")
     app.after_shutdown(htx.aclose)
     return app
 

@@ -1,5 +1,6 @@
 """The whitelist service's own pure logic: which pairs HTX lets a bot trade right now."""
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -55,17 +56,27 @@ def merge_symbol_lists(market_symbols: Iterable[MarketSymbol], symbols_v2: Itera
     """One status per symbol from HTX's two lists (shared/adapters/htx/README.md#tradable-pair-rule):
     market-symbols carries the API-trading flag, the v2 list the trade-enabled and country-disabled flags. A
     symbol is only as tradable as the stricter of the two says; one missing from the v2 list is judged by
-    market-symbols alone."""
-    flags = {s.symbol: s for s in symbols_v2}
-    merged = []
+    market-symbols alone. A symbol listed more than once, in either list, is as tradable as its strictest entry:
+    the answer is untrusted input, and a duplicate must not make a pair tradable by coming last."""
+    flags: dict[str, list[SymbolV2 | None]] = defaultdict(list)
+    for v2 in symbols_v2:
+        flags[v2.symbol].append(v2)
+    merged: dict[str, SymbolStatus] = {}
     for market in market_symbols:
-        v2 = flags.get(market.symbol)
-        state = market.state if v2 is None or market.state != "online" else v2.state
-        merged.append(SymbolStatus(
-            symbol=market.symbol,
-            state=state,
-            api_trading=market.api_trading == "enabled",
-            trade_enabled=True if v2 is None else v2.trade_enabled,
-            country_disabled=False if v2 is None else v2.country_disabled,
-        ))
-    return merged
+        # None: missing from the v2 list, judged by market-symbols alone.
+        for v2_entry in flags.get(market.symbol) or [None]:
+            status = _status(market, v2_entry)
+            kept = merged.get(status.symbol)
+            if kept is None or (kept.tradable and not status.tradable):
+                merged[status.symbol] = status
+    return list(merged.values())
+
+
+def _status(market: MarketSymbol, v2: SymbolV2 | None) -> SymbolStatus:
+    return SymbolStatus(
+        symbol=market.symbol,
+        state=market.state if v2 is None or market.state != "online" else v2.state,
+        api_trading=market.api_trading == "enabled",
+        trade_enabled=True if v2 is None else v2.trade_enabled,
+        country_disabled=False if v2 is None else v2.country_disabled,
+    )

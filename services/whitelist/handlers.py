@@ -27,7 +27,7 @@ from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason
 from shared.contracts.routing import Party
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.errors import TransientError
 
 SERVICE = Party.WHITELIST
@@ -55,35 +55,42 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
     problems = _check(deps.catalog, pairs)
     if problems:
         return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
-                        binding_id=event.binding_id, reasons=problems, occurred_at=at,
+                        binding_id=event.binding_id, reasons=problems, occurred_at=at, kind=RequestKind.WHITELIST,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     current = await deps.whitelists.read(event.user_id, event.binding_id)
-    record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs)
+    if current is not None and _older(event.requested_at, current.record.pairs_as_of):
+        # Asked before the pairs in force were (an old request sent again): they stay.
+        return [_audit(event.user_id, event.request_id, event.binding_id, "superseded", [], pairs)]
+    record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs,
+                                        pairs_as_of=event.requested_at)
     # When the whitelist was written: a status sent again after a redelivery keeps that time.
     saved_at = record.updated_at
     if not await deps.bindings.exists(event.user_id, event.binding_id):
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
-                   binding_id=event.binding_id, occurred_at=saved_at,
+                   binding_id=event.binding_id, occurred_at=saved_at, kind=RequestKind.WHITELIST,
                    details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
             _audit(event.user_id, event.request_id, event.binding_id, "saved_pending_binding", [], pairs),
         ]
     state = binding_state(record.key_health, whitelist_valid=True)
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=saved_at, details={"scope": "whitelist", "pairs": pairs}),
+               occurred_at=saved_at, kind=RequestKind.WHITELIST, details={"scope": "whitelist", "pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, [], pairs),
     ]
 
 
 async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at: datetime) -> list[Event]:
-    if not await deps.bindings.exists(event.user_id, event.binding_id):
+    """The binding's state once its key is stored, judged from what Vault holds now: a copy of binding.stored
+    that is not about the key stored now (rotated since), or older than a recheck's judgement, changes nothing."""
+    stored = await deps.bindings.stored_version(event.user_id, event.binding_id)
+    if stored is None:
         # Revoked since it was stored (this is a redelivery): no whitelist for it, and no `active` after `revoked`.
-        return [audit(service=SERVICE, action="whitelist", outcome="already_revoked", user_id=event.user_id,
-                      request_id=event.request_id, binding_id=event.binding_id,
-                      access_key_masked=event.access_key_masked)]
-    # Just validated: the key is as healthy as the validator found it.
+        return [_stored_audit(event, "already_revoked")]
+    if stored.version != event.vault_version:
+        return [_stored_audit(event, "superseded")]
+    # Just validated: the key is as healthy as the validator found it, as of its write in Vault.
     health = key_health([], event.warnings)
     pairs = normalise_pairs(event.trading_pairs or [])
     problems = _check(deps.catalog, pairs)
@@ -92,44 +99,60 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
         # (pairs saved before the binding, a rotation, a redelivery) is decided on below.
         saved = await deps.whitelists.create_or_read(event.user_id, event.binding_id, WhitelistRecord(
-            pairs=pairs, health=health, request_id=event.request_id, updated_at=at))
+            pairs=pairs, health=health, health_as_of=stored.written_at, request_id=event.request_id,
+            updated_at=at))
     else:
         saved = await deps.whitelists.read(event.user_id, event.binding_id)
-    if saved is not None and saved.record.request_id != event.request_id and saved.record.pairs:
-        # An explicit whitelist request wins over the pairs of the bind request (module docstring).
-        pairs = list(saved.record.pairs)
-        problems = _check(deps.catalog, pairs)
+    if saved is not None and saved.record.request_id != event.request_id:
+        if _older(stored.written_at, saved.record.health_as_of):
+            # A recheck judged this very key since (and this is a copy delivered late): its judgement stands.
+            return [_stored_audit(event, "superseded")]
+        if saved.record.pairs:
+            # An explicit whitelist request wins over the pairs of the bind request (module docstring).
+            pairs = list(saved.record.pairs)
+            problems = _check(deps.catalog, pairs)
     record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
-                                                              event.request_id, at, pairs=pairs, health=health)
+                                                              event.request_id, at, pairs=pairs, health=health,
+                                                              health_as_of=stored.written_at)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at if record else at, reasons=reasons,
-               access_key_masked=event.access_key_masked, details={"pairs": pairs}),
+               occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
+               reasons=reasons, access_key_masked=event.access_key_masked, details={"pairs": pairs}),
         _audit(event.user_id, event.request_id, event.binding_id, state.value, reasons, pairs),
     ]
 
 
 async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps, *, at: datetime) -> list[Event]:
-    """A key-health re-check: a status (and audit) only when the key's health changed."""
+    """A key-health re-check: a status (and audit) only when the key's health changed, and only from a check
+    newer than the fact the health rests on now."""
     if not event.checked:
         return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
-    if not await deps.bindings.exists(event.user_id, event.binding_id):
+    stored = await deps.bindings.stored_version(event.user_id, event.binding_id)
+    if stored is None:
         return []  # revoked since the sweep started
     current = await deps.whitelists.read(event.user_id, event.binding_id)
+    as_of = event.sweep_started_at or event.checked_at
+    known_as_of = (current.record.health_as_of if current else None) or stored.written_at
+    if not _older(known_as_of, as_of):
+        # A sweep that started before the key was stored, or before the judgement in force: it says nothing new.
+        return [audit(service=SERVICE, action="key_health", outcome="stale_recheck_ignored", user_id=event.user_id,
+                      request_id=event.sweep_request_id, binding_id=event.binding_id,
+                      access_key_masked=event.access_key_masked)]
     previous = current.record.key_health if current else KeyHealth.HEALTHY
     health = key_health(event.rejections, event.warnings)
     if health is previous:
         return []
     record = await deps.whitelists.save(event.user_id, event.binding_id, current,
-                                        f"recheck:{event.sweep_request_id}", at, health=health)
+                                        f"recheck:{event.sweep_request_id}", at, health=health, health_as_of=as_of)
     pair_problems = _check(deps.catalog, record.pairs)
     state = binding_state(health, whitelist_valid=not pair_problems)
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at, reasons=reasons, access_key_masked=event.access_key_masked,
+               occurred_at=record.updated_at, kind=RequestKind.SWEEP, reasons=reasons,
+               access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id,
@@ -139,7 +162,17 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="whitelist", details={"scope": "whitelist"})
+    return malformed(error, at=at, service=SERVICE, action="whitelist", kind=None, details={"scope": "whitelist"})
+
+
+def _older(fact: datetime | None, than: datetime | None) -> bool:
+    """Whether a fact is older than another (a fact of unknown time is older than none)."""
+    return fact is not None and than is not None and fact < than
+
+
+def _stored_audit(event: BindingStored, outcome: str) -> AuditEvent:
+    return audit(service=SERVICE, action="whitelist", outcome=outcome, user_id=event.user_id,
+                 request_id=event.request_id, binding_id=event.binding_id, access_key_masked=event.access_key_masked)
 
 
 def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:

@@ -38,12 +38,13 @@ from shared.contracts.events import (
     parse_event,
     utc_now,
 )
-from shared.contracts.routing import Party, Topic
+from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError, CredentialsMissing
 from shared.runtime.logging import redact
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
+from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -129,28 +130,34 @@ def body_preview(body: bytes | None, limit: int = BODY_PREVIEW_CHARS) -> str:
 class BindingClient:
     """What the Hash7 app (and the `hash7` CLI) needs from the backend. Use it as an async context manager.
 
-    Nothing connects until it is needed: reading topics needs only Kafka; `bind` also needs Vault and the
-    app's AppRole credentials. Records on the read topics that are not valid events are skipped and counted
-    in `unparseable_records`, never raised.
+    Nothing connects until it is needed. Everything needs Vault and the app's AppRole credentials: requests
+    are signed with the app's key, and every record read is verified against its producers' keys
+    (shared/runtime/provenance.py). Records on the read topics that are not authentic are skipped and counted
+    in `unauthentic_records`, those that are not valid events in `unparseable_records`; neither is raised.
     """
 
     def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
         self._settings = settings
         self._vault = vault
-        self._publisher = KafkaPublisher(settings, _CLIENT_ID, Party.APP)
+        self._publisher: KafkaPublisher | None = None
+        self._verifier: EventVerifier | None = None
+        # Who sent each request this client submitted: its statuses must be about that user.
+        self._requesters: dict[str, str] = {}
         self.unparseable_records: Counter[Topic] = Counter()
+        self.unauthentic_records: Counter[Topic] = Counter()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         traceback: TracebackType | None) -> None:
-        await self._publisher.close()
+        if self._publisher is not None:
+            await self._publisher.close()
 
     async def preflight(self) -> None:
         """Connect to Kafka and log in to Vault now, so that a problem shows before anyone types a secret."""
         await self._ready_vault().check()
-        await self._publisher.start()
+        await self._ready_publisher().start()
 
     # ---- requests -----------------------------------------------------------------------------------------
 
@@ -181,21 +188,21 @@ class BindingClient:
 
     async def submit(self, request: BindingRequested) -> None:
         """Publish a binding request made by `binding_request`."""
-        await self._publisher.publish(request)
+        await self._submit(request, request.user_id)
 
     async def set_whitelist(self, user_id: str, binding_id: str, pairs: list[str],
                             request_id: str | None = None) -> str:
         """Ask for pairs to become the binding's whole whitelist; returns the request id."""
         request_id = request_id or _new_request_id()
         request = _build(WhitelistRequested, request_id=request_id, user_id=user_id, binding_id=binding_id,
-                         trading_pairs=pairs)
-        await self._publisher.publish(request)
+                         trading_pairs=pairs, requested_at=utc_now().isoformat())
+        await self._submit(request, user_id)
         return request_id
 
     async def revoke(self, user_id: str, binding_id: str, request_id: str | None = None) -> str:
         request_id = request_id or _new_request_id()
         request = _build(RevokeRequested, request_id=request_id, user_id=user_id, binding_id=binding_id)
-        await self._publisher.publish(request)
+        await self._submit(request, user_id)
         return request_id
 
     async def request_sweep(self, request_id: str | None = None) -> str:
@@ -204,13 +211,18 @@ class BindingClient:
         request_id = request_id or _new_request_id()
         request = _build(SweepRequested, request_id=request_id, sweep_id=f"manual-{request_id}",
                          requested_at=utc_now().isoformat())
-        await self._publisher.publish(request)
+        await self._ready_publisher().publish(request)
         return request_id
 
-    async def publish_raw(self, topic: Topic, key: str, value: bytes,
-                          headers: Mapping[str, str] | None = None) -> None:
-        """Publish bytes as they are, for tests and fuzzers that need to send what no model would produce."""
-        await self._publisher.send(topic, key, value, headers or {})
+    async def _submit(self, request: Event, user_id: str) -> None:
+        await self._ready_publisher().publish(request)
+        self._requesters[getattr(request, "request_id")] = user_id
+
+    async def publish_raw(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str] | None = None, *,
+                          signed: bool = True) -> None:
+        """Publish bytes as they are, for tests and fuzzers that need to send what no model would produce:
+        signed as the app (a careless app), or not at all (someone else on the broker)."""
+        await self._ready_publisher().send(topic, key, value, headers or {}, signed=signed)
 
     # ---- statuses -----------------------------------------------------------------------------------------
 
@@ -229,10 +241,14 @@ class BindingClient:
                     yield status
 
     async def wait_for(self, request_id: str, states: AbstractSet[BindingState] | StatusPredicate,
-                       timeout_s: float,
-                       on_status: Callable[[BindingStatus], None] | None = None) -> list[BindingStatus]:
+                       timeout_s: float, on_status: Callable[[BindingStatus], None] | None = None, *,
+                       user_id: str | None = None) -> list[BindingStatus]:
         """The request's statuses up to and including the first one in states (or matching the predicate).
-        on_status sees each status as it arrives, for progress displays. Raises StatusTimeout."""
+        Only statuses about the request's user count: the user given, else the one this client submitted the
+        request for (request ids are the app's choice, so two users may share one). A sweep's statuses are
+        about many users. on_status sees each status as it arrives, for progress displays. Raises
+        StatusTimeout."""
+        user_id = user_id or self._requesters.get(request_id)
         if callable(states):
             matches, awaited = states, "matching"
         else:
@@ -241,7 +257,7 @@ class BindingClient:
         timeline: list[BindingStatus] = []
 
         async def follow_until_match() -> None:
-            async with aclosing(self.statuses(request_id=request_id, follow=True)) as statuses:
+            async with aclosing(self.statuses(user_id=user_id, request_id=request_id, follow=True)) as statuses:
                 async for status in statuses:
                     timeline.append(status)
                     if on_status is not None:
@@ -266,7 +282,8 @@ class BindingClient:
         async with aclosing(self._records(Topic.DEAD_LETTER, from_beginning=True, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
-                yield DeadLetterRecord.from_record(record)
+                if await self._authentic(Topic.DEAD_LETTER, record):
+                    yield DeadLetterRecord.from_record(record)
 
     # ---- the one topic reader -----------------------------------------------------------------------------
 
@@ -275,12 +292,26 @@ class BindingClient:
         async with aclosing(self._records(topic, from_beginning=from_beginning, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
+                if not await self._authentic(topic, record):
+                    continue
                 try:
                     yield parse_event(model, record.value or b"")
                 except MalformedEvent as exc:
                     self.unparseable_records[topic] += 1
                     log.warning("record_unparseable", topic=record.topic, partition=record.partition,
                                 offset=record.offset, problem=exc.problem)
+
+    async def _authentic(self, topic: Topic, record: ConsumerRecord) -> bool:
+        """Whether a producer the routing table allows on topic signed the record; forged ones are counted."""
+        try:
+            await self._ready_verifier().producer_of(topic, ROUTES[topic].producers, record.key,
+                                                     record.headers or (), record.value or b"")
+        except Unauthentic as exc:
+            self.unauthentic_records[topic] += 1
+            log.warning("record_unauthentic", topic=record.topic, partition=record.partition,
+                        offset=record.offset, problem=exc.problem, claimed_producer=exc.claimed_producer)
+            return False
+        return True
 
     async def _records(self, topic: Topic, *, from_beginning: bool, follow: bool,
                        on_caught_up: Callable[[], None] | None) -> AsyncGenerator[ConsumerRecord, None]:
@@ -337,6 +368,16 @@ class BindingClient:
                 raise CredentialsMissing(str(exc)) from None
             self._vault = VaultClient(self._settings.vault_addr, credentials, self._settings.vault_timeout_s)
         return self._vault
+
+    def _ready_publisher(self) -> KafkaPublisher:
+        if self._publisher is None:
+            self._publisher = KafkaPublisher(self._settings, _CLIENT_ID, EventSigner(self._ready_vault(), Party.APP))
+        return self._publisher
+
+    def _ready_verifier(self) -> EventVerifier:
+        if self._verifier is None:
+            self._verifier = EventVerifier(self._ready_vault())
+        return self._verifier
 
 
 def _build(model: type[E], **fields: object) -> E:

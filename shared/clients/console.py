@@ -19,7 +19,7 @@ from shared.clients.binding_client import StatusTimeout
 from shared.contracts.events import Identifier
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
-from shared.runtime.logging import configure_logging, redact
+from shared.runtime.logging import configure_logging, redact, terminal_safe
 
 S = TypeVar("S", bound=Settings)
 
@@ -45,7 +45,8 @@ class Failure(click.ClickException):
     exit_code = EXIT_FAILED
 
     def show(self, file: IO[Any] | None = None) -> None:
-        stderr.print(f"Error: {self.message}", style="bold red", markup=False)
+        # The message may quote a server (Vault, Kafka, HTX): its control characters are shown, not obeyed.
+        stderr.print(f"Error: {terminal_safe(self.message)}", style="bold red", markup=False)
 
 
 class ContractValue(click.ParamType[Any, Any]):
@@ -68,12 +69,14 @@ USER_ID = ContractValue("USER", Identifier)
 ID = ContractValue("ID", Identifier)
 
 
-def shown(value: object) -> Text:
-    """A value from a topic or from Vault as text on screen: redacted (a service bug must not put a secret on
-    screen) and never read as rich markup."""
+def shown(value: object, style: str = "") -> Text:
+    """A value from a topic, Vault or HTX as text on screen: redacted (a service bug must not put a secret on
+    screen), its control characters escaped (ESC, the 8-bit CSI, bidi overrides: a record must not clear the
+    screen, retitle the window or reorder what is read) and never read as rich markup. Every such value is
+    printed through here."""
     if value is None or value == "":
         return Text("—", style="dim")
-    return Text(str(redact(str(value))))
+    return Text(terminal_safe(str(redact(str(value)))), style=style)
 
 
 def load_program_settings(settings_class: type[S], program: str) -> S:

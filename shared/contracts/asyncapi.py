@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from shared.contracts import dead_letters
+from shared.contracts import dead_letters, provenance
 from shared.contracts.events import CONTENT_TYPE, SCHEMA_VERSION, Event
 from shared.contracts.routing import ROUTES, Route
 
@@ -65,25 +65,31 @@ def _component_schemas() -> JsonObject:
     return schemas
 
 
-def _event_headers(model: type[Event]) -> JsonObject:
-    # The headers every event travels with (shared.contracts.events.event_headers).
-    return {
-        "type": "object",
-        "required": ["content-type", "event-type"],
-        "properties": {
-            "content-type": {"type": "string", "const": CONTENT_TYPE},
-            "event-type": {"type": "string", "const": model.__name__,
-                           "description": "The event model's name, as in components.schemas."},
-        },
+def _event_headers(route: Route) -> JsonObject:
+    # The headers every event travels with (shared.contracts.events.event_headers), and its proof of origin.
+    properties: JsonObject = {
+        "content-type": {"type": "string", "const": CONTENT_TYPE},
+        "event-type": {"type": "string", "const": route.event_model.__name__,
+                       "description": "The event model's name, as in components.schemas."},
+        **_provenance_headers(route),
     }
+    return {"type": "object", "required": sorted(properties), "properties": properties}
 
 
-def _dead_letter_headers() -> JsonObject:
-    headers = dead_letters.DESCRIPTIONS
+def _dead_letter_headers(route: Route) -> JsonObject:
+    properties: JsonObject = {name: {"type": "string", "description": text}
+                              for name, text in dead_letters.DESCRIPTIONS.items()}
+    properties |= _provenance_headers(route)
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _provenance_headers(route: Route) -> JsonObject:
+    # shared/contracts/provenance.py
     return {
-        "type": "object",
-        "required": sorted(headers),
-        "properties": {name: {"type": "string", "description": text} for name, text in headers.items()},
+        provenance.PRODUCER_HEADER: {"type": "string", "enum": sorted(party.value for party in route.producers),
+                                     "description": provenance.PRODUCER_DESCRIPTION},
+        provenance.SIGNATURE_HEADER: {"type": "string", "pattern": "^vault:v[0-9]+:[A-Za-z0-9+/]{86}==$",
+                                      "description": provenance.SIGNATURE_DESCRIPTION},
     }
 
 
@@ -105,14 +111,14 @@ def _message(route: Route) -> JsonObject:
             "title": "Dead letter",
             "description": "The payload is the original record's bytes as they arrived (secrets scrubbed): usually "
                            "one of the other channels' events, possibly not JSON at all, so it has no fixed schema.",
-            "headers": _dead_letter_headers(),
+            "headers": _dead_letter_headers(route),
         }
     name = route.model.__name__
     return message | {
         "name": name,
         "title": name,
         "contentType": CONTENT_TYPE,
-        "headers": _event_headers(route.model),
+        "headers": _event_headers(route),
         "payload": _ref("components", "schemas", name),
     }
 

@@ -1,6 +1,7 @@
 """The headers of a dead letter (topic dead-letter, shared/contracts/routing.py): where the record it carries came
-from and why it failed. Written by shared/runtime/dead_letters.py, read by shared/clients/binding_client.py; the
-body is the original record's bytes, secrets scrubbed."""
+from, why it failed and how large it was. Written by shared/runtime/dead_letters.py, read by
+shared/clients/binding_client.py; the body is the original record's bytes, secrets scrubbed, perhaps only their
+start."""
 
 ORIGINAL_TOPIC = "x-dlq-original-topic"
 ORIGINAL_PARTITION = "x-dlq-original-partition"
@@ -9,6 +10,9 @@ EXCEPTION_TYPE = "x-dlq-exception-type"
 EXCEPTION_MESSAGE = "x-dlq-exception-message"
 SERVICE = "x-dlq-service"
 FAILED_AT = "x-dlq-failed-at"
+ORIGINAL_SIZE = "x-dlq-original-size"
+ORIGINAL_SHA256 = "x-dlq-original-sha256"
+TRUNCATED = "x-dlq-truncated"
 
 # Each header with what it means, for the published contract (shared/contracts/asyncapi.py).
 DESCRIPTIONS: dict[str, str] = {
@@ -18,7 +22,13 @@ DESCRIPTIONS: dict[str, str] = {
                      "replay it from.",
     EXCEPTION_TYPE: "The class name of the error that stopped the record (MalformedEvent for a record that could "
                     "not be parsed).",
-    EXCEPTION_MESSAGE: "The error's message, redacted and cut to a thousand characters.",
+    EXCEPTION_MESSAGE: "The error's message, redacted, its control characters escaped (\\x1b, \\u202e) and cut to a "
+                       "thousand characters.",
     SERVICE: "The service that gave up on the record.",
     FAILED_AT: "When it gave up, as an ISO 8601 timestamp with its UTC offset.",
+    ORIGINAL_SIZE: "The size of the original record's body in bytes, in decimal.",
+    ORIGINAL_SHA256: "The SHA-256 digest of the original body's bytes (before scrubbing or cutting), in lower-case "
+                     "hex: what a replay from the original offset must match.",
+    TRUNCATED: "\"true\" when the body holds only the start of the original (the original was larger than the "
+               "service keeps), else \"false\".",
 }

@@ -40,7 +40,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.secrets import SealedSecret
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 
 SCHEMA_VERSION = 1
 # Every id the app chooses: printable, no separators that could escape a Vault path or a Kafka key.
@@ -129,8 +129,8 @@ def parse_event(model: type[E], raw: bytes) -> E:
     """Decode raw bytes into model, or raise MalformedEvent naming what is wrong (values never echoed)."""
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"body is not JSON ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 — not only JSONDecodeError: deep nesting, a 5,000-digit number...
+        raise MalformedEvent(f"body is not readable JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise MalformedEvent(f"body is a JSON {type(document).__name__}, expected an object")
     user_id, request_id = _string_or_none(document.get("user_id")), _string_or_none(document.get("request_id"))
@@ -143,6 +143,9 @@ def parse_event(model: type[E], raw: bytes) -> E:
         problems = "; ".join(unknown_version or (f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
                                                  for err in errors))
         raise MalformedEvent(problems, user_id=user_id, request_id=request_id) from None
+    except Exception as exc:  # noqa: BLE001 — whatever else a hostile document makes validation raise
+        raise MalformedEvent(f"body could not be validated ({type(exc).__name__})", user_id=user_id,
+                             request_id=request_id) from None
 
 
 def _string_or_none(value: Any) -> str | None:
@@ -177,6 +180,8 @@ class WhitelistRequested(Event):
     user_id: Identifier
     binding_id: Identifier
     trading_pairs: list[TradingPair] = Field(max_length=MAX_TRADING_PAIRS)
+    # When the app asked. A request older than the whitelist's last applied one (a replay) changes nothing.
+    requested_at: Timestamp | None = None
 
 
 class RevokeRequested(Event):
@@ -256,15 +261,20 @@ class SweepRequested(Event):
 
 
 class RecheckRequested(Event):
-    """vault-writer → validator: one stored binding to prove against HTX again. The secret stays sealed."""
+    """vault-writer → validator: one stored binding to prove against HTX again. Names the binding only: the
+    validator reads the key stored for it, so no event can make it check another key in its place.
+
+    Version 2: version 1 carried the exchange, the access key and the sealed secret."""
+
+    understood_versions: ClassVar[frozenset[int]] = frozenset({2})
+    schema_version: int = Field(default=2, strict=True)
 
     event_id: uuid.UUID
     sweep_request_id: Identifier
+    # When the sweep was claimed (recorded in Vault with the claim): the order of the facts it yields.
+    sweep_started_at: Timestamp
     user_id: Identifier
     binding_id: Identifier
-    exchange: str
-    access_key: AccessKey
-    secret_key_sealed: SealedSecret
 
 
 class BindingRechecked(Event):
@@ -276,6 +286,8 @@ class BindingRechecked(Event):
     binding_id: Identifier
     exchange: str
     access_key_masked: str
+    # The sweep's start, as on its RecheckRequested: a health fact older than the one applied changes nothing.
+    sweep_started_at: Timestamp | None = None
     # False when HTX could not be asked: nothing is concluded about the key then.
     checked: bool
     rejections: list[Reason] = Field(default_factory=list)
@@ -294,6 +306,8 @@ class BindingStatus(Event):
 
     event_id: uuid.UUID
     request_id: str | None
+    # Which kind of request the status answers (None: not known, e.g. a request too malformed to tell).
+    request_kind: RequestKind | None = None
     binding_id: str | None
     user_id: str
     exchange: str

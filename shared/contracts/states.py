@@ -16,6 +16,15 @@ class BindingState(StrEnum):
     REVOKED = "revoked"
 
 
+class RequestKind(StrEnum):
+    """What a status answers: the app's request ids are its own, so one id may name requests of two kinds."""
+
+    BIND = "bind"
+    WHITELIST = "whitelist"
+    REVOKE = "revoke"
+    SWEEP = "sweep"
+
+
 @dataclass(frozen=True)
 class RequestOutcome:
     """Which states end one kind of request, and which of those mean it worked."""

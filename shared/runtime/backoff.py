@@ -16,15 +16,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 BASE_DELAY_S = 0.2
 
 X = TypeVar("X", bound=Exception)
-Attempt = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+Attempt = Callable[[], Awaitable[T]]
 
 
 def full_jitter(cap_s: float) -> wait_random_exponential:
     return wait_random_exponential(multiplier=BASE_DELAY_S, max=cap_s)
 
 
-async def retry_while_raising(attempt: Attempt, error: type[X], cap_s: float,
-                              on_retry: Callable[[X, float], None]) -> None:
+async def retry_while_raising(attempt: Attempt[T], error: type[X], cap_s: float,
+                              on_retry: Callable[[X, float], None]) -> T:
     """Run attempt again for as long as it raises `error`, with no limit; on_retry(error, delay_s) before each
     wait. Any other exception is raised at once."""
 
@@ -34,15 +35,15 @@ async def retry_while_raising(attempt: Attempt, error: type[X], cap_s: float,
             on_retry(failure, state.upcoming_sleep)
 
     try:
-        await attempt()
+        return await attempt()
     except error as failure:
         retrying = AsyncRetrying(retry=retry_if_exception_type(error), wait=full_jitter(cap_s),
                                  before_sleep=before_sleep, reraise=True)
-        await retrying(_replaying(failure, attempt))
+        return await retrying(_replaying(failure, attempt))
 
 
-async def retry_up_to(attempt: Attempt, attempts: int, cap_s: float,
-                      on_failure: Callable[[Exception, int], None]) -> None:
+async def retry_up_to(attempt: Attempt[T], attempts: int, cap_s: float,
+                      on_failure: Callable[[Exception, int], None]) -> T:
     """Run attempt again when it raises any Exception, `attempts` attempts in all, then raise the last failure;
     on_failure(error, attempt number) after each failed attempt, the last included."""
 
@@ -52,21 +53,21 @@ async def retry_up_to(attempt: Attempt, attempts: int, cap_s: float,
             on_failure(failure, state.attempt_number)
 
     try:
-        await attempt()
+        return await attempt()
     except Exception as failure:  # noqa: BLE001 — what to retry is the caller's choice: anything unexpected
         retrying = AsyncRetrying(stop=stop_after_attempt(attempts), wait=full_jitter(cap_s), after=after,
                                  reraise=True)
-        await retrying(_replaying(failure, attempt))
+        return await retrying(_replaying(failure, attempt))
 
 
-def _replaying(failure: Exception, attempt: Attempt) -> Attempt:
+def _replaying(failure: Exception, attempt: Attempt[T]) -> Attempt[T]:
     """attempt, except that its first call raises the failure already met instead of trying again."""
     pending = [failure]
 
-    async def replay_then_attempt() -> None:
+    async def replay_then_attempt() -> T:
         if pending:
             raise pending.pop()
-        await attempt()
+        return await attempt()
 
     return replay_then_attempt
 

@@ -72,6 +72,13 @@ class ServiceSettings(Settings):
     # Records a subscription holds at most between fetching and finishing them: handled concurrently across
     # users (in order for one user), they bound the parallelism and what a crash makes the service repeat.
     kafka_max_records_in_hand: int = Field(100, ge=1)
+    # The share of those records one key (one user) may hold, so a flood for one user cannot make the others
+    # wait for room (shared/runtime/lanes.py).
+    kafka_max_share_per_key: float = Field(0.2, gt=0, le=1)
+    # A record larger than this is not parsed: it becomes a dead letter holding its start and its digest.
+    kafka_max_record_bytes: int = Field(256 * 1024, ge=1024)
+    # How much of a refused record a dead letter keeps (its full size and digest travel in its headers).
+    dead_letter_max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.

@@ -3,18 +3,23 @@ with each partition's offset committed behind its first unfinished record.
 
 FastStream hands a batch subscriber each poll's records and polls again when the handler returns. Handling
 a batch to its end first would make every record wait for the slowest record of the batch before it, at
-every stage. So the handler only admits the records to their key's lane and returns; a record that found no
-room (the bound on records in hand) waits for some, which is the back-pressure. Offsets are committed a few
-times a second, and on a rebalance or shutdown once the records in hand are finished: a crash repeats at
-most the records in hand and the last fraction of a second, never skips one.
+every stage. So the handler only admits the records to their key's lane and returns. A record in hand holds
+room (the bound on records in hand), and one key holds at most its share of it: records sent straight to a
+topic for one user must not fill the room every other user needs. A record that finds no room waits in its
+lane, and its partition is paused until its waiting records are in hand: the next polls bring the other
+partitions' records. That, and no polling at all while the room's worth of records wait, is the back-pressure.
+Offsets are committed a few times a second, and on a rebalance or shutdown once the records in hand are
+finished: a crash repeats at most the records fetched and the last fraction of a second, never skips one.
 """
 
 import asyncio
+import math
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from itertools import islice
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -26,6 +31,8 @@ log = structlog.get_logger(__name__)
 COMMIT_EVERY_S = 0.2
 # How long a revocation or a shutdown waits for the records in hand to finish before it commits.
 DRAIN_TIMEOUT_S = 10.0
+
+S = TypeVar("S", bound=Hashable)
 
 
 @dataclass(eq=False)
@@ -83,9 +90,6 @@ class OffsetLedger:
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
-    def unfinished(self, partitions: Iterable[TopicPartition]) -> int:
-        return sum(sum(self._partitions[tp].unfinished.values()) for tp in partitions if tp in self._partitions)
-
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """The partitions were revoked: whoever is assigned them next starts from the committed offsets."""
         for tp in partitions:
@@ -93,42 +97,125 @@ class OffsetLedger:
             self._committed.pop(tp, None)
 
 
-class Lanes:
-    """Runs work in order within a lane and concurrently across lanes, at most `capacity` items in hand."""
+@dataclass(frozen=True)
+class _Work(Generic[S]):
+    run: Callable[[], Awaitable[None]]
+    on_done: Callable[[], None]
+    source: S  # where it came from (a partition): what is paused, resumed and dropped
 
-    def __init__(self, capacity: int) -> None:
-        self._room = asyncio.Semaphore(capacity)
-        self._queues: dict[object, deque[tuple[Callable[[], Awaitable[None]], Callable[[], None]]]] = {}
+
+@dataclass(eq=False)
+class _Lane(Generic[S]):
+    """A lane's work in order: the first `in_hand` items hold room (the first of them runs), the rest wait."""
+
+    items: deque[_Work[S]] = field(default_factory=deque)
+    in_hand: int = 0
+    runner: asyncio.Task[None] | None = None
+
+    def waiting(self) -> int:
+        return len(self.items) - self.in_hand
+
+
+def _ignore(source: object) -> None:
+    pass
+
+
+class Lanes(Generic[S]):
+    """Runs work in order within a lane and concurrently across lanes, with at most `capacity` items in hand
+    and at most max(1, floor(share × capacity)) of them in one lane. Admitting never blocks: work beyond
+    either bound waits in its lane. Room that frees goes to the waiting lanes holding the least, in turn, so
+    that a lane with a long backlog cannot keep it. `on_drained(source)` is told when no work from that
+    source waits any more."""
+
+    def __init__(self, capacity: int, share: float, on_drained: Callable[[S], None] = _ignore) -> None:
+        self._capacity = capacity
+        # Rounded first: 0.29 × 100 is 28.999… in binary floating point.
+        self._per_lane = max(1, math.floor(round(share * capacity, 6)))
+        self._on_drained = on_drained
+        # In turn order: a lane given room goes to the back (_fill).
+        self._lanes: dict[Hashable, _Lane[S]] = {}
+        self._in_hand = 0
+        self._in_hand_from: Counter[S] = Counter()
+        self._waiting_from: Counter[S] = Counter()
+        self._fewer_waiting = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
-    async def admit(self, lane: object, work: Callable[[], Awaitable[None]], on_done: Callable[[], None]) -> None:
-        """Queue work on its lane once there is room (waiting for it is the back-pressure)."""
-        await self._room.acquire()
-        queue = self._queues.get(lane)
-        if queue is None:
-            queue = self._queues[lane] = deque()
-            task = asyncio.create_task(self._run(lane, queue))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-        queue.append((work, on_done))
+    def admit(self, lane: Hashable, work: Callable[[], Awaitable[None]], on_done: Callable[[], None],
+              source: S) -> None:
+        """Queue work at the end of its lane: in hand at once if there is room for it, else waiting."""
+        self._lanes.setdefault(lane, _Lane()).items.append(_Work(work, on_done, source))
+        self._waiting_from[source] += 1
+        self._fill()
 
-    async def _run(self, lane: object, queue: deque[tuple[Callable[[], Awaitable[None]], Callable[[], None]]]) -> None:
-        try:
-            while queue:
-                work, on_done = queue.popleft()
-                try:
-                    await work()
-                except Exception as exc:  # noqa: BLE001 — the work handles its own failures; this is a bug
-                    # Not done: its partition's commits stop at it, so it is read again after a restart.
-                    log.critical("lane_work_failed", error_class=type(exc).__name__)
+    def waiting(self, source: S) -> int:
+        return self._waiting_from[source]
+
+    def in_hand(self, sources: Iterable[S]) -> int:
+        return sum(self._in_hand_from[source] for source in sources)
+
+    async def fewer_waiting_than(self, limit: int) -> None:
+        """Return once fewer than `limit` items wait, from all sources together."""
+        while self._waiting_from.total() >= limit:
+            self._fewer_waiting.clear()
+            await self._fewer_waiting.wait()
+
+    def drop_waiting(self, sources: Collection[S] | None = None) -> None:
+        """Forget the work that waits (all of it, or that from the given sources): it is neither run nor done."""
+        for key, lane in list(self._lanes.items()):
+            kept = deque(islice(lane.items, lane.in_hand))
+            for work in islice(lane.items, lane.in_hand, None):
+                if sources is None or work.source in sources:
+                    self._waiting_from[work.source] -= 1
+                    self._fewer_waiting.set()
                 else:
-                    on_done()
-                finally:
-                    self._room.release()
-        finally:
-            # No await between the last check of the queue and this: an admission either found this lane
-            # (and its work ran above) or finds none and starts a new one.
-            del self._queues[lane]
+                    kept.append(work)
+            lane.items = kept
+            if not kept:  # nothing in hand either, so no runner
+                del self._lanes[key]
+
+    def _fill(self) -> None:
+        """Give the free room to waiting work, an item at a time: to the lane holding the least, and among
+        those to the one given room longest ago, so that a user with one record never waits behind a flood."""
+        while self._in_hand < self._capacity:
+            key = min((key for key, lane in self._lanes.items() if lane.waiting() and lane.in_hand < self._per_lane),
+                      key=lambda key: self._lanes[key].in_hand, default=None)
+            if key is None:
+                return
+            lane = self._lanes[key] = self._lanes.pop(key)
+            self._take_in_hand(key, lane)
+
+    def _take_in_hand(self, key: Hashable, lane: _Lane[S]) -> None:
+        work = lane.items[lane.in_hand]
+        lane.in_hand += 1
+        self._in_hand += 1
+        self._in_hand_from[work.source] += 1
+        self._waiting_from[work.source] -= 1
+        self._fewer_waiting.set()
+        if lane.runner is None:
+            lane.runner = asyncio.create_task(self._run(key, lane))
+            self._running.add(lane.runner)
+            lane.runner.add_done_callback(self._running.discard)
+        if not self._waiting_from[work.source]:
+            self._on_drained(work.source)
+
+    async def _run(self, key: Hashable, lane: _Lane[S]) -> None:
+        while lane.in_hand:
+            work = lane.items[0]
+            try:
+                await work.run()
+            except Exception as exc:  # noqa: BLE001 — the work handles its own failures; this is a bug
+                # Done all the same: a record never finished would hold its partition's commits for good.
+                log.critical("lane_work_failed", error_class=type(exc).__name__)
+            lane.items.popleft()
+            lane.in_hand -= 1
+            self._in_hand -= 1
+            self._in_hand_from[work.source] -= 1
+            work.on_done()
+            self._fill()
+        # No await between the last check of in_hand and this: work taken in hand from now on starts a new runner.
+        lane.runner = None
+        if not lane.items:
+            del self._lanes[key]
 
     async def idle(self, timeout_s: float) -> bool:
         """Wait until every lane has run out of work; False if some still had work after timeout_s."""
@@ -146,17 +233,24 @@ class Consumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def paused(self) -> set[TopicPartition]: ...
 
 
 # aiokafka has no type information, so its listener base class is Any to the type checker.
 class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
     """One subscription's records through Lanes (a lane per message key: a user), its offsets through an
     OffsetLedger, committed by the consumer that fetched them. It is also that consumer's rebalance
-    listener: a revoked partition is committed up to where its records in hand got to."""
+    listener: a revoked partition is committed up to where its records in hand got to.
 
-    def __init__(self, process: Callable[[ConsumerRecord], Awaitable[None]], capacity: int) -> None:
+    At most `capacity` records in hand, at most `max_share_per_key` of them for one key (Lanes)."""
+
+    def __init__(self, process: Callable[[ConsumerRecord], Awaitable[None]], capacity: int,
+                 max_share_per_key: float) -> None:
         self._process = process
-        self._lanes = Lanes(capacity)
+        self._capacity = capacity
+        self._lanes: Lanes[TopicPartition] = Lanes(capacity, max_share_per_key, on_drained=self._resume)
         self._ledger = OffsetLedger()
         self._consumer: Consumer | None = None
         self._committing: asyncio.Task[None] | None = None
@@ -169,9 +263,28 @@ class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_every(COMMIT_EVERY_S))
         for record in records:
-            ticket = self._ledger.admit(TopicPartition(record.topic, record.partition), record.offset)
+            partition = TopicPartition(record.topic, record.partition)
+            # In the ledger from now on, waiting or not: no commit passes it before it is finished.
+            ticket = self._ledger.admit(partition, record.offset)
             lane = record.key if record.key is not None else record.partition
-            await self._lanes.admit(lane, partial(self._process, record), ticket.finish)
+            self._lanes.admit(lane, partial(self._process, record), ticket.finish, source=partition)
+        self._pause_where_records_wait(consumer)
+        # Pausing bounds what waits per partition; this bounds it whatever the partition count: once the room's
+        # worth of records wait, FastStream polls no more until fewer do (they are handed room, or dropped).
+        await self._lanes.fewer_waiting_than(self._capacity)
+
+    def _pause_where_records_wait(self, consumer: Consumer) -> None:
+        """Fetch nothing more from a partition while some of its records wait for room: what waits stays within
+        one poll's records per partition, and the next polls bring the other partitions' records."""
+        waiting = {tp for tp in consumer.assignment() - consumer.paused() if self._lanes.waiting(tp)}
+        if waiting:
+            consumer.pause(*waiting)
+
+    def _resume(self, partition: TopicPartition) -> None:
+        """No record of the partition waits any more (Lanes' on_drained): fetch from it again."""
+        consumer = self._consumer
+        if consumer is not None and partition in consumer.paused():
+            consumer.resume(partition)
 
     async def commit(self, among: Iterable[TopicPartition] | None = None) -> None:
         consumer = self._consumer
@@ -198,9 +311,11 @@ class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.error("commit_failed", error_class=type(exc).__name__)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Its records still waiting for room are neither run nor committed: the partition's next owner reads them.
+        self._lanes.drop_waiting(revoked)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_TIMEOUT_S
-        while self._ledger.unfinished(revoked) and loop.time() < deadline:
+        while self._lanes.in_hand(revoked) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         await self.commit(revoked)
         self._ledger.forget(revoked)
@@ -209,8 +324,10 @@ class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
         """Nothing to do: the consumer reads a newly assigned partition from its committed offset."""
 
     async def close(self) -> None:
-        """Stop admitting, let the records in hand finish (for a while), and commit what they got to."""
+        """Stop admitting, let the records in hand finish (for a while), and commit what they got to. Those
+        waiting for room are read again after the restart."""
         self._closing = True
+        self._lanes.drop_waiting()
         if not await self._lanes.idle(DRAIN_TIMEOUT_S):
             log.warning("closing_with_records_in_hand", detail="they will be read again after the restart")
         if self._committing is not None:

@@ -1,6 +1,11 @@
 """structlog setup for every process: JSON lines (pretty in a terminal), each with service and event, and a
-redaction processor that removes anything secret-shaped, even from a whole object logged by mistake."""
+redaction processor that removes anything secret-shaped, even from a whole object logged by mistake.
 
+The secret shapes here are the one set every scrubber uses: `redact` for logs and what people see, and
+shared/runtime/dead_letters.py for dead-letter bodies. `terminal_safe` is the one escaping of control
+characters for anything printed (shared/clients/console.py)."""
+
+import json
 import logging
 import re
 import sys
@@ -11,37 +16,111 @@ from typing import Any, Literal, cast
 import structlog
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from shared.contracts.secrets import mask_access_key
+from shared.contracts.secrets import is_sealed, mask_access_key
 
 REDACTED = "[REDACTED]"
 
-# Field names whose values are secrets whatever they look like (compared lower-case, '-' as '_').
-_SECRET_FIELD = re.compile(
-    r"(secret|token|password|passwd|unseal|private_key|signature|authorization|ciphertext|sealed|"
-    r"credential|api_key_secret|hmac|x_vault_token)"
-)
+# Words that make a field's value a secret whatever it looks like (names compared lower-case, '-' as '_').
+_SECRET_WORDS = (r"secret|token|password|passwd|passphrase|unseal|private|signature|authorization|ciphertext|"
+                 r"sealed|credential|hmac")
+_SECRET_FIELD = re.compile(_SECRET_WORDS)
 _ACCESS_KEY_FIELD = re.compile(r"^(access_?key|accesskeyid)$")
-# Secret-shaped values, wherever they hide in a string. A pattern with a group keeps that group (the
-# field name and separator) and replaces only the value.
-_VALUE_PATTERNS = [
-    # Vault/OpenBao Transit ciphertext and HMACs.
-    re.compile(r"vault:v\d+:[A-Za-z0-9+/=]+"),
+
+# Characters of base64 (standard and URL-safe) and hex runs; a run starts and ends where they stop.
+_RUN = "A-Za-z0-9+/_\\-"
+# Secret-shaped text, wherever it hides in a string (the one alternation is one pass over the text). Each
+# shape is bounded or anchored at a word start, so hostile input cannot make the matching slow.
+_SECRET_SHAPES = re.compile(
+    # Vault/OpenBao Transit ciphertext, HMACs and signatures: removed from logs, kept in dead letters.
+    r"(?P<sealed>vault:v\d+:[A-Za-z0-9+/=]+)"
+    # PEM private keys, with their base64 lines (and "\n" escapes, in JSON text) up to the END line if any.
+    r"|(?P<pem>-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----[A-Za-z0-9+/=\s\\]*(?:-----END [A-Z0-9 ]*-----)?)"
     # Vault (hvs./hvb./hvr.) and OpenBao (s./b./r.) tokens.
-    re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{20,}"),
-    # HTX signed URLs and form bodies: the signature, the access key and any secret in a query string.
-    re.compile(r"(?i)((?:Signature|AccessKeyId|accessKey|secret_?id|secret_?key)=)[^&\s\"']+"),
-    # JSON or repr of a secret-named field inside a string, e.g. an exception message.
-    re.compile(
-        r"""(?i)(["']?(?:secret_?key|secret_?id|client_token|root_token|unseal_key|token|password)["']?\s*[:=]\s*)"""
-        r"""(?:"[^"]*"|'[^']*')"""
-    ),
-]
+    r"|(?P<vault_token>\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{20,})"
+    # HTX access and secret keys: four dash-separated lower-case groups, 8-8-8-5 in the documented examples
+    # (shared/adapters/htx/README.md); a standard UUID (8-4-4-4-12, event ids) does not match.
+    r"|(?P<htx_key>\b[0-9a-z]{8}-[0-9a-z]{8}-[0-9a-z]{8}-[0-9a-z]{4,8}\b)"
+    # A secret-named field with its value, in a query string, a repr, JSON text or an exception message:
+    # the name and separator are kept, the value goes (unless the caller keeps sealed values). A quoted value,
+    # or a flat object or list, may run to the end of the text: cut short, its start is still a secret.
+    rf"|(?P<name>(?<![A-Za-z0-9_-])[\"']?[A-Za-z0-9_-]{{0,40}}?(?i:{_SECRET_WORDS}|accesskey)[A-Za-z0-9_-]{{0,40}}"
+    r"[\"']?\s*[:=]\s*)(?P<value>\"(?:[^\"\\]|\\.)*(?:\"|\Z)|'(?:[^'\\]|\\.)*(?:'|\Z)"
+    r"|\{[^{}]*(?:\}|\Z)|\[[^\[\]]*(?:\]|\Z)|[^\s&,;\"'{}\[\]]+)"
+    # A long run of base64 or hex: judged by _looks_random.
+    rf"|(?P<run>(?<![{_RUN}])[{_RUN}]{{32,}}={{0,2}}(?![{_RUN}=]))"
+)
 
 
-def _scrub_string(text: str) -> str:
-    for pattern in _VALUE_PATTERNS:
-        text = pattern.sub((r"\g<1>" if pattern.groups else "") + REDACTED, text)
-    return text
+# Hex up to this many digits is an id, not a secret: request ids are uuid4().hex (shared/clients/binding_client.py).
+_LONGEST_HEX_ID = 39
+
+
+def _looks_random(run: str) -> bool:
+    """Whether a long base64/hex run is a key or a token rather than a word: hex longer than an id, or a mix
+    of upper case, lower case and digits that changes class at least every third character (about two in
+    three for random base64; camel-case words change about once a word). No entropy library is a dependency,
+    and entropy alone does not separate 32 random characters from a long identifier."""
+    digits = run.rstrip("=").replace("-", "")
+    if all(char in "0123456789abcdefABCDEF" for char in digits):
+        return len(digits) > _LONGEST_HEX_ID
+    if not (any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)):
+        return False
+    classes = ["u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "o" for c in run]
+    changes = sum(first != second for first, second in zip(classes, classes[1:], strict=False))
+    return changes * 3 >= len(run)
+
+
+def scrub_secret_shapes(text: str, *, keep_sealed: bool = False) -> str:
+    """text with every secret-shaped part replaced by [REDACTED]; Transit ciphertext too unless keep_sealed
+    (a dead letter keeps the sealed secret it carries: it opens only in Vault)."""
+
+    def replace(match: re.Match[str]) -> str:
+        shape = match.lastgroup
+        if shape == "value":
+            value = match["value"]
+            if keep_sealed and is_sealed(value.strip("\"'")):
+                return match[0]
+            # A quoted value keeps its quotes, and an object or a list becomes a string: JSON text stays JSON.
+            quote = value[0] if value[0] in "\"'" else '"' if value[0] in "{[" else ""
+            return f"{match['name']}{quote}{REDACTED}{quote}"
+        if (shape == "sealed" and keep_sealed) or (shape == "run" and not _looks_random(match[0])):
+            return match[0]
+        return REDACTED
+
+    return _SECRET_SHAPES.sub(replace, text)
+
+
+def secret_field(name: str) -> bool:
+    """Whether a field of that name holds a secret whatever its value looks like."""
+    return _field_kind(name) == "secret"
+
+
+def access_key_field(name: str) -> bool:
+    return _field_kind(name) == "access_key"
+
+
+# Any character outside printable ASCII is looked at; only those str.isprintable() refuses are escaped.
+_NOT_PLAIN_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def terminal_safe(text: str) -> str:
+    """text with every character a terminal could act on written as a visible escape: C0 and C1 controls (ESC,
+    BEL, CR, the 8-bit CSI), DEL, bidi overrides and isolates, zero-width and other format characters, line
+    separators, lone surrogates. Letters of every script stay as they are."""
+    return _NOT_PLAIN_ASCII.sub(lambda match: _escaped(match[0], "unicode_escape"), text)
+
+
+def _escaped(char: str, how: Literal["unicode_escape", "json"]) -> str:
+    if char.isprintable():
+        return char
+    # JSON escapes: \uXXXX, a surrogate pair beyond the BMP; Python's: \x1b, \u202e, \U000e0001.
+    return json.dumps(char)[1:-1] if how == "json" else char.encode("unicode_escape").decode("ascii")
+
+
+def _json_line(value: Any, **options: Any) -> str:
+    """A JSON log line in which no character a terminal could act on is left raw: json.dumps escapes C0
+    controls, but not C1 controls, bidi overrides or U+2028 (an escape is the same JSON string)."""
+    return _NOT_PLAIN_ASCII.sub(lambda match: _escaped(match[0], "json"), json.dumps(value, **options))
 
 
 def _field_kind(name: str) -> Literal["secret", "access_key", "plain"]:
@@ -78,12 +157,12 @@ def redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(item, depth + 1) for item in value]
     if isinstance(value, str):
-        return _scrub_string(value)
+        return scrub_secret_shapes(value)
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, BaseException):
-        return _scrub_string(f"{type(value).__name__}: {value}")
-    return _scrub_string(str(value))
+        return scrub_secret_shapes(f"{type(value).__name__}: {value}")
+    return scrub_secret_shapes(str(value))
 
 
 def redaction_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +194,7 @@ def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> N
         redaction_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(_json_line, ensure_ascii=False)
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

@@ -1,11 +1,16 @@
-"""One record through its handler: parse → handle → publish, with at-least-once semantics.
+"""One record through its handler: size → proof of origin → parse → handle → publish, with at-least-once
+semantics. `process` never raises: every record ends with its outcome published or as a dead letter.
 
+- a record larger than the configured maximum is not read: it becomes a dead letter holding its start and its
+  digest (shared/runtime/dead_letters.py);
+- a record without a valid proof of origin (shared/runtime/provenance.py) is never handled: it becomes a dead
+  letter and an `event_rejected` audit event naming the topic and the claimed producer, and nobody is told
+  anything else (an attacker must not be able to make us speak to a user);
 - transient trouble (shared.runtime.errors.TransientError: Vault down, a broker hiccup) is retried in place with
   capped, jittered backoff (shared/runtime/backoff.py) for as long as it lasts, and never dead-lettered: the
   record's lane waits, the consumer keeps polling;
 - a record that cannot be parsed, or whose handler keeps failing for another reason
-  (`max_attempts_before_dead_letter` times), goes to the dead-letter topic (shared/runtime/dead_letters.py) and
-  the subscription moves on;
+  (`max_attempts_before_dead_letter` times), goes to the dead-letter topic and the subscription moves on;
 - `process` returns only once everything the record produced is confirmed by the broker, and only then may its
   subscription commit past it (shared/runtime/lanes.py).
 """
@@ -15,23 +20,26 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 import structlog
 from aiokafka import ConsumerRecord
 
 from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
 from shared.contracts.outcomes import audit
+from shared.contracts.routing import Route
 from shared.runtime.backoff import retry_up_to, retry_while_raising
 from shared.runtime.config import ServiceSettings
 from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
 from shared.runtime.logging import redact
+from shared.runtime.provenance import EventVerifier, Unauthentic
 from shared.runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
 E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
+T = TypeVar("T")
 
 # How many completed pipeline events a subscriber remembers, to recognise a second copy (see MessageProcessor).
 _COMPLETED_EVENTS_REMEMBERED = 20_000
@@ -55,27 +63,64 @@ def record_time(timestamp_ms: int | None) -> datetime:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
+class RecordTooLarge(Exception):
+    """A record over the configured maximum size: not parsed at all."""
+
+
 class MessageProcessor(Generic[E]):
-    """Parse → handle → publish the outcome of one record; its subscription commits past it on return.
+    """Size → proof of origin → parse → handle → publish the outcome of one record; its subscription commits
+    past it on return.
 
     Pipeline events carry an event id derived from their cause, so a stage re-run after a crash publishes a
     second copy of the same event. Both copies are recorded on the topic; the second is acknowledged
     without running the handler again when this subscriber completed the first, so a crash upstream does
-    not make every later stage repeat its work and its statuses."""
+    not make every later stage repeat its work and its statuses. (Handlers do not rely on this: another
+    instance may see the second copy, so each handler is idempotent on its own.)"""
 
-    def __init__(self, model: type[E], handle: Handler[E], on_malformed: MalformedHandler,
-                 publisher: EventPublisher, settings: ServiceSettings) -> None:
-        self._model = model
+    def __init__(self, route: Route, handle: Handler[E], on_malformed: MalformedHandler,
+                 publisher: EventPublisher, verifier: EventVerifier, settings: ServiceSettings) -> None:
+        self._route = route
+        # The routing table names the topic's model at run time; the caller passes the handler of that model.
+        self._model = cast(type[E], route.event_model)
         self._handle = handle
         self._on_malformed = on_malformed
         self._publisher = publisher
+        self._verifier = verifier
         self._settings = settings
         self._completed: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     async def process(self, record: ConsumerRecord) -> None:
-        at = record_time(record.timestamp)
         try:
-            event = parse_event(self._model, record.value or b"")
+            await self._process(record)
+        except Exception as exc:  # noqa: BLE001 — a bug: the record still must not hold its partition's commits
+            log.critical("record_processing_failed", topic=record.topic, partition=record.partition,
+                         offset=record.offset, error_class=type(exc).__name__)
+            try:
+                await self._retry_transient(partial(self._dead_letter, record, exc, []))
+            except Exception as failure:  # noqa: BLE001 — the record stays on its topic at the offset logged
+                log.critical("dead_letter_failed", topic=record.topic, partition=record.partition,
+                             offset=record.offset, error_class=type(failure).__name__)
+
+    async def _process(self, record: ConsumerRecord) -> None:
+        at = record_time(record.timestamp)
+        body: bytes = record.value or b""
+        if len(body) > self._settings.kafka_max_record_bytes:
+            too_large = RecordTooLarge(f"{len(body)} bytes, over the maximum of "
+                                       f"{self._settings.kafka_max_record_bytes}")
+            await self._retry_transient(partial(self._dead_letter, record, too_large, [self._refusal_audit(
+                record, "record_too_large", {"size_bytes": len(body)})]))
+            return
+        try:
+            await self._retry_transient(partial(self._verifier.producer_of, self._route.topic, self._route.producers,
+                                                record.key, record.headers or (), body))
+        except Unauthentic as exc:
+            log.warning("event_rejected", topic=record.topic, offset=record.offset, problem=exc.problem,
+                        claimed_producer=exc.claimed_producer)
+            await self._retry_transient(partial(self._dead_letter, record, exc, [self._refusal_audit(
+                record, "event_rejected", {"claimed_producer": exc.claimed_producer, "problem": exc.problem})]))
+            return
+        try:
+            event = parse_event(self._model, body)
         except MalformedEvent as exc:
             log.warning("message_malformed", topic=record.topic, offset=record.offset, problem=exc.problem)
             await self._retry_transient(partial(self._dead_letter, record, exc, self._on_malformed(exc, at=at)))
@@ -90,6 +135,12 @@ class MessageProcessor(Generic[E]):
                 log.info("duplicate_event_skipped", topic=record.topic, offset=record.offset, event_id=str(event_id))
                 return
             await self._process_event(record, event, at)
+
+    def _refusal_audit(self, record: ConsumerRecord, outcome: str, details: dict[str, object]) -> Event:
+        """Ops hear of a record refused before it was read; the user is told nothing (it may not be theirs)."""
+        return audit(service=self._settings.service_name, action="consume", outcome=outcome, user_id=None,
+                     details={"topic": self._route.topic.value, "partition": record.partition,
+                              "offset": record.offset, **details})
 
     def _remember_completed(self, event: E) -> None:
         event_id: uuid.UUID | None = getattr(event, "event_id", None)
@@ -121,15 +172,17 @@ class MessageProcessor(Generic[E]):
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException, also: Sequence[Event]) -> None:
         letter = DeadLetter.of(record.value or b"", record.key, record.topic, record.partition, record.offset,
-                               error, self._settings.service_name)
+                               error, self._settings.service_name,
+                               max_body_bytes=self._settings.dead_letter_max_body_bytes)
         await self._publisher.publish_dead_letter(letter)
         await self._publisher.publish(also)
         log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
                     offset=record.offset, error_class=letter.error_class)
 
-    async def _retry_transient(self, attempt: Callable[[], Awaitable[None]]) -> None:
+    async def _retry_transient(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry transient failures in place for as long as they last: only this record's lane waits."""
-        await retry_while_raising(attempt, TransientError, self._settings.retry_backoff_max_s, _log_transient_retry)
+        return await retry_while_raising(attempt, TransientError, self._settings.retry_backoff_max_s,
+                                         _log_transient_retry)
 
 
 def _log_handler_failure(error: Exception, attempt: int) -> None:

@@ -1,5 +1,6 @@
 """Publishing to Kafka from a process that is not a FastStream service (the app's BindingClient, trading
-engines): one producer, started on first use, each send confirmed by every in-sync replica (acks=all)."""
+engines): one producer, started on first use, each record signed by its party (shared/runtime/provenance.py)
+and confirmed by every in-sync replica (acks=all)."""
 
 import asyncio
 from collections.abc import Mapping
@@ -8,9 +9,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.contracts.events import Event, event_headers
-from shared.contracts.routing import Party, Topic, route_of
+from shared.contracts.routing import Topic, route_of
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
+from shared.runtime.provenance import EventSigner, OutgoingRecord
 
 
 class BrokerUnavailable(ClientError):
@@ -28,10 +30,10 @@ async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, bootst
 class KafkaPublisher:
     """Sends records to the settings' topics. Nothing connects until the first send (or `start`)."""
 
-    def __init__(self, settings: Settings, client_id: str, producer: Party) -> None:
+    def __init__(self, settings: Settings, client_id: str, signer: EventSigner) -> None:
         self._settings = settings
         self._client_id = client_id
-        self._producer_party = producer
+        self._signer = signer
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -45,16 +47,22 @@ class KafkaPublisher:
 
     async def publish(self, event: Event) -> None:
         """The event on its topic, keyed as the routing table says (shared/contracts/routing.py)."""
-        route = route_of(event, self._producer_party)
+        route = route_of(event, self._signer.producer)
         await self.send(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
 
-    async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
-        """Publish bytes as they are; returns once the broker confirmed them, or raises BrokerUnavailable."""
+    async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str], *,
+                   signed: bool = True) -> None:
+        """Publish bytes as they are, signed unless told otherwise (tests that forge records); returns once
+        the broker confirmed them, or raises BrokerUnavailable."""
+        record = OutgoingRecord(topic, key, value, dict(headers))
+        if signed:
+            [record] = await self._signer.sign([record])
         producer = await self._ready_producer()
         name = self._settings.topic(topic)
         try:
             await producer.send_and_wait(
-                name, value, key=key.encode(), headers=[(header, text.encode()) for header, text in headers.items()]
+                name, record.body, key=key.encode(),
+                headers=[(header, text.encode()) for header, text in record.headers.items()],
             )
         except KafkaError as exc:
             raise BrokerUnavailable(f"publishing to {name} failed ({type(exc).__name__})") from None

@@ -1,28 +1,33 @@
 """Publishing a handler's outcome from a service: each event on its topic and key from the routing table
-(shared/contracts/routing.py), reports before the events that move the work on, all confirmed (acks=all)."""
+(shared/contracts/routing.py), signed by the service (shared/runtime/provenance.py), reports before the events
+that move the work on, all confirmed (acks=all)."""
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from aiokafka.errors import KafkaError
+from aiokafka import errors as kafka_errors
 from faststream.kafka import KafkaBroker
 
 from shared.contracts.events import Event, event_headers
-from shared.contracts.routing import Party, Topic, route_of
+from shared.contracts.routing import Topic, route_of
 from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
+from shared.runtime.provenance import EventSigner, OutgoingRecord
+
+# What the broker says about a record that no retry will get through: too large, a topic that is not there or
+# not ours to write. Everything else (timeouts, leaders moving, the broker away) passes.
+_REFUSALS = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError,
+             kafka_errors.RecordListTooLargeError, kafka_errors.InvalidTopicError, kafka_errors.CorruptRecordException,
+             kafka_errors.InvalidMessageError, kafka_errors.PolicyViolationError,
+             kafka_errors.TopicAuthorizationFailedError, kafka_errors.UnsupportedVersionError)
+
+
+class PublishRefused(Exception):
+    """The broker refused a record for good: not transient, so the runtime's bounded attempts end it."""
+
 
 # What reports on the work rather than moving it on.
 _REPORT_TOPICS = frozenset({Topic.BINDING_STATUS, Topic.AUDIT})
-
-
-@dataclass(frozen=True)
-class _Record:
-    topic: Topic
-    key: str
-    body: bytes
-    headers: dict[str, str]
 
 
 class EventPublisher:
@@ -32,27 +37,30 @@ class EventPublisher:
     confirmed: otherwise the next stage could publish its status before ours, and the app would see
     `active` before `stored`."""
 
-    def __init__(self, broker: KafkaBroker, topic_prefix: str, producer: Party) -> None:
+    def __init__(self, broker: KafkaBroker, topic_prefix: str, signer: EventSigner) -> None:
         self._broker = broker
         self._prefix = topic_prefix
-        self._producer = producer
+        self._signer = signer
 
     async def publish(self, events: Iterable[Event]) -> None:
         """Each event on its topic, keyed as the routing table says; an event this service may not produce is
         a programming error (RouteViolation), raised before anything is sent."""
-        routes = [(route_of(event, self._producer), event) for event in events]
-        records = [_Record(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
-                   for route, event in routes]
+        routes = [(route_of(event, self._signer.producer), event) for event in events]
+        records = await self._signer.sign([
+            OutgoingRecord(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
+            for route, event in routes])
         await self._send([r for r in records if r.topic in _REPORT_TOPICS])
         await self._send([r for r in records if r.topic not in _REPORT_TOPICS])
 
     async def publish_dead_letter(self, letter: DeadLetter) -> None:
-        await self._send([_Record(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())])
+        await self._send(await self._signer.sign([
+            OutgoingRecord(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())]))
 
-    async def _send(self, records: Sequence[_Record]) -> None:
+    async def _send(self, records: Sequence[OutgoingRecord]) -> None:
         """Hand every record to the producer in order (which keeps their order per partition), then wait for
-        all confirmations at once: one round trip to the broker rather than one per record. A broker error is
-        a TransientError: the caller retries in place (shared/runtime/processing.py)."""
+        all confirmations at once: one round trip to the broker rather than one per record. A refusal for good
+        is PublishRefused; any other broker error is a TransientError: the caller retries in place
+        (shared/runtime/processing.py)."""
         try:
             confirmations = [
                 await self._broker.publish(record.body, topic=record.topic.full_name(self._prefix),
@@ -60,6 +68,11 @@ class EventPublisher:
                 for record in records
             ]
             await asyncio.gather(*confirmations)
-        except KafkaError as exc:
-            topics = ", ".join(sorted({record.topic.value for record in records}))
-            raise TransientError(f"publish to {topics} failed: {type(exc).__name__}") from exc
+        except _REFUSALS as exc:
+            raise PublishRefused(f"the broker refused a record for {_topics(records)}: {type(exc).__name__}") from exc
+        except kafka_errors.KafkaError as exc:
+            raise TransientError(f"publish to {_topics(records)} failed: {type(exc).__name__}") from exc
+
+
+def _topics(records: Sequence[OutgoingRecord]) -> str:
+    return ", ".join(sorted({record.topic.value for record in records}))

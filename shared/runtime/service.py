@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared.adapters.vault.client import VaultClient
+from shared.runtime.backoff import retry_while_raising
 from shared.runtime.config import ServiceSettings
 from shared.runtime.logging import configure_logging
 from shared.runtime.subscriptions import Subscriptions
@@ -19,6 +20,8 @@ from shared.runtime.subscriptions import Subscriptions
 S = TypeVar("S", bound=ServiceSettings)
 # EX_TEMPFAIL: the service could not start in time and should simply be started again.
 EXIT_START_TIMED_OUT = 75
+# A crashed background task is started again within this long (shared/runtime/backoff.py's full jitter).
+BACKGROUND_RESTART_CAP_S = 30.0
 log = structlog.get_logger(__name__)
 
 
@@ -35,13 +38,13 @@ def service_app(broker: KafkaBroker, subscriptions: Subscriptions, settings: Ser
     return app
 
 
-def background(app: FastStream, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run work for as long as the app runs: started once the broker is up (so it may publish), cancelled
-    when the app shuts down."""
+def background(app: FastStream, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+    """Run work for as long as the app runs, supervised (see `supervised`): started once the broker is up (so
+    it may publish), cancelled when the app shuts down."""
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        tasks.append(asyncio.create_task(work()))
+        tasks.append(asyncio.create_task(supervised(work, name)))
 
     async def stop() -> None:
         for task in tasks:
@@ -49,6 +52,20 @@ def background(app: FastStream, work: Callable[[], Coroutine[Any, Any, None]]) -
 
     app.after_startup(start)
     app.on_shutdown(stop)
+
+
+async def supervised(work: Callable[[], Coroutine[Any, Any, None]], name: str,
+                     restart_cap_s: float = BACKGROUND_RESTART_CAP_S) -> None:
+    """Run work, and start it again whenever it raises, after a full-jitter backoff capped at restart_cap_s:
+    a background task never dies unnoticed, nor is restarted in a tight loop. Each crash is one log line with
+    the error's class only (its message may quote a secret). Cancellation stops it."""
+
+    def log_crash(error: Exception, restart_in_s: float) -> None:
+        log.error("background_task_crashed", task=name, error_class=type(error).__name__,
+                  restart_in_s=round(restart_in_s, 2))
+
+    await retry_while_raising(work, Exception, restart_cap_s, log_crash)
+    log.info("background_task_finished", task=name)
 
 
 def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import structlog
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
@@ -15,6 +16,7 @@ from shared.runtime.broker import whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
 from shared.runtime.processing import Handler, MalformedHandler, MessageProcessor
+from shared.runtime.provenance import EventVerifier, Unauthentic
 from shared.runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
@@ -27,7 +29,7 @@ _BATCH_WAIT_MS_OCCASIONAL = 100
 
 
 def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, handle: Handler[E],
-              on_malformed: MalformedHandler, publisher: EventPublisher) -> LanedSubscription:
+              on_malformed: MalformedHandler, publisher: EventPublisher, verifier: EventVerifier) -> LanedSubscription:
     """Attach handle to topic in the service's consumer group for it; the subscription returned is for the
     service to close at shutdown (Subscriptions). One group per subscription, not per service: a join or leave
     rebalances only the consumers of that topic, so an instance starting or dying does not stop every other
@@ -37,9 +39,9 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     (shared/runtime/lanes.py: in order per key, concurrently across keys), which commit behind the records'
     processing (shared/runtime/processing.py): FastStream commits nothing itself (AckPolicy.MANUAL)."""
     route = subscribed_route(topic, settings.service_name)
-    # The routing table names the topic's model at run time; the caller passes the handler of that model.
-    processor = MessageProcessor(cast(type[E], route.event_model), handle, on_malformed, publisher, settings)
-    subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand)
+    processor = MessageProcessor(route, handle, on_malformed, publisher, verifier, settings)
+    subscription = LanedSubscription(processor.process, settings.kafka_max_records_in_hand,
+                                     settings.kafka_max_share_per_key)
 
     async def consume(batch: KafkaMessage) -> None:
         # FastStream types the consumer by a protocol of its own; it is aiokafka's AIOKafkaConsumer.
@@ -73,26 +75,34 @@ class Subscriptions:
         self._subscriptions = subscriptions
 
     @classmethod
-    def of(cls, broker: KafkaBroker, settings: ServiceSettings, publisher: EventPublisher,
+    def of(cls, broker: KafkaBroker, settings: ServiceSettings, publisher: EventPublisher, verifier: EventVerifier,
            on_malformed: MalformedHandler, handlers: Mapping[Topic, Handler[Any]]) -> "Subscriptions":
         """One subscription per topic, each to its handler, with the service's one malformed-input answer."""
-        return cls(*(subscribe(broker, settings, topic, handle, on_malformed, publisher)
+        return cls(*(subscribe(broker, settings, topic, handle, on_malformed, publisher, verifier)
                      for topic, handle in handlers.items()))
 
     async def close(self) -> None:
         await asyncio.gather(*(subscription.close() for subscription in self._subscriptions))
 
 
-def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None]) -> None:
-    """Feed every event of topic, from the beginning and without a consumer group, into an in-memory view
-    (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on every
-    start)."""
+def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None],
+           verifier: EventVerifier) -> None:
+    """Feed every authentic event of topic, from the beginning and without a consumer group, into an in-memory
+    view (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on
+    every start)."""
 
-    model = subscribed_route(topic, settings.service_name).event_model
+    route = subscribed_route(topic, settings.service_name)
 
     async def consume(message: KafkaMessage) -> None:
+        record = cast(ConsumerRecord, message.raw_message)  # a single subscriber's raw message is one record
         try:
-            on_event(parse_event(model, message.body))
+            await verifier.producer_of(topic, route.producers, record.key, record.headers or (), record.value or b"")
+            on_event(parse_event(route.event_model, record.value or b""))
+        except Unauthentic as exc:
+            # Never believed. Not dead-lettered here: every instance reads the whole topic, so each would
+            # report the same record; its topic's consumer (the app) reports it instead.
+            log.warning("view_event_rejected", topic=settings.topic(topic), problem=exc.problem,
+                        claimed_producer=exc.claimed_producer, partition=record.partition, offset=record.offset)
         except MalformedEvent as exc:
             # Not this service's input: another producer's bug, visible in its own dead letters.
             log.warning("view_event_malformed", topic=settings.topic(topic), problem=exc.problem)

@@ -25,11 +25,12 @@ from shared.contracts.events import (
     parse_event,
 )
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
+from shared.runtime.producer import KafkaPublisher
 from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, audit_event, status
 from tests.clients.hash7_process import hash7_command, hash7_environment, run_hash7
-from tests.fixtures.stack import BootstrappedStack
+from tests.fixtures.stack import BootstrappedStack, publisher_as
 from tests.kafka_reading import raw_records
 
 pytestmark = pytest.mark.stack
@@ -39,6 +40,16 @@ pytestmark = pytest.mark.stack
 async def client(bootstrapped_stack: BootstrappedStack) -> AsyncIterator[BindingClient]:
     async with BindingClient(bootstrapped_stack.settings) as binding_client:
         yield binding_client
+
+
+@pytest.fixture
+async def service(bootstrapped_stack: BootstrappedStack) -> AsyncIterator[KafkaPublisher]:
+    """Publishes as the whitelist service would: it may produce statuses, audit events and dead letters."""
+    publisher = publisher_as(bootstrapped_stack.settings, Party.WHITELIST)
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
 
 
 @pytest.fixture
@@ -103,20 +114,21 @@ async def test_a_bad_request_is_refused_by_field_before_anything_is_published(
 # ---- reading statuses -------------------------------------------------------------------------------------
 
 
-async def publish_statuses(client: BindingClient, *statuses: BindingStatus) -> None:
+async def publish_statuses(service: KafkaPublisher, *statuses: BindingStatus) -> None:
     for one in statuses:
-        await client.publish_raw(Topic.BINDING_STATUS, one.user_id, one.to_bytes())
+        await service.publish(one)
 
 
-async def test_statuses_are_filtered_by_user_request_and_binding(client: BindingClient, user_id: str) -> None:
+async def test_statuses_are_filtered_by_user_request_and_binding(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
     other_user = user_id + "-other"
     await publish_statuses(
-        client,
+        service,
         status(BindingState.RECEIVED, user_id=user_id, request_id="r1", binding_id="b1"),
         status(BindingState.RECEIVED, user_id=other_user, request_id="r1", binding_id="b1"),
         status(BindingState.RECEIVED, user_id=user_id, request_id="r2", binding_id="b2", seconds=1),
     )
-    await client.publish_raw(Topic.BINDING_STATUS, user_id, b'{"user_id": "half an event"}')
+    await service.send(Topic.BINDING_STATUS, user_id, b'{"user_id": "half an event"}', {})
     skipped_before = client.unparseable_records[Topic.BINDING_STATUS]
 
     async def read(**filters: Any) -> list[tuple[str, str | None]]:
@@ -129,15 +141,15 @@ async def test_statuses_are_filtered_by_user_request_and_binding(client: Binding
 
 
 async def test_wait_for_returns_the_timeline_up_to_the_first_final_state(
-        client: BindingClient, user_id: str) -> None:
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
     request_id = f"req-{user_id}"
-    await publish_statuses(client, status(BindingState.RECEIVED, user_id=user_id, request_id=request_id))
+    await publish_statuses(service, status(BindingState.RECEIVED, user_id=user_id, request_id=request_id))
     seen: list[BindingState] = []
 
     async def services_answer_later() -> None:
         await asyncio.sleep(1)
         await publish_statuses(
-            client,
+            service,
             status(BindingState.VALIDATED, user_id=user_id, request_id=request_id, seconds=1),
             status(BindingState.ACTIVE, user_id=user_id, request_id=request_id, seconds=2),
             status(BindingState.REVOKED, user_id=user_id, request_id=request_id, seconds=3),
@@ -152,10 +164,10 @@ async def test_wait_for_returns_the_timeline_up_to_the_first_final_state(
                                                    BindingState.ACTIVE]
 
 
-async def test_wait_for_accepts_a_predicate(client: BindingClient, user_id: str) -> None:
+async def test_wait_for_accepts_a_predicate(service: KafkaPublisher, client: BindingClient, user_id: str) -> None:
     request_id = f"req-{user_id}"
     await publish_statuses(
-        client,
+        service,
         status(BindingState.STORED, user_id=user_id, request_id=request_id),
         status(BindingState.AWAITING_WHITELIST, user_id=user_id, request_id=request_id,
                reasons=[ReasonCode.WHITELIST_EMPTY]),
@@ -166,9 +178,10 @@ async def test_wait_for_accepts_a_predicate(client: BindingClient, user_id: str)
     assert [s.state for s in timeline] == [BindingState.STORED, BindingState.AWAITING_WHITELIST]
 
 
-async def test_wait_for_times_out_naming_the_states_seen(client: BindingClient, user_id: str) -> None:
+async def test_wait_for_times_out_naming_the_states_seen(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
     request_id = f"req-{user_id}"
-    await publish_statuses(client, status(BindingState.RECEIVED, user_id=user_id, request_id=request_id))
+    await publish_statuses(service, status(BindingState.RECEIVED, user_id=user_id, request_id=request_id))
 
     with pytest.raises(StatusTimeout) as timed_out:
         await client.wait_for(request_id, {BindingState.ACTIVE}, timeout_s=2)
@@ -177,13 +190,49 @@ async def test_wait_for_times_out_naming_the_states_seen(client: BindingClient, 
     assert [s.state for s in timed_out.value.timeline] == [BindingState.RECEIVED]
 
 
+async def test_a_status_no_service_signed_is_never_believed(
+        client: BindingClient, service: KafkaPublisher, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
+    request_id = f"req-{user_id}"
+    forged = status(BindingState.ACTIVE, user_id=user_id, request_id=request_id).to_bytes()
+    before = client.unauthentic_records[Topic.BINDING_STATUS]
+    await client.publish_raw(Topic.BINDING_STATUS, user_id, forged, signed=False)  # anyone on the broker
+    await client.publish_raw(Topic.BINDING_STATUS, user_id, forged)  # the app: not a producer of statuses
+    # A service's genuine signature, over another body: the headers copied onto the forgery.
+    await service.send(Topic.BINDING_STATUS, user_id, status(BindingState.REJECTED, user_id=user_id,
+                                                             request_id=request_id).to_bytes(), {})
+    [genuine] = [r for r in await raw_records(bootstrapped_stack.settings, Topic.BINDING_STATUS)
+                 if r.key == user_id.encode()][-1:]
+    await client.publish_raw(Topic.BINDING_STATUS, user_id, forged,
+                             {name: value.decode() for name, value in genuine.headers}, signed=False)
+
+    timeline = await client.wait_for(request_id, {BindingState.ACTIVE, BindingState.REJECTED}, timeout_s=30,
+                                     user_id=user_id)
+
+    assert [s.state for s in timeline] == [BindingState.REJECTED]
+    assert [s.state async for s in client.statuses(user_id=user_id)] == [BindingState.REJECTED]
+    assert client.unauthentic_records[Topic.BINDING_STATUS] >= before + 3
+
+
+async def test_wait_for_hears_only_the_user_the_request_was_sent_for(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
+    request_id = await client.set_whitelist(user_id, "b1", ["btcusdt"])
+    # Request ids are the app's choice: another user's status may carry the same one.
+    await publish_statuses(service, status(BindingState.ACTIVE, user_id=user_id + "-other", request_id=request_id),
+                           status(BindingState.REJECTED, user_id=user_id, request_id=request_id, seconds=1))
+
+    timeline = await client.wait_for(request_id, {BindingState.ACTIVE, BindingState.REJECTED}, timeout_s=30)
+
+    assert [(s.user_id, s.state) for s in timeline] == [(user_id, BindingState.REJECTED)]
+
+
 # ---- audit and dead letters -------------------------------------------------------------------------------
 
 
-async def test_audit_events_are_read_back_and_garbage_is_counted(client: BindingClient, user_id: str) -> None:
-    await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="first").to_bytes())
-    await client.publish_raw(Topic.AUDIT, user_id, b"\x00 not an event")
-    await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="second").to_bytes())
+async def test_audit_events_are_read_back_and_garbage_is_counted(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
+    await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="first").to_bytes(), {})
+    await service.send(Topic.AUDIT, user_id, b"\x00 not an event", {})
+    await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="second").to_bytes(), {})
 
     events = [e async for e in client.audit_events() if e.user_id == user_id]
 
@@ -191,9 +240,10 @@ async def test_audit_events_are_read_back_and_garbage_is_counted(client: Binding
     assert client.unparseable_records[Topic.AUDIT] >= 1
 
 
-async def test_dead_letters_carry_their_origin_and_a_scrubbed_preview(client: BindingClient, user_id: str) -> None:
+async def test_dead_letters_carry_their_origin_and_a_scrubbed_preview(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
     body = json.dumps({"user_id": user_id, "access_key": ACCESS_KEY, "secret_key_sealed": SECRET_KEY}).encode()
-    await client.publish_raw(Topic.DEAD_LETTER, user_id, body, headers={
+    await service.send(Topic.DEAD_LETTER, user_id, body, {
         "x-dlq-original-topic": "t.binding.requested", "x-dlq-original-partition": "1",
         "x-dlq-original-offset": "3", "x-dlq-exception-type": "MalformedEvent",
         "x-dlq-exception-message": "secret_key_sealed: not sealed", "x-dlq-service": "intake",
@@ -209,8 +259,9 @@ async def test_dead_letters_carry_their_origin_and_a_scrubbed_preview(client: Bi
     assert MASKED_ACCESS_KEY in letter.body_preview
 
 
-async def test_following_reports_catching_up_then_streams_new_records(client: BindingClient, user_id: str) -> None:
-    await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="backlog").to_bytes())
+async def test_following_reports_catching_up_then_streams_new_records(
+        client: BindingClient, service: KafkaPublisher, user_id: str) -> None:
+    await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="backlog").to_bytes(), {})
     caught_up = asyncio.Event()
     actions: list[str] = []
 
@@ -224,7 +275,7 @@ async def test_following_reports_catching_up_then_streams_new_records(client: Bi
     following = asyncio.create_task(follow())
     await asyncio.wait_for(caught_up.wait(), 30)
     assert actions == ["backlog"]
-    await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="live").to_bytes())
+    await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="live").to_bytes(), {})
     await asyncio.wait_for(following, 30)
 
     assert actions == ["backlog", "live"]
@@ -250,14 +301,14 @@ async def test_cli_bind_without_waiting_never_shows_the_secret(
 
 
 async def test_cli_timeline_and_audit_print_tables(
-        client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
+        service: KafkaPublisher, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
     await publish_statuses(
-        client,
+        service,
         status(BindingState.RECEIVED, user_id=user_id, request_id="r1"),
         status(BindingState.REJECTED, user_id=user_id, request_id="r1", seconds=1,
                reasons=[ReasonCode.KEY_INVALID]),
     )
-    await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="cli_check").to_bytes())
+    await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="cli_check").to_bytes(), {})
     environment = hash7_environment(bootstrapped_stack.settings)
 
     timeline = await asyncio.to_thread(run_hash7, ["timeline", "--user", user_id], environment)
@@ -275,7 +326,7 @@ def _b64(text: str) -> str:
 
 
 async def test_cli_audit_follow_prints_new_events_until_interrupted(
-        client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
+        service: KafkaPublisher, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
     following = subprocess.Popen(
         hash7_command("audit", "--follow", "--limit", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=hash7_environment(bootstrapped_stack.settings),
@@ -284,7 +335,7 @@ async def test_cli_audit_follow_prints_new_events_until_interrupted(
     output = following.stdout
     try:
         assert "Time (UTC)" in await asyncio.wait_for(asyncio.to_thread(output.readline), 30)
-        await client.publish_raw(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="followed").to_bytes())
+        await service.send(Topic.AUDIT, user_id, audit_event(user_id=user_id, action="followed").to_bytes(), {})
 
         async def line_with(text: str) -> str:
             while text not in (line := await asyncio.to_thread(output.readline)):

@@ -1,18 +1,22 @@
 """The `hash7` command line with a fake BindingClient: argument handling, secret input, tables, errors."""
 
+import json
 import socket
 from collections.abc import Iterator
 
 import pytest
+from aiokafka import ConsumerRecord
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
 from shared.adapters.vault.client import VaultUnavailable
 from shared.clients import console
-from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing
+from shared.clients.binding_client import BrokerUnavailable, CredentialsMissing, DeadLetterRecord
 from shared.clients.cli import commands, plumbing
 from shared.clients.console import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
-from shared.contracts.reasons import ReasonCode
+from shared.contracts import dead_letters
+from shared.contracts.events import BindingStatus
+from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
 from tests.clients.fakes import (
@@ -314,6 +318,123 @@ def test_skipped_records_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     result = invoke(["audit"])
 
     assert "Skipped 2 record(s) on audit that are not valid events." in result.stderr
+
+
+# ---- hostile text from topics, dead letters and servers is shown, never obeyed -----------------------------
+
+# What a producer, a broken service or HTX could put in a string to take over the terminal or mislead a reader.
+HOSTILE = {
+    "clear screen": "\x1b[2J",
+    "alternate screen": "\x1b[?1049h",
+    "window title": "\x1b]0;pwned\x07",
+    "8-bit CSI": "\x9b31m",
+    "bell": "\x07",
+    "backspace": "\x08",
+    "carriage return": "ok\rFAKE",
+    "right-to-left override": "\u202etxt.exe",
+    "bidi isolates": "\u2066\u2067\u2068\u2069",
+    "zero width": "a\u200bb\u200dc\ufeff",
+    "line separator": "x\u2028y",
+    "newline": "one\nFAKE ROW",
+}
+MARKUP = "[bold red]MARKUP[/bold red] [link=https://evil.example]LINK[/link]"
+ALL_HOSTILE = " ".join(HOSTILE.values())
+
+
+@pytest.fixture
+def wide_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Wide enough that no cell folds: each hostile value is then found whole in the output.
+    monkeypatch.setattr(console.stdout, "width", 3000)
+
+
+def assert_shown_not_obeyed(output: str) -> None:
+    """Nothing a terminal acts on reaches it: every character is printable, but the line breaks of the layout."""
+    raw = sorted({f"U+{ord(char):04X}" for char in output if not char.isprintable() and char != "\n"})
+    assert raw == [], f"raw control characters printed: {raw}"
+    for visible in ("\\x1b[2J", "\\x1b]0;pwned\\x07", "\\x9b31m", "\\u202etxt.exe", "\\u200b", "ok\\rFAKE"):
+        assert visible in output
+    assert MARKUP in output
+
+
+def hostile_status(state: BindingState, seconds: int = 0) -> BindingStatus:
+    hostile_reason = Reason(code=ReasonCode.KEY_EXPIRING, message=f"{ALL_HOSTILE} {MARKUP}", hint=ALL_HOSTILE)
+    return status(state, seconds=seconds, reasons=()).model_copy(
+        update={"reasons": [hostile_reason], "binding_id": f"b{HOSTILE['window title']}", "request_id": MARKUP})
+
+
+def test_timeline_shows_hostile_reasons_and_ids_escaped(wide_screen: None) -> None:
+    FakeBindingClient.statuses_on_topic = [hostile_status(BindingState.REJECTED)]
+
+    result = invoke(["timeline", "--user", "user-1"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert_shown_not_obeyed(result.stdout)
+    # A value's own line break is escaped: it cannot start a row of its own.
+    assert not any(line.lstrip().startswith("FAKE ROW") for line in result.stdout.splitlines())
+
+
+def test_bind_shows_a_hostile_timeline_and_final_line_escaped(wide_screen: None) -> None:
+    FakeBindingClient.timeline = [hostile_status(BindingState.REJECTED)]
+
+    result = invoke([*BIND, "--secret-stdin"], stdin=SECRET_KEY)
+
+    assert result.exit_code == EXIT_REFUSED
+    assert_shown_not_obeyed(result.stdout)
+    assert "Binding b\\x1b]0;pwned\\x07 ended rejected (key_expiring)." in result.stdout
+
+
+def test_audit_shows_hostile_fields_escaped(wide_screen: None) -> None:
+    FakeBindingClient.audit_on_topic = [audit_event().model_copy(update={
+        "service": HOSTILE["clear screen"], "action": f"{ALL_HOSTILE} {MARKUP}", "outcome": HOSTILE["8-bit CSI"],
+        "user_id": HOSTILE["right-to-left override"], "binding_id": HOSTILE["window title"],
+        "access_key_masked": HOSTILE["zero width"],
+    })]
+
+    result = invoke(["audit"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert_shown_not_obeyed(result.stdout)
+
+
+def hostile_dead_letter_record() -> DeadLetterRecord:
+    """A dead letter as the real reader makes it from the topic: hostile headers and a hostile JSON body."""
+    body = json.dumps({"label": f"{ALL_HOSTILE} {MARKUP}", "exchange": HOSTILE["8-bit CSI"]},
+                      ensure_ascii=False).encode()
+    headers = {
+        dead_letters.ORIGINAL_TOPIC: HOSTILE["alternate screen"],
+        dead_letters.EXCEPTION_TYPE: HOSTILE["right-to-left override"],
+        dead_letters.EXCEPTION_MESSAGE: f"{ALL_HOSTILE} {MARKUP}",
+        dead_letters.SERVICE: HOSTILE["window title"],
+    }
+    record = ConsumerRecord(topic="hash7.dead-letter", partition=0, offset=1, timestamp=0, timestamp_type=0,
+                            key=HOSTILE["clear screen"].encode(), value=body, checksum=None, serialized_key_size=4,
+                            serialized_value_size=len(body),
+                            headers=[(name, text.encode()) for name, text in headers.items()])
+    return DeadLetterRecord.from_record(record)
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["backlog", "following"])
+def test_dead_letters_show_hostile_headers_and_bodies_escaped(follow: bool, wide_screen: None) -> None:
+    FakeBindingClient.dead_letters_on_topic = [hostile_dead_letter_record()]
+    FakeBindingClient.arriving_later = [hostile_dead_letter_record()]
+
+    result = invoke(["dead-letters", "--follow"] if follow else ["dead-letters"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert_shown_not_obeyed(result.stdout)
+    assert "\\x1b[?1049h" in result.stdout
+
+
+def test_a_hostile_server_message_in_an_error_is_escaped() -> None:
+    FakeBindingClient.failure = VaultUnavailable(f"Vault said {HOSTILE['window title']}{HOSTILE['clear screen']} "
+                                                 f"{MARKUP}")
+
+    result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1"])
+
+    assert result.exit_code == EXIT_FAILED
+    assert [char for char in result.stderr if not char.isprintable() and char != "\n"] == []
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(f": Vault said \\x1b]0;pwned\\x07\\x1b[2J {MARKUP}")
 
 
 # ---- the installed entry point, as a person runs it -------------------------------------------------------

@@ -58,7 +58,7 @@ P = Party
 
 # Each service's composition root, and the arguments its `build` takes here (no server is started).
 _SERVICE_APPS: dict[Party, tuple[ModuleType, Callable[[], tuple[Any, ...]]]] = {
-    Party.INTAKE: (services.intake.app, lambda: (IntakeSettings(),)),
+    Party.INTAKE: (services.intake.app, lambda: (IntakeSettings(), None, InMemoryVault())),
     Party.VALIDATOR: (services.validator.app, lambda: (ValidatorSettings(), InMemoryVault())),
     Party.VAULT_WRITER: (services.vault_writer.app, lambda: (VaultWriterSettings(), InMemoryVault())),
     Party.WHITELIST: (services.whitelist.app, lambda: (WhitelistSettings(), InMemoryVault())),
@@ -81,9 +81,9 @@ def readings_of(service: Party, monkeypatch: pytest.MonkeyPatch) -> list[Reading
         readings.append(Reading(topic, handle))
         return real_subscribe(broker, settings, topic, handle, *rest)
 
-    def recording_follow(broker: Any, settings: Any, topic: Topic, on_event: Any) -> None:
+    def recording_follow(broker: Any, settings: Any, topic: Topic, on_event: Any, *rest: Any) -> None:
         readings.append(Reading(topic, None))
-        subscriptions.follow(broker, settings, topic, on_event)
+        subscriptions.follow(broker, settings, topic, on_event, *rest)
 
     app, arguments = _SERVICE_APPS[service]
     monkeypatch.setattr(subscriptions, "subscribe", recording_subscribe)

@@ -11,12 +11,15 @@ from pydantic import SecretStr
 from services.intake.handlers import on_malformed
 from shared.contracts.asyncapi import asyncapi_document
 from shared.contracts.events import SCHEMA_VERSION, BindingRequested, BindingStatus, MalformedEvent, parse_event
+from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER
 from shared.contracts.reasons import ReasonCode
+from shared.contracts.routing import ROUTES, Topic
 from shared.contracts.states import BindingState
 from shared.runtime.config import IntakeSettings
 from shared.runtime.processing import MessageProcessor
+from shared.runtime.provenance import EventVerifier
 from tests.fakes import fake_seal
-from tests.runtime.test_processing import Record, RecordingPublisher
+from tests.runtime.test_processing import VAULT, Record, RecordingPublisher
 
 
 def request_body(**changes: object) -> bytes:
@@ -64,7 +67,8 @@ async def unreachable(event: BindingRequested, *, at: datetime) -> list[BindingS
 
 async def test_an_unknown_major_is_dead_lettered_and_the_user_told_never_handled():
     publisher = RecordingPublisher()
-    processor = MessageProcessor(BindingRequested, unreachable, on_malformed, publisher, IntakeSettings())
+    processor = MessageProcessor(ROUTES[Topic.BINDING_REQUESTED], unreachable, on_malformed, publisher,
+                                 EventVerifier(VAULT), IntakeSettings())
     await processor.process(Record(request_body(schema_version=2), timestamp=0, offset=3,
                                    topic="hash7.binding.requested"))
 
@@ -78,8 +82,11 @@ async def test_an_unknown_major_is_dead_lettered_and_the_user_told_never_handled
 
 async def test_a_dead_letter_carries_the_headers_the_contract_publishes():
     publisher = RecordingPublisher()
-    processor = MessageProcessor(BindingRequested, unreachable, on_malformed, publisher, IntakeSettings())
+    processor = MessageProcessor(ROUTES[Topic.BINDING_REQUESTED], unreachable, on_malformed, publisher,
+                                 EventVerifier(VAULT), IntakeSettings())
     await processor.process(Record(b"not json", timestamp=0, offset=4, topic="hash7.binding.requested"))
     [letter] = publisher.dead_letters
     published = asyncapi_document()["components"]["messages"]["DeadLetter"]["headers"]
-    assert set(letter.headers()) == set(published["properties"]) == set(published["required"])
+    # Its proof of origin is added when it is signed (shared/runtime/provenance.py).
+    signed = set(letter.headers()) | {PRODUCER_HEADER, SIGNATURE_HEADER}
+    assert signed == set(published["properties"]) == set(published["required"])

@@ -27,7 +27,9 @@ def silent_broker() -> Iterator[str]:
 def intake_processes(tmp_path, bootstrap_servers: str) -> ServiceProcesses:
     settings = Settings(kafka_bootstrap_servers=bootstrap_servers, run_dir=tmp_path)
     env = {"HASH7_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers, "HASH7_RUN_DIR": str(tmp_path),
-           "HASH7_LOG_FORMAT": "json", "HASH7_START_TIMEOUT_S": "1"}
+           "HASH7_LOG_FORMAT": "json", "HASH7_START_TIMEOUT_S": "1",
+           # Vault is never reached (no record arrives), but intake needs a credential to sign with at all.
+           "HASH7_VAULT_ROLE_ID": "never-used", "HASH7_VAULT_SECRET_ID": "never-used"}
     return ServiceProcesses(settings=settings, env=dict(os.environ) | env, log_dir=tmp_path / "logs")
 
 

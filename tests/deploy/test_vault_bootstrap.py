@@ -14,7 +14,14 @@ from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import POLICIES_DIR, credentials_path, ensure_vault
 from deploy.stack.bao import AUDIT_DEVICE_PATH
-from shared.adapters.vault.layout import ACCESS_KEY_INDEX_KEY, ALL_ROLES, BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT
+from shared.adapters.vault.layout import (
+    ACCESS_KEY_INDEX_KEY,
+    ALL_ROLES,
+    BINDING_SECRET_KEY,
+    KV_MOUNT,
+    TRANSIT_MOUNT,
+    binding_path,
+)
 from shared.runtime.config import AppRoleCredentials
 
 pytestmark = pytest.mark.stack
@@ -74,6 +81,58 @@ def test_kv_writes_must_say_which_version_they_expect(bootstrapped_stack, vault_
 
     with pytest.raises(hvac_errors.InvalidRequest, match="check-and-set parameter required"):
         root.secrets.kv.v2.create_or_update_secret(f"cas-probe/{uuid.uuid4()}", {"a": "b"}, mount_point=KV_MOUNT)
+
+
+def _rerun(stack) -> list[tuple[str, Outcome, str]]:
+    """Run the bootstrap again; what it changed."""
+    progress = Progress()
+    ensure_vault(stack.settings.vault_addr, SecretStr(stack.root_token), stack.settings.run_dir, progress)
+    return [(step.subject, step.outcome, step.detail) for step in progress.changed]
+
+
+def _read_version(root: hvac.Client, path: str, version: int) -> object:
+    """A version's data, None when there is none to read (destroyed: a 404, or data None once soft-deleted)."""
+    try:
+        return root.secrets.kv.v2.read_secret_version(path, version=version, mount_point=KV_MOUNT,
+                                                      raise_on_deleted_version=False)["data"]["data"]
+    except hvac_errors.InvalidPath:
+        return None
+
+
+def test_kv_keys_keep_one_version_and_a_reset_to_hvacs_defaults_is_put_back(bootstrapped_stack, vault_server):
+    root = hvac.Client(url=vault_server.addr, token=vault_server.root_token)
+    assert root.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)["data"]["max_versions"] == 1
+    # What an admin's configure() call does unless told otherwise: back to 10 versions per key.
+    root.secrets.kv.v2.configure(cas_required=True, mount_point=KV_MOUNT)
+
+    assert _rerun(bootstrapped_stack) == [
+        (f"vault {KV_MOUNT}/ requires check-and-set and keeps 1 version per key", Outcome.UPDATED, ""),
+    ]
+    configuration = root.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)["data"]
+    assert configuration["max_versions"] == 1 and configuration["cas_required"] is True
+
+
+def test_binding_history_kept_from_before_is_destroyed_and_a_rerun_then_changes_nothing(
+        bootstrapped_stack, vault_server):
+    root = hvac.Client(url=vault_server.addr, token=vault_server.root_token)
+    kv = root.secrets.kv.v2
+    path = binding_path("history-user", uuid.uuid4().hex)
+    # History as a store from before the setting holds it (an admin's per-key max_versions keeps it here).
+    kv.update_metadata(path, max_versions=5, mount_point=KV_MOUNT)
+    for version, secret in enumerate(["secret-A", "secret-B", "secret-C"]):
+        kv.create_or_update_secret(path, {"secret_key": secret}, cas=version, mount_point=KV_MOUNT)
+    kv.delete_secret_versions(path, versions=[2], mount_point=KV_MOUNT)
+    assert _read_version(root, path, 1) == {"secret_key": "secret-A"}
+
+    assert _rerun(bootstrapped_stack) == [
+        (f"vault {KV_MOUNT}/bindings/ holds no replaced version", Outcome.UPDATED, "2 replaced versions destroyed"),
+    ]
+    kv.undelete_secret_versions(path, versions=[1, 2], mount_point=KV_MOUNT)
+    assert [_read_version(root, path, version) for version in (1, 2, 3)] == [None, None, {"secret_key": "secret-C"}]
+    versions = kv.read_secret_metadata(path, mount_point=KV_MOUNT)["data"]["versions"]
+    assert [versions[version]["destroyed"] for version in ("1", "2", "3")] == [True, True, False]
+    assert _rerun(bootstrapped_stack) == []
+    kv.delete_metadata_and_all_versions(path, mount_point=KV_MOUNT)
 
 
 def test_transit_keys_are_neither_convergent_nor_exportable(bootstrapped_stack, vault_server):

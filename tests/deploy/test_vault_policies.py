@@ -10,6 +10,7 @@ import hvac
 import pytest
 from hvac import exceptions as hvac_errors
 
+from deploy.bootstrap.event_keys import SIGNING_PARTIES
 from shared.adapters.vault.client import CasConflict, VaultClient, VaultDenied
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
@@ -19,10 +20,12 @@ from shared.adapters.vault.layout import (
     TRANSIT_MOUNT,
     access_key_index_path,
     binding_path,
+    event_signing_key,
     revocation_path,
     sweep_marker_path,
     whitelist_path,
 )
+from shared.contracts.routing import Party
 
 pytestmark = pytest.mark.stack
 
@@ -135,6 +138,15 @@ def destroy_binding_version(client: hvac.Client, seed: Seed) -> None:
     client.secrets.kv.v2.destroy_secret_versions(seed.binding, versions=[1], mount_point=KV_MOUNT)
 
 
+def undelete_binding_version(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.kv.v2.undelete_secret_versions(seed.binding, versions=[1], mount_point=KV_MOUNT)
+
+
+def keep_binding_history(client: hvac.Client, seed: Seed) -> None:
+    # A key's own max_versions above the mount's 1 would keep replaced secrets (README.md#kv-history).
+    client.secrets.kv.v2.update_metadata(seed.binding, max_versions=10, mount_point=KV_MOUNT)
+
+
 def write_access_key_index(client: hvac.Client, seed: Seed) -> None:
     _write_update_read(client, _fresh_index())
 
@@ -181,26 +193,65 @@ def change_sweep_claim(client: hvac.Client, seed: Seed) -> None:
     client.secrets.kv.v2.create_or_update_secret(path, {"v": "2"}, cas=1, mount_point=KV_MOUNT)
 
 
+def _signing_as(party: Party) -> Callable[[hvac.Client, Seed], None]:
+    def sign(client: hvac.Client, seed: Seed) -> None:
+        client.secrets.transit.sign_data(event_signing_key(party.value), hash_input=_b64("digest"),
+                                         mount_point=TRANSIT_MOUNT)
+
+    sign.__name__ = f"sign_as_{party.name.lower()}"
+    return sign
+
+
+SIGN_AS = {party: _signing_as(party) for party in SIGNING_PARTIES}
+
+
+def read_signing_public_keys(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.read_key(event_signing_key(Party.INTAKE.value), mount_point=TRANSIT_MOUNT)
+
+
+def export_signing_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.export_key(event_signing_key(Party.INTAKE.value), key_type="signing-key",
+                                      mount_point=TRANSIT_MOUNT)
+
+
+def back_up_signing_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.backup_key(event_signing_key(Party.INTAKE.value), mount_point=TRANSIT_MOUNT)
+
+
+def rotate_signing_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.rotate_key(event_signing_key(Party.INTAKE.value), mount_point=TRANSIT_MOUNT)
+
+
+def retire_signing_key_versions(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.update_key_configuration(event_signing_key(Party.INTAKE.value), min_decryption_version=1,
+                                                    mount_point=TRANSIT_MOUNT)
+
+
 Operation = Callable[[hvac.Client, Seed], None]
 
 # Every operation the tests know; for each role, whatever it is not allowed must be refused by Vault.
 OPERATIONS: list[Operation] = [
     encrypt, decrypt, hmac_access_key, read_transit_key, read_binding, write_binding, read_binding_metadata,
-    list_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version, write_access_key_index,
+    list_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version, undelete_binding_version,
+    keep_binding_history, write_access_key_index,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
     leave_revocation_tombstone, change_revocation_tombstone, claim_sweep, change_sweep_claim,
+    *SIGN_AS.values(), read_signing_public_keys, export_signing_key, back_up_signing_key, rotate_signing_key,
+    retire_signing_key_versions,
 ]
+# Every role reads every producer's public keys (to verify what it reads) and signs as itself only.
+_EVERY_ROLE = [read_signing_public_keys]
 ALLOWED: dict[str, list[Operation]] = {
-    "app": [encrypt],
-    "intake": [],
-    "validator": [decrypt],
+    "app": [encrypt, SIGN_AS[Party.APP], *_EVERY_ROLE],
+    "intake": [SIGN_AS[Party.INTAKE], *_EVERY_ROLE],
+    "validator": [decrypt, read_binding, SIGN_AS[Party.VALIDATOR], *_EVERY_ROLE],
     "vault-writer": [
         decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
-        leave_revocation_tombstone, claim_sweep,
+        leave_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER], *_EVERY_ROLE,
     ],
-    "whitelist": [read_whitelist, write_whitelist, read_binding_metadata],
-    "trading-engine": [read_binding, read_whitelist],
+    "whitelist": [read_whitelist, write_whitelist, read_binding_metadata, SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
+    "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], *_EVERY_ROLE],
 }
 
 
@@ -282,3 +333,25 @@ async def test_a_create_only_write_to_a_taken_write_once_path_is_a_conflict_and_
     with pytest.raises(VaultDenied):
         await writer.write(path, {"request_id": "second"}, cas=1)
     assert (await writer.read(path)).data == {"request_id": "first"}
+
+
+def test_the_trading_engine_reads_only_the_latest_binding_and_whitelist_and_no_other_history(role_clients, seed):
+    engine = role_clients["trading-engine"].secrets.kv.v2
+    rotated, changed = seed.kv_put(_fresh_binding()), seed.kv_put(_fresh_whitelist())
+    for path in (rotated, changed):
+        seed.root.secrets.kv.v2.create_or_update_secret(path, {"replaced": "no"}, cas=1, mount_point=KV_MOUNT)
+
+    for path in (rotated, changed):
+        with pytest.raises(hvac_errors.InvalidPath):
+            engine.read_secret_version(path, version=1, mount_point=KV_MOUNT, raise_on_deleted_version=False)
+        latest = engine.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)["data"]
+        assert latest["data"] == {"replaced": "no"} and latest["metadata"]["version"] == 2
+    elsewhere = (revocation_path(USER, uuid.uuid4().hex), sweep_marker_path(uuid.uuid4().hex), _fresh_index())
+    for path in elsewhere:
+        seed.kv_put(path)
+    for path in (rotated, changed, *elsewhere):
+        with pytest.raises(hvac_errors.Forbidden):
+            engine.read_secret_metadata(path, mount_point=KV_MOUNT)
+    for path in elsewhere:
+        with pytest.raises(hvac_errors.Forbidden):
+            engine.read_secret_version(path, version=1, mount_point=KV_MOUNT, raise_on_deleted_version=False)

@@ -13,9 +13,11 @@ from shared.contracts.events import BindingValidated
 from shared.contracts.routing import Party, Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
+from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.subscriptions import subscribe
-from tests.builders import validated
+from tests.builders import provenance_headers, validated
+from tests.fakes import InMemoryVault
 
 pytestmark = pytest.mark.stack
 
@@ -58,13 +60,17 @@ async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users
         return []
 
     broker = make_broker(settings, "lanes-test")
+    vault = InMemoryVault()
     subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
-                             EventPublisher(broker, settings.topic_prefix, Party.VAULT_WRITER))
+                             EventPublisher(broker, settings.topic_prefix, EventSigner(vault, Party.VAULT_WRITER)),
+                             EventVerifier(vault))
     await broker.start()
     try:
         for user in ("slow-user", "user-2", "user-3"):
-            await broker.publish(validated(user_id=user, request_id=f"r-{user}").to_bytes(), topic=topic,
-                                 key=user.encode())
+            body = validated(user_id=user, request_id=f"r-{user}").to_bytes()
+            headers = provenance_headers(vault, Party.VALIDATOR, Topic.BINDING_VALIDATED, body, user.encode())
+            await broker.publish(body, topic=topic, key=user.encode(),
+                                 headers={name: value.decode() for name, value in headers})
         await wait_until(lambda: finished == ["user-2", "user-3"], timeout_s=120)
         await asyncio.sleep(1.0)  # five commit ticks
         assert await committed_offset(kafka_server, group_id, partition) in (None, 0)

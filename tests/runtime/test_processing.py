@@ -4,6 +4,7 @@ pipeline event this subscriber already completed is acknowledged without running
 trouble is retried in place and never dead-lettered, any other failure a bounded number of times and then
 dead-lettered; the waits are capped exponential with full jitter."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,24 +12,40 @@ import pytest
 from structlog.testing import capture_logs
 from tenacity import RetryCallState
 
-from shared.contracts.events import Event
+from shared.contracts.events import AuditEvent, BindingStatus, Event
 from shared.contracts.outcomes import status
-from shared.contracts.states import BindingState
+from shared.contracts.routing import ROUTES, Party, Topic
+from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.backoff import full_jitter
 from shared.runtime.config import ValidatorSettings
 from shared.runtime.errors import TransientError
 from shared.runtime.processing import MessageProcessor, record_time
-from tests.builders import validated
+from shared.runtime.provenance import EventVerifier
+from shared.runtime.publishing import PublishRefused
+from tests.builders import provenance_headers, validated
+from tests.fakes import InMemoryVault
+
+# The Vault whose keys sign the records of these tests, and verify them.
+VAULT = InMemoryVault()
 
 
 @dataclass
 class Record:
+    """A consumer record; unless given headers, signed as the producer the routing table allows on its topic."""
+
     value: bytes
     timestamp: int
     offset: int
     topic: str = "hash7.binding.validated"
     partition: int = 0
     key: bytes = b"u1"
+    headers: list[tuple[str, bytes]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.headers is None:
+            topic = Topic(self.topic.removeprefix("hash7."))
+            [producer] = sorted(ROUTES[topic].producers)[:1]
+            self.headers = provenance_headers(VAULT, producer, topic, self.value, self.key)
 
 
 class RecordingPublisher:
@@ -53,12 +70,13 @@ def processor(handled: list[datetime], publisher: RecordingPublisher, fail_with:
         if failures:
             raise failures.pop(0)
         return [status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
-                       binding_id=event.binding_id, occurred_at=at)]
+                       binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND)]
 
     def on_malformed(error, *, at):
         return []
 
-    return MessageProcessor(type(validated()), handle, on_malformed, publisher, settings or ValidatorSettings())
+    return MessageProcessor(ROUTES[Topic.BINDING_VALIDATED], handle, on_malformed, publisher, EventVerifier(VAULT),
+                            settings or ValidatorSettings())
 
 
 def millis(moment: datetime) -> int:
@@ -146,3 +164,81 @@ def test_the_wait_before_a_retry_is_full_jitter_under_a_doubling_ceiling_and_the
     waits = [full_jitter(cap_s=5.0)(state) for _ in range(200)]
     assert all(0 <= wait <= ceiling for wait in waits)
     assert max(waits) > ceiling / 2  # spread over the whole window, not a fixed delay
+
+
+# ---- what never reaches a handler ---------------------------------------------------------------------------
+
+
+def audits(publisher: RecordingPublisher) -> list[tuple[str, str]]:
+    return [(event.action, event.outcome) for event in publisher.published if isinstance(event, AuditEvent)]
+
+
+@pytest.mark.parametrize("forgery", ["unsigned", "another producer", "altered body", "foreign key"])
+async def test_a_record_without_a_valid_proof_of_origin_is_dead_lettered_and_audited_never_handled(forgery):
+    handled: list[datetime] = []
+    publisher = RecordingPublisher()
+    body = validated().to_bytes()
+    headers = {
+        "unsigned": [],
+        "another producer": provenance_headers(VAULT, Party.APP, Topic.BINDING_VALIDATED, body),
+        "altered body": provenance_headers(VAULT, Party.VALIDATOR, Topic.BINDING_VALIDATED, body + b" "),
+        "foreign key": provenance_headers(InMemoryVault(), Party.VALIDATOR, Topic.BINDING_VALIDATED, body),
+    }[forgery]
+    await processor(handled, publisher).process(Record(body, 0, offset=7, headers=headers))
+    assert handled == []
+    [letter] = publisher.dead_letters
+    assert (letter.error_class, letter.offset) == ("Unauthentic", 7)
+    assert audits(publisher) == [("consume", "event_rejected")]
+    [audit] = [event for event in publisher.published if isinstance(event, AuditEvent)]
+    assert audit.details["topic"] == "binding.validated" and audit.user_id is None
+    # Nobody is told anything: the record may not even be about the user it names.
+    assert not [event for event in publisher.published if isinstance(event, BindingStatus)]
+
+
+async def test_a_record_over_the_maximum_size_is_dead_lettered_cut_short_with_its_digest():
+    handled: list[datetime] = []
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(kafka_max_record_bytes=4096, dead_letter_max_body_bytes=1024)
+    body = b'{"padding": "' + b"x" * 100_000 + b'"}'
+    await processor(handled, publisher, settings=settings).process(Record(body, 0, offset=9))
+    assert handled == []
+    [letter] = publisher.dead_letters
+    assert letter.error_class == "RecordTooLarge" and len(letter.body) <= 1024
+    assert letter.headers()["x-dlq-original-sha256"] == hashlib.sha256(body).hexdigest()
+    assert audits(publisher) == [("consume", "record_too_large")]
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000, b'{"user_id": ' + b"9" * 5000 + b"}",
+                                  b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b"\xff\xfe\x00"])
+async def test_a_record_that_escapes_parsing_is_still_a_dead_letter(body):
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(kafka_max_record_bytes=1024 * 1024)
+    await processor([], publisher, settings=settings).process(Record(body, 0, offset=3))
+    [letter] = publisher.dead_letters
+    assert letter.error_class == "MalformedEvent"
+
+
+async def test_a_publish_the_broker_refuses_for_good_ends_after_the_bounded_attempts():
+    publisher = RecordingPublisher()
+    settings = ValidatorSettings(retry_backoff_max_s=0.01, max_attempts_before_dead_letter=3)
+    refused = [PublishRefused("MessageSizeTooLargeError")] * 10
+    with capture_logs() as logs:
+        await processor([], publisher, refused, settings).process(Record(validated().to_bytes(), 0, offset=7))
+    assert [failure["attempt"] for failure in events_of(logs, "handler_failed")] == [1, 2, 3]
+    [letter] = publisher.dead_letters
+    assert letter.error_class == "PublishRefused"
+
+
+async def test_whatever_escapes_the_processor_still_ends_as_a_dead_letter_not_a_stuck_lane():
+    publisher = RecordingPublisher()
+
+    def on_malformed(error, *, at):
+        raise RuntimeError("a bug in the malformed-input answer")
+
+    broken = MessageProcessor(ROUTES[Topic.BINDING_VALIDATED], lambda event, *, at: [], on_malformed, publisher,
+                              EventVerifier(VAULT), ValidatorSettings())
+    with capture_logs() as logs:
+        await broken.process(Record(b"not json", 0, offset=5))  # returns: the lane may finish the record
+    assert events_of(logs, "record_processing_failed")
+    [letter] = publisher.dead_letters
+    assert letter.error_class == "RuntimeError" and letter.offset == 5

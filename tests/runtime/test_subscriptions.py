@@ -10,9 +10,13 @@ from shared.contracts.routing import Topic
 from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
 from shared.runtime.lanes import LanedSubscription
+from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import service_app
 from shared.runtime.subscriptions import Subscriptions, subscribe
+from tests.fakes import InMemoryVault
+
+VAULT = InMemoryVault()
 
 
 async def no_outcome(event, *, at):
@@ -21,9 +25,9 @@ async def no_outcome(event, *, at):
 
 def subscribers_of(settings, *topics):
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
+    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(VAULT, settings.service_name))
     for topic in topics:
-        subscribe(broker, settings, topic, no_outcome, no_outcome, publisher)
+        subscribe(broker, settings, topic, no_outcome, no_outcome, publisher, EventVerifier(VAULT))
     return {subscriber.topics[0].name: subscriber for subscriber in broker.subscribers}
 
 
@@ -61,8 +65,9 @@ class RecordingSubscription:
 def test_subscribe_gives_the_subscription_it_attached_for_the_service_to_close():
     settings = VaultWriterSettings()
     broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, settings.service_name)
-    subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, no_outcome, no_outcome, publisher)
+    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(VAULT, settings.service_name))
+    subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, no_outcome, no_outcome, publisher,
+                             EventVerifier(VAULT))
     assert broker.subscribers[0]._listener is subscription
 
 

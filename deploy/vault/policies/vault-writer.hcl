@@ -16,7 +16,9 @@ path "hash7/data/bindings/*" {
 }
 
 # Read a binding's versions before a write; delete every version of a revoked binding; list the stored
-# bindings for a key-health sweep (a list shows user and binding ids only).
+# bindings for a key-health sweep (a list shows user and binding ids only). No metadata write, destroy or
+# undelete: the mount keeps one version per key, so a rotation's write itself removes the replaced secret,
+# and a key's own max_versions (which could keep it) is not ours to raise (shared/adapters/vault/README.md#kv-history).
 path "hash7/metadata/bindings/*" {
   capabilities = ["read", "delete", "list"]
 }
@@ -46,4 +48,15 @@ path "hash7/data/revocations/*" {
 # Key-health sweep: claim a sweep once (create-only), so several instances never sweep twice.
 path "hash7/data/sweeps/*" {
   capabilities = ["create", "read"]
+}
+
+# Sign the records it produces (shared/runtime/provenance.py): Ed25519 in Transit, the private key never leaves
+# Vault, and no other role may sign as vault-writer.
+path "transit/sign/event-vault-writer" {
+  capabilities = ["update"]
+}
+
+# Read the public halves of every producer's signing key, to verify what it reads.
+path "transit/keys/event-*" {
+  capabilities = ["read"]
 }

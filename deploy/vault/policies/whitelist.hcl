@@ -9,3 +9,14 @@ path "hash7/data/whitelists/*" {
 path "hash7/metadata/bindings/*" {
   capabilities = ["read"]
 }
+
+# Sign the records it produces (shared/runtime/provenance.py): Ed25519 in Transit, the private key never leaves
+# Vault, and no other role may sign as whitelist.
+path "transit/sign/event-whitelist" {
+  capabilities = ["update"]
+}
+
+# Read the public halves of every producer's signing key, to verify what it reads.
+path "transit/keys/event-*" {
+  capabilities = ["read"]
+}

@@ -2,15 +2,21 @@
 deadline-bounded retries with full-jitter backoff, and a client-side rate limiter per (UID or access key,
 endpoint) that honours HTX's rate-limit headers.
 
+HTX's answers are untrusted input (shared/adapters/htx/README.md#answer-limits): each call has one total deadline,
+each answer a size cap, and whatever HTX sends ends as a value or an `HtxError`, never another exception.
+
 One client serves many users' keys, so credentials travel with each call as `HtxCredentials`; the secret
 is revealed only inside `signing.compute_signature` and never appears in a repr, a log line or an error.
 """
 
 import asyncio
+import math
 import random
 import time
+import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -47,6 +53,25 @@ NETWORK_ERROR: Final = "network-error"
 CLIENT_RATE_LIMIT: Final = "client-rate-limit"
 # HTX answered success, but its data is not shaped as documented.
 UNEXPECTED_ANSWER: Final = "unexpected-answer"
+# The answer is larger than its endpoint's cap (ANSWER_MAX_BYTES).
+ANSWER_TOO_LARGE: Final = "answer-too-large"
+# The answer's Content-Encoding is not one we asked for, or its compressed body is corrupt or cut short.
+UNDECODABLE_ANSWER: Final = "undecodable-answer"
+
+# shared/adapters/htx/README.md#answer-limits: the largest answer read, per endpoint. The symbol lists are HTX's
+# largest answers; everything else we call answers a few KB at most.
+SYMBOL_LIST_MAX_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_ANSWER_MAX_BYTES: Final = 64 * 1024
+ANSWER_MAX_BYTES: Final[Mapping[str, int]] = {
+    "/v1/common/symbols": SYMBOL_LIST_MAX_BYTES,
+    "/v2/settings/common/symbols": SYMBOL_LIST_MAX_BYTES,
+    "/v1/settings/common/market-symbols": SYMBOL_LIST_MAX_BYTES,
+}
+# The only compression we ask for (Accept-Encoding), as zlib's wbits for a gzip stream.
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+# HTX's rate-limit windows last seconds (shared/adapters/htx/README.md#rate-limits): a reset announced further
+# ahead than this is not believed beyond it, so one lying header cannot stall a key for good.
+MAX_ANNOUNCED_RESET_S: Final = 60.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -166,8 +191,67 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> tuple[in
         remaining_count, expire_ms = int(remaining), float(expire)
     except ValueError:
         return None
+    if not math.isfinite(expire_ms):
+        return None
     resets_at = expire_ms / 1000 if expire_ms >= 1e12 else now + expire_ms / 1000
-    return remaining_count, resets_at
+    return remaining_count, min(resets_at, now + MAX_ANNOUNCED_RESET_S)
+
+
+@asynccontextmanager
+async def answered_within(seconds: float, what: str) -> AsyncIterator[None]:
+    """Bound everything inside to seconds in all (connect, send, every read, every retry), however slowly HTX
+    drips its answer; past that, raise `HtxTransientError` `network-error`, since a request in flight may have
+    reached HTX (shared/adapters/htx/README.md#answer-limits)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_ERROR,
+                        f"no complete answer to {what} within {seconds:g} s") from None
+
+
+class _CappedBody:
+    """An answer's body as it arrives, decoded here rather than by httpx, and refused once past cap bytes.
+
+    Own decoding because httpx inflates each network chunk whole: one 64 KiB gzip chunk can become tens of MB
+    before any cap sees it, where zlib's max_length stops at the cap."""
+
+    def __init__(self, path: str, content_encoding: str, cap: int) -> None:
+        self._path = path
+        self._cap = cap
+        self._body = bytearray()
+        encoding = content_encoding.strip().lower()
+        if encoding not in ("", "identity", "gzip"):
+            raise self._undecodable(f"an encoding we did not ask for ({encoding[:40]!r})")
+        self._inflater = zlib.decompressobj(_GZIP_WBITS) if encoding == "gzip" else None
+
+    def refuse_declared(self, content_length: str | None) -> None:
+        """Refuse before reading when the declared length is already past the cap."""
+        if content_length is not None and content_length.isdigit() and int(content_length) > self._cap:
+            raise self._too_large()
+
+    def add(self, chunk: bytes) -> None:
+        if self._inflater is None:
+            self._body += chunk
+        else:
+            try:
+                self._body += self._inflater.decompress(chunk, self._cap + 1 - len(self._body))
+            except zlib.error:
+                raise self._undecodable("a corrupt gzip body") from None
+        if len(self._body) > self._cap:
+            raise self._too_large()
+
+    def finish(self) -> bytes:
+        if self._inflater is not None and not self._inflater.eof:
+            raise self._undecodable("a gzip body cut short")
+        return bytes(self._body)
+
+    def _too_large(self) -> HtxError:
+        return htx_error(HtxErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE,
+                         f"{self._path} answered more than {self._cap} bytes")
+
+    def _undecodable(self, what: str) -> HtxError:
+        return htx_error(HtxErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, f"{self._path} answered {what}")
 
 
 T = TypeVar("T")
@@ -187,8 +271,10 @@ class HtxClient:
     the retry budget is spent) instead of returning an error envelope.
 
     Retries: transient failures are retried with full-jitter exponential backoff while the next attempt
-    can start within `retry_budget_s` of the call's start; each attempt has its own `timeout_s`. A POST is
-    retried only when HTX certainly did not act on it (connection never made, rate limit, maintenance).
+    can start within `retry_budget_s` of the call's start. `timeout_s` bounds each network operation (connect,
+    a write, a read) and the last attempt: a call ends, whatever HTX sends, within `retry_budget_s + timeout_s`.
+    A POST is retried only when HTX certainly did not act on it (connection never made, rate limit,
+    maintenance). An answer past its size cap (ANSWER_MAX_BYTES) is refused, read no further, not asked for again.
     """
 
     def __init__(
@@ -210,8 +296,11 @@ class HtxClient:
         # The signed host is the Host header httpx sends: lower-case, with the port unless it is the
         # scheme's default (shared/adapters/htx/README.md#signing).
         self._signed_host = url.netloc.decode()
-        self._http = httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout_s)
+        # gzip only: the one encoding _CappedBody decodes.
+        self._http = httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout_s,
+                                       headers={"Accept-Encoding": "gzip"})
         self._retry_budget_s = retry_budget_s
+        self._deadline_s = retry_budget_s + timeout_s
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         # Wall-clock time: signatures carry it, and HTX's Expire header may be an epoch time.
@@ -322,7 +411,8 @@ class HtxClient:
         body: Mapping[str, Any] | None = None,
     ) -> T:
         """The answer's `data`, read as shape; an answer not shaped as documented is an HtxError."""
-        document = await self._call_with_retries(method, path, credentials, params, body)
+        async with answered_within(self._deadline_s, f"{method} {path}"):
+            document = await self._call_with_retries(method, path, credentials, params, body)
         try:
             return shape.validate_python(document.get("data"))
         except ValidationError as exc:
@@ -393,15 +483,16 @@ class HtxClient:
                 params=query if method == "GET" else None,
             )
         try:
-            response = await self._http.request(method, path, params=query, json=body)
+            async with self._http.stream(method, path, params=query, json=body) as response:
+                limits = parse_rate_limit_headers(response.headers, self._clock())
+                if limits is not None:
+                    self._limiter.observe(limiter_key, *limits)
+                content = await _read_capped(response, path)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc
         except httpx.TransportError as exc:
             raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_ERROR, _describe(exc)) from exc
-        limits = parse_rate_limit_headers(response.headers, self._clock())
-        if limits is not None:
-            self._limiter.observe(limiter_key, *limits)
-        return parse_response(response.status_code, response.content)
+        return parse_response(response.status_code, content)
 
     def _backoff(self, method: str, error: HtxError, attempt: int, deadline: float) -> float | None:
         """Seconds to wait before retrying after error (full jitter), or None when it must be raised now."""
@@ -417,6 +508,16 @@ class HtxClient:
         if credentials is None:
             return "public"
         return f"uid:{credentials.uid}" if credentials.uid is not None else f"key:{credentials.access_key}"
+
+
+async def _read_capped(response: httpx.Response, path: str) -> bytes:
+    """The body, decoded, never more than path's cap: reading stops at the first byte past it."""
+    body = _CappedBody(path, response.headers.get("content-encoding", ""),
+                       ANSWER_MAX_BYTES.get(path, DEFAULT_ANSWER_MAX_BYTES))
+    body.refuse_declared(response.headers.get("content-length"))
+    async for chunk in response.aiter_raw():
+        body.add(chunk)
+    return body.finish()
 
 
 def _htx_did_not_act(error: HtxError) -> bool:

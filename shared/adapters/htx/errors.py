@@ -33,6 +33,9 @@ class HtxErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     # Anything else HTX refused: a bad parameter, symbol or account, a malformed auth parameter.
     BAD_REQUEST = "bad_request"
+    # An answer we refuse to read: larger than the endpoint's cap, or in an encoding we cannot decode
+    # (shared/adapters/htx/README.md#answer-limits). Not transient: asking again would fetch the same answer.
+    UNREADABLE_ANSWER = "unreadable_answer"
 
     @property
     def transient(self) -> bool:
@@ -147,12 +150,24 @@ def envelope_failure(document: Mapping[str, Any]) -> tuple[str, str] | None:
             return None
         code = document.get("err-code", document.get("err_code"))
         message = document.get("err-msg", document.get("err_msg"))
-        return str(code or ""), str(message or "")
+        return _scalar_text(code), _scalar_text(message)
     if "code" in document:
-        if str(document["code"]) == "200":
+        if _scalar_text(document["code"]) == "200":
             return None
-        return str(document["code"]), str(document.get("message") or "")
+        return _scalar_text(document["code"]), _scalar_text(document.get("message"))
     return _UNRECOGNISED_ENVELOPE, "the answer has neither `status` nor `code`"
+
+
+# HTX's own codes and messages are a few dozen characters; longer ones are cut before they reach logs and errors.
+_MAX_TEXT = 300
+
+
+def _scalar_text(value: object) -> str:
+    """An envelope field as text: a string or number, cut to _MAX_TEXT; anything else (a list, an object, which
+    could be nested deep enough to break str()) as empty."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)[:_MAX_TEXT]
+    return ""
 
 
 def parse_response(http_status: int, body: bytes) -> dict[str, Any]:
@@ -170,9 +185,11 @@ def parse_response(http_status: int, body: bytes) -> dict[str, Any]:
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is none. ValueError covers bad JSON and bad UTF-8, and an
+    integer too long to convert; RecursionError is what json raises for nesting deeper than the stack."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return None
     return document if isinstance(document, dict) else None
 
@@ -191,5 +208,6 @@ def _kind_for_http_status(http_status: int) -> HtxErrorKind:
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:
-    text = " ".join(body.decode("utf-8", errors="replace").split())
+    # Only the start is decoded: the body may be megabytes.
+    text = " ".join(body[: limit * 4].decode("utf-8", errors="replace").split())
     return text[:limit] or "(empty body)"

@@ -4,8 +4,9 @@ run in a worker thread (hvac is synchronous; a blocked event loop would starve K
 import base64
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import hvac
@@ -46,6 +47,18 @@ class UnsealFailed(Exception):
 
 
 @dataclass(frozen=True)
+class SigningKeys:
+    """The public half of a Transit signing key: raw Ed25519 public keys by version, and the oldest version
+    Vault still accepts (a rotation's older versions are retired by raising it)."""
+
+    public_keys: dict[int, bytes]
+    min_version: int
+
+    def usable(self, version: int) -> bytes | None:
+        return self.public_keys.get(version) if version >= self.min_version else None
+
+
+@dataclass(frozen=True)
 class KvEntry:
     data: dict[str, Any]
     version: int
@@ -59,6 +72,8 @@ class VaultPort(Protocol):
 
     async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr: ...
     async def hmac(self, key: str, data: str) -> str: ...
+    async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]: ...
+    async def signing_keys(self, key: str) -> SigningKeys: ...
     async def read(self, path: str) -> KvEntry | None: ...
     async def read_metadata(self, path: str) -> dict[str, Any] | None: ...
     async def write(self, path: str, data: dict[str, Any], cas: int) -> int: ...
@@ -191,6 +206,36 @@ class VaultClient:
             )["data"]["hmac"])
 
         return await self._run(generate)
+
+    async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]:
+        """Sign every digest with the latest version of Transit key `key`, in one call (`vault:vN:<base64>` each)."""
+
+        def sign_batch() -> list[str]:
+            answer = self._hvac.secrets.transit.sign_data(
+                name=key, batch_input=[{"input": base64.b64encode(digest).decode()} for digest in digests],
+                mount_point=TRANSIT_MOUNT,
+            )
+            results = answer["data"]["batch_results"]
+            failed = [result["error"] for result in results if result.get("error")]
+            if failed:
+                raise VaultDenied(f"Transit refused to sign with {key}: {failed[0]}")
+            return [str(result["signature"]) for result in results]
+
+        return await self._run(sign_batch)
+
+    async def signing_keys(self, key: str) -> SigningKeys:
+        def read_public_keys() -> SigningKeys:
+            try:
+                data = self._hvac.secrets.transit.read_key(name=key, mount_point=TRANSIT_MOUNT)["data"]
+            except hvac_errors.InvalidPath:
+                return SigningKeys({}, 0)
+            return SigningKeys(
+                {int(version): base64.b64decode(entry["public_key"]) for version, entry in data["keys"].items()
+                 if entry.get("public_key")},
+                int(data.get("min_decryption_version") or 1),
+            )
+
+        return await self._run(read_public_keys)
 
     # ---- KV v2 ------------------------------------------------------------------------------------------
 

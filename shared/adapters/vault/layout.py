@@ -7,6 +7,15 @@ BINDING_SECRET_KEY = "binding-secret"
 # Transit key used only to HMAC access keys for the uniqueness index (the index never holds a key).
 ACCESS_KEY_INDEX_KEY = "access-key-index"
 
+# Ed25519 Transit keys, one per producing party, that sign its records (shared/contracts/provenance.py). Each
+# party's role may sign with its own only; every role may read their public halves, to verify.
+EVENT_SIGNING_KEY_PREFIX = "event-"
+
+
+def event_signing_key(producer: str) -> str:
+    return f"{EVENT_SIGNING_KEY_PREFIX}{producer}"
+
+
 # AppRoles, one per service and per client. Each has a policy file deploy/vault/policies/<role>.hcl.
 SERVICE_ROLES = ("intake", "validator", "vault-writer", "whitelist")
 CLIENT_ROLES = ("app", "trading-engine")

@@ -119,8 +119,13 @@ class WhitelistRecord(VaultRecord):
     last changed them."""
 
     pairs: list[str] = []
+    # When the app asked for these pairs: an older request (sent again) changes nothing. None: no such request.
+    pairs_as_of: IsoTime | None = _absent_when_none()
     # None until the whitelist service has judged the key (it always writes a judgement).
     health: KeyHealth | None = _absent_when_none()
+    # The time of the fact the health comes from (the key's write in Vault, or the start of the sweep that
+    # rechecked it): an older fact (a sweep's result delivered late or sent again) changes nothing.
+    health_as_of: IsoTime | None = _absent_when_none()
     request_id: str
     updated_at: IsoTime
 

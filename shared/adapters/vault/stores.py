@@ -118,6 +118,15 @@ async def _create_once(vault: VaultPort, path: str, record: R) -> R:
     return existing.record if existing is not None else (await _create_or_read(vault, path, record)).record
 
 
+@dataclass(frozen=True)
+class StoredVersion:
+    """A binding's current version in Vault and the time Vault recorded with its write: the order of the facts
+    about it (a health judgement older than the key it judges is stale)."""
+
+    version: int
+    written_at: datetime
+
+
 class Bindings:
     """Binding credentials (BindingRecord) by user and binding id."""
 
@@ -132,7 +141,9 @@ class Bindings:
         return await self._vault.read_metadata(binding_path(user_id, binding_id)) is not None
 
     async def save(self, record: BindingRecord, current: Versioned[BindingRecord]) -> Versioned[BindingRecord]:
-        """Write record as the version after current (a rotation)."""
+        """Write record as the version after current (a rotation). Vault drops the version replaced within the
+        same write, data included: the mount keeps one version per key (shared/adapters/vault/README.md#kv-history),
+        so a redelivered rotation has nothing left to clean up."""
         return await _check_and_set(self._vault, binding_path(record.user_id, record.binding_id), record, current)
 
     async def create_or_read(self, record: BindingRecord) -> Versioned[BindingRecord]:
@@ -143,21 +154,34 @@ class Bindings:
         """Every version: nothing is left to undelete."""
         await self._vault.delete_all(binding_path(user_id, binding_id))
 
-    async def recheckable(self) -> AsyncIterator[RecheckableBinding]:
-        """Every stored binding of every user that a key-health sweep can recheck."""
+    async def stored_version(self, user_id: str, binding_id: str) -> StoredVersion | None:
+        """The binding's current version and when Vault wrote it, without reading its secret."""
+        metadata = await self._vault.read_metadata(binding_path(user_id, binding_id))
+        if metadata is None:
+            return None
+        version = int(metadata["current_version"])
+        written = metadata["versions"][str(version)]["created_time"]
+        return StoredVersion(version, datetime.fromisoformat(written))
+
+    async def recheckable(self, user_id: str, binding_id: str) -> RecheckableBinding | None:
+        """What a key-health recheck needs of the binding stored now; None when it is gone, or was stored before
+        sweeps existed (no sealed secret to recheck with: logged, so a skipped key is not unseen)."""
+        entry = await self._vault.read(binding_path(user_id, binding_id))
+        if entry is None:
+            return None
+        try:
+            return RecheckableBinding.from_vault(entry.data)
+        except ValidationError:
+            log.warning("recheck_binding_skipped", user_id=user_id, binding_id=binding_id,
+                        reason="no sealed secret to recheck with")
+            return None
+
+    async def stored_ids(self) -> AsyncIterator[tuple[str, str]]:
+        """(user id, binding id) of every stored binding of every user: a list shows ids only, never a record."""
         for user_folder in await self._vault.list(BINDINGS_FOLDER):
             user_id = user_folder.rstrip("/")
             for binding_id in await self._vault.list(user_bindings_folder(user_id)):
-                entry = await self._vault.read(binding_path(user_id, binding_id))
-                try:
-                    binding = RecheckableBinding.from_vault(entry.data) if entry is not None else None
-                except ValidationError:
-                    # No sealed secret to hand on (see RecheckableBinding): said, so a skipped key is not unseen.
-                    log.warning("sweep_binding_skipped", user_id=user_id, binding_id=binding_id,
-                                reason="no sealed secret to recheck with")
-                    continue
-                if binding is not None:
-                    yield binding
+                yield user_id, binding_id
 
 
 class Whitelists:
@@ -174,8 +198,8 @@ class Whitelists:
         return await _create_or_read(self._vault, whitelist_path(user_id, binding_id), record)
 
     async def save(self, user_id: str, binding_id: str, current: Versioned[WhitelistRecord] | None, request_id: str,
-                   at: datetime, *, pairs: list[str] | None = None,
-                   health: KeyHealth | None = None) -> WhitelistRecord:
+                   at: datetime, *, pairs: list[str] | None = None, pairs_as_of: datetime | None = None,
+                   health: KeyHealth | None = None, health_as_of: datetime | None = None) -> WhitelistRecord:
         """Apply the changes given to the whitelist as just read (current), keeping the rest; a redelivered
         request (its request id already written) makes no new version. Returns the record as stored."""
         if current is not None and current.record.request_id == request_id:
@@ -183,8 +207,10 @@ class Whitelists:
         # No whitelist yet: no pairs, and the key as healthy as the validator found it.
         before = current.record if current is not None else WhitelistRecord(health=KeyHealth.HEALTHY,
                                                                              request_id="", updated_at=at)
-        record = WhitelistRecord(pairs=before.pairs if pairs is None else pairs, health=health or before.health,
-                                 request_id=request_id, updated_at=at)
+        record = WhitelistRecord(
+            pairs=before.pairs if pairs is None else pairs, pairs_as_of=pairs_as_of or before.pairs_as_of,
+            health=health or before.health, health_as_of=health_as_of or before.health_as_of,
+            request_id=request_id, updated_at=at)
         return (await _check_and_set(self._vault, whitelist_path(user_id, binding_id), record, current)).record
 
     async def delete(self, user_id: str, binding_id: str) -> None:

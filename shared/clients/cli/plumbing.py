@@ -65,5 +65,5 @@ async def await_outcome(client: BindingClient, request_id: str, outcome: Request
         stdout.print(Text.assemble(shown(subject), " is ", shown_state(final.state), "."))
         return EXIT_OK
     codes = ", ".join(final.reason_codes) or "no reason given"
-    stdout.print(Text.assemble(shown(subject), " ended ", shown_state(final.state), f" ({codes})."))
+    stdout.print(Text.assemble(shown(subject), " ended ", shown_state(final.state), " (", shown(codes), ")."))
     return EXIT_REFUSED

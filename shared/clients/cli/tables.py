@@ -18,7 +18,6 @@ from shared.clients.console import shown, stderr, stdout
 from shared.contracts.events import AuditEvent, BindingStatus
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
-from shared.runtime.logging import redact
 
 T = TypeVar("T")
 
@@ -72,12 +71,20 @@ def shown_state(state: BindingState) -> Text:
     return Text(state.value, style=_STATE_STYLES.get(state, ""))
 
 
+def shown_lines(lines: Iterable[Text]) -> Text:
+    """Texts one per line (a dim dash for none). Made by `shown`, which escapes a value's own line breaks, no
+    value can fake a line of its own."""
+    joined = list(lines)
+    return Text("\n").join(joined) if joined else shown(None)
+
+
 def shown_reasons(status: BindingStatus) -> Text:
-    lines = []
-    for reason in status.reasons:
-        lines.append(Text.assemble((reason.code.value, "bold"), ": ", shown(reason.message)))
-        lines.append(Text.assemble("  → ", (str(redact(reason.hint)), "italic")))
-    return Text("\n").join(lines) if lines else shown(None)
+    return shown_lines(
+        line
+        for reason in status.reasons
+        for line in (Text.assemble(shown(reason.code.value, style="bold"), ": ", shown(reason.message)),
+                     Text.assemble("  → ", shown(reason.hint, style="italic")))
+    )
 
 
 _TIME = "Time (UTC)"
@@ -109,7 +116,7 @@ AUDIT = TableView[AuditEvent](
         Column("User", lambda e: shown(e.user_id), ratio=2),
         Column("Binding", lambda e: shown(e.binding_id), ratio=3),
         Column("Key", lambda e: shown(e.access_key_masked), width=11),
-        Column("Reasons", lambda e: shown("\n".join(e.reason_codes)), ratio=4),
+        Column("Reasons", lambda e: shown_lines(shown(code) for code in e.reason_codes), ratio=4),
     ],
     lambda e: e.occurred_at,
 )

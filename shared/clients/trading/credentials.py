@@ -96,12 +96,8 @@ class BindingStore:
         self._cache: dict[tuple[str, str], _Cached] = {}
 
     @classmethod
-    def from_settings(cls, settings: EngineSettings) -> Self:
-        try:
-            credentials = settings.approle_credentials(TRADING_ENGINE_ROLE)
-        except RuntimeError as exc:
-            raise CredentialsMissing(str(exc)) from None
-        return cls(VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s), settings.engine_cache_ttl_s)
+    def from_settings(cls, settings: EngineSettings, vault: VaultPort | None = None) -> Self:
+        return cls(vault or engine_vault(settings), settings.engine_cache_ttl_s)
 
     async def get(self, user_id: str, binding_id: str) -> TradingBinding:
         """The binding as read at most `ttl_s` ago; raises BindingNotFound."""
@@ -145,3 +141,12 @@ class BindingStore:
         now = self._clock()
         for key in [key for key, cached in self._cache.items() if now - cached.read_at >= self._ttl_s]:
             del self._cache[key]
+
+
+def engine_vault(settings: EngineSettings) -> VaultClient:
+    """A trading engine's Vault identity (AppRole `trading-engine`)."""
+    try:
+        credentials = settings.approle_credentials(TRADING_ENGINE_ROLE)
+    except RuntimeError as exc:
+        raise CredentialsMissing(str(exc)) from None
+    return VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s)

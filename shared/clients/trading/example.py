@@ -135,7 +135,7 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
                 return EXIT_REFUSED
             # The gate has just read the binding: this comes from memory (unless the cache TTL is 0).
             stdout.print(binding_table(await gate.bindings.get(user_id, binding_id)))
-        stdout.print(Text.assemble(("Placed", "bold green"), f" order {placed.order_id}: {request.type} ",
+        stdout.print(Text.assemble(("Placed", "bold green"), " order ", shown(placed.order_id), f": {request.type} ",
                                    f"{amount} {symbol}" + (f" at {price}" if price is not None else "") + "."))
         return EXIT_OK
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.htx.client import HtxClient, HtxCredentials, answered_within
 from shared.adapters.htx.models import NewOrder, PlacedOrder
-from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
+from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding, engine_vault
 from shared.contracts.events import Event
 from shared.contracts.outcomes import audit
 from shared.contracts.pairs import normalise_pairs
@@ -25,6 +25,7 @@ from shared.contracts.routing import Party
 from shared.runtime.config import EngineSettings
 from shared.runtime.errors import ClientError
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
+from shared.runtime.provenance import EventSigner
 
 log = structlog.get_logger(__name__)
 
@@ -74,15 +75,18 @@ class EventSink(Protocol):
 
 
 class OrderGate:
-    """Places orders with the credentials of a binding, within its whitelist."""
+    """Places orders with the credentials of a binding, within its whitelist. HTX has htx_deadline_s in all to
+    answer an order, however slowly it drips the answer; past that the order's fate is unknown."""
 
-    def __init__(self, bindings: BindingStore, htx: OrderPlacer, events: EventSink) -> None:
+    def __init__(self, bindings: BindingStore, htx: OrderPlacer, events: EventSink, *, htx_deadline_s: float) -> None:
         self.bindings = bindings
         self._htx = htx
         self._events = events
+        self._htx_deadline_s = htx_deadline_s
 
     async def place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
-        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise HtxError as they are."""
+        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise HtxError as they are, and so
+        does no answer within the deadline (an `HtxTransientError` `network-error`: the order may have been placed)."""
         # A blank symbol normalises to "", which no whitelist holds.
         symbol = "".join(normalise_pairs([order.symbol]))
         # Read afresh, never from the cache: a revocation, a whitelist change or a rotation binds the very
@@ -109,10 +113,11 @@ class OrderGate:
             raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.NO_SPOT_ACCOUNT,
                                       "HTX listed no spot account for its key; open one on HTX and bind the key again")
 
-        placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
-            account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
-            price=order.price, client_order_id=order.client_order_id,
-        ))
+        async with answered_within(self._htx_deadline_s, "the order"):
+            placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
+                account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
+                price=order.price, client_order_id=order.client_order_id,
+            ))
         log.info("order_placed", user_id=user_id, binding_id=binding_id, access_key_masked=binding.access_key_masked,
                  symbol=symbol, order_id=placed.order_id)
         await self._audit(user_id, binding_id, binding, "order_placed",
@@ -144,10 +149,14 @@ class OrderGate:
 @asynccontextmanager
 async def order_gate(settings: EngineSettings) -> AsyncIterator[OrderGate]:
     """A gate wired to the settings' Vault (AppRole `trading-engine`), HTX and Kafka."""
-    bindings = BindingStore.from_settings(settings)
-    publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID, Party.TRADING_ENGINE)
+    vault = engine_vault(settings)
+    bindings = BindingStore.from_settings(settings, vault)
+    # Its order decisions are audited as the trading engine's, signed with that role's key in Vault.
+    publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID, EventSigner(vault, Party.TRADING_ENGINE))
     try:
-        async with HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s) as htx:
-            yield OrderGate(bindings, htx, publisher)
+        # htx_timeout_s is the order's whole deadline: retrying past it would be cut off anyway.
+        deadline_s = settings.htx_timeout_s
+        async with HtxClient(settings.htx_base_url, timeout_s=deadline_s, retry_budget_s=deadline_s) as htx:
+            yield OrderGate(bindings, htx, publisher, htx_deadline_s=deadline_s)
     finally:
         await publisher.close()

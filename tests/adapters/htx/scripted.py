@@ -1,6 +1,7 @@
 """A scripted HTX (an httpx transport answering from a list) and a fake clock, for tests of the client and
 the inspection without a server."""
 
+import asyncio
 import random
 
 import httpx
@@ -56,7 +57,22 @@ GATEWAY_ERROR = v1_error("gateway-internal-error", "Failed to load data. Try aga
 BAD_GATEWAY = httpx.Response(502, text="<html>502 Bad Gateway</html>")
 
 
+class StreamingTransport(httpx.AsyncBaseTransport):
+    """httpx.MockTransport, except that each answer is a fresh, unread stream: MockTransport reads the answer
+    before the client sees it, and the client reads answers raw, as they stream."""
+
+    def __init__(self, htx: ScriptedHtx, answer_after_s: float = 0.0) -> None:
+        self._htx = htx
+        self._answer_after_s = answer_after_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        await asyncio.sleep(self._answer_after_s)
+        answer = self._htx(request)
+        return httpx.Response(answer.status_code, headers=answer.headers, stream=httpx.ByteStream(answer.content))
+
+
 def client_for(htx: ScriptedHtx, time: FakeTime, **options) -> HtxClient:
     htx.time = time
     options = {"retry_budget_s": 2.0, "backoff_base_s": 0.1, "backoff_cap_s": 1.0, "rng": random.Random(7)} | options
-    return HtxClient(BASE_URL, transport=httpx.MockTransport(htx), clock=time.clock, sleep=time.sleep, **options)
+    return HtxClient(BASE_URL, transport=StreamingTransport(htx), clock=time.clock, sleep=time.sleep, **options)

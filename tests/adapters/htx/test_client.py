@@ -33,6 +33,7 @@ from tests.adapters.htx.scripted import (
     START,
     FakeTime,
     ScriptedHtx,
+    StreamingTransport,
     client_for,
     ok,
     v1_error,
@@ -110,13 +111,9 @@ async def test_sync_clock_signs_with_htx_time(time):
 
 async def test_keys_checked_together_share_one_clock_measurement(time):
     htx = ScriptedHtx(httpx.Response(200, json={"status": "ok", "data": int((START + 120) * 1000)}))
-
-    async def answer_after_a_while(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.01)  # as a real HTX would: the other callers run meanwhile
-        return htx(request)
-
-    async with HtxClient(BASE_URL, transport=httpx.MockTransport(answer_after_a_while), clock=time.clock,
-                         sleep=time.sleep) as client:
+    # Answering after a while, as a real HTX would: the other callers run meanwhile.
+    transport = StreamingTransport(htx, answer_after_s=0.01)
+    async with HtxClient(BASE_URL, transport=transport, clock=time.clock, sleep=time.sleep) as client:
         offsets = await asyncio.gather(*(client.sync_clock_if_older_than(60) for _ in range(20)))
     assert len(htx.requests) == 1
     assert offsets.count(None) == 19 and pytest.approx(120) in offsets

@@ -1,14 +1,19 @@
 """The stores' edges that the handlers' tests do not reach: a record that does not read as its type, a path
-that refuses a create-only write yet reads as empty, and the plaintext secret kept out of every dump but the
-Vault write and out of reprs."""
+that refuses a create-only write yet reads as empty, the plaintext secret kept out of every dump but the
+Vault write and out of reprs, and (on the real OpenBao) a rotation that leaves no readable copy of the old
+secret."""
 
+import json
+import uuid
 from typing import Any
 
+import hvac
 import pytest
+from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 
-from shared.adapters.vault.client import CasConflict
-from shared.adapters.vault.layout import binding_path
+from shared.adapters.vault.client import CasConflict, VaultClient
+from shared.adapters.vault.layout import KV_MOUNT, binding_path
 from shared.adapters.vault.records import BindingRecord, Tombstone
 from shared.adapters.vault.stores import Bindings, ConcurrentWrite, Tombstones, UnreadableRecord, VanishedRecord
 from shared.contracts.events import utc_now
@@ -27,8 +32,10 @@ class DeletedLatestVersion(InMemoryVault):
         raise CasConflict(f"{path} is not at version {cas}")
 
 
-def record() -> BindingRecord:
-    return BindingRecord.of(validated(access_key=ACCESS_KEY), SecretStr(SECRET_KEY), utc_now())
+def record(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1", access_key: str = ACCESS_KEY,
+           secret_key: str = SECRET_KEY) -> BindingRecord:
+    event = validated(user_id=user_id, binding_id=binding_id, request_id=request_id, access_key=access_key)
+    return BindingRecord.of(event, SecretStr(secret_key), utc_now())
 
 
 async def test_a_record_that_does_not_read_as_its_type_is_named_by_its_fields_never_its_values():
@@ -57,3 +64,54 @@ def test_the_plaintext_secret_is_dumped_only_for_the_vault_write_and_the_keys_st
     with pytest.raises(ValueError, match="only for a Vault write"):
         binding.model_dump_json()
     assert SECRET_KEY not in repr(binding) and ACCESS_KEY not in repr(binding)
+
+
+OLD_ACCESS_KEY = "0ld0ld00-acce55ke-y0ld0ld0-0ld0ld"
+OLD_SECRET_KEY = "rotated-away-secret-3f2e1d0c-must-vanish"
+
+
+def _read_version_as_root(root: hvac.Client, path: str, version: int) -> dict[str, Any] | None:
+    answer = root.secrets.kv.v2.read_secret_version(path, version=version, mount_point=KV_MOUNT,
+                                                    raise_on_deleted_version=False)
+    data: dict[str, Any] | None = answer["data"]["data"]
+    return data
+
+
+@pytest.mark.stack
+async def test_a_rotated_away_secret_leaves_no_readable_copy_in_kv_history_not_even_for_root(bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
+    user_id, binding_id = "history-user", uuid.uuid4().hex
+    path = binding_path(user_id, binding_id)
+    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY, OLD_SECRET_KEY))
+    rotated = await bindings.save(record(user_id, binding_id, "r2"), first)
+    assert (first.version, rotated.version) == (1, 2)
+
+    root = hvac.Client(url=settings.vault_addr, token=bootstrapped_stack.root_token)
+    with pytest.raises(hvac_errors.InvalidPath):
+        _read_version_as_root(root, path, 1)
+    root.secrets.kv.v2.undelete_secret_versions(path, versions=[1], mount_point=KV_MOUNT)
+    with pytest.raises(hvac_errors.InvalidPath):
+        _read_version_as_root(root, path, 1)
+    metadata = root.secrets.kv.v2.read_secret_metadata(path, mount_point=KV_MOUNT)["data"]
+    assert list(metadata["versions"]) == ["2"] and metadata["oldest_version"] == 2
+    latest = json.dumps(_read_version_as_root(root, path, 2)) + json.dumps(metadata)
+    assert OLD_SECRET_KEY not in latest and OLD_ACCESS_KEY not in latest
+    assert (await bindings.read(user_id, binding_id)).record.to_vault()["secret_key"] == SECRET_KEY
+
+
+@pytest.mark.stack
+async def test_check_and_set_still_tells_a_stale_rotation_from_a_redelivered_one_once_history_is_gone(
+        bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
+    user_id, binding_id = "history-user", uuid.uuid4().hex
+    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY, OLD_SECRET_KEY))
+    rotated = await bindings.save(record(user_id, binding_id, "r2"), first)
+
+    redelivered = await bindings.save(record(user_id, binding_id, "r2"), first)
+    with pytest.raises(ConcurrentWrite):
+        await bindings.save(record(user_id, binding_id, "r3"), first)
+    again = await bindings.save(record(user_id, binding_id, "r3"), rotated)
+
+    assert (redelivered.version, again.version) == (2, 3)

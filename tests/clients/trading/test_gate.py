@@ -1,16 +1,20 @@
 """OrderGate with an in-memory Vault, a recording HTX and a recording audit sink: what is sent, what is
 refused and why, what is audited, and that a decision never rests on a cached binding."""
 
+import time
 from decimal import Decimal
 
 import pytest
 from structlog.testing import capture_logs
 
+from shared.adapters.htx.client import NETWORK_ERROR, HtxClient
+from shared.adapters.htx.errors import HtxTransientError
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.secrets import mask_access_key
+from tests.adapters.htx.hostile import drip, hostile_htx
 from tests.clients.trading.fakes import (
     ACCESS_KEY,
     BINDING,
@@ -28,6 +32,10 @@ from tests.clients.trading.fakes import (
 TTL_S = 3600.0
 BUY_BTC = OrderRequest("BTC/USDT", "buy-limit", Decimal("0.001"), Decimal("30000"), client_order_id="c-1")
 BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
+# The whole time HTX has to answer an order.
+DEADLINE_S = 1.0
+# Time for the loop and the sockets beyond a deadline, on a loaded 2-core machine.
+SLACK_S = 0.75
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def sink():
 
 @pytest.fixture
 def gate(vault, clock, htx, sink):
-    return OrderGate(BindingStore(vault, TTL_S, clock), htx, sink)
+    return OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
 
 
 @pytest.fixture
@@ -160,7 +168,7 @@ async def test_a_revoked_binding_whose_whitelist_was_written_again_is_still_refu
 
 @pytest.mark.usefixtures("active_binding")
 async def test_an_audit_the_broker_cannot_take_changes_no_decision(vault, clock, htx):
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True))
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True), htx_deadline_s=DEADLINE_S)
     with capture_logs() as logs:
         placed = await gate.place(USER, BINDING, BUY_BTC)
         refused = await refusal(gate, BUY_ETH)
@@ -179,3 +187,20 @@ async def test_no_secret_or_whole_access_key_in_audit_events_errors_or_log_lines
     said = [event.to_bytes().decode() for event in audits(sink)] + [str(refused), repr(refused)]
     said += [repr(line) for line in logs]
     assert logs and all(SECRET_KEY not in text and ACCESS_KEY not in text for text in said)
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_an_htx_dripping_its_answer_cannot_hold_an_order_past_the_deadline(vault, clock, sink):
+    # HTX sends a byte every 0.3 s, so the client's own per-read timeout (5 s) and retry budget (20 s) never
+    # stop it: only the gate's total deadline does.
+    async with hostile_htx(drip(0.3)) as server, HtxClient(server.base_url) as htx:
+        gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+        started = time.monotonic()
+        with pytest.raises(HtxTransientError) as caught:
+            await gate.place(USER, BINDING, BUY_BTC)
+        elapsed = time.monotonic() - started
+
+    assert DEADLINE_S <= elapsed < DEADLINE_S + SLACK_S
+    assert caught.value.code == NETWORK_ERROR and "the order" in caught.value.message
+    assert server.requests == 1 and server.body_bytes_sent > 1
+    assert [event.outcome for event in audits(sink)] == []

@@ -5,9 +5,10 @@ import pytest
 from services.intake.handlers import IntakeDeps, handle_binding_requested, on_malformed
 from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
 from shared.contracts.events import BindingAccepted, BindingRequested, MalformedEvent, utc_now
+from shared.contracts.outcomes import status
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic, route_of
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 from tests.builders import topic_of
 from tests.fakes import AT, fake_seal
 
@@ -102,6 +103,28 @@ async def test_a_request_still_received_is_accepted_again_identically():
     again = await handle_binding_requested(bind, shared, at=AT + timedelta(seconds=30))
     assert [m.to_bytes() for m in again if topic_of(m) != Topic.AUDIT] == \
         [m.to_bytes() for m in first if topic_of(m) != Topic.AUDIT]
+
+
+async def test_a_request_id_whose_latest_status_answers_another_kind_of_request_is_checked_in_full():
+    # The app chooses request ids: a whitelist request may carry a binding request's. Its `received` must not
+    # let a later binding request with that id skip the checks.
+    shared = deps()
+    shared.history.record(status(user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1",
+                                 occurred_at=AT, kind=RequestKind.WHITELIST))
+    plaintext = request(secret_key_sealed="the-plaintext-secret", exchange="binance")
+    out = by_topic(await handle_binding_requested(plaintext, shared, at=AT))
+    assert Topic.BINDING_ACCEPTED not in out
+    assert out[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.UNSUPPORTED_EXCHANGE, ReasonCode.SECRET_NOT_SEALED]
+
+
+async def test_a_request_still_received_is_checked_again_before_it_is_accepted_again():
+    shared = deps()
+    first = await handle_binding_requested(request(), shared, at=AT)
+    shared.history.record(by_topic(first)[Topic.BINDING_STATUS][0])
+    # The same request id, now with what the first copy's checks would have refused.
+    swapped = by_topic(await handle_binding_requested(request(secret_key_sealed="plain"), shared, at=AT))
+    assert Topic.BINDING_ACCEPTED not in swapped
+    assert swapped[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.SECRET_NOT_SEALED]
 
 
 async def test_rotation_keeps_the_binding_id_it_replaces():

@@ -4,7 +4,6 @@ import pytest
 from pydantic import SecretStr
 
 from services.vault_writer.handlers import (
-    StoredThenRotated,
     VaultWriterDeps,
     handle_binding_validated,
     handle_revoke_requested,
@@ -150,8 +149,8 @@ async def test_revoking_an_unknown_binding_is_refused():
 async def test_a_rotation_that_loses_to_another_write_is_tried_again_from_a_fresh_read():
     vault = RacingVault()
     await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
     rival = validated(request_id="r3", access_key="ak-000000000003", replaces_binding_id="b1")
+    rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")  # validated later
     vault.race(binding_path("u1", "b1"), BindingRecord.of(rival, SecretStr("th3"), AT).to_vault())
     with pytest.raises(ConcurrentWrite):
         await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT)
@@ -173,20 +172,37 @@ async def test_a_rotation_that_loses_to_its_own_redelivery_says_what_that_one_st
     assert len(vault.versions[binding_path("u1", "b1")]) == 2
 
 
-async def test_a_new_binding_redelivered_after_its_rotation_is_not_retried_in_place():
+async def test_a_new_binding_redelivered_after_its_rotation_is_superseded_and_keeps_the_rotation():
     vault = InMemoryVault()
     await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     rotation = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
     await handle_binding_validated(rotation, VaultWriterDeps(vault), at=AT)
-    with pytest.raises(StoredThenRotated) as raised:
-        await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
-    assert not isinstance(raised.value, TransientError)  # dead-lettered after the runtime's bounded attempts
+    out = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    assert [(m.action, m.outcome) for m in out] == [("store", "superseded")]  # no status, no dead letter
+    assert BindingRecord.from_vault(vault.versions[binding_path("u1", "b1")][-1]).access_key == "ak-000000000002"
+    # The replaced key's index claim, taken again by the replay, is let go again.
+    assert len(index_paths(vault)) == 1
 
 
-async def test_a_sweep_passes_over_what_holds_no_sealed_secret():
+async def test_an_old_rotation_sent_again_does_not_bring_the_older_key_back():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    first = validated(request_id="r2", access_key="ak-000000000002", replaces_binding_id="b1")
+    second = validated(request_id="r3", access_key="ak-000000000003", replaces_binding_id="b1")
+    await handle_binding_validated(first, VaultWriterDeps(vault), at=AT)
+    await handle_binding_validated(second, VaultWriterDeps(vault), at=AT)
+    out = await handle_binding_validated(first, VaultWriterDeps(vault), at=AT)  # a genuine old record, replayed
+    assert [(m.action, m.outcome) for m in out] == [("store", "superseded")]
+    assert BindingRecord.from_vault(vault.versions[binding_path("u1", "b1")][-1]).access_key == "ak-000000000003"
+
+
+async def test_a_sweep_names_every_stored_binding_and_carries_no_key():
     vault = InMemoryVault()
     await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
     await vault.write(binding_path("u9", "b9"), {"seeded": "yes"}, cas=0)  # e.g. written by hand, or long ago
     out = await handle_sweep_requested(SweepRequested(request_id="s1", sweep_id="k1", requested_at=AT),
                                        VaultWriterDeps(vault), at=AT)
-    assert [(m.user_id, m.binding_id) for m in out if isinstance(m, RecheckRequested)] == [("u1", "b1")]
+    rechecks = [m for m in out if isinstance(m, RecheckRequested)]
+    assert [(m.user_id, m.binding_id) for m in rechecks] == [("u1", "b1"), ("u9", "b9")]
+    # The validator reads each key itself; the sweep's claim time orders what it finds.
+    assert all(m.sweep_started_at == AT and "secret" not in m.model_dump_json() for m in rechecks)

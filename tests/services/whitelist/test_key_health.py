@@ -26,7 +26,7 @@ def sweep(request_id="s1", sweep_id="manual-1"):
     return SweepRequested(request_id=request_id, sweep_id=sweep_id, requested_at=utc_now())
 
 
-async def test_a_sweep_asks_to_recheck_every_stored_binding_with_its_sealed_secret():
+async def test_a_sweep_asks_to_recheck_every_stored_binding_by_name_only():
     vault = InMemoryVault()
     for user, binding, key in (("u1", "b1", "ak-000000000001"), ("u1", "b2", "ak-000000000002"),
                                ("u2", "b3", "ak-000000000003")):
@@ -34,7 +34,7 @@ async def test_a_sweep_asks_to_recheck_every_stored_binding_with_its_sealed_secr
                                        VaultWriterDeps(vault), at=AT)
     rechecks = of(await handle_sweep_requested(sweep(), VaultWriterDeps(vault), at=AT), Topic.BINDING_RECHECK_REQUESTED)
     assert sorted((r.user_id, r.binding_id) for r in rechecks) == [("u1", "b1"), ("u1", "b2"), ("u2", "b3")]
-    assert all(r.secret_key_sealed.get_secret_value().startswith("vault:v1:") for r in rechecks)
+    assert all("secret" not in r.model_dump_json() and "access_key" not in r.model_dump_json() for r in rechecks)
 
 
 async def test_a_sweep_runs_once_however_many_instances_ask():
@@ -75,10 +75,11 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
     assert not unknown.checked and unknown.rejections == []
 
 
-def rechecked(rejections=(), warnings=(), sweep_request_id="s1"):
+def rechecked(rejections=(), warnings=(), sweep_request_id="s1", sweep_started_at=None):
     return BindingRechecked(event_id=uuid.uuid4(), sweep_request_id=sweep_request_id, user_id="u1",
                             binding_id="b1", exchange="htx", access_key_masked="ak-0…0001", checked=True,
-                            rejections=list(rejections), warnings=list(warnings), checked_at=utc_now())
+                            sweep_started_at=sweep_started_at or utc_now(), rejections=list(rejections),
+                            warnings=list(warnings), checked_at=utc_now())
 
 
 async def active_binding():
@@ -125,3 +126,41 @@ async def test_the_pacer_spaces_callers_evenly():
     for _ in range(3):
         await pacer.wait()
     assert slept == [0.25, 0.25]
+
+
+async def test_a_copy_of_binding_stored_never_heals_a_key_a_sweep_found_invalid():
+    # Another instance, which did not see the first copy, handles the second one (at-least-once delivery).
+    deps = await active_binding()
+    await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)]), deps, at=AT)
+    fresh_instance = WhitelistDeps(deps.vault, catalog())
+    out = await handle_binding_stored(stored(), fresh_instance, at=AT)
+    assert of(out, Topic.BINDING_STATUS) == [] and [a.outcome for a in of(out, Topic.AUDIT)] == ["superseded"]
+    assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["health"] == "invalid"
+
+
+async def test_a_genuine_old_recheck_sent_again_does_not_undo_a_newer_one():
+    deps = await active_binding()
+    healthy_then = rechecked(sweep_request_id="s1")
+    invalid_now = rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2")
+    await handle_binding_rechecked(healthy_then, deps, at=AT)
+    [invalid] = of(await handle_binding_rechecked(invalid_now, deps, at=AT), Topic.BINDING_STATUS)
+    assert invalid.state == BindingState.INVALID
+    replayed = await handle_binding_rechecked(healthy_then, deps, at=AT)
+    assert of(replayed, Topic.BINDING_STATUS) == [] and of(replayed, Topic.AUDIT)[0].outcome == "stale_recheck_ignored"
+    assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["health"] == "invalid"
+
+
+async def test_a_sweep_that_started_before_the_key_was_stored_says_nothing_about_it():
+    started_before = utc_now()
+    deps = await active_binding()
+    late = await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_started_at=started_before),
+                                          deps, at=AT)
+    assert of(late, Topic.BINDING_STATUS) == []
+    assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["health"] == "healthy"
+
+
+async def test_a_binding_stored_about_a_version_rotated_away_changes_nothing():
+    deps = await active_binding()
+    await deps.vault.write(binding_path("u1", "b1"), {"access_key": "rotated"}, cas=1)
+    out = await handle_binding_stored(stored(), WhitelistDeps(deps.vault, catalog()), at=AT)
+    assert of(out, Topic.BINDING_STATUS) == [] and of(out, Topic.AUDIT)[0].outcome == "superseded"

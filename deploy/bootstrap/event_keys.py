@@ -1,0 +1,150 @@
+"""The records' signing keys (shared/contracts/provenance.py): one Ed25519 Transit key per party that produces
+a topic in the routing table, created by the bootstrap, rotated and retired by `hash7-keys` with an admin token.
+
+A rotation without downtime: `hash7-keys rotate <party>` adds a version, which Transit signs with from the next
+record on; verifiers meet the new version on a record and read the public keys again (shared/runtime/provenance.py),
+while records signed with the older version still verify. Once every consumer has read past the older records
+(no lag), `hash7-keys retire <party>` makes Vault's minimum version the latest: verifiers stop accepting the
+older versions within a minute, and records still signed with them become dead letters.
+"""
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+import click
+import hvac
+import requests
+from hvac import exceptions as hvac_errors
+
+from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
+from shared.adapters.vault.layout import TRANSIT_MOUNT, event_signing_key
+from shared.contracts.routing import ROUTES, Party
+
+# Every party that produces some topic signs what it produces.
+SIGNING_PARTIES = tuple(sorted({party for route in ROUTES.values() for party in route.producers}))
+
+
+@dataclass(frozen=True)
+class SigningKeyState:
+    party: str
+    key: str
+    latest_version: int
+    min_version: int
+
+
+def ensure_event_signing_keys(client: hvac.Client, progress: Progress) -> None:
+    for party in SIGNING_PARTIES:
+        name = event_signing_key(party.value)
+        subject = f"vault transit signing key {name}"
+        try:
+            key = client.secrets.transit.read_key(name, mount_point=TRANSIT_MOUNT)["data"]
+        except hvac_errors.InvalidPath:
+            # Not exportable, no plaintext backup: the private key can never leave Vault.
+            client.secrets.transit.create_key(name, key_type="ed25519", exportable=False,
+                                              allow_plaintext_backup=False, mount_point=TRANSIT_MOUNT)
+            progress.record(subject, Outcome.CREATED, "ed25519")
+            continue
+        if key["type"] != "ed25519" or key["exportable"] or key["allow_plaintext_backup"]:
+            raise BootstrapError(
+                f"Transit key {name} exists as {key['type']} (exportable={key['exportable']}, plaintext backup="
+                f"{key['allow_plaintext_backup']}); Hash7 needs a non-exportable ed25519 key there. Delete it or "
+                "choose another Vault"
+            )
+        progress.record(subject, Outcome.PRESENT, f"version {key['latest_version']}")
+
+
+def signing_key_states(client: hvac.Client) -> list[SigningKeyState]:
+    return [_state(client, party) for party in SIGNING_PARTIES]
+
+
+def rotate(client: hvac.Client, party: Party) -> SigningKeyState:
+    client.secrets.transit.rotate_key(event_signing_key(party.value), mount_point=TRANSIT_MOUNT)
+    return _state(client, party)
+
+
+def retire_older_versions(client: hvac.Client, party: Party) -> SigningKeyState:
+    """Only the latest version verifies from now on (within verifiers' key refresh, a minute)."""
+    latest = _state(client, party).latest_version
+    client.secrets.transit.update_key_configuration(event_signing_key(party.value), min_decryption_version=latest,
+                                                    mount_point=TRANSIT_MOUNT)
+    return _state(client, party)
+
+
+def _state(client: hvac.Client, party: Party) -> SigningKeyState:
+    name = event_signing_key(party.value)
+    try:
+        key = client.secrets.transit.read_key(name, mount_point=TRANSIT_MOUNT)["data"]
+    except hvac_errors.InvalidPath:
+        raise BootstrapError(f"Vault has no signing key {name}: run the bootstrap first") from None
+    return SigningKeyState(party.value, name, int(key["latest_version"]), int(key["min_decryption_version"]))
+
+
+# ---- hash7-keys --------------------------------------------------------------------------------------------
+
+_PARTY = click.Choice([party.value for party in SIGNING_PARTIES])
+
+
+@click.group(help=__doc__)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def cli(context: click.Context, output: str) -> None:
+    context.obj = output
+
+
+@cli.command("list", help="Each party's signing key: its latest version and the oldest one still accepted.")
+@click.pass_obj
+def list_keys(output: str) -> None:
+    _show(output, signing_key_states(_admin_client()))
+
+
+@cli.command("rotate", help="Add a version to PARTY's key: Transit signs with it from now on, older versions still "
+                             "verify.")
+@click.argument("party", type=_PARTY)
+@click.pass_obj
+def rotate_command(output: str, party: str) -> None:
+    _show(output, [rotate(_admin_client(), Party(party))])
+
+
+@cli.command("retire", help="Accept only the latest version of PARTY's key (once consumers have read past the "
+                             "older ones).")
+@click.argument("party", type=_PARTY)
+@click.pass_obj
+def retire_command(output: str, party: str) -> None:
+    _show(output, [retire_older_versions(_admin_client(), Party(party))])
+
+
+def _admin_client() -> hvac.Client:
+    # Imported here: the bootstrap's settings and token lookup (deploy/bootstrap/run.py) import this module.
+    from deploy.bootstrap.run import BootstrapSettings, admin_token
+    from shared.adapters.vault.client import hvac_client
+
+    settings = BootstrapSettings()
+    return hvac_client(settings.vault_addr, admin_token(settings), settings.vault_timeout_s)
+
+
+def _show(output: str, states: list[SigningKeyState]) -> None:
+    if output == "json":
+        click.echo(json.dumps([asdict(state) for state in states], indent=2))
+        return
+    click.echo(f"{'party':<16} {'key':<24} {'latest':>6} {'accepted from':>13}")
+    for state in states:
+        click.echo(f"{state.party:<16} {state.key:<24} {state.latest_version:>6} {state.min_version:>13}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False, prog_name="hash7-keys")
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (BootstrapError, hvac_errors.VaultError) as error:
+        click.echo(f"hash7-keys: {error}", err=True)
+        sys.exit(1)
+    except requests.ConnectionError:
+        click.echo("hash7-keys: cannot reach Vault (HASH7_VAULT_ADDR): is it running?", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

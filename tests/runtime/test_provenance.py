@@ -1,0 +1,171 @@
+"""Proof of origin (shared/runtime/provenance.py), attacked as someone who can write any record to the broker
+would: every record without a valid signature by a producer the routing table allows on its topic is refused,
+and a change to any signed part of a genuine record breaks it."""
+
+import base64
+import hashlib
+
+import pytest
+
+from shared.adapters.vault.client import SigningKeys
+from shared.adapters.vault.layout import event_signing_key
+from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, signed_digest
+from shared.contracts.routing import ROUTES, Party, Topic
+from shared.runtime.provenance import EventSigner, EventVerifier, OutgoingRecord, Unauthentic
+from tests.builders import provenance_headers
+from tests.fakes import InMemoryVault
+
+BODY = b'{"user_id": "u1", "state": "active"}'
+STATUS = ROUTES[Topic.BINDING_STATUS]
+
+
+async def verify(vault, headers, body=BODY, key=b"u1", topic=Topic.BINDING_STATUS, verifier=None):
+    verifier = verifier or EventVerifier(vault)
+    return await verifier.producer_of(topic, ROUTES[topic].producers, key, headers, body)
+
+
+def replaced(headers, name, value):
+    return [(n, value if n == name else v) for n, v in headers]
+
+
+async def test_a_record_signed_by_an_allowed_producer_verifies_and_names_it():
+    vault = InMemoryVault()
+    [signed] = await EventSigner(vault, Party.WHITELIST).sign([OutgoingRecord(Topic.BINDING_STATUS, "u1", BODY, {
+        "event-type": "BindingStatus"})])
+    headers = [(name, value.encode()) for name, value in signed.headers.items()]
+    assert await verify(vault, headers) is Party.WHITELIST
+
+
+async def test_a_record_without_proof_is_refused():
+    with pytest.raises(Unauthentic, match="no x-hash7-producer header"):
+        await verify(InMemoryVault(), [("event-type", b"BindingStatus")])
+
+
+async def test_a_producer_the_table_does_not_allow_on_the_topic_is_refused_even_with_its_own_genuine_key():
+    vault = InMemoryVault()
+    # The app signs genuinely, but the app does not produce statuses.
+    headers = provenance_headers(vault, Party.APP, Topic.BINDING_STATUS, BODY)
+    with pytest.raises(Unauthentic, match="app may not produce binding.status"):
+        await verify(vault, headers)
+
+
+@pytest.mark.parametrize("claimed", ["root", "whitelist\x1b[2J", "", "WHITELIST"])
+async def test_a_producer_that_is_no_party_is_refused(claimed):
+    vault = InMemoryVault()
+    headers = replaced(provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY), PRODUCER_HEADER,
+                       claimed.encode())
+    with pytest.raises(Unauthentic):
+        await verify(vault, headers)
+
+
+async def test_claiming_another_allowed_producer_breaks_the_signature():
+    vault = InMemoryVault()
+    headers = replaced(provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY), PRODUCER_HEADER,
+                       b"intake")
+    with pytest.raises(Unauthentic, match="does not verify with the intake key"):
+        await verify(vault, headers)
+
+
+@pytest.mark.parametrize("change", ["body", "key", "topic", "signed header", "added header"])
+async def test_any_change_to_a_genuine_record_breaks_its_signature(change):
+    vault = InMemoryVault()
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY, headers={"event-type": "S"})
+    body, key, topic = BODY, b"u1", Topic.BINDING_STATUS
+    if change == "body":
+        body = BODY.replace(b"active", b"revoked")
+    elif change == "key":
+        key = b"u2"
+    elif change == "topic":
+        topic = Topic.AUDIT  # a topic the whitelist produces as well
+    elif change == "signed header":
+        headers = replaced(headers, "event-type", b"AuditEvent")
+    else:
+        headers = [*headers, ("x-dlq-original-topic", b"anything")]
+    with pytest.raises(Unauthentic, match="does not verify"):
+        await verify(vault, headers, body=body, key=key, topic=topic)
+
+
+async def test_headers_a_client_library_adds_are_neither_signed_nor_in_the_way():
+    vault = InMemoryVault()
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    assert await verify(vault, [*headers, ("correlation_id", b"\xff\xfe"), ("content-type", b"")]) is Party.WHITELIST
+
+
+async def test_a_second_producer_or_signature_header_is_refused():
+    vault = InMemoryVault()
+    genuine = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    for name in (PRODUCER_HEADER, SIGNATURE_HEADER):
+        with pytest.raises(Unauthentic, match="appears twice"):
+            await verify(vault, [*genuine, (name, dict(genuine)[name])])
+
+
+@pytest.mark.parametrize("signature", [b"", b"vault:v1:", b"vault:v1:" + b"A" * 86 + b"==x", b"v1:abc",
+                                       b"vault:v99999999999:" + b"A" * 86 + b"==", b"\xff\xfe"])
+async def test_a_signature_that_is_not_one_is_refused(signature):
+    vault = InMemoryVault()
+    headers = replaced(provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY), SIGNATURE_HEADER,
+                       signature)
+    with pytest.raises(Unauthentic):
+        await verify(vault, headers)
+
+
+async def test_a_signature_by_another_key_is_refused():
+    vault, elsewhere = InMemoryVault(), InMemoryVault()
+    headers = provenance_headers(elsewhere, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    await vault.signing_keys(event_signing_key("whitelist"))  # the real key exists
+    with pytest.raises(Unauthentic, match="does not verify"):
+        await verify(vault, headers)
+
+
+class CountingKeys(InMemoryVault):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def signing_keys(self, key: str) -> SigningKeys:
+        self.reads += 1
+        return await super().signing_keys(key)
+
+
+async def test_a_rotation_verifies_old_and_new_versions_and_a_retirement_refuses_the_old():
+    vault, now = CountingKeys(), [0.0]
+    verifier = EventVerifier(vault, clock=lambda: now[0])
+    old = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    assert await verify(vault, old, verifier=verifier) is Party.WHITELIST
+    vault.rotate(event_signing_key("whitelist"))
+    now[0] += 2  # past the wait before an unknown version may make the verifier read the keys again
+    new = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    assert new != old
+    assert await verify(vault, new, verifier=verifier) is Party.WHITELIST
+    assert await verify(vault, old, verifier=verifier) is Party.WHITELIST  # in flight during the rotation
+    vault.retire_below(event_signing_key("whitelist"), 2)
+    now[0] += 61  # the keys are read again within a minute
+    with pytest.raises(Unauthentic, match="version 1 of the whitelist key"):
+        await verify(vault, old, verifier=verifier)
+    assert await verify(vault, new, verifier=verifier) is Party.WHITELIST
+
+
+async def test_a_flood_of_unknown_versions_reads_the_keys_at_most_once_a_second():
+    vault, now = CountingKeys(), [0.0]
+    verifier = EventVerifier(vault, clock=lambda: now[0])
+    genuine = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    await verify(vault, genuine, verifier=verifier)
+    signature = b"vault:v7:" + base64.b64encode(hashlib.sha512(b"forged").digest())
+    for _ in range(500):
+        with pytest.raises(Unauthentic, match="version 7"):
+            await verify(vault, replaced(genuine, SIGNATURE_HEADER, signature), verifier=verifier)
+    assert vault.reads == 1
+    now[0] += 1.5
+    with pytest.raises(Unauthentic):
+        await verify(vault, replaced(genuine, SIGNATURE_HEADER, signature), verifier=verifier)
+    assert vault.reads == 2
+
+
+def test_the_digest_is_the_published_layout():
+    # shared/contracts/provenance.py documents it for producers in other languages: pin it.
+    digest = signed_digest("binding.status", "whitelist", b"u1", {"event-type": "BindingStatus",
+                                                                  "correlation_id": "ignored",
+                                                                  SIGNATURE_HEADER: "ignored"}, b"{}")
+    document = ('["hash7-record-signature/1","binding.status","whitelist","7531",[["event-type","BindingStatus"]],'
+                f'"{hashlib.sha256(b"{}").hexdigest()}"]')
+    assert digest == hashlib.sha256(document.encode()).digest()
