@@ -54,6 +54,17 @@ def ensure_event_signing_keys(client: hvac.Client, progress: Progress) -> None:
         progress.record(subject, Outcome.PRESENT, f"version {key['latest_version']}")
 
 
+def signing_policy(role: str) -> str:
+    """What a role's policy grants for records (deploy/bootstrap/vault_setup.py appends it to the role's file):
+    signing with its own key when the routing table has it produce a topic, reading every public key."""
+    own = ""
+    if role in {party.value for party in SIGNING_PARTIES}:
+        own = (f'\n# Sign the records it produces: the private key never leaves Vault; no other role signs as {role}.\n'
+               f'path "{TRANSIT_MOUNT}/sign/{event_signing_key(role)}" {{\n  capabilities = ["update"]\n}}\n')
+    return own + ("\n# Read the public halves of every producer's signing key, to verify what it reads.\n"
+                  f'path "{TRANSIT_MOUNT}/keys/{event_signing_key("*")}" {{\n  capabilities = ["read"]\n}}\n')
+
+
 def signing_key_states(client: hvac.Client) -> list[SigningKeyState]:
     return [_state(client, party) for party in SIGNING_PARTIES]
 

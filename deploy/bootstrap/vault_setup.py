@@ -15,7 +15,7 @@ import requests
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr, ValidationError
 
-from deploy.bootstrap.event_keys import ensure_event_signing_keys
+from deploy.bootstrap.event_keys import ensure_event_signing_keys, signing_policy
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.client import hvac_client
@@ -220,7 +220,8 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
     for role in ALL_ROLES:
         policy_file = policies_dir / f"{role}.hcl"
         try:
-            wanted = policy_file.read_text()
+            # The lines for signing and verifying records follow from the routing table, not from the file.
+            wanted = policy_file.read_text() + signing_policy(role)
         except FileNotFoundError:
             raise BootstrapError(f"no policy for role {role}: {policy_file} is missing") from None
         try:

@@ -25,12 +25,14 @@ from shared.contracts.events import (
 )
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
-from shared.contracts.reasons import Reason
+from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.errors import TransientError
 
 SERVICE = Party.WHITELIST
+# Whitelists a user may keep for bindings not stored (yet): pairs sent right after a bind request wait for it.
+MAX_PENDING_WHITELISTS = 5
 
 
 class CatalogNotLoaded(TransientError):
@@ -61,11 +63,19 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
     if current is not None and _older(event.requested_at, current.record.pairs_as_of):
         # Asked before the pairs in force were (an old request sent again): they stay.
         return [_audit(event.user_id, event.request_id, event.binding_id, "superseded", [], pairs)]
+    stored = await deps.bindings.exists(event.user_id, event.binding_id)
+    if not stored and current is None and await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS:
+        # Pairs may come before their binding is stored, but binding ids that never come (another user's, made
+        # up) must not pile up in Vault.
+        return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
+                        binding_id=event.binding_id, occurred_at=at, kind=RequestKind.WHITELIST,
+                        reasons=[reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
+                        details={"scope": "whitelist", "whitelist_unchanged": True})
     record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs,
                                         pairs_as_of=event.requested_at)
     # When the whitelist was written: a status sent again after a redelivery keeps that time.
     saved_at = record.updated_at
-    if not await deps.bindings.exists(event.user_id, event.binding_id):
+    if not stored:
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
@@ -163,6 +173,12 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="whitelist", kind=None, details={"scope": "whitelist"})
+
+
+async def _pending_whitelists(deps: WhitelistDeps, user_id: str) -> int:
+    """How many of the user's whitelists wait for a binding that is not stored."""
+    return sum([not await deps.bindings.exists(user_id, binding_id)
+                for binding_id in await deps.whitelists.binding_ids(user_id)])
 
 
 def _older(fact: datetime | None, than: datetime | None) -> bool:

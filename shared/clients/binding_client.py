@@ -95,6 +95,9 @@ class DeadLetterRecord:
     error_message: str | None
     service: str | None
     failed_at: datetime
+    # The original body's size; the dead letter may hold only its start (truncated).
+    original_size: int | None
+    truncated: bool
     body_preview: str
 
     @classmethod
@@ -112,6 +115,8 @@ class DeadLetterRecord:
             service=headers.get(dead_letters.SERVICE),
             failed_at=_timestamp_or_none(headers.get(dead_letters.FAILED_AT))
             or datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            original_size=_int_or_none(headers.get(dead_letters.ORIGINAL_SIZE)),
+            truncated=headers.get(dead_letters.TRUNCATED) == "true",
             body_preview=body_preview(record.value),
         )
 

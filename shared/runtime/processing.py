@@ -170,12 +170,11 @@ class MessageProcessor(Generic[E]):
         await self._publisher.publish(outcome)
         self._remember_completed(event)
 
-    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, also: Sequence[Event]) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, reports: Sequence[Event]) -> None:
         letter = DeadLetter.of(record.value or b"", record.key, record.topic, record.partition, record.offset,
                                error, self._settings.service_name,
                                max_body_bytes=self._settings.dead_letter_max_body_bytes)
-        await self._publisher.publish_dead_letter(letter)
-        await self._publisher.publish(also)
+        await self._publisher.publish_dead_letter(letter, reports)
         log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
                     offset=record.offset, error_class=letter.error_class)
 

@@ -45,7 +45,8 @@ def dead_letter(*, preview: str = '{"x": 1}', seconds: int = 0) -> DeadLetterRec
     return DeadLetterRecord(
         partition=0, offset=7, key="user-1", original_topic="t.binding.requested", original_partition=2,
         original_offset=41, error_class="MalformedEvent", error_message="body is not JSON (JSONDecodeError)",
-        service="intake", failed_at=T0 + timedelta(seconds=seconds), body_preview=preview,
+        service="intake", failed_at=T0 + timedelta(seconds=seconds), original_size=300_000, truncated=True,
+        body_preview=preview,
     )
 
 

@@ -296,7 +296,7 @@ def test_dead_letters_table_shows_origin_error_and_preview() -> None:
     result = invoke(["dead-letters"])
 
     assert result.exit_code == EXIT_OK, result.output
-    for expected in ("t.binding.requested/2/41", "MalformedEvent", "body is not JSON", "intake",
+    for expected in ("t.binding.requested/2/41", "MalformedEvent", "body is not JSON", "intake", "300000 B (cut)",
                      '"secret_key_sealed": "[REDACTED]"'):
         assert expected in result.stdout
 

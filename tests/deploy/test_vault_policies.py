@@ -250,7 +250,8 @@ ALLOWED: dict[str, list[Operation]] = {
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
         leave_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER], *_EVERY_ROLE,
     ],
-    "whitelist": [read_whitelist, write_whitelist, read_binding_metadata, SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
+    "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, SIGN_AS[Party.WHITELIST],
+                  *_EVERY_ROLE],
     "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], *_EVERY_ROLE],
 }
 

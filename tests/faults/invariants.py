@@ -9,9 +9,13 @@
    and key), a rejected one not at all, and the access-key index names the one winner of each key, so no
    two users hold the same key;
 5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic or
-   in any service log.
+   in any service log;
+6. no record without a valid proof of origin was processed: every such record on a topic a service consumes
+   was refused as such (a dead letter naming its place), and there is none on the topics only people read;
+7. no partition's commits are stuck: every service's consumer group has committed to the end of its topic.
 """
 
+import asyncio
 import base64
 import itertools
 import json
@@ -21,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hvac
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from hvac import exceptions as hvac_errors
 
 from deploy.bench.load import ArrivedStatus, distinct
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.stack.loopback import LoopbackStack
+from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     KV_MOUNT,
@@ -34,10 +40,13 @@ from shared.adapters.vault.layout import (
     binding_path,
 )
 from shared.adapters.vault.records import AccessKeyIndexEntry
+from shared.contracts import dead_letters
 from shared.contracts.events import BindingRequested
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.routing import Topic
+from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
+from shared.runtime.config import ServiceSettings, Settings
+from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks
@@ -71,7 +80,71 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
         vault.adapter.close()
     secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
     findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
+    findings.violations += await unauthentic_records_processed(stack.settings)
+    findings.violations += await stuck_commits(stack.settings)
     return findings
+
+
+async def unauthentic_records_processed(settings: Settings) -> list[str]:
+    """Invariant 6, read from the topics with a verifier of our own (a service's identity)."""
+    verifier = EventVerifier(VaultClient(settings.vault_addr, settings.approle_credentials(Party.INTAKE.value)))
+    refused = {(headers.get(dead_letters.ORIGINAL_TOPIC), headers.get(dead_letters.ORIGINAL_PARTITION),
+                headers.get(dead_letters.ORIGINAL_OFFSET))
+               for headers in (_headers(record) for record in await raw_records(settings, Topic.DEAD_LETTER))
+               if headers.get(dead_letters.EXCEPTION_TYPE) == "Unauthentic"}
+    problems = []
+    for topic, route in ROUTES.items():
+        consumed_by_a_service = bool(route.consumers & set(SERVICES))
+        for record in await raw_records(settings, topic):
+            try:
+                await verifier.producer_of(topic, route.producers, record.key, record.headers, record.value or b"")
+            except Unauthentic as exc:
+                place = (record.topic, str(record.partition), str(record.offset))
+                if not (consumed_by_a_service and place in refused):
+                    problems.append(f"{record.topic} {record.partition}/{record.offset}: no valid proof of origin "
+                                    f"({exc.problem}) and not refused as such")
+    return problems
+
+
+def _headers(record: ConsumerRecord) -> dict[str, str]:
+    return {name: value.decode(errors="replace") for name, value in record.headers}
+
+
+async def stuck_commits(settings: Settings, timeout_s: float = 15.0) -> list[str]:
+    """Invariant 7: commits follow a few times a second, so the groups get to the end within timeout_s."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        behind = await _groups_behind(settings)
+        if not behind or asyncio.get_running_loop().time() > deadline:
+            return behind
+        await asyncio.sleep(0.5)
+
+
+async def _groups_behind(settings: Settings) -> list[str]:
+    behind = []
+    for topic, route in ROUTES.items():
+        for service in sorted(route.consumers & set(SERVICES)):
+            group = f"{service.value}{ServiceSettings().kafka_group_suffix}.{topic.value}"
+            reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+                                      enable_auto_commit=False)
+            await reader.start()
+            try:
+                name = settings.topic(topic)
+                partitions = [TopicPartition(name, p) for p in sorted(await _partitions_of(reader, name))]
+                ends = await reader.end_offsets(partitions)
+                for tp in partitions:
+                    committed = await reader.committed(tp) or 0
+                    if committed < ends[tp]:
+                        behind.append(f"group {group}: partition {tp.partition} committed to {committed}, "
+                                      f"its end is {ends[tp]}")
+            finally:
+                await reader.stop()
+    return behind
+
+
+async def _partitions_of(reader: AIOKafkaConsumer, name: str) -> set[int]:
+    await reader.topics()
+    return reader.partitions_for_topic(name) or set()
 
 
 async def _without_final_status(run: LoadRun, stack: LoopbackStack) -> list[str]:

@@ -56,8 +56,9 @@ class RecordingPublisher:
     async def publish(self, messages) -> None:
         self.published += list(messages)
 
-    async def publish_dead_letter(self, letter) -> None:
+    async def publish_dead_letter(self, letter, reports) -> None:
         self.dead_letters.append(letter)
+        self.published += list(reports)
 
 
 def processor(handled: list[datetime], publisher: RecordingPublisher, fail_with: list[Exception] | None = None,

@@ -9,14 +9,3 @@ path "hash7/data/bindings/*" {
 path "hash7/data/whitelists/*" {
   capabilities = ["read"]
 }
-
-# Sign the records it produces (shared/runtime/provenance.py): Ed25519 in Transit, the private key never leaves
-# Vault, and no other role may sign as trading-engine.
-path "transit/sign/event-trading-engine" {
-  capabilities = ["update"]
-}
-
-# Read the public halves of every producer's signing key, to verify what it reads.
-path "transit/keys/event-*" {
-  capabilities = ["read"]
-}

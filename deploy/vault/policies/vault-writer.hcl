@@ -49,14 +49,3 @@ path "hash7/data/revocations/*" {
 path "hash7/data/sweeps/*" {
   capabilities = ["create", "read"]
 }
-
-# Sign the records it produces (shared/runtime/provenance.py): Ed25519 in Transit, the private key never leaves
-# Vault, and no other role may sign as vault-writer.
-path "transit/sign/event-vault-writer" {
-  capabilities = ["update"]
-}
-
-# Read the public halves of every producer's signing key, to verify what it reads.
-path "transit/keys/event-*" {
-  capabilities = ["read"]
-}

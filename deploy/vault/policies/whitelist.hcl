@@ -10,13 +10,7 @@ path "hash7/metadata/bindings/*" {
   capabilities = ["read"]
 }
 
-# Sign the records it produces (shared/runtime/provenance.py): Ed25519 in Transit, the private key never leaves
-# Vault, and no other role may sign as whitelist.
-path "transit/sign/event-whitelist" {
-  capabilities = ["update"]
-}
-
-# Read the public halves of every producer's signing key, to verify what it reads.
-path "transit/keys/event-*" {
-  capabilities = ["read"]
+# List a user's whitelists (ids only), to bound those waiting for a binding that is not stored.
+path "hash7/metadata/whitelists/*" {
+  capabilities = ["list"]
 }

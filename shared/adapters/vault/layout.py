@@ -34,8 +34,12 @@ def binding_path(user_id: str, binding_id: str) -> str:
     return user_bindings_folder(user_id) + binding_id
 
 
+def user_whitelists_folder(user_id: str) -> str:
+    return f"whitelists/{user_id}/"
+
+
 def whitelist_path(user_id: str, binding_id: str) -> str:
-    return f"whitelists/{user_id}/{binding_id}"
+    return user_whitelists_folder(user_id) + binding_id
 
 
 def revocation_path(user_id: str, binding_id: str) -> str:

@@ -32,6 +32,7 @@ from shared.adapters.vault.layout import (
     revocation_path,
     sweep_marker_path,
     user_bindings_folder,
+    user_whitelists_folder,
     whitelist_path,
 )
 from shared.adapters.vault.records import (
@@ -215,6 +216,10 @@ class Whitelists:
 
     async def delete(self, user_id: str, binding_id: str) -> None:
         await self._vault.delete_all(whitelist_path(user_id, binding_id))
+
+    async def binding_ids(self, user_id: str) -> list[str]:
+        """The binding ids the user has whitelists for (a list shows ids only)."""
+        return [name for name in await self._vault.list(user_whitelists_folder(user_id)) if not name.endswith("/")]
 
 
 class Tombstones:

@@ -130,10 +130,17 @@ DEAD_LETTERS = TableView[DeadLetterRecord](
         Column("Error", lambda d: shown(d.error_class), ratio=1),
         Column("Message", lambda d: shown(d.error_message), ratio=3),
         Column("Service", lambda d: shown(d.service), width=12),
+        Column("Size", lambda d: shown(_size_of(d)), width=10),
         Column("Body (preview)", lambda d: shown(d.body_preview), ratio=4),
     ],
     lambda d: d.failed_at,
 )
+
+
+def _size_of(letter: DeadLetterRecord) -> str:
+    if letter.original_size is None:
+        return "?"
+    return f"{letter.original_size} B" + (" (cut)" if letter.truncated else "")
 
 
 class Newest(Generic[T]):

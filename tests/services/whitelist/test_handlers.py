@@ -4,6 +4,7 @@ import pytest
 
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus
 from services.whitelist.handlers import (
+    MAX_PENDING_WHITELISTS,
     CatalogNotLoaded,
     WhitelistDeps,
     handle_binding_stored,
@@ -11,7 +12,7 @@ from services.whitelist.handlers import (
 )
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.adapters.vault.stores import ConcurrentWrite
-from shared.contracts.events import WhitelistRequested
+from shared.contracts.events import BindingStatus, WhitelistRequested
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
@@ -156,3 +157,21 @@ async def test_a_whitelist_write_that_loses_to_another_request_is_tried_again_fr
     assert retried.state == BindingState.INVALID
     assert [(v["request_id"], v["health"]) for v in vault.versions[whitelist_path("u1", "b1")]] == [
         ("w1", "invalid"), ("w2", "invalid")]
+
+
+async def test_whitelists_for_bindings_that_never_come_cannot_pile_up():
+    # Another user's binding id, or made-up ones: each would leave a record under the sender's user path.
+    vault, cat = InMemoryVault(), catalog()
+    deps = WhitelistDeps(vault, cat)
+    answers = [await handle_whitelist_requested(WhitelistRequested(
+        request_id=f"w{n}", user_id="u1", binding_id=f"someone-elses-{n}", trading_pairs=["btcusdt"]), deps, at=AT)
+        for n in range(MAX_PENDING_WHITELISTS + 3)]
+    states = [[m.state for m in out if isinstance(m, BindingStatus)] for out in answers]
+    assert states == [[BindingState.RECEIVED]] * MAX_PENDING_WHITELISTS + [[BindingState.REJECTED]] * 3
+    assert len(await deps.whitelists.binding_ids("u1")) == MAX_PENDING_WHITELISTS
+    # A binding of the user's own, once stored, still gets its pairs set.
+    await vault.write(binding_path("u1", "b-own"), {"access_key": "x"}, cas=0)
+    [own] = [m for m in await handle_whitelist_requested(WhitelistRequested(
+        request_id="w-own", user_id="u1", binding_id="b-own", trading_pairs=["btcusdt"]), deps, at=AT)
+        if isinstance(m, BindingStatus)]
+    assert own.state == BindingState.ACTIVE
