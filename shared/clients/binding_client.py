@@ -127,7 +127,7 @@ def body_preview(body: bytes | None, limit: int = BODY_PREVIEW_CHARS) -> str:
     text = (body or b"").decode(errors="replace")
     try:
         cleaned = json.dumps(redact(json.loads(text)), ensure_ascii=False)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON no reader should walk (deep, huge numbers)
         cleaned = str(redact(text))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 

@@ -88,6 +88,13 @@ class Route:
     binding_path: bool
     partitions: int
     summary: str
+    # Consumers that read the whole topic into a view of their own (every instance, no consumer group, nothing
+    # committed: shared.runtime.subscriptions.follow); the others share it in one consumer group each.
+    views: frozenset[Party] = frozenset()
+
+    @property
+    def grouped_consumers(self) -> frozenset[Party]:
+        return self.consumers - self.views
 
     @property
     def event_model(self) -> type[Event]:
@@ -107,9 +114,9 @@ _PIPELINE = 6
 
 def _route(topic: Topic, model: type[Event] | None, producers: set[Party], consumers: set[Party], *,
            retention: Retention = Retention.REQUEST, key_field: str = "user_id", binding_path: bool = False,
-           partitions: int = _PIPELINE, summary: str) -> Route:
+           partitions: int = _PIPELINE, views: frozenset[Party] = frozenset(), summary: str) -> Route:
     return Route(topic, model, frozenset(producers), frozenset(consumers), key_field, retention, binding_path,
-                 partitions, summary)
+                 partitions, summary, views)
 
 
 P = Party
@@ -134,7 +141,7 @@ ROUTES: Mapping[Topic, Route] = {route.topic: route for route in (
     _route(Topic.BINDING_RECHECKED, BindingRechecked, {P.VALIDATOR}, {P.WHITELIST},
            summary="What the bind-time verdict says about a stored key today."),
     _route(Topic.BINDING_STATUS, BindingStatus, {P.INTAKE, P.VALIDATOR, P.VAULT_WRITER, P.WHITELIST},
-           {P.APP, P.INTAKE}, retention=Retention.HISTORY,
+           {P.APP, P.INTAKE}, retention=Retention.HISTORY, views=frozenset({P.INTAKE}),
            summary="Every state change of a binding, with reasons the user can act on. intake reads it back "
                    "to answer replayed requests."),
     _route(Topic.AUDIT, AuditEvent, {P.INTAKE, P.VALIDATOR, P.VAULT_WRITER, P.WHITELIST, P.TRADING_ENGINE},
@@ -163,9 +170,9 @@ def route_of(event: Event, producer: Party) -> Route:
     return route
 
 
-def subscribed_route(topic: Topic, consumer: Party) -> Route:
-    """The route a consumer reads, checked against the table's consumers."""
+def subscribed_route(topic: Topic, consumer: Party, *, view: bool = False) -> Route:
+    """The route a consumer reads, in a consumer group or (view) whole, checked against the table's consumers."""
     route = ROUTES[topic]
-    if consumer not in route.consumers:
-        raise RouteViolation(f"{consumer} does not consume {topic}")
+    if consumer not in (route.views if view else route.grouped_consumers):
+        raise RouteViolation(f"{consumer} does not consume {topic}" + (" as a view" if view else " in a group"))
     return route

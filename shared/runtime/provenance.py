@@ -32,6 +32,8 @@ _SIGNATURE = re.compile(r"vault:v([0-9]{1,9}):([A-Za-z0-9+/]{86}==)")
 # soon an unknown version may make the verifier read them again.
 KEYS_REFRESH_S = 60.0
 UNKNOWN_VERSION_REFRESH_S = 1.0
+# Digests signed in one Transit call at most (a bound on one request's size).
+_MAX_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -45,23 +47,52 @@ class OutgoingRecord:
 
 
 class EventSigner:
-    """Signs a party's outgoing records with its Transit key."""
+    """Signs a party's outgoing records with its Transit key.
+
+    One Vault call at a time: what concurrent handlers ask for while a call is under way is signed together in
+    the next one. Idle, a record is signed at once; under load, a service makes far fewer calls than it has
+    records (Vault is what bounds the system's throughput, README.md#benchmark)."""
 
     def __init__(self, vault: VaultPort, producer: Party) -> None:
         self._vault = vault
         self.producer = producer
+        self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
+        self._signing: asyncio.Task[None] | None = None
 
     async def sign(self, records: Sequence[OutgoingRecord]) -> list[OutgoingRecord]:
-        """The records with the producer and signature headers added, signed in one Vault call."""
+        """The records with the producer and signature headers added."""
         if not records:
             return []
         named = [replace(record, headers={**record.headers, PRODUCER_HEADER: self.producer.value})
                  for record in records]
         digests = [signed_digest(record.topic.value, self.producer.value, record.key.encode(), record.headers,
                                  record.body) for record in named]
-        signatures = await self._vault.sign(event_signing_key(self.producer.value), digests)
+        signatures = await self._signatures(digests)
         return [replace(record, headers={**record.headers, SIGNATURE_HEADER: signature})
                 for record, signature in zip(named, signatures, strict=True)]
+
+    async def _signatures(self, digests: list[bytes]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        asked = [(digest, loop.create_future()) for digest in digests]
+        self._waiting.extend(asked)
+        if self._signing is None or self._signing.done():
+            self._signing = asyncio.create_task(self._sign_while_waiting())
+        return list(await asyncio.gather(*(answer for _, answer in asked)))
+
+    async def _sign_while_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+            try:
+                signatures = await self._vault.sign(event_signing_key(self.producer.value),
+                                                    [digest for digest, _ in batch])
+            except Exception as exc:  # noqa: BLE001 — each caller gets the failure (transient or not) to handle
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, answer), signature in zip(batch, signatures, strict=True):
+                if not answer.done():  # its caller may have been cancelled meanwhile
+                    answer.set_result(signature)
 
 
 class Unauthentic(Exception):

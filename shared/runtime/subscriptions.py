@@ -91,7 +91,7 @@ def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_even
     view (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on
     every start)."""
 
-    route = subscribed_route(topic, settings.service_name)
+    route = subscribed_route(topic, settings.service_name, view=True)
 
     async def consume(message: KafkaMessage) -> None:
         record = cast(ConsumerRecord, message.raw_message)  # a single subscriber's raw message is one record

@@ -3,9 +3,10 @@
 import json
 from datetime import timedelta
 
+import pytest
 from aiokafka import ConsumerRecord
 
-from shared.clients.binding_client import DeadLetterRecord, body_preview
+from shared.clients.binding_client import BODY_PREVIEW_CHARS, DeadLetterRecord, body_preview
 from shared.clients.cli.tables import Newest
 from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, T0
 
@@ -83,3 +84,11 @@ def test_newest_without_a_limit_keeps_everything() -> None:
         everything.add(seconds)
 
     assert everything.oldest_first() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+                                  b'{"n": ' + b"9" * 5_000 + b"}", b"\xff\xfe\x00", b"", None])
+def test_any_body_gives_a_preview_of_bounded_length(body):
+    # One hostile dead letter must not stop `hash7 dead-letters` for good.
+    preview = body_preview(body)
+    assert isinstance(preview, str) and len(preview) <= BODY_PREVIEW_CHARS

@@ -12,7 +12,7 @@ from deploy.bench.load import StatusCollector
 from deploy.stack.loopback import LoopbackStack
 from shared.clients.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
-from shared.contracts.routing import Topic
+from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState
 from tests.faults.fuzzing import FuzzMessage, draw_fuzz_messages
 from tests.faults.invariants import assert_invariants
@@ -53,8 +53,10 @@ class DeadLetterKeys:
 
 
 def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, collector: StatusCollector) -> list[str]:
-    """The messages whose fate is not (yet) what it must be: a malformed one is dead-lettered, and its user,
-    when one can be read, told `malformed_request`; a well-shaped one is rejected or dead-lettered."""
+    """The messages whose fate is not (yet) what it must be. The fuzzer publishes as the app: on a topic the app
+    does not produce, every message is refused unread (a dead letter, and nobody told anything). On the app's
+    own topics, a malformed one is dead-lettered and its user, when one can be read, told `malformed_request`; a
+    well-shaped one is rejected or dead-lettered."""
     rejected: dict[str, set[ReasonCode]] = {}
     for arrived in collector.arrived:
         if arrived.status.state == BindingState.REJECTED:
@@ -63,7 +65,12 @@ def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, colle
     for message in messages:
         malformed = message.malformed
         letter = dead_letters.keys[message.key] > 0
-        if malformed is not None:
+        if Party.APP not in ROUTES[message.topic].producers:
+            told = bool(rejected.get(malformed.user_id if malformed and malformed.user_id else message.key))
+            if told or not letter:
+                missing.append(f"{message.key} ({message.topic.value}, {message.kind}): not the app's topic, yet "
+                               f"dead letter {letter}, user told {told}")
+        elif malformed is not None:
             told = malformed.user_id is None or ReasonCode.MALFORMED_REQUEST in rejected.get(malformed.user_id, set())
             if not (letter and told):
                 missing.append(f"{message.key} ({message.topic.value}, {message.kind}): dead letter {letter}, "

@@ -2,12 +2,13 @@
 would: every record without a valid signature by a producer the routing table allows on its topic is refused,
 and a change to any signed part of a genuine record breaks it."""
 
+import asyncio
 import base64
 import hashlib
 
 import pytest
 
-from shared.adapters.vault.client import SigningKeys
+from shared.adapters.vault.client import SigningKeys, VaultUnavailable
 from shared.adapters.vault.layout import event_signing_key
 from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, signed_digest
 from shared.contracts.routing import ROUTES, Party, Topic
@@ -169,3 +170,51 @@ def test_the_digest_is_the_published_layout():
     document = ('["hash7-record-signature/1","binding.status","whitelist","7531",[["event-type","BindingStatus"]],'
                 f'"{hashlib.sha256(b"{}").hexdigest()}"]')
     assert digest == hashlib.sha256(document.encode()).digest()
+
+
+class SlowSigning(InMemoryVault):
+    """Transit taking its time, counting the calls and what each signed."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.failures = failures
+
+    async def sign(self, key, digests):
+        self.batches.append(len(digests))
+        await asyncio.sleep(0.01)
+        if self.failures:
+            self.failures -= 1
+            raise VaultUnavailable("Vault unreachable (ConnectionError)")
+        return await super().sign(key, digests)
+
+
+def outgoing(n: int) -> list[OutgoingRecord]:
+    return [OutgoingRecord(Topic.BINDING_STATUS, f"u{n}", BODY, {}), OutgoingRecord(Topic.AUDIT, f"u{n}", BODY, {})]
+
+
+async def test_what_concurrent_handlers_ask_to_sign_meanwhile_is_signed_together():
+    vault = SlowSigning()
+    signer = EventSigner(vault, Party.WHITELIST)
+    first = asyncio.create_task(signer.sign(outgoing(0)))
+    await asyncio.sleep(0.001)  # its call is under way
+    signed = [await first, *await asyncio.gather(*(signer.sign(outgoing(n)) for n in range(1, 40)))]
+    # The first went alone; the 39 others waited for that call to end and went together.
+    assert vault.batches == [2, 78]
+    verifier = EventVerifier(vault)
+    for records in signed:
+        for record in records:
+            headers = [(name, value.encode()) for name, value in record.headers.items()]
+            assert await verifier.producer_of(record.topic, ROUTES[record.topic].producers, record.key.encode(),
+                                              headers, record.body) is Party.WHITELIST
+
+
+async def test_a_failed_signing_call_fails_each_of_its_callers_and_the_next_call_goes_on():
+    vault = SlowSigning(failures=1)
+    signer = EventSigner(vault, Party.WHITELIST)
+    first = asyncio.create_task(signer.sign(outgoing(0)))
+    await asyncio.sleep(0)
+    second = asyncio.gather(*(signer.sign(outgoing(n)) for n in range(1, 4)))
+    with pytest.raises(VaultUnavailable):
+        await first
+    assert len(await second) == 3 and vault.batches == [2, 6]

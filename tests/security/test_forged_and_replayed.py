@@ -45,9 +45,6 @@ R = ReasonCode
 Headers = list[tuple[str, bytes]]
 # (full topic name, partition, offset): where a forged record landed, as dead letters and audits name it.
 Place = tuple[str, int, int]
-# Forged records on the topics only people read (audit, dead letters): no service refuses them, so the
-# invariant "no unauthentic record there" (tests/faults/invariants.py) must leave exactly these out.
-PLANTED_FOR_PEOPLE: set[Place] = set()
 MARKER = "FORGED7"
 
 
@@ -72,10 +69,7 @@ class Forger:
 
     async def send(self, topic: Topic, key: bytes, value: bytes, headers: Headers) -> Place:
         sent = await self._producer.send_and_wait(self.settings.topic(topic), value, key=key, headers=headers)
-        place = (sent.topic, sent.partition, sent.offset)
-        if topic in (Topic.AUDIT, Topic.DEAD_LETTER):
-            PLANTED_FOR_PEOPLE.add(place)
-        return place
+        return sent.topic, sent.partition, sent.offset
 
     async def app_signed(self, topic: Topic, key: bytes, value: bytes, headers: Mapping[str, str]) -> Headers:
         [record] = await self._app.sign([OutgoingRecord(topic, key.decode(), value, dict(headers))])
@@ -153,10 +147,11 @@ async def refusals(client: BindingClient, settings: Settings, places: Mapping[st
         await asyncio.sleep(0.3)
 
 
-async def genuine(settings: Settings, topic: Topic, keep: Callable[[dict[str, Any]], bool]) -> ConsumerRecord:
-    """The one genuine record on topic whose JSON body satisfies keep."""
-    [record] = [r for r in await raw_records(settings, topic) if keep(json.loads(r.value))]
-    return record
+async def genuine(settings: Settings, topic: Topic, **fields: object) -> ConsumerRecord:
+    """The earliest record on topic whose body has these fields: the genuine one, which every copy or forgery
+    made of it follows (in time: a copy under another key may sit on an earlier partition)."""
+    return min((r for r in await raw_records(settings, topic)
+                if all(body_of(r).get(name) == value for name, value in fields.items())), key=lambda r: r.timestamp)
 
 
 async def replay(client: BindingClient, topic: Topic, record: ConsumerRecord) -> None:
@@ -195,7 +190,12 @@ def kv_read(vault_admin: hvac.Client, path: str) -> dict[str, Any] | None:
 
 
 def body_of(record: ConsumerRecord) -> dict[str, Any]:
-    return json.loads(record.value)
+    """The record's JSON object; empty for anything else (what an attacker left on the topic)."""
+    try:
+        document = json.loads(record.value or b"")
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any reader walks
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 # ---- the scene: a few genuine bindings and two sweeps, shared by the module ---------------------------------------
@@ -230,7 +230,8 @@ async def scene(pipeline, htx_sandbox) -> Scene:
         healthy = await bound(client, fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
         sick_key = fresh_key(htx_sandbox)
         sick = await bound(client, sick_key, trading_pairs=["btcusdt"])
-        rotated, new_key = await bound(client, fresh_key(htx_sandbox), trading_pairs=["btcusdt"]), fresh_key(htx_sandbox)
+        rotated = await bound(client, fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
+        new_key = fresh_key(htx_sandbox)
         await bound(client, new_key, user=rotated.user, replaces_binding_id=rotated.binding_id)
         refused = await bound(client, fresh_key(htx_sandbox, like="withdraw"), S.REJECTED)
         first_sweep = await client.request_sweep()
@@ -271,7 +272,7 @@ def health_of(vault_admin: hvac.Client, binding: Binding) -> str:
 async def test_a_forged_binding_validated_of_a_withdraw_enabled_key_is_refused_every_way_and_never_stored(
         client, scene, forger, vault_admin, pipeline):
     settings, target = pipeline.settings, scene.refused
-    accepted = body_of(await genuine(settings, Topic.BINDING_ACCEPTED, lambda b: b["request_id"] == target.request_id))
+    accepted = body_of(await genuine(settings, Topic.BINDING_ACCEPTED, request_id=target.request_id))
     # The genuine request's sealed secret, with the exchange's answer made up to look like a good key's.
     forged = BindingValidated.model_validate({
         **accepted, "event_id": str(uuid.uuid4()), "validated_at": utc_now().isoformat(),
@@ -280,9 +281,9 @@ async def test_a_forged_binding_validated_of_a_withdraw_enabled_key_is_refused_e
     })
     places = await forge_every_way(forger, Forgery(
         Topic.BINDING_VALIDATED, forged.to_bytes(), "BindingValidated", Party.VALIDATOR,
-        genuine=await genuine(settings, Topic.BINDING_VALIDATED, lambda b: b["request_id"] == scene.healthy.request_id),
-        elsewhere=await genuine(settings, Topic.BINDING_RECHECKED, lambda b: b["user_id"] == scene.healthy.user
-                                and b["sweep_request_id"] == scene.first_sweep),
+        genuine=await genuine(settings, Topic.BINDING_VALIDATED, request_id=scene.healthy.request_id),
+        elsewhere=await genuine(settings, Topic.BINDING_RECHECKED,
+                                user_id=scene.healthy.user, sweep_request_id=scene.first_sweep),
     ))
     problems = await refusals(client, settings, places, Party.VAULT_WRITER)
     assert problems["a genuine record moved here from another topic"] == \
@@ -294,11 +295,11 @@ async def test_a_forged_binding_validated_of_a_withdraw_enabled_key_is_refused_e
 async def test_a_forged_binding_stored_neither_heals_a_key_a_sweep_found_invalid_nor_sets_another_users_pairs(
         client, scene, forger, vault_admin, pipeline):
     settings = pipeline.settings
-    sick_stored = await genuine(settings, Topic.BINDING_STORED, lambda b: b["request_id"] == scene.sick.request_id)
+    sick_stored = await genuine(settings, Topic.BINDING_STORED, request_id=scene.sick.request_id)
     healthy_stored = await genuine(settings, Topic.BINDING_STORED,
-                                   lambda b: b["request_id"] == scene.healthy.request_id)
-    moved = await genuine(settings, Topic.BINDING_RECHECK_REQUESTED, lambda b: b["user_id"] == scene.healthy.user
-                          and b["sweep_request_id"] == scene.first_sweep)
+                                   request_id=scene.healthy.request_id)
+    moved = await genuine(settings, Topic.BINDING_RECHECK_REQUESTED,
+                          user_id=scene.healthy.user, sweep_request_id=scene.first_sweep)
     # Believed, each would be acted on: the heal names the request the recheck's verdict was saved under, and
     # the other user's copy names that user's own request, so no ordering check would stop either.
     heal = {**body_of(sick_stored), "event_id": str(uuid.uuid4()), "request_id": f"recheck:{scene.second_sweep}"}
@@ -323,21 +324,21 @@ async def test_a_forged_recheck_request_for_a_victim_makes_the_validator_check_n
                               sweep_started_at=utc_now(), user_id=victim.user, binding_id=victim.binding_id)
     places = await forge_every_way(forger, Forgery(
         Topic.BINDING_RECHECK_REQUESTED, forged.to_bytes(), "RecheckRequested", Party.VAULT_WRITER,
-        genuine=await genuine(settings, Topic.BINDING_RECHECK_REQUESTED, lambda b: b["user_id"] == victim.user
-                              and b["sweep_request_id"] == scene.first_sweep),
-        elsewhere=await genuine(settings, Topic.BINDING_STORED, lambda b: b["request_id"] == victim.request_id),
+        genuine=await genuine(settings, Topic.BINDING_RECHECK_REQUESTED,
+                              user_id=victim.user, sweep_request_id=scene.first_sweep),
+        elsewhere=await genuine(settings, Topic.BINDING_STORED, request_id=victim.request_id),
     ))
     await refusals(client, settings, places, Party.VALIDATOR)
     assert not [r for r in await raw_records(settings, Topic.BINDING_RECHECKED)
-                if body_of(r)["sweep_request_id"] == sweep_request_id]
+                if body_of(r).get("sweep_request_id") == sweep_request_id]
     assert not await audits(client, request_id=sweep_request_id)
 
 
 async def test_a_forged_binding_rechecked_does_not_mark_a_healthy_key_invalid(
         client, scene, forger, vault_admin, pipeline):
     settings, victim = pipeline.settings, scene.healthy
-    verdict = body_of(await genuine(settings, Topic.BINDING_RECHECKED, lambda b: b["user_id"] == scene.sick.user
-                                    and b["sweep_request_id"] == scene.second_sweep))
+    verdict = body_of(await genuine(settings, Topic.BINDING_RECHECKED,
+                                    user_id=scene.sick.user, sweep_request_id=scene.second_sweep))
     sweep_request_id = f"forged-sweep-{uuid.uuid4().hex}"
     # The sick key's genuine verdict (withdraw enabled), now about the victim, and newer than anything known.
     forged = {**verdict, "event_id": str(uuid.uuid4()), "sweep_request_id": sweep_request_id,
@@ -345,9 +346,9 @@ async def test_a_forged_binding_rechecked_does_not_mark_a_healthy_key_invalid(
               "checked_at": utc_now().isoformat()}
     places = await forge_every_way(forger, Forgery(
         Topic.BINDING_RECHECKED, json.dumps(forged).encode(), "BindingRechecked", Party.VALIDATOR,
-        genuine=await genuine(settings, Topic.BINDING_RECHECKED, lambda b: b["user_id"] == victim.user
-                              and b["sweep_request_id"] == scene.first_sweep),
-        elsewhere=await genuine(settings, Topic.BINDING_VALIDATED, lambda b: b["request_id"] == victim.request_id),
+        genuine=await genuine(settings, Topic.BINDING_RECHECKED,
+                              user_id=victim.user, sweep_request_id=scene.first_sweep),
+        elsewhere=await genuine(settings, Topic.BINDING_VALIDATED, request_id=victim.request_id),
     ))
     await refusals(client, settings, places, Party.WHITELIST)
     assert health_of(vault_admin, victim) == "healthy"
@@ -357,23 +358,22 @@ async def test_a_forged_binding_rechecked_does_not_mark_a_healthy_key_invalid(
 async def test_a_forged_active_status_does_not_make_the_app_report_active_for_a_key_being_rejected(
         client, scene, forger, htx_sandbox, pipeline):
     settings, user, request_id = pipeline.settings, new_user(), uuid.uuid4().hex
-    victim_active = await genuine(settings, Topic.BINDING_STATUS, lambda b: b["request_id"] == scene.healthy.request_id
-                                  and b["state"] == "active")
+    victim_active = await genuine(settings, Topic.BINDING_STATUS, request_id=scene.healthy.request_id, state="active")
     forged = BindingStatus(event_id=uuid.uuid4(), request_id=request_id, request_kind=RequestKind.BIND,
                            binding_id=f"{user}.b", user_id=user, exchange="htx", state=S.ACTIVE,
                            occurred_at=utc_now())
     # On the topic before the request is even sent: the app reads from the start, and would meet these first.
     places = await forge_every_way(forger, Forgery(
         Topic.BINDING_STATUS, forged.to_bytes(), "BindingStatus", Party.WHITELIST, genuine=victim_active,
-        elsewhere=await genuine(settings, Topic.AUDIT, lambda b: b["service"] == "whitelist"
-                                and b["request_id"] == scene.healthy.request_id and b["outcome"] == "active"),
+        elsewhere=await genuine(settings, Topic.AUDIT,
+                                service="whitelist", request_id=scene.healthy.request_id, outcome="active"),
     ))
     timeline = await bind(client, user, fresh_key(htx_sandbox, like="withdraw"), request_id=request_id)
     assert states(timeline) == [S.RECEIVED, S.REJECTED]
     assert timeline[-1].reason_codes == [R.PERMISSION_WITHDRAW_FORBIDDEN]
-    # The app read past every forgery, and counted each as such (it verifies before it filters).
+    # Intake's view did not believe them either: believed, the request would have been answered as a replay of
+    # an `active` it had reached. The app read past every forgery and counted each (it verifies, then filters).
     assert client.unauthentic_records[Topic.BINDING_STATUS] >= len(places)
-    await refusals(client, settings, places, Party.INTAKE)
 
 
 async def test_forged_audit_events_and_dead_letters_never_reach_ops_through_the_cli(client, scene, forger, pipeline):
@@ -381,10 +381,9 @@ async def test_forged_audit_events_and_dead_letters_never_reach_ops_through_the_
     # Dated in the future, so that each would be the newest line of its table, were it shown.
     audit_event = AuditEvent(event_id=uuid.uuid4(), occurred_at=utc_now().replace(year=2099), service=MARKER,
                              action=MARKER, outcome=MARKER, user_id=MARKER)
-    genuine_audit = await genuine(settings, Topic.AUDIT, lambda b: b["request_id"] == scene.healthy.request_id
-                                  and b["outcome"] == "active")
+    genuine_audit = await genuine(settings, Topic.AUDIT, request_id=scene.healthy.request_id, outcome="active")
     genuine_status = await genuine(settings, Topic.BINDING_STATUS,
-                                   lambda b: b["request_id"] == scene.healthy.request_id and b["state"] == "active")
+                                   request_id=scene.healthy.request_id, state="active")
     await forge_every_way(forger, Forgery(Topic.AUDIT, audit_event.to_bytes(), "AuditEvent", Party.WHITELIST,
                                           genuine=genuine_audit, elsewhere=genuine_status))
     letter = next(r for r in await raw_records(settings, Topic.DEAD_LETTER) if r.headers)
@@ -408,21 +407,21 @@ async def test_a_forged_sweep_request_starts_no_sweep(client, scene, forger, pip
     forged = SweepRequested(request_id=request_id, sweep_id=f"manual-{request_id}", requested_at=utc_now()).to_bytes()
     places = await forge_every_way(forger, Forgery(
         Topic.HEALTH_SWEEP_REQUESTED, forged, "SweepRequested", Party.VAULT_WRITER,
-        genuine=await genuine(settings, Topic.HEALTH_SWEEP_REQUESTED, lambda b: b["request_id"] == scene.first_sweep),
+        genuine=await genuine(settings, Topic.HEALTH_SWEEP_REQUESTED, request_id=scene.first_sweep),
         elsewhere=await genuine(settings, Topic.BINDING_REQUESTED,
-                                lambda b: b["request_id"] == scene.healthy.request_id),
+                                request_id=scene.healthy.request_id),
     ), app_may_produce=True)
     await refusals(client, settings, places, Party.VAULT_WRITER)
     assert not await audits(client, request_id=request_id)
     assert not [r for r in await raw_records(settings, Topic.BINDING_RECHECK_REQUESTED)
-                if body_of(r)["sweep_request_id"] == request_id]
+                if body_of(r).get("sweep_request_id") == request_id]
 
 
 # ---- 2. genuine old events, redelivered or replayed -----------------------------------------------------------
 
 async def test_a_replayed_binding_stored_does_not_heal_a_key_a_later_sweep_found_invalid(
         client, scene, vault_admin, pipeline):
-    record = await genuine(pipeline.settings, Topic.BINDING_STORED, lambda b: b["request_id"] == scene.sick.request_id)
+    record = await genuine(pipeline.settings, Topic.BINDING_STORED, request_id=scene.sick.request_id)
     await replay(client, Topic.BINDING_STORED, record)
     await eventually(lambda: audits(client, request_id=scene.sick.request_id, outcome="superseded"))
     assert health_of(vault_admin, scene.sick) == "invalid"
@@ -431,8 +430,8 @@ async def test_a_replayed_binding_stored_does_not_heal_a_key_a_later_sweep_found
 
 async def test_a_replayed_old_recheck_that_found_the_key_healthy_does_not_undo_a_newer_invalid(
         client, scene, vault_admin, pipeline):
-    record = await genuine(pipeline.settings, Topic.BINDING_RECHECKED, lambda b: b["user_id"] == scene.sick.user
-                           and b["sweep_request_id"] == scene.first_sweep)
+    record = await genuine(pipeline.settings, Topic.BINDING_RECHECKED,
+                           user_id=scene.sick.user, sweep_request_id=scene.first_sweep)
     assert body_of(record)["checked"] and not body_of(record)["rejections"]
     await replay(client, Topic.BINDING_RECHECKED, record)
     await eventually(lambda: audits(client, request_id=scene.first_sweep, binding_id=scene.sick.binding_id,
@@ -444,7 +443,7 @@ async def test_a_replayed_old_recheck_that_found_the_key_healthy_does_not_undo_a
 async def test_a_replayed_old_status_does_not_answer_a_new_request(client, scene, htx_sandbox, pipeline):
     victim = scene.healthy
     old_active = await genuine(pipeline.settings, Topic.BINDING_STATUS,
-                               lambda b: b["request_id"] == victim.request_id and b["state"] == "active")
+                               request_id=victim.request_id, state="active")
     await replay(client, Topic.BINDING_STATUS, old_active)
     timeline = await bind(client, victim.user, fresh_key(htx_sandbox, like="withdraw"))
     assert states(timeline) == [S.RECEIVED, S.REJECTED]
@@ -453,7 +452,7 @@ async def test_a_replayed_old_status_does_not_answer_a_new_request(client, scene
 async def test_a_replayed_old_binding_validated_does_not_bring_back_a_rotated_away_key(
         client, scene, vault_admin, pipeline):
     rotated = scene.rotated
-    record = await genuine(pipeline.settings, Topic.BINDING_VALIDATED, lambda b: b["request_id"] == rotated.request_id)
+    record = await genuine(pipeline.settings, Topic.BINDING_VALIDATED, request_id=rotated.request_id)
     await replay(client, Topic.BINDING_VALIDATED, record)
     await eventually(lambda: audits(client, request_id=rotated.request_id, outcome="superseded",
                                     service="vault-writer"))
@@ -464,7 +463,7 @@ async def test_a_replayed_old_binding_validated_does_not_bring_back_a_rotated_aw
 async def test_a_replayed_old_binding_accepted_does_not_bring_back_a_rotated_away_key(
         client, scene, vault_admin, pipeline):
     rotated = scene.rotated
-    record = await genuine(pipeline.settings, Topic.BINDING_ACCEPTED, lambda b: b["request_id"] == rotated.request_id)
+    record = await genuine(pipeline.settings, Topic.BINDING_ACCEPTED, request_id=rotated.request_id)
     await replay(client, Topic.BINDING_ACCEPTED, record)
     await settled(pipeline.settings)
     stored = kv_read(vault_admin, binding_path(rotated.user, rotated.binding_id))
@@ -485,7 +484,7 @@ async def bind_after_a_whitelist_request_with_its_id(client: BindingClient, requ
     await request(user, request_id)
     timeline = await client.wait_for(request_id, {S.REJECTED}, WAIT_S, user_id=user)
     assert not [r for r in await raw_records(settings, Topic.BINDING_ACCEPTED)
-                if body_of(r)["request_id"] == request_id]
+                if body_of(r).get("request_id") == request_id]
     return timeline
 
 
@@ -518,7 +517,7 @@ async def test_a_request_sent_straight_to_binding_accepted_never_reaches_the_val
         client, scene, forger, htx_sandbox, pipeline):
     settings, user, key = pipeline.settings, new_user(), fresh_key(htx_sandbox)
     genuine_accepted = await genuine(settings, Topic.BINDING_ACCEPTED,
-                                     lambda b: b["request_id"] == scene.healthy.request_id)
+                                     request_id=scene.healthy.request_id)
     request = await client.binding_request(user, key.access_key, key.secret_key, trading_pairs=["btcusdt"])
     # A good key, properly sealed for its user: believed, it would be validated, stored and made active.
     forged = {**body_of(genuine_accepted), **json.loads(request.to_bytes()), "event_id": str(uuid.uuid4()),
@@ -526,13 +525,12 @@ async def test_a_request_sent_straight_to_binding_accepted_never_reaches_the_val
     places = await forge_every_way(forger, Forgery(
         Topic.BINDING_ACCEPTED, json.dumps(forged).encode(), "BindingAccepted", Party.INTAKE,
         genuine=genuine_accepted,
-        elsewhere=await genuine(settings, Topic.BINDING_STATUS, lambda b: b["request_id"] == scene.healthy.request_id
-                                and b["state"] == "received"),
+        elsewhere=await genuine(settings, Topic.BINDING_STATUS, request_id=scene.healthy.request_id, state="received"),
     ))
     await refusals(client, settings, places, Party.VALIDATOR)
     assert not await statuses(client, request.request_id)
     assert not [r for r in await raw_records(settings, Topic.BINDING_VALIDATED)
-                if body_of(r)["request_id"] == request.request_id]
+                if body_of(r).get("request_id") == request.request_id]
 
 
 # ---- afterwards -----------------------------------------------------------------------------------------------
@@ -540,8 +538,5 @@ async def test_a_request_sent_straight_to_binding_accepted_never_reaches_the_val
 async def test_after_every_attack_a_fresh_binding_goes_active_and_no_forgery_was_processed(
         client, scene, htx_sandbox, pipeline):
     await bound(client, fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
-    planted = {f"{topic} {partition}/{offset}:" for topic, partition, offset in PLANTED_FOR_PEOPLE}
-    processed = [problem for problem in await unauthentic_records_processed(pipeline.settings)
-                 if not any(problem.startswith(place) for place in planted)]
-    assert processed == []
+    assert await unauthentic_records_processed(pipeline.settings) == []
     assert await stuck_commits(pipeline.settings) == []
