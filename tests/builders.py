@@ -1,10 +1,22 @@
 """Events as they arrive at each service, for handler tests."""
 
+import base64
+import hashlib
+import time
 from collections.abc import Mapping, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.adapters.vault.layout import event_signing_key
 from shared.contracts.events import BindingStored, BindingValidated, Event, HtxKeyFacts, derived_event_id, utc_now
-from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, signed_digest
+from shared.contracts.provenance import (
+    CERTIFICATE_HEADER,
+    CERTIFICATE_LIFETIME_S,
+    PRODUCER_HEADER,
+    SIGNATURE_HEADER,
+    certificate_body,
+    signed_digest,
+)
 from shared.contracts.reasons import Reason
 from shared.contracts.routing import ROUTES, Party, Topic
 from tests.fakes import InMemoryVault, fake_seal
@@ -40,10 +52,16 @@ def topic_of(event: Event) -> Topic:
 
 
 def provenance_headers(vault: InMemoryVault, producer: Party, topic: Topic, body: bytes, key: bytes = b"u1",
-                       headers: Mapping[str, str] | None = None) -> list[tuple[str, bytes]]:
-    """The headers a record gets when producer publishes it (shared/runtime/provenance.py), signed with the
-    in-memory Vault's key for producer, as Kafka hands them to a consumer."""
-    named = {**(headers or {}), PRODUCER_HEADER: producer.value}
-    digest = signed_digest(topic.value, producer.value, key, named, body)
-    signature = vault.signature(event_signing_key(producer.value), digest)
-    return [(name, value.encode()) for name, value in {**named, SIGNATURE_HEADER: signature}.items()]
+                       headers: Mapping[str, str] | None = None,
+                       expires_at: int | None = None) -> list[tuple[str, bytes]]:
+    """The headers a record gets when producer publishes it (shared/runtime/provenance.py): signed by a fresh
+    short-lived key that the in-memory Vault's key for producer certified, as Kafka hands them to a consumer."""
+    signing = Ed25519PrivateKey.generate()
+    body_of_certificate = certificate_body(producer.value, expires_at or int(time.time()) + CERTIFICATE_LIFETIME_S,
+                                           signing.public_key().public_bytes_raw())
+    certificate = body_of_certificate + vault.signature(event_signing_key(producer.value),
+                                                        hashlib.sha256(body_of_certificate.encode()).digest())
+    named = {**(headers or {}), PRODUCER_HEADER: producer.value, CERTIFICATE_HEADER: certificate}
+    signature = signing.sign(signed_digest(topic.value, producer.value, key, named, body))
+    return [(name, value.encode()) for name, value in
+            {**named, SIGNATURE_HEADER: base64.b64encode(signature).decode()}.items()]

@@ -1,16 +1,18 @@
 """The records' signing keys (shared/contracts/provenance.py): one Ed25519 Transit key per party that produces
 a topic in the routing table, created by the bootstrap, rotated and retired by `hash7-keys` with an admin token.
 
-A rotation without downtime: `hash7-keys rotate <party>` adds a version, which Transit signs with from the next
-record on; verifiers meet the new version on a record and read the public keys again (shared/runtime/provenance.py),
-while records signed with the older version still verify. Once every consumer has read past the older records
-(no lag), `hash7-keys retire <party>` makes Vault's minimum version the latest: verifiers stop accepting the
-older versions within a minute, and records still signed with them become dead letters.
+A rotation without downtime: `hash7-keys rotate <party>` adds a version, which certifies the party's short-lived
+signing keys from their next renewal on (shared/contracts/provenance.py); verifiers meet the new version on a
+certificate and read the public keys again (shared/runtime/provenance.py), while records certified by the older
+version still verify. A certificate's lifetime after the rotation, once every consumer has read past the older
+records (no lag), `hash7-keys retire <party>` makes Vault's minimum version the latest: verifiers stop accepting
+the older version and what it certified within a minute, and records still signed under it become dead letters.
 """
 
 import json
 import sys
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 import click
 import hvac
@@ -19,6 +21,7 @@ from hvac import exceptions as hvac_errors
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.layout import TRANSIT_MOUNT, event_signing_key
+from shared.contracts.provenance import CERTIFICATE_LIFETIME_S
 from shared.contracts.routing import ROUTES, Party
 
 # Every party that produces some topic signs what it produces.
@@ -74,11 +77,21 @@ def rotate(client: hvac.Client, party: Party) -> SigningKeyState:
     return _state(client, party)
 
 
-def retire_older_versions(client: hvac.Client, party: Party) -> SigningKeyState:
-    """Only the latest version verifies from now on (within verifiers' key refresh, a minute)."""
-    latest = _state(client, party).latest_version
-    client.secrets.transit.update_key_configuration(event_signing_key(party.value), min_decryption_version=latest,
-                                                    mount_point=TRANSIT_MOUNT)
+def retire_older_versions(client: hvac.Client, party: Party, *, force: bool = False) -> SigningKeyState:
+    """Only the latest version verifies from now on (within verifiers' key refresh, a minute), and with it only
+    the short-lived keys it certified. Refused within a certificate's lifetime of the latest rotation (unless
+    forced): until then, producers still sign with keys the older version certified, and their records would
+    become dead letters."""
+    name = event_signing_key(party.value)
+    key = client.secrets.transit.read_key(name, mount_point=TRANSIT_MOUNT)["data"]
+    latest = int(key["latest_version"])
+    rotated_at = datetime.fromisoformat(key["keys"][str(latest)]["creation_time"])
+    wait_s = CERTIFICATE_LIFETIME_S - (datetime.now(UTC) - rotated_at).total_seconds()
+    if wait_s > 0 and not force:
+        raise BootstrapError(f"{name} version {latest} is {CERTIFICATE_LIFETIME_S - wait_s:.0f} s old: producers may "
+                             f"still sign with keys version {latest - 1} certified. Retire in {wait_s:.0f} s, or "
+                             "with --force to refuse their records now")
+    client.secrets.transit.update_key_configuration(name, min_decryption_version=latest, mount_point=TRANSIT_MOUNT)
     return _state(client, party)
 
 
@@ -117,12 +130,14 @@ def rotate_command(output: str, party: str) -> None:
     _show(output, [rotate(_admin_client(), Party(party))])
 
 
-@cli.command("retire", help="Accept only the latest version of PARTY's key (once consumers have read past the "
-                             "older ones).")
+@cli.command("retire", help="Accept only the latest version of PARTY's key, and the keys it certified (an hour "
+                             "after a rotation at the earliest, once consumers have read past older records).")
 @click.argument("party", type=_PARTY)
+@click.option("--force", is_flag=True, help="Within the hour too: records producers still sign with keys the "
+                                             "older version certified become dead letters.")
 @click.pass_obj
-def retire_command(output: str, party: str) -> None:
-    _show(output, [retire_older_versions(_admin_client(), Party(party))])
+def retire_command(output: str, party: str, force: bool) -> None:
+    _show(output, [retire_older_versions(_admin_client(), Party(party), force=force)])
 
 
 def _admin_client() -> hvac.Client:

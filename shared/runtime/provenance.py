@@ -1,39 +1,56 @@
 """Signing what a party publishes and verifying what it reads (the format: shared/contracts/provenance.py).
 
-The private keys stay in Vault Transit: a producer asks Vault to sign (one call for all the records of one
-handler's outcome), so a party's key can be used only with that party's Vault identity and is never in a
-process. Verification is local, with the public keys read from Vault and kept in memory: a version not yet
-seen (a rotation under way) makes the verifier read them again, at most once a second, so a flood of records
-naming unknown versions cannot make it hammer Vault; they are also re-read every minute, so a retirement
-(shared/contracts/provenance.py) takes effect without a restart.
+A party's long-term key stays in Vault Transit, usable only with that party's Vault identity. The producer signs
+its records with a short-lived key of its own that Transit certified, renewed at half its lifetime (one Vault
+call an half hour, none per record); should Vault be away at a renewal, the key in hand serves while it is valid.
+Verification is local, with the long-term public keys read from Vault and kept in memory, and each certificate
+verified once: a version not yet seen (a rotation under way) makes the verifier read the keys again, at most
+once a second, so a flood of records naming unknown versions cannot make it hammer Vault; they are also re-read
+every minute, so a retirement (deploy/bootstrap/event_keys.py) revokes the certificates of older versions
+without a restart.
 """
 
 import asyncio
 import base64
-import binascii
+import hashlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.adapters.vault.client import SigningKeys, VaultPort
 from shared.adapters.vault.layout import event_signing_key
-from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, is_signed_header, signed_digest
+from shared.contracts.provenance import (
+    CERTIFICATE_HEADER,
+    CERTIFICATE_LIFETIME_S,
+    CLOCK_SKEW_S,
+    PRODUCER_HEADER,
+    SIGNATURE_HEADER,
+    Certificate,
+    certificate_body,
+    is_signed_header,
+    signed_digest,
+)
 from shared.contracts.routing import Party, Topic
+from shared.runtime.errors import TransientError
 
 log = structlog.get_logger(__name__)
 
-_SIGNATURE = re.compile(r"vault:v([0-9]{1,9}):([A-Za-z0-9+/]{86}==)")
+_TRANSIT_SIGNATURE = re.compile(r"vault:v([0-9]{1,9}):([A-Za-z0-9+/]{86}==)")
+_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{86}==")
 # How long public keys are trusted before they are read again (a retirement takes effect within it), and how
 # soon an unknown version may make the verifier read them again.
 KEYS_REFRESH_S = 60.0
 UNKNOWN_VERSION_REFRESH_S = 1.0
-# Digests signed in one Transit call at most (a bound on one request's size).
-_MAX_BATCH = 256
+# How soon a producer asks Vault again when a renewal failed while its key was still valid.
+_RENEWAL_RETRY_S = 10.0
+# Verified certificates kept: a few per producer instance (one per hour each).
+_CERTIFICATES_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -46,53 +63,68 @@ class OutgoingRecord:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class _SigningKey:
+    """A short-lived key and its certificate (shared/contracts/provenance.py)."""
+
+    key: Ed25519PrivateKey
+    certificate: str
+    renew_at: float
+    expires_at: float
+
+
 class EventSigner:
-    """Signs a party's outgoing records with its Transit key.
+    """Signs a party's outgoing records with a short-lived key that its Transit key certified: one Vault call
+    per half-lifetime of a certificate, none per record (shared/contracts/provenance.py says why)."""
 
-    One Vault call at a time: what concurrent handlers ask for while a call is under way is signed together in
-    the next one. Idle, a record is signed at once; under load, a service makes far fewer calls than it has
-    records (Vault is what bounds the system's throughput, README.md#benchmark)."""
-
-    def __init__(self, vault: VaultPort, producer: Party) -> None:
+    def __init__(self, vault: VaultPort, producer: Party, clock: Callable[[], float] = time.time) -> None:
         self._vault = vault
         self.producer = producer
-        self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
-        self._signing: asyncio.Task[None] | None = None
+        self._clock = clock
+        self._key: _SigningKey | None = None
+        self._renewing = asyncio.Lock()
 
     async def sign(self, records: Sequence[OutgoingRecord]) -> list[OutgoingRecord]:
-        """The records with the producer and signature headers added."""
+        """The records with the producer, certificate and signature headers added."""
         if not records:
             return []
-        named = [replace(record, headers={**record.headers, PRODUCER_HEADER: self.producer.value})
-                 for record in records]
-        digests = [signed_digest(record.topic.value, self.producer.value, record.key.encode(), record.headers,
-                                 record.body) for record in named]
-        signatures = await self._signatures(digests)
-        return [replace(record, headers={**record.headers, SIGNATURE_HEADER: signature})
-                for record, signature in zip(named, signatures, strict=True)]
+        signing = await self._signing_key()
+        signed = []
+        for record in records:
+            headers = {**record.headers, PRODUCER_HEADER: self.producer.value, CERTIFICATE_HEADER: signing.certificate}
+            digest = signed_digest(record.topic.value, self.producer.value, record.key.encode(), headers, record.body)
+            signature = base64.b64encode(signing.key.sign(digest)).decode()
+            signed.append(replace(record, headers={**headers, SIGNATURE_HEADER: signature}))
+        return signed
 
-    async def _signatures(self, digests: list[bytes]) -> list[str]:
-        loop = asyncio.get_running_loop()
-        asked = [(digest, loop.create_future()) for digest in digests]
-        self._waiting.extend(asked)
-        if self._signing is None or self._signing.done():
-            self._signing = asyncio.create_task(self._sign_while_waiting())
-        return list(await asyncio.gather(*(answer for _, answer in asked)))
-
-    async def _sign_while_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+    async def _signing_key(self) -> _SigningKey:
+        current = self._key
+        if current is not None and self._clock() < current.renew_at:
+            return current
+        async with self._renewing:
+            current = self._key
+            if current is not None and self._clock() < current.renew_at:
+                return current  # renewed while this waited
             try:
-                signatures = await self._vault.sign(event_signing_key(self.producer.value),
-                                                    [digest for digest, _ in batch])
-            except Exception as exc:  # noqa: BLE001 — each caller gets the failure (transient or not) to handle
-                for _, answer in batch:
-                    if not answer.done():
-                        answer.set_exception(exc)
-                continue
-            for (_, answer), signature in zip(batch, signatures, strict=True):
-                if not answer.done():  # its caller may have been cancelled meanwhile
-                    answer.set_result(signature)
+                self._key = await self._certified()
+            except TransientError as exc:
+                if current is None or self._clock() >= current.expires_at - CLOCK_SKEW_S:
+                    raise
+                # Vault away: the key in hand is valid a while longer; ask again soon, not for every record.
+                log.warning("signing_key_renewal_failed", producer=self.producer.value, error_class=type(exc).__name__,
+                            valid_for_s=round(current.expires_at - self._clock()))
+                self._key = replace(current, renew_at=self._clock() + _RENEWAL_RETRY_S)
+            return self._key
+
+    async def _certified(self) -> _SigningKey:
+        now = self._clock()
+        key = Ed25519PrivateKey.generate()
+        expires_at = int(now) + CERTIFICATE_LIFETIME_S
+        body = certificate_body(self.producer.value, expires_at, key.public_key().public_bytes_raw())
+        [signature] = await self._vault.sign(event_signing_key(self.producer.value),
+                                             [hashlib.sha256(body.encode()).digest()])
+        log.info("signing_key_certified", producer=self.producer.value, expires_at=expires_at)
+        return _SigningKey(key, body + signature, now + CERTIFICATE_LIFETIME_S / 2, expires_at)
 
 
 class Unauthentic(Exception):
@@ -104,14 +136,27 @@ class Unauthentic(Exception):
         self.claimed_producer = claimed_producer
 
 
+@dataclass(frozen=True)
+class _CertifiedKey:
+    producer: Party
+    public_key: Ed25519PublicKey
+    expires_at: int
+    # The version of the producer's Transit key that certified it: retiring that version revokes it.
+    version: int
+
+
 class EventVerifier:
     """Checks that a record was produced by a party the routing table allows on its topic."""
 
-    def __init__(self, vault: VaultPort, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, vault: VaultPort, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._vault = vault
         self._clock = clock
+        self._wall_clock = wall_clock
         self._keys: dict[Party, tuple[SigningKeys, float]] = {}
         self._reading: dict[Party, asyncio.Lock] = {}
+        # Certificates already verified, by their header (a forged one is never kept).
+        self._certified: OrderedDict[str, _CertifiedKey] = OrderedDict()
 
     async def producer_of(self, topic: Topic, allowed: frozenset[Party], key: bytes | None,
                           headers: Sequence[tuple[str, bytes]], body: bytes) -> Party:
@@ -119,17 +164,50 @@ class EventVerifier:
         texts = _header_texts(headers)
         claimed = texts.get(PRODUCER_HEADER)
         producer = _allowed_producer(topic, allowed, claimed)
-        version, signature = _parsed_signature(texts.get(SIGNATURE_HEADER), claimed)
-        public_key = await self._public_key(producer, version)
-        if public_key is None:
-            raise Unauthentic(f"signed with version {version} of the {producer} key, which Vault does not hold "
-                              "or has retired", claimed)
+        certified = await self._certified_key(producer, texts.get(CERTIFICATE_HEADER), claimed)
+        signature = _parsed_signature(texts.get(SIGNATURE_HEADER), claimed)
         digest = signed_digest(topic.value, producer.value, key or b"", texts, body)
         try:
-            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, digest)
+            certified.public_key.verify(signature, digest)
         except InvalidSignature:
-            raise Unauthentic(f"the signature does not verify with the {producer} key", claimed) from None
+            raise Unauthentic(f"the signature does not verify with the {producer} key certified", claimed) from None
         return producer
+
+    async def _certified_key(self, producer: Party, header: str | None, claimed: str | None) -> _CertifiedKey:
+        if header is None:
+            raise Unauthentic(f"no {CERTIFICATE_HEADER} header", claimed)
+        certified = self._certified.get(header) or await self._verified_certificate(producer, header, claimed)
+        if certified.producer is not producer:
+            raise Unauthentic(f"the certificate is not the {producer} key's", claimed)
+        if self._wall_clock() > certified.expires_at + CLOCK_SKEW_S:
+            raise Unauthentic("the certificate has expired", claimed)
+        if await self._public_key(producer, certified.version) is None:
+            raise Unauthentic(f"certified by version {certified.version} of the {producer} key, which Vault does "
+                              "not hold or has retired", claimed)
+        return certified
+
+    async def _verified_certificate(self, producer: Party, header: str, claimed: str | None) -> _CertifiedKey:
+        try:
+            certificate = Certificate.parse(header)
+        except ValueError as exc:
+            raise Unauthentic(f"the certificate is malformed ({exc})", claimed) from None
+        if certificate.producer != producer.value:
+            raise Unauthentic(f"the certificate is not the {producer} key's", claimed)
+        version, signature = _parsed_transit_signature(certificate.transit_signature, claimed)
+        public_key = await self._public_key(producer, version)
+        if public_key is None:
+            raise Unauthentic(f"certified by version {version} of the {producer} key, which Vault does not hold "
+                              "or has retired", claimed)
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, certificate.digest)
+        except InvalidSignature:
+            raise Unauthentic(f"the certificate does not verify with the {producer} key", claimed) from None
+        certified = _CertifiedKey(producer, Ed25519PublicKey.from_public_bytes(certificate.public_key),
+                                  certificate.expires_at, version)
+        self._certified[header] = certified
+        if len(self._certified) > _CERTIFICATES_REMEMBERED:
+            self._certified.popitem(last=False)
+        return certified
 
     async def _public_key(self, producer: Party, version: int) -> bytes | None:
         cached = self._keys.get(producer)
@@ -174,11 +252,15 @@ def _allowed_producer(topic: Topic, allowed: frozenset[Party], claimed: str | No
     return producer
 
 
-def _parsed_signature(text: str | None, claimed: str | None) -> tuple[int, bytes]:
-    match = _SIGNATURE.fullmatch(text or "")
+def _parsed_transit_signature(text: str, claimed: str | None) -> tuple[int, bytes]:
+    match = _TRANSIT_SIGNATURE.fullmatch(text)
     if match is None:
-        raise Unauthentic(f"no {SIGNATURE_HEADER} header of the form vault:v<N>:<base64 Ed25519 signature>", claimed)
-    try:
-        return int(match[1]), base64.b64decode(match[2], validate=True)
-    except binascii.Error:
-        raise Unauthentic("the signature is not valid base64", claimed) from None
+        raise Unauthentic("the certificate's signature is not of the form vault:v<N>:<base64 Ed25519 signature>",
+                          claimed)
+    return int(match[1]), base64.b64decode(match[2])
+
+
+def _parsed_signature(text: str | None, claimed: str | None) -> bytes:
+    if text is None or _SIGNATURE.fullmatch(text) is None:
+        raise Unauthentic(f"no {SIGNATURE_HEADER} header holding a base64 Ed25519 signature", claimed)
+    return base64.b64decode(text)

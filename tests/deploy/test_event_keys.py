@@ -64,15 +64,24 @@ async def test_a_rotation_keeps_old_records_verifying_until_the_older_versions_a
     assert rotated.returncode == 0, rotated.stderr
     [state] = json.loads(rotated.stdout)
     after = await signed_by_app(app_vault)
-    assert dict(after)["x-hash7-signature"].startswith(f"vault:v{state['latest_version']}:".encode())
+    assert f"|vault:v{state['latest_version']}:".encode() in dict(after)["x-hash7-certificate"]
     assert await verified(settings, before) is Party.APP and await verified(settings, after) is Party.APP
 
-    retired = hash7_keys(bootstrapped_stack, "retire", "app")
-    assert retired.returncode == 0, retired.stderr
-    assert f"app              event-app                {state['latest_version']:>6}" in retired.stdout
-    with pytest.raises(Unauthentic, match="does not hold or has retired"):
-        await verified(settings, before)
-    assert await verified(settings, after) is Party.APP
+    # Within the hour after the rotation, producers may still sign with keys the older version certified.
+    early = hash7_keys(bootstrapped_stack, "retire", "app")
+    assert early.returncode == 1 and "Retire in" in early.stderr and "Traceback" not in early.stderr
+    retired = hash7_keys(bootstrapped_stack, "retire", "--force", "app")
+    try:
+        assert retired.returncode == 0, retired.stderr
+        assert f"app              event-app                {state['latest_version']:>6}" in retired.stdout
+        with pytest.raises(Unauthentic, match="does not hold or has retired"):
+            await verified(settings, before)
+        assert await verified(settings, after) is Party.APP
+    finally:
+        # The session's other tests read records the app signed before: they must verify as they did.
+        root = hvac.Client(url=settings.vault_addr, token=bootstrapped_stack.root_token)
+        root.secrets.transit.update_key_configuration(event_signing_key("app"), min_decryption_version=1,
+                                                      mount_point=TRANSIT_MOUNT)
 
 
 def test_the_keys_are_listed_for_a_person_and_for_a_machine(bootstrapped_stack):

@@ -2,15 +2,23 @@
 would: every record without a valid signature by a producer the routing table allows on its topic is refused,
 and a change to any signed part of a genuine record breaks it."""
 
-import asyncio
 import base64
 import hashlib
+import time
 
 import pytest
 
 from shared.adapters.vault.client import SigningKeys, VaultUnavailable
 from shared.adapters.vault.layout import event_signing_key
-from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER, signed_digest
+from shared.contracts.provenance import (
+    CERTIFICATE_HEADER,
+    CERTIFICATE_LIFETIME_S,
+    CLOCK_SKEW_S,
+    PRODUCER_HEADER,
+    SIGNATURE_HEADER,
+    certificate_body,
+    signed_digest,
+)
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.runtime.provenance import EventSigner, EventVerifier, OutgoingRecord, Unauthentic
 from tests.builders import provenance_headers
@@ -63,7 +71,7 @@ async def test_claiming_another_allowed_producer_breaks_the_signature():
     vault = InMemoryVault()
     headers = replaced(provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY), PRODUCER_HEADER,
                        b"intake")
-    with pytest.raises(Unauthentic, match="does not verify with the intake key"):
+    with pytest.raises(Unauthentic, match="the certificate is not the intake key's"):
         await verify(vault, headers)
 
 
@@ -146,20 +154,74 @@ async def test_a_rotation_verifies_old_and_new_versions_and_a_retirement_refuses
     assert await verify(vault, new, verifier=verifier) is Party.WHITELIST
 
 
+def with_certificate(headers, certificate: str):
+    return replaced(headers, CERTIFICATE_HEADER, certificate.encode())
+
+
+def forged_certificate(producer: str = "whitelist", version: int = 1, expires_at: int | None = None,
+                       signer: InMemoryVault | None = None) -> str:
+    """A certificate for a key of the forger's, signed by another Vault (or by none: garbage)."""
+    body = certificate_body(producer, expires_at or int(time.time()) + 3600, bytes(32))
+    if signer is not None:
+        return body + signer.signature(event_signing_key(producer), hashlib.sha256(body.encode()).digest())
+    return body + f"vault:v{version}:" + base64.b64encode(hashlib.sha512(b"forged").digest()).decode()
+
+
 async def test_a_flood_of_unknown_versions_reads_the_keys_at_most_once_a_second():
     vault, now = CountingKeys(), [0.0]
     verifier = EventVerifier(vault, clock=lambda: now[0])
     genuine = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
     await verify(vault, genuine, verifier=verifier)
-    signature = b"vault:v7:" + base64.b64encode(hashlib.sha512(b"forged").digest())
     for _ in range(500):
         with pytest.raises(Unauthentic, match="version 7"):
-            await verify(vault, replaced(genuine, SIGNATURE_HEADER, signature), verifier=verifier)
+            await verify(vault, with_certificate(genuine, forged_certificate(version=7)), verifier=verifier)
     assert vault.reads == 1
     now[0] += 1.5
     with pytest.raises(Unauthentic):
-        await verify(vault, replaced(genuine, SIGNATURE_HEADER, signature), verifier=verifier)
+        await verify(vault, with_certificate(genuine, forged_certificate(version=7)), verifier=verifier)
     assert vault.reads == 2
+
+
+@pytest.mark.parametrize("certificate", [
+    "", "hash7-signing-certificate/1|whitelist|1|AAAA|vault:v1:x", "a|b|c|d|e|f",
+    certificate_body("whitelist", 10**10, bytes(32)),  # no signature at all
+])
+async def test_a_certificate_that_is_not_one_is_refused(certificate):
+    vault = InMemoryVault()
+    genuine = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    with pytest.raises(Unauthentic, match="certificate"):
+        await verify(vault, with_certificate(genuine, certificate))
+
+
+async def test_a_certificate_signed_by_another_vault_or_for_another_party_is_refused():
+    vault = InMemoryVault()
+    await vault.signing_keys(event_signing_key("whitelist"))
+    genuine = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    with pytest.raises(Unauthentic, match="the certificate does not verify with the whitelist key"):
+        await verify(vault, with_certificate(genuine, forged_certificate(signer=InMemoryVault())))
+    # The intake's genuine certificate on a record claiming to be the whitelist's.
+    intake = dict(provenance_headers(vault, Party.INTAKE, Topic.BINDING_STATUS, BODY))[CERTIFICATE_HEADER]
+    with pytest.raises(Unauthentic, match="not the whitelist key's"):
+        await verify(vault, with_certificate(genuine, intake.decode()))
+
+
+async def test_a_genuine_certificate_on_a_record_its_key_did_not_sign_is_refused():
+    vault = InMemoryVault()
+    first = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    second = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)  # another certified key
+    mixed = with_certificate(first, dict(second)[CERTIFICATE_HEADER].decode())
+    with pytest.raises(Unauthentic, match="does not verify"):
+        await verify(vault, mixed)
+
+
+async def test_an_expired_certificate_is_refused():
+    vault, wall = InMemoryVault(), [time.time()]
+    verifier = EventVerifier(vault, wall_clock=lambda: wall[0])
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY, expires_at=int(wall[0]) + 600)
+    assert await verify(vault, headers, verifier=verifier) is Party.WHITELIST
+    wall[0] += 600 + CLOCK_SKEW_S + 1
+    with pytest.raises(Unauthentic, match="expired"):
+        await verify(vault, headers, verifier=verifier)
 
 
 def test_the_digest_is_the_published_layout():
@@ -172,19 +234,17 @@ def test_the_digest_is_the_published_layout():
     assert digest == hashlib.sha256(document.encode()).digest()
 
 
-class SlowSigning(InMemoryVault):
-    """Transit taking its time, counting the calls and what each signed."""
+class FlakySigning(InMemoryVault):
+    """Transit counting its calls, away while `away` says so."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.batches: list[int] = []
-        self.failures = failures
+        self.calls = 0
+        self.away = False
 
     async def sign(self, key, digests):
-        self.batches.append(len(digests))
-        await asyncio.sleep(0.01)
-        if self.failures:
-            self.failures -= 1
+        self.calls += 1
+        if self.away:
             raise VaultUnavailable("Vault unreachable (ConnectionError)")
         return await super().sign(key, digests)
 
@@ -193,28 +253,44 @@ def outgoing(n: int) -> list[OutgoingRecord]:
     return [OutgoingRecord(Topic.BINDING_STATUS, f"u{n}", BODY, {}), OutgoingRecord(Topic.AUDIT, f"u{n}", BODY, {})]
 
 
-async def test_what_concurrent_handlers_ask_to_sign_meanwhile_is_signed_together():
-    vault = SlowSigning()
-    signer = EventSigner(vault, Party.WHITELIST)
-    first = asyncio.create_task(signer.sign(outgoing(0)))
-    await asyncio.sleep(0.001)  # its call is under way
-    signed = [await first, *await asyncio.gather(*(signer.sign(outgoing(n)) for n in range(1, 40)))]
-    # The first went alone; the 39 others waited for that call to end and went together.
-    assert vault.batches == [2, 78]
-    verifier = EventVerifier(vault)
-    for records in signed:
-        for record in records:
-            headers = [(name, value.encode()) for name, value in record.headers.items()]
-            assert await verifier.producer_of(record.topic, ROUTES[record.topic].producers, record.key.encode(),
-                                              headers, record.body) is Party.WHITELIST
+async def test_records_are_signed_without_vault_until_the_certificate_is_half_spent():
+    vault, now = FlakySigning(), [1_000_000.0]
+    signer = EventSigner(vault, Party.WHITELIST, clock=lambda: now[0])
+    for n in range(50):
+        await signer.sign(outgoing(n))
+    assert vault.calls == 1
+    now[0] += CERTIFICATE_LIFETIME_S / 2
+    [renewed, _] = await signer.sign(outgoing(99))
+    assert vault.calls == 2
+    headers = [(name, value.encode()) for name, value in renewed.headers.items()]
+    assert await EventVerifier(vault, wall_clock=lambda: now[0]).producer_of(
+        Topic.BINDING_STATUS, STATUS.producers, b"u99", headers, BODY) is Party.WHITELIST
 
 
-async def test_a_failed_signing_call_fails_each_of_its_callers_and_the_next_call_goes_on():
-    vault = SlowSigning(failures=1)
-    signer = EventSigner(vault, Party.WHITELIST)
-    first = asyncio.create_task(signer.sign(outgoing(0)))
-    await asyncio.sleep(0)
-    second = asyncio.gather(*(signer.sign(outgoing(n)) for n in range(1, 4)))
+async def test_vault_away_at_a_renewal_keeps_the_valid_key_and_fails_only_once_it_expired():
+    vault, now = FlakySigning(), [1_000_000.0]
+    signer = EventSigner(vault, Party.WHITELIST, clock=lambda: now[0])
+    await signer.sign(outgoing(0))
+    vault.away = True
+    now[0] += CERTIFICATE_LIFETIME_S * 0.75
+    assert len(await signer.sign(outgoing(1))) == 2  # renewal failed, the key in hand is still valid
+    calls = vault.calls
+    await signer.sign(outgoing(2))
+    assert vault.calls == calls  # asked again only after a pause, not for every record
+    now[0] += CERTIFICATE_LIFETIME_S * 0.25
     with pytest.raises(VaultUnavailable):
-        await first
-    assert len(await second) == 3 and vault.batches == [2, 6]
+        await signer.sign(outgoing(3))
+    vault.away = False
+    assert len(await signer.sign(outgoing(4))) == 2
+
+
+async def test_retiring_the_version_that_certified_a_key_revokes_it_within_a_minute():
+    vault, now = CountingKeys(), [0.0]
+    verifier = EventVerifier(vault, clock=lambda: now[0])
+    old = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    assert await verify(vault, old, verifier=verifier) is Party.WHITELIST
+    vault.rotate(event_signing_key("whitelist"))
+    vault.retire_below(event_signing_key("whitelist"), 2)
+    now[0] += 61
+    with pytest.raises(Unauthentic, match="version 1 of the whitelist key"):
+        await verify(vault, old, verifier=verifier)  # its certificate was verified and kept before

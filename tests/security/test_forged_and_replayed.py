@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from shared.contracts.events import (
     SweepRequested,
     utc_now,
 )
-from shared.contracts.provenance import PRODUCER_HEADER, SIGNATURE_HEADER
+from shared.contracts.provenance import CERTIFICATE_HEADER, PRODUCER_HEADER, SIGNATURE_HEADER, certificate_body
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState, RequestKind
@@ -80,6 +81,11 @@ def encoded(headers: Mapping[str, str]) -> Headers:
     return [(name, value.encode()) for name, value in headers.items()]
 
 
+def made_up_certificate(producer: Party) -> bytes:
+    body = certificate_body(producer.value, int(time.time()) + 3600, secrets.token_bytes(32))
+    return (body + garbage_signature().decode()).encode()
+
+
 def garbage_signature(version: int = 1) -> bytes:
     return f"vault:v{version}:{base64.b64encode(secrets.token_bytes(64)).decode()}".encode()
 
@@ -109,6 +115,12 @@ async def forge_every_way(forger: Forger, forgery: Forgery, *, app_may_produce: 
             fresh_key_bytes, body, [*claimed, (SIGNATURE_HEADER, garbage_signature())]),
         "a signature by a key version Vault does not hold": (
             fresh_key_bytes, body, [*claimed, (SIGNATURE_HEADER, garbage_signature(version=7))]),
+        "a genuine certificate of this producer and a signature of the forger's": (
+            fresh_key_bytes, body, [*claimed, (CERTIFICATE_HEADER, dict(forgery.genuine.headers)[CERTIFICATE_HEADER]),
+                                    (SIGNATURE_HEADER, base64.b64encode(secrets.token_bytes(64)))]),
+        "a certificate made up by the forger for a key of its own": (
+            fresh_key_bytes, body, [*claimed, (CERTIFICATE_HEADER, made_up_certificate(forgery.claimed)),
+                                    (SIGNATURE_HEADER, base64.b64encode(secrets.token_bytes(64)))]),
         "the producer and signature headers of a genuine record of this topic": (
             forgery.genuine.key, body, list(forgery.genuine.headers)),
         "a genuine record of this topic under another key": (
@@ -287,7 +299,7 @@ async def test_a_forged_binding_validated_of_a_withdraw_enabled_key_is_refused_e
     ))
     problems = await refusals(client, settings, places, Party.VAULT_WRITER)
     assert problems["a genuine record moved here from another topic"] == \
-        "the signature does not verify with the validator key"
+        "the signature does not verify with the validator key certified"
     assert kv_read(vault_admin, binding_path(target.user, target.binding_id)) is None
     assert states(await statuses(client, target.request_id)) == [S.RECEIVED, S.REJECTED]
 
