@@ -14,6 +14,7 @@ from shared.clients.binding_client import BindingClient
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState
+from shared.runtime.config import ServiceSettings
 from tests.faults.fuzzing import FuzzMessage, draw_fuzz_messages
 from tests.faults.invariants import assert_invariants
 from tests.faults.load_run import LoadRuns
@@ -54,9 +55,10 @@ class DeadLetterKeys:
 
 def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, collector: StatusCollector) -> list[str]:
     """The messages whose fate is not (yet) what it must be. The fuzzer publishes as the app: on a topic the app
-    does not produce, every message is refused unread (a dead letter, and nobody told anything). On the app's
-    own topics, a malformed one is dead-lettered and its user, when one can be read, told `malformed_request`; a
-    well-shaped one is rejected or dead-lettered."""
+    does not produce, and above the size a service reads, every message is refused unread (a dead letter, and
+    nobody told anything). On the app's own topics, a malformed one is dead-lettered and its user, when one can
+    be read, told `malformed_request`; a well-shaped one is rejected or dead-lettered."""
+    largest_read = ServiceSettings().kafka_max_record_bytes
     rejected: dict[str, set[ReasonCode]] = {}
     for arrived in collector.arrived:
         if arrived.status.state == BindingState.REJECTED:
@@ -65,7 +67,10 @@ def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, colle
     for message in messages:
         malformed = message.malformed
         letter = dead_letters.keys[message.key] > 0
-        if Party.APP not in ROUTES[message.topic].producers:
+        if len(message.body) > largest_read:
+            if not letter:
+                missing.append(f"{message.key} ({message.topic.value}, {message.kind}): too large, not dead-lettered")
+        elif Party.APP not in ROUTES[message.topic].producers:
             told = bool(rejected.get(malformed.user_id if malformed and malformed.user_id else message.key))
             if told or not letter:
                 missing.append(f"{message.key} ({message.topic.value}, {message.kind}): not the app's topic, yet "
