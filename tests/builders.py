@@ -12,6 +12,7 @@ from shared.contracts.events import BindingStored, BindingValidated, Event, HtxK
 from shared.contracts.provenance import (
     CERTIFICATE_HEADER,
     CERTIFICATE_LIFETIME_S,
+    PRODUCED_AT_HEADER,
     PRODUCER_HEADER,
     SIGNATURE_HEADER,
     certificate_body,
@@ -52,16 +53,20 @@ def topic_of(event: Event) -> Topic:
 
 
 def provenance_headers(vault: InMemoryVault, producer: Party, topic: Topic, body: bytes, key: bytes = b"u1",
-                       headers: Mapping[str, str] | None = None,
+                       headers: Mapping[str, str] | None = None, produced_at_ms: int | None = None,
                        expires_at: int | None = None) -> list[tuple[str, bytes]]:
-    """The headers a record gets when producer publishes it (shared/runtime/provenance.py): signed by a fresh
-    short-lived key that the in-memory Vault's key for producer certified, as Kafka hands them to a consumer."""
+    """The headers a record gets when producer publishes it (shared/runtime/provenance.py), by default now: signed
+    by a fresh short-lived key that the in-memory Vault's key for producer certified (until expires_at, by
+    default a lifetime after the record), as Kafka hands them to a consumer."""
+    produced_at_ms = produced_at_ms or int(time.time() * 1000)
     signing = Ed25519PrivateKey.generate()
-    body_of_certificate = certificate_body(producer.value, expires_at or int(time.time()) + CERTIFICATE_LIFETIME_S,
+    body_of_certificate = certificate_body(producer.value,
+                                           expires_at or produced_at_ms // 1000 + CERTIFICATE_LIFETIME_S // 2,
                                            signing.public_key().public_bytes_raw())
     certificate = body_of_certificate + vault.signature(event_signing_key(producer.value),
                                                         hashlib.sha256(body_of_certificate.encode()).digest())
-    named = {**(headers or {}), PRODUCER_HEADER: producer.value, CERTIFICATE_HEADER: certificate}
+    named = {**(headers or {}), PRODUCER_HEADER: producer.value, PRODUCED_AT_HEADER: str(produced_at_ms),
+             CERTIFICATE_HEADER: certificate}
     signature = signing.sign(signed_digest(topic.value, producer.value, key, named, body))
     return [(name, value.encode()) for name, value in
             {**named, SIGNATURE_HEADER: base64.b64encode(signature).decode()}.items()]

@@ -69,7 +69,7 @@ class InMemoryVault:
         history = self.versions.get(path)
         if not history:
             return None
-        return KvEntry(dict(history[-1]), len(history), {})
+        return KvEntry(dict(history[-1]), len(history), {}, written_at=self.written_at[path][-1])
 
     async def read_metadata(self, path: str) -> dict[str, Any] | None:
         history = self.versions.get(path)

@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from shared.contracts.events import BindingStatus
-from shared.contracts.states import RequestKind
+from shared.contracts.states import BIND_OUTCOME, RequestKind
 
 SUPPORTED_EXCHANGES = frozenset({"htx"})
 
@@ -45,8 +45,14 @@ class RequestHistory:
         self._latest: dict[tuple[str, str], BindingStatus] = {}
 
     def record(self, status: BindingStatus) -> None:
-        if status.request_id is not None and status.request_kind is RequestKind.BIND:
-            self._latest[(status.user_id, status.request_id)] = status
+        """Keep the request's newest status; a final one is never replaced (a status sent again later, or
+        replayed, must not reopen a request that ended)."""
+        if status.request_id is None or status.request_kind is not RequestKind.BIND:
+            return
+        key = (status.user_id, status.request_id)
+        kept = self._latest.get(key)
+        if kept is None or (kept.state not in BIND_OUTCOME.final and status.occurred_at >= kept.occurred_at):
+            self._latest[key] = status
 
     def latest(self, user_id: str, request_id: str) -> BindingStatus | None:
         return self._latest.get((user_id, request_id))

@@ -136,10 +136,12 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     if claim.request_id != event.request_id:
         return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
                       request_id=event.request_id, details={"sweep_id": event.sweep_id})]
-    # Names only: the validator reads each binding's key itself. The claim's time orders the facts the sweep yields.
+    # Names only: the validator reads each binding's key itself. The claim's time in Vault orders the facts the
+    # sweep yields against the bindings' own writes.
+    started_at = await deps.sweeps.started_at(event.sweep_id)
     rechecks: list[Event] = [RecheckRequested(
         event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
-        sweep_request_id=event.request_id, sweep_started_at=claim.claimed_at, user_id=user_id, binding_id=binding_id,
+        sweep_request_id=event.request_id, sweep_started_at=started_at, user_id=user_id, binding_id=binding_id,
     ) async for user_id, binding_id in deps.bindings.stored_ids()]
     return [*rechecks, audit(service=SERVICE, action="health_sweep", outcome="started", user_id=None,
                              request_id=event.request_id,

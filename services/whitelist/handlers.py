@@ -117,6 +117,10 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         if _older(stored.written_at, saved.record.health_as_of):
             # A recheck judged this very key since (and this is a copy delivered late): its judgement stands.
             return [_stored_audit(event, "superseded")]
+        if saved.record.health_as_of == stored.written_at:
+            # Applied before, and the whitelist changed since by a request of its own, which said where the
+            # binding stands: a copy of this event says nothing new.
+            return [_stored_audit(event, "already_applied")]
         if saved.record.pairs:
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
@@ -143,7 +147,9 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     if stored is None:
         return []  # revoked since the sweep started
     current = await deps.whitelists.read(event.user_id, event.binding_id)
-    as_of = event.sweep_started_at or event.checked_at
+    # The sweep's start in Vault: on the same clock as the binding's write. A recheck without it is ordered
+    # after nothing, so it changes nothing.
+    as_of = event.sweep_started_at
     known_as_of = (current.record.health_as_of if current else None) or stored.written_at
     if not _older(known_as_of, as_of):
         # A sweep that started before the key was stored, or before the judgement in force: it says nothing new.
@@ -182,8 +188,11 @@ async def _pending_whitelists(deps: WhitelistDeps, user_id: str) -> int:
 
 
 def _older(fact: datetime | None, than: datetime | None) -> bool:
-    """Whether a fact is older than another (a fact of unknown time is older than none)."""
-    return fact is not None and than is not None and fact < than
+    """Whether a fact is older than another: one of unknown time is older than any of a known time (a producer
+    that leaves the order out cannot overrule one that gives it), and nothing is older than an unknown time."""
+    if than is None:
+        return False
+    return fact is None or fact < than
 
 
 def _stored_audit(event: BindingStored, outcome: str) -> AuditEvent:

@@ -39,7 +39,7 @@ from shared.contracts.events import (
     utc_now,
 )
 from shared.contracts.routing import ROUTES, Party, Topic
-from shared.contracts.states import BindingState
+from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError, CredentialsMissing
 from shared.runtime.logging import redact
@@ -146,8 +146,9 @@ class BindingClient:
         self._vault = vault
         self._publisher: KafkaPublisher | None = None
         self._verifier: EventVerifier | None = None
-        # Who sent each request this client submitted: its statuses must be about that user.
-        self._requesters: dict[str, str] = {}
+        # Who sent each request this client submitted, and its kind: its statuses must be about that user and
+        # answer that kind of request (request ids are the app's choice, so one may name requests of two kinds).
+        self._requesters: dict[str, tuple[str, RequestKind]] = {}
         self.unparseable_records: Counter[Topic] = Counter()
         self.unauthentic_records: Counter[Topic] = Counter()
 
@@ -193,7 +194,7 @@ class BindingClient:
 
     async def submit(self, request: BindingRequested) -> None:
         """Publish a binding request made by `binding_request`."""
-        await self._submit(request, request.user_id)
+        await self._submit(request, request.user_id, RequestKind.BIND)
 
     async def set_whitelist(self, user_id: str, binding_id: str, pairs: list[str],
                             request_id: str | None = None) -> str:
@@ -201,13 +202,13 @@ class BindingClient:
         request_id = request_id or _new_request_id()
         request = _build(WhitelistRequested, request_id=request_id, user_id=user_id, binding_id=binding_id,
                          trading_pairs=pairs, requested_at=utc_now().isoformat())
-        await self._submit(request, user_id)
+        await self._submit(request, user_id, RequestKind.WHITELIST)
         return request_id
 
     async def revoke(self, user_id: str, binding_id: str, request_id: str | None = None) -> str:
         request_id = request_id or _new_request_id()
         request = _build(RevokeRequested, request_id=request_id, user_id=user_id, binding_id=binding_id)
-        await self._submit(request, user_id)
+        await self._submit(request, user_id, RequestKind.REVOKE)
         return request_id
 
     async def request_sweep(self, request_id: str | None = None) -> str:
@@ -219,9 +220,9 @@ class BindingClient:
         await self._ready_publisher().publish(request)
         return request_id
 
-    async def _submit(self, request: Event, user_id: str) -> None:
+    async def _submit(self, request: Event, user_id: str, kind: RequestKind) -> None:
         await self._ready_publisher().publish(request)
-        self._requesters[getattr(request, "request_id")] = user_id
+        self._requesters[getattr(request, "request_id")] = (user_id, kind)
 
     async def publish_raw(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str] | None = None, *,
                           signed: bool = True) -> None:
@@ -253,7 +254,8 @@ class BindingClient:
         request for (request ids are the app's choice, so two users may share one). A sweep's statuses are
         about many users. on_status sees each status as it arrives, for progress displays. Raises
         StatusTimeout."""
-        user_id = user_id or self._requesters.get(request_id)
+        sent_for, kind = self._requesters.get(request_id, (None, None))
+        user_id = user_id or sent_for
         if callable(states):
             matches, awaited = states, "matching"
         else:
@@ -264,6 +266,8 @@ class BindingClient:
         async def follow_until_match() -> None:
             async with aclosing(self.statuses(user_id=user_id, request_id=request_id, follow=True)) as statuses:
                 async for status in statuses:
+                    if kind is not None and status.request_kind not in (kind, None):
+                        continue  # another kind of request that shares the id
                     timeline.append(status)
                     if on_status is not None:
                         on_status(status)

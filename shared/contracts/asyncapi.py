@@ -88,6 +88,8 @@ def _provenance_headers(route: Route) -> JsonObject:
     return {
         provenance.PRODUCER_HEADER: {"type": "string", "enum": sorted(party.value for party in route.producers),
                                      "description": provenance.PRODUCER_DESCRIPTION},
+        provenance.PRODUCED_AT_HEADER: {"type": "string", "pattern": "^[0-9]{1,15}$",
+                                        "description": provenance.PRODUCED_AT_DESCRIPTION},
         provenance.CERTIFICATE_HEADER: {"type": "string", "description": provenance.CERTIFICATE_DESCRIPTION},
         provenance.SIGNATURE_HEADER: {"type": "string", "pattern": "^[A-Za-z0-9+/]{86}==$",
                                       "description": provenance.SIGNATURE_DESCRIPTION},

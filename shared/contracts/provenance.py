@@ -9,6 +9,9 @@ so the producer makes a new key pair in memory and asks Transit to sign a certif
 public key and its expiry. Each record then carries three headers:
 
 - `x-hash7-producer`: the party that produced it (a `Party` value: "app", "intake", "validator", ...);
+- `x-hash7-produced-at`: when, in Unix milliseconds: within its certificate's lifetime, and not ahead of the
+  reader's clock. Signed, unlike the Kafka record's timestamp, so it is the record's time for its consumers
+  (a handler stamps what it emits with it: a redelivery, or a replay, gives the very same events);
 - `x-hash7-certificate`: `hash7-signing-certificate/1|<party>|<expiry, Unix seconds>|<public key, base64>|`
   followed by `vault:v<N>:<base64>`, the Transit signature, by version N of the party's key, of the SHA-256 of
   everything before that last `|`;
@@ -17,8 +20,11 @@ public key and its expiry. Each record then carries three headers:
 The digest covers the logical topic (without the deployment's prefix, so a record cannot be moved to another
 topic), the producer, the record key, the contract's headers (the certificate, and dead-letter headers, which
 therefore cannot be altered) and the body. A consumer accepts a record only when its producer is one the routing
-table allows on that topic, its certificate names that producer, is not expired and verifies with a version of
-the producer's key that Vault has not retired, and the record's signature verifies with the certified key.
+table allows on that topic, its certificate names that producer and verifies with a version of the producer's
+key that Vault has not retired, it was produced within the certificate's lifetime, and the record's signature
+verifies with the certified key. A record is not refused for being old: a consumer that was away an hour
+reads what was produced meanwhile. The lifetime bounds when a certified key may sign, as its records say;
+what revokes a stolen key is retiring the version that certified it (deploy/bootstrap/event_keys.py).
 
 A signature proves who produced a record, not when: a genuine old record sent again verifies. Facts therefore
 carry their own order from their source, and consumers ignore what is older than what they applied
@@ -33,12 +39,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PRODUCER_HEADER = "x-hash7-producer"
+PRODUCED_AT_HEADER = "x-hash7-produced-at"
 CERTIFICATE_HEADER = "x-hash7-certificate"
 SIGNATURE_HEADER = "x-hash7-signature"
 # Names the layouts below; a new layout gets a new name, and verifiers read both during a change.
 SIGNED_FORMAT = "hash7-record-signature/1"
 CERTIFICATE_FORMAT = "hash7-signing-certificate/1"
-# How long a certified key signs: a stolen one is worth this much at most. Producers renew at half of it, so a
+# How long a certified key signs. Producers renew at half of it, so a
 # rotated Transit key has certified every producer's key within half of it, and none of the older version's
 # certificates is valid after all of it (deploy/bootstrap/event_keys.py waits that long before a retirement).
 CERTIFICATE_LIFETIME_S = 3600
@@ -47,6 +54,8 @@ CLOCK_SKEW_S = 60
 
 # For the published contract (shared/contracts/asyncapi.py).
 PRODUCER_DESCRIPTION = "The party that produced the record; only those listed may produce on this channel."
+PRODUCED_AT_DESCRIPTION = ("When the record was produced, in Unix milliseconds (decimal): within the certificate's "
+                           "lifetime. Its consumers' time for it.")
 CERTIFICATE_DESCRIPTION = (
     f"{CERTIFICATE_FORMAT}|<party>|<expiry, Unix seconds>|<Ed25519 public key, base64>|vault:v<N>:<base64>: "
     "the producer's short-lived signing key, certified by version N of its Vault Transit key event-<party> (an "

@@ -179,6 +179,13 @@ def _flatten_faststream_extra(_logger: Any, _method: str, event_dict: dict[str, 
     return event_dict
 
 
+def _terminal_safe_values(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # For a person's terminal: a value from a topic (a claimed producer, say) must not act on it. A traceback
+    # keeps its lines (its text is ours, already redacted).
+    return {key: terminal_safe(value) if isinstance(value, str) and key != "exception" else value
+            for key, value in event_dict.items()}
+
+
 def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> None:
     """Configure structlog and route the standard library's logging (aiokafka, faststream, httpx) through
     the same processors, so every line is structured and redacted."""
@@ -193,10 +200,10 @@ def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> N
         structlog.processors.format_exc_info,
         redaction_processor,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer(_json_line, ensure_ascii=False)
+    rendering: list[Any] = (
+        [structlog.processors.JSONRenderer(_json_line, ensure_ascii=False)]
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [_terminal_safe_values, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     )
     structlog.configure(
         processors=[*shared[:1], structlog.stdlib.filter_by_level, *shared[1:],
@@ -209,7 +216,7 @@ def configure_logging(service: str, fmt: str = "auto", level: str = "INFO") -> N
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
         )
     )
     root = logging.getLogger()

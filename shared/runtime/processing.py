@@ -18,14 +18,15 @@ semantics. `process` never raises: every record ends with its outcome published 
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from functools import partial
 from typing import Generic, Protocol, TypeVar, cast
 
 import structlog
 from aiokafka import ConsumerRecord
 
-from shared.contracts.events import Event, MalformedEvent, parse_event, utc_now
+from shared.contracts.events import Event, MalformedEvent, parse_event
 from shared.contracts.outcomes import audit
 from shared.contracts.routing import Route
 from shared.runtime.backoff import retry_up_to, retry_while_raising
@@ -34,7 +35,7 @@ from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
 from shared.runtime.logging import redact
 from shared.runtime.provenance import EventVerifier, Unauthentic
-from shared.runtime.publishing import EventPublisher
+from shared.runtime.publishing import EventPublisher, PublishRefused
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -53,14 +54,6 @@ class Handler(Protocol[E_contra]):
 
 class MalformedHandler(Protocol):
     def __call__(self, error: MalformedEvent, *, at: datetime) -> Sequence[Event]: ...
-
-
-def record_time(timestamp_ms: int | None) -> datetime:
-    """The time a Kafka record was produced. Handlers stamp what they emit with it, not with the clock,
-    so that a redelivered record yields the very same events (idempotent consumers)."""
-    if timestamp_ms is None or timestamp_ms < 0:
-        return utc_now()  # a record without a timestamp (pre-0.10 format): nothing stable to reuse
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 class RecordTooLarge(Exception):
@@ -102,7 +95,6 @@ class MessageProcessor(Generic[E]):
                              offset=record.offset, error_class=type(failure).__name__)
 
     async def _process(self, record: ConsumerRecord) -> None:
-        at = record_time(record.timestamp)
         body: bytes = record.value or b""
         if len(body) > self._settings.kafka_max_record_bytes:
             too_large = RecordTooLarge(f"{len(body)} bytes, over the maximum of "
@@ -111,14 +103,18 @@ class MessageProcessor(Generic[E]):
                 record, "record_too_large", {"size_bytes": len(body)})]))
             return
         try:
-            await self._retry_transient(partial(self._verifier.producer_of, self._route.topic, self._route.producers,
-                                                record.key, record.headers or (), body))
+            provenance = await self._retry_transient(partial(self._verifier.verify, self._route.topic,
+                                                             self._route.producers, record.key,
+                                                             record.headers or (), body))
         except Unauthentic as exc:
             log.warning("event_rejected", topic=record.topic, offset=record.offset, problem=exc.problem,
                         claimed_producer=exc.claimed_producer)
             await self._retry_transient(partial(self._dead_letter, record, exc, [self._refusal_audit(
                 record, "event_rejected", {"claimed_producer": exc.claimed_producer, "problem": exc.problem})]))
             return
+        # The record's signed time: handlers stamp what they emit with it, not with the clock, so that a
+        # redelivered (or replayed) record yields the very same events, and its facts keep their order.
+        at = provenance.produced_at
         try:
             event = parse_event(self._model, body)
         except MalformedEvent as exc:
@@ -174,7 +170,13 @@ class MessageProcessor(Generic[E]):
         letter = DeadLetter.of(record.value or b"", record.key, record.topic, record.partition, record.offset,
                                error, self._settings.service_name,
                                max_body_bytes=self._settings.dead_letter_max_body_bytes)
-        await self._publisher.publish_dead_letter(letter, reports)
+        try:
+            await self._publisher.publish_dead_letter(letter, reports)
+        except PublishRefused:
+            # The broker takes less than the configured body: the letter without it still says where the
+            # record is (its size and digest included), so nothing is lost from sight.
+            letter = replace(letter, body=b"")
+            await self._publisher.publish_dead_letter(letter, reports)
         log.warning("message_dead_lettered", topic=record.topic, partition=record.partition,
                     offset=record.offset, error_class=letter.error_class)
 

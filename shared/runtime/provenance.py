@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import structlog
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +30,7 @@ from shared.contracts.provenance import (
     CERTIFICATE_HEADER,
     CERTIFICATE_LIFETIME_S,
     CLOCK_SKEW_S,
+    PRODUCED_AT_HEADER,
     PRODUCER_HEADER,
     SIGNATURE_HEADER,
     Certificate,
@@ -43,12 +45,14 @@ log = structlog.get_logger(__name__)
 
 _TRANSIT_SIGNATURE = re.compile(r"vault:v([0-9]{1,9}):([A-Za-z0-9+/]{86}==)")
 _SIGNATURE = re.compile(r"[A-Za-z0-9+/]{86}==")
+_MILLISECONDS = re.compile(r"[0-9]{1,15}")
 # How long public keys are trusted before they are read again (a retirement takes effect within it), and how
 # soon an unknown version may make the verifier read them again.
 KEYS_REFRESH_S = 60.0
 UNKNOWN_VERSION_REFRESH_S = 1.0
-# How soon a producer asks Vault again when a renewal failed while its key was still valid.
-_RENEWAL_RETRY_S = 10.0
+# How soon a producer asks Vault again when a renewal failed while its key was still valid, and a verifier
+# when reading the public keys failed while it held them.
+_RENEWAL_RETRY_S = _KEYS_RETRY_S = 10.0
 # Verified certificates kept: a few per producer instance (one per hour each).
 _CERTIFICATES_REMEMBERED = 4096
 
@@ -89,9 +93,11 @@ class EventSigner:
         if not records:
             return []
         signing = await self._signing_key()
+        produced_at = str(int(self._clock() * 1000))
         signed = []
         for record in records:
-            headers = {**record.headers, PRODUCER_HEADER: self.producer.value, CERTIFICATE_HEADER: signing.certificate}
+            headers = {**record.headers, PRODUCER_HEADER: self.producer.value, PRODUCED_AT_HEADER: produced_at,
+                       CERTIFICATE_HEADER: signing.certificate}
             digest = signed_digest(record.topic.value, self.producer.value, record.key.encode(), headers, record.body)
             signature = base64.b64encode(signing.key.sign(digest)).decode()
             signed.append(replace(record, headers={**headers, SIGNATURE_HEADER: signature}))
@@ -125,6 +131,14 @@ class EventSigner:
                                              [hashlib.sha256(body.encode()).digest()])
         log.info("signing_key_certified", producer=self.producer.value, expires_at=expires_at)
         return _SigningKey(key, body + signature, now + CERTIFICATE_LIFETIME_S / 2, expires_at)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """A record's verified producer, and the time it was produced (signed, unlike the Kafka timestamp)."""
+
+    producer: Party
+    produced_at: datetime
 
 
 class Unauthentic(Exception):
@@ -161,17 +175,28 @@ class EventVerifier:
     async def producer_of(self, topic: Topic, allowed: frozenset[Party], key: bytes | None,
                           headers: Sequence[tuple[str, bytes]], body: bytes) -> Party:
         """The verified producer of the record, or Unauthentic."""
+        return (await self.verify(topic, allowed, key, headers, body)).producer
+
+    async def verify(self, topic: Topic, allowed: frozenset[Party], key: bytes | None,
+                     headers: Sequence[tuple[str, bytes]], body: bytes) -> Provenance:
+        """Who produced the record and when, both verified; or Unauthentic."""
         texts = _header_texts(headers)
         claimed = texts.get(PRODUCER_HEADER)
         producer = _allowed_producer(topic, allowed, claimed)
         certified = await self._certified_key(producer, texts.get(CERTIFICATE_HEADER), claimed)
+        produced_at_s = _parsed_produced_at(texts.get(PRODUCED_AT_HEADER), claimed)
+        if not certified.expires_at - CERTIFICATE_LIFETIME_S - CLOCK_SKEW_S <= produced_at_s \
+                <= certified.expires_at + CLOCK_SKEW_S:
+            raise Unauthentic("produced outside its certificate's lifetime", claimed)
+        if produced_at_s > self._wall_clock() + CLOCK_SKEW_S:
+            raise Unauthentic("produced ahead of this reader's clock", claimed)
         signature = _parsed_signature(texts.get(SIGNATURE_HEADER), claimed)
         digest = signed_digest(topic.value, producer.value, key or b"", texts, body)
         try:
             certified.public_key.verify(signature, digest)
         except InvalidSignature:
             raise Unauthentic(f"the signature does not verify with the {producer} key certified", claimed) from None
-        return producer
+        return Provenance(producer, datetime.fromtimestamp(produced_at_s, UTC))
 
     async def _certified_key(self, producer: Party, header: str | None, claimed: str | None) -> _CertifiedKey:
         if header is None:
@@ -179,8 +204,6 @@ class EventVerifier:
         certified = self._certified.get(header) or await self._verified_certificate(producer, header, claimed)
         if certified.producer is not producer:
             raise Unauthentic(f"the certificate is not the {producer} key's", claimed)
-        if self._wall_clock() > certified.expires_at + CLOCK_SKEW_S:
-            raise Unauthentic("the certificate has expired", claimed)
         if await self._public_key(producer, certified.version) is None:
             raise Unauthentic(f"certified by version {certified.version} of the {producer} key, which Vault does "
                               "not hold or has retired", claimed)
@@ -220,11 +243,22 @@ class EventVerifier:
                 return keys.usable(version)
         async with self._reading.setdefault(producer, asyncio.Lock()):
             if self._keys.get(producer, (None, -1.0))[1] < now:  # nobody read them while this waited
-                keys = await self._vault.signing_keys(event_signing_key(producer.value))
-                self._keys[producer] = (keys, self._clock())
-                log.info("signing_keys_read", producer=producer.value, versions=sorted(keys.public_keys),
-                         min_version=keys.min_version)
+                await self._read_keys(producer, cached)
         return self._keys[producer][0].usable(version)
+
+    async def _read_keys(self, producer: Party, cached: tuple[SigningKeys, float] | None) -> None:
+        try:
+            keys = await self._vault.signing_keys(event_signing_key(producer.value))
+        except TransientError as exc:
+            if cached is None:
+                raise  # nothing to verify with: the record waits for Vault
+            # Vault away: verifying with the keys in hand beats stopping every consumer; try again shortly.
+            log.warning("signing_keys_kept", producer=producer.value, error_class=type(exc).__name__)
+            self._keys[producer] = (cached[0], self._clock() - KEYS_REFRESH_S + _KEYS_RETRY_S)
+            return
+        self._keys[producer] = (keys, self._clock())
+        log.info("signing_keys_read", producer=producer.value, versions=sorted(keys.public_keys),
+                 min_version=keys.min_version)
 
 
 def _header_texts(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
@@ -250,6 +284,12 @@ def _allowed_producer(topic: Topic, allowed: frozenset[Party], claimed: str | No
     if producer not in allowed:
         raise Unauthentic(f"{producer} may not produce {topic}", claimed)
     return producer
+
+
+def _parsed_produced_at(text: str | None, claimed: str | None) -> float:
+    if text is None or _MILLISECONDS.fullmatch(text) is None:
+        raise Unauthentic(f"no {PRODUCED_AT_HEADER} header holding Unix milliseconds", claimed)
+    return int(text) / 1000
 
 
 def _parsed_transit_signature(text: str, claimed: str | None) -> tuple[int, bytes]:

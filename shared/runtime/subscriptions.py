@@ -106,6 +106,9 @@ def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_even
         except MalformedEvent as exc:
             # Not this service's input: another producer's bug, visible in its own dead letters.
             log.warning("view_event_malformed", topic=settings.topic(topic), problem=exc.problem)
+        except Exception as exc:  # noqa: BLE001 — Vault away before any key was read: the view goes on without it
+            log.error("view_event_unread", topic=settings.topic(topic), error_class=type(exc).__name__,
+                      partition=record.partition, offset=record.offset)
 
     consume.__name__ = f"view_{topic.name.lower()}"
     broker.subscriber(

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from services.intake.handlers import on_malformed
 from shared.contracts.asyncapi import asyncapi_document
 from shared.contracts.events import SCHEMA_VERSION, BindingRequested, BindingStatus, MalformedEvent, parse_event
-from shared.contracts.provenance import CERTIFICATE_HEADER, PRODUCER_HEADER, SIGNATURE_HEADER
+from shared.contracts.provenance import CERTIFICATE_HEADER, PRODUCED_AT_HEADER, PRODUCER_HEADER, SIGNATURE_HEADER
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, Topic
 from shared.contracts.states import BindingState
@@ -88,5 +88,5 @@ async def test_a_dead_letter_carries_the_headers_the_contract_publishes():
     [letter] = publisher.dead_letters
     published = asyncapi_document()["components"]["messages"]["DeadLetter"]["headers"]
     # Its proof of origin is added when it is signed (shared/runtime/provenance.py).
-    signed = set(letter.headers()) | {PRODUCER_HEADER, CERTIFICATE_HEADER, SIGNATURE_HEADER}
+    signed = set(letter.headers()) | {PRODUCER_HEADER, PRODUCED_AT_HEADER, CERTIFICATE_HEADER, SIGNATURE_HEADER}
     assert signed == set(published["properties"]) == set(published["required"])

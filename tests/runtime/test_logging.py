@@ -150,3 +150,11 @@ def test_json_log_lines_escape_what_json_leaves_raw(capsys: pytest.CaptureFixtur
     assert all(char.isprintable() for char in line), [char for char in line if not char.isprintable()]
     fields = json.loads(line)
     assert fields["label"] == f"中 {HOSTILE}" and fields["nested"] == {"x": [HOSTILE]}  # the same JSON strings
+
+
+def test_console_lines_escape_what_a_topic_put_in_a_value(capsys):
+    configure_logging("test", fmt="console", level="INFO")
+    structlog.get_logger("t").warning("event_rejected", claimed_producer="whitelist\x1b[2J\x9b\u202e")
+    printed = capsys.readouterr().err
+    assert "\x1b[2J" not in printed and "\x9b" not in printed and "\u202e" not in printed
+    assert "\\x1b[2J" in printed

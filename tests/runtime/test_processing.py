@@ -6,7 +6,7 @@ dead-lettered; the waits are capped exponential with full jitter."""
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from structlog.testing import capture_logs
@@ -19,7 +19,7 @@ from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.backoff import full_jitter
 from shared.runtime.config import ValidatorSettings
 from shared.runtime.errors import TransientError
-from shared.runtime.processing import MessageProcessor, record_time
+from shared.runtime.processing import MessageProcessor
 from shared.runtime.provenance import EventVerifier
 from shared.runtime.publishing import PublishRefused
 from tests.builders import provenance_headers, validated
@@ -45,7 +45,9 @@ class Record:
         if self.headers is None:
             topic = Topic(self.topic.removeprefix("hash7."))
             [producer] = sorted(ROUTES[topic].producers)[:1]
-            self.headers = provenance_headers(VAULT, producer, topic, self.value, self.key)
+            # Produced when its Kafka timestamp says (its signed time is what the processor goes by).
+            self.headers = provenance_headers(VAULT, producer, topic, self.value, self.key,
+                                              produced_at_ms=self.timestamp or None)
 
 
 class RecordingPublisher:
@@ -84,13 +86,15 @@ def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def test_the_time_is_the_records_time_to_the_millisecond():
-    moment = datetime(2026, 11, 24, 12, 0, 0, 345000, tzinfo=UTC)
-    assert record_time(millis(moment)) == moment
-
-
-def test_a_record_without_a_timestamp_gets_the_current_time():
-    assert abs(record_time(-1) - datetime.now(UTC)) < timedelta(seconds=5)
+async def test_the_time_handlers_get_is_the_records_signed_production_time_not_its_kafka_timestamp():
+    handled: list[datetime] = []
+    produced = datetime(2026, 11, 24, 12, 0, 0, 345000, tzinfo=UTC)
+    body = validated().to_bytes()
+    headers = provenance_headers(VAULT, Party.VALIDATOR, Topic.BINDING_VALIDATED, body, produced_at_ms=millis(produced))
+    # The Kafka timestamp is the sender's to set, signed by no one: a replay may carry any.
+    await processor(handled, RecordingPublisher()).process(Record(body, millis(datetime.now(UTC)), offset=1,
+                                                                  headers=headers))
+    assert handled == [produced]
 
 
 async def test_a_redelivered_record_gives_byte_identical_events():
@@ -243,3 +247,16 @@ async def test_whatever_escapes_the_processor_still_ends_as_a_dead_letter_not_a_
     assert events_of(logs, "record_processing_failed")
     [letter] = publisher.dead_letters
     assert letter.error_class == "RuntimeError" and letter.offset == 5
+
+
+async def test_a_dead_letter_the_broker_refuses_for_its_body_goes_without_it():
+    class RefusingBodies(RecordingPublisher):
+        async def publish_dead_letter(self, letter, reports) -> None:
+            if letter.body:
+                raise PublishRefused("MessageSizeTooLargeError")
+            await super().publish_dead_letter(letter, reports)
+
+    publisher = RefusingBodies()
+    await processor([], publisher).process(Record(b"not json", 0, offset=4))
+    [letter] = publisher.dead_letters
+    assert letter.body == b"" and letter.headers()["x-dlq-original-sha256"] == hashlib.sha256(b"not json").hexdigest()

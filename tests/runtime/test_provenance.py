@@ -17,7 +17,6 @@ from shared.contracts.provenance import (
     PRODUCER_HEADER,
     SIGNATURE_HEADER,
     certificate_body,
-    signed_digest,
 )
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.runtime.provenance import EventSigner, EventVerifier, OutgoingRecord, Unauthentic
@@ -214,24 +213,32 @@ async def test_a_genuine_certificate_on_a_record_its_key_did_not_sign_is_refused
         await verify(vault, mixed)
 
 
-async def test_an_expired_certificate_is_refused():
+async def test_a_record_is_refused_when_produced_outside_its_certificates_lifetime_or_ahead_of_the_reader():
     vault, wall = InMemoryVault(), [time.time()]
     verifier = EventVerifier(vault, wall_clock=lambda: wall[0])
-    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY, expires_at=int(wall[0]) + 600)
-    assert await verify(vault, headers, verifier=verifier) is Party.WHITELIST
-    wall[0] += 600 + CLOCK_SKEW_S + 1
-    with pytest.raises(Unauthentic, match="expired"):
-        await verify(vault, headers, verifier=verifier)
+    now_ms = int(wall[0] * 1000)
+
+    async def produced(at_ms: int, expires_at: int) -> Party:
+        headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY, produced_at_ms=at_ms,
+                                     expires_at=expires_at)
+        return await verify(vault, headers, verifier=verifier)
+
+    with pytest.raises(Unauthentic, match="outside its certificate's lifetime"):
+        await produced(now_ms, expires_at=now_ms // 1000 - CLOCK_SKEW_S - 1)  # signed after the key expired
+    with pytest.raises(Unauthentic, match="outside its certificate's lifetime"):
+        await produced(now_ms, expires_at=now_ms // 1000 + CERTIFICATE_LIFETIME_S + CLOCK_SKEW_S + 1)  # before
+    with pytest.raises(Unauthentic, match="ahead of this reader's clock"):
+        await produced(now_ms + (CLOCK_SKEW_S + 5) * 1000, expires_at=now_ms // 1000 + 600)
 
 
-def test_the_digest_is_the_published_layout():
-    # shared/contracts/provenance.py documents it for producers in other languages: pin it.
-    digest = signed_digest("binding.status", "whitelist", b"u1", {"event-type": "BindingStatus",
-                                                                  "correlation_id": "ignored",
-                                                                  SIGNATURE_HEADER: "ignored"}, b"{}")
-    document = ('["hash7-record-signature/1","binding.status","whitelist","7531",[["event-type","BindingStatus"]],'
-                f'"{hashlib.sha256(b"{}").hexdigest()}"]')
-    assert digest == hashlib.sha256(document.encode()).digest()
+async def test_a_record_read_long_after_it_was_produced_is_not_refused_for_its_age():
+    # A consumer that was away for hours reads what was produced meanwhile.
+    vault, wall = InMemoryVault(), [time.time()]
+    verifier = EventVerifier(vault, wall_clock=lambda: wall[0])
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    wall[0] += 6 * 3600
+    provenance = await verifier.verify(Topic.BINDING_STATUS, STATUS.producers, b"u1", headers, BODY)
+    assert provenance.producer is Party.WHITELIST and abs(provenance.produced_at.timestamp() - (wall[0] - 6 * 3600)) < 5
 
 
 class FlakySigning(InMemoryVault):
@@ -294,3 +301,26 @@ async def test_retiring_the_version_that_certified_a_key_revokes_it_within_a_min
     now[0] += 61
     with pytest.raises(Unauthentic, match="version 1 of the whitelist key"):
         await verify(vault, old, verifier=verifier)  # its certificate was verified and kept before
+
+
+class KeysAway(InMemoryVault):
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = False
+
+    async def signing_keys(self, key: str) -> SigningKeys:
+        if self.away:
+            raise VaultUnavailable("Vault unreachable (ConnectionError)")
+        return await super().signing_keys(key)
+
+
+async def test_vault_away_keeps_the_public_keys_in_hand_and_fails_only_a_verifier_that_has_none():
+    vault, now = KeysAway(), [0.0]
+    verifier = EventVerifier(vault, clock=lambda: now[0])
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    await verify(vault, headers, verifier=verifier)
+    vault.away = True
+    now[0] += 61  # due for a fresh read, which fails: every consumer would stop without the keys in hand
+    assert await verify(vault, headers, verifier=verifier) is Party.WHITELIST
+    with pytest.raises(VaultUnavailable):
+        await verify(vault, headers, verifier=EventVerifier(vault))  # a fresh start: nothing to verify with

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -65,6 +66,8 @@ class KvEntry:
     custom_metadata: dict[str, str]
     # Vault's id of the read, as its audit log records it: lets our audit events point at Vault's.
     request_id: str = ""
+    # When Vault wrote this version (its own clock).
+    written_at: datetime | None = None
 
 
 class VaultPort(Protocol):
@@ -253,7 +256,7 @@ class VaultClient:
                 return None
             metadata = answer["data"]["metadata"]
             return KvEntry(answer["data"]["data"], metadata["version"], metadata.get("custom_metadata") or {},
-                           answer.get("request_id", ""))
+                           answer.get("request_id", ""), datetime.fromisoformat(metadata["created_time"]))
 
         return await self._run(read)
 

@@ -247,6 +247,14 @@ class SweepClaims:
         """The sweep's claim: one made before, or this one."""
         return await _create_once(self._vault, sweep_marker_path(sweep_id), claim)
 
+    async def started_at(self, sweep_id: str) -> datetime:
+        """When Vault wrote the sweep's claim: on the same clock as the bindings' writes, whose health the sweep
+        judges anew (shared/adapters/vault/records.py WhitelistRecord.health_as_of)."""
+        entry = await self._vault.read(sweep_marker_path(sweep_id))
+        if entry is None or entry.written_at is None:
+            raise VanishedRecord(f"{sweep_marker_path(sweep_id)} is gone since it was claimed")
+        return entry.written_at
+
 
 class AccessKeyIndex:
     """One binding per access key across all users. Entries are kept under an HMAC of the key, never the key."""

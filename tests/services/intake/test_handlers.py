@@ -149,3 +149,14 @@ async def test_absent_and_empty_pairs_are_kept_distinct(pairs):
     out = by_topic(await handle_binding_requested(request(trading_pairs=pairs), deps(), at=AT))
     accepted = out[Topic.BINDING_ACCEPTED][0]
     assert accepted.trading_pairs == pairs
+
+
+def test_a_status_sent_again_or_replayed_never_reopens_a_request_that_ended():
+    history = RequestHistory()
+    received = status(user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1", occurred_at=AT,
+                      kind=RequestKind.BIND)
+    rejected = status(user_id="u1", state=BindingState.REJECTED, request_id="r1", binding_id="b1",
+                      occurred_at=AT + timedelta(seconds=2), kind=RequestKind.BIND)
+    for arriving in (received, rejected, received):  # the genuine `received` again, after the end
+        history.record(arriving)
+    assert history.latest("u1", "r1") == rejected

@@ -9,7 +9,7 @@ from services.vault_writer.handlers import (
     handle_revoke_requested,
     handle_sweep_requested,
 )
-from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
+from shared.adapters.vault.layout import binding_path, revocation_path, sweep_marker_path, whitelist_path
 from shared.adapters.vault.records import BindingRecord
 from shared.adapters.vault.stores import ConcurrentWrite
 from shared.contracts.events import RecheckRequested, RevokeRequested, SweepRequested
@@ -204,5 +204,6 @@ async def test_a_sweep_names_every_stored_binding_and_carries_no_key():
                                        VaultWriterDeps(vault), at=AT)
     rechecks = [m for m in out if isinstance(m, RecheckRequested)]
     assert [(m.user_id, m.binding_id) for m in rechecks] == [("u1", "b1"), ("u9", "b9")]
-    # The validator reads each key itself; the sweep's claim time orders what it finds.
-    assert all(m.sweep_started_at == AT and "secret" not in m.model_dump_json() for m in rechecks)
+    # The validator reads each key itself; the time Vault wrote the sweep's claim orders what it finds.
+    claimed = vault.written_at[sweep_marker_path("k1")][0]
+    assert all(m.sweep_started_at == claimed and "secret" not in m.model_dump_json() for m in rechecks)

@@ -1,15 +1,21 @@
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from services.validator.handlers import ValidatorDeps, handle_recheck_requested
 from services.validator.inspection import KeyInspection
 from services.validator.pacing import Pacer
 from services.validator.verdict import KeyVerdict
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated, handle_sweep_requested
-from services.whitelist.handlers import WhitelistDeps, handle_binding_rechecked, handle_binding_stored
+from services.whitelist.handlers import (
+    WhitelistDeps,
+    handle_binding_rechecked,
+    handle_binding_stored,
+    handle_whitelist_requested,
+)
 from shared.adapters.vault.layout import binding_path, whitelist_path
-from shared.contracts.events import BindingRechecked, SweepRequested, utc_now
+from shared.contracts.events import BindingRechecked, SweepRequested, WhitelistRequested, utc_now
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
@@ -164,3 +170,31 @@ async def test_a_binding_stored_about_a_version_rotated_away_changes_nothing():
     await deps.vault.write(binding_path("u1", "b1"), {"access_key": "rotated"}, cas=1)
     out = await handle_binding_stored(stored(), WhitelistDeps(deps.vault, catalog()), at=AT)
     assert of(out, Topic.BINDING_STATUS) == [] and of(out, Topic.AUDIT)[0].outcome == "superseded"
+
+
+async def test_a_recheck_that_gives_no_sweep_start_is_ordered_after_nothing_and_changes_nothing():
+    deps = await active_binding()
+    unordered = rechecked([reason(ReasonCode.KEY_INVALID)]).model_copy(update={"sweep_started_at": None})
+    out = await handle_binding_rechecked(unordered, deps, at=AT)
+    assert of(out, Topic.BINDING_STATUS) == [] and of(out, Topic.AUDIT)[0].outcome == "stale_recheck_ignored"
+
+
+async def test_a_copy_of_binding_stored_after_a_whitelist_change_says_nothing_new():
+    deps = await active_binding()
+    await handle_whitelist_requested(WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1",
+                                                        trading_pairs=["ethusdt"], requested_at=utc_now()),
+                                     deps, at=AT)
+    out = await handle_binding_stored(stored(), WhitelistDeps(deps.vault, catalog()), at=AT + timedelta(minutes=5))
+    assert of(out, Topic.BINDING_STATUS) == [] and of(out, Topic.AUDIT)[0].outcome == "already_applied"
+    assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["ethusdt"]
+
+
+async def test_a_whitelist_request_without_its_time_cannot_overrule_one_that_gave_it():
+    deps = await active_binding()
+    await handle_whitelist_requested(WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1",
+                                                        trading_pairs=["ethusdt"], requested_at=utc_now()),
+                                     deps, at=AT)
+    out = await handle_whitelist_requested(WhitelistRequested(request_id="w0", user_id="u1", binding_id="b1",
+                                                              trading_pairs=["btcusdt"]), deps, at=AT)
+    assert [a.outcome for a in of(out, Topic.AUDIT)] == ["superseded"]
+    assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["ethusdt"]
