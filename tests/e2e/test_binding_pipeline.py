@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
 from shared.contracts.events import utc_now
+from shared.contracts.provenance import PRODUCED_AT_HEADER
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
@@ -54,9 +55,9 @@ async def test_a_good_key_with_pairs_goes_from_received_to_active_and_is_stored_
     assert kv_read(vault_admin, whitelist_path(user, binding_id))["pairs"] == ["btcusdt", "ethusdt"]
 
 
-async def test_each_status_carries_the_time_of_the_kafka_record_it_answers(client, htx_sandbox, pipeline):
-    # What makes a status sent again after a crash identical to the first: its time comes from the record
-    # being handled (or from Vault), never from the clock of the moment. Read back from the real broker.
+async def test_each_status_carries_the_signed_time_of_the_record_it_answers(client, htx_sandbox, pipeline):
+    # What makes a status sent again after a crash (or replayed) identical to the first: its time comes from the
+    # record being handled, as its producer signed it (or from Vault), never from the clock of the moment.
     user, key = new_user(), fresh_key(htx_sandbox)
     timeline = await bind(client, user, key, trading_pairs=["btcusdt"])
     request_id = timeline[0].request_id
@@ -64,7 +65,7 @@ async def test_each_status_carries_the_time_of_the_kafka_record_it_answers(clien
     async def record_time(topic):
         [record] = [r for r in await raw_records(pipeline.settings, topic)
                     if json.loads(r.value).get("request_id") == request_id]
-        return record.timestamp
+        return int(dict(record.headers)[PRODUCED_AT_HEADER])
 
     at = {state: round(status.occurred_at.timestamp() * 1000) for state, status in zip(states(timeline), timeline)}
     assert at[S.RECEIVED] == await record_time(Topic.BINDING_REQUESTED)

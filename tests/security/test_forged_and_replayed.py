@@ -494,7 +494,7 @@ async def bind_after_a_whitelist_request_with_its_id(client: BindingClient, requ
     assert first.request_kind is RequestKind.WHITELIST
     await asyncio.sleep(1)  # intake has read that status back too
     await request(user, request_id)
-    timeline = await client.wait_for(request_id, {S.REJECTED}, WAIT_S, user_id=user)
+    timeline = await client.wait_for(request_id, {S.REJECTED}, WAIT_S, user_id=user, kind=RequestKind.BIND)
     assert not [r for r in await raw_records(settings, Topic.BINDING_ACCEPTED)
                 if body_of(r).get("request_id") == request_id]
     return timeline
