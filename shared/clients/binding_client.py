@@ -250,8 +250,9 @@ class BindingClient:
                        timeout_s: float, on_status: Callable[[BindingStatus], None] | None = None, *,
                        user_id: str | None = None, kind: RequestKind | None = None) -> list[BindingStatus]:
         """The request's statuses up to and including the first one in states (or matching the predicate).
-        Only statuses about the request's user and kind count: those given, else those this client submitted the
-        request with (request ids are the app's choice, so two users, or two kinds of request, may share one). A sweep's statuses are
+        Only statuses about the request's user and kind count: those given, else those this client submitted
+        the request with (request ids are the app's choice, so two users, or two kinds of request, may share
+        one). A sweep's statuses are
         about many users. on_status sees each status as it arrives, for progress displays. Raises
         StatusTimeout."""
         sent_for, sent_as = self._requesters.get(request_id, (None, None))
