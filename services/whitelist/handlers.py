@@ -14,7 +14,7 @@ from services.whitelist.catalog import SymbolCatalog
 from services.whitelist.health import binding_state, key_health
 from shared.adapters.vault.client import VaultPort
 from shared.adapters.vault.records import KeyHealth, WhitelistRecord
-from shared.adapters.vault.stores import Bindings, Versioned, Whitelists
+from shared.adapters.vault.stores import Bindings, Tombstones, Versioned, Whitelists
 from shared.contracts.events import (
     AuditEvent,
     BindingRechecked,
@@ -45,10 +45,12 @@ class WhitelistDeps:
     catalog: SymbolCatalog
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
+    tombstones: Tombstones = field(init=False)
 
     def __post_init__(self) -> None:
         self.bindings = Bindings(self.vault)
         self.whitelists = Whitelists(self.vault)
+        self.tombstones = Tombstones(self.vault)
 
 
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
@@ -64,9 +66,11 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
         # Asked before the pairs in force were (an old request sent again): they stay.
         return [_audit(event.user_id, event.request_id, event.binding_id, "superseded", [], pairs)]
     stored = await deps.bindings.exists(event.user_id, event.binding_id)
-    if not stored and current is None and await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS:
-        # Pairs may come before their binding is stored, but binding ids that never come (another user's, made
-        # up) must not pile up in Vault.
+    if not stored and current is None and (
+            await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS
+            or await deps.tombstones.read(event.user_id, event.binding_id) is not None):
+        # Pairs may come before their binding is stored, but not for one revoked (a request sent again after
+        # the revocation), and binding ids that never come (another user's, made up) must not pile up in Vault.
         return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
                         binding_id=event.binding_id, occurred_at=at, kind=RequestKind.WHITELIST,
                         reasons=[reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],

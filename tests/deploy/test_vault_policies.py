@@ -179,6 +179,11 @@ def leave_revocation_tombstone(client: hvac.Client, seed: Seed) -> None:
     _create_read_never_update(client, revocation_path(USER, uuid.uuid4().hex))
 
 
+def read_revocation_tombstone(client: hvac.Client, seed: Seed) -> None:
+    path = seed.kv_put(revocation_path(USER, uuid.uuid4().hex))
+    client.secrets.kv.v2.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)
+
+
 def change_revocation_tombstone(client: hvac.Client, seed: Seed) -> None:
     path = seed.kv_put(revocation_path(USER, uuid.uuid4().hex))
     client.secrets.kv.v2.create_or_update_secret(path, {"v": "2"}, cas=1, mount_point=KV_MOUNT)
@@ -235,9 +240,9 @@ OPERATIONS: list[Operation] = [
     list_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version, undelete_binding_version,
     keep_binding_history, write_access_key_index,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
-    leave_revocation_tombstone, change_revocation_tombstone, claim_sweep, change_sweep_claim,
-    *SIGN_AS.values(), read_signing_public_keys, export_signing_key, back_up_signing_key, rotate_signing_key,
-    retire_signing_key_versions,
+    leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, claim_sweep,
+    change_sweep_claim, *SIGN_AS.values(), read_signing_public_keys, export_signing_key, back_up_signing_key,
+    rotate_signing_key, retire_signing_key_versions,
 ]
 # Every role reads every producer's public keys (to verify what it reads) and signs as itself only.
 _EVERY_ROLE = [read_signing_public_keys]
@@ -248,10 +253,11 @@ ALLOWED: dict[str, list[Operation]] = {
     "vault-writer": [
         decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
-        leave_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER], *_EVERY_ROLE,
+        leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER],
+        *_EVERY_ROLE,
     ],
-    "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, SIGN_AS[Party.WHITELIST],
-                  *_EVERY_ROLE],
+    "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, read_revocation_tombstone,
+                  SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
     "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], *_EVERY_ROLE],
 }
 

@@ -14,3 +14,9 @@ path "hash7/metadata/bindings/*" {
 path "hash7/metadata/whitelists/*" {
   capabilities = ["list"]
 }
+
+# See whether a binding was revoked (a tombstone holds no secret), so a whitelist request sent again after the
+# revocation does not leave pairs waiting for a binding that will never come.
+path "hash7/data/revocations/*" {
+  capabilities = ["read"]
+}

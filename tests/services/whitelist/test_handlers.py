@@ -10,7 +10,7 @@ from services.whitelist.handlers import (
     handle_binding_stored,
     handle_whitelist_requested,
 )
-from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
 from shared.adapters.vault.stores import ConcurrentWrite
 from shared.contracts.events import BindingStatus, WhitelistRequested
 from shared.contracts.reasons import ReasonCode, reason
@@ -175,3 +175,16 @@ async def test_whitelists_for_bindings_that_never_come_cannot_pile_up():
         request_id="w-own", user_id="u1", binding_id="b-own", trading_pairs=["btcusdt"]), deps, at=AT)
         if isinstance(m, BindingStatus)]
     assert own.state == BindingState.ACTIVE
+
+
+async def test_a_whitelist_request_for_a_revoked_binding_leaves_nothing_waiting():
+    # A request sent again after the revocation, or an old one replayed: no binding will ever come for it.
+    vault = InMemoryVault()
+    await vault.write(revocation_path("u1", "b-revoked"), {"request_id": "rv", "access_key_masked": "ak-0…0001",
+                                                           "revoked_at": AT.isoformat()}, cas=0)
+    out = await handle_whitelist_requested(WhitelistRequested(
+        request_id="w-late", user_id="u1", binding_id="b-revoked", trading_pairs=["btcusdt"]),
+        WhitelistDeps(vault, catalog()), at=AT)
+    [answer] = [m for m in out if isinstance(m, BindingStatus)]
+    assert answer.state == BindingState.REJECTED and answer.reason_codes == [ReasonCode.BINDING_UNKNOWN]
+    assert whitelist_path("u1", "b-revoked") not in vault.versions
