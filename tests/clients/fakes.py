@@ -59,6 +59,8 @@ class FakeBindingClient:
     statuses_on_topic: ClassVar[list[BindingStatus]] = []
     audit_on_topic: ClassVar[list[AuditEvent]] = []
     dead_letters_on_topic: ClassVar[list[DeadLetterRecord]] = []
+    # Forged records each instance skips, by topic, as BindingClient.unauthentic_records counts them.
+    forged_on_topic: ClassVar[dict[Topic, int]] = {}
     # Records that "arrive" after the reader caught up (only for follow=True).
     arriving_later: ClassVar[list[Any]] = []
     failure: ClassVar[BaseException | None] = None
@@ -66,6 +68,7 @@ class FakeBindingClient:
     def __init__(self, settings: object) -> None:
         self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
         self.unparseable_records: Counter[Topic] = Counter()
+        self.unauthentic_records: Counter[Topic] = Counter(self.forged_on_topic)
         FakeBindingClient.instances.append(self)
 
     @classmethod
@@ -75,6 +78,7 @@ class FakeBindingClient:
         cls.statuses_on_topic = []
         cls.audit_on_topic = []
         cls.dead_letters_on_topic = []
+        cls.forged_on_topic = {}
         cls.arriving_later = []
         cls.failure = None
 

@@ -482,3 +482,13 @@ def test_unreachable_vault_stops_bind_before_the_secret_is_read() -> None:
     assert completed.returncode == EXIT_FAILED
     assert completed.stderr.strip() == f"Error: Vault at {vault_addr}: Vault unreachable (ConnectionError)"
     assert "app-secret-id" not in completed.stderr
+
+
+def test_forged_records_skipped_on_a_topic_are_said_after_its_table() -> None:
+    FakeBindingClient.dead_letters_on_topic = [dead_letter()]
+    FakeBindingClient.forged_on_topic = {Topic.DEAD_LETTER: 2}
+
+    result = invoke(["dead-letters"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert "Skipped 2 record(s) on dead-letter that no allowed producer signed" in result.stderr

@@ -5,15 +5,15 @@ Configuration comes from the HASH7_* environment (shared.runtime.config.Settings
 and errors go to stderr (shared/clients/console.py).
 """
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 import click
 from pydantic import Field
 
 from shared.clients.binding_client import BindingClient
 from shared.clients.cli.plumbing import await_outcome, load_settings, read_secret
-from shared.clients.cli.tables import AUDIT, DEAD_LETTERS, USER_TIMELINE, report_skipped, show_records
+from shared.clients.cli.tables import AUDIT, DEAD_LETTERS, USER_TIMELINE, TableView, report_skipped, show_records
 from shared.clients.console import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -46,6 +46,8 @@ Exit codes:
   {EXIT_INTERRUPTED}  interrupted with Ctrl-C"""
 
 DEFAULT_TIMEOUT_S = 90.0
+
+T = TypeVar("T")
 
 
 class PairList(ContractValue):
@@ -186,19 +188,9 @@ def sweep() -> None:
 def timeline(user_id: str, request_id: str | None, binding_id: str | None, follow: bool) -> None:
     """Print a user's binding statuses, oldest first."""
 
-    settings = load_settings()
-
-    async def show() -> None:
-        async with BindingClient(settings) as client:
-            await show_records(
-                USER_TIMELINE,
-                lambda caught_up: client.statuses(user_id=user_id, request_id=request_id, binding_id=binding_id,
-                                                  follow=follow, on_caught_up=caught_up),
-                follow=follow,
-            )
-            report_skipped(client, Topic.BINDING_STATUS)
-
-    run(settings, show())
+    _print_topic(Topic.BINDING_STATUS, USER_TIMELINE, lambda client, caught_up: client.statuses(
+        user_id=user_id, request_id=request_id, binding_id=binding_id, follow=follow, on_caught_up=caught_up),
+        follow=follow)
 
 
 @cli.command()
@@ -208,17 +200,8 @@ def timeline(user_id: str, request_id: str | None, binding_id: str | None, follo
 def audit(follow: bool, limit: int) -> None:
     """Print the audit stream: every decision the services made, newest last."""
 
-    settings = load_settings()
-
-    async def show() -> None:
-        async with BindingClient(settings) as client:
-            await show_records(
-                AUDIT, lambda caught_up: client.audit_events(follow=follow, on_caught_up=caught_up),
-                follow=follow, limit=limit,
-            )
-            report_skipped(client, Topic.AUDIT)
-
-    run(settings, show())
+    _print_topic(Topic.AUDIT, AUDIT, lambda client, caught_up: client.audit_events(
+        follow=follow, on_caught_up=caught_up), follow=follow, limit=limit)
 
 
 @cli.command("dead-letters")
@@ -228,14 +211,21 @@ def audit(follow: bool, limit: int) -> None:
 def dead_letters(follow: bool, limit: int) -> None:
     """Print the messages the services could not process, and why (bodies are shown redacted)."""
 
+    _print_topic(Topic.DEAD_LETTER, DEAD_LETTERS, lambda client, caught_up: client.dead_letters(
+        follow=follow, on_caught_up=caught_up), follow=follow, limit=limit)
+
+
+def _print_topic(topic: Topic, view: TableView[T], reader: Callable[[BindingClient, Callable[[], None]],
+                                                                    AsyncGenerator[T, None]], *,
+                 follow: bool, limit: int | None = None) -> None:
+    """What `timeline`, `audit` and `dead-letters` do: print a topic's records as a table, then say what was
+    skipped (forged, or not valid events)."""
     settings = load_settings()
 
     async def show() -> None:
         async with BindingClient(settings) as client:
-            await show_records(
-                DEAD_LETTERS, lambda caught_up: client.dead_letters(follow=follow, on_caught_up=caught_up),
-                follow=follow, limit=limit,
-            )
+            await show_records(view, lambda caught_up: reader(client, caught_up), follow=follow, limit=limit)
+            report_skipped(client, topic)
 
     run(settings, show())
 

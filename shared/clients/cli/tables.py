@@ -195,5 +195,8 @@ async def show_records(view: TableView[T], open_reader: Callable[[Callable[[], N
 
 
 def report_skipped(client: BindingClient, topic: Topic) -> None:
+    if forged := client.unauthentic_records[topic]:
+        stderr.print(f"Skipped {forged} record(s) on {topic.value} that no allowed producer signed "
+                     "(forged or altered; see the log for each).", style="red")
     if skipped := client.unparseable_records[topic]:
         stderr.print(f"Skipped {skipped} record(s) on {topic.value} that are not valid events.", style="yellow")
