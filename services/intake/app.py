@@ -8,27 +8,22 @@ from services.intake.handlers import IntakeDeps, handle_binding_requested, on_ma
 from services.intake.rules import AttemptLimiter, RequestHistory
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
-from shared.runtime.broker import make_broker
 from shared.runtime.config import IntakeSettings
-from shared.runtime.provenance import EventSigner, EventVerifier
-from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions, follow
+from shared.runtime.subscriptions import Messaging, Subscriptions, follow
 
 
 def build(settings: IntakeSettings, deps: IntakeDeps | None = None, vault: VaultPort | None = None) -> FastStream:
     deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
     # Vault only signs intake's events and holds the producers' public keys: intake never sees a secret.
     vault = vault or vault_client(settings)
-    broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
-    verifier = EventVerifier(vault)
-    subscriptions = Subscriptions.of(broker, settings, publisher, verifier, on_malformed, {
+    messaging = Messaging.of(settings, vault)
+    subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_REQUESTED: partial(handle_binding_requested, deps=deps),
     })
     # Replays are answered from the latest status each request reached, read back from the status topic.
-    follow(broker, settings, Topic.BINDING_STATUS, deps.history.record, verifier)
-    return service_app(broker, subscriptions, settings, __doc__ or "")
+    follow(messaging.broker, settings, Topic.BINDING_STATUS, deps.history.record, messaging.verifier)
+    return service_app(messaging.broker, subscriptions, settings, __doc__ or "")
 
 
 def main() -> None:

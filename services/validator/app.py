@@ -12,12 +12,9 @@ from services.validator.verdict import KeyPolicy
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
-from shared.runtime.broker import make_broker
 from shared.runtime.config import ValidatorSettings
-from shared.runtime.provenance import EventSigner, EventVerifier
-from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions
+from shared.runtime.subscriptions import Messaging, Subscriptions
 
 
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
@@ -31,13 +28,12 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
         inspection_turns=asyncio.Semaphore(settings.htx_max_concurrent_inspections),
     )
-    broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
-    subscriptions = Subscriptions.of(broker, settings, publisher, EventVerifier(vault), on_malformed, {
+    messaging = Messaging.of(settings, vault)
+    subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_ACCEPTED: partial(handle_binding_accepted, deps=deps),
         Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),
     })
-    app = service_app(broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
     app.after_shutdown(htx.aclose)
     return app
 

@@ -19,13 +19,11 @@ from services.vault_writer.handlers import (
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.routing import Topic
-from shared.runtime.broker import make_broker
 from shared.runtime.config import VaultWriterSettings
 from shared.runtime.errors import TransientError
-from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions
+from shared.runtime.subscriptions import Messaging, Subscriptions
 
 log = structlog.get_logger(__name__)
 
@@ -47,16 +45,15 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
     vault = vault or vault_client(settings)
     deps = VaultWriterDeps(vault)
-    broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
-    subscriptions = Subscriptions.of(broker, settings, publisher, EventVerifier(vault), on_malformed, {
+    messaging = Messaging.of(settings, vault)
+    subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_VALIDATED: partial(handle_binding_validated, deps=deps),
         Topic.BINDING_REVOKE_REQUESTED: partial(handle_revoke_requested, deps=deps),
         Topic.HEALTH_SWEEP_REQUESTED: partial(handle_sweep_requested, deps=deps),
     })
-    app = service_app(broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
     if settings.health_sweep_interval_s > 0:
-        background(app, lambda: request_sweeps(publisher, settings.health_sweep_interval_s), "sweep_requests")
+        background(app, lambda: request_sweeps(messaging.publisher, settings.health_sweep_interval_s), "sweep_requests")
     return app
 
 

@@ -19,12 +19,9 @@ from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising
-from shared.runtime.broker import make_broker
 from shared.runtime.config import WhitelistSettings
-from shared.runtime.provenance import EventSigner, EventVerifier
-from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import background, run, service_app, vault_client
-from shared.runtime.subscriptions import Subscriptions
+from shared.runtime.subscriptions import Messaging, Subscriptions
 
 log = structlog.get_logger(__name__)
 
@@ -55,14 +52,13 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
     vault = vault or vault_client(settings)
     htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
     deps = WhitelistDeps(vault, SymbolCatalog())
-    broker = make_broker(settings, settings.service_name)
-    publisher = EventPublisher(broker, settings.topic_prefix, EventSigner(vault, settings.service_name))
-    subscriptions = Subscriptions.of(broker, settings, publisher, EventVerifier(vault), on_malformed, {
+    messaging = Messaging.of(settings, vault)
+    subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.WHITELIST_REQUESTED: partial(handle_whitelist_requested, deps=deps),
         Topic.BINDING_STORED: partial(handle_binding_stored, deps=deps),
         Topic.BINDING_RECHECKED: partial(handle_binding_rechecked, deps=deps),
     })
-    app = service_app(broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
     background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s), "symbol_refresh")
     app.after_shutdown(htx.aclose)
     return app

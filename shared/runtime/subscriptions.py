@@ -3,6 +3,7 @@ in-memory view of a whole topic), and `Subscriptions`, the laned subscriptions a
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import structlog
@@ -10,13 +11,14 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
+from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import Event, MalformedEvent, parse_event
 from shared.contracts.routing import Topic, subscribed_route
-from shared.runtime.broker import whole_message
+from shared.runtime.broker import make_broker, whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
 from shared.runtime.processing import Handler, MalformedHandler, MessageProcessor
-from shared.runtime.provenance import EventVerifier, Unauthentic
+from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
 from shared.runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
@@ -67,6 +69,22 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     return subscription
 
 
+@dataclass(frozen=True)
+class Messaging:
+    """A service's broker with its publisher, signing as the service, and its verifier: what its subscriptions,
+    views and timers share."""
+
+    broker: KafkaBroker
+    publisher: EventPublisher
+    verifier: EventVerifier
+
+    @classmethod
+    def of(cls, settings: ServiceSettings, vault: VaultPort) -> "Messaging":
+        broker = make_broker(settings, settings.service_name)
+        signer = EventSigner(vault, settings.service_name)
+        return cls(broker, EventPublisher(broker, settings.topic_prefix, signer), EventVerifier(vault))
+
+
 class Subscriptions:
     """A service's laned subscriptions. Its app closes them before the broker stops
     (shared/runtime/service.py), so that the records in hand finish and their offsets are committed."""
@@ -75,10 +93,11 @@ class Subscriptions:
         self._subscriptions = subscriptions
 
     @classmethod
-    def of(cls, broker: KafkaBroker, settings: ServiceSettings, publisher: EventPublisher, verifier: EventVerifier,
-           on_malformed: MalformedHandler, handlers: Mapping[Topic, Handler[Any]]) -> "Subscriptions":
+    def of(cls, messaging: Messaging, settings: ServiceSettings, on_malformed: MalformedHandler,
+           handlers: Mapping[Topic, Handler[Any]]) -> "Subscriptions":
         """One subscription per topic, each to its handler, with the service's one malformed-input answer."""
-        return cls(*(subscribe(broker, settings, topic, handle, on_malformed, publisher, verifier)
+        return cls(*(subscribe(messaging.broker, settings, topic, handle, on_malformed, messaging.publisher,
+                               messaging.verifier)
                      for topic, handle in handlers.items()))
 
     async def close(self) -> None:
