@@ -22,9 +22,12 @@ from shared.contracts.reasons import Reason
 from shared.contracts.routing import ROUTES, Party, Topic
 from tests.fakes import InMemoryVault, fake_seal
 
+# An HTX-shaped secret key: 32 characters, the size Transit imports as an HMAC key.
+SECRET = "5ecr3700-hash7tst-00000000-test0"
+
 
 def validated(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1",
-              access_key: str = "ak-000000000001", secret: str = "s3cret", replaces_binding_id: str | None = None,
+              access_key: str = "ak-000000000001", secret: str = SECRET, replaces_binding_id: str | None = None,
               pairs: Sequence[str] | None = ("btcusdt",), warnings: Sequence[Reason] = ()) -> BindingValidated:
     return BindingValidated(
         event_id=derived_event_id("validated", user_id, request_id), binding_id=binding_id, request_id=request_id,

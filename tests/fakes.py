@@ -1,28 +1,68 @@
 """In-memory stand-ins for the I/O edges, for fast handler tests. Real-server tests live beside them."""
 
 import base64
+import hashlib
+import hmac
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
 from pydantic import SecretStr
 
-from shared.adapters.vault.client import CasConflict, KvEntry, SigningKeys, UnsealFailed, VaultPort
+from shared.adapters.vault.client import (
+    CasConflict,
+    HmacBatch,
+    ImportRefused,
+    KeyExists,
+    KeyMissing,
+    KvEntry,
+    SigningKeys,
+    UnsealFailed,
+    VaultPort,
+)
+from shared.adapters.vault.key_import import HMAC_KEY_MAX_BYTES, HMAC_KEY_MIN_BYTES, IMPORT_OAEP, wrap_for_import
 
 # The time of the Kafka record a handler is given, in handler tests.
 AT = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
 
 _NONCE = "nonce-of-12b"
+# The in-memory Vault's wrapping key: 2048 bits to keep tests quick (Vault's is 4096), the same import format.
+_WRAPPING_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+WRAPPING_KEY_PEM = _WRAPPING_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def fake_seal_text(text: str, context: str) -> str:
+    """Ciphertext-shaped (so intake's shape check passes), bound to its context like a derived Transit key."""
+    return "vault:v1:" + base64.b64encode(f"{_NONCE}{context}\x00{text}".encode()).decode()
 
 
 def fake_seal(secret: str, context: str) -> str:
-    """Ciphertext-shaped (so intake's shape check passes), bound to its context like a derived Transit key."""
-    return "vault:v1:" + base64.b64encode(f"{_NONCE}{context}\x00{secret}".encode()).decode()
+    """What the app sends for secret: wrapped for the in-memory Vault's import, then sealed for context."""
+    return fake_seal_text(wrap_for_import(WRAPPING_KEY_PEM, SecretStr(secret)), context)
+
+
+def _unwrap(ciphertext: str) -> bytes:
+    try:
+        wrapped = base64.b64decode(ciphertext, validate=True)
+        block = _WRAPPING_KEY.key_size // 8
+        ephemeral = _WRAPPING_KEY.decrypt(wrapped[:block], IMPORT_OAEP)
+        material = aes_key_unwrap_with_padding(ephemeral, wrapped[block:])
+    except (ValueError, InvalidUnwrap):
+        raise ImportRefused("not wrapped with the wrapping key") from None
+    if not HMAC_KEY_MIN_BYTES <= len(material) <= HMAC_KEY_MAX_BYTES:
+        raise ImportRefused("invalid key size")
+    return material
 
 
 class InMemoryVault:
-    """KV v2 semantics that matter here: versions, check-and-set, delete-all; Transit seal/HMAC by context."""
+    """KV v2 semantics that matter here: versions, check-and-set, delete-all; Transit seal/HMAC by context, and
+    imported HMAC keys (unwrapped with the in-memory wrapping key, signing for real)."""
 
     def __init__(self) -> None:
         self.versions: dict[str, list[dict[str, Any]]] = {}
@@ -32,6 +72,9 @@ class InMemoryVault:
         # Transit signing keys by name, each a list of versions (a rotation appends one).
         self.signing: dict[str, list[Ed25519PrivateKey]] = {}
         self.oldest_accepted: dict[str, int] = {}
+        # Imported HMAC keys by name, each a list of versions' key material.
+        self.hmac_keys: dict[str, list[bytes]] = {}
+        self._request_ids = itertools.count(1)
 
     async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr:
         try:
@@ -45,6 +88,29 @@ class InMemoryVault:
 
     async def hmac(self, key: str, data: str) -> str:
         return "vault:v1:" + base64.b64encode(f"{key}:{data}".encode()).decode()
+
+    async def hmac_batch(self, key: str, version: int, texts: Sequence[str]) -> HmacBatch:
+        versions = self.hmac_keys.get(key, [])
+        if not 1 <= version <= len(versions):
+            raise KeyMissing(f"{key} has no version {version}")
+        return HmacBatch([hmac.new(versions[version - 1], text.encode(), hashlib.sha256).digest() for text in texts],
+                         f"in-memory-{next(self._request_ids)}")
+
+    async def import_hmac_key(self, key: str, ciphertext: str) -> None:
+        if key in self.hmac_keys:
+            raise KeyExists(key)
+        self.hmac_keys[key] = [_unwrap(ciphertext)]
+
+    async def import_hmac_key_version(self, key: str, ciphertext: str) -> None:
+        if key not in self.hmac_keys:
+            raise ImportRefused(f"no key {key}")
+        self.hmac_keys[key].append(_unwrap(ciphertext))
+
+    async def key_version(self, key: str) -> int | None:
+        return len(self.hmac_keys[key]) if key in self.hmac_keys else None
+
+    async def delete_key(self, key: str) -> None:
+        self.hmac_keys.pop(key, None)
 
     async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]:
         return [self.signature(key, digest) for digest in digests]

@@ -16,6 +16,7 @@ from hvac import exceptions as hvac_errors
 from pydantic import SecretStr, ValidationError
 
 from deploy.bootstrap.event_keys import ensure_event_signing_keys, signing_policy
+from deploy.bootstrap.exchange_key_migration import ensure_exchange_keys_in_transit, stored_bindings
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.client import hvac_client
@@ -27,7 +28,6 @@ from shared.adapters.vault.layout import (
     KV_MOUNT,
     TRANSIT_MOUNT,
     binding_path,
-    user_bindings_folder,
 )
 from shared.runtime.config import AppRoleCredentials
 
@@ -67,6 +67,7 @@ def ensure_vault(
         ensure_binding_history_destroyed(client, progress)
         ensure_secrets_engine(client, TRANSIT_MOUNT, "transit", {}, progress)
         ensure_transit_keys(client, progress)
+        ensure_exchange_keys_in_transit(client, progress)
         ensure_event_signing_keys(client, progress)
         ensure_policies(client, POLICIES_DIR, progress)
         ensure_approle_auth(client, progress)
@@ -144,7 +145,7 @@ def ensure_binding_history_destroyed(client: hvac.Client, progress: Progress) ->
     (OpenBao keeps the larger of the key's and the mount's)."""
     subject = f"vault {KV_MOUNT}/{BINDINGS_FOLDER} holds no replaced version"
     destroyed = 0
-    for path in _binding_paths(client):
+    for path in (binding_path(user_id, binding_id) for user_id, binding_id in stored_bindings(client)):
         older = _readable_older_versions(client, path)
         if older:
             client.secrets.kv.v2.destroy_secret_versions(path, versions=older, mount_point=KV_MOUNT)
@@ -153,21 +154,6 @@ def ensure_binding_history_destroyed(client: hvac.Client, progress: Progress) ->
         progress.record(subject, Outcome.UPDATED, f"{destroyed} replaced versions destroyed")
     else:
         progress.record(subject, Outcome.PRESENT)
-
-
-def _binding_paths(client: hvac.Client) -> Iterator[str]:
-    for user_folder in _kv_keys(client, BINDINGS_FOLDER):
-        user_id = user_folder.rstrip("/")
-        for binding_id in _kv_keys(client, user_bindings_folder(user_id)):
-            yield binding_path(user_id, binding_id)
-
-
-def _kv_keys(client: hvac.Client, folder: str) -> list[str]:
-    try:
-        keys: list[str] = client.secrets.kv.v2.list_secrets(folder, mount_point=KV_MOUNT)["data"]["keys"]
-        return keys
-    except hvac_errors.InvalidPath:
-        return []
 
 
 def _readable_older_versions(client: hvac.Client, path: str) -> list[int]:

@@ -1,4 +1,5 @@
-"""validator: unseals each accepted key and proves it against HTX (permissions, IP binding, expiry, account)."""
+"""validator: proves each accepted key against HTX (permissions, IP binding, expiry, account), with Vault signing
+every request: services/validator/handlers.py."""
 
 import asyncio
 from functools import partial

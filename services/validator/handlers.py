@@ -1,8 +1,11 @@
 """validator: proves a key against HTX itself and reports every problem found, at bind time and again
 whenever a key-health sweep asks.
 
-The plaintext secret exists only in memory, inside this handler, for the duration of the HTX calls; what
-leaves is the same sealed value that came in, plus HTX's facts about the key."""
+No secret is ever in this process. A new key arrives sealed for its user and wrapped for Vault; the validator
+imports it into a Transit key of its own for the check (shared/adapters/vault/stores.py), has Vault sign
+each HTX request with it, and deletes that key once it has the verdict. A recheck signs with the key stored for the
+binding. What leaves is the same sealed value that came in, HTX's facts about the key, and the ids of Vault's
+signing calls, which Vault's audit log records."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -10,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from pydantic import SecretStr
 
 from services.validator.inspection import KeyInspection
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.errors import HtxError
-from shared.adapters.vault.client import UnsealFailed, VaultPort
+from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
-from shared.adapters.vault.stores import Bindings
+from shared.adapters.vault.stores import Bindings, ExchangeKeys
+from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.contracts.events import (
     BindingAccepted,
     BindingRechecked,
@@ -32,6 +35,7 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
+from shared.runtime.errors import TransientError
 
 SERVICE = Party.VALIDATOR
 log = structlog.get_logger(__name__)
@@ -45,45 +49,65 @@ class ValidatorDeps:
     htx_deadline_s: float
     # Waits for a key-health re-check's turn (see pacing.Pacer).
     pace_recheck: Callable[[], Awaitable[None]]
-    # Keys unsealed and inspected at once (ValidatorSettings.htx_max_concurrent_inspections); htx_deadline_s
-    # counts from a key's turn.
+    # Keys inspected at once (ValidatorSettings.htx_max_concurrent_inspections); htx_deadline_s counts from a
+    # key's turn.
     inspection_turns: asyncio.Semaphore
     bindings: Bindings = field(init=False)
+    keys: ExchangeKeys = field(init=False)
 
     def __post_init__(self) -> None:
         self.bindings = Bindings(self.vault)
+        self.keys = ExchangeKeys(self.vault)
 
 
-async def inspect_sealed_key(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
-    """On the key's turn, unseal, then inspect the key at HTX: the same for a new binding and for a key-health
-    re-check. The turn comes first, so a burst does not unseal every key in hand at once and hold each
-    plaintext while it waits."""
+class KeyCheckInterrupted(TransientError):
+    """The key check lost its key to another delivery of the same request: made again, in place."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An inspection, and the ids of the Vault calls that signed its HTX requests."""
+
+    inspection: KeyInspection
+    vault_request_ids: list[str]
+
+
+async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
+    """On the key's turn: import the request's secret into a key-check key, inspect the key at HTX with it, and
+    delete it (a failed deletion fails the whole check, which is then made again: nothing is left behind)."""
     async with deps.inspection_turns:
-        return await _unseal_and_inspect(deps, user_id, access_key, sealed)
+        try:
+            wrapped = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
+                                              event.user_id)
+            key = await deps.keys.import_for_check(event.user_id, event.request_id, wrapped.get_secret_value())
+        except (UnsealFailed, ImportRefused):
+            return Checked(KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE)), [])
+        signer = TransitHmacSigner(deps.vault, key)
+        try:
+            return Checked(await _inspect(deps, event.access_key, signer), signer.vault_request_ids)
+        except KeyMissing:
+            # Another delivery of this request (two instances during a rebalance) discarded the key mid-check.
+            raise KeyCheckInterrupted("the key-check key was discarded during the check; checking again") from None
+        finally:
+            await deps.keys.discard_check(event.user_id, event.request_id)
 
 
-async def _unseal_and_inspect(deps: ValidatorDeps, user_id: str, access_key: str, sealed: SecretStr) -> KeyInspection:
-    try:
-        secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, sealed.get_secret_value(), user_id)
-    except UnsealFailed:
-        return KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE))
+async def _inspect(deps: ValidatorDeps, access_key: str, signer: TransitHmacSigner) -> KeyInspection:
     try:
         async with asyncio.timeout(deps.htx_deadline_s):
-            return await deps.inspect(HtxCredentials(access_key, secret_key))
+            return await deps.inspect(HtxCredentials(access_key, signer))
     except (HtxError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
         log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
         return KeyInspection.refused(reason(ReasonCode.EXCHANGE_UNAVAILABLE), checked=False)
-    finally:
-        del secret_key
 
 
 async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
     masked = mask_access_key(event.access_key)
-    inspection = await inspect_sealed_key(deps, event.user_id, event.access_key, event.secret_key_sealed)
-    verdict, facts = inspection.verdict, inspection.facts
+    checked = await check_new_key(deps, event)
+    verdict, facts = checked.inspection.verdict, checked.inspection.facts
     if not verdict.accepted or facts is None:
-        return _rejected(event, masked, [*verdict.rejections, *verdict.warnings], at)
+        return _rejected(event, masked, [*verdict.rejections, *verdict.warnings], at, checked.vault_request_ids)
     validated = BindingValidated(
         **event.model_dump(exclude={"event_id", "secret_key_sealed"}),
         secret_key_sealed=event.secret_key_sealed,
@@ -100,7 +124,8 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
                details={"htx_uid": facts.uid}),
         audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
               request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
-              reasons=verdict.warnings, details={"htx_uid": facts.uid, "permissions": facts.permissions}),
+              reasons=verdict.warnings, details={"htx_uid": facts.uid, "permissions": facts.permissions,
+                                                 "vault_sign_request_ids": checked.vault_request_ids}),
     ]
 
 
@@ -112,7 +137,14 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
                       request_id=event.sweep_request_id, binding_id=event.binding_id)]
     await deps.pace_recheck()
     masked = mask_access_key(binding.access_key)
-    inspection = await inspect_sealed_key(deps, binding.user_id, binding.access_key, binding.secret_key_sealed)
+    signer = TransitHmacSigner(deps.vault, binding.signing_key)
+    try:
+        async with deps.inspection_turns:
+            inspection = await _inspect(deps, binding.access_key, signer)
+    except KeyMissing:
+        # Revoked between the read and the signing: the revocation deleted the key.
+        return [audit(service=SERVICE, action="recheck", outcome="binding_gone", user_id=event.user_id,
+                      request_id=event.sweep_request_id, binding_id=event.binding_id)]
     verdict = inspection.verdict
     rechecked = BindingRechecked(
         event_id=derived_event_id("rechecked", event.sweep_request_id, event.user_id, event.binding_id),
@@ -126,7 +158,8 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
         rechecked,
         audit(service=SERVICE, action="recheck", outcome=outcome, user_id=event.user_id,
               request_id=event.sweep_request_id, binding_id=event.binding_id, access_key_masked=masked,
-              reasons=[*verdict.rejections, *verdict.warnings]),
+              reasons=[*verdict.rejections, *verdict.warnings],
+              details={"vault_sign_request_ids": signer.vault_request_ids}),
     ]
 
 
@@ -135,7 +168,8 @@ def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     return malformed(error, at=at, service=SERVICE, action="validate", kind=None)
 
 
-def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime) -> list[Event]:
+def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime,
+              vault_request_ids: list[str]) -> list[Event]:
     return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
                     binding_id=event.binding_id, reasons=reasons, occurred_at=at, kind=RequestKind.BIND,
-                    access_key_masked=masked)
+                    access_key_masked=masked, audit_details={"vault_sign_request_ids": vault_request_ids})

@@ -1,17 +1,27 @@
-"""vault-writer: stores validated credentials in KV v2 exactly once, keeps one binding per access key
-across all users, rotates and revokes; and starts key-health sweeps (it is the service that may list and
-read stored bindings). Storage mechanics and write conflicts are the stores' (shared.adapters.vault.stores)."""
+"""vault-writer: stores validated bindings exactly once, keeps one binding per access key across all users, rotates
+and revokes; and starts key-health sweeps (it is the service that may list and read stored bindings).
+
+The secret goes into Vault Transit as the binding's own non-exportable HMAC key (a rotation adds a version, a
+revocation deletes it); the KV record names that key and never holds the secret. This service may import and
+delete those keys but never sign with them. Storage mechanics and write conflicts are the stores'
+(shared.adapters.vault.stores)."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import SecretStr
-
-from shared.adapters.vault.client import UnsealFailed, VaultPort
+from shared.adapters.vault.client import ImportRefused, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY, binding_path
-from shared.adapters.vault.records import BindingRecord, SweepClaim, Tombstone
-from shared.adapters.vault.stores import AccessKeyIndex, Bindings, SweepClaims, Tombstones, Versioned, Whitelists
+from shared.adapters.vault.records import BindingRecord, KeyRef, SweepClaim, Tombstone
+from shared.adapters.vault.stores import (
+    AccessKeyIndex,
+    Bindings,
+    ExchangeKeys,
+    SweepClaims,
+    Tombstones,
+    Versioned,
+    Whitelists,
+)
 from shared.contracts.events import (
     AuditEvent,
     BindingStored,
@@ -28,10 +38,17 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
+from shared.runtime.errors import TransientError
 
 SERVICE = Party.VAULT_WRITER
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
                  "API Management → Delete.")
+
+
+class ImportInterrupted(TransientError):
+    """Vault refused to import the secret of a key the validator proved by importing the very same bytes: Vault's
+    trouble, not the key's (Transit answers its refusals and its storage failures alike, with a 500:
+    shared/adapters/vault/README.md#exchange-keys), so it is waited out like an outage, never told to the user."""
 
 
 @dataclass
@@ -42,8 +59,10 @@ class VaultWriterDeps:
     tombstones: Tombstones = field(init=False)
     index: AccessKeyIndex = field(init=False)
     sweeps: SweepClaims = field(init=False)
+    keys: ExchangeKeys = field(init=False)
 
     def __post_init__(self) -> None:
+        self.keys = ExchangeKeys(self.vault)
         self.bindings = Bindings(self.vault)
         self.whitelists = Whitelists(self.vault)
         self.tombstones = Tombstones(self.vault)
@@ -59,6 +78,8 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     if current is not None and current.record.request_id == event.request_id:
         return await _stored(deps, event, masked, current)
     if event.replaces_binding_id and current is None:
+        # Gone (revoked, maybe while an earlier attempt of this rotation claimed its new access key): let that go.
+        await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
     if current is not None and current.record.validated_at > event.validated_at:
@@ -72,8 +93,8 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
                       request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
 
     try:
-        secret_key = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
-                                             event.user_id)
+        wrapped = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
+                                          event.user_id)
     except UnsealFailed:
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.SECRET_UNREADABLE)], action="store", at=at)
@@ -83,7 +104,21 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
         return _rejected(event.user_id, event.request_id, event.binding_id, masked,
                          [reason(ReasonCode.KEY_ALREADY_BOUND)], action="store", at=at)
 
-    record = await _binding_record(deps, event, secret_key, at, current)
+    # Imported only once the key is ours: a rejected binding leaves no key behind.
+    wrapped_text = wrapped.get_secret_value()
+    try:
+        key = (await deps.keys.store_rotation(event.user_id, event.binding_id, event.request_id, wrapped_text)
+               if current else await deps.keys.store_new(event.user_id, event.binding_id, wrapped_text))
+    except ImportRefused:
+        raise ImportInterrupted("Vault refused to import a secret the validator imported from the same bytes") from None
+    if await deps.tombstones.read(event.user_id, event.binding_id) is not None:
+        # Revoked meanwhile (revocations are handled beside validations, not after them): the revocation stands,
+        # and nothing may sign with what was just imported. The revocation deleted the key before it, or this does.
+        await deps.keys.destroy(event.user_id, event.binding_id)
+        await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
+        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
+                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
+    record = await _binding_record(deps, event, key, at, current)
     stored = await deps.bindings.save(record, current) if current else await deps.bindings.create_or_read(record)
     if stored.record.request_id != event.request_id:
         # This request was stored, and its binding rotated since; it came again (a redelivery, or an old record
@@ -99,13 +134,13 @@ def _superseded(event: BindingValidated, masked: str) -> AuditEvent:
                  request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)
 
 
-async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, secret_key: SecretStr, at: datetime,
+async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, key: KeyRef, at: datetime,
                           current: Versioned[BindingRecord] | None) -> BindingRecord:
     """The record to store; a rotation to another key names the old one, and its index entry to release."""
     if current is None or current.record.access_key == event.access_key:
-        return BindingRecord.of(event, secret_key, at)
+        return BindingRecord.of(event, key, at)
     old_key = current.record.access_key
-    return BindingRecord.of(event, secret_key, at, rotated_from=mask_access_key(old_key),
+    return BindingRecord.of(event, key, at, rotated_from=mask_access_key(old_key),
                             replaced_index_path=await deps.index.path_of(old_key))
 
 
@@ -124,6 +159,9 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
         request_id=event.request_id, access_key_masked=mask_access_key(access_key), revoked_at=at))
     await deps.index.release(await deps.index.path_of(access_key), event.user_id, event.binding_id)
     await deps.whitelists.delete(event.user_id, event.binding_id)
+    # The key before the record: nothing signs with the secret again, and the record left until then lets a
+    # redelivered revoke find what to finish.
+    await deps.keys.destroy(event.user_id, event.binding_id)
     await deps.bindings.delete(event.user_id, event.binding_id)
     return _revoked(event, tombstone)
 

@@ -1,5 +1,5 @@
-"""The app side of the binding flow: seal the secret key with Vault Transit, publish requests, and read what
-the services answer on binding.status; plus readers of the audit and dead-letter topics for people
+"""The app side of the binding flow: wrap the secret key for Vault and seal it for its user, publish requests, and
+read what the services answer on binding.status; plus readers of the audit and dead-letter topics for people
 (shared.clients.cli).
 
 The readers use no consumer group: each assigns itself every partition of its topic and never commits, so
@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from shared.adapters.vault.client import VaultClient
+from shared.adapters.vault.key_import import NotImportable, wrap_for_import
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
 from shared.contracts import dead_letters
 from shared.contracts.events import (
@@ -49,7 +50,8 @@ from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
 
-# The AppRole of the Hash7 app (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only seal binding secrets.
+# The AppRole of the Hash7 app (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only read Vault's public
+# wrapping key and seal binding secrets.
 APP_ROLE = "app"
 _CLIENT_ID = "hash7-binding-client"
 # How long one fetch waits for new records; bounds how late a reader notices that it has caught up.
@@ -144,6 +146,8 @@ class BindingClient:
     def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
         self._settings = settings
         self._vault = vault
+        # Vault's public key for wrapping secrets (PEM), read once.
+        self._wrapping_key: str | None = None
         self._publisher: KafkaPublisher | None = None
         self._verifier: EventVerifier | None = None
         # Who sent each request this client submitted, and its kind: its statuses must be about that user and
@@ -170,8 +174,9 @@ class BindingClient:
     async def bind(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
                    label: str = "", trading_pairs: list[str] | None = None,
                    replaces_binding_id: str | None = None, request_id: str | None = None) -> str:
-        """Seal secret_key for user_id, publish the binding request and return its request id. Only the
-        Transit ciphertext leaves this process; it opens only with user_id as context."""
+        """Wrap and seal secret_key for user_id, publish the binding request and return its request id. Only the
+        Transit ciphertext leaves this process; it opens only with user_id as context, and holds the secret
+        wrapped for Vault, which alone can unwrap it (README.md#the-secrets-path)."""
         request = await self.binding_request(
             user_id, access_key, secret_key, exchange=exchange, label=label, trading_pairs=trading_pairs,
             replaces_binding_id=replaces_binding_id, request_id=request_id,
@@ -185,7 +190,14 @@ class BindingClient:
                               request_id: str | None = None) -> BindingRequested:
         """The request `bind` publishes, sealed but not yet sent: load drivers seal ahead of time and submit
         at their own pace."""
-        sealed = await self._ready_vault().seal(BINDING_SECRET_KEY, secret_key, context=user_id)
+        vault = self._ready_vault()
+        if self._wrapping_key is None:
+            self._wrapping_key = await vault.wrapping_key()
+        try:
+            wrapped = wrap_for_import(self._wrapping_key, secret_key)
+        except NotImportable as exc:
+            raise ClientError(f"that is not an exchange secret key: {exc}") from None
+        sealed = await vault.seal(BINDING_SECRET_KEY, SecretStr(wrapped), context=user_id)
         return _build(
             BindingRequested, request_id=request_id or _new_request_id(), user_id=user_id, exchange=exchange,
             label=label, access_key=access_key, secret_key_sealed=sealed, trading_pairs=trading_pairs,
@@ -391,9 +403,11 @@ class BindingClient:
 
 
 def _build(model: type[E], **fields: object) -> E:
-    """The event, checked by the same parse its consumer applies, so a bad field fails here, by name."""
+    """The event, checked by the same parse its consumer applies, so a bad field fails here, by name. It is of the
+    model's own version, as every producer writes (shared/contracts/events.py)."""
+    document = {"schema_version": model.model_fields["schema_version"].default, **fields}
     try:
-        return parse_event(model, json.dumps(fields).encode())
+        return parse_event(model, json.dumps(document).encode())
     except MalformedEvent as exc:
         raise InvalidRequest(f"invalid {model.__name__}: {exc.problem}") from None
 

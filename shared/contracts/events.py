@@ -134,6 +134,8 @@ def parse_event(model: type[E], raw: bytes) -> E:
     if not isinstance(document, dict):
         raise MalformedEvent(f"body is a JSON {type(document).__name__}, expected an object")
     user_id, request_id = _string_or_none(document.get("user_id")), _string_or_none(document.get("request_id"))
+    # On the wire an event without a version is version 1 (module docstring), whatever the model's default.
+    document.setdefault("schema_version", 1)
     try:
         return model.model_validate(document)
     except ValidationError as exc:
@@ -158,7 +160,13 @@ def _string_or_none(value: Any) -> str | None:
 
 
 class BindingRequested(Event):
-    """The app asks to bind an exchange key. `request_id` is the idempotency key."""
+    """The app asks to bind an exchange key. `request_id` is the idempotency key.
+
+    Version 2: `secret_key_sealed` seals the secret wrapped for import into Vault Transit (only Vault can unwrap
+    it: README.md#the-secrets-path); version 1 sealed the plaintext secret."""
+
+    understood_versions: ClassVar[frozenset[int]] = frozenset({2})
+    schema_version: int = Field(default=2, strict=True)
 
     request_id: Identifier
     user_id: Identifier
@@ -194,7 +202,11 @@ class RevokeRequested(Event):
 
 
 class BindingAccepted(Event):
-    """intake → validator: the request, normalised, with its binding id. The secret is still sealed."""
+    """intake → validator: the request, normalised, with its binding id. The secret is still sealed, and wrapped
+    for Vault. Version 2: as BindingRequested's."""
+
+    understood_versions: ClassVar[frozenset[int]] = frozenset({2})
+    schema_version: int = Field(default=2, strict=True)
 
     event_id: uuid.UUID
     binding_id: Identifier

@@ -39,10 +39,12 @@ def audit(*, service: str, action: str, outcome: str, user_id: str | None, reque
 def rejected(*, service: str, action: str, user_id: str | None, request_id: str | None, binding_id: str | None,
              reasons: Sequence[Reason], occurred_at: datetime, kind: RequestKind | None,
              access_key_masked: str | None = None, outcome: str = "rejected",
-             details: dict[str, Any] | None = None) -> list[Event]:
-    """A refusal: the user hears why (when we know who they are), ops always hear."""
+             details: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None) -> list[Event]:
+    """A refusal: the user hears why (when we know who they are), ops always hear (with audit_details, for ops
+    only)."""
     record = audit(service=service, action=action, outcome=outcome, user_id=user_id, request_id=request_id,
-                   binding_id=binding_id, access_key_masked=access_key_masked, reasons=reasons)
+                   binding_id=binding_id, access_key_masked=access_key_masked, reasons=reasons,
+                   details=audit_details)
     if user_id is None:
         return [record]
     return [status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,

@@ -53,7 +53,7 @@ CATALOG: dict[ReasonCode, tuple[str, str]] = {
         f"({_API_MANAGEMENT}) and create a new one.",
     ),
     ReasonCode.SECRET_UNREADABLE: (
-        "The sealed secret key could not be opened for your account.",
+        "The sealed secret key could not be opened for your account, or is not an HTX secret key.",
         "Paste the access key and secret key again in the Hash7 app; if you no longer have the secret, "
         f"create a new key in HTX ({_API_MANAGEMENT} → Create API).",
     ),

@@ -4,7 +4,8 @@
   repr/str show `**********` and JSON serialisation writes `**********`, so nothing leaks by accident;
   the only way to the value is an explicit `.get_secret_value()` at the edge that needs it.
 - A sealed secret (Vault Transit ciphertext) travels on topics by design, so `SealedSecret` serialises
-  to the ciphertext in JSON mode but still hides itself in reprs and logs.
+  to the ciphertext in JSON mode but still hides itself in reprs and logs. What it seals is the exchange secret
+  wrapped for import into Vault, which only Vault can unwrap (README.md#the-secrets-path).
 """
 
 import re
@@ -29,7 +30,9 @@ class _PublishedAsCiphertext:
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         published = {k: v for k, v in handler(schema).items() if k not in ("writeOnly", "format")}
-        return published | {"description": "Vault Transit ciphertext (vault:v<key version>:<base64>), never plaintext"}
+        return published | {"description": "Vault Transit ciphertext (vault:v<key version>:<base64>, derived key, "
+                                           "context = the user id) of the secret wrapped for import into Vault "
+                                           "Transit; never plaintext"}
 
 
 SealedSecret = Annotated[

@@ -101,7 +101,8 @@ class ValidatorSettings(ServiceSettings):
     htx_timeout_s: float = 5.0
     # How long transient HTX trouble is retried before the user is told `exchange_unavailable`.
     htx_retry_budget_s: float = 20.0
-    # Keys unsealed and inspected at HTX at once; the others wait their turn before their retry budget starts.
+    # Keys inspected at HTX at once (a new key's turn includes unsealing and importing it); the others wait their
+    # turn before their retry budget starts.
     # Without a bound, a restart's burst (every record in hand at once) spent the budget queueing behind itself.
     htx_max_concurrent_inspections: int = 16
     # A key with validDays at or under this many days gets `key_expiring`.

@@ -3,6 +3,8 @@ tests publish the status, audit and dead-letter records themselves)."""
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from shared.contracts.events import (
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
+from shared.runtime.errors import ClientError
 from shared.runtime.producer import KafkaPublisher
 from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, audit_event, status
 from tests.clients.hash7_process import hash7_command, hash7_environment, run_hash7
@@ -78,7 +81,14 @@ async def test_bind_publishes_a_secret_only_vault_can_open_for_that_user(
     root = hvac.Client(url=bootstrapped_stack.settings.vault_addr, token=bootstrapped_stack.root_token)
     opened = root.secrets.transit.decrypt_data(
         name=BINDING_SECRET_KEY, ciphertext=sealed, context=_b64(user_id), mount_point=TRANSIT_MOUNT)
-    assert base64.b64decode(opened["data"]["plaintext"]).decode() == SECRET_KEY
+    # What opens is the secret wrapped for Vault: only an import into Transit reveals it, to Vault alone.
+    wrapped = base64.b64decode(opened["data"]["plaintext"]).decode()
+    assert SECRET_KEY not in wrapped and SECRET_KEY not in base64.b64decode(wrapped).decode(errors="replace")
+    scratch = f"test-wrapped-{uuid.uuid4().hex}"
+    root.write_data(f"{TRANSIT_MOUNT}/keys/{scratch}/import", data={"ciphertext": wrapped, "type": "hmac"})
+    signed = root.write_data(f"{TRANSIT_MOUNT}/hmac/{scratch}/sha2-256", data={"input": _b64("text")})
+    assert signed["data"]["hmac"] == "vault:v1:" + base64.b64encode(
+        hmac.new(SECRET_KEY.encode(), b"text", hashlib.sha256).digest()).decode()
     with pytest.raises(hvac.exceptions.InvalidRequest):
         root.secrets.transit.decrypt_data(name=BINDING_SECRET_KEY, ciphertext=sealed,
                                           context=_b64("someone-else"), mount_point=TRANSIT_MOUNT)
@@ -109,6 +119,17 @@ async def test_a_bad_request_is_refused_by_field_before_anything_is_published(
         await client.bind(user_id, "not a key!", SecretStr(SECRET_KEY))
 
     assert "not a key!" not in str(refused.value) and SECRET_KEY not in str(refused.value)
+
+
+@pytest.mark.parametrize("secret", ["31-bytes-is-one-short-of-enough", "x" * 513])
+async def test_a_secret_transit_cannot_hold_is_refused_in_one_line_before_anything_is_sealed_or_published(
+        client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str, secret: str) -> None:
+    with pytest.raises(ClientError, match="32 to 512 bytes") as refused:
+        await client.bind(user_id, ACCESS_KEY, SecretStr(secret))
+
+    assert secret not in str(refused.value) and "\n" not in str(refused.value)
+    records = await raw_records(bootstrapped_stack.settings, Topic.BINDING_REQUESTED)
+    assert not [r for r in records if r.key == user_id.encode()]
 
 
 # ---- reading statuses -------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_unknown_fields_from_newer_producers_are_ignored():
     # tests/contracts/test_schema_version.py.
     document = json.loads(a_request().to_bytes()) | {"added_later": {"x": 1}}
     parsed = parse_event(BindingRequested, json.dumps(document).encode())
-    assert parsed.schema_version == 1 and not hasattr(parsed, "added_later")
+    assert parsed.schema_version == 2 and not hasattr(parsed, "added_later")
 
 
 def test_missing_and_invalid_fields_are_named_without_echoing_values():

@@ -51,7 +51,7 @@ from shared.contracts.events import (
 from shared.contracts.routing import ROUTES, SERVICES, Party, RouteViolation, Topic, route_of
 from shared.runtime import subscriptions
 from shared.runtime.config import IntakeSettings, ValidatorSettings, VaultWriterSettings, WhitelistSettings
-from tests.builders import stored
+from tests.builders import SECRET, stored
 from tests.fakes import AT, InMemoryVault, fake_seal
 
 P = Party
@@ -161,7 +161,7 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
     catalog.replace([SymbolStatus("btcusdt", "online", api_trading=True)])
     whitelist = WhitelistDeps(vault, catalog)
     request = BindingRequested(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
-                               secret_key_sealed=fake_seal("s3cret", "u1"), trading_pairs=["btcusdt"],
+                               secret_key_sealed=fake_seal(SECRET, "u1"), trading_pairs=["btcusdt"],
                                requested_at=AT)
 
     [accepted, *_] = produced_by(P.INTAKE, await handle_binding_requested(request, intake, at=AT))
@@ -180,6 +180,7 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
     produced_by(P.WHITELIST, await handle_binding_rechecked(rechecked, whitelist, at=AT))
     produced_by(P.VAULT_WRITER, await handle_revoke_requested(
         RevokeRequested(request_id="v1", user_id="u1", binding_id=stored_.binding_id), writer, at=AT))
+    assert vault.hmac_keys == {}  # its whole life leaves no Transit key behind: no key check's, not the binding's
     malformed = MalformedEvent("user_id: field required", user_id="u1", request_id="r9")
     for service, on_malformed in ((P.INTAKE, intake_malformed), (P.VALIDATOR, validator_malformed),
                                   (P.VAULT_WRITER, writer_malformed), (P.WHITELIST, whitelist_malformed)):

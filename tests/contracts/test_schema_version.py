@@ -1,6 +1,6 @@
 """The schema_version policy (shared/contracts/events.py): an event of a major this consumer does not read is
 malformed, named as such, with the user and request it is about, so the service dead-letters it and tells the
-user `malformed_request`; it is never read as version 1."""
+user `malformed_request`; it is never read as a version it is not."""
 
 import json
 from datetime import UTC, datetime
@@ -10,7 +10,16 @@ from pydantic import SecretStr
 
 from services.intake.handlers import on_malformed
 from shared.contracts.asyncapi import asyncapi_document
-from shared.contracts.events import SCHEMA_VERSION, BindingRequested, BindingStatus, MalformedEvent, parse_event
+from shared.contracts.events import (
+    SCHEMA_VERSION,
+    BindingAccepted,
+    BindingRequested,
+    BindingStatus,
+    BindingValidated,
+    MalformedEvent,
+    RevokeRequested,
+    parse_event,
+)
 from shared.contracts.provenance import CERTIFICATE_HEADER, PRODUCED_AT_HEADER, PRODUCER_HEADER, SIGNATURE_HEADER
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, Topic
@@ -18,41 +27,57 @@ from shared.contracts.states import BindingState
 from shared.runtime.config import IntakeSettings
 from shared.runtime.processing import MessageProcessor
 from shared.runtime.provenance import EventVerifier
+from tests.builders import SECRET, validated
 from tests.fakes import fake_seal
 from tests.runtime.test_processing import VAULT, Record, RecordingPublisher
 
 
 def request_body(**changes: object) -> bytes:
     request = BindingRequested(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
-                               secret_key_sealed=SecretStr(fake_seal("s3cret", "u1")), requested_at=datetime.now(UTC))
+                               secret_key_sealed=SecretStr(fake_seal(SECRET, "u1")), requested_at=datetime.now(UTC))
     return json.dumps(request.model_dump(mode="json") | changes).encode()
 
 
-def test_version_1_is_read():
-    assert SCHEMA_VERSION == 1
-    assert parse_event(BindingRequested, request_body(schema_version=1)).schema_version == 1
+def test_binding_requested_version_2_is_read():
+    assert parse_event(BindingRequested, request_body(schema_version=2)).schema_version == 2
 
 
 def test_an_event_without_a_version_is_version_1():
-    document = json.loads(request_body())
+    assert SCHEMA_VERSION == 1
+    document = RevokeRequested(request_id="r1", user_id="u1", binding_id="b1").model_dump(mode="json")
     del document["schema_version"]
-    assert parse_event(BindingRequested, json.dumps(document).encode()).schema_version == 1
+    assert parse_event(RevokeRequested, json.dumps(document).encode()).schema_version == 1
 
 
-@pytest.mark.parametrize("version", [2, 999, 0, -1])
+def test_a_version_1_binding_request_is_refused_never_read_as_version_2():
+    # Version 1 sealed the plaintext secret: read as version 2, its secret would go to Vault as if wrapped.
+    with pytest.raises(MalformedEvent) as raised:
+        parse_event(BindingRequested, request_body(schema_version=1))
+    assert raised.value.problem == "schema_version 1 is not understood (this consumer reads 2)"
+    assert (raised.value.user_id, raised.value.request_id) == ("u1", "r1")
+
+
+@pytest.mark.parametrize("model", [BindingAccepted, BindingValidated])
+def test_the_pipeline_events_carrying_the_sealed_secret_read_only_version_2(model):
+    document = validated().model_dump(mode="json") | {"schema_version": 1}
+    with pytest.raises(MalformedEvent, match=r"^schema_version 1 is not understood \(this consumer reads 2\)$"):
+        parse_event(model, json.dumps(document).encode())
+
+
+@pytest.mark.parametrize("version", [1, 3, 999, 0, -1])
 def test_a_major_this_consumer_does_not_read_is_malformed_and_says_so(version):
     with pytest.raises(MalformedEvent) as raised:
         parse_event(BindingRequested, request_body(schema_version=version))
     error = raised.value
-    assert error.problem == f"schema_version {version} is not understood (this consumer reads 1)"
+    assert error.problem == f"schema_version {version} is not understood (this consumer reads 2)"
     assert (error.user_id, error.request_id) == ("u1", "r1")
 
 
 def test_an_unknown_major_is_named_alone_even_when_its_fields_differ():
-    # A version 2 event may well have renamed fields: the version is the problem, not what v1 would expect.
+    # Another major may well have renamed fields: the version is the problem, not what v2 would expect.
     with pytest.raises(MalformedEvent) as raised:
-        parse_event(BindingRequested, request_body(schema_version=2, access_key=None, exchange_id="htx"))
-    assert raised.value.problem == "schema_version 2 is not understood (this consumer reads 1)"
+        parse_event(BindingRequested, request_body(schema_version=3, access_key=None, exchange_id="htx"))
+    assert raised.value.problem == "schema_version 3 is not understood (this consumer reads 2)"
 
 
 @pytest.mark.parametrize("version", ["1", True, 1.0])
@@ -69,12 +94,13 @@ async def test_an_unknown_major_is_dead_lettered_and_the_user_told_never_handled
     publisher = RecordingPublisher()
     processor = MessageProcessor(ROUTES[Topic.BINDING_REQUESTED], unreachable, on_malformed, publisher,
                                  EventVerifier(VAULT), IntakeSettings())
-    await processor.process(Record(request_body(schema_version=2), timestamp=0, offset=3,
+    # An app not yet upgraded: its secret is sealed in plaintext.
+    await processor.process(Record(request_body(schema_version=1), timestamp=0, offset=3,
                                    topic="hash7.binding.requested"))
 
     [letter] = publisher.dead_letters
     assert (letter.error_class, letter.offset) == ("MalformedEvent", 3)
-    assert "schema_version 2 is not understood" in letter.error_message
+    assert "schema_version 1 is not understood" in letter.error_message
     [status] = [event for event in publisher.published if isinstance(event, BindingStatus)]
     assert (status.user_id, status.request_id, status.state) == ("u1", "r1", BindingState.REJECTED)
     assert status.reason_codes == [ReasonCode.MALFORMED_REQUEST]

@@ -1,5 +1,6 @@
 """Each role, logged in with its own AppRole credentials file, can do exactly what its policy says: every
-allowed operation works, and the real Vault refuses the others."""
+allowed operation works, and the real Vault refuses the others. Exchange secrets are Transit keys
+(shared/adapters/vault/README.md#exchange-keys): no role, and not even root, may read one out of Vault."""
 
 import base64
 import uuid
@@ -9,23 +10,29 @@ from dataclasses import dataclass
 import hvac
 import pytest
 from hvac import exceptions as hvac_errors
+from pydantic import SecretStr
 
 from deploy.bootstrap.event_keys import SIGNING_PARTIES
 from shared.adapters.vault.client import CasConflict, VaultClient, VaultDenied
+from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
     BINDING_SECRET_KEY,
+    EXCHANGE_KEY_PREFIX,
+    KEY_CHECK_PREFIX,
     KV_MOUNT,
     TRANSIT_MOUNT,
     access_key_index_path,
     binding_path,
     event_signing_key,
+    key_import_path,
     revocation_path,
     sweep_marker_path,
     whitelist_path,
 )
 from shared.contracts.routing import Party
+from tests.builders import SECRET as EXCHANGE_SECRET
 
 pytestmark = pytest.mark.stack
 
@@ -50,9 +57,30 @@ class Seed:
     binding: str
     whitelist: str
     sealed: str
+    wrapping_key: str
+    # One imported exchange key and one key-check key, by prefix, that no operation changes.
+    transit_keys: dict[str, str]
 
     def kv_put(self, path: str) -> str:
         return _put_as_root(self.root, path)
+
+    def wrap(self) -> str:
+        """A fresh import ciphertext of an exchange secret, as the app makes it."""
+        return wrap_for_import(self.wrapping_key, SecretStr(EXCHANGE_SECRET))
+
+    def fresh_key(self, prefix: str) -> str:
+        """A key root imported just now, for an operation that changes or deletes it."""
+        name = f"{prefix}{uuid.uuid4().hex}"
+        _import(self.root, name, self.wrap())
+        return name
+
+
+def _import(client: hvac.Client, name: str, ciphertext: str, **settings: object) -> None:
+    client.write_data(f"{TRANSIT_MOUNT}/keys/{name}/import",
+                      data={"ciphertext": ciphertext, "type": "hmac", "hash_function": "SHA256", **settings})
+
+
+Operation = Callable[[hvac.Client, Seed], None]
 
 
 def _fresh_binding() -> str:
@@ -155,6 +183,23 @@ def release_access_key_index(client: hvac.Client, seed: Seed) -> None:
     _delete_all_versions(client, seed.kv_put(_fresh_index()))
 
 
+def _fresh_key_import() -> str:
+    return key_import_path(USER, uuid.uuid4().hex)
+
+
+def write_key_import_note(client: hvac.Client, seed: Seed) -> None:
+    # Create-only for a rotation's first note, check-and-set over an earlier rotation's, read back on redelivery.
+    _write_update_read(client, _fresh_key_import())
+
+
+def read_key_import_note(client: hvac.Client, seed: Seed) -> None:
+    _read(client, seed.kv_put(_fresh_key_import()))
+
+
+def delete_key_import_note(client: hvac.Client, seed: Seed) -> None:
+    _delete_all_versions(client, seed.kv_put(_fresh_key_import()))
+
+
 def read_whitelist(client: hvac.Client, seed: Seed) -> None:
     _read(client, seed.whitelist)
 
@@ -232,33 +277,165 @@ def retire_signing_key_versions(client: hvac.Client, seed: Seed) -> None:
                                                     mount_point=TRANSIT_MOUNT)
 
 
-Operation = Callable[[hvac.Client, Seed], None]
+def read_wrapping_key(client: hvac.Client, seed: Seed) -> None:
+    assert "PUBLIC KEY" in client.read(f"{TRANSIT_MOUNT}/wrapping_key")["data"]["public_key"]
+
+
+def list_transit_keys(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT)
+
+
+def restore_a_key(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.restore_key(_b64("not a backup"), mount_point=TRANSIT_MOUNT)
+
+
+def export_one_key_wrapped_for_another(client: hvac.Client, seed: Seed) -> None:
+    # Transit's "bring your own key" export: a key's material, wrapped with another Transit key.
+    exchange, check = seed.transit_keys[EXCHANGE_KEY_PREFIX], seed.transit_keys[KEY_CHECK_PREFIX]
+    client.read(f"{TRANSIT_MOUNT}/byok-export/{check}/{exchange}")
+
+
+# What may be done with the keys holding exchange secrets, per key prefix (act receives the client, the seed and
+# the prefix). Keys an operation would change are fresh ones, so the seeded keys stay as they are.
+KEY_PREFIXES = (EXCHANGE_KEY_PREFIX, KEY_CHECK_PREFIX)
+EXPORT_TYPES = ("hmac-key", "encryption-key", "signing-key", "public-key")
+
+
+def _per_prefix(name: str, act: Callable[[hvac.Client, Seed, str], None]) -> dict[str, Operation]:
+    def operation_on(prefix: str) -> Operation:
+        def operation(client: hvac.Client, seed: Seed) -> None:
+            act(client, seed, prefix)
+
+        operation.__name__ = f"{name}_{prefix.rstrip('-').replace('-', '_')}"
+        return operation
+
+    return {prefix: operation_on(prefix) for prefix in KEY_PREFIXES}
+
+
+def _read_key(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    assert client.secrets.transit.read_key(seed.transit_keys[prefix], mount_point=TRANSIT_MOUNT)["data"]
+
+
+def _export(key_type: str, version: str = "") -> Callable[[hvac.Client, Seed, str], None]:
+    def export(client: hvac.Client, seed: Seed, prefix: str) -> None:
+        exported = client.read(f"{TRANSIT_MOUNT}/export/{key_type}/{seed.transit_keys[prefix]}{version}")
+        assert exported is not None and exported["data"]["keys"]
+
+    return export
+
+
+def _back_up(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    client.secrets.transit.backup_key(seed.transit_keys[prefix], mount_point=TRANSIT_MOUNT)
+
+
+def _hmac(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    client.secrets.transit.generate_hmac(seed.transit_keys[prefix], _b64("GET\napi.huobi.pro"), key_version=1,
+                                         mount_point=TRANSIT_MOUNT)
+
+
+def _import_new(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    _import(client, f"{prefix}{uuid.uuid4().hex}", seed.wrap())
+
+
+def _import_new_exportable(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    _import(client, f"{prefix}{uuid.uuid4().hex}", seed.wrap(), exportable=True)
+
+
+def _import_new_with_plaintext_backup(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    _import(client, f"{prefix}{uuid.uuid4().hex}", seed.wrap(), allow_plaintext_backup=True)
+
+
+def _import_version(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    client.write_data(f"{TRANSIT_MOUNT}/keys/{seed.fresh_key(prefix)}/import_version", data={"ciphertext": seed.wrap()})
+
+
+def _configure(**settings: object) -> Callable[[hvac.Client, Seed, str], None]:
+    def configure(client: hvac.Client, seed: Seed, prefix: str) -> None:
+        client.secrets.transit.update_key_configuration(seed.fresh_key(prefix), mount_point=TRANSIT_MOUNT,
+                                                        **settings)
+
+    return configure
+
+
+def _delete(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    name = seed.fresh_key(prefix)
+    seed.root.secrets.transit.update_key_configuration(name, deletion_allowed=True, mount_point=TRANSIT_MOUNT)
+    client.secrets.transit.delete_key(name, mount_point=TRANSIT_MOUNT)
+
+
+def _rotate(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    client.secrets.transit.rotate_key(seed.fresh_key(prefix), mount_point=TRANSIT_MOUNT)
+
+
+def _trim(client: hvac.Client, seed: Seed, prefix: str) -> None:
+    # Trimming needs a minimum encryption version first (an admin's setting): only the policy may stop it then.
+    name = seed.fresh_key(prefix)
+    seed.root.secrets.transit.update_key_configuration(name, min_encryption_version=1, mount_point=TRANSIT_MOUNT)
+    client.secrets.transit.trim_key(name, min_version=1, mount_point=TRANSIT_MOUNT)
+
+
+READ_KEY = _per_prefix("read_key", _read_key)
+EXPORTS = [_per_prefix(f"export_{key_type.replace('-', '_')}", _export(key_type)) for key_type in EXPORT_TYPES]
+EXPORT_VERSION = _per_prefix("export_hmac_key_version_1", _export("hmac-key", "/1"))
+BACK_UP = _per_prefix("back_up_key", _back_up)
+HMAC = _per_prefix("hmac_with_key", _hmac)
+IMPORT = _per_prefix("import_new_key", _import_new)
+IMPORT_EXPORTABLE = _per_prefix("import_new_exportable_key", _import_new_exportable)
+IMPORT_WITH_PLAINTEXT_BACKUP = _per_prefix("import_new_key_with_plaintext_backup", _import_new_with_plaintext_backup)
+IMPORT_VERSION = _per_prefix("import_key_version", _import_version)
+MAKE_EXPORTABLE = _per_prefix("make_key_exportable", _configure(exportable=True))
+ALLOW_PLAINTEXT_BACKUP = _per_prefix("allow_key_plaintext_backup", _configure(allow_plaintext_backup=True))
+ALLOW_DELETION = _per_prefix("allow_key_deletion", _configure(deletion_allowed=True))
+DELETE = _per_prefix("delete_key", _delete)
+ROTATE = _per_prefix("rotate_key", _rotate)
+TRIM = _per_prefix("trim_key", _trim)
+KEY_OPERATIONS = [
+    READ_KEY, *EXPORTS, EXPORT_VERSION, BACK_UP, HMAC, IMPORT, IMPORT_EXPORTABLE, IMPORT_WITH_PLAINTEXT_BACKUP,
+    IMPORT_VERSION, MAKE_EXPORTABLE, ALLOW_PLAINTEXT_BACKUP, ALLOW_DELETION, DELETE, ROTATE, TRIM,
+]
+
+
+def _storing(prefix: str) -> list[Operation]:
+    """What the role that imports and deletes a prefix's keys does with them: never sign, export or back up."""
+    return [operations[prefix] for operations in (READ_KEY, IMPORT, IMPORT_VERSION, ALLOW_DELETION, DELETE)]
+
 
 # Every operation the tests know; for each role, whatever it is not allowed must be refused by Vault.
 OPERATIONS: list[Operation] = [
     encrypt, decrypt, hmac_access_key, read_transit_key, read_binding, write_binding, read_binding_metadata,
     list_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version, undelete_binding_version,
-    keep_binding_history, write_access_key_index,
+    keep_binding_history, write_access_key_index, write_key_import_note, read_key_import_note, delete_key_import_note,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
     leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, claim_sweep,
     change_sweep_claim, *SIGN_AS.values(), read_signing_public_keys, export_signing_key, back_up_signing_key,
-    rotate_signing_key, retire_signing_key_versions,
+    rotate_signing_key, retire_signing_key_versions, read_wrapping_key, list_transit_keys, restore_a_key,
+    export_one_key_wrapped_for_another,
+    *(operations[prefix] for operations in KEY_OPERATIONS for prefix in KEY_PREFIXES),
 ]
 # Every role reads every producer's public keys (to verify what it reads) and signs as itself only.
 _EVERY_ROLE = [read_signing_public_keys]
 ALLOWED: dict[str, list[Operation]] = {
-    "app": [encrypt, SIGN_AS[Party.APP], *_EVERY_ROLE],
+    # The app can only submit: wrap a secret for import and seal it.
+    "app": [encrypt, read_wrapping_key, SIGN_AS[Party.APP], *_EVERY_ROLE],
     "intake": [SIGN_AS[Party.INTAKE], *_EVERY_ROLE],
-    "validator": [decrypt, read_binding, SIGN_AS[Party.VALIDATOR], *_EVERY_ROLE],
+    "validator": [decrypt, read_binding, SIGN_AS[Party.VALIDATOR], *_storing(KEY_CHECK_PREFIX),
+                  HMAC[KEY_CHECK_PREFIX], HMAC[EXCHANGE_KEY_PREFIX], *_EVERY_ROLE],
     "vault-writer": [
         decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
+        write_key_import_note, read_key_import_note, delete_key_import_note,
         leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER],
-        *_EVERY_ROLE,
+        *_storing(EXCHANGE_KEY_PREFIX), *_EVERY_ROLE,
     ],
     "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, read_revocation_tombstone,
                   SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
-    "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], *_EVERY_ROLE],
+    "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], HMAC[EXCHANGE_KEY_PREFIX],
+                       *_EVERY_ROLE],
+}
+# Past the policy, Transit itself refuses these: an imported key cannot be rotated inside Vault.
+REFUSED_BY_TRANSIT: dict[str, list[Operation]] = {
+    "validator": [ROTATE[KEY_CHECK_PREFIX]],
+    "vault-writer": [ROTATE[EXCHANGE_KEY_PREFIX]],
 }
 
 
@@ -267,7 +444,7 @@ def _cases(allowed: bool) -> list[object]:
         pytest.param(role, operation, id=f"{role}-{operation.__name__}")
         for role, permitted in ALLOWED.items()
         for operation in OPERATIONS
-        if (operation in permitted) == allowed
+        if (operation in permitted) == allowed and operation not in REFUSED_BY_TRANSIT.get(role, [])
     ]
 
 
@@ -277,7 +454,11 @@ def seed(bootstrapped_stack) -> Seed:
     sealed = root.secrets.transit.encrypt_data(
         BINDING_SECRET_KEY, _b64(SECRET), context=_b64(USER), mount_point=TRANSIT_MOUNT
     )["data"]["ciphertext"]
-    return Seed(root, _put_as_root(root, _fresh_binding()), _put_as_root(root, _fresh_whitelist()), sealed)
+    wrapping_key = root.read(f"{TRANSIT_MOUNT}/wrapping_key")["data"]["public_key"]
+    seed = Seed(root, _put_as_root(root, _fresh_binding()), _put_as_root(root, _fresh_whitelist()), sealed,
+                wrapping_key, {})
+    seed.transit_keys.update({prefix: seed.fresh_key(prefix) for prefix in KEY_PREFIXES})
+    return seed
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +493,59 @@ def test_allowed(role, operation, role_clients, seed):
 def test_refused(role, operation, role_clients, seed):
     with pytest.raises(hvac_errors.Forbidden):
         operation(role_clients[role], seed)
+
+
+@pytest.mark.parametrize(("role", "operation"), [
+    pytest.param(role, operation, id=f"{role}-{operation.__name__}")
+    for role, operations in REFUSED_BY_TRANSIT.items() for operation in operations
+])
+def test_refused_by_transit(role, operation, role_clients, seed):
+    with pytest.raises(hvac_errors.InternalServerError, match="does not allow rotation"):
+        operation(role_clients[role], seed)
+
+
+# Spellings and channels an attacker might try to slip "make it exportable" past the policy's allowed_parameters with.
+EXPORTABLE_ATTEMPTS = [
+    {"exportable": True}, {"exportable": "true"}, {"exportable": 1}, {"Exportable": True}, {"EXPORTABLE": "1"},
+    {"allow_plaintext_backup": True}, {"Allow_Plaintext_Backup": "true"},
+]
+
+
+def _key_settings(seed: Seed, name: str) -> tuple[bool, bool]:
+    key = seed.root.secrets.transit.read_key(name, mount_point=TRANSIT_MOUNT)["data"]
+    return key["exportable"], key["allow_plaintext_backup"]
+
+
+@pytest.mark.parametrize(("role", "prefix"), [("validator", KEY_CHECK_PREFIX), ("vault-writer", EXCHANGE_KEY_PREFIX)])
+def test_the_role_that_manages_a_key_cannot_make_it_exportable_in_any_spelling(role, prefix, role_clients, seed):
+    client, name = role_clients[role], seed.fresh_key(prefix)
+    for attempt in EXPORTABLE_ATTEMPTS:
+        with pytest.raises(hvac_errors.Forbidden):
+            client.write_data(f"{TRANSIT_MOUNT}/keys/{name}/config", data=attempt)
+    # A parameter Transit does not know (a stray space) is outside the policy's allow-list; one in the query string
+    # of a POST is not read by Transit. Refused or ignored, the key must stay as it was.
+    with pytest.raises(hvac_errors.Forbidden):
+        client.write_data(f"{TRANSIT_MOUNT}/keys/{name}/config", data={"exportable ": True})
+    try:
+        client.adapter.post(f"/v1/{TRANSIT_MOUNT}/keys/{name}/config?exportable=true&allow_plaintext_backup=true")
+    except hvac_errors.Forbidden:
+        pass
+
+    assert _key_settings(seed, name) == (False, False)
+    with pytest.raises(hvac_errors.InvalidRequest, match="not exportable"):
+        seed.root.read(f"{TRANSIT_MOUNT}/export/hmac-key/{name}")
+
+
+@pytest.mark.parametrize("prefix", KEY_PREFIXES)
+def test_not_even_root_can_export_or_back_up_an_imported_key(prefix, seed):
+    name = seed.transit_keys[prefix]
+    for key_type in EXPORT_TYPES:
+        # "not exportable"; a type an HMAC key has no such half of (public-key) is a 500.
+        with pytest.raises((hvac_errors.InvalidRequest, hvac_errors.InternalServerError)):
+            seed.root.read(f"{TRANSIT_MOUNT}/export/{key_type}/{name}")
+    with pytest.raises(hvac_errors.InternalServerError, match="exporting is disallowed"):
+        seed.root.secrets.transit.backup_key(name, mount_point=TRANSIT_MOUNT)
+    assert _key_settings(seed, name) == (False, False)
 
 
 def test_app_may_encrypt_but_not_create_a_missing_key(role_clients):

@@ -9,7 +9,7 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
-from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
+from shared.adapters.vault.layout import KV_MOUNT, binding_path, exchange_key, whitelist_path
 from shared.contracts.events import utc_now
 from shared.contracts.provenance import PRODUCED_AT_HEADER
 from shared.contracts.reasons import ReasonCode
@@ -21,13 +21,6 @@ from tests.kafka_reading import raw_records
 pytestmark = pytest.mark.stack
 S = BindingState
 R = ReasonCode
-
-
-@pytest.fixture
-def vault_admin(bootstrapped_stack):
-    admin = hvac.Client(url=bootstrapped_stack.settings.vault_addr, token=bootstrapped_stack.root_token)
-    yield admin
-    admin.adapter.close()
 
 
 def kv_versions(vault_admin, path):
@@ -51,7 +44,7 @@ async def test_a_good_key_with_pairs_goes_from_received_to_active_and_is_stored_
     assert all(s.binding_id == binding_id and s.access_key_masked for s in timeline)
     assert len(kv_versions(vault_admin, binding_path(user, binding_id))) == 1
     record = kv_read(vault_admin, binding_path(user, binding_id))
-    assert record["secret_key"] == key.secret_key.get_secret_value() and record["htx_uid"] == key.uid
+    assert record["htx_uid"] == key.uid and record["exchange_key"] == exchange_key(user, binding_id)
     assert kv_read(vault_admin, whitelist_path(user, binding_id))["pairs"] == ["btcusdt", "ethusdt"]
 
 
@@ -99,9 +92,9 @@ async def test_each_demo_key_is_rejected_with_every_reason_the_user_can_act_on(c
 
 
 async def test_an_unknown_key_and_a_wrong_secret_are_key_invalid(client, htx_sandbox):
-    unknown = await bind(client, new_user(), Key("ab12cd34-ef56ab78-cd90ef12-3456", SecretStr("a-b-c-d"), 0))
+    unknown = await bind(client, new_user(), Key("ab12cd34-ef56ab78-cd90ef12-3456", SecretStr("a-b-c-d" * 5), 0))
     good = fresh_key(htx_sandbox)
-    wrong_secret = await bind(client, new_user(), Key(good.access_key, SecretStr("not-the-secret"), good.uid))
+    wrong_secret = await bind(client, new_user(), Key(good.access_key, SecretStr("not-the-secret-" * 3), good.uid))
     assert unknown[-1].reason_codes == [R.KEY_INVALID] and wrong_secret[-1].reason_codes == [R.KEY_INVALID]
 
 
@@ -131,7 +124,7 @@ async def test_a_replayed_request_re_emits_a_status_it_already_had_and_writes_no
 
 async def test_a_plaintext_secret_is_refused_and_never_forwarded(client, htx_sandbox, pipeline):
     user, key = new_user(), fresh_key(htx_sandbox)
-    request = {"request_id": uuid.uuid4().hex, "user_id": user, "exchange": "htx", "label": "",
+    request = {"schema_version": 2, "request_id": uuid.uuid4().hex, "user_id": user, "exchange": "htx", "label": "",
                "access_key": key.access_key, "secret_key_sealed": key.secret_key.get_secret_value(),
                "requested_at": utc_now().isoformat()}
     PLAINTEXT_PUBLISHED.add(key.secret_key.get_secret_value())
@@ -146,7 +139,8 @@ async def test_a_secret_sealed_for_another_user_is_unreadable(client, htx_sandbo
     request_id = await client.bind(victim, key.access_key, key.secret_key, request_id=uuid.uuid4().hex)
     await client.wait_for(request_id, TERMINAL, WAIT_S)
     sealed = await sealed_secret_of(pipeline.settings, request_id)
-    stolen = {"request_id": uuid.uuid4().hex, "user_id": attacker, "exchange": "htx", "access_key": key.access_key,
+    stolen = {"schema_version": 2, "request_id": uuid.uuid4().hex, "user_id": attacker, "exchange": "htx",
+              "access_key": key.access_key,
               "secret_key_sealed": sealed, "requested_at": utc_now().isoformat()}
     await client.publish_raw(Topic.BINDING_REQUESTED, attacker, json.dumps(stolen).encode())
     timeline = await client.wait_for(stolen["request_id"], TERMINAL, WAIT_S)
@@ -162,7 +156,7 @@ async def test_a_poison_message_is_dead_lettered_the_user_told_and_the_service_k
     client, htx_sandbox, pipeline
 ):
     user = new_user()
-    poison = json.dumps({"user_id": user, "request_id": "poison-1", "access_key": 42}).encode()
+    poison = json.dumps({"schema_version": 2, "user_id": user, "request_id": "poison-1", "access_key": 42}).encode()
     await client.publish_raw(Topic.BINDING_REQUESTED, user, poison)
     await client.publish_raw(Topic.BINDING_REQUESTED, user, b"\xff\x00 not json at all")
     timeline = await client.wait_for("poison-1", TERMINAL, WAIT_S)
@@ -325,3 +319,4 @@ async def eventually(count, expected, timeout_s=WAIT_S):
     while len(found := await count()) < expected:
         assert asyncio.get_running_loop().time() < deadline, f"saw {len(found)} of {expected}"
         await asyncio.sleep(0.2)
+    return found

@@ -3,10 +3,13 @@ admin API) and moves each binding to invalid, expiring or back to active, saying
 changed."""
 
 import asyncio
+import json
 import uuid
 
 import pytest
 
+from deploy.bootstrap.vault_files import VaultFiles
+from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Topic
@@ -47,7 +50,20 @@ async def sweep_and_collect(client, bindings):
     return {s.binding_id: s async for s in client.statuses(request_id=request_id)}
 
 
-async def test_sweeps_drive_every_key_health_transition(client, htx_sandbox):
+async def assert_rechecks_signed_in_vault(client, binding_id, bootstrapped_stack):
+    """The recheck's HTX calls were signed by Vault with the binding's own key, each call in Vault's audit log
+    under an id the recheck's audit event names."""
+    [recheck] = [a async for a in client.audit_events() if a.action == "recheck" and a.binding_id == binding_id]
+    ids = set(recheck.details["vault_sign_request_ids"])
+    lines = VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text().splitlines()
+    signings = [entry for entry in map(json.loads, filter(None, lines))
+                if entry["type"] == "response" and entry.get("request", {}).get("id") in ids]
+    assert ids and {entry["request"]["id"] for entry in signings} == ids
+    assert all(entry["request"]["path"] == f"transit/hmac/{exchange_key(recheck.user_id, binding_id)}/sha2-256"
+               and "validator" in entry["auth"]["policies"] for entry in signings)
+
+
+async def test_sweeps_drive_every_key_health_transition(client, htx_sandbox, bootstrapped_stack):
     admin = htx_sandbox.admin
     keys = {
         name: fresh_key(htx_sandbox)
@@ -77,6 +93,7 @@ async def test_sweeps_drive_every_key_health_transition(client, htx_sandbox):
         assert status.state == state and code in status.reason_codes, (name, status.state, status.reason_codes)
     assert "5 day" in first[bindings["expiring"]].reasons[0].message
     assert bindings["unchanged"] not in first
+    await assert_rechecks_signed_in_vault(client, bindings["unchanged"], bootstrapped_stack)
 
     # The user fixes two keys; nothing else changes, so nothing else is said.
     admin.update_key(keys["withdraw"].access_key, permission="readOnly,trade")

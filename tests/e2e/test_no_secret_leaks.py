@@ -1,14 +1,16 @@
-"""Runs after every other test (marker `last`): no secret used anywhere in the suite is on any topic or in
-any service log line."""
+"""Runs after every other test (marker `last`): no secret used anywhere in the suite is on any topic (dead
+letters included), in any service log line, in Vault's KV or in Vault's audit log: the exchange secrets' whole
+path outside Vault's barrier (README.md#the-secrets-path)."""
 
 import json
 
 import pytest
 
+from deploy.bootstrap.vault_files import VaultFiles
 from shared.contracts.routing import Topic
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, SECRETS_USED
 from tests.kafka_reading import topic_bytes
-from tests.leaks import leaks
+from tests.leaks import leaks, leaks_in_kv
 
 pytestmark = [pytest.mark.stack, pytest.mark.last]
 
@@ -22,10 +24,15 @@ def every_secret(pipeline, htx_sandbox, bootstrapped_stack) -> set[str]:
     return {secret for secret in found if secret}
 
 
-async def test_no_secret_on_any_topic_or_in_any_service_log(pipeline, htx_sandbox, bootstrapped_stack):
+async def test_no_secret_on_any_topic_in_any_service_log_or_in_vaults_kv_and_audit_log(
+        pipeline, htx_sandbox, bootstrapped_stack, vault_admin):
     secrets = every_secret(pipeline, htx_sandbox, bootstrapped_stack)
     topics = await topic_bytes(pipeline.settings)
     logs = pipeline.log_text()
     if sum(map(len, topics.values())) < 10_000 or len(logs) < 10_000:
         pytest.skip("too little traffic to scan: run it with the end-to-end tests")
     assert not leaks(secrets, topics, logs, {secret: Topic.BINDING_REQUESTED for secret in PLAINTEXT_PUBLISHED})
+    assert not leaks_in_kv(secrets, vault_admin)
+    # Vault's audit log keeps a keyed HMAC of every value it records.
+    audit_log = VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
+    assert not [f"{secret[:4]}… in Vault's audit log" for secret in secrets if secret in audit_log]

@@ -51,7 +51,7 @@ WRONG_TYPES = st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(),
 def _template(topic: Topic, fuzz_id: str, sealed: str) -> dict[str, Any]:
     """A document of topic's event, valid in shape, about user and request fuzz_id."""
     now = "2026-01-01T00:00:00+00:00"
-    request = {"request_id": fuzz_id, "user_id": fuzz_id, "exchange": "htx", "label": "fuzz",
+    request = {"schema_version": 2, "request_id": fuzz_id, "user_id": fuzz_id, "exchange": "htx", "label": "fuzz",
                "access_key": "fuzz-access-key-0001", "secret_key_sealed": sealed, "trading_pairs": ["btcusdt"],
                "requested_at": now}
     accepted = request | {"event_id": str(uuid.uuid4()), "binding_id": fuzz_id, "accepted_at": now}

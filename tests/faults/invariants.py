@@ -6,10 +6,11 @@
 3. a good key ends active, or rejected only for a reason the fault excuses (a rival of a key another user
    won: key_already_bound);
 4. every active binding is in Vault exactly once (one KV version for a fresh key, holding its own request
-   and key), a rejected one not at all, and the access-key index names the one winner of each key, so no
-   two users hold the same key;
-5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic or
-   in any service log;
+   and key, and no secret; its Transit key signing as the key's secret), a rejected one not at all (no record,
+   no Transit key), no key check left a key behind, and the access-key index names the one winner of each
+   key, so no two users hold the same key;
+5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic, in
+   any service log or in Vault's KV;
 6. no record without a valid proof of origin was processed: every such record on a topic a service consumes
    in a consumer group was refused unread (a dead letter naming its place). The topics only people and views
    read (statuses, audit, dead letters) have no service to refuse them: their readers skip them, as
@@ -19,6 +20,8 @@
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import itertools
 import json
 from collections import defaultdict
@@ -40,6 +43,8 @@ from shared.adapters.vault.layout import (
     TRANSIT_MOUNT,
     access_key_index_path,
     binding_path,
+    exchange_key,
+    key_check_key,
 )
 from shared.adapters.vault.records import AccessKeyIndexEntry
 from shared.contracts import dead_letters
@@ -51,7 +56,7 @@ from shared.runtime.config import ServiceSettings, Settings
 from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
-from tests.leaks import leaks
+from tests.leaks import leaks, leaks_in_kv
 
 S = BindingState
 # Where each state stands in a binding request's life; every final state stands last.
@@ -78,10 +83,11 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
     try:
         for access_key, rivals in _by_access_key(run.requests).items():
             findings.violations += _check_key(access_key, rivals, run, vault, excused)
+        secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
+        findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
+        findings.violations += leaks_in_kv(secrets, vault)
     finally:
         vault.adapter.close()
-    secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
-    findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
     findings.violations += await unauthentic_records_processed(stack.settings)
     findings.violations += await stuck_commits(stack.settings)
     return findings
@@ -216,6 +222,7 @@ def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, va
                excused: Set[ReasonCode]) -> list[str]:
     """One key, requested by one user or by rivals: at most one wins, and Vault says the same."""
     problems = []
+    secrets = {key.access_key: key.secret_key.get_secret_value() for key in run.keys}
     outcomes = {request.request_id: run.collector.outcome(request.request_id) for request in rivals}
     winners = [request for request in rivals
                if (outcome := outcomes[request.request_id]) is not None and outcome.status.state == S.ACTIVE]
@@ -232,7 +239,7 @@ def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, va
                             f"({', '.join(outcome.status.reason_codes)})")
         elif outcome.status.state not in (S.ACTIVE, S.REJECTED):
             problems.append(f"{request.request_id}: ended {outcome.status.state}, not active")
-        problems += _check_stored(request, outcome.status.binding_id, won, vault)
+        problems += _check_stored(request, outcome.status.binding_id, won, vault, secrets[access_key])
     index = _read(vault, access_key_index_path(_index_hmac(vault, access_key)))
     if winners:
         winner = winners[0]
@@ -246,22 +253,50 @@ def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, va
     return problems
 
 
-def _check_stored(request: BindingRequested, binding_id: str | None, active: bool, vault: hvac.Client) -> list[str]:
+def _check_stored(request: BindingRequested, binding_id: str | None, active: bool, vault: hvac.Client,
+                  secret: str) -> list[str]:
+    problems = ([f"{request.request_id}: its key check left a key in Vault"]
+                if _transit_key_exists(vault, key_check_key(request.user_id, request.request_id)) else [])
     if binding_id is None:
-        return [] if not active else [f"{request.request_id}: active without a binding id"]
-    path = binding_path(request.user_id, binding_id)
+        return problems + ([] if not active else [f"{request.request_id}: active without a binding id"])
+    path, name = binding_path(request.user_id, binding_id), exchange_key(request.user_id, binding_id)
     try:
         versions = vault.secrets.kv.v2.read_secret_metadata(path=path, mount_point=KV_MOUNT)["data"]["versions"]
     except hvac_errors.InvalidPath:
         versions = {}
     if not active:
-        return [f"{request.request_id}: not active, yet stored in Vault"] if versions else []
+        if versions:
+            problems.append(f"{request.request_id}: not active, yet stored in Vault")
+        if _transit_key_exists(vault, name):
+            problems.append(f"{request.request_id}: not active, yet its key is in Transit")
+        return problems
     if len(versions) != 1:
-        return [f"{request.request_id}: {len(versions)} KV versions for one fresh key"]
+        return problems + [f"{request.request_id}: {len(versions)} KV versions for one fresh key"]
     record = _read(vault, path)
     if record is None or record["request_id"] != request.request_id or record["access_key"] != request.access_key:
-        return [f"{request.request_id}: Vault holds another request's or another key's record"]
-    return []
+        return problems + [f"{request.request_id}: Vault holds another request's or another key's record"]
+    if "secret_key" in record or (record.get("exchange_key"), record.get("exchange_key_version")) != (name, 1):
+        return problems + [f"{request.request_id}: the record holds a secret or names another Transit key"]
+    if not _signs_as(vault, name, secret):
+        problems.append(f"{request.request_id}: its Transit key does not sign as the key's secret")
+    return problems
+
+
+def _transit_key_exists(vault: hvac.Client, name: str) -> bool:
+    try:
+        vault.secrets.transit.read_key(name=name, mount_point=TRANSIT_MOUNT)
+    except hvac_errors.InvalidPath:
+        return False
+    return True
+
+
+def _signs_as(vault: hvac.Client, name: str, secret: str) -> bool:
+    """Whether version 1 of Transit key `name` signs a text as secret does."""
+    text = b"GET\napi.huobi.pro\n/v2/user/uid\nAccessKeyId=probe"
+    answer = vault.write_data(f"{TRANSIT_MOUNT}/hmac/{name}/sha2-256",
+                              data={"key_version": 1, "input": base64.b64encode(text).decode()})
+    expected = base64.b64encode(hmac.new(secret.encode(), text, hashlib.sha256).digest()).decode()
+    return bool(answer["data"]["hmac"] == f"vault:v1:{expected}")
 
 
 def _read(vault: hvac.Client, path: str) -> dict | None:

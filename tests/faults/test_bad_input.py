@@ -90,7 +90,7 @@ def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, colle
 async def test_thousands_of_bad_messages_each_end_as_a_rejection_or_a_dead_letter_while_valid_bindings_go_active(
         fault_stack: LoopbackStack, client: BindingClient, collector: StatusCollector, load_runs: LoadRuns) -> None:
     # A real ciphertext, sealed for someone else: well sealed, wrong user.
-    victims = await client.binding_request("fz-victim", "fuzz-access-key-0001", SecretStr("fz-victim-secret"))
+    victims = await client.binding_request("fz-victim", "fuzz-access-key-0001", SecretStr("fz-victim-secret-" * 2))
     messages = draw_fuzz_messages(FUZZ_MESSAGES, victims.secret_key_sealed.get_secret_value())
     async with DeadLetterKeys(client) as dead_letters:
         run = await load_runs.start(count=VALID_BINDINGS, rate_per_s=VALID_PER_S)

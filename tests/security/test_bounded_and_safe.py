@@ -30,12 +30,11 @@ from shared.contracts.states import BindingState
 from shared.runtime.config import ServiceSettings
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, TERMINAL, WAIT_S, bind, fresh_key, new_user, states
-from tests.e2e.test_binding_pipeline import eventually, kv_read, vault_admin
+from tests.e2e.test_binding_pipeline import eventually, kv_read
 from tests.faults.invariants import stuck_commits, unauthentic_records_processed
 from tests.kafka_reading import raw_records
 
 pytestmark = pytest.mark.stack
-__all__ = ["vault_admin"]  # the fixture, imported for this module's tests
 S = BindingState
 R = ReasonCode
 
@@ -82,7 +81,7 @@ async def refusals(client, outcome: str, topic: Topic) -> list:
 
 
 def request_body(user: str, request_id: str, **fields) -> bytes:
-    document = {"request_id": request_id, "user_id": user, "exchange": "htx", "label": "",
+    document = {"schema_version": 2, "request_id": request_id, "user_id": user, "exchange": "htx", "label": "",
                 "access_key": "abcd1234-abcd1234-abcd1234-abcd", "secret_key_sealed": "vault:v1:AAAA",
                 "requested_at": utc_now().isoformat(), **fields}
     return json.dumps(document).encode()
@@ -328,7 +327,8 @@ async def test_a_rotation_leaves_no_readable_old_secret_in_kv_history(client, ht
     assert first is None or first["data"]["data"] is None
     assert old.secret_key.get_secret_value() not in json.dumps(vault_admin.secrets.kv.v2.read_secret_metadata(
         path=path, mount_point=KV_MOUNT))
-    assert kv_read(vault_admin, path)["secret_key"] == new.secret_key.get_secret_value()
+    current = kv_read(vault_admin, path)
+    assert "secret_key" not in current and current["exchange_key_version"] == 2
 
 
 @pytest.fixture(scope="module")

@@ -261,13 +261,6 @@ async def scene(pipeline, htx_sandbox) -> Scene:
 
 
 @pytest.fixture
-def vault_admin(bootstrapped_stack):
-    admin = hvac.Client(url=bootstrapped_stack.settings.vault_addr, token=bootstrapped_stack.root_token)
-    yield admin
-    admin.adapter.close()
-
-
-@pytest.fixture
 async def forger(pipeline):
     async with Forger(pipeline.settings) as attacker:
         yield attacker
@@ -506,7 +499,8 @@ async def test_a_whitelist_request_id_does_not_let_a_plaintext_secret_skip_intak
     PLAINTEXT_PUBLISHED.add(key.secret_key.get_secret_value())
 
     async def plaintext_bind(user: str, request_id: str) -> None:
-        request = {"request_id": request_id, "user_id": user, "exchange": "htx", "access_key": key.access_key,
+        request = {"schema_version": 2, "request_id": request_id, "user_id": user, "exchange": "htx",
+                   "access_key": key.access_key,
                    "secret_key_sealed": key.secret_key.get_secret_value(), "requested_at": utc_now().isoformat()}
         await client.publish_raw(Topic.BINDING_REQUESTED, user, json.dumps(request).encode())
 

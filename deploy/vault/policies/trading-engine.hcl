@@ -1,6 +1,7 @@
-# trading-engine: the client that trades with the stored keys. Read-only.
+# trading-engine: the client that trades with the stored keys. It reads bindings and whitelists, and has Vault
+# sign its exchange requests: it never holds a secret.
 
-# Read a stored binding, secret key included, to sign exchange requests.
+# Read a stored binding: its access key and which Transit key version signs for it (the secret is not there).
 path "hash7/data/bindings/*" {
   capabilities = ["read"]
 }
@@ -8,4 +9,9 @@ path "hash7/data/bindings/*" {
 # Read which symbols and IPs a binding is whitelisted for.
 path "hash7/data/whitelists/*" {
   capabilities = ["read"]
+}
+
+# Sign exchange requests with a binding's key, inside Vault (HMAC only: no read, export or backup of the key).
+path "transit/hmac/exchange-key-*" {
+  capabilities = ["update"]
 }

@@ -1,8 +1,23 @@
-# vault-writer: the only writer of bindings and of the access-key index; it also removes them on revoke.
+# vault-writer: the only writer of bindings and of the access-key index; it also removes them on revoke. It imports
+# each binding's secret into the binding's own Transit key and deletes that key on revoke, but never signs with it
+# (README.md#the-secrets-path).
 
-# Unseal the secret key to store it in KV, where the trading engine reads it (the user id is the context).
+# Unseal what the app sealed (the user id is the context): the secret wrapped for Vault, which only Vault can unwrap.
 path "transit/decrypt/binding-secret" {
   capabilities = ["update"]
+}
+
+# Import a binding's secret into its key (a rotation imports a version), read the key's version, and delete the key
+# of a revoked binding (deletion_allowed is set on that key alone, just before). Only those parameters are allowed:
+# the key stays non-exportable without a plaintext backup, and no version can be trimmed or retired.
+path "transit/keys/exchange-key-*" {
+  capabilities = ["read", "update", "delete"]
+  allowed_parameters = {
+    "ciphertext"       = []
+    "type"             = ["hmac"]
+    "hash_function"    = ["SHA256"]
+    "deletion_allowed" = [true]
+  }
 }
 
 # HMAC an access key for the uniqueness index, so the index never holds an access key in clear.
@@ -21,6 +36,15 @@ path "hash7/data/bindings/*" {
 # and a key's own max_versions (which could keep it) is not ours to raise (shared/adapters/vault/README.md#kv-history).
 path "hash7/metadata/bindings/*" {
   capabilities = ["read", "delete", "list"]
+}
+
+# Note which rotation imports which version of a binding's key, so a rotation delivered again never imports twice
+# (shared/adapters/vault/stores.py ExchangeKeys), and drop the note with the key on revoke.
+path "hash7/data/key-imports/*" {
+  capabilities = ["create", "read", "update"]
+}
+path "hash7/metadata/key-imports/*" {
+  capabilities = ["delete"]
 }
 
 # Claim an access key in the index with check-and-set, and read the claim to spot a duplicate.

@@ -5,8 +5,9 @@ endpoint) that honours HTX's rate-limit headers.
 HTX's answers are untrusted input (shared/adapters/htx/README.md#answer-limits): each call has one total deadline,
 each answer a size cap, and whatever HTX sends ends as a value or an `HtxError`, never another exception.
 
-One client serves many users' keys, so credentials travel with each call as `HtxCredentials`; the secret
-is revealed only inside `signing.compute_signature` and never appears in a repr, a log line or an error.
+One client serves many users' keys, so credentials travel with each call as `HtxCredentials`: the access key and
+the signer that signs with its secret (shared/adapters/request_signing.py). The client never holds a secret: it
+hands the text to sign to the signer, which in the services signs inside Vault.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 import structlog
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error, parse_response
 from shared.adapters.htx.models import (
@@ -36,7 +37,8 @@ from shared.adapters.htx.models import (
     SymbolV1,
     SymbolV2,
 )
-from shared.adapters.htx.signing import signed_query
+from shared.adapters.htx.signing import SIGNATURE_PARAM, encode_signature, pre_sign_text, unsigned_query
+from shared.adapters.request_signing import RequestSigner
 from shared.contracts.secrets import mask_access_key
 
 log = structlog.get_logger()
@@ -79,11 +81,12 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class HtxCredentials:
-    """One user's HTX API key. `uid`, once known, keys the rate limiter as HTX does: per UID
-    (shared/adapters/htx/README.md#rate-limits)."""
+    """One user's HTX API key: the access key and what signs with its secret. `uid`, once known, keys the rate
+    limiter as HTX does: per UID (shared/adapters/htx/README.md#rate-limits)."""
 
     access_key: str
-    secret_key: SecretStr = field(repr=False)
+    # Out of comparisons too: a signer is a service (a Vault client, a call log), not a value.
+    signer: RequestSigner = field(repr=False, compare=False)
     uid: int | None = None
 
     def with_uid(self, uid: int) -> "HtxCredentials":
@@ -472,16 +475,14 @@ class HtxClient:
     ) -> dict[str, Any]:
         query = dict(params or {})
         if credentials is not None:
-            query = signed_query(
+            query = unsigned_query(
                 access_key=credentials.access_key,
-                secret_key=credentials.secret_key,
-                method=method,
-                host=self._signed_host,
-                path=path,
                 timestamp=datetime.fromtimestamp(self._clock() + self._clock_offset_s, UTC),
                 # shared/adapters/htx/README.md#signing: a POST signs only the auth parameters.
                 params=query if method == "GET" else None,
             )
+            [digest] = await credentials.signer.sign([pre_sign_text(method, self._signed_host, path, query.items())])
+            query[SIGNATURE_PARAM] = encode_signature(digest)
         try:
             async with self._http.stream(method, path, params=query, json=body) as response:
                 limits = parse_rate_limit_headers(response.headers, self._clock())

@@ -43,10 +43,16 @@ def pre_sign_text(method: str, host: str, path: str, params: Iterable[tuple[str,
     return f"{method.upper()}\n{host.lower()}\n{path}\n{canonical_query(params)}"
 
 
-def compute_signature(secret_key: SecretStr, text: str) -> str:
-    """Base64 of the raw HMAC-SHA256 digest of text (not of its hex form, shared/adapters/htx/README.md#signing)."""
-    digest = hmac.new(secret_key.get_secret_value().encode(), text.encode(), hashlib.sha256).digest()
+def encode_signature(digest: bytes) -> str:
+    """The `Signature` parameter: Base64 of the raw HMAC-SHA256 digest (not of its hex form,
+    shared/adapters/htx/README.md#signing)."""
     return base64.b64encode(digest).decode()
+
+
+def compute_signature(secret_key: SecretStr, text: str) -> str:
+    """The signature of text with secret_key, computed here: for the sandbox, which holds its keys' secrets as HTX
+    does. Hash7's own requests are signed inside Vault (shared/adapters/request_signing.py)."""
+    return encode_signature(hmac.new(secret_key.get_secret_value().encode(), text.encode(), hashlib.sha256).digest())
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -58,28 +64,22 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
-def signed_query(
+def unsigned_query(
     *,
     access_key: str,
-    secret_key: SecretStr,
-    method: str,
-    host: str,
-    path: str,
     timestamp: datetime,
     params: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The query parameters of a signed request: params, the four auth parameters and `Signature`.
+    """The query parameters of a signed request before its `Signature`: params and the four auth parameters, all
+    of them signed.
 
-    For GET, params are the request's query parameters and are all signed. For POST, pass none: only the
-    auth parameters are signed and the request's parameters travel in the JSON body
-    (shared/adapters/htx/README.md#signing).
+    For GET, params are the request's query parameters. For POST, pass none: only the auth parameters are signed
+    and the request's parameters travel in the JSON body (shared/adapters/htx/README.md#signing).
     """
-    query = {
+    return {
         **(params or {}),
         ACCESS_KEY_PARAM: access_key,
         SIGNATURE_METHOD_PARAM: SIGNATURE_METHOD,
         SIGNATURE_VERSION_PARAM: SIGNATURE_VERSION,
         TIMESTAMP_PARAM: format_timestamp(timestamp),
     }
-    query[SIGNATURE_PARAM] = compute_signature(secret_key, pre_sign_text(method, host, path, query.items()))
-    return query

@@ -17,6 +17,7 @@ from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from shared.adapters.vault.key_import import HMAC_KEY_IMPORT
 from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
 from shared.runtime.config import AppRoleCredentials
 from shared.runtime.errors import TransientError
@@ -47,6 +48,26 @@ class UnsealFailed(Exception):
     """Transit could not decrypt: wrong key, wrong context (another user) or not our ciphertext."""
 
 
+class KeyExists(Exception):
+    """An import named a Transit key that exists already."""
+
+
+class ImportRefused(Exception):
+    """Transit would not import: not a ciphertext wrapped with its wrapping key, or a secret of a size it refuses."""
+
+
+class KeyMissing(Exception):
+    """The Transit key (or the version) asked to sign does not exist: deleted by a revocation, or never imported."""
+
+
+@dataclass(frozen=True)
+class HmacBatch:
+    """Raw HMAC-SHA256 digests from one Transit call, and Vault's id of that call, as its audit log records it."""
+
+    digests: list[bytes]
+    request_id: str
+
+
 @dataclass(frozen=True)
 class SigningKeys:
     """The public half of a Transit signing key: raw Ed25519 public keys by version, and the oldest version
@@ -75,6 +96,11 @@ class VaultPort(Protocol):
 
     async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr: ...
     async def hmac(self, key: str, data: str) -> str: ...
+    async def hmac_batch(self, key: str, version: int, texts: Sequence[str]) -> HmacBatch: ...
+    async def import_hmac_key(self, key: str, ciphertext: str) -> None: ...
+    async def import_hmac_key_version(self, key: str, ciphertext: str) -> None: ...
+    async def key_version(self, key: str) -> int | None: ...
+    async def delete_key(self, key: str) -> None: ...
     async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]: ...
     async def signing_keys(self, key: str) -> SigningKeys: ...
     async def read(self, path: str) -> KvEntry | None: ...
@@ -210,6 +236,90 @@ class VaultClient:
 
         return await self._run(generate)
 
+    async def hmac_batch(self, key: str, version: int, texts: Sequence[str]) -> HmacBatch:
+        """HMAC-SHA256 every text with version `version` of Transit key `key`, in one call. The version is named,
+        never "the latest": a version imported for a rotation not yet stored must not sign."""
+
+        def generate() -> HmacBatch:
+            try:
+                # hvac's generate_hmac has no batch_input.
+                answer = _body(self._hvac.write_data(f"{TRANSIT_MOUNT}/hmac/{key}/sha2-256", data={
+                    "key_version": version, "batch_input": [{"input": _b64(text)} for text in texts]}))
+            except hvac_errors.InvalidRequest:
+                # The only refusal well-formed input meets: no such key or version (Vault's text names the key).
+                raise KeyMissing(f"Transit key {key} has no version {version}") from None
+            results = answer["data"]["batch_results"]
+            if any(result.get("error") for result in results):
+                raise KeyMissing(f"Transit key {key} has no version {version}")
+            # The request id is what joins our audit events to Vault's audit log: an answer without one is not Vault's.
+            if not answer.get("request_id"):
+                raise VaultUnavailable("Vault answered a signing call without a request id")
+            return HmacBatch([base64.b64decode(str(result["hmac"]).rsplit(":", 1)[-1]) for result in results],
+                             str(answer["request_id"]))
+
+        return await self._run(generate)
+
+    async def wrapping_key(self) -> str:
+        """Vault's public RSA key that wraps secrets for import (PEM; shared/adapters/vault/key_import.py)."""
+
+        def read() -> str:
+            return str(_body(self._hvac.read(f"{TRANSIT_MOUNT}/wrapping_key"))["data"]["public_key"])
+
+        return await self._run(read)
+
+    async def import_hmac_key(self, key: str, ciphertext: str) -> None:
+        """Create Transit key `key` of type hmac from an import ciphertext: non-exportable, no plaintext backup
+        (Transit's defaults, which the policies forbid changing: shared/adapters/vault/README.md#exchange-keys)."""
+
+        def create() -> None:
+            try:
+                self._hvac.write_data(f"{TRANSIT_MOUNT}/keys/{key}/import",
+                                      data={"ciphertext": ciphertext, **HMAC_KEY_IMPORT})
+            # Transit answers every import refusal with a 500 (shared/adapters/vault/README.md#exchange-keys).
+            except (hvac_errors.InvalidRequest, hvac_errors.InternalServerError) as exc:
+                if "existing key" in str(exc):
+                    raise KeyExists(f"Transit key {key} exists") from None
+                raise ImportRefused(f"Transit refused to import {key}") from None
+
+        await self._run(create)
+
+    async def import_hmac_key_version(self, key: str, ciphertext: str) -> None:
+        """Add a version to imported Transit key `key` (a rotation's new secret)."""
+
+        def add() -> None:
+            try:
+                self._hvac.write_data(f"{TRANSIT_MOUNT}/keys/{key}/import_version", data={"ciphertext": ciphertext})
+            except (hvac_errors.InvalidRequest, hvac_errors.InternalServerError):
+                raise ImportRefused(f"Transit refused to import a version of {key}") from None
+
+        await self._run(add)
+
+    async def key_version(self, key: str) -> int | None:
+        """The latest version of Transit key `key`; None when there is no such key. Reads metadata only."""
+
+        def read() -> int | None:
+            try:
+                answer = self._hvac.secrets.transit.read_key(name=key, mount_point=TRANSIT_MOUNT)
+            except hvac_errors.InvalidPath:
+                return None
+            return int(answer["data"]["latest_version"])
+
+        return await self._run(read)
+
+    async def delete_key(self, key: str) -> None:
+        """Destroy Transit key `key`, every version; nothing when there is none. Deletion is allowed on this key
+        alone, just before (Transit refuses to delete a key without it)."""
+
+        def delete() -> None:
+            try:
+                self._hvac.secrets.transit.update_key_configuration(name=key, deletion_allowed=True,
+                                                                    mount_point=TRANSIT_MOUNT)
+            except (hvac_errors.InvalidPath, hvac_errors.InvalidRequest):
+                return
+            self._hvac.secrets.transit.delete_key(name=key, mount_point=TRANSIT_MOUNT)
+
+        await self._run(delete)
+
     async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]:
         """Sign every digest with the latest version of Transit key `key`, in one call (`vault:vN:<base64>` each)."""
 
@@ -315,6 +425,14 @@ class VaultClient:
             self._hvac.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=KV_MOUNT)
 
         await self._run(delete)
+
+
+def _body(answer: object) -> dict[str, Any]:
+    """The JSON of an answer that has one (hvac returns the raw response for a 204:
+    shared/adapters/vault/README.md#client)."""
+    if not isinstance(answer, dict):
+        raise VaultUnavailable("Vault answered without the data asked for")
+    return answer
 
 
 def _b64(text: str) -> str:

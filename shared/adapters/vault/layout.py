@@ -1,5 +1,7 @@
 """Where things live in Vault. Policies in deploy/vault/policies/*.hcl grant exactly these paths."""
 
+import hashlib
+
 KV_MOUNT = "hash7"
 TRANSIT_MOUNT = "transit"
 # Derived Transit key: context = user id, so a secret sealed for one user cannot be unsealed for another.
@@ -14,6 +16,27 @@ EVENT_SIGNING_KEY_PREFIX = "event-"
 
 def event_signing_key(producer: str) -> str:
     return f"{EVENT_SIGNING_KEY_PREFIX}{producer}"
+
+
+# Exchange secrets, each a non-exportable Transit HMAC key (shared/adapters/vault/README.md#exchange-keys):
+# - one per stored binding, imported by the vault-writer; the validator (sweeps) and trading engines sign with it;
+# - one per binding request while the validator proves its key, deleted by the validator once it has its verdict.
+# Names carry a digest of the ids: ids may hold ':', which a Transit key name may not, and no two pairs of ids
+# may share a key.
+EXCHANGE_KEY_PREFIX = "exchange-key-"
+KEY_CHECK_PREFIX = "key-check-"
+
+
+def _ids_digest(*ids: str) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+
+
+def exchange_key(user_id: str, binding_id: str) -> str:
+    return EXCHANGE_KEY_PREFIX + _ids_digest(user_id, binding_id)
+
+
+def key_check_key(user_id: str, request_id: str) -> str:
+    return KEY_CHECK_PREFIX + _ids_digest(user_id, request_id)
 
 
 # AppRoles, one per service and per client. Each has a policy file deploy/vault/policies/<role>.hcl.
@@ -40,6 +63,11 @@ def user_whitelists_folder(user_id: str) -> str:
 
 def whitelist_path(user_id: str, binding_id: str) -> str:
     return user_whitelists_folder(user_id) + binding_id
+
+
+def key_import_path(user_id: str, binding_id: str) -> str:
+    """Which request made the last import into a binding's Transit key by a rotation, and its version."""
+    return f"key-imports/{user_id}/{binding_id}"
 
 
 def revocation_path(user_id: str, binding_id: str) -> str:

@@ -7,17 +7,15 @@ None where it may be absent (a rotation's fields, an unjudged key health) is lef
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, SerializationInfo
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
+from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated
-from shared.contracts.secrets import SealedSecret
-
-# Passed as serialisation context by `to_vault` only: the one dump that writes a plaintext secret's value.
-_FOR_VAULT = {"for_vault": True}
 
 
 def _iso(value: datetime) -> str:
@@ -25,17 +23,16 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def _revealed_for_vault(value: SecretStr, info: SerializationInfo) -> str:
-    # Any other JSON dump is refused rather than masked: a masked copy written to Vault by mistake would
-    # silently replace the secret, which the exchange shows only once.
-    if info.context != _FOR_VAULT:
-        raise ValueError("a plaintext secret is dumped only for a Vault write (VaultRecord.to_vault)")
-    return value.get_secret_value()
-
-
 IsoTime = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
-# A plaintext secret: its value is written to Vault, and shows masked in every other dump, repr and log.
-VaultSecret = Annotated[SecretStr, PlainSerializer(_revealed_for_vault, return_type=str, when_used="json")]
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """One version of a Transit HMAC key holding an exchange secret: what signs a binding's requests
+    (shared/adapters/vault/stores.py)."""
+
+    name: str
+    version: int
 
 
 def _absent_when_none() -> Any:
@@ -55,30 +52,46 @@ class VaultRecord(BaseModel):
 
     def to_vault(self) -> dict[str, Any]:
         """The data a KV write takes."""
-        return self.model_dump(mode="json", context=_FOR_VAULT)
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_vault(cls, data: Mapping[str, Any]) -> Self:
         return cls.model_validate(data)
 
 
-class BindingRecord(VaultRecord):
-    """A binding's credentials, as trading engines read them (bindings/<user>/<binding>). `request_id` makes a
-    redelivered write recognisable, and `stored_at` lets it be reported again at the same time; a rotation
-    names the old key, masked (`rotated_from`), and its index entry to release (`replaced_index_path`)."""
+class _SignsWithItsOwnKey(VaultRecord):
+    """A binding's user and binding ids and the version of its Transit key that signs for it. The key's name is the
+    one its ids give: a record naming any other key does not read, so no record, however written, makes one binding
+    sign with another's secret."""
+
+    user_id: str
+    binding_id: str
+    exchange_key: str
+    exchange_key_version: int
+
+    @model_validator(mode="after")
+    def _names_its_own_key(self) -> Self:
+        if self.exchange_key != exchange_key(self.user_id, self.binding_id):
+            raise ValueError("exchange_key is not the key of this binding")
+        return self
+
+    @property
+    def signing_key(self) -> KeyRef:
+        return KeyRef(self.exchange_key, self.exchange_key_version)
+
+
+class BindingRecord(_SignsWithItsOwnKey):
+    """A binding as trading engines read it (bindings/<user>/<binding>): the access key, and which version of which
+    Transit key signs with its secret; never the secret, which only Vault holds. `request_id` makes a redelivered
+    write recognisable, and `stored_at` lets it be reported again at the same time; a rotation names the old key,
+    masked (`rotated_from`), and its index entry to release (`replaced_index_path`)."""
 
     rotated_from: str | None = _absent_when_none()
     replaced_index_path: str | None = _absent_when_none()
     exchange: str
-    # Out of the repr, like the secret: a repr ends up in logs and exceptions.
+    # Out of the repr: a repr ends up in logs and exceptions.
     access_key: str = Field(repr=False)
-    secret_key: VaultSecret
-    # Kept sealed as well, so a key-health sweep can hand it to the validator without ever unsealing. Absent
-    # from records stored before sweeps existed.
-    secret_key_sealed: SealedSecret | None = None
     label: str
-    user_id: str
-    binding_id: str
     request_id: str
     htx_uid: int
     spot_account_id: int | None
@@ -90,12 +103,12 @@ class BindingRecord(VaultRecord):
     stored_at: IsoTime
 
     @classmethod
-    def of(cls, event: BindingValidated, secret_key: SecretStr, stored_at: datetime,
+    def of(cls, event: BindingValidated, signing_key: KeyRef, stored_at: datetime,
            rotated_from: str | None = None, replaced_index_path: str | None = None) -> Self:
         return cls(
             rotated_from=rotated_from, replaced_index_path=replaced_index_path,
-            exchange=event.exchange, access_key=event.access_key, secret_key=secret_key,
-            secret_key_sealed=event.secret_key_sealed, label=event.label, user_id=event.user_id,
+            exchange=event.exchange, access_key=event.access_key, exchange_key=signing_key.name,
+            exchange_key_version=signing_key.version, label=event.label, user_id=event.user_id,
             binding_id=event.binding_id, request_id=event.request_id, htx_uid=event.htx.uid,
             spot_account_id=event.htx.spot_account_id, permissions=event.htx.permissions,
             ip_addresses=event.htx.ip_addresses, valid_days=event.htx.valid_days, key_status=event.htx.key_status,
@@ -103,15 +116,21 @@ class BindingRecord(VaultRecord):
         )
 
 
-class RecheckableBinding(VaultRecord):
-    """What a key-health sweep hands the validator of a BindingRecord, read from the same data: a record without a
-    sealed secret (stored before sweeps existed) is none."""
+class RecheckableBinding(_SignsWithItsOwnKey):
+    """What a key-health recheck needs of a BindingRecord, read from the same data: a record without an exchange key
+    (stored before secrets moved into Transit, with the secret in KV) is none."""
 
-    user_id: str
-    binding_id: str
     exchange: str
     access_key: str = Field(repr=False)
-    secret_key_sealed: SealedSecret
+
+
+class KeyImport(VaultRecord):
+    """The last import into a binding's Transit key by a rotation (key-imports/<user>/<binding>): which request made
+    it, and the version it became. A rotation delivered again finds its own import here rather than importing
+    twice; a later rotation never takes an earlier one's version for its own."""
+
+    request_id: str
+    version: int
 
 
 class WhitelistRecord(VaultRecord):

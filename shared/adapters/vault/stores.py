@@ -23,12 +23,15 @@ from typing import Generic, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from shared.adapters.vault.client import CasConflict, VaultPort
+from shared.adapters.vault.client import CasConflict, KeyExists, VaultPort
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     BINDINGS_FOLDER,
     access_key_index_path,
     binding_path,
+    exchange_key,
+    key_check_key,
+    key_import_path,
     revocation_path,
     sweep_marker_path,
     user_bindings_folder,
@@ -39,6 +42,8 @@ from shared.adapters.vault.records import (
     AccessKeyIndexEntry,
     BindingRecord,
     KeyHealth,
+    KeyImport,
+    KeyRef,
     RecheckableBinding,
     SweepClaim,
     Tombstone,
@@ -50,7 +55,7 @@ from shared.runtime.errors import TransientError
 log = structlog.get_logger(__name__)
 R = TypeVar("R", bound=VaultRecord)
 # Records written on behalf of one request, whose request id tells our own write from another's.
-OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord)
+OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord, KeyImport)
 
 
 class ConcurrentWrite(TransientError):
@@ -138,7 +143,7 @@ class Bindings:
         return await _read(self._vault, binding_path(user_id, binding_id), BindingRecord)
 
     async def exists(self, user_id: str, binding_id: str) -> bool:
-        """Whether the binding is stored, without reading its secret."""
+        """Whether the binding is stored, without reading it."""
         return await self._vault.read_metadata(binding_path(user_id, binding_id)) is not None
 
     async def save(self, record: BindingRecord, current: Versioned[BindingRecord]) -> Versioned[BindingRecord]:
@@ -156,7 +161,7 @@ class Bindings:
         await self._vault.delete_all(binding_path(user_id, binding_id))
 
     async def stored_version(self, user_id: str, binding_id: str) -> StoredVersion | None:
-        """The binding's current version and when Vault wrote it, without reading its secret."""
+        """The binding's current version and when Vault wrote it, without reading it."""
         metadata = await self._vault.read_metadata(binding_path(user_id, binding_id))
         if metadata is None:
             return None
@@ -165,8 +170,9 @@ class Bindings:
         return StoredVersion(version, datetime.fromisoformat(written))
 
     async def recheckable(self, user_id: str, binding_id: str) -> RecheckableBinding | None:
-        """What a key-health recheck needs of the binding stored now; None when it is gone, or was stored before
-        sweeps existed (no sealed secret to recheck with: logged, so a skipped key is not unseen)."""
+        """What a key-health recheck needs of the binding stored now; None when it is gone, or was stored before its
+        secret moved into Transit (logged, so a skipped key is not unseen; the bootstrap moves such secrets:
+        deploy/bootstrap/exchange_key_migration.py)."""
         entry = await self._vault.read(binding_path(user_id, binding_id))
         if entry is None:
             return None
@@ -174,7 +180,7 @@ class Bindings:
             return RecheckableBinding.from_vault(entry.data)
         except ValidationError:
             log.warning("recheck_binding_skipped", user_id=user_id, binding_id=binding_id,
-                        reason="no sealed secret to recheck with")
+                        reason="no exchange key in Transit to recheck with")
             return None
 
     async def stored_ids(self) -> AsyncIterator[tuple[str, str]]:
@@ -277,3 +283,64 @@ class AccessKeyIndex:
         holder = await _read(self._vault, index_path, AccessKeyIndexEntry)
         if holder is not None and holder.record.names(user_id, binding_id):
             await self._vault.delete_all(index_path)
+
+
+class ExchangeKeys:
+    """Exchange secrets as non-exportable Transit HMAC keys (shared/adapters/vault/README.md#exchange-keys): one per
+    stored binding, one per key check. A redelivery never imports twice: every import first looks at what is there.
+
+    - A key check's key, and a new binding's key, are named by ids no other request shares (a new binding's id is its
+      request's), so one found already there is this request's own, left by a delivery that did not finish.
+    - A rotation notes, before it imports, which request imports which version (KeyImport), and imports only when
+      the key is not yet at that version: a rotation delivered again finds its own import, and a later rotation never
+      takes an earlier one's version for its own. One user's rotations are stored one at a time, in partition order
+      (shared/runtime/lanes.py); an import that meets another all the same is retried (ConcurrentWrite).
+    """
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def import_for_check(self, user_id: str, request_id: str, wrapped: str) -> KeyRef:
+        """The key the validator proves a request's secret with. Raises ImportRefused."""
+        return await self._created(key_check_key(user_id, request_id), wrapped)
+
+    async def discard_check(self, user_id: str, request_id: str) -> None:
+        await self._vault.delete_key(key_check_key(user_id, request_id))
+
+    async def store_new(self, user_id: str, binding_id: str, wrapped: str) -> KeyRef:
+        """A new binding's key, its secret as version 1. Raises ImportRefused."""
+        return await self._created(exchange_key(user_id, binding_id), wrapped)
+
+    async def store_rotation(self, user_id: str, binding_id: str, request_id: str, wrapped: str) -> KeyRef:
+        """The version of the binding's key that holds a rotation's secret (class docstring). Raises ImportRefused."""
+        name, path = exchange_key(user_id, binding_id), key_import_path(user_id, binding_id)
+        noted = await _read(self._vault, path, KeyImport)
+        latest = await self._vault.key_version(name) or 0
+        if noted is not None and noted.record.request_id == request_id:
+            if latest >= noted.record.version:
+                return KeyRef(name, noted.record.version)
+        else:
+            noted = await _check_and_set(self._vault, path, KeyImport(request_id=request_id, version=latest + 1),
+                                         noted)
+        version = noted.record.version
+        if latest == 0:
+            await self._created(name, wrapped)  # its key deleted by hand: the rotation's secret becomes version 1
+        else:
+            await self._vault.import_hmac_key_version(name, wrapped)
+        if await self._vault.key_version(name) != version:
+            raise ConcurrentWrite(f"another import went into {name} while importing version {version}")
+        return KeyRef(name, version)
+
+    async def destroy(self, user_id: str, binding_id: str) -> None:
+        """Delete the binding's key, every version, and its import note: nothing can sign with the secret again."""
+        await self._vault.delete_key(exchange_key(user_id, binding_id))
+        await self._vault.delete_all(key_import_path(user_id, binding_id))
+
+    async def _created(self, name: str, wrapped: str) -> KeyRef:
+        """Version 1 of key name: imported now, or found there already (class docstring). Imported without looking
+        first: the key is usually new, and a look would cost every binding a Vault call."""
+        try:
+            await self._vault.import_hmac_key(name, wrapped)
+        except KeyExists:
+            pass
+        return KeyRef(name, 1)

@@ -1,8 +1,8 @@
-"""A binding as a trading engine sees it: its HTX credentials and its current whitelist, read from Vault
-with the `trading-engine` AppRole and kept in memory for a bounded time.
+"""A binding as a trading engine sees it: its access key, the Transit key that signs with its secret, and its
+current whitelist, read from Vault with the `trading-engine` AppRole and kept in memory for a bounded time.
 
-The secret key is a SecretStr from the moment it leaves the Vault answer; the access key shows only masked
-in a repr. Token renewal and re-login are VaultClient's.
+An engine never holds a secret: it asks Vault to sign each request (shared/adapters/vault/stores.py). The
+access key shows only masked in a repr. Token renewal and re-login are VaultClient's.
 """
 
 import time
@@ -10,19 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
-from pydantic import SecretStr
-
 from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.request_signing import RequestSigner
 from shared.adapters.vault.client import VaultClient, VaultPort
-from shared.adapters.vault.records import KeyHealth
+from shared.adapters.vault.records import KeyHealth, KeyRef
 from shared.adapters.vault.stores import Bindings, Whitelists
+from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.secrets import mask_access_key
 from shared.runtime.config import EngineSettings
 from shared.runtime.errors import ClientError, CredentialsMissing
 
 # The AppRole of trading engines (one of shared.adapters.vault.layout.CLIENT_ROLES): it may only read bindings and
-# whitelists.
+# whitelists, and sign with the bindings' exchange keys.
 TRADING_ENGINE_ROLE = "trading-engine"
 
 Clock = Callable[[], float]
@@ -43,7 +43,8 @@ class TradingBinding:
     user_id: str
     binding_id: str
     access_key: str
-    secret_key: SecretStr
+    # The Transit key version holding the secret.
+    signing_key: KeyRef
     htx_uid: int
     spot_account_id: int | None
     # HTX symbols (normalised), in the order the user gave them; empty while the binding awaits a whitelist.
@@ -67,8 +68,8 @@ class TradingBinding:
     def allows(self, symbol: str) -> bool:
         return symbol in self.whitelist
 
-    def htx_credentials(self) -> HtxCredentials:
-        return HtxCredentials(self.access_key, self.secret_key, uid=self.htx_uid)
+    def htx_credentials(self, signer: RequestSigner) -> HtxCredentials:
+        return HtxCredentials(self.access_key, signer, uid=self.htx_uid)
 
     def __repr__(self) -> str:
         return (f"TradingBinding(user_id={self.user_id!r}, binding_id={self.binding_id!r}, "
@@ -89,6 +90,7 @@ class BindingStore:
     binding stored a moment ago is found on the next call."""
 
     def __init__(self, vault: VaultPort, ttl_s: float, clock: Clock = time.monotonic) -> None:
+        self._vault = vault
         self._bindings = Bindings(vault)
         self._whitelists = Whitelists(vault)
         self._ttl_s = ttl_s
@@ -117,6 +119,10 @@ class BindingStore:
         self._cache[(user_id, binding_id)] = _Cached(binding, read_at)
         return binding
 
+    def signer(self, binding: TradingBinding) -> TransitHmacSigner:
+        """What signs the binding's requests, inside Vault; it keeps the ids of its Vault calls."""
+        return TransitHmacSigner(self._vault, binding.signing_key)
+
     async def _read(self, user_id: str, binding_id: str) -> TradingBinding | None:
         credentials = await self._bindings.read(user_id, binding_id)
         if credentials is None:
@@ -127,7 +133,7 @@ class BindingStore:
             user_id=user_id,
             binding_id=binding_id,
             access_key=record.access_key,
-            secret_key=record.secret_key,
+            signing_key=record.signing_key,
             htx_uid=record.htx_uid,
             spot_account_id=record.spot_account_id,
             whitelist=tuple(normalise_pairs(whitelist.record.pairs)) if whitelist else (),
@@ -137,7 +143,7 @@ class BindingStore:
         )
 
     def _evict_expired(self) -> None:
-        # Expired entries go, not only the one asked for: a secret stays in memory no longer than ttl_s.
+        # Expired entries go, not only the one asked for: a binding's facts stay in memory no longer than ttl_s.
         now = self._clock()
         for key in [key for key, cached in self._cache.items() if now - cached.read_at >= self._ttl_s]:
             del self._cache[key]

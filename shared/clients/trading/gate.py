@@ -17,6 +17,7 @@ import structlog
 
 from shared.adapters.htx.client import HtxClient, HtxCredentials, answered_within
 from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.adapters.vault.client import KeyMissing
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding, engine_vault
 from shared.contracts.events import Event
 from shared.contracts.outcomes import audit
@@ -113,15 +114,25 @@ class OrderGate:
             raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.NO_SPOT_ACCOUNT,
                                       "HTX listed no spot account for its key; open one on HTX and bind the key again")
 
-        async with answered_within(self._htx_deadline_s, "the order"):
-            placed = await self._htx.place_order(binding.htx_credentials(), NewOrder(
-                account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
-                price=order.price, client_order_id=order.client_order_id,
-            ))
+        # Signed inside Vault: the engine never holds the secret, and Vault's audit log records the signing call.
+        signer = self.bindings.signer(binding)
+        try:
+            async with answered_within(self._htx_deadline_s, "the order"):
+                placed = await self._htx.place_order(binding.htx_credentials(signer), NewOrder(
+                    account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
+                    price=order.price, client_order_id=order.client_order_id,
+                ))
+        except KeyMissing:
+            # Revoked since the read: the revocation deleted the key before the record, so nothing was sent.
+            raise await self._refused(
+                user_id, binding_id, binding, symbol, OrderRefusalReason.BINDING_REVOKED,
+                "it was revoked (its key is deleted from Vault)",
+            ) from None
         log.info("order_placed", user_id=user_id, binding_id=binding_id, access_key_masked=binding.access_key_masked,
                  symbol=symbol, order_id=placed.order_id)
         await self._audit(user_id, binding_id, binding, "order_placed",
-                          {"symbol": symbol, "type": order.type, "order_id": placed.order_id})
+                          {"symbol": symbol, "type": order.type, "order_id": placed.order_id,
+                           "vault_sign_request_ids": signer.vault_request_ids})
         return placed
 
     async def _refused(self, user_id: str, binding_id: str, binding: TradingBinding | None, symbol: str,

@@ -3,6 +3,7 @@ secrecy. (Behaviour against the real sandbox over HTTP is in test_client_sandbox
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -26,6 +27,8 @@ from shared.adapters.htx.client import (
 from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.htx.signing import compute_signature, format_timestamp, pre_sign_text
+from shared.adapters.request_signing import LocalHmacSigner
+from shared.adapters.vault.client import KeyMissing, VaultUnavailable
 from tests.adapters.htx.scripted import (
     BAD_GATEWAY,
     BASE_URL,
@@ -40,7 +43,25 @@ from tests.adapters.htx.scripted import (
 )
 
 SECRET = "s3cr3t-d0-n0t-l34k"
-CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", SecretStr(SECRET))
+ACCESS_KEY = "abcd1234-efgh5678-ijkl9012-mnop3"
+CREDENTIALS = HtxCredentials(ACCESS_KEY, LocalHmacSigner(SecretStr(SECRET)))
+
+
+class CountingSigner:
+    """Signs as LocalHmacSigner does, or fails with failure from call number fail_from on; keeps the texts of every
+    call, one list per call."""
+
+    def __init__(self, failure: Exception | None = None, fail_from: int = 1) -> None:
+        self.calls: list[list[str]] = []
+        self._local = LocalHmacSigner(SecretStr(SECRET))
+        self._failure = failure
+        self._fail_from = fail_from
+
+    async def sign(self, texts: Sequence[str]) -> list[bytes]:
+        self.calls.append(list(texts))
+        if self._failure is not None and len(self.calls) >= self._fail_from:
+            raise self._failure
+        return await self._local.sign(texts)
 
 
 @pytest.fixture
@@ -117,6 +138,60 @@ async def test_keys_checked_together_share_one_clock_measurement(time):
         offsets = await asyncio.gather(*(client.sync_clock_if_older_than(60) for _ in range(20)))
     assert len(htx.requests) == 1
     assert offsets.count(None) == 19 and pytest.approx(120) in offsets
+
+
+# ---- signing ---------------------------------------------------------------------------------------------
+
+
+def signed_text_of(request: httpx.Request, method: str) -> str:
+    """The pre-sign text of what was sent: every query parameter but `Signature`."""
+    sent = [(k, v) for k, v in request.url.params.multi_items() if k != "Signature"]
+    return pre_sign_text(method, "127.0.0.1:8930", request.url.path, sent)
+
+
+async def test_every_attempt_of_a_retried_get_is_signed_afresh_by_the_signer_given(time):
+    signer = CountingSigner()
+    htx = ScriptedHtx(GATEWAY_ERROR, BAD_GATEWAY, ok())
+    async with client_for(htx, time) as client:
+        assert await client.uid(HtxCredentials(ACCESS_KEY, signer)) == 63628520
+    assert len(htx.requests) == 3
+    # One call per attempt, one text per call, the text of that very request, and its signature sent with it.
+    assert signer.calls == [[signed_text_of(request, "GET")] for request in htx.requests]
+    assert [request.url.params["Signature"] for request in htx.requests] == [
+        compute_signature(SecretStr(SECRET), text) for [text] in signer.calls]
+
+
+async def test_an_order_is_signed_once_over_its_auth_parameters_only(time):
+    signer = CountingSigner()
+    htx = ScriptedHtx(httpx.Response(200, json={"status": "ok", "data": "7"}))
+    order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
+    async with client_for(htx, time) as client:
+        await client.place_order(HtxCredentials(ACCESS_KEY, signer), order)
+    [[text]] = signer.calls
+    assert text == signed_text_of(htx.requests[0], "POST") and "btcusdt" not in text
+
+
+@pytest.mark.parametrize("failure", [VaultUnavailable("Vault is sealed"), KeyMissing("exchange-key-x has no v2")])
+async def test_a_signer_that_fails_stops_the_call_before_anything_is_sent(time, failure):
+    htx = ScriptedHtx(ok())
+    order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
+    async with client_for(htx, time) as client:
+        with pytest.raises(type(failure)) as on_get:
+            await client.uid(HtxCredentials(ACCESS_KEY, CountingSigner(failure)))
+        with pytest.raises(type(failure)) as on_order:
+            await client.place_order(HtxCredentials(ACCESS_KEY, CountingSigner(failure)), order)
+    # The signer's own error, not an HtxError the caller would read as HTX's verdict on the key.
+    assert on_get.value is failure and on_order.value is failure
+    assert htx.requests == [] and time.sleeps == []
+
+
+async def test_a_signer_failing_on_a_retry_ends_the_call_with_its_error(time):
+    signer = CountingSigner(KeyMissing("exchange-key-x was deleted"), fail_from=2)
+    htx = ScriptedHtx(GATEWAY_ERROR, ok())
+    async with client_for(htx, time) as client:
+        with pytest.raises(KeyMissing):
+            await client.uid(HtxCredentials(ACCESS_KEY, signer))
+    assert len(htx.requests) == 1 and len(signer.calls) == 2
 
 
 # ---- retries ---------------------------------------------------------------------------------------------
@@ -230,7 +305,7 @@ async def test_a_wait_beyond_the_budget_is_refused_without_asking_htx(time):
 
 async def test_the_local_window_is_per_principal_and_endpoint(time):
     htx = ScriptedHtx(ok())
-    other = HtxCredentials("zzzz1234-efgh5678-ijkl9012-mnop3", SecretStr("x"))
+    other = HtxCredentials("zzzz1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("x")))
     async with client_for(htx, time, rate_limits={"/v2/user/uid": RateLimit(2, 1.0)}) as client:
         for _ in range(2):
             await client.uid(CREDENTIALS)
@@ -246,7 +321,7 @@ async def test_the_uid_keys_the_window_once_known(time):
         await client.uid(CREDENTIALS)
         await client.uid(CREDENTIALS.with_uid(63628520))
         assert time.sleeps == []
-        await client.uid(HtxCredentials("another-key", SecretStr("y"), uid=63628520))
+        await client.uid(HtxCredentials("another-key", LocalHmacSigner(SecretStr("y")), uid=63628520))
     assert time.sleeps == [pytest.approx(1.0)]
 
 
@@ -267,8 +342,9 @@ def test_rate_limit_headers_are_read_as_epoch_or_relative_ms(headers, expected):
 
 
 def test_credentials_never_show_the_secret():
-    text = repr(CREDENTIALS) + str(CREDENTIALS)
+    text = repr(CREDENTIALS) + str(CREDENTIALS) + repr(CREDENTIALS.with_uid(1))
     assert SECRET not in text and CREDENTIALS.access_key not in text and "abcd…nop3" in text
+    assert "signer" not in text
 
 
 async def test_no_secret_signature_or_access_key_reaches_logs_or_errors(time, monkeypatch):

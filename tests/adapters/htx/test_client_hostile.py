@@ -24,9 +24,10 @@ from shared.adapters.htx.client import (
 )
 from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import NewOrder
+from shared.adapters.request_signing import LocalHmacSigner
 from tests.adapters.htx.hostile import drip, fixed, gzip_bomb, hostile_htx
 
-CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", SecretStr("s3cr3t-d0-n0t-l34k"))
+CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("s3cr3t-d0-n0t-l34k")))
 SIXTY_MB = 60 * 1024 * 1024
 # Time for the loop and the sockets beyond a deadline, on a loaded 2-core machine.
 SLACK_S = 0.75

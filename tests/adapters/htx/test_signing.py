@@ -15,8 +15,8 @@ from shared.adapters.htx.signing import (
     parse_timestamp,
     percent_encode,
     pre_sign_text,
-    signed_query,
 )
+from tests.adapters.htx.signed import signed_query
 
 # vector 5 of shared/adapters/htx/README.md#test-vectors (and the documented example's placeholders).
 AK = "e2xxxxxx-99xxxxxx-84xxxxxx-7xxxx"

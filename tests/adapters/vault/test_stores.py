@@ -1,7 +1,6 @@
 """The stores' edges that the handlers' tests do not reach: a record that does not read as its type, a path
-that refuses a create-only write yet reads as empty, the plaintext secret kept out of every dump but the
-Vault write and out of reprs, and (on the real OpenBao) a rotation that leaves no readable copy of the old
-secret."""
+that refuses a create-only write yet reads as empty, a binding record that holds no secret and keeps the access
+key out of its repr, and (on the real OpenBao) a rotation that leaves no readable copy of the old record."""
 
 import json
 import uuid
@@ -10,19 +9,19 @@ from typing import Any
 import hvac
 import pytest
 from hvac import exceptions as hvac_errors
-from pydantic import SecretStr
+from pydantic import ValidationError
 
 from shared.adapters.vault.client import CasConflict, VaultClient
-from shared.adapters.vault.layout import KV_MOUNT, binding_path
-from shared.adapters.vault.records import BindingRecord, Tombstone
+from shared.adapters.vault.layout import KV_MOUNT, binding_path, exchange_key
+from shared.adapters.vault.records import BindingRecord, KeyRef, Tombstone
 from shared.adapters.vault.stores import Bindings, ConcurrentWrite, Tombstones, UnreadableRecord, VanishedRecord
+from shared.clients.trading.credentials import BindingStore
 from shared.contracts.events import utc_now
 from shared.runtime.errors import TransientError
 from tests.builders import validated
 from tests.fakes import InMemoryVault
 
 ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
-SECRET_KEY = "store-secret-0d9c8b7a-never-shown"
 
 
 class DeletedLatestVersion(InMemoryVault):
@@ -33,9 +32,9 @@ class DeletedLatestVersion(InMemoryVault):
 
 
 def record(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1", access_key: str = ACCESS_KEY,
-           secret_key: str = SECRET_KEY) -> BindingRecord:
+           key_version: int = 1) -> BindingRecord:
     event = validated(user_id=user_id, binding_id=binding_id, request_id=request_id, access_key=access_key)
-    return BindingRecord.of(event, SecretStr(secret_key), utc_now())
+    return BindingRecord.of(event, KeyRef(exchange_key(user_id, binding_id), key_version), utc_now())
 
 
 async def test_a_record_that_does_not_read_as_its_type_is_named_by_its_fields_never_its_values():
@@ -47,7 +46,7 @@ async def test_a_record_that_does_not_read_as_its_type_is_named_by_its_fields_ne
         await Bindings(vault).read("u1", "b1")
     message = str(raised.value)
     assert "htx_uid" in message and "stored_at" in message
-    assert ACCESS_KEY[:6] not in message and SECRET_KEY[:6] not in message
+    assert ACCESS_KEY[:6] not in message
 
 
 async def test_a_path_that_refuses_creation_yet_reads_empty_is_a_failure_not_a_conflict_to_wait_out():
@@ -58,16 +57,32 @@ async def test_a_path_that_refuses_creation_yet_reads_empty_is_a_failure_not_a_c
     assert issubclass(ConcurrentWrite, TransientError)
 
 
-def test_the_plaintext_secret_is_dumped_only_for_the_vault_write_and_the_keys_stay_out_of_the_repr():
+@pytest.mark.parametrize("named", [exchange_key("u2", "b1"), exchange_key("u1", "b2"), "exchange-key-anything"],
+                         ids=["another user's", "another binding's of the same user", "one no binding has"])
+async def test_a_binding_record_naming_a_key_not_its_own_is_read_by_no_one_so_nothing_signs_with_that_key(named):
+    vault = InMemoryVault()
+    await vault.write(binding_path("u1", "b1"), record().to_vault() | {"exchange_key": named}, cas=0)
+
+    with pytest.raises(UnreadableRecord, match="is not a BindingRecord") as raised:
+        await Bindings(vault).read("u1", "b1")
+    assert ACCESS_KEY[:6] not in str(raised.value)
+    # A trading engine gets no credentials to sign an order with, and a key-health recheck skips the binding.
+    with pytest.raises(UnreadableRecord):
+        await BindingStore(vault, ttl_s=30).get("u1", "b1")
+    assert await Bindings(vault).recheckable("u1", "b1") is None
+    with pytest.raises(ValidationError):
+        BindingRecord.of(validated(), KeyRef(named, 1), utc_now())
+
+
+def test_a_binding_record_names_its_transit_key_holds_no_secret_and_keeps_the_access_key_out_of_its_repr():
     binding = record()
-    assert binding.to_vault()["secret_key"] == SECRET_KEY
-    with pytest.raises(ValueError, match="only for a Vault write"):
-        binding.model_dump_json()
-    assert SECRET_KEY not in repr(binding) and ACCESS_KEY not in repr(binding)
+    stored = binding.to_vault()
+    assert (stored["exchange_key"], stored["exchange_key_version"]) == (exchange_key("u1", "b1"), 1)
+    assert not {"secret_key", "secret_key_sealed"} & set(stored)
+    assert ACCESS_KEY not in repr(binding)
 
 
 OLD_ACCESS_KEY = "0ld0ld00-acce55ke-y0ld0ld0-0ld0ld"
-OLD_SECRET_KEY = "rotated-away-secret-3f2e1d0c-must-vanish"
 
 
 def _read_version_as_root(root: hvac.Client, path: str, version: int) -> dict[str, Any] | None:
@@ -78,13 +93,13 @@ def _read_version_as_root(root: hvac.Client, path: str, version: int) -> dict[st
 
 
 @pytest.mark.stack
-async def test_a_rotated_away_secret_leaves_no_readable_copy_in_kv_history_not_even_for_root(bootstrapped_stack):
+async def test_a_rotated_away_binding_leaves_no_readable_copy_in_kv_history_not_even_for_root(bootstrapped_stack):
     settings = bootstrapped_stack.settings
     bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
     user_id, binding_id = "history-user", uuid.uuid4().hex
     path = binding_path(user_id, binding_id)
-    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY, OLD_SECRET_KEY))
-    rotated = await bindings.save(record(user_id, binding_id, "r2"), first)
+    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY))
+    rotated = await bindings.save(record(user_id, binding_id, "r2", key_version=2), first)
     assert (first.version, rotated.version) == (1, 2)
 
     root = hvac.Client(url=settings.vault_addr, token=bootstrapped_stack.root_token)
@@ -96,8 +111,8 @@ async def test_a_rotated_away_secret_leaves_no_readable_copy_in_kv_history_not_e
     metadata = root.secrets.kv.v2.read_secret_metadata(path, mount_point=KV_MOUNT)["data"]
     assert list(metadata["versions"]) == ["2"] and metadata["oldest_version"] == 2
     latest = json.dumps(_read_version_as_root(root, path, 2)) + json.dumps(metadata)
-    assert OLD_SECRET_KEY not in latest and OLD_ACCESS_KEY not in latest
-    assert (await bindings.read(user_id, binding_id)).record.to_vault()["secret_key"] == SECRET_KEY
+    assert OLD_ACCESS_KEY not in latest
+    assert (await bindings.read(user_id, binding_id)).record.exchange_key_version == 2
 
 
 @pytest.mark.stack
@@ -106,7 +121,7 @@ async def test_check_and_set_still_tells_a_stale_rotation_from_a_redelivered_one
     settings = bootstrapped_stack.settings
     bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
     user_id, binding_id = "history-user", uuid.uuid4().hex
-    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY, OLD_SECRET_KEY))
+    first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY))
     rotated = await bindings.save(record(user_id, binding_id, "r2"), first)
 
     redelivered = await bindings.save(record(user_id, binding_id, "r2"), first)

@@ -7,29 +7,37 @@ from pydantic import SecretStr
 
 from shared.adapters.htx.client import HtxCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import binding_path, whitelist_path
-from shared.adapters.vault.records import BindingRecord
+from shared.adapters.vault.records import BindingRecord, KeyRef
+from shared.adapters.vault.stores import ExchangeKeys
 from shared.clients.trading.gate import EventSink, OrderPlacer
 from shared.contracts.events import Event, utc_now
 from shared.contracts.routing import Party, route_of
 from shared.runtime.producer import BrokerUnavailable
 from tests.builders import validated
-from tests.fakes import InMemoryVault
+from tests.fakes import WRAPPING_KEY_PEM, InMemoryVault
 
 USER, BINDING = "u1", "b1"
 ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
+# 32 bytes at least, as Transit imports an HMAC key (shared/adapters/vault/key_import.py).
 SECRET_KEY = "engine-secret-5e6f7a8b-never-shown"
 HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.builders.validated says HTX answered
 
 
 async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
-                        **htx_facts: Any) -> None:
-    """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it; htx_facts
-    replace what HTX told the validator (e.g. spot_account_id=None)."""
-    record = BindingRecord.of(validated(user_id=USER, binding_id=BINDING, access_key=access_key),
-                              SecretStr(secret_key), utc_now()).model_copy(update=htx_facts)
+                        **htx_facts: Any) -> KeyRef:
+    """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it: the secret
+    imported into the binding's Transit key (a rotation adds a version), the record naming that version. htx_facts
+    replace what HTX told the validator (e.g. spot_account_id=None). Returns the key version that signs."""
     current = await vault.read(binding_path(USER, BINDING))
+    keys, wrapped = ExchangeKeys(vault), wrap_for_import(WRAPPING_KEY_PEM, SecretStr(secret_key))
+    signing_key = (await keys.store_rotation(USER, BINDING, f"rotation-{current.version}", wrapped) if current
+                   else await keys.store_new(USER, BINDING, wrapped))
+    record = BindingRecord.of(validated(user_id=USER, binding_id=BINDING, access_key=access_key), signing_key,
+                              utc_now()).model_copy(update=htx_facts)
     await vault.write(binding_path(USER, BINDING), record.to_vault(), cas=current.version if current else 0)
+    return signing_key
 
 
 async def store_whitelist(vault: InMemoryVault, pairs: list[str], **extra: Any) -> None:
@@ -52,12 +60,18 @@ class ManualClock:
 
 
 class RecordingHtx:
-    """Accepts every order, numbering them from 1; remembers the credentials and order of each."""
+    """Accepts every order, numbering them from 1, once the credentials' signer has signed it, one text per order
+    as HtxClient signs; remembers the credentials, order and (text, digest) signed of each. A signer that raises
+    stops the order before it is recorded, as HtxClient stops it before it is sent."""
 
     def __init__(self) -> None:
         self.orders: list[tuple[HtxCredentials, NewOrder]] = []
+        self.signed: list[tuple[str, bytes]] = []
 
     async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder:
+        text = f"POST\napi.huobi.pro\n/v1/order/orders/place\nAccessKeyId={credentials.access_key}"
+        [digest] = await credentials.signer.sign([text])
+        self.signed.append((text, digest))
         self.orders.append((credentials, order))
         return PlacedOrder(order_id=len(self.orders), client_order_id=order.client_order_id)
 

@@ -1,9 +1,12 @@
 """BindingStore against an in-memory Vault: what a binding holds, how long it is cached, rotation and
-revocation, and that the secret never shows."""
+revocation, that it signs with the binding's Transit key and that the secret is never read out of Vault."""
 
 import pytest
+from pydantic import SecretStr
 
-from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.request_signing import LocalHmacSigner, RequestSigner
+from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path
+from shared.adapters.vault.records import KeyRef
 from shared.clients.trading.credentials import BindingNotFound, BindingStore
 from shared.contracts.secrets import mask_access_key
 from shared.runtime.logging import redact
@@ -21,6 +24,12 @@ from tests.clients.trading.fakes import (
 TTL_S = 30.0
 NEW_ACCESS_KEY = "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
 NEW_SECRET_KEY = "rotated-secret-0a1b2c3d-never-shown"
+SIGNED_TEXT = "POST\napi.huobi.pro\n/v1/order/orders/place\nAccessKeyId=x"
+
+
+async def signs_with(signer: RequestSigner, secret: str) -> bool:
+    """Whether signer's digest is the HMAC with secret (computed here, apart from Vault)."""
+    return await signer.sign([SIGNED_TEXT]) == await LocalHmacSigner(SecretStr(secret)).sign([SIGNED_TEXT])
 
 
 @pytest.fixture
@@ -35,19 +44,34 @@ async def test_a_binding_holds_the_credentials_account_and_normalised_whitelist(
     binding = await store.get(USER, BINDING)
 
     assert (binding.access_key, binding.htx_uid, binding.spot_account_id) == (ACCESS_KEY, HTX_UID, SPOT_ACCOUNT_ID)
-    assert binding.secret_key.get_secret_value() == SECRET_KEY
+    assert binding.signing_key == KeyRef(exchange_key(USER, BINDING), 1)
     assert binding.whitelist == ("btcusdt", "ethusdt") and binding.allows("ethusdt") and not binding.allows("xrpusdt")
     assert binding.health is None and not binding.invalid and binding.version == 1
-    credentials = binding.htx_credentials()
+    credentials = binding.htx_credentials(store.signer(binding))
     assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
-    assert credentials.secret_key.get_secret_value() == SECRET_KEY
+    assert await signs_with(credentials.signer, SECRET_KEY)
+
+
+async def test_the_engine_reads_no_secret_out_of_vault(vault, store):
+    await store_binding(vault)
+    binding = await store.get(USER, BINDING)
+
+    # Neither the KV record the engine reads nor anything the binding holds carries the secret, in any field.
+    [record] = vault.versions[binding_path(USER, BINDING)]
+    assert "secret_key" not in record and "secret_key_sealed" not in record
+    assert SECRET_KEY not in str(record) and SECRET_KEY not in str(vars(binding))
+    # What signs names the key version the record names: Vault holds the secret. (And another secret is told apart.)
+    signer = store.signer(binding)
+    assert signer.key == binding.signing_key and not await signs_with(signer, NEW_SECRET_KEY)
 
 
 async def test_the_secret_is_in_no_repr_and_the_access_key_only_masked(vault, store):
     await store_binding(vault)
     binding = await store.get(USER, BINDING)
 
-    shown = [repr(binding), str(binding), f"{binding}", str(redact(binding)), repr(binding.htx_credentials())]
+    signer = store.signer(binding)
+    shown = [repr(binding), str(binding), f"{binding}", str(redact(binding)), repr(signer),
+             repr(binding.htx_credentials(signer))]
 
     assert all(SECRET_KEY not in text and ACCESS_KEY not in text for text in shown)
     assert mask_access_key(ACCESS_KEY) in repr(binding) and binding.access_key_masked == mask_access_key(ACCESS_KEY)
@@ -75,8 +99,9 @@ async def test_a_binding_is_served_from_memory_until_the_ttl_then_a_rotation_is_
 
     clock.advance(0.1)
     rotated = await store.get(USER, BINDING)
-    assert rotated.version == 2 and rotated.access_key == NEW_ACCESS_KEY
-    assert rotated.secret_key.get_secret_value() == NEW_SECRET_KEY and rotated.whitelist == ("btcusdt",)
+    assert rotated.version == 2 and rotated.access_key == NEW_ACCESS_KEY and rotated.whitelist == ("btcusdt",)
+    assert rotated.signing_key == KeyRef(exchange_key(USER, BINDING), 2)
+    assert await signs_with(store.signer(rotated), NEW_SECRET_KEY)
 
 
 async def test_refresh_reads_vault_now_and_what_it_read_is_cached(vault, store):

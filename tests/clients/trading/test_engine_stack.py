@@ -12,6 +12,8 @@ import pytest
 
 from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import APPROLE_MOUNT, ROLE_TOKEN_SETTINGS
+from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT, binding_path, exchange_key
+from shared.adapters.vault.records import KeyRef
 from shared.clients.binding_client import BindingClient
 from shared.clients.trading import BindingStore, OrderRefusalReason, OrderRefused, OrderRequest, order_gate
 from shared.clients.trading.credentials import TRADING_ENGINE_ROLE
@@ -75,9 +77,11 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
 
     binding = await gate.bindings.get(user, binding_id)
     assert binding.access_key == key.access_key and binding.htx_uid == key.uid
-    assert binding.secret_key.get_secret_value() == key.secret_key.get_secret_value()
+    assert binding.signing_key == KeyRef(exchange_key(user, binding_id), 1)
     assert binding.whitelist == ("btcusdt",) and binding.health == "healthy" and not binding.invalid
 
+    # Accepted by the sandbox, which verifies the signature with the key's secret as HTX does: Vault signed
+    # with the very secret the user bound.
     placed = await gate.place(user, binding_id, BUY_BTC)
 
     order = sandbox_order(htx_sandbox, placed.order_id)
@@ -87,7 +91,10 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     assert (audit.service, audit.outcome, audit.access_key_masked) == ("trading-engine", "order_placed",
                                                                       mask_access_key(key.access_key))
     assert audit.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id,
-                             "vault_request_id": audit.details["vault_request_id"]}
+                             "vault_request_id": audit.details["vault_request_id"],
+                             "vault_sign_request_ids": audit.details["vault_sign_request_ids"]}
+    assert len(audit.details["vault_sign_request_ids"]) == 1
+
 
 
 async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_reaches_htx(
@@ -120,7 +127,8 @@ async def test_a_rotation_is_picked_up_without_a_restart(client, gate, htx_sandb
 
     binding = await gate.bindings.get(user, binding_id)
     assert binding.access_key == new_key.access_key and binding.version == 2
-    assert binding.secret_key.get_secret_value() == new_key.secret_key.get_secret_value()
+    assert binding.signing_key == KeyRef(exchange_key(user, binding_id), 2)
+    # The sandbox accepts only the new secret's signature (the old key is deleted there).
     placed = await gate.place(user, binding_id, BUY_BTC)
     assert sandbox_order(htx_sandbox, placed.order_id)["symbol"] == "btcusdt"
 
@@ -161,22 +169,32 @@ def vault_audit_entries(run_dir) -> list[dict]:
     return [json.loads(line) for line in VaultFiles(run_dir).audit_log.read_text().splitlines() if line.strip()]
 
 
-async def test_vault_records_the_secret_read_hmacd_and_our_audit_event_points_at_it(
-        client, gate, htx_sandbox, pipeline, bootstrapped_stack):
+async def test_vault_records_the_read_and_the_signing_and_our_audit_event_points_at_both(
+        client, gate, htx_sandbox, pipeline, bootstrapped_stack, vault_admin):
     user, key = new_user(), fresh_key(htx_sandbox)
     binding_id = await active_binding(client, user, key)
     await gate.place(user, binding_id, BUY_BTC)
     [ours] = [a for a in await order_audits(pipeline.settings, binding_id) if a.outcome == "order_placed"]
-    vault_request_id = ours.details["vault_request_id"]
 
-    [read] = [entry for entry in vault_audit_entries(bootstrapped_stack.run_dir)
-              if entry["type"] == "response" and entry.get("request", {}).get("id") == vault_request_id]
-    assert read["request"]["path"] == f"hash7/data/bindings/{user}/{binding_id}"
+    answers = {entry["request"].get("id"): entry for entry in vault_audit_entries(bootstrapped_stack.run_dir)
+               if entry["type"] == "response"}
+    read = answers[ours.details["vault_request_id"]]
+    assert read["request"]["path"] == f"{KV_MOUNT}/data/{binding_path(user, binding_id)}"
     assert "trading-engine" in read["auth"]["policies"]
-    recorded = read["response"]["data"]["data"]
-    # Vault keeps a keyed HMAC of each value, so the read is provable without the secret being written down.
-    assert recorded["secret_key"].startswith("hmac-sha256:") and recorded["access_key"].startswith("hmac-sha256:")
-    assert key.secret_key.get_secret_value() not in VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
+    # What the engine read names the Transit key holding the secret, never the secret (Vault HMACs the values).
+    assert not {"secret_key", "secret_key_sealed"} & set(read["response"]["data"]["data"])
+    [sign_request_id] = ours.details["vault_sign_request_ids"]
+    signed = answers[sign_request_id]
+    assert signed["request"]["path"] == f"{TRANSIT_MOUNT}/hmac/{exchange_key(user, binding_id)}/sha2-256"
+    assert "trading-engine" in signed["auth"]["policies"] and not signed.get("error")
+
+    stored = vault_admin.secrets.kv.v2.read_secret_version(path=binding_path(user, binding_id), mount_point=KV_MOUNT,
+                                                           raise_on_deleted_version=True)["data"]["data"]
+    assert (stored["exchange_key"], stored["exchange_key_version"]) == (exchange_key(user, binding_id), 1)
+    assert not {"secret_key", "secret_key_sealed"} & set(stored)
+    secret = key.secret_key.get_secret_value()
+    assert secret not in json.dumps(stored)
+    assert secret not in VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
 
 
 # ---- Vault token expiry -------------------------------------------------------------------------------------

@@ -2,14 +2,22 @@
 refused and why, what is audited, and that a decision never rests on a cached binding."""
 
 import time
+from collections.abc import Sequence
+from dataclasses import fields
 from decimal import Decimal
 
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from shared.adapters.htx.client import NETWORK_ERROR, HtxClient
 from shared.adapters.htx.errors import HtxTransientError
-from shared.adapters.vault.layout import binding_path, whitelist_path
+from shared.adapters.request_signing import LocalHmacSigner
+from shared.adapters.vault.client import HmacBatch, KvEntry, VaultUnavailable
+from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path
+from shared.adapters.vault.records import KeyRef
+from shared.adapters.vault.stores import ExchangeKeys
+from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
 from shared.contracts.routing import Party, Topic, route_of
@@ -27,6 +35,7 @@ from tests.clients.trading.fakes import (
     store_binding,
     store_whitelist,
 )
+from tests.fakes import InMemoryVault
 
 # Long enough that nothing in these tests expires: the gate must not depend on it.
 TTL_S = 3600.0
@@ -36,6 +45,30 @@ BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
 DEADLINE_S = 1.0
 # Time for the loop and the sockets beyond a deadline, on a loaded 2-core machine.
 SLACK_S = 0.75
+ROTATED_ACCESS_KEY = "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
+ROTATED_SECRET_KEY = "rotated-secret-9f8e7d6c-never-shown"
+
+
+async def hmac_of(secret: str, text: str) -> bytes:
+    """The digest HTX expects, computed apart from Vault."""
+    [digest] = await LocalHmacSigner(SecretStr(secret)).sign([text])
+    return digest
+
+
+class RevokedJustAfterTheRead(InMemoryVault):
+    """The vault-writer revokes the binding between the gate's read and its order: the key is destroyed first
+    (ExchangeKeys.destroy), so the record the gate read still names it."""
+
+    async def read(self, path: str) -> KvEntry | None:
+        entry = await super().read(path)
+        if path == binding_path(USER, BINDING):
+            await ExchangeKeys(self).destroy(USER, BINDING)
+        return entry
+
+
+class VaultDownWhenSigning(InMemoryVault):
+    async def hmac_batch(self, key: str, version: int, texts: Sequence[str]) -> HmacBatch:
+        raise VaultUnavailable("Vault is unreachable at 127.0.0.1:1")
 
 
 @pytest.fixture
@@ -79,14 +112,63 @@ async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its
 
     [(credentials, order)] = htx.orders
     assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
-    assert credentials.secret_key.get_secret_value() == SECRET_KEY
+    # Signed inside Vault, by the binding's own key version, with the secret the user bound.
+    assert isinstance(credentials.signer, TransitHmacSigner)
+    assert credentials.signer.key == KeyRef(exchange_key(USER, BINDING), 1)
+    [(text, digest)] = htx.signed
+    assert digest == await hmac_of(SECRET_KEY, text)
     assert order.to_body() == {"account-id": str(SPOT_ACCOUNT_ID), "symbol": "btcusdt", "type": "buy-limit",
                                "amount": "0.001", "price": "30000", "client-order-id": "c-1"}
     assert placed.order_id == 1 and placed.client_order_id == "c-1"
     [event] = audits(sink)
     assert (event.service, event.action, event.outcome) == ("trading-engine", "order", "order_placed")
     assert (event.user_id, event.binding_id, event.access_key_masked) == (USER, BINDING, mask_access_key(ACCESS_KEY))
-    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1, "vault_request_id": ""}
+    # The audit names Vault's signing call (Vault's audit log records it under that id), one per signature.
+    [sign_request_id] = credentials.signer.vault_request_ids
+    assert sign_request_id.startswith("in-memory-")
+    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1, "vault_request_id": "",
+                             "vault_sign_request_ids": [sign_request_id]}
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_the_credentials_sent_with_an_order_hold_no_secret(gate, htx):
+    await gate.place(USER, BINDING, BUY_BTC)
+
+    [(credentials, _)] = htx.orders
+    signer = credentials.signer
+    assert isinstance(signer, TransitHmacSigner)
+    # Field by field: what travels is the access key, a key name and version, and Vault's request ids.
+    assert [field.name for field in fields(credentials)] == ["access_key", "signer", "uid"]
+    assert [field.name for field in fields(signer)] == ["vault", "key", "vault_request_ids"]
+    assert all(SECRET_KEY not in str(value) for value in (signer.key, signer.vault_request_ids))
+    assert SECRET_KEY not in repr(credentials) + repr(signer)
+
+
+async def test_a_binding_revoked_between_read_and_order_is_refused_and_nothing_is_sent(clock, htx, sink):
+    vault = RevokedJustAfterTheRead()
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"])
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+
+    refused = await refusal(gate, BUY_BTC)
+
+    assert refused.reason is OrderRefusalReason.BINDING_REVOKED and "key is deleted from Vault" in str(refused)
+    assert htx.orders == [] and htx.signed == []
+    [event] = audits(sink)
+    assert (event.outcome, event.access_key_masked) == ("order_refused", mask_access_key(ACCESS_KEY))
+    assert event.details == {"symbol": "btcusdt", "reason": "binding_revoked", "vault_request_id": ""}
+
+
+async def test_vault_down_when_signing_sends_nothing_and_places_nothing(clock, htx, sink):
+    vault = VaultDownWhenSigning()
+    await store_binding(vault)
+    await store_whitelist(vault, ["btcusdt"])
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+
+    with pytest.raises(VaultUnavailable):
+        await gate.place(USER, BINDING, BUY_BTC)
+
+    assert htx.orders == [] and [event.outcome for event in audits(sink)] == []
 
 
 @pytest.mark.usefixtures("active_binding")
@@ -149,9 +231,12 @@ async def test_revocation_whitelist_changes_and_rotation_bind_the_very_next_orde
     await store_whitelist(vault, ["ethusdt"])
     assert (await refusal(gate, BUY_BTC)).reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
 
-    await store_binding(vault, access_key="f0e1d2c3-b4a59687-78695a4b-3c2d1e", secret_key="rotated-secret")
+    await store_binding(vault, access_key=ROTATED_ACCESS_KEY, secret_key=ROTATED_SECRET_KEY)
     await gate.place(USER, BINDING, BUY_ETH)
-    assert htx.orders[-1][0].access_key == "f0e1d2c3-b4a59687-78695a4b-3c2d1e"
+    rotated, _ = htx.orders[-1]
+    assert rotated.access_key == ROTATED_ACCESS_KEY and rotated.signer.key == KeyRef(exchange_key(USER, BINDING), 2)
+    text, digest = htx.signed[-1]
+    assert digest == await hmac_of(ROTATED_SECRET_KEY, text)
 
     await vault.delete_all(whitelist_path(USER, BINDING))
     await vault.delete_all(binding_path(USER, BINDING))

@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from shared.adapters.htx.errors import HtxError, HtxErrorKind, parse_response
-from shared.adapters.htx.signing import compute_signature, percent_encode, signed_query
+from shared.adapters.htx.signing import compute_signature, percent_encode
+from tests.adapters.htx.signed import signed_query
 
 pytestmark = pytest.mark.stack
 

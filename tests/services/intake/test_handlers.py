@@ -9,7 +9,7 @@ from shared.contracts.outcomes import status
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.states import BindingState, RequestKind
-from tests.builders import topic_of
+from tests.builders import SECRET, topic_of
 from tests.fakes import AT, fake_seal
 
 
@@ -19,7 +19,7 @@ def deps(limit=10, clock=None):
 
 def request(**overrides):
     fields = dict(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
-                  secret_key_sealed=fake_seal("s3cret", "u1"), trading_pairs=["BTC/USDT"], requested_at=utc_now())
+                  secret_key_sealed=fake_seal(SECRET, "u1"), trading_pairs=["BTC/USDT"], requested_at=utc_now())
     return BindingRequested(**(fields | overrides))
 
 
@@ -67,7 +67,7 @@ async def test_attempts_are_limited_per_user_per_minute():
     results = [by_topic(await handle_binding_requested(request(request_id=f"r{i}"), shared, at=AT)) for i in range(3)]
     assert [r[Topic.BINDING_STATUS][0].state for r in results] == [BindingState.RECEIVED] * 2 + [BindingState.REJECTED]
     assert results[2][Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.TOO_MANY_ATTEMPTS]
-    other_request = request(request_id="x", user_id="u2", secret_key_sealed=fake_seal("s", "u2"))
+    other_request = request(request_id="x", user_id="u2", secret_key_sealed=fake_seal(SECRET, "u2"))
     other_user = by_topic(await handle_binding_requested(other_request, shared, at=AT))
     assert other_user[Topic.BINDING_STATUS][0].state == BindingState.RECEIVED
     now[0] = 60.0

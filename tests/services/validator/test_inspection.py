@@ -10,6 +10,7 @@ from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
 from shared.adapters.htx.client import HtxClient, HtxCredentials
 from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
+from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import ReasonCode as R
 from tests.services.validator.reasons import codes
@@ -78,8 +79,9 @@ async def test_a_sub_account_key_has_no_facts(sandbox, client):
 @pytest.mark.parametrize(
     "credentials_of",
     [
-        lambda sandbox: HtxCredentials("00000000-00000000-00000000-00000", SecretStr("x")),
-        lambda sandbox: HtxCredentials(sandbox.key_entry("good")["access_key"], SecretStr("wrong-secret")),
+        lambda sandbox: HtxCredentials("00000000-00000000-00000000-00000", LocalHmacSigner(SecretStr("x"))),
+        lambda sandbox: HtxCredentials(sandbox.key_entry("good")["access_key"],
+                                       LocalHmacSigner(SecretStr("wrong-secret"))),
     ],
     ids=["unknown-key", "wrong-secret"],
 )

@@ -3,6 +3,8 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from pydantic import SecretStr
+
 from services.validator.handlers import ValidatorDeps, handle_recheck_requested
 from services.validator.inspection import KeyInspection
 from services.validator.pacing import Pacer
@@ -14,12 +16,13 @@ from services.whitelist.handlers import (
     handle_binding_stored,
     handle_whitelist_requested,
 )
+from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.contracts.events import BindingRechecked, SweepRequested, WhitelistRequested, utc_now
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
-from tests.builders import stored, topic_of, validated
+from tests.builders import SECRET, stored, topic_of, validated
 from tests.fakes import AT, InMemoryVault
 from tests.services.whitelist.test_handlers import catalog
 
@@ -65,7 +68,8 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
         paced.append(1)
 
     async def withdraw_enabled(credentials):
-        assert credentials.secret_key.get_secret_value() == "s3cret"
+        # Signed inside Vault with the binding's key, as the stored secret would sign.
+        assert await credentials.signer.sign(["GET"]) == await LocalHmacSigner(SecretStr(SECRET)).sign(["GET"])
         return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
 
     checking = ValidatorDeps(vault, withdraw_enabled, 2.0, pace, asyncio.Semaphore(4))
