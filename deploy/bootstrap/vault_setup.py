@@ -17,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from deploy.bootstrap.event_keys import ensure_event_signing_keys, signing_policy
 from deploy.bootstrap.exchange_key_migration import ensure_exchange_keys_in_transit, stored_bindings
+from deploy.bootstrap.key_grants import key_management_policy
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.client import hvac_client
@@ -206,8 +207,9 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
     for role in ALL_ROLES:
         policy_file = policies_dir / f"{role}.hcl"
         try:
-            # The lines for signing and verifying records follow from the routing table, not from the file.
-            wanted = policy_file.read_text() + signing_policy(role)
+            # The lines for signing and verifying records follow from the routing table, and those for exchange
+            # keys from deploy/bootstrap/key_grants.py, not from the file.
+            wanted = policy_file.read_text() + signing_policy(role) + key_management_policy(role)
         except FileNotFoundError:
             raise BootstrapError(f"no policy for role {role}: {policy_file} is missing") from None
         try:

@@ -1,23 +1,11 @@
 # vault-writer: the only writer of bindings and of the access-key index; it also removes them on revoke. It imports
 # each binding's secret into the binding's own Transit key and deletes that key on revoke, but never signs with it
-# (README.md#the-secrets-path).
+# (README.md#the-secrets-path). The bootstrap adds the grant on the bindings' keys (deploy/bootstrap/key_grants.py):
+# import (a version too), read their versions, delete.
 
 # Unseal what the app sealed (the user id is the context): the secret wrapped for Vault, which only Vault can unwrap.
 path "transit/decrypt/binding-secret" {
   capabilities = ["update"]
-}
-
-# Import a binding's secret into its key (a rotation imports a version), read the key's version, and delete the key
-# of a revoked binding (deletion_allowed is set on that key alone, just before). Only those parameters are allowed:
-# the key stays non-exportable without a plaintext backup, and no version can be trimmed or retired.
-path "transit/keys/exchange-key-*" {
-  capabilities = ["read", "update", "delete"]
-  allowed_parameters = {
-    "ciphertext"       = []
-    "type"             = ["hmac"]
-    "hash_function"    = ["SHA256"]
-    "deletion_allowed" = [true]
-  }
 }
 
 # HMAC an access key for the uniqueness index, so the index never holds an access key in clear.
