@@ -3,8 +3,6 @@ tests publish the status, audit and dead-letter records themselves)."""
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import signal
 import subprocess
@@ -16,6 +14,7 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
+from shared.adapters.vault.key_import import HMAC_KEY_IMPORT
 from shared.adapters.vault.layout import BINDING_SECRET_KEY, TRANSIT_MOUNT
 from shared.clients.binding_client import BindingClient, InvalidRequest, StatusTimeout
 from shared.clients.console import EXIT_INTERRUPTED
@@ -35,6 +34,7 @@ from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY, SECRET_KEY, audit
 from tests.clients.hash7_process import hash7_command, hash7_environment, run_hash7
 from tests.fixtures.stack import BootstrappedStack, publisher_as
 from tests.kafka_reading import raw_records
+from tests.vault_admin import signs_as
 
 pytestmark = pytest.mark.stack
 
@@ -85,10 +85,8 @@ async def test_bind_publishes_a_secret_only_vault_can_open_for_that_user(
     wrapped = base64.b64decode(opened["data"]["plaintext"]).decode()
     assert SECRET_KEY not in wrapped and SECRET_KEY not in base64.b64decode(wrapped).decode(errors="replace")
     scratch = f"test-wrapped-{uuid.uuid4().hex}"
-    root.write_data(f"{TRANSIT_MOUNT}/keys/{scratch}/import", data={"ciphertext": wrapped, "type": "hmac"})
-    signed = root.write_data(f"{TRANSIT_MOUNT}/hmac/{scratch}/sha2-256", data={"input": _b64("text")})
-    assert signed["data"]["hmac"] == "vault:v1:" + base64.b64encode(
-        hmac.new(SECRET_KEY.encode(), b"text", hashlib.sha256).digest()).decode()
+    root.write_data(f"{TRANSIT_MOUNT}/keys/{scratch}/import", data={"ciphertext": wrapped, **HMAC_KEY_IMPORT})
+    assert signs_as(root, scratch, SECRET_KEY, "text")
     with pytest.raises(hvac.exceptions.InvalidRequest):
         root.secrets.transit.decrypt_data(name=BINDING_SECRET_KEY, ciphertext=sealed,
                                           context=_b64("someone-else"), mount_point=TRANSIT_MOUNT)

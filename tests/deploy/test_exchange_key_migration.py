@@ -18,11 +18,11 @@ from deploy.bootstrap.vault_setup import ensure_vault
 from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import VaultClient
-from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT, binding_path, exchange_key
 from shared.adapters.vault.records import BindingRecord
 from shared.clients.trading.credentials import BindingStore
 from tests.builders import SECRET
+from tests.vault_admin import import_secret
 
 pytestmark = pytest.mark.stack
 
@@ -94,12 +94,6 @@ def _key(root: hvac.Client, binding: Legacy) -> dict[str, object]:
     return data
 
 
-def _import(root: hvac.Client, binding: Legacy, secret: str) -> None:
-    wrapping_key = root.read(f"{TRANSIT_MOUNT}/wrapping_key")["data"]["public_key"]
-    root.write_data(f"{TRANSIT_MOUNT}/keys/{binding.key}/import", data={
-        "ciphertext": wrap_for_import(wrapping_key, SecretStr(secret)), "type": "hmac", "hash_function": "SHA256"})
-
-
 def _move(root: hvac.Client) -> list[tuple[str, Outcome, str]]:
     progress = Progress()
     ensure_exchange_keys_in_transit(root, progress)
@@ -166,7 +160,7 @@ def test_a_rerun_changes_nothing(root, legacy):
 async def test_a_move_interrupted_after_its_import_completes_without_importing_again(bootstrapped_stack, root,
                                                                                     legacy):
     _write_legacy_record(root, legacy)
-    _import(root, legacy, SECRET)
+    import_secret(root, legacy.key, SECRET)
 
     assert _move(root) == [(SUBJECT, Outcome.UPDATED, "moved 1 bindings' secrets into Transit")]
 
@@ -177,7 +171,7 @@ async def test_a_move_interrupted_after_its_import_completes_without_importing_a
 
 async def test_a_key_already_holding_another_secret_is_not_taken_for_the_bindings(bootstrapped_stack, root, legacy):
     _write_legacy_record(root, legacy)
-    _import(root, legacy, OTHER_SECRET)
+    import_secret(root, legacy.key, OTHER_SECRET)
 
     _move(root)
 
@@ -186,7 +180,7 @@ async def test_a_key_already_holding_another_secret_is_not_taken_for_the_binding
 
 
 def test_a_binding_already_in_transit_is_untouched(root, legacy):
-    _import(root, legacy, SECRET)
+    import_secret(root, legacy.key, SECRET)
     record = {name: value for name, value in _write_legacy_record(root, legacy).items()
               if name not in ("secret_key", "secret_key_sealed")}
     root.secrets.kv.v2.create_or_update_secret(

@@ -14,7 +14,6 @@ restore ("modifications to audit devices are not allowed"). deploy/stack/bao.py 
 folder, so the restore goes into the same run folder.
 """
 
-import base64
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +28,11 @@ from pydantic import SecretStr
 from deploy.bootstrap.vault_files import InitKeys, VaultFiles, read_init_keys
 from deploy.stack.bao import READY_TIMEOUT_S, BaoServer, start_bao
 from deploy.stack.processes import free_port
-from shared.adapters.htx.signing import compute_signature, pre_sign_text
-from shared.adapters.vault.key_import import HMAC_KEY_IMPORT, wrap_for_import
+from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.vault.layout import TRANSIT_MOUNT, exchange_key
 from tests.builders import SECRET
 from tests.fixtures.stack import LOOPBACK
+from tests.vault_admin import import_secret, signs_as
 
 pytestmark = pytest.mark.stack
 
@@ -42,8 +41,6 @@ KEY = exchange_key("u", "b")
 HTX_TEXT = pre_sign_text("GET", "api.huobi.pro", "/v1/account/accounts",
                          [("AccessKeyId", "ak-snapshot"), ("SignatureMethod", "HmacSHA256"),
                           ("SignatureVersion", "2"), ("Timestamp", "2024-01-02T03:04:05")])
-# Vault's HMAC of HTX_TEXT with SECRET: the key signs as the exchange secret it was imported from.
-EXPECTED_HMAC = "vault:v1:" + compute_signature(SecretStr(SECRET), HTX_TEXT)
 KV_MOUNT = "kv"
 KV_PROBE_PATH, KV_PROBE = "snapshot-probe", {"value": "written-before-the-snapshot"}
 
@@ -67,24 +64,13 @@ def _store_exchange_key(root: hvac.Client) -> None:
     root.sys.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
     root.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "1"})
     root.secrets.kv.v1.create_or_update_secret(KV_PROBE_PATH, KV_PROBE, mount_point=KV_MOUNT)
-    wrapping_key = _read(root, f"{TRANSIT_MOUNT}/wrapping_key")["public_key"]
-    root.write_data(f"{TRANSIT_MOUNT}/keys/{KEY}/import",
-                    data={"ciphertext": wrap_for_import(wrapping_key, SecretStr(SECRET)), **HMAC_KEY_IMPORT})
+    import_secret(root, KEY, SECRET)
 
 
 def _read(root: hvac.Client, path: str) -> dict[str, Any]:
     answer = root.read(path)
     assert isinstance(answer, dict)
     return dict(answer["data"])
-
-
-def _hmac(root: hvac.Client) -> str:
-    return str(root.secrets.transit.generate_hmac(KEY, hash_input=_b64(HTX_TEXT), algorithm="sha2-256",
-                                                  mount_point=TRANSIT_MOUNT)["data"]["hmac"])
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def _assert_key_stays_inside(root: hvac.Client) -> None:
@@ -102,7 +88,7 @@ def _take_snapshot(run_dir: Path) -> tuple[bytes, InitKeys]:
     with _bao(run_dir) as source:
         root = _root(source, source.root_token)
         _store_exchange_key(root)
-        assert _hmac(root) == EXPECTED_HMAC
+        assert signs_as(root, KEY, SECRET, HTX_TEXT)
         _assert_key_stays_inside(root)
         # hvac streams the answer: it is read while the server is still up.
         answer = root.sys.take_raft_snapshot()
@@ -146,11 +132,11 @@ def test_a_raft_snapshot_restores_the_exchange_keys_into_a_new_vault(tmp_path: P
         with pytest.raises(hvac_errors.Forbidden):
             fresh_root.auth.token.lookup_self()
         root = _root(target, source_keys.root_token)
-        assert _hmac(root) == EXPECTED_HMAC
+        assert signs_as(root, KEY, SECRET, HTX_TEXT)
         _assert_key_stays_inside(root)
         assert root.secrets.kv.v1.read_secret(KV_PROBE_PATH, mount_point=KV_MOUNT)["data"] == KV_PROBE
 
     # `make run` unseals from the init file (deploy/stack/bao.py): the saved one goes back in place for good.
     shutil.copy(saved_init, VaultFiles(run_dir).init_file)
     with _bao(run_dir) as restarted:
-        assert _hmac(_root(restarted, source_keys.root_token)) == EXPECTED_HMAC
+        assert signs_as(_root(restarted, source_keys.root_token), KEY, SECRET, HTX_TEXT)

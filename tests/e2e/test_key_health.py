@@ -3,18 +3,17 @@ admin API) and moves each binding to invalid, expiring or back to active, saying
 changed."""
 
 import asyncio
-import json
 import uuid
 
 import pytest
 
-from deploy.bootstrap.vault_files import VaultFiles
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import SweepRequested, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
 from tests.e2e.helpers import WAIT_S, bind, fresh_account_key, fresh_key, new_user
+from tests.vault_admin import audit_responses
 
 pytestmark = pytest.mark.stack
 S = BindingState
@@ -55,10 +54,9 @@ async def assert_rechecks_signed_in_vault(client, binding_id, bootstrapped_stack
     under an id the recheck's audit event names."""
     [recheck] = [a async for a in client.audit_events() if a.action == "recheck" and a.binding_id == binding_id]
     ids = set(recheck.details["vault_sign_request_ids"])
-    lines = VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text().splitlines()
-    signings = [entry for entry in map(json.loads, filter(None, lines))
-                if entry["type"] == "response" and entry.get("request", {}).get("id") in ids]
-    assert ids and {entry["request"]["id"] for entry in signings} == ids
+    answered = audit_responses(bootstrapped_stack.run_dir)
+    signings = [answered[request_id] for request_id in ids if request_id in answered]
+    assert ids and len(signings) == len(ids)
     assert all(entry["request"]["path"] == f"transit/hmac/{exchange_key(recheck.user_id, binding_id)}/sha2-256"
                and "validator" in entry["auth"]["policies"] for entry in signings)
 

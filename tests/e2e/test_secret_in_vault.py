@@ -2,9 +2,6 @@
 exactly as the user's secret would; every signature is in Vault's audit log under the id our audit event names;
 rejected bindings leave no key behind; a rotation adds a version and a revocation deletes the key."""
 
-import base64
-import hashlib
-import hmac
 import json
 
 import hvac
@@ -15,8 +12,9 @@ from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.vault.layout import TRANSIT_MOUNT, binding_path, exchange_key, key_check_key
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.states import BindingState
-from tests.e2e.helpers import TERMINAL, WAIT_S, Key, bind, fresh_key, new_user, states
+from tests.e2e.helpers import TERMINAL, WAIT_S, bind, fresh_key, new_user, states
 from tests.e2e.test_binding_pipeline import audits_of, eventually, kv_read
+from tests.vault_admin import audit_responses, signs_as, transit_key
 
 pytestmark = pytest.mark.stack
 S = BindingState
@@ -24,21 +22,6 @@ R = ReasonCode
 # A text HTX would have signed: what the stored key must sign as the user's secret does.
 PRE_SIGN_TEXT = pre_sign_text("GET", "api.huobi.pro", "/v2/user/uid",
                               [("AccessKeyId", "probe"), ("Timestamp", "2026-11-30T00:00:00")])
-
-
-def transit_key(vault_admin: hvac.Client, name: str) -> dict | None:
-    try:
-        return vault_admin.secrets.transit.read_key(name=name, mount_point=TRANSIT_MOUNT)["data"]
-    except hvac.exceptions.InvalidPath:
-        return None
-
-
-def signs_as(vault_admin: hvac.Client, name: str, version: int, key: Key) -> bool:
-    """Whether version `version` of Transit key `name` signs PRE_SIGN_TEXT as key's secret does."""
-    answer = vault_admin.write_data(f"{TRANSIT_MOUNT}/hmac/{name}/sha2-256", data={
-        "key_version": version, "input": base64.b64encode(PRE_SIGN_TEXT.encode()).decode()})
-    expected = hmac.new(key.secret_key.get_secret_value().encode(), PRE_SIGN_TEXT.encode(), hashlib.sha256).digest()
-    return answer["data"]["hmac"] == f"vault:v{version}:" + base64.b64encode(expected).decode()
 
 
 def key_checks_left(vault_admin: hvac.Client, user: str, request_id: str) -> bool:
@@ -59,7 +42,7 @@ async def test_a_bound_key_is_a_non_exportable_transit_key_that_signs_as_the_sec
     stored = transit_key(vault_admin, record["exchange_key"])
     assert stored is not None
     assert (stored["type"], stored["exportable"], stored["allow_plaintext_backup"]) == ("hmac", False, False)
-    assert signs_as(vault_admin, record["exchange_key"], 1, key)
+    assert signs_as(vault_admin, record["exchange_key"], key.secret_key.get_secret_value(), PRE_SIGN_TEXT)
     # Not even root can take the key out of Vault.
     for refused in (f"{TRANSIT_MOUNT}/export/hmac-key/{record['exchange_key']}",
                     f"{TRANSIT_MOUNT}/backup/{record['exchange_key']}"):
@@ -78,10 +61,8 @@ async def test_every_signature_of_a_key_check_is_in_vaults_audit_log_under_the_i
     # uid, api-key and accounts: the signed calls of a key check (services/validator/inspection.py).
     assert len(ids) == 3 and len(set(ids)) == 3
 
-    audit_log = VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
-    entries = [json.loads(line) for line in audit_log.splitlines() if line.strip()]
-    signings = {entry["request"]["id"]: entry for entry in entries
-                if entry["type"] == "response" and entry.get("request", {}).get("id") in ids}
+    answered = audit_responses(bootstrapped_stack.run_dir)
+    signings = {request_id: answered[request_id] for request_id in ids if request_id in answered}
     assert set(signings) == set(ids)
     for entry in signings.values():
         assert entry["request"]["path"] == f"{TRANSIT_MOUNT}/hmac/{key_check_key(user, request_id)}/sha2-256"
@@ -89,7 +70,7 @@ async def test_every_signature_of_a_key_check_is_in_vaults_audit_log_under_the_i
         # Vault records a keyed HMAC of what it signed, never the text, let alone the secret.
         [signed] = entry["request"]["data"]["batch_input"]
         assert signed["input"].startswith("hmac-sha256:")
-    assert key.secret_key.get_secret_value() not in audit_log
+    assert key.secret_key.get_secret_value() not in VaultFiles(bootstrapped_stack.run_dir).audit_log.read_text()
 
 
 @pytest.mark.parametrize("note", ["withdraw", "ip-not-bound"])
@@ -120,7 +101,8 @@ async def test_a_rotation_adds_a_key_version_and_a_revocation_deletes_the_key(cl
     assert (record["exchange_key"], record["exchange_key_version"]) == (name, 2)
     # The old version still signs: requests signed with it and still in flight verify at HTX until the user
     # deletes the old key there, as the rotation's status tells them to.
-    assert signs_as(vault_admin, name, 2, new) and signs_as(vault_admin, name, 1, old)
+    assert signs_as(vault_admin, name, new.secret_key.get_secret_value(), PRE_SIGN_TEXT, version=2)
+    assert signs_as(vault_admin, name, old.secret_key.get_secret_value(), PRE_SIGN_TEXT, version=1)
 
     revoked = await client.wait_for(await client.revoke(user, binding_id), TERMINAL, WAIT_S)
     assert revoked[-1].state == S.REVOKED

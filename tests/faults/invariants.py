@@ -20,8 +20,6 @@
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import itertools
 import json
 from collections import defaultdict
@@ -57,12 +55,15 @@ from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks, leaks_in_kv
+from tests.vault_admin import signs_as, transit_key
 
 S = BindingState
 # Where each state stands in a binding request's life; every final state stands last.
 _STAGE = {S.RECEIVED: 0, S.VALIDATED: 1, S.STORED: 2} | {state: 3 for state in BIND_OUTCOME.final}
 _EMITTER = {S.RECEIVED: "intake", S.VALIDATED: "validator", S.STORED: "vault-writer", S.ACTIVE: "whitelist",
             S.AWAITING_WHITELIST: "whitelist", S.EXPIRING: "whitelist"}
+# A text HTX would sign: an active binding's Transit key must sign it as the binding's secret does.
+KEY_PROBE_TEXT = "GET\napi.huobi.pro\n/v2/user/uid\nAccessKeyId=probe"
 # Who rejects, by the last state before the rejection.
 _REJECTER = {None: "intake", S.RECEIVED: "validator", S.VALIDATED: "vault-writer", S.STORED: "whitelist"}
 
@@ -256,7 +257,7 @@ def _check_key(access_key: str, rivals: list[BindingRequested], run: LoadRun, va
 def _check_stored(request: BindingRequested, binding_id: str | None, active: bool, vault: hvac.Client,
                   secret: str) -> list[str]:
     problems = ([f"{request.request_id}: its key check left a key in Vault"]
-                if _transit_key_exists(vault, key_check_key(request.user_id, request.request_id)) else [])
+                if transit_key(vault, key_check_key(request.user_id, request.request_id)) else [])
     if binding_id is None:
         return problems + ([] if not active else [f"{request.request_id}: active without a binding id"])
     path, name = binding_path(request.user_id, binding_id), exchange_key(request.user_id, binding_id)
@@ -267,7 +268,7 @@ def _check_stored(request: BindingRequested, binding_id: str | None, active: boo
     if not active:
         if versions:
             problems.append(f"{request.request_id}: not active, yet stored in Vault")
-        if _transit_key_exists(vault, name):
+        if transit_key(vault, name):
             problems.append(f"{request.request_id}: not active, yet its key is in Transit")
         return problems
     if len(versions) != 1:
@@ -277,26 +278,9 @@ def _check_stored(request: BindingRequested, binding_id: str | None, active: boo
         return problems + [f"{request.request_id}: Vault holds another request's or another key's record"]
     if "secret_key" in record or (record.get("exchange_key"), record.get("exchange_key_version")) != (name, 1):
         return problems + [f"{request.request_id}: the record holds a secret or names another Transit key"]
-    if not _signs_as(vault, name, secret):
+    if not signs_as(vault, name, secret, KEY_PROBE_TEXT):
         problems.append(f"{request.request_id}: its Transit key does not sign as the key's secret")
     return problems
-
-
-def _transit_key_exists(vault: hvac.Client, name: str) -> bool:
-    try:
-        vault.secrets.transit.read_key(name=name, mount_point=TRANSIT_MOUNT)
-    except hvac_errors.InvalidPath:
-        return False
-    return True
-
-
-def _signs_as(vault: hvac.Client, name: str, secret: str) -> bool:
-    """Whether version 1 of Transit key `name` signs a text as secret does."""
-    text = b"GET\napi.huobi.pro\n/v2/user/uid\nAccessKeyId=probe"
-    answer = vault.write_data(f"{TRANSIT_MOUNT}/hmac/{name}/sha2-256",
-                              data={"key_version": 1, "input": base64.b64encode(text).decode()})
-    expected = base64.b64encode(hmac.new(secret.encode(), text, hashlib.sha256).digest()).decode()
-    return bool(answer["data"]["hmac"] == f"vault:v1:{expected}")
 
 
 def _read(vault: hvac.Client, path: str) -> dict | None:

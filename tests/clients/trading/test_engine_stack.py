@@ -24,6 +24,7 @@ from shared.contracts.states import BindingState
 from shared.runtime.config import EngineSettings
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
 from tests.kafka_reading import raw_records
+from tests.vault_admin import audit_responses
 
 pytestmark = pytest.mark.stack
 
@@ -165,10 +166,6 @@ async def test_a_binding_a_sweep_found_invalid_is_refused(client, gate, htx_sand
     assert refused.value.reason is OrderRefusalReason.BINDING_INVALID
 
 
-def vault_audit_entries(run_dir) -> list[dict]:
-    return [json.loads(line) for line in VaultFiles(run_dir).audit_log.read_text().splitlines() if line.strip()]
-
-
 async def test_vault_records_the_read_and_the_signing_and_our_audit_event_points_at_both(
         client, gate, htx_sandbox, pipeline, bootstrapped_stack, vault_admin):
     user, key = new_user(), fresh_key(htx_sandbox)
@@ -176,8 +173,7 @@ async def test_vault_records_the_read_and_the_signing_and_our_audit_event_points
     await gate.place(user, binding_id, BUY_BTC)
     [ours] = [a for a in await order_audits(pipeline.settings, binding_id) if a.outcome == "order_placed"]
 
-    answers = {entry["request"].get("id"): entry for entry in vault_audit_entries(bootstrapped_stack.run_dir)
-               if entry["type"] == "response"}
+    answers = audit_responses(bootstrapped_stack.run_dir)
     read = answers[ours.details["vault_request_id"]]
     assert read["request"]["path"] == f"{KV_MOUNT}/data/{binding_path(user, binding_id)}"
     assert "trading-engine" in read["auth"]["policies"]
