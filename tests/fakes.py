@@ -86,6 +86,9 @@ class InMemoryVault:
             raise UnsealFailed("wrong context")
         return SecretStr(secret)
 
+    async def unsealed_problem(self) -> str | None:
+        return None
+
     async def hmac(self, key: str, data: str) -> str:
         return "vault:v1:" + base64.b64encode(f"{key}:{data}".encode()).decode()
 
@@ -108,6 +111,9 @@ class InMemoryVault:
 
     async def key_version(self, key: str) -> int | None:
         return len(self.hmac_keys[key]) if key in self.hmac_keys else None
+
+    async def live_versions(self, key: str) -> range:
+        return range(1, len(self.hmac_keys.get(key, [])) + 1)
 
     async def delete_key(self, key: str) -> None:
         self.hmac_keys.pop(key, None)

@@ -10,17 +10,17 @@ the older version and what it certified within a minute, and records still signe
 """
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import click
 import hvac
-import requests
 from hvac import exceptions as hvac_errors
 
+from deploy.admin import admin_vault, run_admin_program
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.layout import TRANSIT_MOUNT, event_signing_key
+from shared.clients.console import program_options
 from shared.contracts.provenance import CERTIFICATE_LIFETIME_S
 from shared.contracts.routing import ROUTES, Party
 
@@ -106,20 +106,20 @@ def _state(client: hvac.Client, party: Party) -> SigningKeyState:
 
 # ---- hash7-keys --------------------------------------------------------------------------------------------
 
+PROGRAM = "hash7-keys"
 _PARTY = click.Choice([party.value for party in SIGNING_PARTIES])
 
 
 @click.group(help=__doc__)
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.pass_context
-def cli(context: click.Context, output: str) -> None:
-    context.obj = output
+@program_options(PROGRAM)
+def cli() -> None:
+    pass
 
 
 @cli.command("list", help="Each party's signing key: its latest version and the oldest one still accepted.")
 @click.pass_obj
 def list_keys(output: str) -> None:
-    _show(output, signing_key_states(_admin_client()))
+    _show(output, signing_key_states(admin_vault()))
 
 
 @cli.command("rotate", help="Add a version to PARTY's key: Transit signs with it from now on, older versions still "
@@ -127,7 +127,7 @@ def list_keys(output: str) -> None:
 @click.argument("party", type=_PARTY)
 @click.pass_obj
 def rotate_command(output: str, party: str) -> None:
-    _show(output, [rotate(_admin_client(), Party(party))])
+    _show(output, [rotate(admin_vault(), Party(party))])
 
 
 @cli.command("retire", help="Accept only the latest version of PARTY's key, and the keys it certified (an hour "
@@ -137,16 +137,7 @@ def rotate_command(output: str, party: str) -> None:
                                              "older version certified become dead letters.")
 @click.pass_obj
 def retire_command(output: str, party: str, force: bool) -> None:
-    _show(output, [retire_older_versions(_admin_client(), Party(party), force=force)])
-
-
-def _admin_client() -> hvac.Client:
-    # Imported here: the bootstrap's settings and token lookup (deploy/bootstrap/run.py) import this module.
-    from deploy.bootstrap.run import BootstrapSettings, admin_token
-    from shared.adapters.vault.client import hvac_client
-
-    settings = BootstrapSettings()
-    return hvac_client(settings.vault_addr, admin_token(settings), settings.vault_timeout_s)
+    _show(output, [retire_older_versions(admin_vault(), Party(party), force=force)])
 
 
 def _show(output: str, states: list[SigningKeyState]) -> None:
@@ -159,17 +150,7 @@ def _show(output: str, states: list[SigningKeyState]) -> None:
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False, prog_name="hash7-keys")
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (BootstrapError, hvac_errors.VaultError) as error:
-        click.echo(f"hash7-keys: {error}", err=True)
-        sys.exit(1)
-    except requests.ConnectionError:
-        click.echo("hash7-keys: cannot reach Vault (HASH7_VAULT_ADDR): is it running?", err=True)
-        sys.exit(1)
+    run_admin_program(cli, PROGRAM)
 
 
 if __name__ == "__main__":

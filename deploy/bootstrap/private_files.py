@@ -1,7 +1,10 @@
 """Files that hold secrets (the unseal key, AppRole secret ids): owner-only from the moment they exist."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 OWNER_ONLY_FILE = 0o600
 OWNER_ONLY_DIR = 0o700
@@ -15,21 +18,29 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Atomically replace path with text; the file is created 0600, never wider, not even briefly."""
+@contextmanager
+def replacing_private_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write that atomically replaces path once the block ends without an error (nothing changes
+    at path otherwise); created 0600, never wider, not even briefly."""
     make_private_dir(path.parent)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staging.unlink(missing_ok=True)
     descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY_FILE)
     try:
-        with os.fdopen(descriptor, "w") as staged:
-            staged.write(text)
+        with os.fdopen(descriptor, "wb") as staged:
+            yield staged
             staged.flush()
             os.fsync(staged.fileno())
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Atomically replace path with text (replacing_private_file)."""
+    with replacing_private_file(path) as staged:
+        staged.write(text.encode())
 
 
 def is_private(path: Path) -> bool:

@@ -1,10 +1,11 @@
 """The whole bootstrap: Kafka topics, then Vault. Idempotent; safe to run on every start of the stack."""
 
+import argparse
 import asyncio
 import sys
 
 import structlog
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from deploy.bootstrap.errors import StackError
 from deploy.bootstrap.kafka_topics import ensure_topics
@@ -13,6 +14,7 @@ from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.bootstrap.vault_setup import ensure_vault
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging
+from shared.runtime.program import BadSettings, settings_from_environment, version_line
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +53,18 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
     return progress
 
 
-def main() -> int:
+PROGRAM = "python -m deploy.bootstrap"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
+                                     epilog="Configuration comes from HASH7_* environment variables.")
+    parser.add_argument("--version", action="version", version=version_line(PROGRAM))
+    parser.parse_args(argv)
     try:
-        settings = BootstrapSettings()
-    except ValidationError as error:
-        print(f"Invalid HASH7_* settings, so nothing was bootstrapped:\n{error}", file=sys.stderr)
+        settings = settings_from_environment(BootstrapSettings)
+    except BadSettings as error:
+        print(f"{PROGRAM}: {error}; nothing was bootstrapped", file=sys.stderr)
         return 1
     configure_logging("bootstrap", settings.log_format, settings.log_level)
     try:

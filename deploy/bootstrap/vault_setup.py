@@ -43,8 +43,12 @@ KV_MAX_VERSIONS = 1
 # give equal ciphertexts.
 TRANSIT_KEYS = {BINDING_SECRET_KEY: True, ACCESS_KEY_INDEX_KEY: False}
 # Service tokens (renewable, unlike batch tokens) that live 1 h and are renewed up to 24 h, then a new login.
-# Secret ids keep the defaults (no expiry, unlimited uses): the credentials file is reused across restarts.
-ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400}
+# Secret ids expire after 30 days: `hash7-admin rotate-secret-id` (deploy/admin/approle.py) replaces one before, and
+# a bootstrap mints a new one for a role whose saved one no longer logs in. Their uses are not counted: a service
+# logs in at every start, every 24 h and after a refused token, so any bound would lock out one that restarts often.
+SECRET_ID_TTL_S = 30 * 86400
+ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400,
+                       "secret_id_ttl": SECRET_ID_TTL_S, "secret_id_num_uses": 0}
 
 
 def credentials_path(run_dir: Path, role: str) -> Path:
@@ -264,7 +268,7 @@ def ensure_role_credentials(
         subject = f"approle credentials {path}"
         role_id = client.auth.approle.read_role_id(role, mount_point=APPROLE_MOUNT)["data"]["role_id"]
         saved = _read_credentials(path)
-        if saved is not None and saved.role_id == role_id and _logs_in(vault_addr, saved, timeout_s):
+        if saved is not None and saved.role_id == role_id and logs_in(vault_addr, saved, timeout_s):
             if is_private(path):
                 progress.record(subject, Outcome.PRESENT, "still logs in")
             else:
@@ -272,11 +276,16 @@ def ensure_role_credentials(
                 progress.record(subject, Outcome.UPDATED, "permissions narrowed to 0600")
             continue
         secret_id = client.auth.approle.generate_secret_id(role, mount_point=APPROLE_MOUNT)["data"]["secret_id"]
-        write_private_file(path, json.dumps({"role_id": role_id, "secret_id": secret_id}))
+        write_credentials(path, AppRoleCredentials(role_id=role_id, secret_id=SecretStr(secret_id)))
         if saved is None:
             progress.record(subject, Outcome.CREATED)
         else:
             progress.record(subject, Outcome.UPDATED, "the saved credentials no longer logged in")
+
+
+def write_credentials(path: Path, credentials: AppRoleCredentials) -> None:
+    write_private_file(path, json.dumps({"role_id": credentials.role_id,
+                                         "secret_id": credentials.secret_id.get_secret_value()}))
 
 
 def _read_credentials(path: Path) -> AppRoleCredentials | None:
@@ -286,7 +295,7 @@ def _read_credentials(path: Path) -> AppRoleCredentials | None:
         return None
 
 
-def _logs_in(vault_addr: str, credentials: AppRoleCredentials, timeout_s: float) -> bool:
+def logs_in(vault_addr: str, credentials: AppRoleCredentials, timeout_s: float) -> bool:
     client = hvac_client(vault_addr, SecretStr(""), timeout_s)
     try:
         client.auth.approle.login(

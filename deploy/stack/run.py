@@ -4,6 +4,7 @@ Start order: Vault, Kafka, the HTX sandbox, the bootstrap, then the services. St
 first, then the rest. Every child runs in its own process group, so none is left behind.
 """
 
+import argparse
 import asyncio
 import fcntl
 import os
@@ -17,7 +18,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -33,14 +33,18 @@ from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging, redact, terminal_safe
+from shared.runtime.program import BadSettings, settings_from_environment, version_line
 from shared.runtime.service import EXIT_START_TIMED_OUT
 
+PROGRAM = "hash7-stack"
 console = Console(soft_wrap=True, highlight=False)
 error_console = Console(stderr=True, highlight=False)
 
 # Python package -> process name. FastStream waits up to 15 s for in-flight messages on SIGTERM.
 SERVICES = {"intake": "intake", "validator": "validator", "vault_writer": "vault-writer", "whitelist": "whitelist"}
 SERVICE_STOP_TIMEOUT_S = 20.0
+# Each service serves /livez, /readyz and /metrics (shared/runtime/health.py) on HASH7_HEALTH_PORT + its index.
+HEALTH_PORT_BASE_DEFAULT = 8181
 # Ctrl-C, `kill`, and the terminal closing: the children live in their own sessions and would outlive us.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LINE_PREFIX_STYLES = ("cyan", "magenta", "green", "yellow", "blue")
@@ -69,13 +73,20 @@ class StackEndpoints:
     kafka: Endpoint
     vault: Endpoint
     sandbox: Endpoint
+    # Service process name -> where it serves its health and metrics.
+    health: dict[str, Endpoint]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "StackEndpoints":
+        base = os.environ.get("HASH7_HEALTH_PORT", str(HEALTH_PORT_BASE_DEFAULT))
+        if not base.isdigit() or not 0 < int(base) <= 65535 - len(SERVICES):
+            raise StackError(f"HASH7_HEALTH_PORT={base}: expected the first of {len(SERVICES)} free ports, e.g. "
+                             f"{HEALTH_PORT_BASE_DEFAULT}")
         return cls(
             kafka=_kafka_endpoint(settings.kafka_bootstrap_servers),
             vault=_http_endpoint(settings.vault_addr, "HASH7_VAULT_ADDR"),
             sandbox=_http_endpoint(settings.htx_base_url, "HASH7_HTX_BASE_URL"),
+            health={name: Endpoint("127.0.0.1", int(base) + index) for index, name in enumerate(SERVICES.values())},
         )
 
 
@@ -105,11 +116,17 @@ def after_startup(settings: Settings) -> None:
         error_console.print(f"The demo bindings did not complete: {redact(error)}", markup=False)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Configuration comes from HASH7_* environment variables (ports, run folder); see the README.",
+    )
+    parser.add_argument("--version", action="version", version=version_line(PROGRAM))
+    parser.parse_args(argv)
     try:
-        settings = Settings()
-    except ValidationError as error:
-        error_console.print(f"Invalid HASH7_* settings, so the stack was not started:\n{error}", markup=False)
+        settings = settings_from_environment(Settings)
+    except BadSettings as error:
+        error_console.print(f"{error}; the stack was not started", markup=False, soft_wrap=True)
         return 1
     configure_logging("stack", settings.log_format, settings.log_level)
     try:
@@ -132,7 +149,7 @@ def run_stack(settings: Settings) -> int:
             _start_infrastructure(infrastructure, endpoints, run_dir, stop)
             run_bootstrap(BootstrapSettings(run_dir=run_dir))
             _raise_if_stopping(stop)
-            _start_services(services, run_dir)
+            _start_services(services, run_dir, endpoints.health)
             _print_summary(endpoints, run_dir, services)
             after_startup(settings.model_copy(update={"run_dir": run_dir}))
             return _supervise(stop, services, infrastructure)
@@ -167,14 +184,15 @@ def _start_infrastructure(
     _raise_if_stopping(stop)
 
 
-def _start_services(services: Supervisor, run_dir: Path) -> None:
+def _start_services(services: Supervisor, run_dir: Path, health: dict[str, Endpoint]) -> None:
     for index, (package, name) in enumerate(SERVICES.items()):
         services.start(
             ManagedProcess(
                 name,
                 [sys.executable, "-m", f"services.{package}"],
                 run_dir / "logs" / f"{name}.log",
-                env=_child_environment(run_dir),
+                env=_child_environment(run_dir) | {"HASH7_HEALTH_HOST": health[name].host,
+                                                   "HASH7_HEALTH_PORT": str(health[name].port)},
                 echo=_terminal_echo(name, index),
                 stop_timeout_s=SERVICE_STOP_TIMEOUT_S,
             )
@@ -232,6 +250,8 @@ def _check_ports_free(endpoints: StackEndpoints) -> None:
             "HASH7_VAULT_ADDR",
         ),
         (endpoints.sandbox, "the HTX sandbox", "HASH7_HTX_BASE_URL"),
+        *((endpoint, f"the {name}'s health and metrics", "HASH7_HEALTH_PORT")
+          for name, endpoint in endpoints.health.items()),
     ]
     for endpoint, what, variable in wanted:
         if not port_is_free(endpoint.host, endpoint.port):
@@ -306,10 +326,16 @@ def _print_summary(endpoints: StackEndpoints, run_dir: Path, services: Superviso
     table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}",
                   "demo scenario; admin API under /_sandbox/")
     for process in services.processes:
-        table.add_row(process.name, f"pid {process.pid}", "")
+        health = endpoints.health[process.name]
+        url = f"http://{health.host}:{health.port}"
+        table.add_row(process.name, f"{url}/readyz", f"pid {process.pid}; {url}/livez, {url}/metrics")
     table.add_row("Logs", _shown(run_dir / "logs"), "one file per part; service output also appears below")
     table.add_row("Run folder", _shown(run_dir), "git-ignored; delete it (stack stopped) to start afresh")
     console.print(table)
+    # Also as plain lines, never folded (the console soft-wraps): what a person copies, and what a script reads.
+    for name, health in endpoints.health.items():
+        console.print(f"{name} health: http://{health.host}:{health.port}/readyz (also /livez, /metrics)",
+                      markup=False)
     console.print("Submit a binding: .venv/bin/hash7 bind --user alice --access-key <AK> --pairs btcusdt "
                   "(the secret key is asked for, hidden); all commands: .venv/bin/hash7 --help")
     console.print("Stop everything: Ctrl-C")

@@ -65,7 +65,9 @@ class ServiceProcesses:
 
     def _launch(self, package: str, instance: int) -> ManagedProcess:
         log_path = self.log_dir / f"{package}-{instance}-{time.monotonic_ns()}.log"
-        process = ManagedProcess(package, [sys.executable, "-m", f"services.{package}"], log_path, env=self.env).start()
+        # Any free port for its health and metrics: instances of one service run side by side (health_url).
+        env = self.env | {"HASH7_HEALTH_PORT": "0"}
+        process = ManagedProcess(package, [sys.executable, "-m", f"services.{package}"], log_path, env=env).start()
         instances = self.processes.setdefault(package, [])
         while len(instances) <= instance:
             instances.append(process)
@@ -80,6 +82,13 @@ class ServiceProcesses:
         for instances in self.processes.values():
             for process in instances:
                 process.stop()
+
+    def health_url(self, package: str, instance: int = 0) -> str:
+        """Where the instance serves /livez, /readyz and /metrics: the URL it logged on taking its port."""
+        for line in _read(self.processes[package][instance].log_path).splitlines():
+            if '"health_listening"' in line:
+                return str(json.loads(line)["url"])
+        raise LookupError(f"{package}-{instance} has not logged its health URL")
 
     def log_text(self) -> str:
         return "\n".join(_read(path) for path in sorted(self.log_dir.glob("*.log")))

@@ -23,7 +23,7 @@ def build(settings: IntakeSettings, deps: IntakeDeps | None = None, vault: Vault
     })
     # Replays are answered from the latest status each request reached, read back from the status topic.
     follow(messaging.broker, settings, Topic.BINDING_STATUS, deps.history.record, messaging.verifier)
-    return service_app(messaging.broker, subscriptions, settings, __doc__ or "")
+    return service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
 
 
 def main() -> None:

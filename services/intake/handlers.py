@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     BindingAccepted,
     BindingRequested,
@@ -33,13 +34,13 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
     previous = deps.history.latest(request.user_id, request.request_id)
     if previous is not None and previous.state is not BindingState.RECEIVED:
         # An exact replay of a request past intake: say again where it stands, do not do the work twice.
-        return _replayed(request, previous, masked)
+        return _replayed(request, previous, masked, at)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
     # Every check, again for a request still `received` (our first answer may have gone out without its
     # binding.accepted, a crash between the two): the record in hand need not be the one that was checked.
     problems = _problems(request, deps.limiter)
     if problems:
-        return _rejected(request.user_id, request.request_id, binding_id, problems, masked, at)
+        return _rejected(request, binding_id, problems, masked, at)
     # Accepted again identically (same time, same ids): a second copy downstream is harmless.
     return _accepted(request, binding_id, masked, previous.occurred_at if previous is not None else at)
 
@@ -64,8 +65,9 @@ def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datet
         status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
                binding_id=binding_id, occurred_at=at, kind=RequestKind.BIND, access_key_masked=masked,
                details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
-        audit(service=SERVICE, action="bind_request", outcome="accepted", user_id=request.user_id,
-              request_id=request.request_id, binding_id=binding_id, access_key_masked=masked),
+        audit(service=SERVICE, action=AuditAction.BIND_REQUEST, outcome=AuditOutcome.ACCEPTED, cause=request, at=at,
+              user_id=request.user_id, request_id=request.request_id, binding_id=binding_id,
+              access_key_masked=masked),
     ]
 
 
@@ -82,19 +84,20 @@ def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="bind_request", kind=RequestKind.BIND)
+    return malformed(error, at=at, service=SERVICE, action=AuditAction.BIND_REQUEST, kind=RequestKind.BIND)
 
 
-def _replayed(request: BindingRequested, previous: BindingStatus, masked: str) -> list[Event]:
+def _replayed(request: BindingRequested, previous: BindingStatus, masked: str, at: datetime) -> list[Event]:
     return [
         previous,
-        audit(service=SERVICE, action="bind_request", outcome="replayed", user_id=request.user_id,
-              request_id=request.request_id, binding_id=previous.binding_id, access_key_masked=masked),
+        audit(service=SERVICE, action=AuditAction.BIND_REQUEST, outcome=AuditOutcome.REPLAYED, cause=request, at=at,
+              user_id=request.user_id, request_id=request.request_id, binding_id=previous.binding_id,
+              access_key_masked=masked),
     ]
 
 
-def _rejected(user_id: str, request_id: str | None, binding_id: str | None, problems: list[Reason],
-              masked: str | None, at: datetime) -> list[Event]:
-    return rejected(service=SERVICE, action="bind_request", user_id=user_id, request_id=request_id,
-                    binding_id=binding_id, reasons=problems, occurred_at=at, kind=RequestKind.BIND,
-                    access_key_masked=masked)
+def _rejected(request: BindingRequested, binding_id: str | None, problems: list[Reason], masked: str | None,
+              at: datetime) -> list[Event]:
+    return rejected(service=SERVICE, action=AuditAction.BIND_REQUEST, cause=request, user_id=request.user_id,
+                    request_id=request.request_id, binding_id=binding_id, reasons=problems, occurred_at=at,
+                    kind=RequestKind.BIND, access_key_masked=masked)

@@ -34,7 +34,7 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         Topic.BINDING_ACCEPTED: partial(handle_binding_accepted, deps=deps),
         Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),
     })
-    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
     app.after_shutdown(htx.aclose)
     return app
 

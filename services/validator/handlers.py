@@ -21,7 +21,9 @@ from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
 from shared.adapters.vault.stores import Bindings, ExchangeKeys
 from shared.adapters.vault.transit_signer import TransitHmacSigner
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
+    AuditEvent,
     BindingAccepted,
     BindingRechecked,
     BindingValidated,
@@ -122,8 +124,8 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
                binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND, reasons=verdict.warnings,
                access_key_masked=masked,
                details={"htx_uid": facts.uid}),
-        audit(service=SERVICE, action="validate", outcome="validated", user_id=event.user_id,
-              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
+        audit(service=SERVICE, action=AuditAction.VALIDATE, outcome=AuditOutcome.VALIDATED, cause=event, at=at,
+              user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
               reasons=verdict.warnings, details={"htx_uid": facts.uid, "permissions": facts.permissions,
                                                  "vault_sign_request_ids": checked.vault_request_ids}),
     ]
@@ -133,8 +135,7 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
     """Re-check the key stored for the binding now, whatever any event says the key is."""
     binding = await deps.bindings.recheckable(event.user_id, event.binding_id)
     if binding is None:
-        return [audit(service=SERVICE, action="recheck", outcome="binding_gone", user_id=event.user_id,
-                      request_id=event.sweep_request_id, binding_id=event.binding_id)]
+        return [_binding_gone(event, at)]
     await deps.pace_recheck()
     masked = mask_access_key(binding.access_key)
     signer = TransitHmacSigner(deps.vault, binding.signing_key)
@@ -143,8 +144,7 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
             inspection = await _inspect(deps, binding.access_key, signer)
     except KeyMissing:
         # Revoked between the read and the signing: the revocation deleted the key.
-        return [audit(service=SERVICE, action="recheck", outcome="binding_gone", user_id=event.user_id,
-                      request_id=event.sweep_request_id, binding_id=event.binding_id)]
+        return [_binding_gone(event, at)]
     verdict = inspection.verdict
     rechecked = BindingRechecked(
         event_id=derived_event_id("rechecked", event.sweep_request_id, event.user_id, event.binding_id),
@@ -153,23 +153,30 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
         checked=inspection.checked, rejections=verdict.rejections if inspection.checked else [],
         warnings=verdict.warnings, checked_at=at,
     )
-    outcome = "unchecked" if not inspection.checked else ("failed" if verdict.rejections else "passed")
+    outcome = (AuditOutcome.UNCHECKED if not inspection.checked
+               else AuditOutcome.FAILED if verdict.rejections else AuditOutcome.PASSED)
     return [
         rechecked,
-        audit(service=SERVICE, action="recheck", outcome=outcome, user_id=event.user_id,
-              request_id=event.sweep_request_id, binding_id=event.binding_id, access_key_masked=masked,
-              reasons=[*verdict.rejections, *verdict.warnings],
+        audit(service=SERVICE, action=AuditAction.RECHECK, outcome=outcome, cause=event, at=at,
+              user_id=event.user_id, request_id=event.sweep_request_id, binding_id=event.binding_id,
+              access_key_masked=masked, reasons=[*verdict.rejections, *verdict.warnings],
               details={"vault_sign_request_ids": signer.vault_request_ids}),
     ]
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
     # Either topic's record: a malformed one cannot say which kind of request it served.
-    return malformed(error, at=at, service=SERVICE, action="validate", kind=None)
+    return malformed(error, at=at, service=SERVICE, action=AuditAction.VALIDATE, kind=None)
+
+
+def _binding_gone(event: RecheckRequested, at: datetime) -> AuditEvent:
+    return audit(service=SERVICE, action=AuditAction.RECHECK, outcome=AuditOutcome.BINDING_GONE, cause=event, at=at,
+                 user_id=event.user_id, request_id=event.sweep_request_id, binding_id=event.binding_id)
 
 
 def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime,
               vault_request_ids: list[str]) -> list[Event]:
-    return rejected(service=SERVICE, action="validate", user_id=event.user_id, request_id=event.request_id,
-                    binding_id=event.binding_id, reasons=reasons, occurred_at=at, kind=RequestKind.BIND,
-                    access_key_masked=masked, audit_details={"vault_sign_request_ids": vault_request_ids})
+    return rejected(service=SERVICE, action=AuditAction.VALIDATE, cause=event, user_id=event.user_id,
+                    request_id=event.request_id, binding_id=event.binding_id, reasons=reasons, occurred_at=at,
+                    kind=RequestKind.BIND, access_key_masked=masked,
+                    audit_details={"vault_sign_request_ids": vault_request_ids})

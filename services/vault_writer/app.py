@@ -51,7 +51,7 @@ def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> Fast
         Topic.BINDING_REVOKE_REQUESTED: partial(handle_revoke_requested, deps=deps),
         Topic.HEALTH_SWEEP_REQUESTED: partial(handle_sweep_requested, deps=deps),
     })
-    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
     if settings.health_sweep_interval_s > 0:
         background(app, lambda: request_sweeps(messaging.publisher, settings.health_sweep_interval_s), "sweep_requests")
     return app

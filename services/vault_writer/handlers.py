@@ -22,6 +22,7 @@ from shared.adapters.vault.stores import (
     Versioned,
     Whitelists,
 )
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     AuditEvent,
     BindingStored,
@@ -76,33 +77,30 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     # create-only: one Vault call fewer on the usual path, and finding it taken means we stored it before.
     current = await deps.bindings.read(event.user_id, event.binding_id) if event.replaces_binding_id else None
     if current is not None and current.record.request_id == event.request_id:
-        return await _stored(deps, event, masked, current)
+        return await _stored(deps, event, masked, current, at)
     if event.replaces_binding_id and current is None:
         # Gone (revoked, maybe while an earlier attempt of this rotation claimed its new access key): let that go.
-        await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
-        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="store", at=at)
+        await deps.index.release(event.access_key, event.user_id, event.binding_id)
+        return _rejected(event, masked, [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
+                         action=AuditAction.STORE, at=at)
     if current is not None and current.record.validated_at > event.validated_at:
         # A rotation validated before the key stored now (an old event sent again): it must not bring the older
         # key back.
-        return [_superseded(event, masked)]
+        return [_store_audit(event, masked, AuditOutcome.SUPERSEDED, at)]
     if current is None and await deps.tombstones.read(event.user_id, event.binding_id) is not None:
         # A new binding's id is its request's, so a tombstone means this very request was stored, then revoked,
         # and is now redelivered (a crash before our commit): the user's revocation stands.
-        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
-                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
+        return [_store_audit(event, masked, AuditOutcome.ALREADY_REVOKED, at)]
 
     try:
         wrapped = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
                                           event.user_id)
     except UnsealFailed:
-        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.SECRET_UNREADABLE)], action="store", at=at)
+        return _rejected(event, masked, [reason(ReasonCode.SECRET_UNREADABLE)], action=AuditAction.STORE, at=at)
 
     # Claim the access key first: of two users racing for one key, exactly one wins the create-only write.
     if not await deps.index.claim(event.access_key, event.user_id, event.binding_id):
-        return _rejected(event.user_id, event.request_id, event.binding_id, masked,
-                         [reason(ReasonCode.KEY_ALREADY_BOUND)], action="store", at=at)
+        return _rejected(event, masked, [reason(ReasonCode.KEY_ALREADY_BOUND)], action=AuditAction.STORE, at=at)
 
     # Imported only once the key is ours: a rejected binding leaves no key behind.
     wrapped_text = wrapped.get_secret_value()
@@ -115,23 +113,23 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
         # Revoked meanwhile (revocations are handled beside validations, not after them): the revocation stands,
         # and nothing may sign with what was just imported. The revocation deleted the key before it, or this does.
         await deps.keys.destroy(event.user_id, event.binding_id)
-        await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
-        return [audit(service=SERVICE, action="store", outcome="already_revoked", user_id=event.user_id,
-                      request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)]
+        await deps.index.release(event.access_key, event.user_id, event.binding_id)
+        return [_store_audit(event, masked, AuditOutcome.ALREADY_REVOKED, at)]
     record = await _binding_record(deps, event, key, at, current)
     stored = await deps.bindings.save(record, current) if current else await deps.bindings.create_or_read(record)
     if stored.record.request_id != event.request_id:
         # This request was stored, and its binding rotated since; it came again (a redelivery, or an old record
         # sent again). The rotation stands; the claim just made for the replaced key is let go again.
         if stored.record.access_key != event.access_key:
-            await deps.index.release(await deps.index.path_of(event.access_key), event.user_id, event.binding_id)
-        return [_superseded(event, masked)]
-    return await _stored(deps, event, masked, stored)
+            await deps.index.release(event.access_key, event.user_id, event.binding_id)
+        return [_store_audit(event, masked, AuditOutcome.SUPERSEDED, at)]
+    return await _stored(deps, event, masked, stored, at)
 
 
-def _superseded(event: BindingValidated, masked: str) -> AuditEvent:
-    return audit(service=SERVICE, action="store", outcome="superseded", user_id=event.user_id,
-                 request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked)
+def _store_audit(event: BindingValidated, masked: str, outcome: AuditOutcome, at: datetime) -> AuditEvent:
+    return audit(service=SERVICE, action=AuditAction.STORE, outcome=outcome, cause=event, at=at,
+                 user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
+                 access_key_masked=masked)
 
 
 async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, key: KeyRef, at: datetime,
@@ -140,8 +138,11 @@ async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, key: K
     if current is None or current.record.access_key == event.access_key:
         return BindingRecord.of(event, key, at)
     old_key = current.record.access_key
+    # Where the old key's claim is, under whichever version of the index key it was made.
+    claim = await deps.index.holder(old_key)
+    ours = claim is not None and claim.holder.names(event.user_id, event.binding_id)
     return BindingRecord.of(event, key, at, rotated_from=mask_access_key(old_key),
-                            replaced_index_path=await deps.index.path_of(old_key))
+                            replaced_index_path=claim.path if claim and ours else None)
 
 
 async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
@@ -149,21 +150,21 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
     if current is None:
         tombstone = await deps.tombstones.read(event.user_id, event.binding_id)
         if tombstone is None:
-            return _rejected(event.user_id, event.request_id, event.binding_id, None,
-                             [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)], action="revoke", at=at)
-        return _revoked(event, tombstone)
+            return _rejected(event, None, [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
+                             action=AuditAction.REVOKE, at=at)
+        return _revoked(event, tombstone, at)
 
     access_key = current.record.access_key
     # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
     tombstone = await deps.tombstones.leave_once(event.user_id, event.binding_id, Tombstone(
         request_id=event.request_id, access_key_masked=mask_access_key(access_key), revoked_at=at))
-    await deps.index.release(await deps.index.path_of(access_key), event.user_id, event.binding_id)
+    await deps.index.release(access_key, event.user_id, event.binding_id)
     await deps.whitelists.delete(event.user_id, event.binding_id)
     # The key before the record: nothing signs with the secret again, and the record left until then lets a
     # redelivered revoke find what to finish.
     await deps.keys.destroy(event.user_id, event.binding_id)
     await deps.bindings.delete(event.user_id, event.binding_id)
-    return _revoked(event, tombstone)
+    return _revoked(event, tombstone, at)
 
 
 async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
@@ -172,8 +173,9 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     (rechecks are idempotent), anyone else's is skipped."""
     claim = await deps.sweeps.claim(event.sweep_id, SweepClaim(request_id=event.request_id, claimed_at=at))
     if claim.request_id != event.request_id:
-        return [audit(service=SERVICE, action="health_sweep", outcome="already_claimed", user_id=None,
-                      request_id=event.request_id, details={"sweep_id": event.sweep_id})]
+        return [audit(service=SERVICE, action=AuditAction.HEALTH_SWEEP, outcome=AuditOutcome.ALREADY_CLAIMED,
+                      cause=event, at=at, user_id=None, request_id=event.request_id,
+                      details={"sweep_id": event.sweep_id})]
     # Names only: the validator reads each binding's key itself. The claim's time in Vault orders the facts the
     # sweep yields against the bindings' own writes.
     started_at = await deps.sweeps.started_at(event.sweep_id)
@@ -181,22 +183,22 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
         event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
         sweep_request_id=event.request_id, sweep_started_at=started_at, user_id=user_id, binding_id=binding_id,
     ) async for user_id, binding_id in deps.bindings.stored_ids()]
-    return [*rechecks, audit(service=SERVICE, action="health_sweep", outcome="started", user_id=None,
-                             request_id=event.request_id,
+    return [*rechecks, audit(service=SERVICE, action=AuditAction.HEALTH_SWEEP, outcome=AuditOutcome.STARTED,
+                             cause=event, at=at, user_id=None, request_id=event.request_id,
                              details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="consume", kind=None)
+    return malformed(error, at=at, service=SERVICE, action=AuditAction.CONSUME, kind=None)
 
 
 async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
-                  stored: Versioned[BindingRecord]) -> list[Event]:
+                  stored: Versioned[BindingRecord], at: datetime) -> list[Event]:
     """Stored by this request, now or before it was redelivered: finish what may not have finished (releasing
     a replaced key's index entry), and say so, identically each time."""
     record = stored.record
     if record.replaced_index_path is not None:
-        await deps.index.release(record.replaced_index_path, event.user_id, event.binding_id)
+        await deps.index.release_path(record.replaced_index_path, event.user_id, event.binding_id)
     path = binding_path(event.user_id, event.binding_id)
     details: dict[str, Any] = {"vault_version": stored.version}
     if record.rotated_from is not None:
@@ -214,26 +216,29 @@ async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
                binding_id=event.binding_id, occurred_at=record.stored_at, kind=RequestKind.BIND,
                access_key_masked=masked,
                reasons=event.warnings, details=details),
-        audit(service=SERVICE, action="store", outcome="stored", user_id=event.user_id, request_id=event.request_id,
-              binding_id=event.binding_id, access_key_masked=masked, reasons=event.warnings,
+        audit(service=SERVICE, action=AuditAction.STORE, outcome=AuditOutcome.STORED, cause=event, at=at,
+              user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
+              access_key_masked=masked, reasons=event.warnings,
               details={"vault_path": path, "vault_version": stored.version, "rotated": stored_event.rotated}),
     ]
 
 
-def _revoked(event: RevokeRequested, tombstone: Tombstone) -> list[Event]:
+def _revoked(event: RevokeRequested, tombstone: Tombstone, at: datetime) -> list[Event]:
     masked = tombstone.access_key_masked
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
                binding_id=event.binding_id, occurred_at=tombstone.revoked_at, kind=RequestKind.REVOKE,
                access_key_masked=masked,
                details={"next_step": DELETE_ON_HTX.format(key=masked)}),
-        audit(service=SERVICE, action="revoke", outcome="revoked", user_id=event.user_id,
-              request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked),
+        audit(service=SERVICE, action=AuditAction.REVOKE, outcome=AuditOutcome.REVOKED, cause=event, at=at,
+              user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
+              access_key_masked=masked),
     ]
 
 
-def _rejected(user_id: str, request_id: str | None, binding_id: str | None, masked: str | None,
-              problems: list[Reason], action: str, at: datetime) -> list[Event]:
-    kind = RequestKind.REVOKE if action == "revoke" else RequestKind.BIND
-    return rejected(service=SERVICE, action=action, user_id=user_id, request_id=request_id, binding_id=binding_id,
-                    reasons=problems, occurred_at=at, kind=kind, access_key_masked=masked)
+def _rejected(event: BindingValidated | RevokeRequested, masked: str | None, problems: list[Reason],
+              action: AuditAction, at: datetime) -> list[Event]:
+    kind = RequestKind.REVOKE if action is AuditAction.REVOKE else RequestKind.BIND
+    return rejected(service=SERVICE, action=action, cause=event, user_id=event.user_id, request_id=event.request_id,
+                    binding_id=event.binding_id, reasons=problems, occurred_at=at, kind=kind,
+                    access_key_masked=masked)

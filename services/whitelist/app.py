@@ -58,7 +58,7 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
         Topic.BINDING_STORED: partial(handle_binding_stored, deps=deps),
         Topic.BINDING_RECHECKED: partial(handle_binding_rechecked, deps=deps),
     })
-    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "")
+    app = service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
     background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s), "symbol_refresh")
     app.after_shutdown(htx.aclose)
     return app

@@ -15,6 +15,7 @@ from services.whitelist.health import binding_state, key_health
 from shared.adapters.vault.client import VaultPort
 from shared.adapters.vault.records import KeyHealth, WhitelistRecord
 from shared.adapters.vault.stores import Bindings, Tombstones, Versioned, Whitelists
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     AuditEvent,
     BindingRechecked,
@@ -58,21 +59,23 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
     pairs = normalise_pairs(event.trading_pairs)
     problems = _check(deps.catalog, pairs)
     if problems:
-        return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
-                        binding_id=event.binding_id, reasons=problems, occurred_at=at, kind=RequestKind.WHITELIST,
+        return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
+                        request_id=event.request_id, binding_id=event.binding_id, reasons=problems, occurred_at=at,
+                        kind=RequestKind.WHITELIST,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     current = await deps.whitelists.read(event.user_id, event.binding_id)
     if current is not None and _older(event.requested_at, current.record.pairs_as_of):
         # Asked before the pairs in force were (an old request sent again): they stay.
-        return [_audit(event.user_id, event.request_id, event.binding_id, "superseded", [], pairs)]
+        return [_audit(event, at, AuditOutcome.SUPERSEDED, [], pairs)]
     stored = await deps.bindings.exists(event.user_id, event.binding_id)
     if not stored and current is None and (
             await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS
             or await deps.tombstones.read(event.user_id, event.binding_id) is not None):
         # Pairs may come before their binding is stored, but not for one revoked (a request sent again after
         # the revocation), and binding ids that never come (another user's, made up) must not pile up in Vault.
-        return rejected(service=SERVICE, action="whitelist", user_id=event.user_id, request_id=event.request_id,
-                        binding_id=event.binding_id, occurred_at=at, kind=RequestKind.WHITELIST,
+        return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
+                        request_id=event.request_id, binding_id=event.binding_id, occurred_at=at,
+                        kind=RequestKind.WHITELIST,
                         reasons=[reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs,
@@ -85,13 +88,13 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
                    binding_id=event.binding_id, occurred_at=saved_at, kind=RequestKind.WHITELIST,
                    details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
-            _audit(event.user_id, event.request_id, event.binding_id, "saved_pending_binding", [], pairs),
+            _audit(event, at, AuditOutcome.SAVED_PENDING_BINDING, [], pairs),
         ]
     state = binding_state(record.key_health, whitelist_valid=True)
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
                occurred_at=saved_at, kind=RequestKind.WHITELIST, details={"scope": "whitelist", "pairs": pairs}),
-        _audit(event.user_id, event.request_id, event.binding_id, state.value, [], pairs),
+        _audit(event, at, AuditOutcome.of_state(state), [], pairs),
     ]
 
 
@@ -101,9 +104,9 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     stored = await deps.bindings.stored_version(event.user_id, event.binding_id)
     if stored is None:
         # Revoked since it was stored (this is a redelivery): no whitelist for it, and no `active` after `revoked`.
-        return [_stored_audit(event, "already_revoked")]
+        return [_stored_audit(event, AuditOutcome.ALREADY_REVOKED, at)]
     if stored.version != event.vault_version:
-        return [_stored_audit(event, "superseded")]
+        return [_stored_audit(event, AuditOutcome.SUPERSEDED, at)]
     # Just validated: the key is as healthy as the validator found it, as of its write in Vault.
     health = key_health([], event.warnings)
     pairs = normalise_pairs(event.trading_pairs or [])
@@ -120,11 +123,11 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     if saved is not None and saved.record.request_id != event.request_id:
         if _older(stored.written_at, saved.record.health_as_of):
             # A recheck judged this very key since (and this is a copy delivered late): its judgement stands.
-            return [_stored_audit(event, "superseded")]
+            return [_stored_audit(event, AuditOutcome.SUPERSEDED, at)]
         if saved.record.health_as_of == stored.written_at:
             # Applied before, and the whitelist changed since by a request of its own, which said where the
             # binding stands: a copy of this event says nothing new.
-            return [_stored_audit(event, "already_applied")]
+            return [_stored_audit(event, AuditOutcome.ALREADY_APPLIED, at)]
         if saved.record.pairs:
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
@@ -138,7 +141,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
                occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
                reasons=reasons, access_key_masked=event.access_key_masked, details={"pairs": pairs}),
-        _audit(event.user_id, event.request_id, event.binding_id, state.value, reasons, pairs),
+        _audit(event, at, AuditOutcome.of_state(state), reasons, pairs),
     ]
 
 
@@ -157,8 +160,9 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     known_as_of = (current.record.health_as_of if current else None) or stored.written_at
     if not _older(known_as_of, as_of):
         # A sweep that started before the key was stored, or before the judgement in force: it says nothing new.
-        return [audit(service=SERVICE, action="key_health", outcome="stale_recheck_ignored", user_id=event.user_id,
-                      request_id=event.sweep_request_id, binding_id=event.binding_id,
+        return [audit(service=SERVICE, action=AuditAction.KEY_HEALTH, outcome=AuditOutcome.STALE_RECHECK_IGNORED,
+                      cause=event, at=at, user_id=event.user_id, request_id=event.sweep_request_id,
+                      binding_id=event.binding_id,
                       access_key_masked=event.access_key_masked)]
     previous = current.record.key_health if current else KeyHealth.HEALTHY
     health = key_health(event.rejections, event.warnings)
@@ -174,15 +178,16 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
                occurred_at=record.updated_at, kind=RequestKind.SWEEP, reasons=reasons,
                access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
-        audit(service=SERVICE, action="key_health", outcome=state.value, user_id=event.user_id,
-              request_id=event.sweep_request_id, binding_id=event.binding_id,
+        audit(service=SERVICE, action=AuditAction.KEY_HEALTH, outcome=AuditOutcome.of_state(state), cause=event, at=at,
+              user_id=event.user_id, request_id=event.sweep_request_id, binding_id=event.binding_id,
               access_key_masked=event.access_key_masked, reasons=reasons,
               details={"previous_health": previous.value, "health": health.value}),
     ]
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:
-    return malformed(error, at=at, service=SERVICE, action="whitelist", kind=None, details={"scope": "whitelist"})
+    return malformed(error, at=at, service=SERVICE, action=AuditAction.WHITELIST, kind=None,
+                     details={"scope": "whitelist"})
 
 
 async def _pending_whitelists(deps: WhitelistDeps, user_id: str) -> int:
@@ -199,9 +204,10 @@ def _older(fact: datetime | None, than: datetime | None) -> bool:
     return fact is None or fact < than
 
 
-def _stored_audit(event: BindingStored, outcome: str) -> AuditEvent:
-    return audit(service=SERVICE, action="whitelist", outcome=outcome, user_id=event.user_id,
-                 request_id=event.request_id, binding_id=event.binding_id, access_key_masked=event.access_key_masked)
+def _stored_audit(event: BindingStored, outcome: AuditOutcome, at: datetime) -> AuditEvent:
+    return audit(service=SERVICE, action=AuditAction.WHITELIST, outcome=outcome, cause=event, at=at,
+                 user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
+                 access_key_masked=event.access_key_masked)
 
 
 def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
@@ -210,7 +216,8 @@ def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
     return catalog.problems(pairs)
 
 
-def _audit(user_id: str, request_id: str, binding_id: str, outcome: str, reasons: list[Reason],
+def _audit(event: WhitelistRequested | BindingStored, at: datetime, outcome: AuditOutcome, reasons: list[Reason],
            pairs: list[str]) -> AuditEvent:
-    return audit(service=SERVICE, action="whitelist", outcome=outcome, user_id=user_id, request_id=request_id,
-                 binding_id=binding_id, reasons=reasons, details={"pairs": pairs})
+    return audit(service=SERVICE, action=AuditAction.WHITELIST, outcome=outcome, cause=event, at=at,
+                 user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id, reasons=reasons,
+                 details={"pairs": pairs})

@@ -46,6 +46,7 @@ from shared.runtime.errors import ClientError, CredentialsMissing
 from shared.runtime.logging import redact
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
+from shared.runtime.tracing import requesting
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -164,9 +165,12 @@ class BindingClient:
         if self._publisher is not None:
             await self._publisher.close()
 
-    async def preflight(self) -> None:
-        """Connect to Kafka and log in to Vault now, so that a problem shows before anyone types a secret."""
+    async def preflight(self, on_step: Callable[[str], None] = lambda step: None) -> None:
+        """Log in to Vault and connect to Kafka now, so that a problem shows before anyone types a secret.
+        on_step hears each step as it starts, naming its server, for progress displays."""
+        on_step(f"Logging in to Vault at {self._settings.vault_addr}…")
         await self._ready_vault().check()
+        on_step(f"Connecting to Kafka at {self._settings.kafka_bootstrap_servers}…")
         await self._ready_publisher().start()
 
     # ---- requests -----------------------------------------------------------------------------------------
@@ -177,12 +181,15 @@ class BindingClient:
         """Wrap and seal secret_key for user_id, publish the binding request and return its request id. Only the
         Transit ciphertext leaves this process; it opens only with user_id as context, and holds the secret
         wrapped for Vault, which alone can unwrap it (README.md#the-secrets-path)."""
-        request = await self.binding_request(
-            user_id, access_key, secret_key, exchange=exchange, label=label, trading_pairs=trading_pairs,
-            replaces_binding_id=replaces_binding_id, request_id=request_id,
-        )
-        await self.submit(request)
-        return request.request_id
+        request_id = request_id or _new_request_id()
+        # One span from sealing to publishing: Vault's share of a slow request shows in its trace.
+        with requesting(RequestKind.BIND.value, request_id):
+            request = await self.binding_request(
+                user_id, access_key, secret_key, exchange=exchange, label=label, trading_pairs=trading_pairs,
+                replaces_binding_id=replaces_binding_id, request_id=request_id,
+            )
+            await self._publish_request(request, user_id, RequestKind.BIND)
+        return request_id
 
     async def binding_request(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
                               label: str = "", trading_pairs: list[str] | None = None,
@@ -233,6 +240,11 @@ class BindingClient:
         return request_id
 
     async def _submit(self, request: Event, user_id: str, kind: RequestKind) -> None:
+        # Every service's work on the request continues this span's trace (shared/runtime/tracing.py).
+        with requesting(kind.value, getattr(request, "request_id")):
+            await self._publish_request(request, user_id, kind)
+
+    async def _publish_request(self, request: Event, user_id: str, kind: RequestKind) -> None:
         await self._ready_publisher().publish(request)
         self._requesters[getattr(request, "request_id")] = (user_id, kind)
 
@@ -301,11 +313,19 @@ class BindingClient:
 
     async def dead_letters(self, *, follow: bool = False,
                            on_caught_up: Callable[[], None] | None = None) -> AsyncGenerator[DeadLetterRecord, None]:
+        async with aclosing(self.dead_letter_records(follow=follow, on_caught_up=on_caught_up)) as records:
+            async for record in records:
+                yield DeadLetterRecord.from_record(record)
+
+    async def dead_letter_records(self, *, follow: bool = False, on_caught_up: Callable[[], None] | None = None
+                                  ) -> AsyncGenerator[ConsumerRecord, None]:
+        """The authentic dead letters as they are on the topic, raw body included: for replays
+        (deploy/admin/dead_letters.py), never for display."""
         async with aclosing(self._records(Topic.DEAD_LETTER, from_beginning=True, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
                 if await self._authentic(Topic.DEAD_LETTER, record):
-                    yield DeadLetterRecord.from_record(record)
+                    yield record
 
     # ---- the one topic reader -----------------------------------------------------------------------------
 

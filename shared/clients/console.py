@@ -1,25 +1,33 @@
-"""What every Hash7 command line (`hash7`, `hash7-engine`) shares: exit codes, the two consoles, command-line
-values checked against the event contract, settings from the HASH7_* environment, and running a command's
+"""What every Hash7 command line (`hash7`, `hash7-engine`) shares: exit codes, the two consoles, the options
+every one of them has (--version, --output), command-line values checked against the event contract, records
+as JSON lines, the spinner shown while waiting, settings from the HASH7_* environment, and running a command's
 async work so that an expected failure is one red line and an exit code, never a traceback.
 """
 
 import asyncio
+import json
 import sys
-from collections.abc import Coroutine
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import IO, Any, Self, TypeVar
 
 import click
 from hvac import exceptions as hvac_errors
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from shared.adapters.vault.client import VaultDenied, VaultUnavailable
 from shared.clients.binding_client import StatusTimeout
 from shared.contracts.events import Identifier
+from shared.contracts.routing import Party
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
 from shared.runtime.logging import configure_logging, redact, terminal_safe
+from shared.runtime.program import DISTRIBUTION, BadSettings, settings_from_environment
+from shared.runtime.tracing import TracingMisconfigured, configure_tracing
 
 S = TypeVar("S", bound=Settings)
 
@@ -68,6 +76,63 @@ class ContractValue(click.ParamType[Any, Any]):
 USER_ID = ContractValue("USER", Identifier)
 ID = ContractValue("ID", Identifier)
 
+TABLE, JSON = "table", "json"
+
+
+def program_options(program: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command group's --version, and its --output, which its commands receive as the context's obj."""
+
+    def remember_output(context: click.Context, _param: click.Parameter, output: str) -> str:
+        context.obj = output
+        return output
+
+    def decorate(group: Callable[..., Any]) -> Callable[..., Any]:
+        group = click.option(
+            "--output", type=click.Choice([TABLE, JSON]), default=TABLE, show_default=True, expose_value=False,
+            callback=remember_output,
+            help="table for people; json for machines: one JSON document per record, a line each (JSON Lines).",
+        )(group)
+        return click.version_option(package_name=DISTRIBUTION, prog_name=program)(group)
+
+    return decorate
+
+
+def output_format() -> str:
+    """The --output the running command's group was given."""
+    return str(click.get_current_context().find_root().obj or TABLE)
+
+
+def print_json_line(record: object) -> None:
+    """record on stdout as one JSON document on one line: its fields as the contract dumps them
+    (model_dump(mode="json")), redacted as the tables show them. ensure_ascii makes every control, format and
+    non-ASCII character a JSON escape, so no record can act on a terminal."""
+    click.echo(json.dumps(redact(to_jsonable_python(record)), ensure_ascii=True))
+
+
+class Waiting:
+    """A spinner on stderr saying what is awaited and for how long: rich refreshes the elapsed time on its
+    own, so a server that never answers still shows the seconds pass. Shown only on a terminal."""
+
+    def __init__(self, what: str) -> None:
+        # Disabled off a terminal, where rich would leave an empty line behind.
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                                  TimeElapsedColumn(), console=stderr, transient=True, disable=not stderr.is_terminal)
+        self._task = self._progress.add_task(what, total=None)
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    def update(self, what: str) -> None:
+        self._progress.update(self._task, description=what)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
 
 def shown(value: object, style: str = "") -> Text:
     """A value from a topic, Vault or HTX as text on screen: redacted (a service bug must not put a secret on
@@ -79,17 +144,15 @@ def shown(value: object, style: str = "") -> Text:
     return Text(terminal_safe(str(redact(str(value)))), style=style)
 
 
-def load_program_settings(settings_class: type[S], program: str) -> S:
-    """settings_class from the HASH7_* environment, with logging configured for a command-line program;
-    a bad setting is one line naming the variable."""
+def load_program_settings(settings_class: type[S], program: str, party: Party) -> S:
+    """settings_class from the HASH7_* environment, with logging configured for a command-line program, and
+    tracing as party when the OTEL_* environment asks for it (shared/runtime/tracing.py); a bad setting is one
+    line naming the variable."""
     try:
-        settings = settings_class()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"HASH7_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
-        raise Failure(f"bad configuration: {problems}") from None
+        settings = settings_from_environment(settings_class)
+        configure_tracing(party)
+    except (BadSettings, TracingMisconfigured) as exc:
+        raise Failure(str(exc)) from None
     # A command line speaks in tables and one-line errors; library logs (aiokafka's connection errors, say)
     # show only when asked for with HASH7_LOG_LEVEL.
     level = settings.log_level if "log_level" in settings.model_fields_set else "CRITICAL"

@@ -80,7 +80,10 @@ def _dead_letter_headers(route: Route) -> JsonObject:
     properties: JsonObject = {name: {"type": "string", "description": text}
                               for name, text in dead_letters.DESCRIPTIONS.items()}
     properties |= _provenance_headers(route)
-    return {"type": "object", "required": sorted(properties), "properties": properties}
+    originals = {f"^{dead_letters.ORIGINAL_HEADER_PREFIX}": {"type": "string",
+                                                             "description": dead_letters.ORIGINAL_HEADER_DESCRIPTION}}
+    return {"type": "object", "required": sorted(properties), "properties": properties,
+            "patternProperties": originals}
 
 
 def _provenance_headers(route: Route) -> JsonObject:

@@ -1,7 +1,7 @@
 """The headers of a dead letter (topic dead-letter, shared/contracts/routing.py): where the record it carries came
-from, why it failed and how large it was. Written by shared/runtime/dead_letters.py, read by
-shared/clients/binding_client.py; the body is the original record's bytes, secrets scrubbed, perhaps only their
-start."""
+from, why it failed, how large it was, and the original's proof of origin. Written by
+shared/runtime/dead_letters.py, read by shared/clients/binding_client.py and replayed by deploy/admin/dead_letters.py;
+the body is the original record's bytes, secrets scrubbed, perhaps only their start."""
 
 ORIGINAL_TOPIC = "x-dlq-original-topic"
 ORIGINAL_PARTITION = "x-dlq-original-partition"
@@ -13,6 +13,10 @@ FAILED_AT = "x-dlq-failed-at"
 ORIGINAL_SIZE = "x-dlq-original-size"
 ORIGINAL_SHA256 = "x-dlq-original-sha256"
 TRUNCATED = "x-dlq-truncated"
+# Followed by the name of one of the original record's signed headers (shared/contracts/provenance.py: its proof
+# of origin and event-type), holding that header's value as it was: what a replay sends again with the body, so
+# that consumers verify the original producer's record (deploy/admin/dead_letters.py).
+ORIGINAL_HEADER_PREFIX = "x-dlq-original-header-"
 
 # Each header with what it means, for the published contract (shared/contracts/asyncapi.py).
 DESCRIPTIONS: dict[str, str] = {
@@ -32,3 +36,9 @@ DESCRIPTIONS: dict[str, str] = {
     TRUNCATED: "\"true\" when the body holds only the start of the original (the original was larger than the "
                "service keeps), else \"false\".",
 }
+ORIGINAL_HEADER_DESCRIPTION = (
+    "One per signed header of the original record (event-type, x-hash7-producer, x-hash7-produced-at, "
+    "x-hash7-certificate, x-hash7-signature, any other x- header), named by the prefix and the header's name, "
+    "holding its value as it was; left out when it could hold something secret. A replay sends the body back with "
+    "them, so that the original producer's signature verifies."
+)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.reasons import Reason, ReasonCode
 from shared.contracts.secrets import SealedSecret
 from shared.contracts.states import BindingState, RequestKind
@@ -335,22 +336,20 @@ class BindingStatus(Event):
 
 
 class AuditEvent(Event):
-    """Every decision, for ops. Never a secret: ids, masked access key and reason codes only."""
+    """Every decision, for ops. Never a secret: ids, masked access key and reason codes only.
+
+    Deterministic: `event_id` is derived from the decision (shared.contracts.outcomes.audit) and `occurred_at` is
+    the time of the record decided on, so a redelivered record yields the same event, and a SIEM deduplicates
+    on the id. `details` may differ between such copies (a re-run's own Vault request ids)."""
 
     event_id: uuid.UUID
     occurred_at: Timestamp
     service: str
-    action: str
-    outcome: str
+    action: AuditAction
+    outcome: AuditOutcome
     request_id: str | None = None
     binding_id: str | None = None
     user_id: str | None = None
     access_key_masked: str | None = None
     reason_codes: list[ReasonCode] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def of(cls, **fields: Any) -> Self:
-        fields.setdefault("event_id", uuid.uuid4())
-        fields.setdefault("occurred_at", utc_now())
-        return cls(**fields)

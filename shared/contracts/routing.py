@@ -59,7 +59,9 @@ class Party(StrEnum):
     VAULT_WRITER = "vault-writer"
     WHITELIST = "whitelist"
     TRADING_ENGINE = "trading-engine"  # shared/clients/trading: its order decisions, audited
-    OPS = "ops"  # people and tools reading audit events and dead letters (`hash7 audit`, `hash7 dead-letters`)
+    # People and tools reading audit events and dead letters (`hash7 audit`, `hash7 dead-letters`), and
+    # `hash7-admin` auditing what it does (deploy/admin/dead_letters.py).
+    OPS = "ops"
 
 
 SERVICES = (Party.INTAKE, Party.VALIDATOR, Party.VAULT_WRITER, Party.WHITELIST)
@@ -144,7 +146,8 @@ ROUTES: Mapping[Topic, Route] = {route.topic: route for route in (
            {P.APP, P.INTAKE}, retention=Retention.HISTORY, views=frozenset({P.INTAKE}),
            summary="Every state change of a binding, with reasons the user can act on. intake reads it back "
                    "to answer replayed requests."),
-    _route(Topic.AUDIT, AuditEvent, {P.INTAKE, P.VALIDATOR, P.VAULT_WRITER, P.WHITELIST, P.TRADING_ENGINE},
+    _route(Topic.AUDIT, AuditEvent,
+           {P.INTAKE, P.VALIDATOR, P.VAULT_WRITER, P.WHITELIST, P.TRADING_ENGINE, P.OPS},
            {P.OPS}, retention=Retention.HISTORY,
            summary="Every decision, for ops: ids, masked access key and reason codes, never a secret."),
     _route(Topic.DEAD_LETTER, None, {P.INTAKE, P.VALIDATOR, P.VAULT_WRITER, P.WHITELIST}, {P.OPS},

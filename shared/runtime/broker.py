@@ -4,6 +4,8 @@ import logging
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
 from shared.runtime.config import Settings
 
@@ -27,6 +29,9 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         # costs a worker-thread round trip per message (Context.use is synchronous), about a seventh of the
         # intake's CPU. Subscribers get the message itself from `whole_message` instead.
         apply_types=False,
+        # FastStream's own message metrics (faststream_*), beside ours (shared/runtime/metrics.py). Our subscribers
+        # take a poll's records as one batch, so its "received" counts batches; hash7_records_handled counts records.
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 
 

@@ -4,7 +4,6 @@ Defaults match the embedded stack started by `make run` (deploy/stack), so a ser
 the same machine needs no configuration at all.
 """
 
-import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -19,6 +18,17 @@ DEFAULT_RUN_DIR = Path(".run")
 class AppRoleCredentials(BaseModel):
     role_id: str
     secret_id: SecretStr
+    # The file these were read from, if any: each login reads it again, so that a secret id rotated by
+    # `hash7-admin rotate-secret-id` (deploy/admin/approle.py) is used without a restart.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "AppRoleCredentials":
+        return cls.model_validate_json(path.read_bytes()).model_copy(update={"source": path})
+
+    def current(self) -> "AppRoleCredentials":
+        """These credentials as their file holds them now (the same, when they came from no file)."""
+        return self if self.source is None else self.from_file(self.source)
 
 
 class Settings(BaseSettings):
@@ -56,7 +66,7 @@ class Settings(BaseSettings):
             return AppRoleCredentials(role_id=self.vault_role_id, secret_id=self.vault_secret_id)
         path = self.run_dir / "approle" / f"{role}.json"
         try:
-            return AppRoleCredentials.model_validate(json.loads(path.read_text()))
+            return AppRoleCredentials.from_file(path)
         except FileNotFoundError:
             raise RuntimeError(
                 f"no AppRole credentials for '{role}': set HASH7_VAULT_ROLE_ID and HASH7_VAULT_SECRET_ID, "
@@ -87,6 +97,12 @@ class ServiceSettings(Settings):
     # EXIT_START_TIMED_OUT (shared.runtime.service), for its supervisor to start it again. Its subscriptions join one
     # after another, 5-30 s each on Tansu (the longer ones after a crash), so a start can take over a minute.
     start_timeout_s: float = Field(150.0, gt=0)
+    # Liveness, readiness and metrics over HTTP (shared/runtime/health.py): off when unset; 0 takes any free port
+    # (the service logs its URL as `health_listening`).
+    health_port: int | None = Field(None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    # Not ready while a record has been in hand this long: its partition's commits are stuck behind it.
+    ready_max_record_age_s: float = Field(300.0, gt=0)
 
     service_name: ClassVar[Party]
 

@@ -1,10 +1,14 @@
 """Dead letters: a record a service gave up on, kept on the dead-letter topic as it arrived (secrets scrubbed, at
 most a given number of bytes), with the headers of shared/contracts/dead_letters.py saying where it came from,
-why it failed and how large the original was."""
+why it failed and how large the original was, and the original's signed headers (its proof of origin), so that
+a replay can send it back as its producer signed it (deploy/admin/dead_letters.py)."""
 
+import base64
+import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +16,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts import dead_letters
 from shared.contracts.events import AccessKey, utc_now
+from shared.contracts.provenance import (
+    CERTIFICATE_HEADER,
+    SIGNATURE_HEADER,
+    Certificate,
+    is_signed_header,
+)
 from shared.contracts.secrets import is_sealed
 from shared.runtime.logging import (
     REDACTED,
@@ -30,6 +40,7 @@ _SCRUB_MARGIN_BYTES = 8 * 1024
 
 
 _ACCESS_KEY: TypeAdapter[str] = TypeAdapter(AccessKey)
+_ED25519_SIGNATURE_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,15 @@ class DeadLetter:
     original_size: int
     original_sha256: str
     truncated: bool
+    # The original's signed headers by name, those that cannot hold a secret (original_headers).
+    original_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, raw: bytes, key: bytes | None, record_topic: str, partition: int, offset: int,
-           error: BaseException, service: str, *, max_body_bytes: int | None = None) -> "DeadLetter":
-        """The dead letter of raw; with max_body_bytes, of at most that many bytes of it (scrubbed)."""
+           error: BaseException, service: str, *, max_body_bytes: int | None = None,
+           headers: Sequence[tuple[str, bytes]] = ()) -> "DeadLetter":
+        """The dead letter of raw, a record with headers; with max_body_bytes, of at most that many bytes of it
+        (scrubbed)."""
         truncated = max_body_bytes is not None and len(raw) > max_body_bytes
         if max_body_bytes is not None and truncated:
             body = scrub_plaintext_secrets(raw[: max_body_bytes + _SCRUB_MARGIN_BYTES])[:max_body_bytes]
@@ -73,6 +88,7 @@ class DeadLetter:
             original_size=len(raw),
             original_sha256=hashlib.sha256(raw).hexdigest(),
             truncated=truncated,
+            original_headers=original_headers(headers),
         )
 
     def headers(self) -> dict[str, str]:
@@ -87,7 +103,48 @@ class DeadLetter:
             dead_letters.ORIGINAL_SIZE: str(self.original_size),
             dead_letters.ORIGINAL_SHA256: self.original_sha256,
             dead_letters.TRUNCATED: "true" if self.truncated else "false",
+            **{dead_letters.ORIGINAL_HEADER_PREFIX + name: value for name, value in self.original_headers.items()},
         }
+
+
+def original_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """The signed headers of a record (what its signature covers, and the signature), each only when it cannot
+    carry a secret onto the dead-letter topic: a record that failed its proof of origin may hold anything there.
+    The certificate and the signature are base64 of fixed sizes (shared/contracts/provenance.py), which the
+    secret scrubber would take for secrets; every other value must pass the scrubber unchanged. A header left
+    out makes the letter fail its proof of origin at a replay, which then refuses it."""
+    kept: dict[str, str] = {}
+    for name, raw in headers:
+        if not (is_signed_header(name) or name == SIGNATURE_HEADER):
+            continue
+        try:
+            value = raw.decode()
+        except UnicodeDecodeError:
+            continue
+        if _public(name, value):
+            kept[name] = value
+    return kept
+
+
+def _public(name: str, value: str) -> bool:
+    if name == CERTIFICATE_HEADER:
+        try:
+            certificate = Certificate.parse(value)
+        except ValueError:
+            return False
+        return _unchanged_by_scrubbing(certificate.producer) and _unchanged_by_scrubbing(
+            certificate.transit_signature)
+    if name == SIGNATURE_HEADER:
+        try:
+            return len(base64.b64decode(value, validate=True)) == _ED25519_SIGNATURE_BYTES
+        except binascii.Error:
+            return False
+    return _unchanged_by_scrubbing(name) and _unchanged_by_scrubbing(value)
+
+
+def _unchanged_by_scrubbing(text: str) -> bool:
+    # Sealed values (Transit ciphertext, a certificate's Transit signature) are Vault's, not secrets.
+    return scrub_secret_shapes(text, keep_sealed=True) == text
 
 
 class _DuplicateField(ValueError):

@@ -14,8 +14,9 @@ finished: a crash repeats at most the records fetched and the last fraction of a
 
 import asyncio
 import math
+import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -24,6 +25,8 @@ from typing import Generic, Protocol, TypeVar
 import structlog
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+
+from shared.runtime.metrics import PartitionLoad
 
 log = structlog.get_logger(__name__)
 
@@ -42,11 +45,17 @@ class _PartitionProgress:
 
     unfinished: Counter[int] = field(default_factory=Counter)
     highest: int = -1
+    # When each unfinished offset was first admitted (time.monotonic): how long the partition's commits wait.
+    admitted_at: dict[int, float] = field(default_factory=dict)
 
     def finish(self, offset: int) -> None:
         self.unfinished[offset] -= 1
         if self.unfinished[offset] <= 0:
             del self.unfinished[offset]
+            self.admitted_at.pop(offset, None)
+
+    def oldest_age_s(self, now: float) -> float:
+        return now - min(self.admitted_at.values()) if self.admitted_at else 0.0
 
     def committable(self) -> int | None:
         """The offset to commit (the next record to read after a restart), None before any admission."""
@@ -77,6 +86,7 @@ class OffsetLedger:
     def admit(self, partition: TopicPartition, offset: int) -> Ticket:
         progress = self._partitions.setdefault(partition, _PartitionProgress())
         progress.unfinished[offset] += 1
+        progress.admitted_at.setdefault(offset, time.monotonic())
         progress.highest = max(progress.highest, offset)
         return Ticket(progress, offset)
 
@@ -89,6 +99,13 @@ class OffsetLedger:
 
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
+
+    def loads(self, now: float) -> Iterator[tuple[TopicPartition, int, float, int | None]]:
+        """Per partition: records unfinished, the age of the oldest, and the next offset to read (committed, or
+        past the highest admitted; None before any)."""
+        for tp, progress in self._partitions.items():
+            next_offset = self._committed.get(tp, progress.committable())
+            yield tp, progress.unfinished.total(), progress.oldest_age_s(now), next_offset
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """The partitions were revoked: whoever is assigned them next starts from the committed offsets."""
@@ -236,6 +253,7 @@ class Consumer(Protocol):
     def pause(self, *partitions: TopicPartition) -> None: ...
     def resume(self, *partitions: TopicPartition) -> None: ...
     def paused(self) -> set[TopicPartition]: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
 
 
 # aiokafka has no type information, so its listener base class is Any to the type checker.
@@ -272,6 +290,18 @@ class LanedSubscription(ConsumerRebalanceListener):  # type: ignore[misc]
         # Pausing bounds what waits per partition; this bounds it whatever the partition count: once the room's
         # worth of records wait, FastStream polls no more until fewer do (they are handed room, or dropped).
         await self._lanes.fewer_waiting_than(self._capacity)
+
+    def loads(self) -> list[PartitionLoad]:
+        """What it holds of each partition assigned to it, and how far behind the partition's end it is."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        loads = []
+        for tp, unfinished, oldest_age_s, next_offset in self._ledger.loads(time.monotonic()):
+            highwater = consumer.highwater(tp)
+            lag = max(0, highwater - next_offset) if highwater is not None and next_offset is not None else None
+            loads.append(PartitionLoad(tp.topic, tp.partition, unfinished, oldest_age_s, lag))
+        return loads
 
     def _pause_where_records_wait(self, consumer: Consumer) -> None:
         """Fetch nothing more from a partition while some of its records wait for room: what waits stays within

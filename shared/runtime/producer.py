@@ -13,6 +13,7 @@ from shared.contracts.routing import Topic, route_of
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
 from shared.runtime.provenance import EventSigner, OutgoingRecord
+from shared.runtime.tracing import with_trace_context
 
 
 class BrokerUnavailable(ClientError):
@@ -46,13 +47,15 @@ class KafkaPublisher:
             self._producer = None
 
     async def publish(self, event: Event) -> None:
-        """The event on its topic, keyed as the routing table says (shared/contracts/routing.py)."""
+        """The event on its topic, keyed as the routing table says (shared/contracts/routing.py), with the
+        current span's context (shared/runtime/tracing.py)."""
         route = route_of(event, self._signer.producer)
-        await self.send(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
+        await self.send(route.topic, route.key_of(event), event.to_bytes(), with_trace_context(event_headers(event)))
 
     async def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str], *,
                    signed: bool = True) -> None:
-        """Publish bytes as they are, signed unless told otherwise (tests that forge records); returns once
+        """Publish bytes as they are, signed unless told otherwise (a replay, which sends a record with its
+        producer's own proof of origin: deploy/admin/dead_letters.py; tests that forge records); returns once
         the broker confirmed them, or raises BrokerUnavailable."""
         record = OutgoingRecord(topic, key, value, dict(headers))
         if signed:

@@ -8,11 +8,14 @@ from collections.abc import Iterable, Sequence
 from aiokafka import errors as kafka_errors
 from faststream.kafka import KafkaBroker
 
-from shared.contracts.events import Event, event_headers
+from shared.contracts.audit import AuditAction, AuditOutcome
+from shared.contracts.events import AuditEvent, BindingStatus, Event, event_headers
 from shared.contracts.routing import Topic, route_of
 from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
+from shared.runtime.metrics import AUDIT_EVENTS, STATUSES, SWEEP_BINDINGS_FOUND
 from shared.runtime.provenance import EventSigner, OutgoingRecord
+from shared.runtime.tracing import with_trace_context
 
 # What the broker says about a record that no retry will get through: too large, a topic that is not there or
 # not ours to write. Everything else (timeouts, leaders moving, the broker away) passes.
@@ -45,21 +48,26 @@ class EventPublisher:
     async def publish(self, events: Iterable[Event]) -> None:
         """Each event on its topic, keyed as the routing table says; an event this service may not produce is
         a programming error (RouteViolation), raised before anything is sent."""
+        events = list(events)
         records = await self._signer.sign(self._records_of(events))
         await self._send([r for r in records if r.topic in _REPORT_TOPICS])
         await self._send([r for r in records if r.topic not in _REPORT_TOPICS])
+        _count(events)
 
     async def publish_dead_letter(self, letter: DeadLetter, reports: Iterable[Event]) -> None:
         """The dead letter, then the reports about it, signed in one Vault call (a flood of bad records costs
         one signature call each)."""
-        letter_record = OutgoingRecord(Topic.DEAD_LETTER, letter.key, letter.body, letter.headers())
+        letter_record = OutgoingRecord(Topic.DEAD_LETTER, letter.key, letter.body,
+                                       with_trace_context(letter.headers()))
         signed = await self._signer.sign([letter_record, *self._records_of(reports)])
         await self._send(signed[:1])
         await self._send(signed[1:])
 
     def _records_of(self, events: Iterable[Event]) -> list[OutgoingRecord]:
         routes = [(route_of(event, self._signer.producer), event) for event in events]
-        return [OutgoingRecord(route.topic, route.key_of(event), event.to_bytes(), event_headers(event))
+        # Each carries the context of the span handling the record it answers (shared/runtime/tracing.py).
+        return [OutgoingRecord(route.topic, route.key_of(event), event.to_bytes(),
+                               with_trace_context(event_headers(event)))
                 for route, event in routes]
 
     async def _send(self, records: Sequence[OutgoingRecord]) -> None:
@@ -78,6 +86,19 @@ class EventPublisher:
             raise PublishRefused(f"the broker refused a record for {_topics(records)}: {type(exc).__name__}") from exc
         except kafka_errors.KafkaError as exc:
             raise TransientError(f"publish to {_topics(records)} failed: {type(exc).__name__}") from exc
+
+
+def _count(events: Iterable[Event]) -> None:
+    """The metrics read off what was published: statuses by state and reason, audit events by action and outcome,
+    a sweep's size from its `started` audit event. Handlers stay plain functions of their input."""
+    for event in events:
+        if isinstance(event, BindingStatus):
+            for code in [code.value for code in event.reason_codes] or ["none"]:
+                STATUSES.labels(event.state.value, code).inc()
+        elif isinstance(event, AuditEvent):
+            AUDIT_EVENTS.labels(event.action.value, event.outcome.value).inc()
+            if (event.action, event.outcome) == (AuditAction.HEALTH_SWEEP, AuditOutcome.STARTED):
+                SWEEP_BINDINGS_FOUND.set(event.details.get("bindings", 0))
 
 
 def _topics(records: Sequence[OutgoingRecord]) -> str:

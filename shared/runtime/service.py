@@ -1,5 +1,6 @@
 """Running a service process: settings, logging, the FastStream app and its AsyncAPI description."""
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -11,13 +12,18 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.adapters.vault.client import VaultClient
+from shared.adapters.vault.client import VaultClient, VaultPort
 from shared.runtime.backoff import retry_while_raising
 from shared.runtime.config import ServiceSettings
+from shared.runtime.health import HealthServer, HealthWatch
 from shared.runtime.logging import configure_logging
+from shared.runtime.program import BadSettings, settings_from_environment, version_line
 from shared.runtime.subscriptions import Subscriptions
+from shared.runtime.tracing import configure_tracing
 
 S = TypeVar("S", bound=ServiceSettings)
+# A service that cannot run: bad settings, or what it needs unreachable.
+EXIT_FAILED = 1
 # EX_TEMPFAIL: the service could not start in time and should simply be started again.
 EXIT_START_TIMED_OUT = 75
 # A crashed background task is started again within this long (shared/runtime/backoff.py's full jitter).
@@ -26,16 +32,42 @@ log = structlog.get_logger(__name__)
 
 
 def service_app(broker: KafkaBroker, subscriptions: Subscriptions, settings: ServiceSettings,
-                description: str) -> FastStream:
+                description: str, vault: VaultPort) -> FastStream:
     """The app running broker, which closes subscriptions on shutdown, before the broker stops: the records in
-    hand finish and their offsets are committed."""
+    hand finish and their offsets are committed. With HASH7_HEALTH_PORT, it serves its health and metrics."""
     app = FastStream(
         broker,
         logger=logging.getLogger("hash7.app"),
         specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
     )
     app.on_shutdown(subscriptions.close)
+    if settings.health_port is not None:
+        serve_health(app, HealthServer(HealthWatch(settings.ready_max_record_age_s), settings.health_host,
+                                       settings.health_port), vault, subscriptions)
     return app
+
+
+def serve_health(app: FastStream, server: HealthServer, vault: VaultPort, subscriptions: Subscriptions) -> None:
+    """Serve /livez, /readyz and /metrics from before the broker starts (a slow join is visible as not ready)
+    until the app has stopped; ready only once every consumer joined its group."""
+    watching: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        server.start()
+        watching.extend([asyncio.create_task(server.watch.beat(subscriptions.loads)),
+                         asyncio.create_task(server.watch.probe_vault(vault.unsealed_problem))])
+
+    async def joined() -> None:
+        server.watch.joined = True
+
+    async def stop() -> None:
+        for task in watching:
+            task.cancel()
+        server.stop()
+
+    app.on_startup(start)
+    app.after_startup(joined)
+    app.after_shutdown(stop)
 
 
 def background(app: FastStream, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
@@ -70,10 +102,29 @@ async def supervised(work: Callable[[], Coroutine[Any, Any, None]], name: str,
 
 def run(settings_class: type[S], build: Callable[[S], FastStream]) -> None:
     """The body of every `python -m services.<name>`: Ctrl-C / SIGTERM stop it gracefully (in-flight
-    messages finish or are left uncommitted for redelivery)."""
-    settings = settings_class()
+    messages finish or are left uncommitted for redelivery). Whatever stops it (a bad HASH7_* setting, no AppRole
+    credentials, Vault or Kafka unreachable at start) is one log line, JSON unless HASH7_LOG_FORMAT says
+    otherwise, and exit code 1: never a traceback, which a log collector would take for many events."""
+    program = f"python -m {build.__module__.rpartition('.')[0]}"
+    parser = argparse.ArgumentParser(prog=program, description=sys.modules[build.__module__].__doc__,
+                                     epilog="Configuration comes from HASH7_* environment variables.")
+    parser.add_argument("--version", action="version", version=version_line(program))
+    parser.parse_args()
+    try:
+        settings = settings_from_environment(settings_class)
+    except BadSettings as error:
+        configure_logging(settings_class.service_name)
+        log.critical("start_failed", error=str(error))
+        sys.exit(EXIT_FAILED)
     configure_logging(settings.service_name, settings.log_format, settings.log_level)
-    if asyncio.run(run_with_start_deadline(build(settings), settings.start_timeout_s)):
+    try:
+        configure_tracing(settings.service_name)
+        timed_out = asyncio.run(run_with_start_deadline(build(settings), settings.start_timeout_s))
+    except Exception as error:  # noqa: BLE001 — the one line says what stopped it; the class says where to look
+        log.critical("service_failed", error_class=type(error).__name__, error=str(error),
+                     kafka_bootstrap_servers=settings.kafka_bootstrap_servers, vault_addr=settings.vault_addr)
+        sys.exit(EXIT_FAILED)
+    if timed_out:
         sys.exit(EXIT_START_TIMED_OUT)
 
 

@@ -17,6 +17,7 @@ from shared.contracts.routing import Topic, subscribed_route
 from shared.runtime.broker import make_broker, whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
+from shared.runtime.metrics import PartitionLoad
 from shared.runtime.processing import Handler, MalformedHandler, MessageProcessor
 from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
 from shared.runtime.publishing import EventPublisher
@@ -102,6 +103,9 @@ class Subscriptions:
 
     async def close(self) -> None:
         await asyncio.gather(*(subscription.close() for subscription in self._subscriptions))
+
+    def loads(self) -> list[PartitionLoad]:
+        return [load for subscription in self._subscriptions for load in subscription.loads()]
 
 
 def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None],

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import SecretStr
 
 from shared.clients.binding_client import DeadLetterRecord, StatusTimeout
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import AuditEvent, BindingStatus
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
@@ -32,10 +33,12 @@ def status(state: BindingState, *, user_id: str = "user-1", request_id: str | No
     )
 
 
-def audit_event(*, user_id: str = "user-1", seconds: int = 0, action: str = "binding_validated",
+def audit_event(*, user_id: str = "user-1", seconds: int = 0, service: str = "validator",
                 reason_codes: Iterable[ReasonCode] = ()) -> AuditEvent:
-    return AuditEvent.of(
-        service="validator", action=action, outcome="rejected", user_id=user_id, binding_id="bind-1",
+    """An audit event; tests tell theirs apart by `service`, the one field of free text."""
+    return AuditEvent(
+        event_id=uuid.uuid4(), service=service, action=AuditAction.VALIDATE, outcome=AuditOutcome.REJECTED,
+        user_id=user_id, binding_id="bind-1",
         request_id="req-1", access_key_masked=MASKED_ACCESS_KEY, reason_codes=list(reason_codes),
         occurred_at=T0 + timedelta(seconds=seconds),
     )
@@ -93,7 +96,7 @@ class FakeBindingClient:
         if self.failure is not None:
             raise self.failure
 
-    async def preflight(self) -> None:
+    async def preflight(self, on_step: Callable[[str], None] = lambda step: None) -> None:
         self._called("preflight")
 
     async def bind(self, user_id: str, access_key: str, secret_key: SecretStr, **options: object) -> str:

@@ -1,5 +1,6 @@
 """The `hash7` command line with a fake BindingClient: argument handling, secret input, tables, errors."""
 
+import io
 import json
 import socket
 from collections.abc import Iterator
@@ -8,6 +9,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
+from rich.console import Console
 
 from shared.adapters.vault.client import VaultUnavailable
 from shared.clients import console
@@ -266,22 +268,22 @@ def test_timeline_passes_the_filters_and_prints_a_table() -> None:
 
 def test_audit_shows_the_newest_events_with_masked_keys_only() -> None:
     FakeBindingClient.audit_on_topic = [
-        audit_event(seconds=n, action=f"action_{n}", reason_codes=[ReasonCode.KEY_EXPIRING]) for n in (3, 1, 2, 0)
+        audit_event(seconds=n, service=f"service_{n}", reason_codes=[ReasonCode.KEY_EXPIRING]) for n in (3, 1, 2, 0)
     ]
 
     result = invoke(["audit", "--limit", "2"])
 
     assert result.exit_code == EXIT_OK, result.output
-    assert "action_0" not in result.stdout and "action_1" not in result.stdout
-    assert result.stdout.index("action_2") < result.stdout.index("action_3")
+    assert "service_0" not in result.stdout and "service_1" not in result.stdout
+    assert result.stdout.index("service_2") < result.stdout.index("service_3")
     assert MASKED_ACCESS_KEY in result.stdout
     assert "key_expiring" in result.stdout
     assert_no_secret(result)
 
 
 def test_audit_follow_prints_new_rows_after_the_backlog() -> None:
-    FakeBindingClient.audit_on_topic = [audit_event(action="before")]
-    FakeBindingClient.arriving_later = [audit_event(seconds=10, action="after")]
+    FakeBindingClient.audit_on_topic = [audit_event(service="before")]
+    FakeBindingClient.arriving_later = [audit_event(seconds=10, service="after")]
 
     result = invoke(["audit", "--follow"])
 
@@ -492,3 +494,95 @@ def test_forged_records_skipped_on_a_topic_are_said_after_its_table() -> None:
 
     assert result.exit_code == EXIT_OK, result.output
     assert "Skipped 2 record(s) on dead-letter that no allowed producer signed" in result.stderr
+
+
+# ---- --output json: one JSON document per record, for machines --------------------------------------------
+
+
+def json_lines(output: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_json_output_is_one_line_per_record_as_the_contract_dumps_it() -> None:
+    first, second = status(BindingState.RECEIVED), status(BindingState.ACTIVE, seconds=1)
+    FakeBindingClient.statuses_on_topic = [second, first]
+
+    result = invoke(["--output", "json", "timeline", "--user", "user-1"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert json_lines(result.stdout) == [first.model_dump(mode="json"), second.model_dump(mode="json")]
+
+
+def test_json_output_streams_what_arrives_while_following() -> None:
+    FakeBindingClient.dead_letters_on_topic = [dead_letter()]
+    FakeBindingClient.arriving_later = [dead_letter(preview='{"secret_key": "s3cr3t-value"}', seconds=5)]
+
+    result = invoke(["--output", "json", "dead-letters", "--follow"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    backlog, arrived = json_lines(result.stdout)
+    assert backlog["original_topic"] == "t.binding.requested" and backlog["original_offset"] == 41
+    assert backlog["failed_at"] == "2026-05-04T12:00:00Z" and backlog["truncated"] is True
+    # Scrubbed as the table shows it.
+    assert "s3cr3t-value" not in result.stdout and "[REDACTED]" in str(arrived["body_preview"])
+
+
+def test_json_output_escapes_what_a_terminal_would_obey() -> None:
+    FakeBindingClient.dead_letters_on_topic = [hostile_dead_letter_record()]
+
+    result = invoke(["--output", "json", "dead-letters"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert all(char.isascii() and (char.isprintable() or char == "\n") for char in result.stdout)
+    (letter,) = json_lines(result.stdout)
+    assert letter["original_topic"] == HOSTILE["alternate screen"]  # escaped on screen, intact for a machine
+
+
+def test_bind_with_json_output_prints_the_timeline_and_exits_with_its_outcome() -> None:
+    FakeBindingClient.timeline = [status(BindingState.RECEIVED),
+                                  status(BindingState.REJECTED, seconds=1, reasons=[ReasonCode.KEY_INVALID])]
+
+    result = invoke(["--output", "json", *BIND, "--secret-stdin"], stdin=SECRET_KEY)
+
+    assert result.exit_code == EXIT_REFUSED
+    assert [line["state"] for line in json_lines(result.stdout)] == ["received", "rejected"]
+    assert_no_secret(result)
+
+
+def test_no_wait_with_json_output_prints_the_request_id_as_json() -> None:
+    result = invoke(["--output", "json", *BIND, "--secret-stdin", "--no-wait"], stdin=SECRET_KEY)
+
+    assert result.exit_code == EXIT_OK
+    assert json_lines(result.stdout) == [{"request_id": "req-1"}]
+
+
+def test_version_names_the_program() -> None:
+    result = invoke(["--version"])
+
+    assert result.exit_code == EXIT_OK
+    assert result.stdout.startswith("hash7, version ")
+
+
+# ---- waiting shows what for, where, and for how long ------------------------------------------------------
+
+
+@pytest.fixture
+def terminal_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """stderr as a terminal shows it (progress lines are drawn only on a terminal), recorded."""
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "stderr", Console(file=screen, force_terminal=True, width=300, highlight=False))
+    return screen
+
+
+def test_waiting_for_an_outcome_shows_the_request_the_topic_the_broker_and_the_seconds(
+        terminal_stderr: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HASH7_KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    monkeypatch.setenv("HASH7_TOPIC_PREFIX", "p.")
+    FakeBindingClient.timeline = [status(BindingState.REVOKED)]
+
+    result = invoke(["revoke", "--user", "user-1", "--binding", "bind-1"])
+
+    assert result.exit_code == EXIT_OK, result.output
+    shown = terminal_stderr.getvalue()
+    assert "Waiting for request req-1's final status on p.binding.status (Kafka at kafka.example:9092)" in shown
+    assert "0:00:00" in shown  # the elapsed time, which rich keeps counting while nothing arrives

@@ -4,6 +4,7 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     AuditEvent,
     BindingAccepted,
@@ -96,7 +97,9 @@ def test_every_event_round_trips():
                                accepted_at=utc_now())
     status = BindingStatus(event_id=uuid.uuid4(), request_id="r", binding_id="b", user_id="u", exchange="htx",
                            state=BindingState.REJECTED, reasons=[reason(ReasonCode.KEY_INVALID)], occurred_at=utc_now())
-    audit = AuditEvent.of(service="intake", action="x", outcome="y", reason_codes=[ReasonCode.KEY_INVALID])
+    audit = AuditEvent(event_id=uuid.uuid4(), occurred_at=utc_now(), service="intake",
+                       action=AuditAction.BIND_REQUEST, outcome=AuditOutcome.REJECTED,
+                       reason_codes=[ReasonCode.KEY_INVALID])
     for event in (accepted, status, audit):
         assert parse_event(type(event), event.to_bytes()) == event
 

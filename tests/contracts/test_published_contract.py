@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from shared.contracts import asyncapi
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
-    AuditEvent,
     BindingAccepted,
     BindingRechecked,
     BindingRequested,
@@ -24,6 +24,7 @@ from shared.contracts.events import (
     WhitelistRequested,
     utc_now,
 )
+from shared.contracts.outcomes import audit
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import ROUTES, Topic
 from shared.contracts.states import BindingState
@@ -56,8 +57,8 @@ def sample_events() -> list[Event]:
         BindingStatus(event_id=uuid.uuid4(), request_id="r1", binding_id="b1", user_id="u1", exchange="htx",
                       state=BindingState.ACTIVE, reasons=[warning], details={"pairs": ["btcusdt"]},
                       occurred_at=utc_now()),
-        AuditEvent.of(service="intake", action="bind_request", outcome="accepted", user_id="u1",
-                      reason_codes=[ReasonCode.KEY_EXPIRING], details={"attempt": 1}),
+        audit(service="intake", action=AuditAction.BIND_REQUEST, outcome=AuditOutcome.ACCEPTED, cause="r1",
+              at=utc_now(), user_id="u1", request_id="r1", reasons=[warning], details={"attempt": 1}),
     ]
 
 

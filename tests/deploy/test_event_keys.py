@@ -97,5 +97,6 @@ def test_an_unreachable_vault_or_an_unknown_party_is_one_line_not_a_traceback(bo
     unknown = hash7_keys(bootstrapped_stack, "rotate", "root")
     for completed in (unreachable, unknown):
         assert completed.returncode != 0 and "Traceback" not in completed.stderr
-    assert unreachable.stderr.strip() == "hash7-keys: cannot reach Vault (HASH7_VAULT_ADDR): is it running?"
+    assert unreachable.stderr.strip() == (
+        "hash7-keys: cannot reach Vault at http://127.0.0.1:1 (HASH7_VAULT_ADDR): is it running?")
     assert "'root' is not one of" in unknown.stderr

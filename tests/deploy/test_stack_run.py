@@ -7,6 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -17,13 +20,14 @@ from tests.fixtures.stack import LOOPBACK, free_port
 READY_LINE = "Stop everything: Ctrl-C"
 
 
-def _stack_environment(run_dir: Path, kafka_port: int) -> dict[str, str]:
+def _stack_environment(run_dir: Path, kafka_port: int, health_port: int = 0) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("HASH7_")}
     return env | {
         "HASH7_RUN_DIR": str(run_dir),
         "HASH7_KAFKA_BOOTSTRAP_SERVERS": f"{LOOPBACK}:{kafka_port}",
         "HASH7_VAULT_ADDR": f"http://{LOOPBACK}:{free_port(next_one_too=True)}",
         "HASH7_HTX_BASE_URL": f"http://{LOOPBACK}:{free_port()}",
+        "HASH7_HEALTH_PORT": str(health_port or free_port()),
     }
 
 
@@ -68,10 +72,11 @@ def test_a_busy_port_is_named_with_the_variable_that_moves_it(tmp_path):
 
 
 @pytest.mark.stack
-def test_the_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path):
+def test_the_stack_comes_up_serves_each_services_health_and_ctrl_c_stops_every_child(tmp_path):
+    health_port = free_port()
     stack = subprocess.Popen(
         [sys.executable, "-m", "deploy.stack.run"],
-        env=_stack_environment(tmp_path, free_port()),
+        env=_stack_environment(tmp_path, free_port(), health_port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,6 +90,8 @@ def test_the_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path):
                 break
         children = psutil.Process(stack.pid).children(recursive=True)
         started = " ".join(child.name() for child in children)
+        # The four services, on HASH7_HEALTH_PORT and the next three ports, live within moments of their start.
+        live = [_status_once_listening(f"http://{LOOPBACK}:{health_port + index}/livez") for index in range(4)]
         stack.send_signal(signal.SIGINT)
         output.append(stack.communicate(timeout=60)[0])
     finally:
@@ -93,6 +100,22 @@ def test_the_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path):
 
     assert stack.returncode == 0, transcript
     assert "Hash7 stack is up" in transcript
+    assert live == [200] * 4
+    assert all(f"http://127.0.0.1:{health_port + index}/readyz" in transcript for index in range(4))
     assert "tansu" in started and "bao" in started
     _gone, alive = psutil.wait_procs(children, timeout=5)
     assert alive == [], f"left behind: {alive}"
+
+
+def _status_once_listening(url: str, timeout_s: float = 60) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

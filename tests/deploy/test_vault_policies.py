@@ -216,6 +216,11 @@ def list_bindings(client: hvac.Client, seed: Seed) -> None:
     assert client.secrets.kv.v2.list_secrets("bindings/", mount_point=KV_MOUNT)["data"]["keys"]
 
 
+def list_one_users_bindings(client: hvac.Client, seed: Seed) -> None:
+    user_folder = seed.binding.rsplit("/", 1)[0] + "/"
+    assert client.secrets.kv.v2.list_secrets(user_folder, mount_point=KV_MOUNT)["data"]["keys"]
+
+
 def list_whitelists(client: hvac.Client, seed: Seed) -> None:
     client.secrets.kv.v2.list_secrets("whitelists/", mount_point=KV_MOUNT)
 
@@ -403,7 +408,8 @@ def _storing(prefix: str) -> list[Operation]:
 # Every operation the tests know; for each role, whatever it is not allowed must be refused by Vault.
 OPERATIONS: list[Operation] = [
     encrypt, decrypt, hmac_access_key, read_transit_key, read_binding, write_binding, read_binding_metadata,
-    list_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version, undelete_binding_version,
+    list_bindings, list_one_users_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version,
+    undelete_binding_version,
     keep_binding_history, write_access_key_index, write_key_import_note, read_key_import_note, delete_key_import_note,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
     leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, claim_sweep,
@@ -422,6 +428,7 @@ ALLOWED: dict[str, list[Operation]] = {
                   HMAC[KEY_CHECK_PREFIX], HMAC[EXCHANGE_KEY_PREFIX], *_EVERY_ROLE],
     "vault-writer": [
         decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
+        list_one_users_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
         write_key_import_note, read_key_import_note, delete_key_import_note,
         leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER],
@@ -431,6 +438,8 @@ ALLOWED: dict[str, list[Operation]] = {
                   SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
     "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], HMAC[EXCHANGE_KEY_PREFIX],
                        *_EVERY_ROLE],
+    # hash7-admin finds the bindings of a user or an access key, and audits what it does.
+    "ops": [hmac_access_key, list_one_users_bindings, SIGN_AS[Party.OPS], *_EVERY_ROLE],
 }
 # Past the policy, Transit itself refuses these: an imported key cannot be rotated inside Vault.
 REFUSED_BY_TRANSIT: dict[str, list[Operation]] = {

@@ -221,6 +221,7 @@ class FakeConsumer:
         self.commits: list[dict[TopicPartition, int]] = []
         self.refuse_next = False
         self.paused_partitions: set[TopicPartition] = set()
+        self.highwaters: dict[TopicPartition, int] = {}
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -235,6 +236,9 @@ class FakeConsumer:
 
     def paused(self) -> set[TopicPartition]:
         return self.paused_partitions & self.assigned
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.highwaters.get(partition)
 
     def revoke(self, partitions: set[TopicPartition]) -> None:
         self.assigned -= partitions
@@ -427,3 +431,26 @@ async def test_close_finishes_the_records_in_hand_and_leaves_the_waiting_ones_fo
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.001)
+
+
+async def test_its_load_says_what_it_holds_per_partition_how_long_and_how_far_behind_the_end():
+    release = asyncio.Event()
+
+    async def process(rec: Record) -> None:
+        if rec.offset == 4:
+            await release.wait()
+
+    consumer = FakeConsumer({P0, P1})
+    consumer.highwaters = {P0: 10, P1: 2}
+    subscription = LanedSubscription(process, capacity=10, max_share_per_key=1.0)
+    assert subscription.loads() == []
+    await subscription.admit([record(0, 4, "u1"), record(0, 5, "u2"), record(1, 1, "u3")], consumer)
+    await asyncio.sleep(0.2)
+    await subscription.commit()
+    loads = {load.partition: load for load in subscription.loads()}
+    # Offset 4 is held: the partition's commits wait at it, so 6 records lie past what was committed.
+    assert (loads[0].in_hand, loads[0].lag) == (1, 6) and loads[0].oldest_age_s >= 0.2
+    assert (loads[1].in_hand, loads[1].oldest_age_s, loads[1].lag) == (0, 0.0, 0)
+    release.set()
+    await subscription.close()
+    assert [(load.partition, load.in_hand, load.lag) for load in subscription.loads()] == [(0, 0, 4), (1, 0, 0)]

@@ -260,3 +260,23 @@ async def test_a_dead_letter_the_broker_refuses_for_its_body_goes_without_it():
     await processor([], publisher).process(Record(b"not json", 0, offset=4))
     [letter] = publisher.dead_letters
     assert letter.body == b"" and letter.headers()["x-dlq-original-sha256"] == hashlib.sha256(b"not json").hexdigest()
+
+
+@pytest.mark.parametrize("refusal", ["unsigned", "too large", "handler keeps failing"])
+async def test_the_audit_of_a_refused_record_is_the_same_on_every_delivery(refusal):
+    sent = datetime(2026, 11, 24, 12, 0, 1, tzinfo=UTC)
+    settings = ValidatorSettings(kafka_max_record_bytes=4096, retry_backoff_max_s=0.01,
+                                 max_attempts_before_dead_letter=1)
+    body = b"x" * 5000 if refusal == "too large" else validated().to_bytes()
+    headers = [] if refusal == "unsigned" else None
+    failures = [RuntimeError("bug")] if refusal == "handler keeps failing" else []
+    copies = []
+    for _ in range(2):  # the instance that crashed before its commit, and the one the record goes to next
+        publisher = RecordingPublisher()
+        await processor([], publisher, list(failures), settings).process(
+            Record(body, millis(sent), offset=7, headers=headers))
+        [audit] = [event for event in publisher.published if isinstance(event, AuditEvent)]
+        copies.append(audit)
+    assert copies[0].to_bytes() == copies[1].to_bytes()
+    # Unread records have no signed time: their Kafka timestamp, the same on every read, stands for it.
+    assert copies[0].occurred_at == sent

@@ -7,6 +7,8 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared.contracts.audit import AuditAction, AuditOutcome
+from shared.contracts.events import utc_now
 from shared.contracts.outcomes import audit
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.runtime.broker import make_broker
@@ -52,7 +54,8 @@ async def test_what_a_service_publishes_verifies_as_that_service(kafka_server):
     vault = InMemoryVault()
     settings, publisher, broker = await started_publisher(kafka_server, vault)
     try:
-        event = audit(service="intake", action="consume", outcome="event_rejected", user_id="u1")
+        event = audit(service="intake", action=AuditAction.CONSUME, outcome=AuditOutcome.EVENT_REJECTED,
+                      cause="t.binding.requested/0/1", at=utc_now(), user_id="u1")
         letter = DeadLetter.of(b"{}", b"u1", "t.binding.requested", 0, 1, ValueError("bad"), "intake")
         await publisher.publish_dead_letter(letter, [event])
     finally:

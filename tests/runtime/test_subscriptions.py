@@ -83,5 +83,5 @@ async def test_the_app_closes_its_subscriptions_before_its_broker_stops():
 
     broker.stop = stop
     subscriptions = Subscriptions(RecordingSubscription(closed, "validated"), RecordingSubscription(closed, "revoke"))
-    await service_app(broker, subscriptions, settings, "").stop()
+    await service_app(broker, subscriptions, settings, "", VAULT).stop()
     assert closed == ["validated", "revoke", "broker"]

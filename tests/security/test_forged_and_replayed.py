@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import KV_MOUNT, binding_path, whitelist_path
 from shared.clients.binding_client import APP_ROLE, BindingClient
+from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     AuditEvent,
     BindingStatus,
@@ -385,7 +386,7 @@ async def test_forged_audit_events_and_dead_letters_never_reach_ops_through_the_
     settings = pipeline.settings
     # Dated in the future, so that each would be the newest line of its table, were it shown.
     audit_event = AuditEvent(event_id=uuid.uuid4(), occurred_at=utc_now().replace(year=2099), service=MARKER,
-                             action=MARKER, outcome=MARKER, user_id=MARKER)
+                             action=AuditAction.CONSUME, outcome=AuditOutcome.EVENT_REJECTED, user_id=MARKER)
     genuine_audit = await genuine(settings, Topic.AUDIT, request_id=scene.healthy.request_id, outcome="active")
     genuine_status = await genuine(settings, Topic.BINDING_STATUS,
                                    request_id=scene.healthy.request_id, state="active")

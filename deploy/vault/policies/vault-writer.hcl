@@ -8,9 +8,17 @@ path "transit/decrypt/binding-secret" {
   capabilities = ["update"]
 }
 
-# HMAC an access key for the uniqueness index, so the index never holds an access key in clear.
+# HMAC an access key for the uniqueness index, so the index never holds an access key in clear; after a rotation
+# of the index key, also with each older version still in use, and read which versions those are (its settings,
+# never its material): claims made before the rotation still count (shared/adapters/vault/stores.py AccessKeyIndex).
 path "transit/hmac/access-key-index" {
   capabilities = ["update"]
+}
+path "transit/hmac/access-key-index/sha2-256" {
+  capabilities = ["update"]
+}
+path "transit/keys/access-key-index" {
+  capabilities = ["read"]
 }
 
 # Write a binding with check-and-set, and read it back to tell a redelivered write from a conflict.
@@ -40,9 +48,10 @@ path "hash7/data/index/access-keys/*" {
   capabilities = ["create", "read", "update"]
 }
 
-# Release a revoked binding's access-key claim.
+# Release a revoked binding's access-key claim; list the claims, to move each under a rotated index key
+# (hash7-admin rotate-transit, deploy/admin/rotation.py, runs as the vault-writer).
 path "hash7/metadata/index/access-keys/*" {
-  capabilities = ["delete"]
+  capabilities = ["delete", "list"]
 }
 
 # Drop a revoked binding's whitelist record (its contents are never read here).

@@ -40,6 +40,8 @@ from shared.adapters.htx.models import (
 from shared.adapters.htx.signing import SIGNATURE_PARAM, encode_signature, pre_sign_text, unsigned_query
 from shared.adapters.request_signing import RequestSigner
 from shared.contracts.secrets import mask_access_key
+from shared.runtime.metrics import HTX_ERRORS, HTX_RATE_LIMIT_REMAINING, HTX_SECONDS
+from shared.runtime.tracing import calling
 
 log = structlog.get_logger()
 
@@ -483,11 +485,25 @@ class HtxClient:
             )
             [digest] = await credentials.signer.sign([pre_sign_text(method, self._signed_host, path, query.items())])
             query[SIGNATURE_PARAM] = encode_signature(digest)
+        started = time.monotonic()
+        try:
+            with calling("htx", f"{method} {path}"):
+                return await self._exchange(method, path, query, body, limiter_key)
+        except HtxError as error:
+            HTX_ERRORS.labels(path, error.kind.value).inc()
+            raise
+        finally:
+            HTX_SECONDS.labels(path).observe(time.monotonic() - started)
+
+    async def _exchange(self, method: str, path: str, query: Mapping[str, str], body: Mapping[str, Any] | None,
+                        limiter_key: RateLimitKey) -> dict[str, Any]:
+        """One request and its answer; what HTX says of the rate limit left is noted on the way."""
         try:
             async with self._http.stream(method, path, params=query, json=body) as response:
                 limits = parse_rate_limit_headers(response.headers, self._clock())
                 if limits is not None:
                     self._limiter.observe(limiter_key, *limits)
+                    HTX_RATE_LIMIT_REMAINING.labels(path).set(limits[0])
                 content = await _read_capped(response, path)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc

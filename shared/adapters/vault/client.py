@@ -4,13 +4,16 @@ run in a worker thread (hvac is synchronous; a blocked event loop would starve K
 import base64
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import anyio
 import hvac
+import hvac.adapters
 import requests
 import structlog
 from hvac import exceptions as hvac_errors
@@ -21,6 +24,8 @@ from shared.adapters.vault.key_import import HMAC_KEY_IMPORT
 from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
 from shared.runtime.config import AppRoleCredentials
 from shared.runtime.errors import TransientError
+from shared.runtime.metrics import VAULT_ERRORS, VAULT_SECONDS
+from shared.runtime.tracing import calling
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -96,10 +101,12 @@ class VaultPort(Protocol):
 
     async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr: ...
     async def hmac(self, key: str, data: str) -> str: ...
+    async def unsealed_problem(self) -> str | None: ...
     async def hmac_batch(self, key: str, version: int, texts: Sequence[str]) -> HmacBatch: ...
     async def import_hmac_key(self, key: str, ciphertext: str) -> None: ...
     async def import_hmac_key_version(self, key: str, ciphertext: str) -> None: ...
     async def key_version(self, key: str) -> int | None: ...
+    async def live_versions(self, key: str) -> range: ...
     async def delete_key(self, key: str) -> None: ...
     async def sign(self, key: str, digests: Sequence[bytes]) -> list[str]: ...
     async def signing_keys(self, key: str) -> SigningKeys: ...
@@ -110,12 +117,39 @@ class VaultPort(Protocol):
     async def delete_all(self, path: str) -> None: ...
 
 
+# The request ids of the Vault calls made in the current context, while someone asks (`vault_request_ids`).
+_request_ids: ContextVar[list[str] | None] = ContextVar("vault_request_ids", default=None)
+
+
+@contextmanager
+def vault_request_ids() -> Iterator[list[str]]:
+    """The request id of each Vault call made in this context and answered with a body, in order: Vault's audit
+    log records each call under it. Logins and renewals are left out (they are no decision's). The calls run in
+    worker threads, which see this list: anyio runs them in a copy of the caller's context. Vault answers a
+    delete with no body, so a delete has no id here (its audit log entry is found by path and time)."""
+    request_ids: list[str] = []
+    token = _request_ids.set(request_ids)
+    try:
+        yield request_ids
+    finally:
+        _request_ids.reset(token)
+
+
+class _RequestIdRecorder(hvac.adapters.JSONAdapter):
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        answer = super().request(*args, **kwargs)
+        request_ids = _request_ids.get()
+        if request_ids is not None and isinstance(answer, dict) and answer.get("request_id") and not answer.get("auth"):
+            request_ids.append(str(answer["request_id"]))
+        return answer
+
+
 def hvac_client(addr: str, token: SecretStr, timeout_s: float, session: requests.Session | None = None) -> hvac.Client:
     """An hvac client with exactly this token. An empty token, not None: hvac would otherwise pick up
     VAULT_TOKEN or ~/.vault-token (shared/adapters/vault/README.md#client)."""
     # hvac's stubs say int, but it hands the timeout to requests, which takes float seconds.
     return hvac.Client(url=addr, token=token.get_secret_value(), timeout=timeout_s,  # type: ignore[arg-type]
-                       session=session)
+                       session=session, adapter=_RequestIdRecorder)
 
 
 class VaultClient:
@@ -141,9 +175,11 @@ class VaultClient:
     # ---- token lifecycle --------------------------------------------------------------------------------
 
     def _login(self) -> None:
+        # Read again at each login: a rotated secret id replaces the file (deploy/admin/approle.py).
+        credentials = self._credentials.current()
         auth = self._hvac.auth.approle.login(
-            role_id=self._credentials.role_id,
-            secret_id=self._credentials.secret_id.get_secret_value(),
+            role_id=credentials.role_id,
+            secret_id=credentials.secret_id.get_secret_value(),
             use_token=True,
         )["auth"]
         self._login_lease_s = auth["lease_duration"]
@@ -197,11 +233,33 @@ class VaultClient:
             raise VaultUnavailable(f"Vault unavailable ({type(exc).__name__})") from None
 
     async def _run(self, operation: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, operation, limiter=self._threads)
+        # Each public method runs a local function of its own: its qualified name's second part is the method's
+        # name ("VaultClient.seal.<locals>.encrypt" → "seal"), a bounded label for the metrics.
+        name = operation.__qualname__.split(".")[1] if "." in operation.__qualname__ else "other"
+        started = time.monotonic()
+        try:
+            with calling("vault", name):
+                return await anyio.to_thread.run_sync(self._call, operation, limiter=self._threads)
+        except Exception as exc:
+            VAULT_ERRORS.labels(name, type(exc).__name__).inc()
+            raise
+        finally:
+            VAULT_SECONDS.labels(name).observe(time.monotonic() - started)
 
     async def check(self) -> None:
         """Log in now, so a bad credential is found at start-up rather than on the first message."""
         await self._run(lambda: None)
+
+    async def unsealed_problem(self) -> str | None:
+        """None when Vault answers and is unsealed, else what is wrong (a readiness check: no token needed)."""
+        def read() -> str | None:
+            try:
+                sealed = bool(self._hvac.sys.read_seal_status()["sealed"])
+            except (requests.RequestException, hvac_errors.VaultError) as exc:
+                return f"unreachable ({type(exc).__name__})"
+            return "sealed" if sealed else None
+
+        return await anyio.to_thread.run_sync(read, limiter=self._threads)
 
     # ---- Transit ----------------------------------------------------------------------------------------
 
@@ -293,6 +351,19 @@ class VaultClient:
                 raise ImportRefused(f"Transit refused to import a version of {key}") from None
 
         await self._run(add)
+
+    async def live_versions(self, key: str) -> range:
+        """The versions of Transit key `key` still in use, from its min_decryption_version to its latest (none
+        when there is no such key). Reads metadata only."""
+
+        def read() -> range:
+            try:
+                answer = self._hvac.secrets.transit.read_key(name=key, mount_point=TRANSIT_MOUNT)
+            except hvac_errors.InvalidPath:
+                return range(0)
+            return range(int(answer["data"]["min_decryption_version"]), int(answer["data"]["latest_version"]) + 1)
+
+        return await self._run(read)
 
     async def key_version(self, key: str) -> int | None:
         """The latest version of Transit key `key`; None when there is no such key. Reads metadata only."""

@@ -41,7 +41,7 @@ def key_check_key(user_id: str, request_id: str) -> str:
 
 # AppRoles, one per service and per client. Each has a policy file deploy/vault/policies/<role>.hcl.
 SERVICE_ROLES = ("intake", "validator", "vault-writer", "whitelist")
-CLIENT_ROLES = ("app", "trading-engine")
+CLIENT_ROLES = ("app", "trading-engine", "ops")
 ALL_ROLES = SERVICE_ROLES + CLIENT_ROLES
 
 
@@ -80,7 +80,13 @@ def sweep_marker_path(sweep_id: str) -> str:
     return f"sweeps/{sweep_id}"
 
 
+# One entry per claimed access key, under an HMAC of the key with the access-key-index key. A rotation of that key
+# changes every path: claims are checked under every version still in use (shared/adapters/vault/stores.py).
+ACCESS_KEY_INDEX_FOLDER = "index/access-keys/"
+
+
 def access_key_index_path(access_key_hmac: str) -> str:
-    # Transit HMACs look like "vault:v1:<base64>"; ':' '/' '+' '=' are not welcome in a path segment.
+    """access_key_hmac: an HMAC as Transit gives it ("vault:v1:<base64>"), or the Base64 of its digest."""
+    # ':' '/' '+' '=' are not welcome in a path segment.
     digest = access_key_hmac.rsplit(":", 1)[-1]
-    return "index/access-keys/" + digest.replace("+", "-").replace("/", "_").rstrip("=")
+    return ACCESS_KEY_INDEX_FOLDER + digest.replace("+", "-").replace("/", "_").rstrip("=")

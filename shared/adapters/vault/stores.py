@@ -15,9 +15,11 @@ The conflict policy, the one for every store:
 - A record that does not read as its type raises UnreadableRecord, naming the fields, never their values.
 """
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Generic, TypeVar
 
 import structlog
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 
 from shared.adapters.vault.client import CasConflict, KeyExists, VaultPort
 from shared.adapters.vault.layout import (
+    ACCESS_KEY_INDEX_FOLDER,
     ACCESS_KEY_INDEX_KEY,
     BINDINGS_FOLDER,
     access_key_index_path,
@@ -183,6 +186,10 @@ class Bindings:
                         reason="no exchange key in Transit to recheck with")
             return None
 
+    async def ids_of(self, user_id: str) -> list[str]:
+        """The ids of the user's stored bindings (a list shows ids only, never a record)."""
+        return await self._vault.list(user_bindings_folder(user_id))
+
     async def stored_ids(self) -> AsyncIterator[tuple[str, str]]:
         """(user id, binding id) of every stored binding of every user: a list shows ids only, never a record."""
         for user_folder in await self._vault.list(BINDINGS_FOLDER):
@@ -262,27 +269,112 @@ class SweepClaims:
         return entry.written_at
 
 
+class IndexMove(StrEnum):
+    """What moving one access-key claim to the index key's latest version found (AccessKeyIndex.move_to_latest)."""
+
+    CURRENT = "current"  # already under the latest version
+    MOVED = "moved"  # now under the latest version, its older entry deleted
+    DROPPED = "dropped"  # its binding was revoked: the older entry a release could not see is deleted
+    WAITING = "waiting"  # its binding is not stored (yet) under this access key: a request in flight
+    DUPLICATE = "duplicate"  # another binding holds the access key under the latest version
+    # Not an index entry at all (nothing of ours writes one so): left as it is for ops to look at. No claim of ours,
+    # so it does not hold the rotation up.
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    path: str
+    holder: AccessKeyIndexEntry
+
+
 class AccessKeyIndex:
-    """One binding per access key across all users. Entries are kept under an HMAC of the key, never the key."""
+    """One binding per access key across all users. Entries are kept under an HMAC of the key, never the key.
+
+    Rotating the HMAC key changes every key's path (shared/adapters/vault/layout.py). Claims are written under the
+    latest version and checked under every version still in use (min_decryption_version up), so a claim made before
+    a rotation still counts; `hash7-admin rotate-transit` (deploy/admin/rotation.py) moves every claim to the latest
+    version before it retires the older ones. Until a rotation, a claim costs the same calls as before."""
 
     def __init__(self, vault: VaultPort) -> None:
         self._vault = vault
 
-    async def path_of(self, access_key: str) -> str:
-        return access_key_index_path(await self._vault.hmac(ACCESS_KEY_INDEX_KEY, access_key))
+    async def _paths(self, access_key: str) -> tuple[str, list[str]]:
+        """The key's path under the latest version, and under each older version still in use."""
+        latest = await self._vault.hmac(ACCESS_KEY_INDEX_KEY, access_key)
+        latest_version = int(latest.split(":")[1].removeprefix("v"))
+        older = []
+        if latest_version > 1:
+            for version in await self._vault.live_versions(ACCESS_KEY_INDEX_KEY):
+                if version < latest_version:
+                    digest = (await self._vault.hmac_batch(ACCESS_KEY_INDEX_KEY, version, [access_key])).digests[0]
+                    older.append(access_key_index_path(base64.b64encode(digest).decode()))
+        return access_key_index_path(latest), older
+
+    async def holder(self, access_key: str) -> IndexEntry | None:
+        """The claim on the key, under whichever version in use it was made."""
+        latest, older = await self._paths(access_key)
+        for path in (latest, *older):
+            found = await _read(self._vault, path, AccessKeyIndexEntry)
+            if found is not None:
+                return IndexEntry(path, found.record)
+        return None
 
     async def claim(self, access_key: str, user_id: str, binding_id: str) -> bool:
         """True when the key is (now) indexed to this binding, False when another binding holds it.
-        Create-only write first: a fresh key (the usual case) costs one Vault call, not a read and a write."""
+        Create-only write under the latest version; claims under older versions in use are read first."""
+        latest, older = await self._paths(access_key)
+        for path in older:
+            earlier = await _read(self._vault, path, AccessKeyIndexEntry)
+            if earlier is not None and not earlier.record.names(user_id, binding_id):
+                return False
         entry = AccessKeyIndexEntry(user_id=user_id, binding_id=binding_id)
-        holder = await _create_or_read(self._vault, await self.path_of(access_key), entry)
+        holder = await _create_or_read(self._vault, latest, entry)
         return holder.record.names(user_id, binding_id)
 
-    async def release(self, index_path: str, user_id: str, binding_id: str) -> None:
+    async def release(self, access_key: str, user_id: str, binding_id: str) -> None:
+        """Free this binding's claims on the key, under every version in use: one made before a rotation of the index
+        key and not moved yet would otherwise keep counting."""
+        latest, older = await self._paths(access_key)
+        for path in (latest, *older):
+            await self.release_path(path, user_id, binding_id)
+
+    async def release_path(self, index_path: str, user_id: str, binding_id: str) -> None:
         """Free the entry at index_path if this binding holds it."""
         holder = await _read(self._vault, index_path, AccessKeyIndexEntry)
         if holder is not None and holder.record.names(user_id, binding_id):
             await self._vault.delete_all(index_path)
+
+    async def entry_paths(self) -> list[str]:
+        """Every claim's path (a list shows HMACs only)."""
+        return [ACCESS_KEY_INDEX_FOLDER + name for name in await self._vault.list(ACCESS_KEY_INDEX_FOLDER)]
+
+    async def move_to_latest(self, index_path: str, bindings: Bindings, tombstones: Tombstones) -> IndexMove:
+        """Move the claim at index_path under the latest version of the index key: create there first, then delete
+        here, so the key stays claimed throughout. Idempotent; a claim already gone counts as dropped."""
+        try:
+            found = await _read(self._vault, index_path, AccessKeyIndexEntry)
+        except UnreadableRecord:
+            return IndexMove.UNREADABLE
+        if found is None:
+            return IndexMove.DROPPED
+        user_id, binding_id = found.record.user_id, found.record.binding_id
+        stored = await bindings.read(user_id, binding_id)
+        if stored is None:
+            if await tombstones.read(user_id, binding_id) is None:
+                return IndexMove.WAITING
+            await self._vault.delete_all(index_path)
+            return IndexMove.DROPPED
+        latest, older = await self._paths(stored.record.access_key)
+        if index_path == latest:
+            return IndexMove.CURRENT
+        if index_path not in older:
+            # A claim for another key of this binding: a rotation to or from it is in flight.
+            return IndexMove.WAITING
+        if not (await _create_or_read(self._vault, latest, found.record)).record.names(user_id, binding_id):
+            return IndexMove.DUPLICATE
+        await self._vault.delete_all(index_path)
+        return IndexMove.MOVED
 
 
 class ExchangeKeys:

@@ -1,8 +1,8 @@
 """`hash7`'s commands: bind an HTX key, set a whitelist, revoke, ask for a key-health sweep, and read a user's
-statuses, the audit and the dead letters as tables.
+statuses, the audit and the dead letters as tables, or as JSON lines with --output json.
 
-Configuration comes from the HASH7_* environment (shared.runtime.config.Settings). Tables go to stdout; progress
-and errors go to stderr (shared/clients/console.py).
+Configuration comes from the HASH7_* environment (shared.runtime.config.Settings). Tables and JSON go to stdout;
+progress and errors go to stderr (shared/clients/console.py).
 """
 
 from collections.abc import AsyncGenerator, Callable, Coroutine
@@ -21,8 +21,13 @@ from shared.clients.console import (
     EXIT_REFUSED,
     EXIT_USAGE,
     ID,
+    JSON,
     USER_ID,
     ContractValue,
+    Waiting,
+    output_format,
+    print_json_line,
+    program_options,
     run,
     stderr,
     stdout,
@@ -33,13 +38,15 @@ from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BIND_OUTCOME, REVOKE_OUTCOME, WHITELIST_OUTCOME, RequestOutcome
 from shared.runtime.config import Settings
 
+PROGRAM = "hash7"
 EXIT_CODES_HELP = f"""\b
 Exit codes:
   {EXIT_OK}  done: the request ended well, or was sent with --no-wait
      (bind: awaiting_whitelist, active or expiring;
       whitelist: active or awaiting_whitelist; revoke: revoked)
   {EXIT_FAILED}  could not finish: Kafka or Vault unreachable, no AppRole
-     credentials, bad HASH7_* settings, or no final status in --timeout
+     credentials, bad HASH7_* settings (one line names the variable),
+     or no final status in --timeout
   {EXIT_USAGE}  bad input on the command line
   {EXIT_REFUSED}  refused: the request ended rejected or invalid (the
      reasons say what to change)
@@ -78,17 +85,26 @@ def wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
 async def send_and_await(settings: Settings, send: Callable[[BindingClient], Coroutine[Any, Any, str]], *,
                          outcome: RequestOutcome, no_wait: bool, timeout_s: float) -> int:
     async with BindingClient(settings) as client:
-        with stderr.status("Sending the request…"):
+        with Waiting(f"Sending the request (Vault at {settings.vault_addr}, "
+                     f"Kafka at {settings.kafka_bootstrap_servers})…"):
             request_id = await send(client)
         if no_wait:
-            stdout.print(request_id)
+            print_request_id(request_id)
             return EXIT_OK
         stderr.print(f"Request {request_id} sent.", style="dim")
-        return await await_outcome(client, request_id, outcome, timeout_s)
+        return await await_outcome(settings, client, request_id, outcome, timeout_s)
+
+
+def print_request_id(request_id: str) -> None:
+    if output_format() == JSON:
+        print_json_line({"request_id": request_id})
+    else:
+        stdout.print(request_id)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES_HELP)
+@program_options(PROGRAM)
 def cli() -> None:
     """Hash7 key binding: bind HTX API keys and watch what the services make of them.
 
@@ -134,8 +150,8 @@ def bind(ctx: click.Context, user_id: str, access_key: str, label: str, pairs: l
 async def _preflight(settings: Settings) -> None:
     # Before the prompt: nobody should type a secret only to learn that Vault or Kafka is down.
     async with BindingClient(settings) as client:
-        with stderr.status("Connecting to Kafka and Vault…"):
-            await client.preflight()
+        with Waiting("Connecting…") as waiting:
+            await client.preflight(on_step=waiting.update)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -173,7 +189,11 @@ def sweep() -> None:
 
     async def request() -> None:
         async with BindingClient(settings) as client:
-            request_id = await client.request_sweep()
+            with Waiting(f"Sending the request (Kafka at {settings.kafka_bootstrap_servers})…"):
+                request_id = await client.request_sweep()
+        if output_format() == JSON:
+            print_request_id(request_id)
+            return
         stdout.print(f"Key-health sweep requested (request {request_id}). Bindings whose key changed show up in "
                      "`hash7 timeline --user …` and `hash7 audit`.", markup=False)
 
@@ -218,17 +238,19 @@ def dead_letters(follow: bool, limit: int) -> None:
 def _print_topic(topic: Topic, view: TableView[T], reader: Callable[[BindingClient, Callable[[], None]],
                                                                     AsyncGenerator[T, None]], *,
                  follow: bool, limit: int | None = None) -> None:
-    """What `timeline`, `audit` and `dead-letters` do: print a topic's records as a table, then say what was
-    skipped (forged, or not valid events)."""
+    """What `timeline`, `audit` and `dead-letters` do: print a topic's records as a table (or JSON lines), then
+    say what was skipped (forged, or not valid events)."""
     settings = load_settings()
 
     async def show() -> None:
         async with BindingClient(settings) as client:
-            await show_records(view, lambda caught_up: reader(client, caught_up), follow=follow, limit=limit)
+            await show_records(view, lambda caught_up: reader(client, caught_up), follow=follow, limit=limit,
+                               source=f"{settings.topic(topic)} at Kafka {settings.kafka_bootstrap_servers}",
+                               output=output_format())
             report_skipped(client, topic)
 
     run(settings, show())
 
 
 def main() -> None:
-    cli(prog_name="hash7")
+    cli(prog_name=PROGRAM)

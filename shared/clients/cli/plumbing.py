@@ -10,7 +10,19 @@ from rich.text import Text
 
 from shared.clients.binding_client import BindingClient, StatusTimeout
 from shared.clients.cli.tables import REQUEST_TIMELINE, shown_state
-from shared.clients.console import EXIT_OK, EXIT_REFUSED, load_program_settings, shown, stderr, stdout
+from shared.clients.console import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    JSON,
+    Waiting,
+    load_program_settings,
+    output_format,
+    print_json_line,
+    shown,
+    stdout,
+)
+from shared.contracts.events import BindingStatus
+from shared.contracts.routing import Party, Topic
 from shared.contracts.states import RequestOutcome
 from shared.runtime.config import Settings
 
@@ -18,7 +30,7 @@ PROGRAM = "hash7-cli"
 
 
 def load_settings() -> Settings:
-    return load_program_settings(Settings, PROGRAM)
+    return load_program_settings(Settings, PROGRAM, Party.APP)
 
 
 def _stdin_is_terminal() -> bool:
@@ -45,21 +57,26 @@ def read_secret(from_stdin: bool) -> SecretStr:
     return SecretStr(secret)
 
 
-async def await_outcome(client: BindingClient, request_id: str, outcome: RequestOutcome, timeout_s: float) -> int:
-    """Show progress until the request's final status, then its timeline; returns the exit code."""
-    with stderr.status("Waiting for the services to answer…") as progress:
+async def await_outcome(settings: Settings, client: BindingClient, request_id: str, outcome: RequestOutcome,
+                        timeout_s: float) -> int:
+    """Show what is awaited, where, and for how long until the request's final status, then its timeline;
+    returns the exit code."""
+    awaited = (f"Waiting for request {request_id}'s final status on {settings.topic(Topic.BINDING_STATUS)} "
+               f"(Kafka at {settings.kafka_bootstrap_servers})")
+    with Waiting(f"{awaited}…") as waiting:
         try:
             timeline = await client.wait_for(
                 request_id, outcome.final, timeout_s,
-                on_status=lambda status: progress.update(f"Waiting for the services… now {status.state.value}"),
+                on_status=lambda status: waiting.update(f"{awaited}… now {status.state.value}"),
             )
         except StatusTimeout as exc:
-            progress.stop()
-            if exc.timeline:
-                stdout.print(REQUEST_TIMELINE.table(exc.timeline))
+            waiting.stop()
+            print_timeline(exc.timeline)
             raise
-    stdout.print(REQUEST_TIMELINE.table(timeline))
+    print_timeline(timeline)
     final = timeline[-1]
+    if output_format() == JSON:
+        return EXIT_OK if final.state in outcome.succeeded else EXIT_REFUSED
     subject = f"Binding {final.binding_id}" if final.binding_id else f"Request {request_id}"
     if final.state in outcome.succeeded:
         stdout.print(Text.assemble(shown(subject), " is ", shown_state(final.state), "."))
@@ -67,3 +84,12 @@ async def await_outcome(client: BindingClient, request_id: str, outcome: Request
     codes = ", ".join(final.reason_codes) or "no reason given"
     stdout.print(Text.assemble(shown(subject), " ended ", shown_state(final.state), " (", shown(codes), ")."))
     return EXIT_REFUSED
+
+
+def print_timeline(timeline: list[BindingStatus]) -> None:
+    """A request's statuses: a table, or a JSON line each (the last one says how it ended)."""
+    if output_format() == JSON:
+        for status in timeline:
+            print_json_line(status)
+    elif timeline:
+        stdout.print(REQUEST_TIMELINE.table(timeline))

@@ -1,5 +1,5 @@
 """How `hash7` shows records as rich tables: one view per kind of record (its columns and its time), and the
-reading of a topic into a table, then row by row while following it."""
+reading of a topic into a table, then row by row while following it; or as JSON lines (--output json)."""
 
 import heapq
 import itertools
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.clients.binding_client import BindingClient, DeadLetterRecord
-from shared.clients.console import shown, stderr, stdout
+from shared.clients.console import JSON, Waiting, print_json_line, shown, stderr, stdout
 from shared.contracts.events import AuditEvent, BindingStatus
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
@@ -165,33 +165,38 @@ class Newest(Generic[T]):
 
 
 async def show_records(view: TableView[T], open_reader: Callable[[Callable[[], None]], AsyncGenerator[T, None]], *,
-                       follow: bool, limit: int | None = None) -> None:
-    """Print what a topic holds now as one table (its newest `limit` rows); when following, then print each
-    new row as it arrives, aligned under that table."""
+                       follow: bool, source: str, output: str, limit: int | None = None) -> None:
+    """Print what a topic (source, for the progress line) holds now as one table (its newest `limit` rows);
+    when following, then print each new row as it arrives, aligned under that table. With output json, the
+    same records one JSON line each."""
     backlog: Newest[T] = Newest(limit, view.time)
     caught_up = False
-    progress = stderr.status(f"Reading {view.title}…")
+    waiting = Waiting(f"Reading {view.title} from {source}…")
+
+    def show(rows: list[T], *, header: bool) -> None:
+        if output == JSON:
+            for row in rows:
+                print_json_line(row)
+        else:
+            stdout.print(view.table(rows, header=header, fixed_layout=follow))
 
     def show_backlog() -> None:
         nonlocal caught_up
         caught_up = True
-        progress.stop()
+        waiting.stop()
         rows = backlog.oldest_first()
-        if rows or follow:
-            stdout.print(view.table(rows, fixed_layout=follow))
+        if rows or (follow and output != JSON):
+            show(rows, header=True)
         else:
-            stderr.print(f"No {view.title}.", style="dim")
+            stderr.print(f"No {view.title}" + (" yet." if follow else "."), style="dim")
 
-    progress.start()
-    try:
+    with waiting:
         async with aclosing(open_reader(show_backlog)) as reader:
             async for record in reader:
                 if caught_up:
-                    stdout.print(view.table([record], header=False, fixed_layout=True))
+                    show([record], header=False)
                 else:
                     backlog.add(record)
-    finally:
-        progress.stop()
 
 
 def report_skipped(client: BindingClient, topic: Topic) -> None:

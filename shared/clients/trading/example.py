@@ -4,8 +4,9 @@
     hash7-engine show --user U --binding B
     hash7-engine order --user U --binding B --symbol btcusdt --side buy --type limit --amount 0.001 --price 30000
 
-Same conventions as `hash7` (shared/clients/console.py): HASH7_* configuration, tables on stdout, one line and an
-exit code for anything that goes wrong, never a traceback; the access key only masked, the secret never.
+Same conventions as `hash7` (shared/clients/console.py): HASH7_* configuration, tables (or JSON lines with
+--output json) on stdout, one line and an exit code for anything that goes wrong, never a traceback; the access
+key only masked, the secret never.
 """
 
 from decimal import Decimal
@@ -25,9 +26,13 @@ from shared.clients.console import (
     EXIT_REFUSED,
     EXIT_USAGE,
     ID,
+    JSON,
     USER_ID,
     ContractValue,
     load_program_settings,
+    output_format,
+    print_json_line,
+    program_options,
     run,
     shown,
     stdout,
@@ -35,6 +40,7 @@ from shared.clients.console import (
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding
 from shared.clients.trading.gate import OrderRefused, OrderRequest, order_gate
 from shared.contracts.events import TradingPair
+from shared.contracts.routing import Party
 from shared.runtime.config import EngineSettings
 from shared.runtime.errors import ClientError
 
@@ -53,30 +59,43 @@ SYMBOL = ContractValue("SYMBOL", TradingPair)
 QUANTITY = ContractValue("DECIMAL", Annotated[Decimal, Field(gt=0)])
 
 
-def binding_table(binding: TradingBinding) -> Table:
+# What `show` prints of a binding, by JSON field and table heading: the access key only masked.
+_SHOWN_FIELDS = {
+    "binding_id": "Binding",
+    "user_id": "User",
+    "access_key_masked": "Access key",
+    "htx_uid": "HTX UID",
+    "spot_account_id": "Spot account",
+    "whitelist": "Whitelist",
+    "health": "Health",
+    "version": "Vault version",
+}
+
+
+def print_binding(binding: TradingBinding) -> None:
+    fields = {name: getattr(binding, name) for name in _SHOWN_FIELDS}
+    if output_format() == JSON:
+        print_json_line(fields)
+        return
     table = Table(box=box.SIMPLE_HEAD, show_header=False, show_edge=False, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    for name, value in (
-        ("Binding", binding.binding_id),
-        ("User", binding.user_id),
-        ("Access key", binding.access_key_masked),
-        ("HTX UID", binding.htx_uid),
-        ("Spot account", binding.spot_account_id),
-        ("Whitelist", ", ".join(binding.whitelist)),
-        ("Health", binding.health),
-        ("Vault version", binding.version),
-    ):
-        table.add_row(name, shown(value))
-    return table
+    for name, heading in _SHOWN_FIELDS.items():
+        value = fields[name]
+        table.add_row(heading, shown(", ".join(value) if name == "whitelist" else value))
+    stdout.print(table)
 
 
 def print_refusal(reason: str, message: str) -> None:
-    stdout.print(Text.assemble(("Refused", "bold red"), f" ({reason}): ", shown(message)))
+    if output_format() == JSON:
+        print_json_line({"refused": reason, "message": message})
+    else:
+        stdout.print(Text.assemble(("Refused", "bold red"), f" ({reason}): ", shown(message)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES_HELP)
+@program_options(PROGRAM)
 def cli() -> None:
     """An example trading engine: read a binding's credentials from Vault and trade within its whitelist.
 
@@ -90,7 +109,7 @@ def cli() -> None:
 @click.option("--binding", "binding_id", type=ID, required=True, help="The binding to read.")
 def show(user_id: str, binding_id: str) -> None:
     """Print what the engine reads for a binding: masked access key, HTX UID, spot account, whitelist."""
-    settings = load_program_settings(EngineSettings, PROGRAM)
+    settings = load_program_settings(EngineSettings, PROGRAM, Party.TRADING_ENGINE)
 
     async def read() -> int:
         try:
@@ -98,7 +117,7 @@ def show(user_id: str, binding_id: str) -> None:
         except BindingNotFound as exc:
             print_refusal("binding_not_found", str(exc))
             return EXIT_REFUSED
-        stdout.print(binding_table(binding))
+        print_binding(binding)
         return EXIT_OK
 
     run(settings, read())
@@ -118,7 +137,7 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
     """Place an order with the binding's key, through the order gate: only for a pair in its whitelist."""
     if (order_type == "limit") != (price is not None):
         raise click.UsageError("a limit order needs --price, a market order takes none")
-    settings = load_program_settings(EngineSettings, PROGRAM)
+    settings = load_program_settings(EngineSettings, PROGRAM, Party.TRADING_ENGINE)
     request = OrderRequest(symbol, f"{side}-{order_type}", amount, price, client_order_id)
 
     async def place() -> int:
@@ -134,7 +153,12 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
                 print_refusal("htx", f"HTX refused the order: {exc}")
                 return EXIT_REFUSED
             # The gate has just read the binding: this comes from memory (unless the cache TTL is 0).
-            stdout.print(binding_table(await gate.bindings.get(user_id, binding_id)))
+            binding = await gate.bindings.get(user_id, binding_id)
+        if output_format() == JSON:
+            print_json_line({"order_id": placed.order_id, "user_id": user_id, "binding_id": binding_id,
+                             "order": request})
+            return EXIT_OK
+        print_binding(binding)
         stdout.print(Text.assemble(("Placed", "bold green"), " order ", shown(placed.order_id), f": {request.type} ",
                                    f"{amount} {symbol}" + (f" at {price}" if price is not None else "") + "."))
         return EXIT_OK

@@ -9,6 +9,7 @@ pairs against their owners: this check is the only one there is.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -18,21 +19,30 @@ import structlog
 from shared.adapters.htx.client import HtxClient, HtxCredentials, answered_within
 from shared.adapters.htx.models import NewOrder, PlacedOrder
 from shared.adapters.vault.client import KeyMissing
+from shared.clients.trading.audit_outbox import AuditOutbox, EventSink
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding, engine_vault
-from shared.contracts.events import Event
+from shared.contracts.audit import AuditAction, AuditOutcome
+from shared.contracts.events import utc_now
 from shared.contracts.outcomes import audit
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.routing import Party
 from shared.runtime.config import EngineSettings
 from shared.runtime.errors import ClientError
-from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
+from shared.runtime.producer import KafkaPublisher
 from shared.runtime.provenance import EventSigner
+from shared.runtime.tracing import note_outcome, placing_order
 
 log = structlog.get_logger(__name__)
 
 # The name trading engines go by in audit events.
 SERVICE = Party.TRADING_ENGINE
 _KAFKA_CLIENT_ID = "hash7-trading-engine"
+# Order audits that may wait for the broker (shared/clients/trading/audit_outbox.py): an hour of a busy engine.
+AUDIT_OUTBOX_CAPACITY = 10_000
+# How long closing the gate waits for the broker to take the audits still waiting.
+AUDIT_FLUSH_DEADLINE_S = 10.0
+# The longest wait between two attempts to publish an audit while the broker is down.
+AUDIT_RETRY_CAP_S = 5.0
 
 
 class OrderRefusalReason(StrEnum):
@@ -69,12 +79,6 @@ class OrderPlacer(Protocol):
     async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder: ...
 
 
-class EventSink(Protocol):
-    """Where audit events go; KafkaPublisher is the real one. Raises BrokerUnavailable when it cannot."""
-
-    async def publish(self, event: Event) -> None: ...
-
-
 class OrderGate:
     """Places orders with the credentials of a binding, within its whitelist. HTX has htx_deadline_s in all to
     answer an order, however slowly it drips the answer; past that the order's fate is unknown."""
@@ -82,14 +86,29 @@ class OrderGate:
     def __init__(self, bindings: BindingStore, htx: OrderPlacer, events: EventSink, *, htx_deadline_s: float) -> None:
         self.bindings = bindings
         self._htx = htx
-        self._events = events
+        self._audits = AuditOutbox(events, capacity=AUDIT_OUTBOX_CAPACITY, retry_cap_s=AUDIT_RETRY_CAP_S)
         self._htx_deadline_s = htx_deadline_s
+
+    async def close(self, deadline_s: float = AUDIT_FLUSH_DEADLINE_S) -> None:
+        """Publish the order audits still waiting for the broker, for up to deadline_s (each one left is logged)."""
+        await self._audits.close(deadline_s)
 
     async def place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
         """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise HtxError as they are, and so
         does no answer within the deadline (an `HtxTransientError` `network-error`: the order may have been placed)."""
+        with placing_order(binding_id):
+            try:
+                placed = await self._place(user_id, binding_id, order)
+            except OrderRefused as refused:
+                note_outcome(refused.reason.value)
+                raise
+            note_outcome("placed")
+            return placed
+
+    async def _place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
         # A blank symbol normalises to "", which no whitelist holds.
         symbol = "".join(normalise_pairs([order.symbol]))
+        decision = _Decision.of(user_id, binding_id, symbol, order)
         # Read afresh, never from the cache: a revocation, a whitelist change or a rotation binds the very
         # next order, not one up to a cache TTL later. So a just-revoked binding trades only orders already
         # past this read when the revocation lands (their HTX round trip), never for a cache TTL. It costs
@@ -97,22 +116,20 @@ class OrderGate:
         try:
             binding = await self.bindings.refresh(user_id, binding_id)
         except BindingNotFound:
-            raise await self._refused(
-                user_id, binding_id, None, symbol, OrderRefusalReason.BINDING_REVOKED,
-                "it has no credentials in Vault (revoked, or never stored)",
-            ) from None
+            raise self._refused(decision, None, OrderRefusalReason.BINDING_REVOKED,
+                                "it has no credentials in Vault (revoked, or never stored)") from None
         if binding.invalid:
-            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.BINDING_INVALID,
-                                      "its key stopped working at HTX; bind a new key")
+            raise self._refused(decision, binding, OrderRefusalReason.BINDING_INVALID,
+                                "its key stopped working at HTX; bind a new key")
         if not binding.allows(symbol):
             whitelist = ", ".join(binding.whitelist) or "empty"
-            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.PAIR_NOT_WHITELISTED,
-                                      f"it is not in its whitelist ({whitelist})")
+            raise self._refused(decision, binding, OrderRefusalReason.PAIR_NOT_WHITELISTED,
+                                f"it is not in its whitelist ({whitelist})")
 
         if binding.spot_account_id is None:
             # HTX listed no spot account for the key when it was bound: there is nowhere to place a spot order.
-            raise await self._refused(user_id, binding_id, binding, symbol, OrderRefusalReason.NO_SPOT_ACCOUNT,
-                                      "HTX listed no spot account for its key; open one on HTX and bind the key again")
+            raise self._refused(decision, binding, OrderRefusalReason.NO_SPOT_ACCOUNT,
+                                "HTX listed no spot account for its key; open one on HTX and bind the key again")
 
         # Signed inside Vault: the engine never holds the secret, and Vault's audit log records the signing call.
         signer = self.bindings.signer(binding)
@@ -124,37 +141,53 @@ class OrderGate:
                 ))
         except KeyMissing:
             # Revoked since the read: the revocation deleted the key before the record, so nothing was sent.
-            raise await self._refused(
-                user_id, binding_id, binding, symbol, OrderRefusalReason.BINDING_REVOKED,
-                "it was revoked (its key is deleted from Vault)",
-            ) from None
+            raise self._refused(decision, binding, OrderRefusalReason.BINDING_REVOKED,
+                                "it was revoked (its key is deleted from Vault)") from None
         log.info("order_placed", user_id=user_id, binding_id=binding_id, access_key_masked=binding.access_key_masked,
                  symbol=symbol, order_id=placed.order_id)
-        await self._audit(user_id, binding_id, binding, "order_placed",
-                          {"symbol": symbol, "type": order.type, "order_id": placed.order_id,
-                           "vault_sign_request_ids": signer.vault_request_ids})
+        self._audit(decision, binding, AuditOutcome.ORDER_PLACED,
+                    {"symbol": symbol, "type": order.type, "order_id": placed.order_id,
+                     "vault_sign_request_ids": signer.vault_request_ids})
         return placed
 
-    async def _refused(self, user_id: str, binding_id: str, binding: TradingBinding | None, symbol: str,
-                       reason: OrderRefusalReason, why: str) -> OrderRefused:
-        log.warning("order_refused", user_id=user_id, binding_id=binding_id, symbol=symbol, reason=reason.value)
-        await self._audit(user_id, binding_id, binding, "order_refused", {"symbol": symbol, "reason": reason.value})
-        return OrderRefused(reason, f"binding {binding_id} may not trade {symbol or 'a blank symbol'}: {why}")
+    def _refused(self, decision: "_Decision", binding: TradingBinding | None, reason: OrderRefusalReason,
+                 why: str) -> OrderRefused:
+        log.warning("order_refused", user_id=decision.user_id, binding_id=decision.binding_id,
+                    symbol=decision.symbol, reason=reason.value)
+        self._audit(decision, binding, AuditOutcome.ORDER_REFUSED, {"symbol": decision.symbol, "reason": reason.value})
+        return OrderRefused(reason, f"binding {decision.binding_id} may not trade "
+                                    f"{decision.symbol or 'a blank symbol'}: {why}")
 
-    async def _audit(self, user_id: str, binding_id: str, binding: TradingBinding | None, outcome: str,
-                     details: dict[str, Any]) -> None:
+    def _audit(self, decision: "_Decision", binding: TradingBinding | None, outcome: AuditOutcome,
+               details: dict[str, Any]) -> None:
         if binding is not None:
             # Correlates this decision with Vault's own audit record of the credentials read it rests on.
             details = {**details, "vault_request_id": binding.vault_request_id}
-        record = audit(service=SERVICE, action="order", outcome=outcome, user_id=user_id, binding_id=binding_id,
-                       access_key_masked=binding.access_key_masked if binding else None, details=details)
-        try:
-            await self._events.publish(record)
-        except BrokerUnavailable as exc:
-            # The order's fate is already decided. Raising now would make a placed order look failed, and an
-            # engine that retries would place it twice; the log line keeps the record.
-            log.error("audit_not_published", user_id=user_id, binding_id=binding_id, outcome=outcome,
-                      error=str(exc), **details)
+        # Published in the background: the order's fate is decided, and a broker that is down must neither hold
+        # it up nor make a placed order look failed (an engine that retries would place it twice).
+        self._audits.put(audit(
+            service=SERVICE, action=AuditAction.ORDER, outcome=outcome, cause=decision.cause, at=decision.at,
+            user_id=decision.user_id, binding_id=decision.binding_id,
+            access_key_masked=binding.access_key_masked if binding else None, details=details))
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """One call of `place` as its audit names it. The order gate has no input record: the audit's id is derived
+    from the order as asked and the time of the decision, taken once, so it names this decision alone."""
+
+    user_id: str
+    binding_id: str
+    symbol: str
+    cause: str
+    at: datetime
+
+    @classmethod
+    def of(cls, user_id: str, binding_id: str, symbol: str, order: OrderRequest) -> "_Decision":
+        at = utc_now()
+        cause = (f"order:{order.client_order_id or '-'}:{symbol}:{order.type}:{order.amount}:{order.price}"
+                 f"@{at.isoformat()}")
+        return cls(user_id, binding_id, symbol, cause, at)
 
 
 @asynccontextmanager
@@ -168,6 +201,10 @@ async def order_gate(settings: EngineSettings) -> AsyncIterator[OrderGate]:
         # htx_timeout_s is the order's whole deadline: retrying past it would be cut off anyway.
         deadline_s = settings.htx_timeout_s
         async with HtxClient(settings.htx_base_url, timeout_s=deadline_s, retry_budget_s=deadline_s) as htx:
-            yield OrderGate(bindings, htx, publisher, htx_deadline_s=deadline_s)
+            gate = OrderGate(bindings, htx, publisher, htx_deadline_s=deadline_s)
+            try:
+                yield gate
+            finally:
+                await gate.close()
     finally:
         await publisher.close()

@@ -11,7 +11,8 @@ from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.adapters.vault.records import BindingRecord, KeyRef
 from shared.adapters.vault.stores import ExchangeKeys
-from shared.clients.trading.gate import EventSink, OrderPlacer
+from shared.clients.trading.audit_outbox import EventSink
+from shared.clients.trading.gate import OrderPlacer
 from shared.contracts.events import Event, utc_now
 from shared.contracts.routing import Party, route_of
 from shared.runtime.producer import BrokerUnavailable
@@ -79,10 +80,10 @@ class RecordingHtx:
 class RecordingSink:
     def __init__(self, broker_down: bool = False) -> None:
         self.published: list[Event] = []
-        self._broker_down = broker_down
+        self.broker_down = broker_down
 
     async def publish(self, event: Event) -> None:
-        if self._broker_down:
+        if self.broker_down:
             raise BrokerUnavailable("Kafka is unreachable at 127.0.0.1:1 (KafkaConnectionError)")
         route_of(event, Party.TRADING_ENGINE)  # the gate may only produce what the routing table allows
         self.published.append(event)

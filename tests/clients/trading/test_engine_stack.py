@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import hvac
 import pytest
+from structlog.testing import capture_logs
 
 from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import APPROLE_MOUNT, ROLE_TOKEN_SETTINGS
@@ -16,12 +17,16 @@ from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT, binding_path, 
 from shared.adapters.vault.records import KeyRef
 from shared.clients.binding_client import BindingClient
 from shared.clients.trading import BindingStore, OrderRefusalReason, OrderRefused, OrderRequest, order_gate
-from shared.clients.trading.credentials import TRADING_ENGINE_ROLE
+from shared.clients.trading.credentials import TRADING_ENGINE_ROLE, engine_vault
+from shared.clients.trading.gate import OrderGate
 from shared.contracts.events import AuditEvent, MalformedEvent, parse_event
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState
 from shared.runtime.config import EngineSettings
+from shared.runtime.producer import KafkaPublisher
+from shared.runtime.provenance import EventSigner
+from tests.clients.trading.fakes import RecordingHtx
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
 from tests.kafka_reading import raw_records
 from tests.vault_admin import audit_responses
@@ -57,7 +62,10 @@ async def active_binding(client, user, key, **kwargs) -> str:
     return timeline[-1].binding_id
 
 
-async def order_audits(settings, binding_id) -> list[AuditEvent]:
+async def order_audits(gate, settings, binding_id) -> list[AuditEvent]:
+    """The binding's order audits on the topic, once the gate published all it decided (closing publishes every
+    audit still waiting; the gate goes on working)."""
+    await gate.close()
     events = []
     for record in await raw_records(settings, Topic.AUDIT):
         try:
@@ -88,7 +96,7 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     order = sandbox_order(htx_sandbox, placed.order_id)
     assert (order["symbol"], order["account_id"], order["uid"]) == ("btcusdt", binding.spot_account_id, key.uid)
     assert (order["type"], order["amount"], order["price"]) == ("buy-limit", "0.001", "30000")
-    [audit] = await order_audits(pipeline.settings, binding_id)
+    [audit] = await order_audits(gate, pipeline.settings, binding_id)
     assert (audit.service, audit.outcome, audit.access_key_masked) == ("trading-engine", "order_placed",
                                                                       mask_access_key(key.access_key))
     assert audit.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id,
@@ -109,7 +117,7 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_reaches
 
     assert refused.value.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
     assert len(htx_sandbox.admin.orders()) == orders_before
-    [audit] = await order_audits(pipeline.settings, binding_id)
+    [audit] = await order_audits(gate, pipeline.settings, binding_id)
     assert (audit.outcome, audit.user_id, audit.access_key_masked) == ("order_refused", user,
                                                                        mask_access_key(key.access_key))
     assert audit.details["symbol"] == "ethusdt" and audit.details["reason"] == "pair_not_whitelisted"
@@ -148,7 +156,7 @@ async def test_a_revoked_binding_is_refused_at_once(client, gate, htx_sandbox, p
 
     assert refused.value.reason is OrderRefusalReason.BINDING_REVOKED
     assert len(htx_sandbox.admin.orders()) == orders_before
-    audits = await order_audits(pipeline.settings, binding_id)
+    audits = await order_audits(gate, pipeline.settings, binding_id)
     outcomes = [(audit.outcome, audit.details.get("reason")) for audit in audits]
     assert outcomes == [("order_placed", None), ("order_refused", "binding_revoked")]
 
@@ -171,7 +179,7 @@ async def test_vault_records_the_read_and_the_signing_and_our_audit_event_points
     user, key = new_user(), fresh_key(htx_sandbox)
     binding_id = await active_binding(client, user, key)
     await gate.place(user, binding_id, BUY_BTC)
-    [ours] = [a for a in await order_audits(pipeline.settings, binding_id) if a.outcome == "order_placed"]
+    [ours] = [a for a in await order_audits(gate, pipeline.settings, binding_id) if a.outcome == "order_placed"]
 
     answers = audit_responses(bootstrapped_stack.run_dir)
     read = answers[ours.details["vault_request_id"]]
@@ -251,3 +259,48 @@ async def test_reads_go_on_across_token_renewals_and_expiry(client, engine_setti
     # A renewal may still be refused ("past the max TTL": Vault states the cap in whole seconds); a login
     # follows it.
     assert [(path, error) for path, error in calls if error and user in path] == []
+
+
+# ---- order audits while Kafka is down -----------------------------------------------------------------------
+
+
+class KafkaComingBack:
+    """Kafka as the gate sees it: unreachable (a publisher pointed at a port nobody listens on), then, once
+    `back` is set, the session's broker."""
+
+    def __init__(self, down: KafkaPublisher, up: KafkaPublisher) -> None:
+        self.down, self.up, self.back = down, up, False
+
+    async def publish(self, event) -> None:
+        await (self.up if self.back else self.down).publish(event)
+
+
+async def test_order_audits_decided_while_kafka_is_unreachable_reach_the_topic_in_order_once_it_is_back(
+        engine_settings, pipeline):
+    vault = engine_vault(engine_settings)
+    signer = EventSigner(vault, Party.TRADING_ENGINE)
+    unreachable = engine_settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
+    kafka = KafkaComingBack(KafkaPublisher(unreachable, "audit-outbox-down", signer),
+                            KafkaPublisher(engine_settings, "audit-outbox-up", signer))
+    gate = OrderGate(BindingStore.from_settings(engine_settings, vault), RecordingHtx(), kafka, htx_deadline_s=1.0)
+    user, bindings = new_user(), [f"never-bound-{n}" for n in range(3)]
+    try:
+        with capture_logs() as logs:
+            started = time.monotonic()
+            for binding_id in bindings:
+                with pytest.raises(OrderRefused):
+                    await gate.place(user, binding_id, BUY_BTC)
+            # No decision waits for the broker; the audits wait, retried in the background.
+            assert time.monotonic() - started < WAIT_S / 4
+            await asyncio.sleep(1.0)
+            kafka.back = True
+            await gate.close(deadline_s=WAIT_S)
+    finally:
+        await kafka.down.close()
+        await kafka.up.close()
+
+    assert any(line["event"] == "audit_publish_waiting" for line in logs)
+    assert not [line for line in logs if line["event"] == "audit_not_published"]
+    audits = [event for binding_id in bindings for event in await order_audits(gate, pipeline.settings, binding_id)]
+    assert [(event.binding_id, event.outcome) for event in audits] == [(b, "order_refused") for b in bindings]
+    assert len({event.event_id for event in audits}) == len(bindings)

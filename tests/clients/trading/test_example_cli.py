@@ -2,17 +2,22 @@
 stack (a key bound through the services, orders on the HTX sandbox)."""
 
 import asyncio
+import json
 import re
 import time
 
 import pytest
 from click.testing import CliRunner
 
+from shared.adapters.vault.records import KeyHealth, KeyRef
+from shared.clients import console
 from shared.clients.binding_client import BindingClient
 from shared.clients.console import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from shared.clients.trading import example
+from shared.clients.trading.credentials import TradingBinding
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState
+from tests.clients.fakes import ACCESS_KEY, MASKED_ACCESS_KEY
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.e2e.helpers import bind, fresh_key, new_user
 
@@ -83,3 +88,44 @@ async def test_showing_a_binding_vault_does_not_hold_is_refused(pipeline, engine
     completed = await run_engine(pipeline, engine_environment, "show", "--user", new_user(), "--binding", "nope")
     assert completed.returncode == EXIT_REFUSED
     assert completed.stdout.startswith("Refused (binding_not_found): binding nope of user ")
+
+
+# ---- --output json ----------------------------------------------------------------------------------------
+
+
+def test_show_with_json_output_prints_the_binding_with_its_access_key_masked(monkeypatch):
+    binding = TradingBinding(user_id="user-1", binding_id="binding-1", access_key=ACCESS_KEY,
+                             signing_key=KeyRef("exchange-key-1", 1), htx_uid=42, spot_account_id=7,
+                             whitelist=("btcusdt",), health=KeyHealth.HEALTHY, version=3)
+
+    class OneBinding:
+        @classmethod
+        def from_settings(cls, settings):
+            return cls()
+
+        async def get(self, user_id, binding_id):
+            return binding
+
+    monkeypatch.setattr(example, "BindingStore", OneBinding)
+    monkeypatch.setattr(console, "configure_logging", lambda *args: None)
+
+    result = CliRunner().invoke(example.cli, ["--output", "json", "show", "--user", "user-1", "--binding",
+                                              "binding-1"], prog_name="hash7-engine")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert json.loads(result.stdout) == {
+        "binding_id": "binding-1", "user_id": "user-1", "access_key_masked": MASKED_ACCESS_KEY, "htx_uid": 42,
+        "spot_account_id": 7, "whitelist": ["btcusdt"], "health": "healthy", "version": 3}
+    assert ACCESS_KEY not in result.stdout
+
+
+@pytest.mark.stack
+async def test_a_refusal_with_json_output_is_a_json_line(bootstrapped_stack):
+    environment = hash7_environment(bootstrapped_stack.settings)
+
+    completed = await asyncio.to_thread(run_hash7, ["--output", "json", "show", "--user", new_user(), "--binding",
+                                                    "nope"], environment, module=example.__name__)
+
+    assert completed.returncode == EXIT_REFUSED, completed.stderr
+    refusal = json.loads(completed.stdout)
+    assert refusal["refused"] == "binding_not_found" and refusal["message"].startswith("binding nope of user ")

@@ -2,7 +2,9 @@
 refused and why, what is audited, and that a decision never rests on a cached binding."""
 
 import time
+import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import fields
 from decimal import Decimal
 
@@ -92,7 +94,9 @@ async def active_binding(vault):
     await store_whitelist(vault, ["btcusdt"])
 
 
-def audits(sink):
+async def audits(gate, sink):
+    """What the gate audited, once it published it all (closing publishes every audit still waiting)."""
+    await gate.close(deadline_s=DEADLINE_S)
     routes = [route_of(event, Party.TRADING_ENGINE) for event in sink.published]
     assert all(
         route.topic == Topic.AUDIT and route.key_of(event) == USER for route, event in zip(routes, sink.published)
@@ -120,7 +124,7 @@ async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its
     assert order.to_body() == {"account-id": str(SPOT_ACCOUNT_ID), "symbol": "btcusdt", "type": "buy-limit",
                                "amount": "0.001", "price": "30000", "client-order-id": "c-1"}
     assert placed.order_id == 1 and placed.client_order_id == "c-1"
-    [event] = audits(sink)
+    [event] = await audits(gate, sink)
     assert (event.service, event.action, event.outcome) == ("trading-engine", "order", "order_placed")
     assert (event.user_id, event.binding_id, event.access_key_masked) == (USER, BINDING, mask_access_key(ACCESS_KEY))
     # The audit names Vault's signing call (Vault's audit log records it under that id), one per signature.
@@ -154,7 +158,7 @@ async def test_a_binding_revoked_between_read_and_order_is_refused_and_nothing_i
 
     assert refused.reason is OrderRefusalReason.BINDING_REVOKED and "key is deleted from Vault" in str(refused)
     assert htx.orders == [] and htx.signed == []
-    [event] = audits(sink)
+    [event] = await audits(gate, sink)
     assert (event.outcome, event.access_key_masked) == ("order_refused", mask_access_key(ACCESS_KEY))
     assert event.details == {"symbol": "btcusdt", "reason": "binding_revoked", "vault_request_id": ""}
 
@@ -168,7 +172,7 @@ async def test_vault_down_when_signing_sends_nothing_and_places_nothing(clock, h
     with pytest.raises(VaultUnavailable):
         await gate.place(USER, BINDING, BUY_BTC)
 
-    assert htx.orders == [] and [event.outcome for event in audits(sink)] == []
+    assert htx.orders == [] and [event.outcome for event in await audits(gate, sink)] == []
 
 
 @pytest.mark.usefixtures("active_binding")
@@ -178,7 +182,7 @@ async def test_a_pair_outside_the_whitelist_is_refused_audited_and_never_sent(ga
     assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
     assert str(refused) == f"binding {BINDING} may not trade ethusdt: it is not in its whitelist (btcusdt)"
     assert htx.orders == []
-    [event] = audits(sink)
+    [event] = await audits(gate, sink)
     assert (event.action, event.outcome, event.access_key_masked) == (
         "order", "order_refused", mask_access_key(ACCESS_KEY)
     )
@@ -204,7 +208,7 @@ async def test_a_binding_not_in_vault_is_refused_as_revoked(gate, htx, sink):
     assert refused.reason is OrderRefusalReason.BINDING_REVOKED
     assert "no credentials in Vault (revoked, or never stored)" in str(refused)
     assert htx.orders == []
-    [event] = audits(sink)
+    [event] = await audits(gate, sink)
     assert event.outcome == "order_refused" and event.access_key_masked is None
     assert event.details == {"symbol": "btcusdt", "reason": "binding_revoked"}
 
@@ -221,7 +225,7 @@ async def test_a_binding_without_a_spot_account_is_refused_not_sent(gate, vault,
     await store_whitelist(vault, ["btcusdt"])
     refused = await refusal(gate, BUY_BTC)
     assert refused.reason is OrderRefusalReason.NO_SPOT_ACCOUNT and htx.orders == []
-    assert [a.outcome for a in audits(sink)] == ["order_refused"]
+    assert [a.outcome for a in await audits(gate, sink)] == ["order_refused"]
 
 
 @pytest.mark.usefixtures("active_binding")
@@ -252,15 +256,35 @@ async def test_a_revoked_binding_whose_whitelist_was_written_again_is_still_refu
 
 
 @pytest.mark.usefixtures("active_binding")
-async def test_an_audit_the_broker_cannot_take_changes_no_decision(vault, clock, htx):
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True), htx_deadline_s=DEADLINE_S)
-    with capture_logs() as logs:
-        placed = await gate.place(USER, BINDING, BUY_BTC)
-        refused = await refusal(gate, BUY_ETH)
+async def test_audits_the_broker_cannot_take_change_no_decision_and_are_published_in_order_once_it_is_back(
+        vault, clock, htx):
+    sink = RecordingSink(broker_down=True)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    started = time.monotonic()
+    placed = await gate.place(USER, BINDING, BUY_BTC)
+    refused = await refusal(gate, BUY_ETH)
 
+    # Neither decision waited for the broker.
+    assert time.monotonic() - started < SLACK_S
     assert placed.order_id == 1 and refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
+    assert sink.published == []
+    sink.broker_down = False
+    assert [event.outcome for event in await audits(gate, sink)] == ["order_placed", "order_refused"]
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_each_audit_still_waiting_for_the_broker_when_the_gate_closes_is_logged_whole(vault, clock, htx):
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True),
+                     htx_deadline_s=DEADLINE_S)
+    await gate.place(USER, BINDING, BUY_BTC)
+    await refusal(gate, BUY_ETH)
+    with capture_logs() as logs:
+        await gate.close(deadline_s=0.5)
+
     lost = [line for line in logs if line["event"] == "audit_not_published"]
-    assert [line["outcome"] for line in lost] == ["order_placed", "order_refused"]
+    assert [(line["why"], line["outcome"]) for line in lost] == [
+        ("closed_before_published", "order_placed"), ("closed_before_published", "order_refused")]
+    assert all(uuid.UUID(line["event_id"]) and line["binding_id"] == BINDING for line in lost)
 
 
 @pytest.mark.usefixtures("active_binding")
@@ -269,7 +293,7 @@ async def test_no_secret_or_whole_access_key_in_audit_events_errors_or_log_lines
         await gate.place(USER, BINDING, BUY_BTC)
         refused = await refusal(gate, BUY_ETH)
 
-    said = [event.to_bytes().decode() for event in audits(sink)] + [str(refused), repr(refused)]
+    said = [event.to_bytes().decode() for event in await audits(gate, sink)] + [str(refused), repr(refused)]
     said += [repr(line) for line in logs]
     assert logs and all(SECRET_KEY not in text and ACCESS_KEY not in text for text in said)
 
@@ -288,4 +312,21 @@ async def test_an_htx_dripping_its_answer_cannot_hold_an_order_past_the_deadline
     assert DEADLINE_S <= elapsed < DEADLINE_S + SLACK_S
     assert caught.value.code == NETWORK_ERROR and "the order" in caught.value.message
     assert server.requests == 1 and server.body_bytes_sent > 1
-    assert [event.outcome for event in audits(sink)] == []
+    assert [event.outcome for event in await audits(gate, sink)] == []
+
+
+@pytest.mark.usefixtures("active_binding")
+async def test_a_full_outbox_lets_its_oldest_audit_go_logged_whole_and_keeps_the_newest(vault, clock, htx,
+                                                                                       monkeypatch):
+    monkeypatch.setattr("shared.clients.trading.gate.AUDIT_OUTBOX_CAPACITY", 2)
+    sink = RecordingSink(broker_down=True)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    with capture_logs() as logs:
+        for order in (BUY_BTC, BUY_ETH, BUY_ETH):
+            with pytest.raises(OrderRefused) if order is BUY_ETH else nullcontext():
+                await gate.place(USER, BINDING, order)
+    sink.broker_down = False
+
+    [lost] = [line for line in logs if line["event"] == "audit_not_published"]
+    assert (lost["why"], lost["outcome"]) == ("outbox_full", "order_placed")
+    assert [event.outcome for event in await audits(gate, sink)] == ["order_refused", "order_refused"]

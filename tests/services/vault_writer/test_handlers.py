@@ -334,3 +334,18 @@ async def test_a_sweep_names_every_stored_binding_and_carries_no_key():
     # The validator reads each key itself; the time Vault wrote the sweep's claim orders what it finds.
     claimed = vault.written_at[sweep_marker_path("k1")][0]
     assert all(m.sweep_started_at == claimed and "secret" not in m.model_dump_json() for m in rechecks)
+
+
+async def test_a_redelivered_validation_or_revocation_is_audited_again_as_the_very_same_event():
+    vault = InMemoryVault()
+    stored_first = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    stored_again = await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    revoke = RevokeRequested(request_id="rv1", user_id="u1", binding_id="b1")
+    revoked_first = await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT)
+    revoked_again = await handle_revoke_requested(revoke, VaultWriterDeps(vault), at=AT)
+
+    for first, again in ((stored_first, stored_again), (revoked_first, revoked_again)):
+        assert [topic_of(event) for event in first] == [topic_of(event) for event in again]
+        [audit] = [event for event in first if topic_of(event) == Topic.AUDIT]
+        assert [event for event in again if topic_of(event) == Topic.AUDIT] == [audit]
+        assert audit.occurred_at == AT
