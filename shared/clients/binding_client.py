@@ -321,6 +321,7 @@ class BindingClient:
                                   ) -> AsyncGenerator[ConsumerRecord, None]:
         """The authentic dead letters as they are on the topic, raw body included: for replays
         (deploy/admin/dead_letters.py), never for display."""
+        await self._ready_verifier().read_keys_of(ROUTES[Topic.DEAD_LETTER].producers)
         async with aclosing(self._records(Topic.DEAD_LETTER, from_beginning=True, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
@@ -331,6 +332,7 @@ class BindingClient:
 
     async def _events(self, topic: Topic, model: type[E], *, from_beginning: bool, follow: bool,
                       on_caught_up: Callable[[], None] | None) -> AsyncGenerator[E, None]:
+        await self._ready_verifier().read_keys_of(ROUTES[topic].producers)
         async with aclosing(self._records(topic, from_beginning=from_beginning, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:

@@ -16,7 +16,7 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -197,6 +197,15 @@ class EventVerifier:
         except InvalidSignature:
             raise Unauthentic(f"the signature does not verify with the {producer} key certified", claimed) from None
         return Provenance(producer, datetime.fromtimestamp(produced_at_s, UTC))
+
+    async def read_keys_of(self, producers: Iterable[Party]) -> None:
+        """Read now the public keys of the producers not read yet. A reader that starts while Vault answers then
+        verifies through a later outage with the keys in hand, even the records of a producer it meets only then
+        (they are read on first need otherwise, and a first read has nothing to fall back on)."""
+        for producer in producers:
+            async with self._reading.setdefault(producer, asyncio.Lock()):
+                if producer not in self._keys:
+                    await self._read_keys(producer, None)
 
     async def _certified_key(self, producer: Party, header: str | None, claimed: str | None) -> _CertifiedKey:
         if header is None:

@@ -11,11 +11,12 @@ from pydantic import SecretStr
 from deploy.bench.load import StatusCollector
 from deploy.stack.loopback import LoopbackStack
 from shared.clients.binding_client import BindingClient
+from shared.contracts.events import parse_event
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState
 from shared.runtime.config import ServiceSettings
-from tests.faults.fuzzing import FuzzMessage, draw_fuzz_messages
+from tests.faults.fuzzing import INBOUND, FuzzMessage, draw_fuzz_messages
 from tests.faults.invariants import assert_invariants
 from tests.faults.load_run import LoadRuns
 
@@ -53,6 +54,15 @@ class DeadLetterKeys:
                 self.keys[letter.key] += 1
 
 
+def _subject(message: FuzzMessage) -> tuple[str, str | None]:
+    """The user and the request a status about the message would name."""
+    malformed = message.malformed
+    if malformed is not None:
+        return malformed.user_id or message.key, malformed.request_id
+    event = parse_event(INBOUND[message.topic], message.body)
+    return getattr(event, "user_id", None) or message.key, getattr(event, "request_id", None)
+
+
 def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, collector: StatusCollector) -> list[str]:
     """The messages whose fate is not (yet) what it must be. The fuzzer publishes as the app: on a topic the app
     does not produce, and above the size a service reads, every message is refused unread (a dead letter, and
@@ -60,9 +70,13 @@ def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, colle
     be read, told `malformed_request`; a well-shaped one is rejected or dead-lettered."""
     largest_read = ServiceSettings().kafka_max_record_bytes
     rejected: dict[str, set[ReasonCode]] = {}
+    # Who was told about which request: a hostile user id can be drawn for two messages (its random suffix may be
+    # empty), so a message refused unread is "told" only if a rejection names its user and its request.
+    told_about: set[tuple[str, str | None]] = set()
     for arrived in collector.arrived:
         if arrived.status.state == BindingState.REJECTED:
             rejected.setdefault(arrived.status.user_id, set()).update(arrived.status.reason_codes)
+            told_about.add((arrived.status.user_id, arrived.status.request_id))
     missing = []
     for message in messages:
         malformed = message.malformed
@@ -71,7 +85,7 @@ def unaccounted(messages: list[FuzzMessage], dead_letters: DeadLetterKeys, colle
             if not letter:
                 missing.append(f"{message.key} ({message.topic.value}, {message.kind}): too large, not dead-lettered")
         elif Party.APP not in ROUTES[message.topic].producers:
-            told = bool(rejected.get(malformed.user_id if malformed and malformed.user_id else message.key))
+            told = _subject(message) in told_about
             if told or not letter:
                 missing.append(f"{message.key} ({message.topic.value}, {message.kind}): not the app's topic, yet "
                                f"dead letter {letter}, user told {told}")

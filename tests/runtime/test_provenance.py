@@ -315,3 +315,15 @@ async def test_vault_away_keeps_the_public_keys_in_hand_and_fails_only_a_verifie
     assert await verify(vault, headers, verifier=verifier) is Party.WHITELIST
     with pytest.raises(VaultUnavailable):
         await verify(vault, headers, verifier=EventVerifier(vault))  # a fresh start: nothing to verify with
+
+
+async def test_keys_read_ahead_verify_a_producer_first_met_while_vault_is_away():
+    vault = KeysAway()
+    verifier = EventVerifier(vault)
+    headers = provenance_headers(vault, Party.WHITELIST, Topic.BINDING_STATUS, BODY)
+    await verifier.read_keys_of(ROUTES[Topic.BINDING_STATUS].producers)
+    vault.away = True
+    # The reader never met the whitelist's records before the outage; the keys read ahead verify them.
+    assert await verify(vault, headers, verifier=verifier) is Party.WHITELIST
+    with pytest.raises(VaultUnavailable):
+        await EventVerifier(vault).read_keys_of([Party.WHITELIST])  # read ahead while away: says so at once
