@@ -321,7 +321,6 @@ class BindingClient:
                                   ) -> AsyncGenerator[ConsumerRecord, None]:
         """The authentic dead letters as they are on the topic, raw body included: for replays
         (deploy/admin/dead_letters.py), never for display."""
-        await self._ready_verifier().read_keys_of(ROUTES[Topic.DEAD_LETTER].producers)
         async with aclosing(self._records(Topic.DEAD_LETTER, from_beginning=True, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
@@ -332,7 +331,6 @@ class BindingClient:
 
     async def _events(self, topic: Topic, model: type[E], *, from_beginning: bool, follow: bool,
                       on_caught_up: Callable[[], None] | None) -> AsyncGenerator[E, None]:
-        await self._ready_verifier().read_keys_of(ROUTES[topic].producers)
         async with aclosing(self._records(topic, from_beginning=from_beginning, follow=follow,
                                           on_caught_up=on_caught_up)) as records:
             async for record in records:
@@ -369,6 +367,9 @@ class BindingClient:
         )
         await start_kafka_client(consumer, self._settings.kafka_bootstrap_servers)
         try:
+            # Once Kafka answers (an unreachable broker is the first thing to say): every allowed producer's keys,
+            # so that the reader verifies through a later Vault outage (EventVerifier.read_keys_of).
+            await self._ready_verifier().read_keys_of(ROUTES[topic].producers)
             partitions = await self._partitions(consumer, name)
             consumer.assign(partitions)
             if from_beginning:
