@@ -40,6 +40,7 @@ from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.errors import TransientError
+from shared.runtime.tracing import current_traceparent
 
 SERVICE = Party.VAULT_WRITER
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
@@ -134,14 +135,16 @@ def _store_audit(event: BindingValidated, masked: str, outcome: AuditOutcome, at
 
 async def _binding_record(deps: VaultWriterDeps, event: BindingValidated, key: KeyRef, at: datetime,
                           current: Versioned[BindingRecord] | None) -> BindingRecord:
-    """The record to store; a rotation to another key names the old one, and its index entry to release."""
+    """The record to store, with the context of the span storing it (orders link to it); a rotation to another key
+    names the old one, and its index entry to release."""
+    traceparent = current_traceparent()
     if current is None or current.record.access_key == event.access_key:
-        return BindingRecord.of(event, key, at)
+        return BindingRecord.of(event, key, at, traceparent)
     old_key = current.record.access_key
     # Where the old key's claim is, under whichever version of the index key it was made.
     claim = await deps.index.holder(old_key)
     ours = claim is not None and claim.holder.names(event.user_id, event.binding_id)
-    return BindingRecord.of(event, key, at, rotated_from=mask_access_key(old_key),
+    return BindingRecord.of(event, key, at, traceparent, rotated_from=mask_access_key(old_key),
                             replaced_index_path=claim.path if claim and ours else None)
 
 

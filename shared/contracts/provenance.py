@@ -18,13 +18,13 @@ public key and its expiry. Each record then carries three headers:
 - `x-hash7-signature`: the base64 Ed25519 signature, by the certified key, of `signed_digest(...)`.
 
 The digest covers the logical topic (without the deployment's prefix, so a record cannot be moved to another
-topic), the producer, the record key, the contract's headers (the certificate, and dead-letter headers, which
-therefore cannot be altered) and the body. A consumer accepts a record only when its producer is one the routing
-table allows on that topic, its certificate names that producer and verifies with a version of the producer's
-key that Vault has not retired, it was produced within the certificate's lifetime, and the record's signature
-verifies with the certified key. A record is not refused for being old: a consumer that was away an hour
-reads what was produced meanwhile. The lifetime bounds when a certified key may sign, as its records say;
-what revokes a stolen key is retiring the version that certified it (deploy/bootstrap/event_keys.py).
+topic), the producer, the record key, the contract's headers (the certificate, the dead-letter headers and the W3C
+trace context, which therefore cannot be altered) and the body. A consumer accepts a record only when its producer
+is one the routing table allows on that topic, its certificate names that producer and verifies with a version of
+the producer's key that Vault has not retired, it was produced within the certificate's lifetime, and the record's
+signature verifies with the certified key. A record is not refused for being old: a consumer that was away an hour
+reads what was produced meanwhile. The lifetime bounds when a certified key may sign, as its records say; what
+revokes a stolen key is retiring the version that certified it (deploy/bootstrap/event_keys.py).
 
 A signature proves who produced a record, not when: a genuine old record sent again verifies. Facts therefore
 carry their own order from their source, and consumers ignore what is older than what they applied
@@ -42,6 +42,9 @@ PRODUCER_HEADER = "x-hash7-producer"
 PRODUCED_AT_HEADER = "x-hash7-produced-at"
 CERTIFICATE_HEADER = "x-hash7-certificate"
 SIGNATURE_HEADER = "x-hash7-signature"
+# W3C trace context (shared/runtime/tracing.py), signed because the vault-writer stores it with a binding. It
+# joined the signed headers without a new layout name: a record without it digests exactly as before.
+TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate"})
 # Names the layouts below; a new layout gets a new name, and verifiers read both during a change.
 SIGNED_FORMAT = "hash7-record-signature/1"
 CERTIFICATE_FORMAT = "hash7-signing-certificate/1"
@@ -63,17 +66,17 @@ CERTIFICATE_DESCRIPTION = (
 )
 SIGNATURE_DESCRIPTION = (
     "Base64 Ed25519 signature, by the certified key, of the SHA-256 digest of the JSON array "
-    f"[\"{SIGNED_FORMAT}\", topic without its prefix, producer, record key as hex, event-type and every x- header "
-    "but this one as [name, value] sorted by name, SHA-256 hex of the body], serialised with no spaces and ASCII "
-    "escapes. Records without a valid one are dead letters."
+    f"[\"{SIGNED_FORMAT}\", topic without its prefix, producer, record key as hex, event-type, traceparent, "
+    "tracestate and every x- header but this one as [name, value] sorted by name, SHA-256 hex of the body], "
+    "serialised with no spaces and ASCII escapes. Records without a valid one are dead letters."
 )
 
 
 def is_signed_header(name: str) -> bool:
-    """The headers a signature covers: the contract's own (`event-type` and every `x-` header, the certificate
-    and the dead-letter headers among them), not the signature, and not what client libraries add on their own
-    (FastStream's `correlation_id`, its `content-type` on a record of raw bytes)."""
-    return (name == "event-type" or name.startswith("x-")) and name != SIGNATURE_HEADER
+    """The headers a signature covers: the contract's own (`event-type`, the W3C trace context and every `x-`
+    header, the certificate and the dead-letter headers among them), not the signature, and not what client
+    libraries add on their own (FastStream's `correlation_id`, its `content-type` on a record of raw bytes)."""
+    return (name == "event-type" or name in TRACE_CONTEXT_HEADERS or name.startswith("x-")) and name != SIGNATURE_HEADER
 
 
 def signed_digest(topic: str, producer: str, key: bytes, headers: Mapping[str, str], body: bytes) -> bytes:

@@ -15,9 +15,10 @@ asks for it, through the variables the OpenTelemetry SDK defines, read by the SD
 - `OTEL_RESOURCE_ATTRIBUTES` (`service.name` is always the program's own party, whatever it says);
 - `OTEL_SDK_DISABLED=true`: off, whatever else is set.
 
-A record carries its trace context in W3C `traceparent`/`tracestate` headers. They are not signed
-(shared.contracts.provenance.is_signed_header covers only `event-type` and `x-` headers) and nothing decides
-anything by them: anyone on the broker may write them, and all they can change is which trace a span joins.
+A record carries its trace context in W3C `traceparent`/`tracestate` headers, signed with the rest of the record
+(shared.contracts.provenance.is_signed_header): a record whose trace context was rewritten on the broker is
+unauthentic, and nothing decides anything by it. The vault-writer stores the context of the span that stored a
+binding in its record (shared/adapters/vault/records.py), and each of that binding's orders links to it.
 """
 
 import os
@@ -62,6 +63,9 @@ BINDING_ID = "hash7.binding_id"
 EVENT_TYPE = "hash7.event_type"
 OUTCOME = "hash7.outcome"
 ERROR_CLASS = "hash7.error_class"
+LINK_KIND = "hash7.link"
+BINDING_STORED_LINK = "binding.stored"
+TRACEPARENT = "traceparent"
 
 
 class TracingMisconfigured(ClientError):
@@ -163,13 +167,28 @@ def requesting(request_kind: str, request_id: str) -> Iterator[Span]:
         yield span
 
 
+def current_traceparent() -> str | None:
+    """The current span's context as a W3C traceparent, for a record that outlives the span; None with tracing off."""
+    return with_trace_context({}).get(TRACEPARENT)
+
+
 @contextmanager
 def placing_order(binding_id: str) -> Iterator[Span]:
-    """A trading engine's span for one order: a trace of its own (an order is no part of the request that stored
-    the binding, which places orders for months), joined to that request's trace by the binding id both carry.
-    Not by a stored trace context: that comes from an unsigned header, and nothing unsigned reaches Vault."""
+    """A trading engine's span for one order: the root of a trace of its own, which link_to_binding joins to the
+    trace of the request that stored the binding. Not a child of it: a binding places orders for months, and one
+    trace holding them all would outgrow what tracing backends keep of a trace, and be sampled with the request."""
     with _span(ORDER_SPAN, SpanKind.INTERNAL, {BINDING_ID: binding_id}) as span:
         yield span
+
+
+def link_to_binding(stored_traceparent: str | None) -> None:
+    """Link the current span to the span that stored the binding (its record's traceparent, when it has one)."""
+    span = trace.get_current_span()
+    if stored_traceparent is None or not span.is_recording():
+        return
+    stored = trace.get_current_span(_W3C.extract({TRACEPARENT: stored_traceparent})).get_span_context()
+    if stored.is_valid:
+        span.add_link(stored, {LINK_KIND: BINDING_STORED_LINK})
 
 
 @contextmanager

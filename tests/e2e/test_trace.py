@@ -1,5 +1,6 @@
 """One binding request's trace, end to end: the app's span, then every service's processing of what it led to,
-as real processes exporting over OTLP/HTTP, and a trading engine's order linked to it. The services run with
+as real processes exporting over OTLP/HTTP, and a trading engine's order, a trace of its own linked to the span
+that stored the binding. The services run with
 tracing on, on topics of their own, beside the session's (untraced) pipeline."""
 
 import asyncio
@@ -77,7 +78,7 @@ async def services_spans(receiver: OtlpReceiver, trace_id: str) -> list[Collecte
         await asyncio.sleep(0.2)
 
 
-async def test_one_binding_requests_spans_form_one_trace_through_every_service_and_its_orders_name_it(
+async def test_one_binding_requests_spans_form_one_trace_through_every_service_and_its_orders_link_to_it(
         traced_pipeline, receiver, app_spans, htx_sandbox):
     user, key = new_user(), fresh_key(htx_sandbox)
     async with BindingClient(traced_pipeline.settings) as client:
@@ -117,8 +118,10 @@ async def test_one_binding_requests_spans_form_one_trace_through_every_service_a
                          OrderRequest("btcusdt", "buy-limit", Decimal("0.001"), Decimal("30000")))
     [order] = [span for span in app_spans.get_finished_spans() if span.name == ORDER_SPAN]
     assert order.parent is None and f"{order.context.trace_id:032x}" != request.trace_id
-    # Joined to the binding's trace by the binding id both carry (never by a context stored from an unsigned header).
-    binding_id = timeline[-1].binding_id
-    assert order.attributes["hash7.binding_id"] == binding_id
-    assert any(span.attributes.get("hash7.binding_id") == binding_id for span in processing)
+    # A trace of its own, linked to the vault-writer's span that stored the binding (its record's traceparent).
+    [link] = order.links
+    [stored_by] = [span for span in spans if span.span_id == f"{link.context.span_id:016x}"]
+    assert (stored_by.service, stored_by.name) == ("vault-writer", "process binding.validated")
+    assert f"{link.context.trace_id:032x}" == request.trace_id and link.attributes == {"hash7.link": "binding.stored"}
+    assert order.attributes["hash7.binding_id"] == timeline[-1].binding_id
     assert order.attributes[OUTCOME] == "placed"

@@ -1,6 +1,6 @@
 """Tracing (shared/runtime/tracing.py): off unless the environment names an exporter, and then a record's
 processing continues the trace of the span that published it and hands it on; the trace context rides in
-unsigned headers that neither break nor enter a record's proof of origin. The pipeline end to end:
+headers the record's signature covers, and an order links to the span that stored its binding. The pipeline end to end:
 tests/e2e/test_trace.py."""
 
 import json
@@ -17,13 +17,15 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from shared.contracts.provenance import signed_digest
 from shared.contracts.routing import Party, Topic
-from shared.runtime.provenance import EventSigner, OutgoingRecord
+from shared.runtime.provenance import EventSigner, OutgoingRecord, Unauthentic
 from shared.runtime.tracing import (
     OUTCOME,
     REQUEST_SPAN,
     TracingMisconfigured,
     calling,
     consuming,
+    current_traceparent,
+    link_to_binding,
     placing_order,
     requesting,
     tracer_provider,
@@ -186,28 +188,51 @@ def test_a_failed_call_is_marked_by_its_error_class_alone(spans):
     assert span.events == () and span.attributes["hash7.error_class"] == "ValueError"
 
 
-def test_an_order_is_a_trace_of_its_own_named_by_its_binding(spans):
-    with requesting("bind", "r-1") as request:
-        pass
+def test_an_order_is_a_trace_of_its_own_linked_to_the_span_that_stored_its_binding(spans):
+    with requesting("bind", "r-1") as storing:
+        stored = current_traceparent()
     with placing_order("b-1"):
-        pass
+        link_to_binding(stored)
 
-    order = spans.get_finished_spans()[1]
-    assert order.parent is None and order.context.trace_id != request.get_span_context().trace_id
-    assert order.links == () and order.attributes["hash7.binding_id"] == "b-1"
+    order, storing_context = spans.get_finished_spans()[-1], storing.get_span_context()
+    trace_id, span_id, flags = storing_context.trace_id, storing_context.span_id, storing_context.trace_flags
+    assert stored == f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    assert order.parent is None and order.context.trace_id != storing_context.trace_id
+    [link] = order.links
+    assert (link.context.trace_id, link.context.span_id) == (storing_context.trace_id, storing_context.span_id)
+    assert link.attributes == {"hash7.link": "binding.stored"} and order.attributes["hash7.binding_id"] == "b-1"
 
 
-async def test_the_trace_context_is_neither_signed_nor_in_the_way_of_verification():
+@pytest.mark.parametrize("stored", [None, "", "00-not-a-context", "00-" + "0" * 32 + "-" + "0" * 16 + "-01"])
+def test_an_order_of_a_binding_stored_untraced_or_with_no_valid_context_links_to_nothing(spans, stored):
+    with placing_order("b-1"):
+        link_to_binding(stored)
+    [order] = spans.get_finished_spans()
+    assert order.links == ()
+
+
+def test_with_tracing_off_nothing_is_stored_and_nothing_is_linked():
+    assert current_traceparent() is None
+    with placing_order("b-1"):
+        link_to_binding("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+
+
+async def test_the_trace_context_is_signed_with_the_record_and_a_rewritten_one_is_unauthentic():
     vault = InMemoryVault()
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     [signed] = await EventSigner(vault, Party.WHITELIST).sign([OutgoingRecord(
-        Topic.BINDING_STATUS, "u1", b"{}", {"event-type": "BindingStatus", "traceparent": traceparent})])
+        Topic.BINDING_STATUS, "u1", b"{}", {"event-type": "BindingStatus", "traceparent": traceparent,
+                                            "tracestate": "vendor=1"})])
     headers = [(name, value.encode()) for name, value in signed.headers.items()]
     assert await verify(vault, headers, body=b"{}") is Party.WHITELIST
-    # Anyone on the broker may rewrite it: the record stays authentic, and only the trace it joins changes.
+    # The vault-writer stores the context it continues: anyone on the broker rewriting or adding one is refused.
     rewritten = [(name, b"00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-01" if name == "traceparent" else value)
                  for name, value in headers]
-    assert await verify(vault, rewritten, body=b"{}") is Party.WHITELIST
-    assert signed_digest("binding.status", "whitelist", b"u1", {"traceparent": traceparent}, b"{}") == signed_digest(
+    untraced = [(name, value) for name, value in headers if name not in ("traceparent", "tracestate")]
+    for forged in (rewritten, untraced, [*headers, ("traceparent", traceparent.encode())],
+                   [(name, b"other=2" if name == "tracestate" else value) for name, value in headers]):
+        with pytest.raises(Unauthentic):
+            await verify(vault, forged, body=b"{}")
+    assert signed_digest("binding.status", "whitelist", b"u1", {"traceparent": traceparent}, b"{}") != signed_digest(
         "binding.status", "whitelist", b"u1", {}, b"{}")
 

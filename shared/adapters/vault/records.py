@@ -6,13 +6,14 @@ readable; unknown fields are ignored, times are ISO 8601 strings (`datetime.isof
 None where it may be absent (a rotation's fields, an unjudged key health) is left out when written.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated
@@ -22,6 +23,17 @@ def _iso(value: datetime) -> str:
     # As records have always been written (pydantic's own JSON would write UTC as "Z").
     return value.isoformat()
 
+
+# A W3C traceparent of version 00 (https://www.w3.org/TR/trace-context/#traceparent-header).
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _traceparent_or_none(value: object) -> str | None:
+    # Anything else reads as no trace context: a trace link is never worth a binding that cannot be read.
+    return value if isinstance(value, str) and _TRACEPARENT.fullmatch(value) else None
+
+
+Traceparent = Annotated[str | None, BeforeValidator(_traceparent_or_none)]
 
 IsoTime = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
 
@@ -84,10 +96,12 @@ class BindingRecord(_SignsWithItsOwnKey):
     """A binding as trading engines read it (bindings/<user>/<binding>): the access key, and which version of which
     Transit key signs with its secret; never the secret, which only Vault holds. `request_id` makes a redelivered
     write recognisable, and `stored_at` lets it be reported again at the same time; a rotation names the old key,
-    masked (`rotated_from`), and its index entry to release (`replaced_index_path`)."""
+    masked (`rotated_from`), and its index entry to release (`replaced_index_path`). `traceparent` is the W3C
+    context of the span that stored it (from signed headers, shared/runtime/tracing.py), which orders link to."""
 
     rotated_from: str | None = _absent_when_none()
     replaced_index_path: str | None = _absent_when_none()
+    traceparent: Traceparent = _absent_when_none()
     exchange: str
     # Out of the repr: a repr ends up in logs and exceptions.
     access_key: str = Field(repr=False)
@@ -103,10 +117,10 @@ class BindingRecord(_SignsWithItsOwnKey):
     stored_at: IsoTime
 
     @classmethod
-    def of(cls, event: BindingValidated, signing_key: KeyRef, stored_at: datetime,
+    def of(cls, event: BindingValidated, signing_key: KeyRef, stored_at: datetime, traceparent: str | None = None,
            rotated_from: str | None = None, replaced_index_path: str | None = None) -> Self:
         return cls(
-            rotated_from=rotated_from, replaced_index_path=replaced_index_path,
+            rotated_from=rotated_from, replaced_index_path=replaced_index_path, traceparent=traceparent,
             exchange=event.exchange, access_key=event.access_key, exchange_key=signing_key.name,
             exchange_key_version=signing_key.version, label=event.label, user_id=event.user_id,
             binding_id=event.binding_id, request_id=event.request_id, htx_uid=event.htx.uid,

@@ -55,6 +55,8 @@ class TradingBinding:
     version: int
     # Vault's id for the read of the credentials: the same id stands in Vault's audit log.
     vault_request_id: str = ""
+    # The W3C context of the span that stored the binding, which its orders' spans link to.
+    traceparent: str | None = None
 
     @property
     def access_key_masked(self) -> str:
@@ -140,6 +142,7 @@ class BindingStore:
             health=whitelist.record.health if whitelist else None,
             version=credentials.version,
             vault_request_id=credentials.vault_request_id,
+            traceparent=record.traceparent,
         )
 
     def _evict_expired(self) -> None:

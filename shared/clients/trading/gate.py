@@ -30,7 +30,7 @@ from shared.runtime.config import EngineSettings
 from shared.runtime.errors import ClientError
 from shared.runtime.producer import KafkaPublisher
 from shared.runtime.provenance import EventSigner
-from shared.runtime.tracing import note_outcome, placing_order
+from shared.runtime.tracing import link_to_binding, note_outcome, placing_order
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +118,7 @@ class OrderGate:
         except BindingNotFound:
             raise self._refused(decision, None, OrderRefusalReason.BINDING_REVOKED,
                                 "it has no credentials in Vault (revoked, or never stored)") from None
+        link_to_binding(binding.traceparent)
         if binding.invalid:
             raise self._refused(decision, binding, OrderRefusalReason.BINDING_INVALID,
                                 "its key stopped working at HTX; bind a new key")

@@ -74,6 +74,26 @@ async def test_a_binding_record_naming_a_key_not_its_own_is_read_by_no_one_so_no
         BindingRecord.of(validated(), KeyRef(named, 1), utc_now())
 
 
+TRACE_ID, SPAN_ID = "a" * 32, "b" * 16
+
+
+@pytest.mark.parametrize("stored", [None, 42, "", "not a context", f"00-{TRACE_ID.upper()}-{SPAN_ID}-01",
+                                    f"01-{TRACE_ID}-{SPAN_ID}-01", f"00-{TRACE_ID}-{SPAN_ID}-01\n"])
+async def test_a_binding_with_no_valid_trace_context_reads_with_none_and_still_trades(stored):
+    vault = InMemoryVault()
+    await vault.write(binding_path("u1", "b1"), record().to_vault() | {"traceparent": stored}, cas=0)
+    binding = await BindingStore(vault, ttl_s=30).get("u1", "b1")
+    assert binding.traceparent is None and binding.access_key == ACCESS_KEY
+
+
+def test_a_binding_record_keeps_the_trace_context_it_was_stored_in_and_writes_none_when_untraced():
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    event = validated()
+    traced = BindingRecord.of(event, KeyRef(exchange_key("u1", "b1"), 1), utc_now(), traceparent)
+    assert BindingRecord.from_vault(traced.to_vault()).traceparent == traceparent
+    assert "traceparent" not in record().to_vault()
+
+
 def test_a_binding_record_names_its_transit_key_holds_no_secret_and_keeps_the_access_key_out_of_its_repr():
     binding = record()
     stored = binding.to_vault()
