@@ -15,6 +15,12 @@ from shared.contracts.routing import Party, Topic
 DEFAULT_RUN_DIR = Path(".run")
 
 
+def credentials_dir(run_dir: Path, identity: str) -> Path:
+    """The folder holding one workload's credentials (its Vault AppRole, its Kafka user) and nothing else, so that a
+    deployment can hand each workload its own folder only (docker-compose.yml, deploy/k8s)."""
+    return run_dir / "credentials" / identity
+
+
 class AppRoleCredentials(BaseModel):
     role_id: str
     secret_id: SecretStr
