@@ -129,7 +129,8 @@ def fuzz_messages(draw: st.DrawFn, fuzz_id: Callable[[], str], sealed_for_anothe
 
 
 def draw_fuzz_messages(count: int, sealed_for_another_user: str) -> list[FuzzMessage]:
-    """count messages, the same ones on every run (derandomised: a fuzzer must not make the suite flaky)."""
+    """count messages of the same kinds and contents on every run (derandomised: a fuzzer must not make the suite
+    flaky), with ids of their own run (its prefix), so they never meet records an earlier run left on the broker."""
     drawn: list[FuzzMessage] = []
     numbers = iter(range(1_000_000))
     run = uuid.uuid4().hex[:8]
