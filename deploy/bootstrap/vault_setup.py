@@ -27,6 +27,7 @@ from shared.adapters.vault.layout import (
     BINDING_SECRET_KEY,
     BINDINGS_FOLDER,
     KV_MOUNT,
+    RECORD_ROLES,
     TRANSIT_MOUNT,
     binding_path,
 )
@@ -208,7 +209,8 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
         try:
             # The lines for signing and verifying records follow from the routing table, and those for exchange
             # keys from deploy/bootstrap/key_grants.py, not from the file.
-            wanted = policy_file.read_text() + signing_policy(role) + key_management_policy(role)
+            records = signing_policy(role) if role in RECORD_ROLES else ""
+            wanted = policy_file.read_text() + records + key_management_policy(role)
         except FileNotFoundError:
             raise BootstrapError(f"no policy for role {role}: {policy_file} is missing") from None
         try:
