@@ -12,22 +12,23 @@
 #      never in the compose file or `docker inspect`.
 #   3. writes the client properties the healthcheck (and `docker compose exec kafka`) authenticate with.
 #
-# The password comes from KAFKA_ADMIN_PASSWORD_FILE, written once by the kafka-init service. It is alphanumeric, so
+# The password comes from ADMIN_PASSWORD_FILE, written once by the kafka-init service. It is alphanumeric, so
 # it needs no quoting in the JAAS lines. The one place it is on a command line is the first-start format's
 # --add-scram argument (kafka-storage has no other way to take it), inside this container, for the second it runs.
 set -euo pipefail
 umask 077
 
-: "${KAFKA_ADMIN_PASSWORD_FILE:?KAFKA_ADMIN_PASSWORD_FILE must name the admin password file (kafka-init writes it)}"
+: "${ADMIN_PASSWORD_FILE:?ADMIN_PASSWORD_FILE must name the admin password file (kafka-init writes it)}"
 : "${KAFKA_LOG_DIRS:?KAFKA_LOG_DIRS must be set}"
 : "${CLUSTER_ID:?CLUSTER_ID must be set}"
-CLIENT_PROPERTIES="${KAFKA_ADMIN_CLIENT_PROPERTIES:-/opt/kafka/config/admin-client.properties}"
+# docker-compose.yml's healthcheck reads it.
+CLIENT_PROPERTIES=/opt/kafka/config/admin-client.properties
 
-if [ ! -s "$KAFKA_ADMIN_PASSWORD_FILE" ]; then
-    echo "compose-kafka-start: $KAFKA_ADMIN_PASSWORD_FILE is missing or empty: run the kafka-init service" >&2
+if [ ! -s "$ADMIN_PASSWORD_FILE" ]; then
+    echo "compose-kafka-start: $ADMIN_PASSWORD_FILE is missing or empty: run the kafka-init service" >&2
     exit 1
 fi
-password=$(cat "$KAFKA_ADMIN_PASSWORD_FILE")
+password=$(cat "$ADMIN_PASSWORD_FILE")
 scram_login="org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$password\";"
 
 if [ ! -e "$KAFKA_LOG_DIRS/meta.properties" ]; then
