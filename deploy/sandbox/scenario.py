@@ -4,6 +4,7 @@ API read and change (users, keys, accounts, symbols, faults, rate-limit windows,
 Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
 """
 
+import ipaddress
 import json
 import random
 from collections import Counter
@@ -16,6 +17,25 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # shared/adapters/htx/README.md#v2-settings-symbols: the eight symbol states of the settings endpoints.
 SymbolState = Literal["unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"]
+
+
+@dataclass(frozen=True)
+class EgressRoute:
+    """Callers from this network stand for Hash7's egress IP: `egress_ip`, or the scenario's when None. Loopback
+    callers always do; a route adds a network, such as docker-compose.yml's, where the services call from."""
+
+    callers: ipaddress.IPv4Network | ipaddress.IPv6Network
+    egress_ip: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "EgressRoute":
+        """From `CIDR` or `CIDR=IP` (htx-sandbox --egress-map)."""
+        network, mapped, egress_ip = text.partition("=")
+        try:
+            return cls(ipaddress.ip_network(network, strict=False),
+                       str(ipaddress.ip_address(egress_ip)) if mapped else None)
+        except ValueError:
+            raise ValueError(f"{text!r} is not CIDR or CIDR=IP (e.g. 172.30.70.0/24=203.0.113.10)") from None
 
 
 class _Model(BaseModel):
@@ -88,7 +108,7 @@ class ScenarioMarketStatus(_Model):
 
 
 class Scenario(_Model):
-    # Requests arriving on loopback are treated as coming from this address.
+    # Requests arriving on loopback (and from htx-sandbox --egress-map networks) count as coming from this address.
     egress_ip: str
     users: list[ScenarioUser] = Field(default_factory=list)
     symbols: list[ScenarioSymbol] = Field(default_factory=list)
@@ -151,8 +171,10 @@ class UnknownEntity(LookupError):
 
 
 class SandboxState:
-    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+    def __init__(self, scenario: Scenario, seed: int | None = None,
+                 egress_routes: tuple[EgressRoute, ...] = ()) -> None:
         self.egress_ip = scenario.egress_ip
+        self.egress_routes = egress_routes
         self.users: dict[int, ScenarioUser] = {user.uid: user for user in scenario.users}
         # access key → uid of its owner: every signed request looks its key up.
         self._key_owners = {key.access_key: user.uid for user in scenario.users for key in user.api_keys}

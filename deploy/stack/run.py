@@ -31,7 +31,7 @@ from deploy.stack.demo import bind_demo_keys
 from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is_free
 from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
 from deploy.stack.tansu import start_tansu
-from shared.runtime.config import Settings
+from shared.runtime.config import Settings, credentials_dir
 from shared.runtime.logging import configure_logging, redact, terminal_safe
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
 from shared.runtime.service import EXIT_START_TIMED_OUT
@@ -322,7 +322,7 @@ def _print_summary(endpoints: StackEndpoints, run_dir: Path, services: Superviso
         _shown(vault_files.init_file),
         "0600; a local convenience only: whoever can read it owns this Vault",
     )
-    table.add_row("AppRole credentials", _shown(run_dir / "approle"), "one 0600 file per role")
+    table.add_row("Credentials", _shown(credentials_dir(run_dir, "*")), "a 0700 folder per role; approle.json 0600")
     table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}",
                   "demo scenario; admin API under /_sandbox/")
     for process in services.processes:

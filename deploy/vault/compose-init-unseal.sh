@@ -1,6 +1,9 @@
 #!/bin/sh
 # Initialise (first run only) and unseal the docker-compose stack's Vault. One-shot and idempotent: run it as
 # often as you like; it initialises only an uninitialised Vault and unseals only a sealed one.
+# With UNSEAL_WATCH_S set it is the unseal sidecar instead (the vault-unseal service): it never initialises, and
+# checks every UNSEAL_WATCH_S seconds, for ever, unsealing Vault whenever it finds it sealed (after a restart of the
+# Vault container or of the host), so that nobody has to.
 #
 # LOCAL CONVENIENCE ONLY. Keeping the unseal key on a volume next to the server defeats the point of sealing.
 # Production uses auto-unseal (a `seal "awskms" | "gcpckms" | "azurekeyvault" | "transit"` stanza in the server
@@ -14,8 +17,12 @@
 #   INIT_DIR          where the files below live; a named volume (default /vault-init)
 #   INIT_TOKEN_OWNER  uid:gid given read access to root-token (the bootstrap container's user); unset = root only
 #   INIT_WAIT_S       how long to wait for Vault to answer, and then to become active (default 120)
-#   INIT_AUDIT_FILE_PATH  if set, and Vault has no file audit device yet, enable one writing there (a path on
+#   INIT_AUDIT_FILE_PATH  if set, and Vault has no audit device at file/ yet, enable one writing there (a path on
 #                     the Vault server). The bootstrap job refuses to run without a file audit device.
+#   INIT_AUDIT_STDOUT if "yes", also a second audit device at stdout/, writing to the server's standard output. Vault
+#                     refuses a request only when no audit device can record it, so with two a full disk under the
+#                     file device does not stop Vault; the container runtime's log rotation bounds the second copy.
+#   UNSEAL_WATCH_S    if set, run as the unseal sidecar (above), checking this often
 #
 # Files in INIT_DIR:
 #   init.json   0600 root   the raw `vault operator init -format=json` answer (unseal key and root token)
@@ -183,37 +190,65 @@ unseal() {
     fi
 }
 
+# enable_audit_device PATH FILE_PATH DEVICES: enable a file-type audit device at PATH unless DEVICES (the answer of
+# GET sys/audit, whitespace removed) already has one there.
+enable_audit_device() {
+    case "$3" in
+    *'"'"$1"'/":'*)
+        log "an audit device is enabled at $1/"
+        ;;
+    *)
+        log "enabling an audit device at $1/, writing to $2"
+        if ! vault audit enable -path="$1" file file_path="$2" >/dev/null; then
+            unset VAULT_TOKEN
+            die "could not enable the audit device at $1/"
+        fi
+        ;;
+    esac
+}
+
 # Uses the stored root token, from the environment of the vault child processes only (never argv).
-ensure_file_audit_device() {
-    if [ -z "${INIT_AUDIT_FILE_PATH:-}" ]; then
+ensure_audit_devices() {
+    if [ -z "${INIT_AUDIT_FILE_PATH:-}" ] && [ "${INIT_AUDIT_STDOUT:-}" != yes ]; then
         return 0
     fi
     if [ ! -s "$TOKEN_FILE" ]; then
-        log "WARNING: no root token in $TOKEN_FILE; not checking for a file audit device"
+        log "WARNING: no root token in $TOKEN_FILE; not checking the audit devices"
         return 0
     fi
     VAULT_TOKEN=$(cat "$TOKEN_FILE")
     export VAULT_TOKEN
     # GET sys/audit answers the enabled devices, possibly none ("data": {}), with exit code 0. Any error (a
-    # revoked root token, say) is only a warning here: the bootstrap job checks for the device itself.
+    # revoked root token, say) is only a warning here: the bootstrap job checks for the file device itself.
     if ! devices=$(vault read -format=json sys/audit 2>/dev/null); then
         unset VAULT_TOKEN
-        log "WARNING: could not list audit devices with the stored root token; not enabling one"
+        log "WARNING: could not list audit devices with the stored root token; not enabling any"
         return 0
     fi
-    case "$(printf '%s' "$devices" | tr -d ' \t\r\n')" in
-    *'"type":"file"'*)
-        log "a file audit device is enabled"
-        ;;
-    *)
-        log "enabling a file audit device at path file/, writing to $INIT_AUDIT_FILE_PATH"
-        if ! vault audit enable -path=file file file_path="$INIT_AUDIT_FILE_PATH" >/dev/null; then
-            unset VAULT_TOKEN
-            die "could not enable the file audit device"
-        fi
-        ;;
-    esac
+    devices=$(printf '%s' "$devices" | tr -d ' \t\r\n')
+    if [ -n "${INIT_AUDIT_FILE_PATH:-}" ]; then
+        enable_audit_device file "$INIT_AUDIT_FILE_PATH" "$devices"
+    fi
+    if [ "${INIT_AUDIT_STDOUT:-}" = yes ]; then
+        enable_audit_device stdout stdout "$devices"
+    fi
     unset VAULT_TOKEN
+}
+
+# The unseal sidecar: unseal whenever Vault is found sealed; never initialise (that is the one-shot run's job), never
+# exit on a Vault that does not answer (it is restarting).
+watch() {
+    log "unseal sidecar: checking Vault at $VAULT_ADDR every ${UNSEAL_WATCH_S}s"
+    while :; do
+        if [ "$(seal_status)" = 2 ] && vault operator init -status >/dev/null 2>&1; then
+            if [ -s "$KEY_FILE" ] && vault write -format=json sys/unseal key=@"$KEY_FILE" >/dev/null 2>&1; then
+                log "Vault was sealed: unsealed it"
+            else
+                log "WARNING: Vault is sealed and could not be unsealed with $KEY_FILE"
+            fi
+        fi
+        sleep "$UNSEAL_WATCH_S"
+    done
 }
 
 main() {
@@ -249,8 +284,12 @@ main() {
     if [ ! -s "$TOKEN_FILE" ]; then
         log "WARNING: $TOKEN_FILE is missing; the bootstrap job needs HASH7_VAULT_TOKEN from elsewhere"
     fi
-    ensure_file_audit_device
+    ensure_audit_devices
     log "Vault is initialised, unsealed and active"
 }
 
-main "$@"
+if [ -n "${UNSEAL_WATCH_S:-}" ]; then
+    watch
+else
+    main "$@"
+fi

@@ -21,6 +21,12 @@ def credentials_dir(run_dir: Path, identity: str) -> Path:
     return run_dir / "credentials" / identity
 
 
+def approle_file(run_dir: Path, role: str) -> Path:
+    """Where a role's AppRole credentials live: written 0600 by the bootstrap (deploy/bootstrap/vault_setup.py) and
+    by `hash7-admin rotate-secret-id`, read by Settings.approle_credentials."""
+    return credentials_dir(run_dir, role) / "approle.json"
+
+
 class AppRoleCredentials(BaseModel):
     role_id: str
     secret_id: SecretStr
@@ -53,8 +59,8 @@ class Settings(BaseSettings):
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
-    # AppRole credentials: either given directly, or read from <run_dir>/approle/<role>.json (written 0600
-    # by the bootstrap of the embedded stack).
+    # AppRole credentials: either given directly, or read from <run_dir>/credentials/<role>/approle.json
+    # (approle_file, written 0600 by the bootstrap).
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
     run_dir: Path = DEFAULT_RUN_DIR
@@ -70,7 +76,7 @@ class Settings(BaseSettings):
     def approle_credentials(self, role: str) -> AppRoleCredentials:
         if self.vault_role_id and self.vault_secret_id:
             return AppRoleCredentials(role_id=self.vault_role_id, secret_id=self.vault_secret_id)
-        path = self.run_dir / "approle" / f"{role}.json"
+        path = approle_file(self.run_dir, role)
         try:
             return AppRoleCredentials.from_file(path)
         except FileNotFoundError:

@@ -9,10 +9,10 @@ import pytest
 from pydantic import SecretStr
 
 from deploy.bootstrap.private_files import is_private
-from deploy.bootstrap.vault_setup import APPROLE_MOUNT, SECRET_ID_TTL_S, credentials_path, logs_in
+from deploy.bootstrap.vault_setup import APPROLE_MOUNT, SECRET_ID_TTL_S, logs_in
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.stores import Whitelists
-from shared.runtime.config import AppRoleCredentials
+from shared.runtime.config import AppRoleCredentials, approle_file
 from tests.clients.hash7_process import hash7_environment, run_hash7
 
 pytestmark = pytest.mark.stack
@@ -38,7 +38,7 @@ def revoke_tokens_of(admin: hvac.Client, role: str) -> int:
 async def test_a_rotated_secret_id_replaces_every_older_one_and_a_running_client_logs_in_with_it(
         bootstrapped_stack, vault_admin):
     settings = bootstrapped_stack.settings
-    path = credentials_path(settings.run_dir, ROLE)
+    path = approle_file(settings.run_dir, ROLE)
     old = AppRoleCredentials.from_file(path)
     # A second secret id lying around (a bootstrap's, say): the hand-off must not leave it valid either.
     stray = vault_admin.auth.approle.generate_secret_id(ROLE, mount_point=APPROLE_MOUNT)["data"]["secret_id"]

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from deploy.bootstrap.private_files import is_private
 from deploy.bootstrap.progress import Progress
+from deploy.bootstrap.vault_files import VaultFiles
 from deploy.bootstrap.vault_setup import ensure_vault
 from deploy.stack.bao import READY_TIMEOUT_S, BaoServer, start_bao
 from deploy.stack.processes import free_port
@@ -23,7 +24,14 @@ from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.key_import import wrap_for_import
-from shared.adapters.vault.layout import BINDING_SECRET_KEY, KV_MOUNT, TRANSIT_MOUNT, binding_path, exchange_key
+from shared.adapters.vault.layout import (
+    BACKUP_ROLE,
+    BINDING_SECRET_KEY,
+    KV_MOUNT,
+    TRANSIT_MOUNT,
+    binding_path,
+    exchange_key,
+)
 from shared.clients.trading.credentials import BindingNotFound, BindingStore
 from shared.contracts.events import BindingStored, utc_now
 from shared.runtime.config import Settings
@@ -135,3 +143,40 @@ def test_restore_refuses_what_is_not_a_snapshot_in_one_line(own_vault, tmp_path)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     code, _, err = admin("restore", "--from", str(tmp_path / "missing.snap"), "--yes", settings=settings)
     assert code == 2 and "does not exist" in err and "Traceback" not in err, err
+
+
+def test_scheduled_backups_run_as_the_backup_role_and_keep_the_newest(own_vault, tmp_path):
+    server, settings = own_vault
+    folder = tmp_path / "snapshots"
+    # The root token is out of reach: the schedule logs in with the backup role's own credentials file.
+    VaultFiles(settings.run_dir).init_file.unlink()
+
+    code, out, err = admin("backup-every", "--dir", str(folder), "--interval", "1", "--keep", "2", "--rounds", "3",
+                           settings=settings)
+
+    assert code == 0, err
+    taken = [json.loads(line) for line in out.splitlines()]
+    assert len(taken) == 3 and len({snapshot["file"] for snapshot in taken}) == 3
+    kept = sorted(folder.iterdir())
+    assert [str(path) for path in kept] == [snapshot["file"] for snapshot in taken[1:]]
+    for path, snapshot in zip(kept, taken[1:], strict=True):
+        assert is_private(path) and snapshot["bytes"] > 0
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == snapshot["sha256"]
+    # Each round's token was revoked once its snapshot was whole: none of the backup role's is left live.
+    root = hvac.Client(url=server.addr, token=server.root_token.get_secret_value())
+    role_tokens = root.list("auth/token/accessors")["data"]["keys"]
+    policies = [root.auth.token.lookup_accessor(accessor)["data"]["policies"] for accessor in role_tokens]
+    assert not [found for found in policies if BACKUP_ROLE in found]
+
+
+def test_a_failed_round_says_why_in_one_line_and_the_schedule_goes_on(own_vault, tmp_path):
+    _, settings = own_vault
+    unreachable = settings.model_copy(update={"vault_addr": f"http://{LOOPBACK}:{free_port()}"})
+
+    code, out, err = admin("backup-every", "--dir", str(tmp_path / "snapshots"), "--interval", "1", "--rounds", "2",
+                           settings=unreachable)
+
+    assert code == 0 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("hash7-admin: no snapshot this round: ") for line in lines), err
+    assert "Traceback" not in err

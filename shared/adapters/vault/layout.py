@@ -42,7 +42,11 @@ def key_check_key(user_id: str, request_id: str) -> str:
 # AppRoles, one per service and per client. Each has a policy file deploy/vault/policies/<role>.hcl.
 SERVICE_ROLES = ("intake", "validator", "vault-writer", "whitelist")
 CLIENT_ROLES = ("app", "trading-engine", "ops")
-ALL_ROLES = SERVICE_ROLES + CLIENT_ROLES
+# The roles that sign or verify records (deploy/bootstrap/event_keys.py signing_policy).
+RECORD_ROLES = SERVICE_ROLES + CLIENT_ROLES
+# Takes Vault's raft snapshots on a schedule (`hash7-admin backup-every`) and nothing else: no record, no key.
+BACKUP_ROLE = "backup"
+ALL_ROLES = (*RECORD_ROLES, BACKUP_ROLE)
 
 
 # Every user's bindings, one folder per user.
