@@ -43,6 +43,9 @@ def key_check_key(user_id: str, request_id: str) -> str:
 SERVICE_ROLES = ("intake", "validator", "vault-writer", "whitelist")
 CLIENT_ROLES = ("app", "trading-engine", "ops")
 ALL_ROLES = SERVICE_ROLES + CLIENT_ROLES
+# Where Vault's jwt auth method is mounted: workloads on Kubernetes log in there with their service-account token,
+# to a role of the same name and policy as their AppRole (deploy/bootstrap/vault_jwt.py).
+JWT_AUTH_MOUNT = "jwt"
 
 
 # Every user's bindings, one folder per user.
