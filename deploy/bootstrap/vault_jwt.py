@@ -7,6 +7,7 @@ found through the cluster's OIDC discovery document), its issuer, its audience, 
 namespace and the service account: `system:serviceaccount:<namespace>:<workload>`.
 """
 
+import re
 from pathlib import Path
 
 import hvac
@@ -22,6 +23,7 @@ from shared.runtime.config import VaultConnection
 # The audience of the projected token each pod mounts (deploy/k8s/base/service.yaml): a token minted for Vault only,
 # useless against the Kubernetes API or anything else.
 VAULT_AUDIENCE = "vault"
+PEM_PUBLIC_KEY = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
 class JwtAuthConfig(BaseModel):
@@ -98,9 +100,8 @@ def _same(current: object, wanted: object) -> bool:
 
 
 def _pem_blocks(path: Path) -> list[str]:
-    """Each PEM block of the file: Vault takes one public key per list item."""
-    marker = "-----END PUBLIC KEY-----"
-    blocks = [block.strip() + "\n" + marker for block in path.read_text().split(marker) if block.strip()]
+    """Each PEM public key of the file: Vault takes one per list item (and checks each itself)."""
+    blocks = PEM_PUBLIC_KEY.findall(path.read_text())
     if not blocks:
         raise BootstrapError(f"{path} (HASH7_BOOTSTRAP_JWT_PUBKEYS_FILE) holds no PEM public key")
     return blocks
