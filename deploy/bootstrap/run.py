@@ -36,6 +36,8 @@ class BootstrapSettings(Settings):
     bootstrap_jwt_audience: str = VAULT_AUDIENCE
     # The namespace the services run in: a token binds a role only for its own service account there.
     bootstrap_k8s_namespace: str = "hash7"
+    # Off where every workload logs in another way (the Kubernetes Job, deploy/k8s): no AppRole secret id is minted.
+    bootstrap_approle_files: bool = True
 
     @model_validator(mode="after")
     def _one_jwt_key_source(self) -> "BootstrapSettings":
@@ -80,7 +82,8 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
             settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
         )
     )
-    ensure_vault(settings.vault_connection(), token, settings.run_dir, progress)
+    ensure_vault(settings.vault_connection(), token, settings.run_dir, progress,
+                 approle_files=settings.bootstrap_approle_files)
     jwt_auth = settings.jwt_auth()
     if jwt_auth is not None:
         ensure_jwt_auth(settings.vault_connection(), token, jwt_auth, progress)

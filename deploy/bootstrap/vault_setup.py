@@ -62,7 +62,10 @@ def credentials_path(run_dir: Path, role: str) -> Path:
     return run_dir / "approle" / f"{role}.json"
 
 
-def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: Path, progress: Progress) -> None:
+def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: Path, progress: Progress, *,
+                 approle_files: bool = True) -> None:
+    """approle_files: whether to keep each role's AppRole credentials in a file under run_dir; a bootstrap for pods that
+    log in with their service-account tokens (deploy/bootstrap/vault_jwt.py) mints no secret id nobody would hold."""
     with vault_errors_explained(connection.addr):
         client = hvac_client(connection, admin_token)
         ensure_audit_device(client, progress)
@@ -76,7 +79,8 @@ def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: P
         ensure_policies(client, POLICIES_DIR, progress)
         ensure_approle_auth(client, progress)
         ensure_roles(client, progress)
-        ensure_role_credentials(client, connection, run_dir, progress)
+        if approle_files:
+            ensure_role_credentials(client, connection, run_dir, progress)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from deploy.bootstrap.run import BootstrapSettings
 from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, service_account_subject
 from deploy.k8s.generate import HTX_CALLERS, K8S_DIR, NAMESPACE, kustomization, rendered, service_parties
 from shared.adapters.vault.layout import SERVICE_ROLES
@@ -24,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33"
 TOOLS_BIN = REPO / ".venv-tools" / "bin"
 HEALTH_PORT = 8080
+# The Kafka client settings issue 16 adds beside this work (shared/runtime/config.py once merged).
+KAFKA_SETTINGS = {"HASH7_KAFKA_SECURITY_PROTOCOL", "HASH7_KAFKA_SASL_MECHANISM", "HASH7_KAFKA_SSL_CAFILE"}
 
 
 def _objects() -> list[dict[str, Any]]:
@@ -107,8 +110,7 @@ def test_the_workloads_are_the_bootstraps_service_roles_each_with_its_own_identi
     common = _named("ConfigMap")["hash7-common"]["data"]
     # Every setting the ConfigMap gives is one the services read (a misspelt name would be silently ignored).
     known = {f"HASH7_{name.upper()}" for name in settings_fields}
-    kafka_settings = {"HASH7_KAFKA_SECURITY_PROTOCOL", "HASH7_KAFKA_SASL_MECHANISM", "HASH7_KAFKA_SSL_CAFILE"}
-    assert set(common) - known <= kafka_settings
+    assert set(common) - known <= KAFKA_SETTINGS
     assert common["HASH7_VAULT_AUTH_METHOD"] == "jwt"
     for name, item in deployments.items():
         pod = item["spec"]["template"]["spec"]
@@ -135,6 +137,17 @@ def test_the_workloads_are_the_bootstraps_service_roles_each_with_its_own_identi
         # The Vault role a pod logs in to is bound to this service account (deploy/bootstrap/vault_jwt.py).
         assert service_account_subject(item["metadata"]["namespace"], pod["serviceAccountName"]) == \
             f"system:serviceaccount:{NAMESPACE}:{name}"
+
+
+def test_the_bootstrap_job_sets_only_settings_the_bootstrap_reads():
+    (container,) = _named("Job")["bootstrap"]["spec"]["template"]["spec"]["containers"]
+    common = _named("ConfigMap")["hash7-common"]["data"]
+    own = {variable["name"] for variable in container["env"]}
+    known = {f"HASH7_{name.upper()}" for name in BootstrapSettings.model_fields}
+    assert own - known <= KAFKA_SETTINGS | {"HASH7_KAFKA_SASL_USERNAME"}
+    # The admin token is read from its Secret's file, never given on a command line or as a plain variable.
+    assert "HASH7_VAULT_TOKEN" not in own | set(common)
+    assert "$(cat /etc/hash7/vault-admin/token)" in container["command"][-1]
 
 
 def test_every_service_has_its_probes_budget_and_network_policy():

@@ -166,3 +166,10 @@ def test_a_file_without_a_public_key_is_one_line(cluster, tmp_path):
         ensure_jwt_auth(cluster.connection, cluster.root_token,
                         cluster.config.model_copy(update={"pubkeys_file": empty}), Progress())
 
+
+def test_a_bootstrap_for_pods_alone_mints_no_approle_secret_id(cluster, tmp_path):
+    progress = Progress()
+    ensure_vault(cluster.connection, cluster.root_token, tmp_path, progress, approle_files=False)
+    assert not (tmp_path / "approle").exists()
+    assert not [step for step in progress.steps if step.subject.startswith("approle credentials")]
+    assert [step.subject for step in progress.steps if step.subject.startswith("vault approle ")]
