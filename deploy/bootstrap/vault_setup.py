@@ -20,7 +20,7 @@ from deploy.bootstrap.exchange_key_migration import ensure_exchange_keys_in_tran
 from deploy.bootstrap.key_grants import key_management_policy
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, make_private_dir, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.adapters.vault.client import UNTRUSTED_CERTIFICATE_HINT, hvac_client
+from shared.adapters.vault.client import hvac_client, tls_failure
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
@@ -87,9 +87,8 @@ def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: P
 def vault_errors_explained(vault_addr: str) -> Iterator[None]:
     try:
         yield
-    except requests.exceptions.SSLError:
-        raise BootstrapError(f"Vault at {vault_addr}: its TLS certificate is not trusted: "
-                             f"{UNTRUSTED_CERTIFICATE_HINT}") from None
+    except requests.exceptions.SSLError as error:
+        raise BootstrapError(f"Vault at {vault_addr}: {tls_failure(error)}") from None
     except requests.ConnectionError:
         raise BootstrapError(f"cannot reach Vault at {vault_addr}: is it running?") from None
     except hvac_errors.VaultDown:

@@ -155,7 +155,7 @@ async def test_a_client_given_the_ca_connects_and_one_without_it_is_refused_in_o
             await _read_probe(untrusting, credentials)
         assert str(refused.value) == ("Vault's TLS certificate is not trusted: "
                                       "set HASH7_VAULT_CACERT to the CA bundle that signed it")
-        with pytest.raises(BootstrapError, match=r"^Vault at https://\S+: its TLS certificate is not trusted: set "
+        with pytest.raises(BootstrapError, match=r"^Vault at https://\S+: Vault's TLS certificate is not trusted: set "
                                                  r"HASH7_VAULT_CACERT to the CA bundle that signed it$"):
             ensure_vault(untrusting, tls_vault.root_token, Path("unused"), Progress())
 
@@ -170,8 +170,10 @@ async def test_a_client_certificate_is_presented_when_vault_requires_one(tls_vau
     assert await _read_probe(with_certificate.vault_connection(), credentials) == "with a client certificate"
 
     without_certificate = VaultConnection(addr=tls_vault.client_tls_addr, cacert=tls_vault.files.ca)
-    with pytest.raises(VaultUnavailable):
+    with pytest.raises(VaultUnavailable) as refused:
         await _read_probe(without_certificate, credentials)
+    assert str(refused.value) == ("Vault refused the TLS handshake: if it requires a client certificate, set "
+                                  "HASH7_VAULT_CLIENT_CERT and HASH7_VAULT_CLIENT_KEY")
 
 
 def test_bad_connection_settings_are_one_line_naming_the_variable(tmp_path, monkeypatch):

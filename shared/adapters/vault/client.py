@@ -32,8 +32,10 @@ T = TypeVar("T")
 
 # Renew when this fraction of the token's lifetime has passed (shared/adapters/vault/README.md#approle-and-tokens).
 _RENEW_AT_FRACTION = 2 / 3
-# What to do when Vault's TLS certificate does not verify (requests' own message is many lines of OpenSSL detail).
-UNTRUSTED_CERTIFICATE_HINT = "set HASH7_VAULT_CACERT to the CA bundle that signed it"
+# What a failed TLS handshake with Vault means, in one line (requests' own message is OpenSSL's detail).
+UNTRUSTED_CERTIFICATE = "Vault's TLS certificate is not trusted: set HASH7_VAULT_CACERT to the CA bundle that signed it"
+REFUSED_HANDSHAKE = ("Vault refused the TLS handshake: if it requires a client certificate, set "
+                     "HASH7_VAULT_CLIENT_CERT and HASH7_VAULT_CLIENT_KEY")
 # Vault calls one process makes at once (one worker thread each), and the connections it keeps open for them:
 # with fewer kept than threads, requests closes a connection after most calls and opens one for the next.
 _CONCURRENT_CALLS = 40
@@ -41,6 +43,12 @@ _CONCURRENT_CALLS = 40
 
 class VaultUnavailable(TransientError):
     """Vault is down, sealed, unreachable or too slow."""
+
+
+def tls_failure(error: requests.exceptions.SSLError) -> str:
+    """What went wrong in a TLS handshake with Vault, and which setting fixes it. OpenSSL names a certificate that does
+    not verify CERTIFICATE_VERIFY_FAILED; anything else is the server's refusal (a missing client certificate)."""
+    return UNTRUSTED_CERTIFICATE if "CERTIFICATE_VERIFY_FAILED" in str(error) else REFUSED_HANDSHAKE
 
 
 class VaultDenied(Exception):
@@ -244,8 +252,8 @@ class VaultClient:
                     return operation()
                 except hvac_errors.Forbidden:
                     raise VaultDenied("Vault denied the operation (policy)") from None
-        except requests.exceptions.SSLError:
-            raise VaultUnavailable(f"Vault's TLS certificate is not trusted: {UNTRUSTED_CERTIFICATE_HINT}") from None
+        except requests.exceptions.SSLError as exc:
+            raise VaultUnavailable(tls_failure(exc)) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise VaultUnavailable(f"Vault unreachable ({type(exc).__name__})") from None
         except (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,
