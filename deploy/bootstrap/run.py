@@ -43,16 +43,15 @@ class BootstrapSettings(Settings):
     def _one_jwt_key_source(self) -> "BootstrapSettings":
         if self.bootstrap_jwt_pubkeys_file is not None and self.bootstrap_jwt_discovery_url is not None:
             raise ValueError("set HASH7_BOOTSTRAP_JWT_PUBKEYS_FILE or HASH7_BOOTSTRAP_JWT_DISCOVERY_URL, not both")
-        if self.jwt_enabled and not self.bootstrap_jwt_issuer:
+        key_source = self.bootstrap_jwt_pubkeys_file is not None or self.bootstrap_jwt_discovery_url is not None
+        if key_source and not self.bootstrap_jwt_issuer:
             raise ValueError("Vault's jwt auth needs HASH7_BOOTSTRAP_JWT_ISSUER, the issuer of the cluster's tokens")
         return self
 
-    @property
-    def jwt_enabled(self) -> bool:
-        return self.bootstrap_jwt_pubkeys_file is not None or self.bootstrap_jwt_discovery_url is not None
-
     def jwt_auth(self) -> JwtAuthConfig | None:
-        if not self.jwt_enabled or self.bootstrap_jwt_issuer is None:
+        """How Vault checks the pods' tokens; None when no key source is set (no jwt auth method then)."""
+        if self.bootstrap_jwt_issuer is None or (self.bootstrap_jwt_pubkeys_file is None
+                                                 and self.bootstrap_jwt_discovery_url is None):
             return None
         return JwtAuthConfig(issuer=self.bootstrap_jwt_issuer, k8s_namespace=self.bootstrap_k8s_namespace,
                              audience=self.bootstrap_jwt_audience, pubkeys_file=self.bootstrap_jwt_pubkeys_file,

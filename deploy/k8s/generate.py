@@ -25,7 +25,9 @@ K8S_DIR = Path(__file__).resolve().parent
 NAMESPACE = "hash7"
 PART_OF = {"app.kubernetes.io/part-of": "hash7"}
 # A placeholder digest: kustomization.yaml's `images` sets the real one (README: "Kubernetes").
-IMAGE = "hash7-binding@sha256:" + "0" * 64
+IMAGE_NAME = "hash7-binding"
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+IMAGE = f"{IMAGE_NAME}@{PLACEHOLDER_DIGEST}"
 # Dockerfile's APP_UID / APP_GID.
 APP_UID = 10001
 RUN_DIR = Path("/var/lib/hash7/run")
@@ -62,11 +64,6 @@ def _labels(name: str) -> dict[str, str]:
 
 def _metadata(name: str, **extra: Any) -> Manifest:
     return {"name": name, "namespace": NAMESPACE, "labels": _labels(name), **extra}
-
-
-def _skips(*reasons: tuple[str, str]) -> dict[str, dict[str, str]]:
-    """checkov's inline skips for Kubernetes objects: one annotation per check, with its justification."""
-    return {"annotations": {f"checkov.io/skip{n}": f"{check}={why}" for n, (check, why) in enumerate(reasons, 1)}}
 
 
 def _container_security() -> Manifest:
@@ -301,7 +298,7 @@ def manifests() -> Iterator[tuple[str, list[Manifest]]]:
 def kustomization(files: list[str]) -> Manifest:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files,
             # `kustomize edit set image hash7-binding=<registry>/hash7-binding@sha256:<digest>` fills this in.
-            "images": [{"name": "hash7-binding", "newName": "hash7-binding", "digest": "sha256:" + "0" * 64}]}
+            "images": [{"name": IMAGE_NAME, "newName": IMAGE_NAME, "digest": PLACEHOLDER_DIGEST}]}
 
 
 def rendered() -> dict[str, str]:

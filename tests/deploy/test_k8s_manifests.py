@@ -15,7 +15,7 @@ import yaml
 
 from deploy.bootstrap.run import BootstrapSettings
 from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, service_account_subject
-from deploy.k8s.generate import HTX_CALLERS, K8S_DIR, NAMESPACE, kustomization, rendered, service_parties
+from deploy.k8s.generate import HTX_CALLERS, K8S_DIR, NAMESPACE, rendered, service_parties
 from shared.adapters.vault.layout import SERVICE_ROLES
 from shared.contracts.routing import Party
 from shared.runtime.config import ServiceSettings, credentials_dir
@@ -100,7 +100,6 @@ def test_kustomize_renders_every_object_and_sets_the_image_digest(tmp_path):
     images = {container["image"] for item in documents if item["kind"] in ("Deployment", "Job")
               for container in item["spec"]["template"]["spec"]["containers"]}
     assert images == {f"registry.example/hash7/hash7-binding@{digest}"}
-    assert kustomization([])["images"][0]["name"] == "hash7-binding"
 
 
 def test_the_workloads_are_the_bootstraps_service_roles_each_with_its_own_identity():

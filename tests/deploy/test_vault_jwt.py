@@ -21,7 +21,7 @@ from deploy.bootstrap.vault_jwt import JwtAuthConfig, ensure_jwt_auth, service_a
 from deploy.bootstrap.vault_setup import ensure_vault
 from shared.adapters.vault.client import VaultClient, VaultDenied, hvac_client
 from shared.adapters.vault.layout import JWT_AUTH_MOUNT, SERVICE_ROLES, whitelist_path
-from shared.runtime.config import AppRoleCredentials, VaultConnection, WhitelistSettings
+from shared.runtime.config import AppRoleCredentials, JwtLogin, VaultConnection, WhitelistSettings
 from shared.runtime.program import BadSettings, settings_from_environment
 from shared.runtime.service import vault_client
 
@@ -173,3 +173,11 @@ def test_a_bootstrap_for_pods_alone_mints_no_approle_secret_id(cluster, tmp_path
     assert not (tmp_path / "approle").exists()
     assert not [step for step in progress.steps if step.subject.startswith("approle credentials")]
     assert [step.subject for step in progress.steps if step.subject.startswith("vault approle ")]
+
+
+async def test_a_missing_token_file_is_one_line_naming_the_setting(cluster, tmp_path):
+    missing = tmp_path / "vault-token"
+    client = VaultClient(cluster.connection, JwtLogin(role="intake", token_file=missing))
+    with pytest.raises(RuntimeError, match=rf"^cannot read the Vault login token {missing} \(HASH7_VAULT_JWT_FILE\): "
+                                           r"No such file or directory$"):
+        await client.check()
