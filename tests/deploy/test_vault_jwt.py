@@ -2,7 +2,10 @@
 session's real OpenBao: tokens shaped as the kubelet projects them, signed with a key made here whose public half the
 bootstrap gives Vault in place of the cluster's."""
 
+import http.server
+import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.run import BootstrapSettings
 from deploy.bootstrap.vault_jwt import JwtAuthConfig, ensure_jwt_auth, service_account_subject
 from deploy.bootstrap.vault_setup import ensure_vault
+from deploy.stack.bao import start_bao_dev
+from deploy.stack.processes import free_port
 from shared.adapters.vault.client import VaultClient, VaultDenied, hvac_client
 from shared.adapters.vault.layout import JWT_AUTH_MOUNT, SERVICE_ROLES, whitelist_path
 from shared.runtime.config import AppRoleCredentials, JwtLogin, VaultConnection, WhitelistSettings
@@ -27,6 +32,7 @@ from shared.runtime.service import vault_client
 
 pytestmark = pytest.mark.stack
 
+LOOPBACK = "127.0.0.1"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 K8S_NAMESPACE = "hash7-test"
 
@@ -181,3 +187,51 @@ async def test_a_missing_token_file_is_one_line_naming_the_setting(cluster, tmp_
     with pytest.raises(RuntimeError, match=rf"^cannot read the Vault login token {missing} \(HASH7_VAULT_JWT_FILE\): "
                                            r"No such file or directory$"):
         await client.check()
+
+
+class _DiscoveryHandler(http.server.BaseHTTPRequestHandler):
+    """The two documents a Kubernetes API server serves for service-account issuer discovery."""
+
+    documents: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 — the name http.server calls
+        body = self.documents.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body or b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_vault_finds_the_clusters_keys_through_oidc_discovery(tmp_path):
+    """The mode the Kubernetes Job uses (HASH7_BOOTSTRAP_JWT_DISCOVERY_URL), on an OpenBao of its own: the jwt mount's
+    configuration is Vault-wide."""
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), _DiscoveryHandler)
+    issuer = f"http://{LOOPBACK}:{server.server_address[1]}"
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    _DiscoveryHandler.documents = {
+        "/.well-known/openid-configuration": json.dumps({
+            "issuer": issuer, "jwks_uri": f"{issuer}/openid/v1/jwks", "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"]}).encode(),
+        "/openid/v1/jwks": json.dumps({"keys": [jwk | {"kid": "cluster-key", "use": "sig", "alg": "RS256"}]}).encode(),
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root_token = f"test-root-{secrets.token_urlsafe(16)}"
+    vault = start_bao_dev(LOOPBACK, free_port(next_one_too=True), tmp_path, root_token)
+    try:
+        connection = VaultConnection(addr=vault.addr)
+        config = JwtAuthConfig(issuer=issuer, k8s_namespace=K8S_NAMESPACE, discovery_url=issuer)
+        ensure_jwt_auth(connection, SecretStr(root_token), config, Progress())
+        cluster = Cluster(signing_key, config, connection, SecretStr(root_token), tmp_path)
+        assert _jwt_login(cluster, "vault-writer", cluster.token("vault-writer", issuer=issuer)) == \
+            ["default", "vault-writer"]
+        with pytest.raises(hvac_errors.InvalidRequest):
+            _jwt_login(cluster, "vault-writer", cluster.token("vault-writer", issuer=issuer,
+                                                              signing_key=rsa.generate_private_key(65537, 2048)))
+    finally:
+        vault.stop()
+        server.shutdown()
+        server.server_close()
