@@ -245,7 +245,8 @@ def bootstrap_job() -> Manifest:
         "image": IMAGE,
         "imagePullPolicy": "Always",
         # The admin token is read from its file into the environment of this process only (never on a command line).
-        "command": ["sh", "-c", f'HASH7_VAULT_TOKEN="$(cat {vault_token}/token)" exec python -m deploy.bootstrap'],
+        "command": ["sh", "-c", f"set -eu; HASH7_VAULT_TOKEN=$(cat {vault_token}/token); export HASH7_VAULT_TOKEN; "
+                                "exec python -m deploy.bootstrap"],
         "envFrom": [{"configMapRef": {"name": "hash7-common"}}],
         "env": [
             {"name": "HASH7_KAFKA_SASL_USERNAME", "value": BOOTSTRAP_IDENTITY},

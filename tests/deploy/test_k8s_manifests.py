@@ -146,7 +146,7 @@ def test_the_bootstrap_job_sets_only_settings_the_bootstrap_reads():
     assert own - known <= KAFKA_SETTINGS | {"HASH7_KAFKA_SASL_USERNAME"}
     # The admin token is read from its Secret's file, never given on a command line or as a plain variable.
     assert "HASH7_VAULT_TOKEN" not in own | set(common)
-    assert "$(cat /etc/hash7/vault-admin/token)" in container["command"][-1]
+    assert "HASH7_VAULT_TOKEN=$(cat /etc/hash7/vault-admin/token)" in container["command"][-1]
 
 
 def test_every_service_has_its_probes_budget_and_network_policy():
