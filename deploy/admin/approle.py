@@ -38,7 +38,7 @@ def rotate_secret_id(role: str) -> None:
     minted = vault.auth.approle.generate_secret_id(role, mount_point=APPROLE_MOUNT)["data"]
     accessor = minted["secret_id_accessor"]
     credentials = AppRoleCredentials(role_id=role_id, secret_id=SecretStr(minted["secret_id"]))
-    if not logs_in(settings.vault_addr, credentials, settings.vault_timeout_s):
+    if not logs_in(settings.vault_connection(), credentials):
         vault.auth.approle.destroy_secret_id_accessor(role, accessor, mount_point=APPROLE_MOUNT)
         raise click.ClickException(f"the new secret id of {role} did not log in; it is destroyed, nothing changed")
     path = approle_file(settings.run_dir, role)

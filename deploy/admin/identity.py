@@ -22,7 +22,7 @@ def ops_vault(settings: Settings) -> VaultClient:
         credentials = settings.approle_credentials(Party.OPS.value)
     except RuntimeError as exc:
         raise CredentialsMissing(str(exc)) from None
-    return VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s)
+    return VaultClient(settings.vault_connection(), credentials)
 
 
 def ops_publisher(settings: Settings, vault: VaultClient) -> KafkaPublisher:

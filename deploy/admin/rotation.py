@@ -96,7 +96,7 @@ async def _rotate_access_key_index(settings: Settings, vault: hvac.Client, *, le
         latest += 1
     else:
         stderr.print(f"Carrying on with the unfinished rotation to version {latest}.", markup=False)
-    writer = VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s)
+    writer = VaultClient(settings.vault_connection(), credentials)
     claims = await _move_claims(AccessKeyIndex(writer), Bindings(writer), Tombstones(writer))
     if claims[IndexMove.UNREADABLE]:
         stderr.print(f"{claims[IndexMove.UNREADABLE]} entr(ies) under the access-key index are not index entries "

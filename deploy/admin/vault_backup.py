@@ -150,7 +150,7 @@ def backup_every(folder: Path, interval: float, keep: int, rounds: int | None) -
 
 def _backup_vault(settings: Settings, credentials: AppRoleCredentials) -> hvac.Client:
     """A client logged in as the backup role, for one snapshot: the interval may outlast a token."""
-    vault = hvac_client(settings.vault_addr, SecretStr(""), settings.vault_timeout_s)
+    vault = hvac_client(settings.vault_connection(), SecretStr(""))
     vault.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value(),
                              mount_point=APPROLE_MOUNT)
     return vault

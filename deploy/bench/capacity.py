@@ -62,7 +62,7 @@ class DirectBinding:
 
     def __init__(self, settings: Settings) -> None:
         def vault_as(role: str) -> VaultClient:
-            return VaultClient(settings.vault_addr, settings.approle_credentials(role), settings.vault_timeout_s)
+            return VaultClient(settings.vault_connection(), settings.approle_credentials(role))
 
         self._app, self._validator = vault_as("app"), vault_as("validator")
         self._writer, self._whitelist = vault_as("vault-writer"), vault_as("whitelist")

@@ -5,12 +5,13 @@ import asyncio
 import sys
 
 import structlog
-from pydantic import SecretStr
+from pydantic import FilePath, SecretStr, model_validator
 
 from deploy.bootstrap.errors import StackError
 from deploy.bootstrap.kafka_topics import ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
+from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, JwtAuthConfig, ensure_jwt_auth
 from deploy.bootstrap.vault_setup import ensure_vault
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging
@@ -25,6 +26,37 @@ class BootstrapSettings(Settings):
     # HASH7_VAULT_TOKEN, an admin token; unset means the root token the embedded stack saved at first start.
     vault_token: SecretStr | None = None
     topic_replication_factor: int = 1
+    # Vault's jwt auth method for pods (deploy/bootstrap/vault_jwt.py), set up when one way of checking the
+    # service-account tokens is given: the cluster's signing public keys (PEM file) or its OIDC discovery URL.
+    bootstrap_jwt_pubkeys_file: FilePath | None = None
+    bootstrap_jwt_discovery_url: str | None = None
+    bootstrap_jwt_discovery_ca_file: FilePath | None = None
+    # The `iss` of the cluster's service-account tokens (`kubectl get --raw /.well-known/openid-configuration`).
+    bootstrap_jwt_issuer: str | None = None
+    bootstrap_jwt_audience: str = VAULT_AUDIENCE
+    # The namespace the services run in: a token binds a role only for its own service account there.
+    bootstrap_k8s_namespace: str = "hash7"
+    # Off where every workload logs in another way (the Kubernetes Job, deploy/k8s): no AppRole secret id is minted.
+    bootstrap_approle_files: bool = True
+
+    @model_validator(mode="after")
+    def _one_jwt_key_source(self) -> "BootstrapSettings":
+        if self.bootstrap_jwt_pubkeys_file is not None and self.bootstrap_jwt_discovery_url is not None:
+            raise ValueError("set HASH7_BOOTSTRAP_JWT_PUBKEYS_FILE or HASH7_BOOTSTRAP_JWT_DISCOVERY_URL, not both")
+        key_source = self.bootstrap_jwt_pubkeys_file is not None or self.bootstrap_jwt_discovery_url is not None
+        if key_source and not self.bootstrap_jwt_issuer:
+            raise ValueError("Vault's jwt auth needs HASH7_BOOTSTRAP_JWT_ISSUER, the issuer of the cluster's tokens")
+        return self
+
+    def jwt_auth(self) -> JwtAuthConfig | None:
+        """How Vault checks the pods' tokens; None when no key source is set (no jwt auth method then)."""
+        if self.bootstrap_jwt_issuer is None or (self.bootstrap_jwt_pubkeys_file is None
+                                                 and self.bootstrap_jwt_discovery_url is None):
+            return None
+        return JwtAuthConfig(issuer=self.bootstrap_jwt_issuer, k8s_namespace=self.bootstrap_k8s_namespace,
+                             audience=self.bootstrap_jwt_audience, pubkeys_file=self.bootstrap_jwt_pubkeys_file,
+                             discovery_url=self.bootstrap_jwt_discovery_url,
+                             discovery_ca_file=self.bootstrap_jwt_discovery_ca_file)
 
 
 def admin_token(settings: BootstrapSettings) -> SecretStr:
@@ -49,7 +81,11 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
             settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
         )
     )
-    ensure_vault(settings.vault_addr, token, settings.run_dir, progress, timeout_s=settings.vault_timeout_s)
+    ensure_vault(settings.vault_connection(), token, settings.run_dir, progress,
+                 approle_files=settings.bootstrap_approle_files)
+    jwt_auth = settings.jwt_auth()
+    if jwt_auth is not None:
+        ensure_jwt_auth(settings.vault_connection(), token, jwt_auth, progress)
     return progress
 
 

@@ -20,7 +20,7 @@ from deploy.bootstrap.exchange_key_migration import ensure_exchange_keys_in_tran
 from deploy.bootstrap.key_grants import key_management_policy
 from deploy.bootstrap.private_files import OWNER_ONLY_FILE, is_private, write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.adapters.vault.client import hvac_client
+from shared.adapters.vault.client import hvac_client, tls_failure
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
@@ -31,7 +31,7 @@ from shared.adapters.vault.layout import (
     TRANSIT_MOUNT,
     binding_path,
 )
-from shared.runtime.config import AppRoleCredentials, approle_file
+from shared.runtime.config import AppRoleCredentials, VaultConnection, approle_file
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "vault" / "policies"
 APPROLE_MOUNT = "approle"
@@ -48,20 +48,22 @@ TRANSIT_KEYS = {BINDING_SECRET_KEY: True, ACCESS_KEY_INDEX_KEY: False}
 # a bootstrap mints a new one for a role whose saved one no longer logs in. Their uses are not counted: a service
 # logs in at every start, every 24 h and after a refused token, so any bound would lock out one that restarts often.
 SECRET_ID_TTL_S = 30 * 86400
-ROLE_TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400,
-                       "secret_id_ttl": SECRET_ID_TTL_S, "secret_id_num_uses": 0}
+TOKEN_SETTINGS = {"token_type": "service", "token_ttl": 3600, "token_max_ttl": 86400}
+ROLE_TOKEN_SETTINGS = {**TOKEN_SETTINGS, "secret_id_ttl": SECRET_ID_TTL_S, "secret_id_num_uses": 0}
 
 
-def ensure_vault(
-    vault_addr: str,
-    admin_token: SecretStr,
-    run_dir: Path,
-    progress: Progress,
-    *,
-    timeout_s: float = 5.0,
-) -> None:
-    with _vault_errors_explained(vault_addr):
-        client = hvac_client(vault_addr, admin_token, timeout_s)
+def role_tokens(role: str) -> dict[str, object]:
+    """What a token of `role` carries, however it logs in (AppRole, or JWT: deploy/bootstrap/vault_jwt.py): that role's
+    policy (and Vault's default policy, which lets a token look itself up and renew itself)."""
+    return {"token_policies": [role], **TOKEN_SETTINGS}
+
+
+def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: Path, progress: Progress, *,
+                 approle_files: bool = True) -> None:
+    """approle_files: whether to keep each role's AppRole credentials in a file under run_dir; a bootstrap for pods that
+    log in with their service-account tokens (deploy/bootstrap/vault_jwt.py) mints no secret id nobody would hold."""
+    with vault_errors_explained(connection.addr):
+        client = hvac_client(connection, admin_token)
         ensure_audit_device(client, progress)
         ensure_secrets_engine(client, KV_MOUNT, "kv", {"version": "2"}, progress)
         ensure_kv_configuration(client, progress)
@@ -73,13 +75,16 @@ def ensure_vault(
         ensure_policies(client, POLICIES_DIR, progress)
         ensure_approle_auth(client, progress)
         ensure_roles(client, progress)
-        ensure_role_credentials(client, vault_addr, run_dir, progress, timeout_s=timeout_s)
+        if approle_files:
+            ensure_role_credentials(client, connection, run_dir, progress)
 
 
 @contextmanager
-def _vault_errors_explained(vault_addr: str) -> Iterator[None]:
+def vault_errors_explained(vault_addr: str) -> Iterator[None]:
     try:
         yield
+    except requests.exceptions.SSLError as error:
+        raise BootstrapError(f"Vault at {vault_addr}: {tls_failure(error)}") from None
     except requests.ConnectionError:
         raise BootstrapError(f"cannot reach Vault at {vault_addr}: is it running?") from None
     except hvac_errors.VaultDown:
@@ -226,22 +231,25 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
 
 
 def ensure_approle_auth(client: hvac.Client, progress: Progress) -> None:
-    mounted = client.sys.list_auth_methods()["data"].get(f"{APPROLE_MOUNT}/")
-    subject = f"vault approle auth at {APPROLE_MOUNT}/"
+    ensure_auth_method(client, "approle", APPROLE_MOUNT, progress)
+
+
+def ensure_auth_method(client: hvac.Client, method_type: str, mount: str, progress: Progress) -> None:
+    mounted = client.sys.list_auth_methods()["data"].get(f"{mount}/")
+    subject = f"vault {method_type} auth at {mount}/"
     if mounted is None:
-        client.sys.enable_auth_method("approle", path=APPROLE_MOUNT)
+        client.sys.enable_auth_method(method_type, path=mount)
         progress.record(subject, Outcome.CREATED)
-    elif mounted["type"] != "approle":
-        raise BootstrapError(f"Vault already has a {mounted['type']} auth method at {APPROLE_MOUNT}/")
+    elif mounted["type"] != method_type:
+        raise BootstrapError(f"Vault already has a {mounted['type']} auth method at {mount}/")
     else:
         progress.record(subject, Outcome.PRESENT)
 
 
 def ensure_roles(client: hvac.Client, progress: Progress) -> None:
-    """One AppRole per role, whose tokens carry that role's policy (and Vault's default policy, which
-    lets a token look itself up and renew itself)."""
+    """One AppRole per role, whose tokens carry that role's policy (`role_tokens`)."""
     for role in ALL_ROLES:
-        wanted = {"token_policies": [role], **ROLE_TOKEN_SETTINGS}
+        wanted = {**role_tokens(role), **ROLE_TOKEN_SETTINGS}
         try:
             current = client.auth.approle.read_role(role, mount_point=APPROLE_MOUNT)["data"]
         except hvac_errors.InvalidPath:
@@ -255,7 +263,7 @@ def ensure_roles(client: hvac.Client, progress: Progress) -> None:
 
 
 def ensure_role_credentials(
-    client: hvac.Client, vault_addr: str, run_dir: Path, progress: Progress, *, timeout_s: float
+    client: hvac.Client, connection: VaultConnection, run_dir: Path, progress: Progress
 ) -> None:
     """Keep each role's credentials file while it still logs in; mint a secret id only when it does not
     (so re-runs do not pile up secret ids)."""
@@ -264,7 +272,7 @@ def ensure_role_credentials(
         subject = f"approle credentials {path}"
         role_id = client.auth.approle.read_role_id(role, mount_point=APPROLE_MOUNT)["data"]["role_id"]
         saved = _read_credentials(path)
-        if saved is not None and saved.role_id == role_id and logs_in(vault_addr, saved, timeout_s):
+        if saved is not None and saved.role_id == role_id and logs_in(connection, saved):
             if is_private(path):
                 progress.record(subject, Outcome.PRESENT, "still logs in")
             else:
@@ -291,8 +299,8 @@ def _read_credentials(path: Path) -> AppRoleCredentials | None:
         return None
 
 
-def logs_in(vault_addr: str, credentials: AppRoleCredentials, timeout_s: float) -> bool:
-    client = hvac_client(vault_addr, SecretStr(""), timeout_s)
+def logs_in(connection: VaultConnection, credentials: AppRoleCredentials) -> bool:
+    client = hvac_client(connection, SecretStr(""))
     try:
         client.auth.approle.login(
             role_id=credentials.role_id,

@@ -26,6 +26,7 @@ from deploy.bootstrap.private_files import make_private_dir, write_private_file
 from deploy.bootstrap.vault_files import InitKeys, VaultFiles, read_init_keys
 from deploy.stack.processes import ManagedProcess, ServerStartError
 from shared.adapters.vault.client import hvac_client
+from shared.runtime.config import VaultConnection
 
 READY_TIMEOUT_S = 30.0
 # Raft and the dev server both take the port after the API port for cluster traffic (Vault's 8200/8201).
@@ -57,7 +58,7 @@ def start_bao(host: str, port: int, run_dir: Path) -> BaoServer:
     ).start()
     try:
         process.wait_until_ready(lambda: _health(addr) is not None, f"answering on {addr}", READY_TIMEOUT_S)
-        client = hvac_client(addr, SecretStr(""), READY_TIMEOUT_S)
+        client = hvac_client(VaultConnection(addr=addr, timeout_s=READY_TIMEOUT_S), SecretStr(""))
         keys = _initialise_or_unseal(client, files)
         process.wait_until_ready(lambda: _is_active(addr), "unsealed and active", READY_TIMEOUT_S)
     except BaseException:
@@ -66,12 +67,13 @@ def start_bao(host: str, port: int, run_dir: Path) -> BaoServer:
     return BaoServer(process, addr, keys.root_token)
 
 
-def start_bao_dev(host: str, port: int, run_dir: Path, root_token: str) -> BaoServer:
-    """Start an in-memory `-dev` server (tests only): unsealed from the start, data gone when it stops."""
+def start_bao_dev(host: str, port: int, run_dir: Path, root_token: str, extra_config: str = "") -> BaoServer:
+    """Start an in-memory `-dev` server (tests only): unsealed from the start, data gone when it stops. extra_config
+    (HCL) adds to the server configuration, e.g. a TLS listener beside the plain-HTTP dev one."""
     files = VaultFiles(run_dir)
     make_private_dir(files.directory)
     addr = f"http://{host}:{port}"
-    files.config.write_text(_audit_stanza(files))
+    files.config.write_text(_audit_stanza(files) + extra_config)
     process = ManagedProcess(
         "vault-dev",
         [

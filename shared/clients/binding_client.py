@@ -411,7 +411,7 @@ class BindingClient:
                 credentials = self._settings.approle_credentials(APP_ROLE)
             except RuntimeError as exc:
                 raise CredentialsMissing(str(exc)) from None
-            self._vault = VaultClient(self._settings.vault_addr, credentials, self._settings.vault_timeout_s)
+            self._vault = VaultClient(self._settings.vault_connection(), credentials)
         return self._vault
 
     def _ready_publisher(self) -> KafkaPublisher:

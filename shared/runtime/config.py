@@ -7,7 +7,7 @@ the same machine needs no configuration at all.
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contracts.routing import Party, Topic
@@ -43,6 +43,41 @@ class AppRoleCredentials(BaseModel):
         return self if self.source is None else self.from_file(self.source)
 
 
+class JwtLogin(BaseModel):
+    """A login with a signed JWT, a Kubernetes projected service-account token, to Vault's jwt auth method as `role`
+    (deploy/bootstrap/vault_jwt.py makes one role per workload)."""
+
+    role: str
+    token_file: Path
+
+    def token(self) -> str:
+        """The token as the file holds it now: the kubelet replaces a projected token well before it expires."""
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as error:
+            raise RuntimeError(f"cannot read the Vault login token {self.token_file} "
+                               f"(HASH7_VAULT_JWT_FILE): {error.strerror}") from None
+
+
+VaultLogin = AppRoleCredentials | JwtLogin
+
+
+class VaultConnection(BaseModel):
+    """How to reach Vault: every hvac client is built from one (shared.adapters.vault.client.hvac_client)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    addr: str
+    timeout_s: float = 5.0
+    # Vault Enterprise / HCP / OpenBao namespace, sent as the X-Vault-Namespace header; None = the root namespace.
+    namespace: str | None = None
+    # A CA bundle (PEM) that Vault's TLS certificate must chain to; None = the system's trust store.
+    cacert: Path | None = None
+    # A client certificate and its key, for a Vault listener that requires TLS client authentication.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
 class Settings(BaseSettings):
     """What every process needs: where Kafka, Vault and HTX are, and how to log."""
 
@@ -59,6 +94,14 @@ class Settings(BaseSettings):
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
+    vault_namespace: str | None = None
+    vault_cacert: FilePath | None = None
+    vault_client_cert: FilePath | None = None
+    vault_client_key: FilePath | None = None
+    # How a service logs in to Vault as its own identity: `approle` (credentials below) or `jwt`, a Kubernetes
+    # projected service-account token with audience `vault`, read from vault_jwt_file at each login (deploy/k8s).
+    vault_auth_method: Literal["approle", "jwt"] = "approle"
+    vault_jwt_file: Path = Path("/var/run/secrets/hash7/vault-token")
     # AppRole credentials: either given directly, or read from <run_dir>/credentials/<role>/approle.json
     # (approle_file, written 0600 by the bootstrap).
     vault_role_id: str | None = None
@@ -69,6 +112,23 @@ class Settings(BaseSettings):
     egress_ips: list[str] = Field(default_factory=lambda: ["203.0.113.10", "203.0.113.11"])
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _client_certificate_paired(self) -> "Settings":
+        if (self.vault_client_cert is None) != (self.vault_client_key is None):
+            raise ValueError("HASH7_VAULT_CLIENT_CERT and HASH7_VAULT_CLIENT_KEY go together: set both or neither")
+        return self
+
+    def vault_connection(self) -> VaultConnection:
+        return VaultConnection(addr=self.vault_addr, timeout_s=self.vault_timeout_s, namespace=self.vault_namespace,
+                               cacert=self.vault_cacert, client_cert=self.vault_client_cert,
+                               client_key=self.vault_client_key)
+
+    def vault_login(self, identity: str) -> VaultLogin:
+        """How the workload `identity` logs in, as HASH7_VAULT_AUTH_METHOD says."""
+        if self.vault_auth_method == "jwt":
+            return JwtLogin(role=identity, token_file=self.vault_jwt_file)
+        return self.approle_credentials(identity)
 
     def topic(self, topic: Topic) -> str:
         return topic.full_name(self.topic_prefix)

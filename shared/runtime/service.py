@@ -160,6 +160,5 @@ async def run_with_start_deadline(app: FastStream, timeout_s: float) -> bool:
 
 
 def vault_client(settings: ServiceSettings) -> VaultClient:
-    """The service's own AppRole identity (never the root token)."""
-    return VaultClient(settings.vault_addr, settings.approle_credentials(settings.service_name),
-                       settings.vault_timeout_s)
+    """The service's own identity, an AppRole or a JWT role as HASH7_VAULT_AUTH_METHOD says (never the root token)."""
+    return VaultClient(settings.vault_connection(), settings.vault_login(settings.service_name))

@@ -61,7 +61,7 @@ def test_the_local_signer_never_shows_its_secret():
 async def test_transit_signs_the_documented_order_with_the_imported_secret(bootstrapped_stack):
     # As in the running system: the app wraps, the vault-writer imports, the trading engine signs.
     settings = bootstrapped_stack.settings
-    app, writer, engine = (VaultClient(settings.vault_addr, settings.approle_credentials(role))
+    app, writer, engine = (VaultClient(settings.vault_connection(), settings.approle_credentials(role))
                            for role in ("app", "vault-writer", "trading-engine"))
     keys, binding_id = ExchangeKeys(writer), uuid.uuid4().hex
     key = await keys.store_new("request-signing-user", binding_id,

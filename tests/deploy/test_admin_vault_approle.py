@@ -42,7 +42,7 @@ async def test_a_rotated_secret_id_replaces_every_older_one_and_a_running_client
     old = AppRoleCredentials.from_file(path)
     # A second secret id lying around (a bootstrap's, say): the hand-off must not leave it valid either.
     stray = vault_admin.auth.approle.generate_secret_id(ROLE, mount_point=APPROLE_MOUNT)["data"]["secret_id"]
-    running = VaultClient(settings.vault_addr, settings.approle_credentials(ROLE), settings.vault_timeout_s)
+    running = VaultClient(settings.vault_connection(), settings.approle_credentials(ROLE))
     await running.check()
 
     done = run_hash7(["--output", "json", "rotate-secret-id", ROLE],
@@ -61,10 +61,10 @@ async def test_a_rotated_secret_id_replaces_every_older_one_and_a_running_client
     assert vault_admin.auth.approle.list_secret_id_accessors(ROLE, mount_point=APPROLE_MOUNT)["data"]["keys"] == [
         rotation["accessor"]]
 
-    assert not logs_in(settings.vault_addr, old, settings.vault_timeout_s)
+    assert not logs_in(settings.vault_connection(), old)
     stray_credentials = AppRoleCredentials(role_id=old.role_id, secret_id=SecretStr(stray))
-    assert not logs_in(settings.vault_addr, stray_credentials, settings.vault_timeout_s)
-    assert logs_in(settings.vault_addr, new, settings.vault_timeout_s)
+    assert not logs_in(settings.vault_connection(), stray_credentials)
+    assert logs_in(settings.vault_connection(), new)
 
     # Its token revoked, the running client is refused, logs in again with the file as it is now (with the secret id
     # it read at start, destroyed, it would be denied), and carries on.

@@ -34,7 +34,7 @@ from shared.adapters.vault.layout import (
 )
 from shared.clients.trading.credentials import BindingNotFound, BindingStore
 from shared.contracts.events import BindingStored, utc_now
-from shared.runtime.config import Settings
+from shared.runtime.config import Settings, VaultConnection
 from tests.builders import SECRET, validated
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.fixtures.stack import LOOPBACK
@@ -53,7 +53,7 @@ def own_vault(tmp_path: Path) -> Iterator[tuple[BaoServer, Settings]]:
     run_dir = tmp_path / "run"
     server = start_bao(LOOPBACK, free_port(next_one_too=True), run_dir)
     try:
-        ensure_vault(server.addr, server.root_token, run_dir, Progress())
+        ensure_vault(VaultConnection(addr=server.addr), server.root_token, run_dir, Progress())
         yield server, Settings(vault_addr=server.addr, run_dir=run_dir)
     finally:
         server.stop()
@@ -67,8 +67,8 @@ def admin(*args: str, settings: Settings) -> tuple[int, str, str]:
 
 async def store_binding(settings: Settings) -> None:
     """What a binding request ends with: the app seals the wrapped secret, the vault-writer stores it."""
-    app = VaultClient(settings.vault_addr, settings.approle_credentials("app"))
-    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    app = VaultClient(settings.vault_connection(), settings.approle_credentials("app"))
+    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
     wrapped = wrap_for_import(await app.wrapping_key(), SecretStr(SECRET))
     sealed = await app.seal(BINDING_SECRET_KEY, SecretStr(wrapped), USER)
     event = validated(user_id=USER, binding_id=BINDING, request_id=BINDING).model_copy(
@@ -106,7 +106,8 @@ async def test_a_backup_restores_a_lost_binding_that_the_engine_then_signs_with(
     server, settings = own_vault
     root = hvac.Client(url=server.addr, token=server.root_token.get_secret_value())
     await store_binding(settings)
-    engine = BindingStore(VaultClient(settings.vault_addr, settings.approle_credentials("trading-engine")), ttl_s=0)
+    engine = BindingStore(VaultClient(settings.vault_connection(), settings.approle_credentials("trading-engine")),
+                          ttl_s=0)
     assert await engine_signs(engine)
 
     snapshot_file = tmp_path / "backups" / "vault.snap"

@@ -56,7 +56,7 @@ async def test_an_access_key_claimed_before_the_index_key_rotates_stays_claimed(
     assert rotation is not None and (rotation["latest_version"], rotation["min_decryption_version"]) == (latest, latest)
     assert rotation["claims"].get("moved", 0) >= 1 and not rotation["claims"].get("waiting")
     settings = bootstrapped_stack.settings
-    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
     holder = await AccessKeyIndex(writer).holder(key.access_key)
     latest_path = access_key_index_path(await writer.hmac(ACCESS_KEY_INDEX_KEY, key.access_key))
     assert holder is not None and holder.path == latest_path
@@ -72,8 +72,8 @@ async def test_an_access_key_claimed_before_the_index_key_rotates_stays_claimed(
 
 async def test_secrets_sealed_before_binding_secret_rotates_still_open(client, htx_sandbox, bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    app = VaultClient(settings.vault_addr, settings.approle_credentials("app"))
-    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    app = VaultClient(settings.vault_connection(), settings.approle_credentials("app"))
+    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
     user = new_user()
     # A secret in flight (or in a dead letter), sealed before the rotation.
     sealed_before = await app.seal(BINDING_SECRET_KEY, SecretStr("sealed-before-the-rotation"), user)

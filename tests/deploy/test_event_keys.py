@@ -50,14 +50,14 @@ async def signed_by_app(app_vault: VaultClient) -> list[tuple[str, bytes]]:
 
 async def verified(settings, headers) -> Party:
     # A fresh verifier, as a service started now would have, with a service's own identity.
-    intake = VaultClient(settings.vault_addr, settings.approle_credentials("intake"))
+    intake = VaultClient(settings.vault_connection(), settings.approle_credentials("intake"))
     return await EventVerifier(intake).producer_of(Topic.BINDING_REQUESTED, ROUTES[Topic.BINDING_REQUESTED].producers,
                                                    b"u1", headers, b"{}")
 
 
 async def test_a_rotation_keeps_old_records_verifying_until_the_older_versions_are_retired(bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    app_vault = VaultClient(settings.vault_addr, settings.approle_credentials("app"))
+    app_vault = VaultClient(settings.vault_connection(), settings.approle_credentials("app"))
     before = await signed_by_app(app_vault)
 
     rotated = hash7_keys(bootstrapped_stack, "--output", "json", "rotate", "app")

@@ -103,7 +103,8 @@ def _move(root: hvac.Client) -> list[tuple[str, Outcome, str]]:
 async def _signs_like(bootstrapped_stack, binding: Legacy, secret: str) -> bool:
     """Whether a trading engine, reading the binding as it does, gets HTX signatures made with secret."""
     settings = bootstrapped_stack.settings
-    store = BindingStore(VaultClient(settings.vault_addr, settings.approle_credentials("trading-engine")), ttl_s=0)
+    store = BindingStore(VaultClient(settings.vault_connection(), settings.approle_credentials("trading-engine")),
+                         ttl_s=0)
     trading = await store.get(binding.user_id, binding.binding_id)
     return await store.signer(trading).sign([HTX_TEXT]) == await LocalHmacSigner(SecretStr(secret)).sign([HTX_TEXT])
 
@@ -113,7 +114,7 @@ async def test_a_legacy_binding_keeps_working_with_its_secret_only_in_transit(bo
     settings = bootstrapped_stack.settings
 
     progress = Progress()
-    ensure_vault(settings.vault_addr, SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
+    ensure_vault(settings.vault_connection(), SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
 
     assert [(step.subject, step.outcome, step.detail) for step in progress.changed] == [
         (SUBJECT, Outcome.UPDATED, "moved 1 bindings' secrets into Transit")]

@@ -22,7 +22,7 @@ from shared.adapters.vault.layout import (
     TRANSIT_MOUNT,
     binding_path,
 )
-from shared.runtime.config import AppRoleCredentials, approle_file, credentials_dir
+from shared.runtime.config import AppRoleCredentials, VaultConnection, approle_file, credentials_dir
 
 pytestmark = pytest.mark.stack
 
@@ -46,7 +46,7 @@ def test_a_rerun_changes_nothing_and_keeps_working_credentials(bootstrapped_stac
     saved = {role: approle_file(settings.run_dir, role).read_bytes() for role in ALL_ROLES}
     progress = Progress()
 
-    ensure_vault(settings.vault_addr, SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
+    ensure_vault(settings.vault_connection(), SecretStr(bootstrapped_stack.root_token), settings.run_dir, progress)
 
     assert progress.steps and progress.changed == []
     for role in ALL_ROLES:
@@ -60,14 +60,14 @@ def test_a_rerun_changes_nothing_and_keeps_working_credentials(bootstrapped_stac
 
 def test_credentials_that_stopped_working_or_that_others_can_read_are_fixed(vault_server, bootstrapped_stack, tmp_path):
     admin_token = SecretStr(vault_server.root_token)
-    ensure_vault(vault_server.addr, admin_token, tmp_path, Progress())
+    ensure_vault(VaultConnection(addr=vault_server.addr), admin_token, tmp_path, Progress())
     app_file, whitelist_file = approle_file(tmp_path, "app"), approle_file(tmp_path, "whitelist")
     role_id = AppRoleCredentials.model_validate_json(app_file.read_bytes()).role_id
     app_file.write_text(json.dumps({"role_id": role_id, "secret_id": str(uuid.uuid4())}))
     os.chmod(whitelist_file, 0o644)
     progress = Progress()
 
-    ensure_vault(vault_server.addr, admin_token, tmp_path, progress)
+    ensure_vault(VaultConnection(addr=vault_server.addr), admin_token, tmp_path, progress)
 
     changed = {step.subject: (step.outcome, step.detail) for step in progress.changed}
     assert changed == {
@@ -88,7 +88,7 @@ def test_kv_writes_must_say_which_version_they_expect(bootstrapped_stack, vault_
 def _rerun(stack) -> list[tuple[str, Outcome, str]]:
     """Run the bootstrap again; what it changed."""
     progress = Progress()
-    ensure_vault(stack.settings.vault_addr, SecretStr(stack.root_token), stack.settings.run_dir, progress)
+    ensure_vault(stack.settings.vault_connection(), SecretStr(stack.root_token), stack.settings.run_dir, progress)
     return [(step.subject, step.outcome, step.detail) for step in progress.changed]
 
 
@@ -164,7 +164,7 @@ def test_the_audit_log_records_requests_with_values_hmacd(bootstrapped_stack, va
 
 def test_a_refused_admin_token_is_explained_without_a_traceback(vault_server, tmp_path):
     with pytest.raises(BootstrapError, match="refused the admin token"):
-        ensure_vault(vault_server.addr, SecretStr("not-a-token"), tmp_path, Progress())
+        ensure_vault(VaultConnection(addr=vault_server.addr), SecretStr("not-a-token"), tmp_path, Progress())
 
 
 def test_the_bootstrap_command_without_a_token_says_how_to_get_one(tmp_path):

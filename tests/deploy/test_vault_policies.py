@@ -587,7 +587,7 @@ async def test_a_create_only_write_to_a_taken_write_once_path_is_a_conflict_and_
     # The vault-writer may create a sweep claim but not update one; real Vault refuses the second create-only
     # write as a denial, which the client reports as the conflict it is.
     settings = bootstrapped_stack.settings
-    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
     path = sweep_marker_path(f"policy-{uuid.uuid4().hex}")
     await writer.write(path, {"request_id": "first"}, cas=0)
     with pytest.raises(CasConflict):

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.stack.services import SERVICE_PACKAGES
 from shared.adapters.vault.client import VaultClient
 from shared.contracts.states import BindingState
+from shared.runtime.config import VaultConnection
 from tests.e2e.helpers import bind, fresh_key, new_user, states
 
 pytestmark = pytest.mark.stack
@@ -68,6 +69,6 @@ async def test_every_service_is_live_and_ready_and_counts_a_binding_it_handled(c
 async def test_vault_says_whether_it_is_reachable_and_unsealed(bootstrapped_stack):
     settings = bootstrapped_stack.settings
     credentials = settings.approle_credentials("validator")
-    assert await VaultClient(settings.vault_addr, credentials).unsealed_problem() is None
-    assert await VaultClient("http://127.0.0.1:9", credentials, timeout_s=1).unsealed_problem() == \
-        "unreachable (ConnectionError)"
+    assert await VaultClient(settings.vault_connection(), credentials).unsealed_problem() is None
+    unreachable = VaultClient(VaultConnection(addr="http://127.0.0.1:9", timeout_s=1), credentials)
+    assert await unreachable.unsealed_problem() == "unreachable (ConnectionError)"

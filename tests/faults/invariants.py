@@ -97,7 +97,7 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
 
 async def unauthentic_records_processed(settings: Settings) -> list[str]:
     """Invariant 6, read from the topics with a verifier of our own (a service's identity)."""
-    verifier = EventVerifier(VaultClient(settings.vault_addr, settings.approle_credentials(Party.INTAKE.value)))
+    verifier = EventVerifier(VaultClient(settings.vault_connection(), settings.approle_credentials(Party.INTAKE.value)))
     refused = {(headers.get(dead_letters.ORIGINAL_TOPIC), headers.get(dead_letters.ORIGINAL_PARTITION),
                 headers.get(dead_letters.ORIGINAL_OFFSET))
                for headers in (_headers(record) for record in await raw_records(settings, Topic.DEAD_LETTER))

@@ -60,7 +60,8 @@ class Forger:
         self.settings = settings
         self._producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                           enable_idempotence=False)
-        self._app = EventSigner(VaultClient(settings.vault_addr, settings.approle_credentials(APP_ROLE)), Party.APP)
+        app_vault = VaultClient(settings.vault_connection(), settings.approle_credentials(APP_ROLE))
+        self._app = EventSigner(app_vault, Party.APP)
 
     async def __aenter__(self) -> "Forger":
         await self._producer.start()

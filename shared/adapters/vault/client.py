@@ -1,4 +1,4 @@
-"""The services' Vault client: AppRole login, token renewal and re-login, typed errors, and every hvac call
+"""The services' Vault client: AppRole or JWT login, token renewal and re-login, typed errors, and every hvac call
 run in a worker thread (hvac is synchronous; a blocked event loop would starve Kafka heartbeats)."""
 
 import base64
@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from shared.adapters.vault.key_import import HMAC_KEY_IMPORT
-from shared.adapters.vault.layout import KV_MOUNT, TRANSIT_MOUNT
-from shared.runtime.config import AppRoleCredentials
+from shared.adapters.vault.layout import JWT_AUTH_MOUNT, KV_MOUNT, TRANSIT_MOUNT
+from shared.runtime.config import JwtLogin, VaultConnection, VaultLogin
 from shared.runtime.errors import TransientError
 from shared.runtime.metrics import VAULT_ERRORS, VAULT_SECONDS
 from shared.runtime.tracing import calling
@@ -32,6 +32,10 @@ T = TypeVar("T")
 
 # Renew when this fraction of the token's lifetime has passed (shared/adapters/vault/README.md#approle-and-tokens).
 _RENEW_AT_FRACTION = 2 / 3
+# What a failed TLS handshake with Vault means, in one line (requests' own message is OpenSSL's detail).
+UNTRUSTED_CERTIFICATE = "Vault's TLS certificate is not trusted: set HASH7_VAULT_CACERT to the CA bundle that signed it"
+REFUSED_HANDSHAKE = ("Vault refused the TLS handshake: if it requires a client certificate, set "
+                     "HASH7_VAULT_CLIENT_CERT and HASH7_VAULT_CLIENT_KEY")
 # Vault calls one process makes at once (one worker thread each), and the connections it keeps open for them:
 # with fewer kept than threads, requests closes a connection after most calls and opens one for the next.
 _CONCURRENT_CALLS = 40
@@ -39,6 +43,12 @@ _CONCURRENT_CALLS = 40
 
 class VaultUnavailable(TransientError):
     """Vault is down, sealed, unreachable or too slow."""
+
+
+def tls_failure(error: requests.exceptions.SSLError) -> str:
+    """What went wrong in a TLS handshake with Vault, and which setting fixes it. OpenSSL names a certificate that does
+    not verify CERTIFICATE_VERIFY_FAILED; anything else is the server's refusal (a missing client certificate)."""
+    return UNTRUSTED_CERTIFICATE if "CERTIFICATE_VERIFY_FAILED" in str(error) else REFUSED_HANDSHAKE
 
 
 class VaultDenied(Exception):
@@ -144,18 +154,29 @@ class _RequestIdRecorder(hvac.adapters.JSONAdapter):
         return answer
 
 
-def hvac_client(addr: str, token: SecretStr, timeout_s: float, session: requests.Session | None = None) -> hvac.Client:
-    """An hvac client with exactly this token. An empty token, not None: hvac would otherwise pick up
-    VAULT_TOKEN or ~/.vault-token (shared/adapters/vault/README.md#client)."""
+def hvac_client(connection: VaultConnection, token: SecretStr, session: requests.Session | None = None) -> hvac.Client:
+    """An hvac client with exactly this token, connected as `connection` says (namespace, CA, client certificate).
+    An empty token, not None: hvac would otherwise pick up VAULT_TOKEN or ~/.vault-token
+    (shared/adapters/vault/README.md#client)."""
+    session = session or requests.Session()
+    # On the session, not only as hvac's arguments: given a session, hvac's adapter replaces its `verify` argument
+    # with the session's (True by default), so a CA passed only as an argument would be ignored.
+    session.verify = str(connection.cacert) if connection.cacert is not None else True
+    client_cert = None
+    if connection.client_cert is not None and connection.client_key is not None:
+        client_cert = (str(connection.client_cert), str(connection.client_key))
+        session.cert = client_cert
     # hvac's stubs say int, but it hands the timeout to requests, which takes float seconds.
-    return hvac.Client(url=addr, token=token.get_secret_value(), timeout=timeout_s,  # type: ignore[arg-type]
+    return hvac.Client(url=connection.addr, token=token.get_secret_value(),
+                       timeout=connection.timeout_s,  # type: ignore[arg-type]
+                       verify=session.verify, cert=client_cert, namespace=connection.namespace,
                        session=session, adapter=_RequestIdRecorder)
 
 
 class VaultClient:
-    """One AppRole identity. Safe to share between concurrent handlers of one process."""
+    """One identity (an AppRole, or a JWT role). Safe to share between concurrent handlers of one process."""
 
-    def __init__(self, addr: str, credentials: AppRoleCredentials, timeout_s: float = 5.0) -> None:
+    def __init__(self, connection: VaultConnection, login: VaultLogin) -> None:
         session = requests.Session()
         # The address is given: without this, requests reads proxy variables and ~/.netrc on every call,
         # a fifth of the vault-writer's CPU under load.
@@ -163,8 +184,8 @@ class VaultClient:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=_CONCURRENT_CALLS)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        self._hvac = hvac_client(addr, SecretStr(""), timeout_s, session)
-        self._credentials = credentials
+        self._hvac = hvac_client(connection, SecretStr(""), session)
+        self._identity = login
         self._login_lock = threading.Lock()
         self._threads = anyio.CapacityLimiter(_CONCURRENT_CALLS)
         self._renew_after = 0.0
@@ -175,13 +196,18 @@ class VaultClient:
     # ---- token lifecycle --------------------------------------------------------------------------------
 
     def _login(self) -> None:
-        # Read again at each login: a rotated secret id replaces the file (deploy/admin/approle.py).
-        credentials = self._credentials.current()
-        auth = self._hvac.auth.approle.login(
-            role_id=credentials.role_id,
-            secret_id=credentials.secret_id.get_secret_value(),
-            use_token=True,
-        )["auth"]
+        # Each reads its file again at each login: a rotated secret id replaces its file (deploy/admin/approle.py),
+        # and the kubelet replaces a projected service-account token before it expires.
+        if isinstance(self._identity, JwtLogin):
+            auth = self._hvac.auth.jwt.jwt_login(role=self._identity.role, jwt=self._identity.token(),
+                                                 path=JWT_AUTH_MOUNT)["auth"]
+        else:
+            credentials = self._identity.current()
+            auth = self._hvac.auth.approle.login(
+                role_id=credentials.role_id,
+                secret_id=credentials.secret_id.get_secret_value(),
+                use_token=True,
+            )["auth"]
         self._login_lease_s = auth["lease_duration"]
         self._set_lease(auth["lease_duration"])
         log.info("vault_login", policies=auth.get("policies"), ttl_s=auth["lease_duration"])
@@ -226,6 +252,8 @@ class VaultClient:
                     return operation()
                 except hvac_errors.Forbidden:
                     raise VaultDenied("Vault denied the operation (policy)") from None
+        except requests.exceptions.SSLError as exc:
+            raise VaultUnavailable(tls_failure(exc)) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise VaultUnavailable(f"Vault unreachable ({type(exc).__name__})") from None
         except (hvac_errors.VaultDown, hvac_errors.InternalServerError, hvac_errors.BadGateway,

@@ -47,6 +47,9 @@ RECORD_ROLES = SERVICE_ROLES + CLIENT_ROLES
 # Takes Vault's raft snapshots on a schedule (`hash7-admin backup-every`) and nothing else: no record, no key.
 BACKUP_ROLE = "backup"
 ALL_ROLES = (*RECORD_ROLES, BACKUP_ROLE)
+# Where Vault's jwt auth method is mounted: workloads on Kubernetes log in there with their service-account token,
+# to a role of the same name and policy as their AppRole (deploy/bootstrap/vault_jwt.py).
+JWT_AUTH_MOUNT = "jwt"
 
 
 # Every user's bindings, one folder per user.

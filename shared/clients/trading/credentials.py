@@ -158,4 +158,4 @@ def engine_vault(settings: EngineSettings) -> VaultClient:
         credentials = settings.approle_credentials(TRADING_ENGINE_ROLE)
     except RuntimeError as exc:
         raise CredentialsMissing(str(exc)) from None
-    return VaultClient(settings.vault_addr, credentials, settings.vault_timeout_s)
+    return VaultClient(settings.vault_connection(), credentials)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.adapters.vault.client import VaultClient
-from shared.runtime.config import AppRoleCredentials
+from shared.runtime.config import AppRoleCredentials, VaultConnection
 
 # Short enough to wait out, long enough that a loaded machine still calls before the lease ends.
 LOGIN_LEASE_S = 0.6
@@ -33,7 +33,8 @@ class ScriptedAuth:
 
 
 def client_with(auth: ScriptedAuth) -> VaultClient:
-    client = VaultClient("http://127.0.0.1:1", AppRoleCredentials(role_id="role", secret_id=SecretStr("secret-id")))
+    client = VaultClient(VaultConnection(addr="http://127.0.0.1:1"),
+                         AppRoleCredentials(role_id="role", secret_id=SecretStr("secret-id")))
     client._hvac = SimpleNamespace(auth=auth)
     return client
 

@@ -62,7 +62,7 @@ async def roles(bootstrapped_stack) -> Roles:
     settings = bootstrapped_stack.settings
 
     def client(role: str) -> VaultClient:
-        return VaultClient(settings.vault_addr, settings.approle_credentials(role))
+        return VaultClient(settings.vault_connection(), settings.approle_credentials(role))
 
     app = client("app")
     return Roles(app, client("validator"), client("vault-writer"), client("trading-engine"),

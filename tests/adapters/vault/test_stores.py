@@ -115,7 +115,7 @@ def _read_version_as_root(root: hvac.Client, path: str, version: int) -> dict[st
 @pytest.mark.stack
 async def test_a_rotated_away_binding_leaves_no_readable_copy_in_kv_history_not_even_for_root(bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
+    bindings = Bindings(VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer")))
     user_id, binding_id = "history-user", uuid.uuid4().hex
     path = binding_path(user_id, binding_id)
     first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY))
@@ -139,7 +139,7 @@ async def test_a_rotated_away_binding_leaves_no_readable_copy_in_kv_history_not_
 async def test_check_and_set_still_tells_a_stale_rotation_from_a_redelivered_one_once_history_is_gone(
         bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    bindings = Bindings(VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer")))
+    bindings = Bindings(VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer")))
     user_id, binding_id = "history-user", uuid.uuid4().hex
     first = await bindings.create_or_read(record(user_id, binding_id, "r1", OLD_ACCESS_KEY))
     rotated = await bindings.save(record(user_id, binding_id, "r2"), first)
