@@ -5,13 +5,14 @@ import asyncio
 import sys
 
 import structlog
-from pydantic import SecretStr
+from pydantic import Field, PositiveInt, SecretStr
 
 from deploy.bootstrap.errors import StackError
-from deploy.bootstrap.kafka_topics import ensure_topics
+from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.bootstrap.vault_setup import ensure_vault
+from shared.contracts.routing import Topic
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
@@ -24,7 +25,15 @@ class BootstrapSettings(Settings):
 
     # HASH7_VAULT_TOKEN, an admin token; unset means the root token the embedded stack saved at first start.
     vault_token: SecretStr | None = None
-    topic_replication_factor: int = 1
+    # HASH7_KAFKA_REPLICATION_FACTOR: 1 for the embedded stack's one broker; 3 in production (min.insync.replicas
+    # is then 2, deploy/bootstrap/kafka_topics.py). Applies to topics the bootstrap creates, not to existing ones.
+    kafka_replication_factor: int = Field(1, ge=1)
+    # HASH7_KAFKA_PARTITIONS, e.g. '{"binding.requested": 12}': topics to grow past the routing table's count.
+    # Growing is done only while the topic is drained (README, "Growing past one machine"); never lowered.
+    kafka_partitions: dict[Topic, PositiveInt] = Field(default_factory=dict)
+
+    def topic_layout(self) -> TopicLayout:
+        return TopicLayout(self.kafka_replication_factor, self.kafka_partitions, self.kafka_group_suffix)
 
 
 def admin_token(settings: BootstrapSettings) -> SecretStr:
@@ -45,9 +54,7 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
     token = admin_token(settings)
     progress = Progress()
     asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
-        )
+        ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_layout(), progress)
     )
     ensure_vault(settings.vault_addr, token, settings.run_dir, progress, timeout_s=settings.vault_timeout_s)
     return progress

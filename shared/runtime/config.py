@@ -21,6 +21,12 @@ def credentials_dir(run_dir: Path, identity: str) -> Path:
     return run_dir / "credentials" / identity
 
 
+def consumer_group_id(party: Party, group_suffix: str, topic: Topic) -> str:
+    """The consumer group a service's instances share for one topic (shared/runtime/subscriptions.py); the bootstrap
+    reads its lag before it grows the topic (deploy/bootstrap/kafka_topics.py)."""
+    return f"{party}{group_suffix}.{topic.value}"
+
+
 class AppRoleCredentials(BaseModel):
     role_id: str
     secret_id: SecretStr
@@ -51,6 +57,9 @@ class Settings(BaseSettings):
     # The same for topics off the binding path (`binding_path` in shared/contracts/routing.py): Kafka's default. Their
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
+    # Consumer group per subscription = consumer_group_id(service, this suffix, topic); instances in it share the
+    # partitions. Here, not only in ServiceSettings: the bootstrap reads those groups' lag before growing a topic.
+    kafka_group_suffix: str = ""
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
     # AppRole credentials: either given directly, or read from <run_dir>/approle/<role>.json (written 0600
@@ -83,8 +92,6 @@ class Settings(BaseSettings):
 class ServiceSettings(Settings):
     """Settings shared by the four Kafka services."""
 
-    # Consumer group per subscription = "<service name><suffix>.<topic>"; instances in it share the partitions.
-    kafka_group_suffix: str = ""
     # Records a subscription holds at most between fetching and finishing them: handled concurrently across
     # users (in order for one user), they bound the parallelism and what a crash makes the service repeat.
     kafka_max_records_in_hand: int = Field(100, ge=1)
