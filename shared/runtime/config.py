@@ -102,6 +102,15 @@ class ServiceSettings(Settings):
     kafka_max_record_bytes: int = Field(256 * 1024, ge=1024)
     # How much of a refused record a dead letter keeps (its full size and digest travel in its headers).
     dead_letter_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Static membership (KIP-345), off when unset: a name unique to this instance and kept across its restarts (a
+    # StatefulSet pod's or a compose container's hostname). A restarted instance gets its partitions back without
+    # the other instances giving theirs up, if it is back within kafka_session_timeout_ms; two live instances with
+    # one name fence each other.
+    kafka_instance_id: str | None = Field(None, min_length=1)
+    # How long the group waits for a silent instance before handing its partitions to the others: with static
+    # membership, raise it past a restart's length (45000, Kafka's own default, covers most), at the price of a
+    # crashed instance's partitions waiting as long.
+    kafka_session_timeout_ms: int = Field(10_000, ge=6000)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.
