@@ -130,7 +130,14 @@ class ServiceSettings(Settings):
 
 
 class IntakeSettings(ServiceSettings):
-    intake_max_attempts_per_minute: int = 10
+    # Per user, counted by the instance holding the user's partition (services/intake/rules.py AttemptLimiter).
+    intake_max_attempts_per_minute: int = Field(10, ge=1)
+    # intake's replay memory (services/intake/rules.py RequestHistory): requests kept at most, and for how long.
+    # A request older than what it keeps is refused `request_expired`, never done twice. The age matches the
+    # binding.requested topic's retention (deploy/bootstrap/kafka_topics.py), so a record redelivered from that
+    # topic is never older than the memory.
+    intake_replay_memory_max_requests: int = Field(200_000, ge=1)
+    intake_replay_memory_max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
     service_name: ClassVar[Party] = Party.INTAKE
 
