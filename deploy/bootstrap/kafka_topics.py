@@ -17,7 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.contracts.routing import ROUTES, Retention, Topic
+from shared.contracts.routing import ROUTES, SERVICES, Retention, Topic
 from shared.runtime.config import consumer_group_id
 
 TOPIC_PARTITIONS: dict[Topic, int] = {topic: route.partitions for topic, route in ROUTES.items()}
@@ -178,12 +178,14 @@ async def grow_partitions(admin: AIOKafkaAdminClient, bootstrap_servers: str, na
 
 async def _unread_records(admin: AIOKafkaAdminClient, bootstrap_servers: str, name: str, topic: Topic,
                           group_suffix: str) -> dict[str, int]:
-    """Per consumer group of topic (from the routing table), the records it has not committed yet, if any."""
+    """Per consumer group of topic (its services' groups, from the routing table), the records it has not committed
+    yet, if any. The app and ops read without a group (nothing committed to check): what they read is ordered by
+    its own time (a status's `occurred_at`), not by its offset."""
     description, = await admin.describe_topics([name])
     partitions = [TopicPartition(name, entry["partition"]) for entry in description["partitions"]]
     starts, ends = await _offset_range(bootstrap_servers, partitions)
     unread: dict[str, int] = {}
-    for party in ROUTES[topic].grouped_consumers:
+    for party in sorted(ROUTES[topic].grouped_consumers & set(SERVICES)):
         group = consumer_group_id(party, group_suffix, topic)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         # A group that committed nothing on a partition reads it from its first record kept.

@@ -189,3 +189,16 @@ async def test_a_topic_grows_only_once_its_consumers_read_it_to_the_end(kafka_se
     assert str(drained.value) == (f"topic {narrow} not grown from 6 to 12 partitions: this broker cannot add "
                                   f"partitions (no CreatePartitions)")
     assert await _partition_counts(kafka_server, [narrow]) == {narrow: 6}
+
+
+@pytest.mark.stack
+async def test_a_topic_only_the_app_and_ops_read_has_no_group_to_wait_for(kafka_server):
+    prefix = f"grow-audit-{uuid.uuid4().hex[:8]}."
+    audit = Topic.AUDIT.full_name(prefix)
+    await _create_topic(kafka_server, audit, 6, {})
+    await _send(kafka_server, audit, ["user-1"])
+
+    with pytest.raises(BootstrapError) as refused:
+        await ensure_topics(kafka_server, prefix, TopicLayout(partitions={Topic.AUDIT: 12}), Progress())
+
+    assert "this broker cannot add partitions" in str(refused.value)
