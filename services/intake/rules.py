@@ -63,8 +63,9 @@ class _Kept(NamedTuple):
     status: bytes
 
 
-# A request's time is the app's clock, the statuses' times intake's: forgetting a status also forgets requests
-# stamped this much after it, so that a fast app clock cannot slip a forgotten request past the horizon.
+# A request's time is the app's clock, the statuses' times intake's: the age limit also forgets requests stamped
+# this much later, so that a fast app clock cannot slip a request older than the memory past the horizon. Not
+# added to what the count forgot: that is often minutes old, and every new request would be refused.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -72,7 +73,9 @@ class RequestHistory:
     """The latest status of binding requests, as read back from the status topic (the source of truth), bounded:
     statuses older than max_age are not kept, and past max_requests the least recently updated request is
     forgotten. Everything forgotten lies before `horizon`: a request made before it that is not in memory may
-    have been answered already, so intake refuses it (`forgotten`) rather than doing it a second time.
+    have been answered already, so intake refuses it (`forgotten`) rather than doing it a second time. The cap
+    is a guard for memory, not the usual bound: a request it forgets within minutes of its status, stamped by an
+    app clock running that far ahead, could pass the horizon.
 
     Only statuses that answer a binding request count: the app chooses request ids, so a whitelist or revoke
     request may carry the id of a binding request, and its status must not pass for the binding's."""
@@ -112,8 +115,8 @@ class RequestHistory:
     @property
     def horizon(self) -> datetime:
         """Requests made at or before this time may have been forgotten."""
-        by_age = self._clock() - self._max_age
-        return max(by_age, self._evicted_until or by_age) + CLOCK_SKEW
+        by_age = self._clock() - self._max_age + CLOCK_SKEW
+        return by_age if self._evicted_until is None else max(by_age, self._evicted_until)
 
     def forgotten(self, user_id: str, request_id: str, requested_at: datetime) -> bool:
         """Whether a request unknown here may be one whose answer was forgotten."""

@@ -32,7 +32,7 @@ def test_past_its_count_the_least_recently_updated_request_is_forgotten_and_the_
 
     assert len(kept) == 3
     assert [kept.latest("u1", f"r{n}") is not None for n in range(5)] == [False, False, True, True, True]
-    assert kept.horizon == AT - timedelta(minutes=9) + CLOCK_SKEW
+    assert kept.horizon == AT - timedelta(minutes=9)
 
 
 def test_a_request_updated_again_is_kept_before_older_ones():
@@ -96,15 +96,24 @@ async def test_a_replay_of_a_forgotten_request_is_refused_and_changes_no_binding
     assert limiter.allow("u1")
 
 
-async def test_a_request_stamped_by_a_fast_clock_just_after_the_forgotten_status_is_still_refused():
-    kept = history(max_requests=1)
-    kept.record(active("r1", AT - timedelta(minutes=29)))
-    kept.record(active("r2", AT - timedelta(minutes=1)))
-    ahead = request(request_id="r1", requested_at=AT - timedelta(minutes=29) + CLOCK_SKEW - timedelta(seconds=1))
+async def test_a_request_older_than_the_memory_stamped_by_a_fast_clock_is_still_refused():
+    kept = history()
+    ahead = request(request_id="r1", requested_at=AT - MAX_AGE + CLOCK_SKEW - timedelta(seconds=1))
 
     out = by_topic(await handle_binding_requested(ahead, IntakeDeps(kept, AttemptLimiter(10)), at=AT))
 
     assert out[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.REQUEST_EXPIRED]
+
+
+async def test_at_its_count_the_memory_still_takes_requests_made_after_what_it_forgot():
+    kept = history(max_requests=1)
+    kept.record(active("r1", AT - timedelta(seconds=2)))
+    kept.record(active("r2", AT - timedelta(seconds=1)))
+    just_made = request(request_id="r3", requested_at=AT - timedelta(seconds=1))
+
+    out = by_topic(await handle_binding_requested(just_made, IntakeDeps(kept, AttemptLimiter(10)), at=AT))
+
+    assert Topic.BINDING_ACCEPTED in out
 
 
 async def test_a_new_request_after_the_horizon_is_accepted_whatever_was_forgotten():
