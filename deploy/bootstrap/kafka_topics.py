@@ -111,8 +111,11 @@ async def _check_existing(admin: AIOKafkaAdminClient, bootstrap_servers: str, de
                      f"wanted: left as is")
     wanted = layout.partitions_of(topic)
     if partitions > wanted:
-        raise BootstrapError(f"topic {name} has {partitions} partitions, {wanted} wanted: Kafka cannot remove "
-                             f"partitions; set HASH7_KAFKA_PARTITIONS to at least {partitions} for {topic.value}")
+        refusal = (f"has {partitions} partitions, {wanted} wanted: Kafka cannot remove partitions; set "
+                   f"HASH7_KAFKA_PARTITIONS to at least {partitions} for {topic.value}")
+        if topic in layout.partitions:
+            raise BootstrapError(f"topic {name} {refusal}")  # asked for explicitly: a mistake to stop at
+        notes.append(refusal)  # grown earlier, the setting since dropped: the rest of the bootstrap goes on
     if partitions < wanted:
         await grow_partitions(admin, bootstrap_servers, name, topic, partitions, wanted, layout.group_suffix)
         changed.append(f"partitions {partitions} -> {wanted}")
