@@ -29,7 +29,9 @@ _DAY_MS = 24 * 3600 * 1000
 RETENTION_MS: Mapping[Retention, int] = {
     Retention.REQUEST: 7 * _DAY_MS,  # a consumer may be down for a long weekend and still find its work
     Retention.HISTORY: 90 * _DAY_MS,  # statuses and audit events ops and users read back
-    Retention.DEAD_LETTER: -1,  # kept until ops replayed or dropped them (hash7-admin): rare, so small
+    # Replaying one leaves it in place, and nothing drops them: bounded, but long enough to find and replay any.
+    # (A binding request replayed after binding.requested's retention is refused `request_expired` anyway.)
+    Retention.DEAD_LETTER: 180 * _DAY_MS,
 }
 
 _TOPIC_ALREADY_EXISTS = 36

@@ -98,7 +98,7 @@ async def test_every_topic_is_created_with_the_retention_of_its_class(kafka_serv
     configs = await _topic_configs(kafka_server, [topic.full_name(prefix) for topic in Topic])
     assert {name: (config["retention.ms"], config["cleanup.policy"]) for name, config in configs.items()} == {
         topic.full_name(prefix): (str(RETENTION_MS[route.retention]), "delete") for topic, route in ROUTES.items()}
-    assert configs[Topic.DEAD_LETTER.full_name(prefix)]["retention.ms"] == "-1"
+    assert configs[Topic.AUDIT.full_name(prefix)]["retention.ms"] == str(90 * 24 * 3600 * 1000)
 
 
 @pytest.mark.stack
