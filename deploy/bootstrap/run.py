@@ -5,14 +5,15 @@ import asyncio
 import sys
 
 import structlog
-from pydantic import FilePath, SecretStr, model_validator
+from pydantic import Field, FilePath, PositiveInt, SecretStr, model_validator
 
 from deploy.bootstrap.errors import StackError
-from deploy.bootstrap.kafka_topics import ensure_topics
+from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, JwtAuthConfig, ensure_jwt_auth
 from deploy.bootstrap.vault_setup import ensure_vault
+from shared.contracts.routing import Topic
 from shared.runtime.config import Settings
 from shared.runtime.logging import configure_logging
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
@@ -25,7 +26,12 @@ class BootstrapSettings(Settings):
 
     # HASH7_VAULT_TOKEN, an admin token; unset means the root token the embedded stack saved at first start.
     vault_token: SecretStr | None = None
-    topic_replication_factor: int = 1
+    # HASH7_KAFKA_REPLICATION_FACTOR: 1 for the embedded stack's one broker; 3 in production (min.insync.replicas
+    # is then 2, deploy/bootstrap/kafka_topics.py). Applies to topics the bootstrap creates, not to existing ones.
+    kafka_replication_factor: int = Field(1, ge=1)
+    # HASH7_KAFKA_PARTITIONS, e.g. '{"binding.requested": 12}': topics to grow past the routing table's count.
+    # Growing is done only while the topic is drained (README, "Growing past one machine"); never lowered.
+    kafka_partitions: dict[Topic, PositiveInt] = Field(default_factory=dict)
     # Vault's jwt auth method for pods (deploy/bootstrap/vault_jwt.py), set up when one way of checking the
     # service-account tokens is given: the cluster's signing public keys (PEM file) or its OIDC discovery URL.
     bootstrap_jwt_pubkeys_file: FilePath | None = None
@@ -58,6 +64,9 @@ class BootstrapSettings(Settings):
                              discovery_url=self.bootstrap_jwt_discovery_url,
                              discovery_ca_file=self.bootstrap_jwt_discovery_ca_file)
 
+    def topic_layout(self) -> TopicLayout:
+        return TopicLayout(self.kafka_replication_factor, self.kafka_partitions, self.kafka_group_suffix)
+
 
 def admin_token(settings: BootstrapSettings) -> SecretStr:
     if settings.vault_token is not None:
@@ -77,9 +86,7 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
     token = admin_token(settings)
     progress = Progress()
     asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
-        )
+        ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_layout(), progress)
     )
     ensure_vault(settings.vault_connection(), token, settings.run_dir, progress,
                  approle_files=settings.bootstrap_approle_files)

@@ -1,5 +1,6 @@
 """intake: takes binding requests from the app, checks their shape and sealing, and passes them on."""
 
+from datetime import timedelta
 from functools import partial
 
 from faststream import FastStream
@@ -14,7 +15,10 @@ from shared.runtime.subscriptions import Messaging, Subscriptions, follow
 
 
 def build(settings: IntakeSettings, deps: IntakeDeps | None = None, vault: VaultPort | None = None) -> FastStream:
-    deps = deps or IntakeDeps(RequestHistory(), AttemptLimiter(settings.intake_max_attempts_per_minute))
+    deps = deps or IntakeDeps(
+        RequestHistory(settings.intake_replay_memory_max_requests,
+                       timedelta(seconds=settings.intake_replay_memory_max_age_s)),
+        AttemptLimiter(settings.intake_max_attempts_per_minute))
     # Vault only signs intake's events and holds the producers' public keys: intake never sees a secret.
     vault = vault or vault_client(settings)
     messaging = Messaging.of(settings, vault)

@@ -35,6 +35,10 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
     if previous is not None and previous.state is not BindingState.RECEIVED:
         # An exact replay of a request past intake: say again where it stands, do not do the work twice.
         return _replayed(request, previous, masked, at)
+    if deps.history.forgotten(request.user_id, request.request_id, request.requested_at):
+        # Too old to tell a first delivery from a replay whose answer fell out of memory: doing it again could
+        # store a binding revoked since, so it is refused, tied to no binding, and counts as no attempt.
+        return _rejected(request, None, [reason(ReasonCode.REQUEST_EXPIRED)], masked, at)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
     # Every check, again for a request still `received` (our first answer may have gone out without its
     # binding.accepted, a crash between the two): the record in hand need not be the one that was checked.

@@ -33,6 +33,8 @@ class ReasonCode(StrEnum):
     # actions on a binding that does not exist.
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     BINDING_UNKNOWN = "binding_unknown"
+    # intake's replay memory is bounded (services/intake/rules.py): a request older than it is not done again.
+    REQUEST_EXPIRED = "request_expired"
 
 
 _API_MANAGEMENT = "In the HTX app open your avatar → Settings → Trading Settings → API Management"
@@ -136,6 +138,10 @@ CATALOG: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.TOO_MANY_ATTEMPTS: (
         "Too many binding attempts in the last minute.",
         "Wait a minute, then try again.",
+    ),
+    ReasonCode.REQUEST_EXPIRED: (
+        "This binding request is too old to be handled now; nothing was changed.",
+        "Check your bindings in the Hash7 app; to bind the key, paste it again.",
     ),
     ReasonCode.BINDING_UNKNOWN: (
         "Hash7 has no binding {binding_id} for your account.",

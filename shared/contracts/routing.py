@@ -68,8 +68,8 @@ SERVICES = (Party.INTAKE, Party.VALIDATOR, Party.VAULT_WRITER, Party.WHITELIST)
 
 
 class Retention(StrEnum):
-    """How long a topic's records must be kept. Published in the contract (`x-retention`); the bootstrap does not
-    set broker retention from it yet, so topics get the broker's default."""
+    """How long a topic's records must be kept. Published in the contract (`x-retention`); the bootstrap sets each
+    topic's broker retention from it (RETENTION_MS in deploy/bootstrap/kafka_topics.py)."""
 
     REQUEST = "request"  # work in flight: kept long enough to survive an outage of a consumer (days)
     HISTORY = "history"  # what users and ops read back: statuses and audit events (long, or compacted elsewhere)

@@ -27,6 +27,12 @@ def approle_file(run_dir: Path, role: str) -> Path:
     return credentials_dir(run_dir, role) / "approle.json"
 
 
+def consumer_group_id(party: Party, group_suffix: str, topic: Topic) -> str:
+    """The consumer group a service's instances share for one topic (shared/runtime/subscriptions.py); the bootstrap
+    reads its lag before it grows the topic (deploy/bootstrap/kafka_topics.py)."""
+    return f"{party}{group_suffix}.{topic.value}"
+
+
 class AppRoleCredentials(BaseModel):
     role_id: str
     secret_id: SecretStr
@@ -92,6 +98,9 @@ class Settings(BaseSettings):
     # The same for topics off the binding path (`binding_path` in shared/contracts/routing.py): Kafka's default. Their
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
+    # Consumer group per subscription = consumer_group_id(service, this suffix, topic); instances in it share the
+    # partitions. Here, not only in ServiceSettings: the bootstrap reads those groups' lag before growing a topic.
+    kafka_group_suffix: str = ""
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
     vault_namespace: str | None = None
@@ -149,8 +158,6 @@ class Settings(BaseSettings):
 class ServiceSettings(Settings):
     """Settings shared by the four Kafka services."""
 
-    # Consumer group per subscription = "<service name><suffix>.<topic>"; instances in it share the partitions.
-    kafka_group_suffix: str = ""
     # Records a subscription holds at most between fetching and finishing them: handled concurrently across
     # users (in order for one user), they bound the parallelism and what a crash makes the service repeat.
     kafka_max_records_in_hand: int = Field(100, ge=1)
@@ -161,6 +168,15 @@ class ServiceSettings(Settings):
     kafka_max_record_bytes: int = Field(256 * 1024, ge=1024)
     # How much of a refused record a dead letter keeps (its full size and digest travel in its headers).
     dead_letter_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Static membership (KIP-345), off when unset: a name unique to this instance and kept across its restarts (a
+    # StatefulSet pod's or a compose container's hostname). A restarted instance gets its partitions back without
+    # the other instances giving theirs up, if it is back within kafka_session_timeout_ms; two live instances with
+    # one name fence each other.
+    kafka_instance_id: str | None = Field(None, min_length=1)
+    # How long the group waits for a silent instance before handing its partitions to the others: with static
+    # membership, raise it past a restart's length (45000, Kafka's own default, covers most), at the price of a
+    # crashed instance's partitions waiting as long.
+    kafka_session_timeout_ms: int = Field(10_000, ge=6000)
     # Transient trouble (Vault down, broker hiccup) is retried in place, with backoff up to this cap.
     retry_backoff_max_s: float = 10.0
     # An unexpected error on the same message this many times sends it to the dead-letter topic.
@@ -180,7 +196,14 @@ class ServiceSettings(Settings):
 
 
 class IntakeSettings(ServiceSettings):
-    intake_max_attempts_per_minute: int = 10
+    # Per user, counted by the instance holding the user's partition (services/intake/rules.py AttemptLimiter).
+    intake_max_attempts_per_minute: int = Field(10, ge=1)
+    # intake's replay memory (services/intake/rules.py RequestHistory): requests kept at most, and for how long.
+    # A request older than what it keeps is refused `request_expired`, never done twice. The age matches the
+    # binding.requested topic's retention (deploy/bootstrap/kafka_topics.py), so a record redelivered from that
+    # topic is never older than the memory.
+    intake_replay_memory_max_requests: int = Field(200_000, ge=1)
+    intake_replay_memory_max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
 
     service_name: ClassVar[Party] = Party.INTAKE
 

@@ -15,7 +15,7 @@ from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import Event, MalformedEvent, parse_event
 from shared.contracts.routing import Topic, subscribed_route
 from shared.runtime.broker import make_broker, whole_message
-from shared.runtime.config import ServiceSettings
+from shared.runtime.config import ServiceSettings, consumer_group_id
 from shared.runtime.lanes import Consumer, LanedSubscription
 from shared.runtime.metrics import PartitionLoad
 from shared.runtime.processing import Handler, MalformedHandler, MessageProcessor
@@ -54,7 +54,9 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     on_binding_path = route.binding_path
     broker.subscriber(
         settings.topic(topic),
-        group_id=f"{settings.service_name}{settings.kafka_group_suffix}.{topic.value}",
+        group_id=consumer_group_id(settings.service_name, settings.kafka_group_suffix, topic),
+        group_instance_id=settings.kafka_instance_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

@@ -154,7 +154,7 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
     async def no_wait() -> None:
         return None
 
-    intake = IntakeDeps(RequestHistory(), AttemptLimiter(10))
+    intake = IntakeDeps(RequestHistory(clock=lambda: AT), AttemptLimiter(10))
     validator = ValidatorDeps(vault, good_key, 2.0, no_wait, asyncio.Semaphore(1))
     writer = VaultWriterDeps(vault)
     catalog = SymbolCatalog()

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from deploy.bootstrap.kafka_topics import ensure_topics
+from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import Progress
 from deploy.stack.services import SERVICE_PACKAGES, service_environment
 from deploy.stack.services import ServiceProcesses as Pipeline
@@ -43,7 +43,7 @@ def traced_pipeline(bootstrapped_stack, htx_sandbox, receiver, tmp_path_factory)
     """The four services exporting their spans to receiver, every 100 ms. Topics and consumer groups of their
     own: the session's services must not take these records, nor these services the session's."""
     settings = bootstrapped_stack.settings.model_copy(update={"topic_prefix": TRACED_TOPIC_PREFIX})
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, TRACED_TOPIC_PREFIX, 1, Progress()))
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, TRACED_TOPIC_PREFIX, TopicLayout(), Progress()))
     running = Pipeline(
         settings=settings,
         env=service_environment(settings, htx_sandbox.base_url) | TEST_SERVICE_SETTINGS | {

@@ -51,7 +51,7 @@ from shared.contracts.events import BindingRequested
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
-from shared.runtime.config import ServiceSettings, Settings, approle_file
+from shared.runtime.config import ServiceSettings, Settings, approle_file, consumer_group_id
 from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
@@ -138,7 +138,7 @@ async def _groups_behind(settings: Settings) -> list[str]:
     behind = []
     for topic, route in ROUTES.items():
         for service in sorted(route.grouped_consumers & set(SERVICES)):
-            group = f"{service.value}{ServiceSettings().kafka_group_suffix}.{topic.value}"
+            group = consumer_group_id(service, ServiceSettings().kafka_group_suffix, topic)
             reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
                                       enable_auto_commit=False)
             await reader.start()

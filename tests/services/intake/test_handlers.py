@@ -14,7 +14,7 @@ from tests.fakes import AT, fake_seal
 
 
 def deps(limit=10, clock=None):
-    return IntakeDeps(RequestHistory(), AttemptLimiter(limit, clock=clock or (lambda: 0.0)))
+    return IntakeDeps(RequestHistory(clock=lambda: AT), AttemptLimiter(limit, clock=clock or (lambda: 0.0)))
 
 
 def request(**overrides):
@@ -152,7 +152,7 @@ async def test_absent_and_empty_pairs_are_kept_distinct(pairs):
 
 
 def test_a_status_sent_again_or_replayed_never_reopens_a_request_that_ended():
-    history = RequestHistory()
+    history = RequestHistory(clock=lambda: AT)
     received = status(user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1", occurred_at=AT,
                       kind=RequestKind.BIND)
     rejected = status(user_id="u1", state=BindingState.REJECTED, request_id="r1", binding_id="b1",
