@@ -10,15 +10,17 @@ from aiokafka.errors import KafkaError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.contracts.routing import ROUTES, Topic
+from shared.runtime.kafka_security import KafkaConnection
 
 TOPIC_PARTITIONS: dict[Topic, int] = {topic: route.partitions for topic, route in ROUTES.items()}
 
 _TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap_servers: str, prefix: str, replication_factor: int, progress: Progress) -> None:
+async def ensure_topics(connection: KafkaConnection, prefix: str, replication_factor: int,
+                        progress: Progress) -> None:
     """Create every missing topic; report existing ones (and any partition count that differs) unchanged."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**connection.client_options(), request_timeout_ms=10_000)
     try:
         await admin.start()
         wanted = {topic.full_name(prefix): partitions for topic, partitions in TOPIC_PARTITIONS.items()}
@@ -39,6 +41,6 @@ async def ensure_topics(bootstrap_servers: str, prefix: str, replication_factor:
                 mismatch = f"has {partitions} partitions, {wanted[name]} wanted; left as is"
                 progress.record(f"kafka topic {name}", Outcome.PRESENT, "" if partitions == wanted[name] else mismatch)
     except KafkaError as error:
-        raise BootstrapError(f"cannot set up topics on Kafka at {bootstrap_servers}: {error}") from None
+        raise BootstrapError(f"cannot set up topics on Kafka at {connection.bootstrap_servers}: {error}") from None
     finally:
         await admin.close()

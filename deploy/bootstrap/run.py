@@ -1,4 +1,5 @@
-"""The whole bootstrap: Kafka topics, then Vault. Idempotent; safe to run on every start of the stack."""
+"""The whole bootstrap: Kafka topics, users and ACLs, then Vault. Idempotent; safe to run on every start of the
+stack."""
 
 import argparse
 import asyncio
@@ -8,15 +9,22 @@ import structlog
 from pydantic import SecretStr
 
 from deploy.bootstrap.errors import StackError
+from deploy.bootstrap.kafka_acls import ensure_kafka_security
 from deploy.bootstrap.kafka_topics import ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
 from deploy.bootstrap.vault_setup import ensure_vault
 from shared.runtime.config import Settings
+from shared.runtime.errors import CredentialsMissing
+from shared.runtime.kafka_security import KafkaConnection, kafka_connection
 from shared.runtime.logging import configure_logging
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
 
 log = structlog.get_logger(__name__)
+
+# Whose Kafka credentials the bootstrap uses when HASH7_KAFKA_SASL_* are unset: the broker's super user, which
+# creates the topics, the parties' users and their ACLs.
+BOOTSTRAP_IDENTITY = "bootstrap"
 
 
 class BootstrapSettings(Settings):
@@ -40,15 +48,20 @@ def admin_token(settings: BootstrapSettings) -> SecretStr:
     return keys.root_token
 
 
+def admin_kafka(settings: BootstrapSettings) -> KafkaConnection:
+    try:
+        return kafka_connection(settings, BOOTSTRAP_IDENTITY)
+    except CredentialsMissing as error:
+        raise BootstrapError(str(error)) from None
+
+
 def run_bootstrap(settings: BootstrapSettings) -> Progress:
-    # Resolved first: a missing token should stop the bootstrap before it changes anything.
+    # Resolved first: missing credentials should stop the bootstrap before it changes anything.
     token = admin_token(settings)
+    kafka = admin_kafka(settings)
     progress = Progress()
-    asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_replication_factor, progress
-        )
-    )
+    asyncio.run(ensure_topics(kafka, settings.topic_prefix, settings.topic_replication_factor, progress))
+    ensure_kafka_security(kafka, settings, progress)
     ensure_vault(settings.vault_addr, token, settings.run_dir, progress, timeout_s=settings.vault_timeout_s)
     return progress
 

@@ -5,9 +5,9 @@ the same machine needs no configuration at all.
 """
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contracts.routing import Party, Topic
@@ -43,7 +43,23 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HASH7_", extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How clients authenticate to Kafka and protect the connection (shared/runtime/kafka_security.py). The embedded
+    # broker (Tansu) knows only PLAINTEXT: no authentication, no ACLs, no TLS.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    # The Kafka user and its password; when the password is unset, both come from the workload's kafka.json
+    # (credentials_dir), which the bootstrap writes (deploy/bootstrap/kafka_acls.py).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates (unset: the system's CAs), and a client certificate and its key
+    # for brokers that require mutual TLS.
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
     topic_prefix: str = "hash7."
+    # Consumer group per subscription = "<service name><suffix>.<topic>" (shared.runtime.subscriptions.group_id);
+    # instances in it share the partitions. Here rather than in ServiceSettings: the bootstrap grants these groups.
+    kafka_group_suffix: str = ""
     # How long the broker may hold a fetch that finds nothing new. Tansu answers a waiting fetch only when
     # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
     # default would add a quarter second per hop); polling more often costs a little broker CPU.
@@ -64,6 +80,24 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Self:
+        """Settings that the chosen protocol would ignore are a mistake in the deployment, not something to drop
+        silently: a SASL password meant for a broker that is then reached in plain text, say."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        protocol = f"HASH7_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(f"HASH7_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not use SASL")
+        if (self.kafka_sasl_username is None) != (self.kafka_sasl_password is None):
+            raise ValueError("HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD go together (or neither: "
+                             "the workload's kafka.json holds both)")
+        if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+            raise ValueError(f"HASH7_KAFKA_SSL_* files are set but {protocol} does not use TLS")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("HASH7_KAFKA_SSL_CERTFILE and HASH7_KAFKA_SSL_KEYFILE go together (mutual TLS)")
+        return self
+
     def topic(self, topic: Topic) -> str:
         return topic.full_name(self.topic_prefix)
 
@@ -83,8 +117,6 @@ class Settings(BaseSettings):
 class ServiceSettings(Settings):
     """Settings shared by the four Kafka services."""
 
-    # Consumer group per subscription = "<service name><suffix>.<topic>"; instances in it share the partitions.
-    kafka_group_suffix: str = ""
     # Records a subscription holds at most between fetching and finishing them: handled concurrently across
     # users (in order for one user), they bound the parallelism and what a crash makes the service repeat.
     kafka_max_records_in_hand: int = Field(100, ge=1)

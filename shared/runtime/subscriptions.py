@@ -13,7 +13,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.events import Event, MalformedEvent, parse_event
-from shared.contracts.routing import Topic, subscribed_route
+from shared.contracts.routing import Party, Topic, subscribed_route
 from shared.runtime.broker import make_broker, whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
@@ -29,6 +29,11 @@ E = TypeVar("E", bound=Event)
 # landing during the sleep waits it out. Short where a user waits for `active`; idle polls stay in-process.
 _BATCH_WAIT_MS_BINDING_PATH = 10
 _BATCH_WAIT_MS_OCCASIONAL = 100
+
+
+def group_id(service: Party, suffix: str, topic: Topic) -> str:
+    """The consumer group of a service's subscription to topic (the bootstrap grants the service exactly these)."""
+    return f"{service}{suffix}.{topic.value}"
 
 
 def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, handle: Handler[E],
@@ -54,7 +59,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     on_binding_path = route.binding_path
     broker.subscriber(
         settings.topic(topic),
-        group_id=f"{settings.service_name}{settings.kafka_group_suffix}.{topic.value}",
+        group_id=group_id(settings.service_name, settings.kafka_group_suffix, topic),
         # A new group must read what was published before it joined (FastStream's default is "latest").
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

@@ -6,6 +6,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from deploy.bootstrap.kafka_topics import TOPIC_PARTITIONS, ensure_topics
 from deploy.bootstrap.progress import Outcome, Progress
 from shared.contracts.routing import Topic
+from shared.runtime.kafka_security import KafkaConnection
 
 
 def test_every_topic_has_a_partition_count():
@@ -34,8 +35,8 @@ async def test_topics_are_created_once_and_a_rerun_reports_them_present(kafka_se
     prefix = f"fresh-{uuid.uuid4().hex[:8]}."
     first, second = Progress(), Progress()
 
-    await ensure_topics(kafka_server, prefix, 1, first)
-    await ensure_topics(kafka_server, prefix, 1, second)
+    await ensure_topics(KafkaConnection(kafka_server, "PLAINTEXT"), prefix, 1, first)
+    await ensure_topics(KafkaConnection(kafka_server, "PLAINTEXT"), prefix, 1, second)
 
     assert [step.outcome for step in first.steps] == [Outcome.CREATED] * len(Topic)
     assert [(step.outcome, step.detail) for step in second.steps] == [(Outcome.PRESENT, "")] * len(Topic)
@@ -54,7 +55,7 @@ async def test_an_existing_topic_with_another_partition_count_is_reported_and_le
         await admin.close()
     progress = Progress()
 
-    await ensure_topics(kafka_server, prefix, 1, progress)
+    await ensure_topics(KafkaConnection(kafka_server, "PLAINTEXT"), prefix, 1, progress)
 
     [odd_step] = [step for step in progress.steps if step.subject == f"kafka topic {odd_topic}"]
     assert odd_step.outcome is Outcome.PRESENT

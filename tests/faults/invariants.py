@@ -52,6 +52,7 @@ from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
 from shared.runtime.config import ServiceSettings, Settings
 from shared.runtime.provenance import EventVerifier, Unauthentic
+from shared.runtime.subscriptions import group_id
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
 from tests.leaks import leaks, leaks_in_kv
@@ -137,7 +138,7 @@ async def _groups_behind(settings: Settings) -> list[str]:
     behind = []
     for topic, route in ROUTES.items():
         for service in sorted(route.grouped_consumers & set(SERVICES)):
-            group = f"{service.value}{ServiceSettings().kafka_group_suffix}.{topic.value}"
+            group = group_id(service, ServiceSettings().kafka_group_suffix, topic)
             reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
                                       enable_auto_commit=False)
             await reader.start()
