@@ -21,17 +21,26 @@ class BrokerUnavailable(ClientError):
     """Kafka cannot be reached, or refused a publish."""
 
 
+# aiokafka's SCRAM client lets out a KeyError when the server ends the exchange with an error (RFC 5802's "e=", as
+# Tansu does for an unknown user or a wrong password) and a ValueError on a wrong server signature.
+_SCRAM_REFUSALS = (KeyError, ValueError)
+
+
 async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, connection: KafkaConnection) -> None:
+    servers, credentials = connection.bootstrap_servers, connection.credentials
     try:
         await client.start()
     except KafkaError as exc:
         await client.stop()  # a half-started client still holds sockets and tasks
-        # aiokafka reports a refused login as it reports a broker it cannot reach (it logs the cause only).
-        refused = (f", or refused Kafka user '{connection.credentials.username}' (is its password right?)"
-                   if connection.credentials else "")
-        raise BrokerUnavailable(
-            f"Kafka is unreachable at {connection.bootstrap_servers}{refused} ({type(exc).__name__})"
-        ) from None
+        # aiokafka reports a login the broker refused as it reports a broker it cannot reach (it logs the cause only).
+        refused = f", or refused Kafka user '{credentials.username}' (is its password right?)" if credentials else ""
+        raise BrokerUnavailable(f"Kafka is unreachable at {servers}{refused} ({type(exc).__name__})") from None
+    except _SCRAM_REFUSALS:
+        await client.stop()
+        if credentials is None:
+            raise
+        raise BrokerUnavailable(f"Kafka at {servers} refused Kafka user '{credentials.username}' "
+                                "(is its password right?)") from None
 
 
 class KafkaPublisher:

@@ -51,6 +51,7 @@ from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
 from shared.runtime.config import ServiceSettings, Settings
+from shared.runtime.kafka_security import kafka_connection
 from shared.runtime.provenance import EventVerifier, Unauthentic
 from shared.runtime.subscriptions import group_id
 from tests.faults.load_run import LoadRun
@@ -139,7 +140,7 @@ async def _groups_behind(settings: Settings) -> list[str]:
     for topic, route in ROUTES.items():
         for service in sorted(route.grouped_consumers & set(SERVICES)):
             group = group_id(service, ServiceSettings().kafka_group_suffix, topic)
-            reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+            reader = AIOKafkaConsumer(**kafka_connection(settings, service).client_options(), group_id=group,
                                       enable_auto_commit=False)
             await reader.start()
             try:
