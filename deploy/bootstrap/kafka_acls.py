@@ -45,7 +45,7 @@ from pydantic import SecretStr, ValidationError
 
 from deploy.bootstrap.private_files import write_private_file
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
-from shared.contracts.routing import DEAD_LETTER_SOURCES, ROUTES, Party
+from shared.contracts.routing import DEAD_LETTER_SOURCES, ROUTES, SERVICES, Party
 from shared.runtime.config import Settings
 from shared.runtime.kafka_security import KafkaConnection, KafkaUserCredentials, kafka_credentials_file
 from shared.runtime.subscriptions import group_id
@@ -94,8 +94,8 @@ def granted(topic_prefix: str, group_suffix: str) -> frozenset[Grant]:
             allow(party, Resource.TOPIC, name, Operation.WRITE, Operation.DESCRIBE)
         for party in route.consumers:
             allow(party, Resource.TOPIC, name, Operation.READ, Operation.DESCRIBE)
-        for party in route.grouped_consumers:
-            allow(party, Resource.GROUP, group_id(party, group_suffix, topic), Operation.READ)
+        for service in route.grouped_consumers & set(SERVICES):
+            allow(service, Resource.GROUP, group_id(service, group_suffix, topic), Operation.READ)
     for topic in DEAD_LETTER_SOURCES:
         allow(Party.OPS, Resource.TOPIC, topic.full_name(topic_prefix), Operation.WRITE, Operation.DESCRIBE)
     return frozenset(grants)
@@ -149,13 +149,18 @@ def ensure_kafka_security(connection: KafkaConnection, settings: Settings, progr
         raise BootstrapError(f"cannot reach Kafka at {connection.bootstrap_servers} as "
                              f"'{connection.credentials.username}': {type(error).__name__}") from None
     try:
-        _ensure_users(admin, settings.kafka_sasl_mechanism, settings, progress)
-        _ensure_acls(admin, granted(settings.topic_prefix, settings.kafka_group_suffix), progress)
+        apply_users_and_acls(admin, settings, progress)
     except KafkaError as error:
         raise BootstrapError(f"Kafka at {connection.bootstrap_servers} refused to set up users or ACLs: "
                              f"{type(error).__name__} {error}") from None
     finally:
         admin.close()
+
+
+def apply_users_and_acls(admin: Any, settings: Settings, progress: Progress) -> None:
+    """The work of ensure_kafka_security with an admin client that answers as kafka-python's KafkaAdminClient."""
+    _ensure_users(admin, settings.kafka_sasl_mechanism, settings, progress)
+    _ensure_acls(admin, granted(settings.topic_prefix, settings.kafka_group_suffix), progress)
 
 
 def _ensure_users(admin: Any, mechanism: str, settings: Settings, progress: Progress) -> None:
