@@ -31,6 +31,7 @@ from deploy.bootstrap.progress import Outcome, Progress
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.runtime.config import Settings
 from shared.runtime.kafka_security import KafkaConnection, kafka_connection, kafka_credentials_file
+from tests.clients.hash7_process import hash7_environment, run_hash7
 
 PREFIX = "p."
 GRANTS = granted(PREFIX, "-blue")
@@ -112,6 +113,17 @@ def test_changes_add_what_is_missing_remove_what_is_no_longer_granted_and_leave_
 
     assert (changes.create, changes.delete) == (wanted, {stale})
     assert acl_changes(wanted, [*wanted, foreign]) == acl_changes(frozenset(), [])
+
+
+def test_hash7_admin_prints_the_grants_of_the_deployment():
+    environment = hash7_environment(HASH7_TOPIC_PREFIX=PREFIX, HASH7_KAFKA_GROUP_SUFFIX="-blue")
+
+    result = run_hash7(["--output", "json", "kafka-acls"], environment, module="deploy.admin")
+
+    assert result.returncode == 0, result.stderr
+    printed = {Grant(row["principal"], Resource(row["resource_type"]), row["resource_name"], Operation(operation))
+               for row in map(json.loads, result.stdout.splitlines()) for operation in row["operations"]}
+    assert printed == GRANTS
 
 
 # ---- the bootstrap step ------------------------------------------------------------------------------------------
