@@ -30,8 +30,10 @@ from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
 from shared.runtime.program import BadSettings, settings_from_environment
 from shared.runtime.provenance import EventSigner
 from shared.runtime.publishing import EventPublisher
+from shared.runtime.service import EXIT_FAILED
 from tests.builders import stored
 from tests.clients.hash7_process import hash7_environment, run_hash7
+from tests.deploy.test_service_start import start_intake
 from tests.fixtures.stack import LOOPBACK, BootstrappedStack
 from tests.kafka_reading import raw_records
 from tests.tls import CertificateSet, make_certificates, tls_proxy
@@ -297,3 +299,32 @@ def test_the_bootstrap_without_kafka_credentials_says_so_in_one_line(tmp_path):
     assert json.loads(line)["reason"] == (
         "no Kafka credentials for 'bootstrap': set HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD, or run "
         f"the bootstrap so that {kafka_credentials_file(tmp_path, BOOTSTRAP_IDENTITY)} exists")
+
+
+@pytest.mark.stack
+def test_a_service_whose_login_is_refused_says_so_in_one_line_and_leaves_nothing_open(authenticating_kafka,
+                                                                                       tmp_path):
+    password = f"wrong-{uuid.uuid4().hex}"
+
+    returncode, lines = start_intake(
+        HASH7_KAFKA_BOOTSTRAP_SERVERS=authenticating_kafka, HASH7_RUN_DIR=str(tmp_path),
+        HASH7_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", HASH7_KAFKA_SASL_USERNAME="intake",
+        HASH7_KAFKA_SASL_PASSWORD=password, HASH7_VAULT_ROLE_ID="never-used", HASH7_VAULT_SECRET_ID="never-used")
+
+    assert returncode == EXIT_FAILED
+    [failed] = [line for line in lines if line["level"] in {"error", "critical"}]  # no unclosed producer either
+    assert (failed["event"], failed["error_class"], failed["error"]) == (
+        "service_failed", "BrokerUnavailable",
+        f"Kafka at {authenticating_kafka} refused Kafka user 'intake' (is its password right?)")
+    assert password not in json.dumps(lines)
+
+
+def test_a_service_without_its_kafka_credentials_says_where_they_should_be(tmp_path):
+    returncode, lines = start_intake(HASH7_RUN_DIR=str(tmp_path), HASH7_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+                                     HASH7_VAULT_ROLE_ID="never-used", HASH7_VAULT_SECRET_ID="never-used")
+
+    assert returncode == EXIT_FAILED
+    [line] = lines
+    assert (line["event"], line["error_class"]) == ("service_failed", "CredentialsMissing")
+    assert line["error"].startswith("no Kafka credentials for 'intake'")
+    assert str(kafka_credentials_file(tmp_path, "intake")) in line["error"]
