@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.contracts.routing import ROUTES, Topic
-from shared.runtime.kafka_security import KafkaConnection
+from shared.runtime.kafka_security import SCRAM_REFUSALS, KafkaConnection
 
 TOPIC_PARTITIONS: dict[Topic, int] = {topic: route.partitions for topic, route in ROUTES.items()}
 
@@ -42,5 +42,9 @@ async def ensure_topics(connection: KafkaConnection, prefix: str, replication_fa
                 progress.record(f"kafka topic {name}", Outcome.PRESENT, "" if partitions == wanted[name] else mismatch)
     except KafkaError as error:
         raise BootstrapError(f"cannot set up topics on Kafka at {connection.bootstrap_servers}: {error}") from None
+    except SCRAM_REFUSALS:
+        if connection.credentials is None:
+            raise
+        raise BootstrapError(connection.login_refused()) from None
     finally:
         await admin.close()

@@ -20,6 +20,10 @@ from shared.runtime.errors import CredentialsMissing
 
 KAFKA_CREDENTIALS_FILE = "kafka.json"
 
+# Besides its KafkaErrors, aiokafka's SCRAM client lets out a KeyError when the server ends the exchange with an error
+# (RFC 5802's "e=", as Tansu does for an unknown user or a wrong password) and a ValueError on a wrong server signature.
+SCRAM_REFUSALS = (KeyError, ValueError)
+
 
 class KafkaUserCredentials(BaseModel):
     """A workload's Kafka user, as its kafka.json holds it (written 0600 by the bootstrap)."""
@@ -54,6 +58,11 @@ class KafkaConnection:
                         "sasl_plain_username": self.credentials.username,
                         "sasl_plain_password": self.credentials.password.get_secret_value()}
         return options
+
+    def login_refused(self) -> str:
+        """What to say when the broker refused this connection's login (one of SCRAM_REFUSALS, with credentials)."""
+        username = self.credentials.username if self.credentials else ""
+        return f"Kafka at {self.bootstrap_servers} refused Kafka user '{username}' (is its password right?)"
 
     def faststream_security(self) -> BaseSecurity | None:
         """For KafkaBroker(security=...): FastStream turns it back into the same aiokafka options."""

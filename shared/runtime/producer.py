@@ -12,18 +12,13 @@ from shared.contracts.events import Event, event_headers
 from shared.contracts.routing import Topic, route_of
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
-from shared.runtime.kafka_security import KafkaConnection, kafka_connection
+from shared.runtime.kafka_security import SCRAM_REFUSALS, KafkaConnection, kafka_connection
 from shared.runtime.provenance import EventSigner, OutgoingRecord
 from shared.runtime.tracing import with_trace_context
 
 
 class BrokerUnavailable(ClientError):
     """Kafka cannot be reached, or refused a publish."""
-
-
-# aiokafka's SCRAM client lets out a KeyError when the server ends the exchange with an error (RFC 5802's "e=", as
-# Tansu does for an unknown user or a wrong password) and a ValueError on a wrong server signature.
-_SCRAM_REFUSALS = (KeyError, ValueError)
 
 
 async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, connection: KafkaConnection) -> None:
@@ -35,12 +30,11 @@ async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, connec
         # aiokafka reports a login the broker refused as it reports a broker it cannot reach (it logs the cause only).
         refused = f", or refused Kafka user '{credentials.username}' (is its password right?)" if credentials else ""
         raise BrokerUnavailable(f"Kafka is unreachable at {servers}{refused} ({type(exc).__name__})") from None
-    except _SCRAM_REFUSALS:
+    except SCRAM_REFUSALS:
         await client.stop()
         if credentials is None:
             raise
-        raise BrokerUnavailable(f"Kafka at {servers} refused Kafka user '{credentials.username}' "
-                                "(is its password right?)") from None
+        raise BrokerUnavailable(connection.login_refused()) from None
 
 
 class KafkaPublisher:

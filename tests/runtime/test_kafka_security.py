@@ -287,6 +287,24 @@ def test_a_refused_login_is_one_line_from_the_cli_without_the_password(authentic
     assert password not in result.stdout + result.stderr
 
 
+@pytest.mark.stack
+def test_the_bootstrap_whose_login_is_refused_says_so_in_one_line(authenticating_kafka, tmp_path):
+    password = f"wrong-{uuid.uuid4().hex}"
+    environment = hash7_environment(HASH7_RUN_DIR=str(tmp_path), HASH7_VAULT_TOKEN="unused",
+                                    HASH7_KAFKA_BOOTSTRAP_SERVERS=authenticating_kafka,
+                                    HASH7_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", HASH7_KAFKA_SASL_USERNAME="admin",
+                                    HASH7_KAFKA_SASL_PASSWORD=password, HASH7_LOG_FORMAT="json")
+
+    result = subprocess.run([sys.executable, "-m", "deploy.bootstrap"], capture_output=True, text=True, timeout=60,
+                            env=environment)
+
+    assert result.returncode == 1
+    [line] = (result.stdout + result.stderr).strip().splitlines()
+    assert json.loads(line)["reason"] == (
+        f"Kafka at {authenticating_kafka} refused Kafka user 'admin' (is its password right?)")
+    assert password not in line
+
+
 def test_the_bootstrap_without_kafka_credentials_says_so_in_one_line(tmp_path):
     environment = hash7_environment(HASH7_RUN_DIR=str(tmp_path), HASH7_VAULT_TOKEN="unused",
                                     HASH7_KAFKA_SECURITY_PROTOCOL="SASL_SSL", HASH7_LOG_FORMAT="json")
