@@ -214,6 +214,20 @@ def test_a_grant_the_table_dropped_is_removed_and_another_applications_acl_is_ke
         ("kafka ACLs of User:intake", f"{len(_grants_of(Party.INTAKE))} ACLs: 0 added, 1 removed")]
 
 
+def test_an_acl_hash7_never_makes_on_its_principal_is_reported_and_left_in_place(tmp_path):
+    admin, settings = InMemoryKafkaAdmin(), _settings(tmp_path)
+    apply_users_and_acls(admin, settings, Progress())
+    deny = ("User:whitelist", "*", 3, 2, 2, "p.audit", 3)  # READ, DENY, TOPIC, LITERAL: an operator's own
+    admin.acls.add(deny)
+
+    with capture_logs() as logs:
+        apply_users_and_acls(admin, settings, Progress())
+
+    assert deny in admin.acls
+    assert [(log["event"], log["principal"]) for log in logs if log["log_level"] == "warning"] == [
+        ("kafka ACL not made by Hash7 left in place", "User:whitelist")]
+
+
 def test_a_fresh_broker_gets_the_passwords_the_workloads_already_hold(tmp_path):
     settings = _settings(tmp_path)
     apply_users_and_acls(InMemoryKafkaAdmin(), settings, Progress())
