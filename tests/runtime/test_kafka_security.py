@@ -2,6 +2,7 @@
 password comes from, and real connections: TLS (with and without a client certificate) through a TLS proxy in front
 of a real broker, and SASL/SCRAM refused by a broker that requires authentication."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -23,18 +24,19 @@ from deploy.stack.tansu import start_tansu
 from shared.adapters.vault.client import VaultClient
 from shared.contracts.routing import Party, Topic
 from shared.runtime.broker import make_broker
-from shared.runtime.config import Settings, credentials_dir
+from shared.runtime.config import Settings, VaultWriterSettings, credentials_dir
 from shared.runtime.errors import CredentialsMissing
 from shared.runtime.kafka_security import kafka_connection, kafka_credentials_file
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher
 from shared.runtime.program import BadSettings, settings_from_environment
-from shared.runtime.provenance import EventSigner
+from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import EXIT_FAILED
-from tests.builders import stored
+from shared.runtime.subscriptions import subscribe
+from tests.builders import stored, validated
 from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.deploy.test_service_start import start_intake
-from tests.fixtures.stack import LOOPBACK, BootstrappedStack
+from tests.fixtures.stack import LOOPBACK, BootstrappedStack, publisher_as
 from tests.kafka_reading import raw_records
 from tests.tls import CertificateSet, make_certificates, tls_proxy
 
@@ -217,6 +219,34 @@ async def test_the_bootstrap_the_app_and_a_service_publish_through_tls(tls_kafka
     assert [record.key for record in await raw_records(settings, Topic.BINDING_REQUESTED)] == [request_key.encode()]
     [record] = await raw_records(settings, Topic.BINDING_STORED)
     assert record.key == request_key.encode() and json.loads(record.value)["binding_id"] == event.binding_id
+
+
+@pytest.mark.stack
+async def test_a_service_subscription_verifies_and_handles_a_record_sent_through_tls(tls_kafka, bootstrapped_stack):
+    settings = VaultWriterSettings(**_tls_settings(bootstrapped_stack, tls_kafka.address,
+                                                   tls_kafka.certificates.cafile).model_dump())
+    await ensure_topics(kafka_connection(settings, BOOTSTRAP_IDENTITY), settings.topic_prefix, 1, Progress())
+    user, handled = f"user-{uuid.uuid4().hex[:8]}", asyncio.Event()
+
+    async def handle(event, *, at):
+        assert event.user_id == user
+        handled.set()
+        return []
+
+    vault = VaultClient(settings.vault_addr, settings.approle_credentials(Party.VAULT_WRITER), settings.vault_timeout_s)
+    broker = make_broker(settings, settings.service_name)
+    subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
+                             EventPublisher(broker, settings.topic_prefix, EventSigner(vault, Party.VAULT_WRITER)),
+                             EventVerifier(vault))
+    validator = publisher_as(settings, Party.VALIDATOR)
+    await broker.start()
+    try:
+        await validator.publish(validated(user_id=user, request_id=f"r-{user}"))
+        await asyncio.wait_for(handled.wait(), timeout=60)
+    finally:
+        await validator.close()
+        await subscription.close()
+        await broker.stop()
 
 
 @pytest.mark.stack
