@@ -318,6 +318,38 @@ def test_a_refused_login_is_one_line_from_the_cli_without_the_password(authentic
 
 
 @pytest.mark.stack
+@pytest.mark.parametrize(("command", "party"), [(["audit"], Party.OPS), (["timeline", "--user", "u1"], Party.APP)])
+def test_the_cli_logs_in_with_the_reading_partys_own_file(authenticating_kafka, bootstrapped_stack, tmp_path,
+                                                          command, party):
+    for each in (Party.APP, Party.OPS):
+        _write_kafka_json(tmp_path, each, f"{each.value}-user", f"{each.value}-password")
+    environment = hash7_environment(bootstrapped_stack.settings, HASH7_KAFKA_BOOTSTRAP_SERVERS=authenticating_kafka,
+                                    HASH7_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", HASH7_RUN_DIR=str(tmp_path))
+
+    result = run_hash7(command, environment)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: Kafka at {authenticating_kafka} refused Kafka user '{party.value}-user' (is its password right?)")
+
+
+@pytest.mark.stack
+async def test_a_trading_engine_publishes_as_its_own_kafka_user(authenticating_kafka, bootstrapped_stack, tmp_path):
+    _write_kafka_json(tmp_path, Party.TRADING_ENGINE, "engine-7", "engine-password")
+    settings = Settings(**{**bootstrapped_stack.settings.model_dump(), "run_dir": tmp_path,
+                           "kafka_bootstrap_servers": authenticating_kafka,
+                           "kafka_security_protocol": "SASL_PLAINTEXT"})
+    vault = VaultClient(settings.vault_addr, bootstrapped_stack.settings.approle_credentials(Party.TRADING_ENGINE),
+                        settings.vault_timeout_s)
+
+    with pytest.raises(BrokerUnavailable) as raised:
+        await KafkaPublisher(settings, "engine-test", EventSigner(vault, Party.TRADING_ENGINE)).start()
+
+    assert str(raised.value) == (
+        f"Kafka at {authenticating_kafka} refused Kafka user 'engine-7' (is its password right?)")
+
+
+@pytest.mark.stack
 def test_the_bootstrap_whose_login_is_refused_says_so_in_one_line(authenticating_kafka, tmp_path):
     password = f"wrong-{uuid.uuid4().hex}"
     environment = hash7_environment(HASH7_RUN_DIR=str(tmp_path), HASH7_VAULT_TOKEN="unused",
