@@ -1,15 +1,18 @@
-"""Reading a whole topic with plain aiokafka, independently of the code under test."""
+"""Reading a whole topic with plain aiokafka, independently of the code under test (as the broker's super user, the
+bootstrap's identity, where Kafka asks for one: tests/runtime/test_kafka_security.py)."""
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from deploy.bootstrap.run import BOOTSTRAP_IDENTITY
 from shared.contracts.routing import Topic
 from shared.runtime.config import Settings
+from shared.runtime.kafka_security import kafka_connection
 
 
 async def raw_records(settings: Settings, topic: Topic) -> list[ConsumerRecord]:
     """Everything on the topic, read with plain aiokafka (not the client under test)."""
     name = settings.topic(topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_connection(settings, BOOTSTRAP_IDENTITY).client_options(), group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

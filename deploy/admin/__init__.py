@@ -1,6 +1,7 @@
 """`hash7-admin`: what ops reach for, with an admin Vault token (HASH7_VAULT_TOKEN, or the embedded stack's root
-token): dead-letter replay, emergency revocation, Vault backup and restore, and key rotation. Each command lives in
-its own module of this package and registers itself on `cli`; every read command takes `--output json`."""
+token): dead-letter replay, emergency revocation, Vault backup and restore, key rotation, and the Kafka ACLs the
+routing table grants. Each command lives in its own module of this package and registers itself on `cli`; every read
+command takes `--output json`."""
 
 import sys
 from urllib.parse import urlsplit

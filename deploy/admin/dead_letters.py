@@ -46,13 +46,10 @@ from shared.contracts import dead_letters
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import AuditEvent, utc_now
 from shared.contracts.outcomes import audit
-from shared.contracts.routing import ROUTES, SERVICES, Topic
+from shared.contracts.routing import DEAD_LETTER_SOURCES, ROUTES, Party, Topic
 from shared.runtime.config import Settings
 from shared.runtime.producer import KafkaPublisher
 from shared.runtime.provenance import EventVerifier, Unauthentic
-
-# The topics a service reads: only they have dead letters.
-REPLAYABLE_TOPICS = [topic for topic, route in ROUTES.items() if route.consumers & set(SERVICES)]
 
 
 class Result(StrEnum):
@@ -162,7 +159,7 @@ def dead_letters_group() -> None:
 @click.option("--id", "ids", type=LetterId(), multiple=True,
               help="A dead letter by where its original was: <source topic>/<partition>/<offset>, as `hash7 "
                    "dead-letters` shows it. Repeatable.")
-@click.option("--topic", "topics", type=click.Choice([topic.value for topic in REPLAYABLE_TOPICS]), multiple=True,
+@click.option("--topic", "topics", type=click.Choice([topic.value for topic in DEAD_LETTER_SOURCES]), multiple=True,
               help="Every dead letter from this topic (without the deployment's prefix). Repeatable.")
 @click.option("--since", type=Moment(), help="Only letters that failed at or after this time (ISO 8601).")
 @click.option("--until", type=Moment(), help="Only letters that failed before this time (ISO 8601).")
@@ -184,7 +181,7 @@ def replay(ids: tuple[str, ...], topics: tuple[str, ...], since: datetime | None
 
 async def _replay(settings: Settings, selection: Selection, *, dry_run: bool) -> int:
     vault = ops_vault(settings)
-    letters = await _selected_letters(settings, BindingClient(settings, vault), selection)
+    letters = await _selected_letters(settings, BindingClient(settings, vault, reader=Party.OPS), selection)
     verifier = EventVerifier(vault)
     verdicts = [(letter, await _refusal(settings, verifier, letter)) for letter in letters]
     if dry_run:
@@ -236,7 +233,7 @@ async def _refusal(settings: Settings, verifier: EventVerifier, letter: Letter) 
 
 
 def _source_topic(settings: Settings, name: str | None) -> Topic | None:
-    return next((topic for topic in REPLAYABLE_TOPICS if settings.topic(topic) == name), None)
+    return next((topic for topic in DEAD_LETTER_SOURCES if settings.topic(topic) == name), None)
 
 
 async def _send(settings: Settings, publisher: KafkaPublisher, verdicts: Sequence[tuple[Letter, str | None]]

@@ -19,6 +19,7 @@ from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from shared.contracts.routing import ROUTES, SERVICES, Retention, Topic
 from shared.runtime.config import consumer_group_id
+from shared.runtime.kafka_security import SCRAM_REFUSALS, KafkaConnection
 
 TOPIC_PARTITIONS: dict[Topic, int] = {topic: route.partitions for topic, route in ROUTES.items()}
 
@@ -61,9 +62,9 @@ class TopicLayout:
         }
 
 
-async def ensure_topics(bootstrap_servers: str, prefix: str, layout: TopicLayout, progress: Progress) -> None:
+async def ensure_topics(connection: KafkaConnection, prefix: str, layout: TopicLayout, progress: Progress) -> None:
     """Create every missing topic; check the existing ones' settings and partitions against the layout."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**connection.client_options(), request_timeout_ms=10_000)
     try:
         await admin.start()
         topics = {topic.full_name(prefix): topic for topic in Topic}
@@ -85,15 +86,19 @@ async def ensure_topics(bootstrap_servers: str, prefix: str, layout: TopicLayout
             drifted = await _drifted_configs(admin, {name: layout.configs_of(topics[name]) for name in existing})
             for description in await admin.describe_topics(existing):
                 name = description["topic"]
-                await _check_existing(admin, bootstrap_servers, description, topics[name], drifted.get(name, {}),
+                await _check_existing(admin, connection, description, topics[name], drifted.get(name, {}),
                                       layout, progress)
     except KafkaError as error:
-        raise BootstrapError(f"cannot set up topics on Kafka at {bootstrap_servers}: {error}") from None
+        raise BootstrapError(f"cannot set up topics on Kafka at {connection.bootstrap_servers}: {error}") from None
+    except SCRAM_REFUSALS:
+        if connection.credentials is None:
+            raise
+        raise BootstrapError(connection.login_refused()) from None
     finally:
         await admin.close()
 
 
-async def _check_existing(admin: AIOKafkaAdminClient, bootstrap_servers: str, description: dict[str, Any],
+async def _check_existing(admin: AIOKafkaAdminClient, connection: KafkaConnection, description: dict[str, Any],
                           topic: Topic, drifted: dict[str, tuple[str | None, str]], layout: TopicLayout,
                           progress: Progress) -> None:
     name, partitions = description["topic"], len(description["partitions"])
@@ -119,7 +124,7 @@ async def _check_existing(admin: AIOKafkaAdminClient, bootstrap_servers: str, de
             raise BootstrapError(f"topic {name} {refusal}")  # asked for explicitly: a mistake to stop at
         notes.append(refusal)  # grown earlier, the setting since dropped: the rest of the bootstrap goes on
     if partitions < wanted:
-        await grow_partitions(admin, bootstrap_servers, name, topic, partitions, wanted, layout.group_suffix)
+        await grow_partitions(admin, connection, name, topic, partitions, wanted, layout.group_suffix)
         changed.append(f"partitions {partitions} -> {wanted}")
     progress.record(f"kafka topic {name}", Outcome.UPDATED if changed else Outcome.PRESENT,
                     "; ".join(changed + notes))
@@ -159,7 +164,7 @@ async def _set_configs(admin: AIOKafkaAdminClient, name: str, configs: dict[str,
     return True
 
 
-async def grow_partitions(admin: AIOKafkaAdminClient, bootstrap_servers: str, name: str, topic: Topic,
+async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnection, name: str, topic: Topic,
                           partitions: int, wanted: int, group_suffix: str) -> None:
     """Raise name's partition count to wanted, once every consumer group of topic has read it to the end.
 
@@ -169,7 +174,7 @@ async def grow_partitions(admin: AIOKafkaAdminClient, bootstrap_servers: str, na
     read, no older record is waiting, so order holds. Producers must be stopped first (so that nothing new
     arrives between this check and the growth) and restarted after (each learns the new count only on its next
     metadata refresh, and until then two producers could place one user's records in different partitions)."""
-    lagging = await _unread_records(admin, bootstrap_servers, name, topic, group_suffix)
+    lagging = await _unread_records(admin, connection, name, topic, group_suffix)
     if lagging:
         behind = ", ".join(f"{group} has {unread} to read" for group, unread in sorted(lagging.items()))
         raise BootstrapError(f"topic {name} not grown from {partitions} to {wanted} partitions: {behind}; stop its "
@@ -181,14 +186,14 @@ async def grow_partitions(admin: AIOKafkaAdminClient, bootstrap_servers: str, na
                              f"add partitions (no CreatePartitions)") from None
 
 
-async def _unread_records(admin: AIOKafkaAdminClient, bootstrap_servers: str, name: str, topic: Topic,
+async def _unread_records(admin: AIOKafkaAdminClient, connection: KafkaConnection, name: str, topic: Topic,
                           group_suffix: str) -> dict[str, int]:
     """Per consumer group of topic (its services' groups, from the routing table), the records it has not committed
     yet, if any. The app and ops read without a group (nothing committed to check): what they read is ordered by
     its own time (a status's `occurred_at`), not by its offset."""
     description, = await admin.describe_topics([name])
     partitions = [TopicPartition(name, entry["partition"]) for entry in description["partitions"]]
-    starts, ends = await _offset_range(bootstrap_servers, partitions)
+    starts, ends = await _offset_range(connection, partitions)
     unread: dict[str, int] = {}
     for party in sorted(ROUTES[topic].grouped_consumers & set(SERVICES)):
         group = consumer_group_id(party, group_suffix, topic)
@@ -200,11 +205,11 @@ async def _unread_records(admin: AIOKafkaAdminClient, bootstrap_servers: str, na
     return unread
 
 
-async def _offset_range(bootstrap_servers: str, partitions: list[TopicPartition]
+async def _offset_range(connection: KafkaConnection, partitions: list[TopicPartition]
                         ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     """Each partition's first kept offset and its end offset."""
     # The admin client has no ListOffsets; a consumer outside any group asks for them and commits nothing.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**connection.client_options(), enable_auto_commit=False,
                                 request_timeout_ms=10_000)
     await consumer.start()
     try:

@@ -1,4 +1,5 @@
-"""The whole bootstrap: Kafka topics, then Vault. Idempotent; safe to run on every start of the stack."""
+"""The whole bootstrap: Kafka topics, users and ACLs, then Vault. Idempotent; safe to run on every start of the
+stack."""
 
 import argparse
 import asyncio
@@ -8,6 +9,7 @@ import structlog
 from pydantic import Field, FilePath, PositiveInt, SecretStr, model_validator
 
 from deploy.bootstrap.errors import StackError
+from deploy.bootstrap.kafka_acls import ensure_kafka_security
 from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import BootstrapError, Progress
 from deploy.bootstrap.vault_files import VaultFiles, read_init_keys
@@ -15,10 +17,16 @@ from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, JwtAuthConfig, ensure_jwt
 from deploy.bootstrap.vault_setup import ensure_vault
 from shared.contracts.routing import Topic
 from shared.runtime.config import Settings
+from shared.runtime.errors import CredentialsMissing
+from shared.runtime.kafka_security import KafkaConnection, kafka_connection
 from shared.runtime.logging import configure_logging
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
 
 log = structlog.get_logger(__name__)
+
+# Whose Kafka credentials the bootstrap uses when HASH7_KAFKA_SASL_* are unset: the broker's super user, which
+# creates the topics, the parties' users and their ACLs.
+BOOTSTRAP_IDENTITY = "bootstrap"
 
 
 class BootstrapSettings(Settings):
@@ -81,13 +89,20 @@ def admin_token(settings: BootstrapSettings) -> SecretStr:
     return keys.root_token
 
 
+def admin_kafka(settings: BootstrapSettings) -> KafkaConnection:
+    try:
+        return kafka_connection(settings, BOOTSTRAP_IDENTITY)
+    except CredentialsMissing as error:
+        raise BootstrapError(str(error)) from None
+
+
 def run_bootstrap(settings: BootstrapSettings) -> Progress:
-    # Resolved first: a missing token should stop the bootstrap before it changes anything.
+    # Resolved first: missing credentials should stop the bootstrap before it changes anything.
     token = admin_token(settings)
+    kafka = admin_kafka(settings)
     progress = Progress()
-    asyncio.run(
-        ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, settings.topic_layout(), progress)
-    )
+    asyncio.run(ensure_topics(kafka, settings.topic_prefix, settings.topic_layout(), progress))
+    ensure_kafka_security(kafka, settings, progress)
     ensure_vault(settings.vault_connection(), token, settings.run_dir, progress,
                  approle_files=settings.bootstrap_approle_files)
     jwt_auth = settings.jwt_auth()

@@ -15,9 +15,15 @@ from deploy.stack.processes import ManagedProcess, port_accepts_connections
 READY_TIMEOUT_S = 15.0
 
 
-def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
-    """Start the broker on host:port and return once it answers a Kafka metadata request."""
+def start_tansu(host: str, port: int, log_path: Path, *, advertised_port: int | None = None,
+                authentication: bool = False) -> ManagedProcess:
+    """Start the broker on host:port and return once it answers a Kafka metadata request.
+
+    For tests of the clients' security settings: advertised_port sends clients to another port (a TLS proxy in
+    front of it), and authentication makes it refuse clients that do not log in with SASL/SCRAM. Either way only
+    such a client could ask for metadata, so the broker counts as ready once it accepts connections."""
     listener = f"tcp://{host}:{port}"
+    advertised = f"tcp://{host}:{advertised_port or port}"
     broker = ManagedProcess(
         "kafka",
         [
@@ -26,10 +32,11 @@ def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            advertised,
             # Explicit, so a STORAGE_ENGINE variable in the environment cannot point it elsewhere.
             "--storage-engine",
             "memory://tansu/",
+            *(["--authentication"] if authentication else []),
         ],
         log_path,
     ).start()
@@ -37,10 +44,11 @@ def start_tansu(host: str, port: int, log_path: Path) -> ManagedProcess:
         broker.wait_until_ready(
             lambda: port_accepts_connections(host, port), f"listening on {host}:{port}", READY_TIMEOUT_S
         )
-        # A bare TCP accept is not enough: wait for the Kafka protocol itself to answer.
-        broker.wait_until_ready(
-            lambda: _answers_metadata(f"{host}:{port}"), "answering Kafka metadata", READY_TIMEOUT_S
-        )
+        if advertised == listener and not authentication:
+            # A bare TCP accept is not enough: wait for the Kafka protocol itself to answer.
+            broker.wait_until_ready(
+                lambda: _answers_metadata(f"{host}:{port}"), "answering Kafka metadata", READY_TIMEOUT_S
+            )
     except BaseException:
         broker.stop()
         raise

@@ -43,6 +43,7 @@ from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError, CredentialsMissing
+from shared.runtime.kafka_security import kafka_connection
 from shared.runtime.logging import redact
 from shared.runtime.producer import BrokerUnavailable, KafkaPublisher, start_kafka_client
 from shared.runtime.provenance import EventSigner, EventVerifier, Unauthentic
@@ -144,9 +145,12 @@ class BindingClient:
     in `unauthentic_records`, those that are not valid events in `unparseable_records`; neither is raised.
     """
 
-    def __init__(self, settings: Settings, vault: VaultClient | None = None) -> None:
+    def __init__(self, settings: Settings, vault: VaultClient | None = None, *, reader: Party = Party.APP) -> None:
         self._settings = settings
         self._vault = vault
+        # Whose Kafka user reads topics (shared/runtime/kafka_security.py): the app's, or ops' for audit events and
+        # dead letters, which the routing table has only ops consume. Requests are published as the app's.
+        self._reader = reader
         # Vault's public key for wrapping secrets (PEM), read once.
         self._wrapping_key: str | None = None
         self._publisher: KafkaPublisher | None = None
@@ -358,14 +362,15 @@ class BindingClient:
     async def _records(self, topic: Topic, *, from_beginning: bool, follow: bool,
                        on_caught_up: Callable[[], None] | None) -> AsyncGenerator[ConsumerRecord, None]:
         name = self._settings.topic(topic)
+        connection = kafka_connection(self._settings, self._reader)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **connection.client_options(),
             client_id=_CLIENT_ID,
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
-        await start_kafka_client(consumer, self._settings.kafka_bootstrap_servers)
+        await start_kafka_client(consumer, connection)
         try:
             # Once Kafka answers (an unreachable broker is the first thing to say): every allowed producer's keys,
             # so that the reader verifies through a later Vault outage (EventVerifier.read_keys_of).

@@ -156,6 +156,11 @@ ROUTES: Mapping[Topic, Route] = {route.topic: route for route in (
                    "headers saying where it came from and why."),
 )}
 
+# The topics a service reads: only they have dead letters, and only to them does ops replay one
+# (deploy/admin/dead_letters.py), as its original producer's record, byte for byte.
+DEAD_LETTER_SOURCES: tuple[Topic, ...] = tuple(topic for topic, route in ROUTES.items()
+                                               if route.consumers & set(SERVICES))
+
 _ROUTE_OF_MODEL: Mapping[type[Event], Route] = {route.model: route for route in ROUTES.values() if route.model}
 
 

@@ -8,15 +8,22 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from shared.runtime.config import Settings
+from shared.runtime.kafka_security import kafka_connection
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    """A broker connecting as the Kafka user of client_id, a service's name (shared/runtime/kafka_security.py)."""
+    connection = kafka_connection(settings, client_id)
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        connection.bootstrap_servers,
+        security=connection.faststream_security(),
         client_id=client_id,
         acks="all",
         # Tansu has no idempotent producer or transactions; we rely on idempotent consumers instead.
         enable_idempotence=False,
+        # Topics are the bootstrap's (deploy/bootstrap/kafka_topics.py), with their partition counts; a subscriber
+        # creating a missing one would give it one partition, and would need a right to create topics.
+        allow_auto_create_topics=False,
         # For a subscriber that names no policy: commit after its handler succeeded, not before (FastStream's
         # Kafka default). `subscribe` names its own: the lanes commit, FastStream nothing.
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -5,7 +5,7 @@ the same machine needs no configuration at all.
 """
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HASH7_", extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How clients authenticate to Kafka and protect the connection (shared/runtime/kafka_security.py). The embedded
+    # broker (Tansu) knows only PLAINTEXT: no authentication, no ACLs, no TLS.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    # The Kafka user and its password; when the password is unset, both come from the workload's kafka.json
+    # (credentials_dir), which the bootstrap writes (deploy/bootstrap/kafka_acls.py).
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates (unset: the system's CAs), and a client certificate and its key
+    # for brokers that require mutual TLS.
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
     topic_prefix: str = "hash7."
     # How long the broker may hold a fetch that finds nothing new. Tansu answers a waiting fetch only when
     # this runs out, not when a record arrives, so every hop waits half of it on average (Kafka's 500 ms
@@ -99,7 +112,8 @@ class Settings(BaseSettings):
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
     # Consumer group per subscription = consumer_group_id(service, this suffix, topic); instances in it share the
-    # partitions. Here, not only in ServiceSettings: the bootstrap reads those groups' lag before growing a topic.
+    # partitions. Here, not only in ServiceSettings: the bootstrap grants these groups and reads their lag before
+    # growing a topic.
     kafka_group_suffix: str = ""
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0
@@ -138,6 +152,24 @@ class Settings(BaseSettings):
         if self.vault_auth_method == "jwt":
             return JwtLogin(role=identity, token_file=self.vault_jwt_file)
         return self.approle_credentials(identity)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Self:
+        """Settings that the chosen protocol would ignore are a mistake in the deployment, not something to drop
+        silently: a SASL password meant for a broker that is then reached in plain text, say."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        protocol = f"HASH7_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(f"HASH7_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not use SASL")
+        if (self.kafka_sasl_username is None) != (self.kafka_sasl_password is None):
+            raise ValueError("HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD go together (or neither: "
+                             "the workload's kafka.json holds both)")
+        if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+            raise ValueError(f"HASH7_KAFKA_SSL_* files are set but {protocol} does not use TLS")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("HASH7_KAFKA_SSL_CERTFILE and HASH7_KAFKA_SSL_KEYFILE go together (mutual TLS)")
+        return self
 
     def topic(self, topic: Topic) -> str:
         return topic.full_name(self.topic_prefix)

@@ -16,4 +16,4 @@ class ClientError(Exception):
 
 
 class CredentialsMissing(ClientError):
-    """No AppRole credentials for the client's role, so it cannot log in to Vault."""
+    """No credentials for the client's identity: its AppRole, so it cannot log in to Vault, or its Kafka user."""

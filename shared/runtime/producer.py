@@ -12,6 +12,7 @@ from shared.contracts.events import Event, event_headers
 from shared.contracts.routing import Topic, route_of
 from shared.runtime.config import Settings
 from shared.runtime.errors import ClientError
+from shared.runtime.kafka_security import SCRAM_REFUSALS, KafkaConnection, kafka_connection
 from shared.runtime.provenance import EventSigner, OutgoingRecord
 from shared.runtime.tracing import with_trace_context
 
@@ -20,16 +21,25 @@ class BrokerUnavailable(ClientError):
     """Kafka cannot be reached, or refused a publish."""
 
 
-async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, bootstrap_servers: str) -> None:
+async def start_kafka_client(client: AIOKafkaConsumer | AIOKafkaProducer, connection: KafkaConnection) -> None:
+    servers, credentials = connection.bootstrap_servers, connection.credentials
     try:
         await client.start()
     except KafkaError as exc:
         await client.stop()  # a half-started client still holds sockets and tasks
-        raise BrokerUnavailable(f"Kafka is unreachable at {bootstrap_servers} ({type(exc).__name__})") from None
+        # aiokafka reports a login the broker refused as it reports a broker it cannot reach (it logs the cause only).
+        refused = f", or refused Kafka user '{credentials.username}' (is its password right?)" if credentials else ""
+        raise BrokerUnavailable(f"Kafka is unreachable at {servers}{refused} ({type(exc).__name__})") from None
+    except SCRAM_REFUSALS:
+        await client.stop()
+        if credentials is None:
+            raise
+        raise BrokerUnavailable(connection.login_refused()) from None
 
 
 class KafkaPublisher:
-    """Sends records to the settings' topics. Nothing connects until the first send (or `start`)."""
+    """Sends records to the settings' topics, as the Kafka user of its signer's party. Nothing connects until the
+    first send (or `start`)."""
 
     def __init__(self, settings: Settings, client_id: str, signer: EventSigner) -> None:
         self._settings = settings
@@ -73,13 +83,14 @@ class KafkaPublisher:
     async def _ready_producer(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
+                connection = kafka_connection(self._settings, self._signer.producer)
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    **connection.client_options(),
                     client_id=self._client_id,
                     acks="all",
                     # Tansu has no idempotent producer (shared/runtime/README.md#tansu).
                     enable_idempotence=False,
                 )
-                await start_kafka_client(producer, self._settings.kafka_bootstrap_servers)
+                await start_kafka_client(producer, connection)
                 self._producer = producer
             return self._producer

@@ -28,9 +28,10 @@ def settings_from_environment(settings_class: type[S]) -> S:
     try:
         return settings_class()
     except ValidationError as exc:
-        # A check of several settings together (a model validator) has no location: its message names them.
+        # A check of several settings together (a model validator) has no location; its message names them.
         problems = "; ".join(
-            f"{prefix}{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"] else error["msg"]
+            f"{prefix}{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"]
+            else str(error["msg"]).removeprefix("Value error, ")
             for error in exc.errors(include_input=False, include_url=False)
         )
     except SettingsError as exc:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -16,7 +17,9 @@ from shared.adapters.vault.client import VaultClient, VaultPort
 from shared.runtime.backoff import retry_while_raising
 from shared.runtime.config import ServiceSettings
 from shared.runtime.health import HealthServer, HealthWatch
+from shared.runtime.kafka_security import kafka_connection
 from shared.runtime.logging import configure_logging
+from shared.runtime.producer import start_kafka_client
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
 from shared.runtime.subscriptions import Subscriptions
 from shared.runtime.tracing import configure_tracing
@@ -40,11 +43,28 @@ def service_app(broker: KafkaBroker, subscriptions: Subscriptions, settings: Ser
         logger=logging.getLogger("hash7.app"),
         specification=AsyncAPI(title=f"hash7 {settings.service_name}", version="1", description=description),
     )
+
+    async def check_kafka_login() -> None:
+        await _check_kafka_login(settings)
+
+    app.on_startup(check_kafka_login)
     app.on_shutdown(subscriptions.close)
     if settings.health_port is not None:
         serve_health(app, HealthServer(HealthWatch(settings.ready_max_record_age_s), settings.health_host,
                                        settings.health_port), vault, subscriptions)
     return app
+
+
+async def _check_kafka_login(settings: ServiceSettings) -> None:
+    """With SASL, log in once with a producer of our own before FastStream connects: FastStream loses a producer whose
+    start failed (it never stops it), and lets aiokafka's SCRAM failure out as a bare KeyError; start_kafka_client
+    says what happened in one line and closes what it started."""
+    connection = kafka_connection(settings, settings.service_name)
+    if connection.credentials is None:
+        return
+    probe = AIOKafkaProducer(**connection.client_options(), client_id=f"{settings.service_name}-login-check")
+    await start_kafka_client(probe, connection)
+    await probe.stop()
 
 
 def serve_health(app: FastStream, server: HealthServer, vault: VaultPort, subscriptions: Subscriptions) -> None:

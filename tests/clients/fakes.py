@@ -12,7 +12,7 @@ from shared.clients.binding_client import DeadLetterRecord, StatusTimeout
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import AuditEvent, BindingStatus
 from shared.contracts.reasons import ReasonCode, reason
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState
 
@@ -68,7 +68,8 @@ class FakeBindingClient:
     arriving_later: ClassVar[list[Any]] = []
     failure: ClassVar[BaseException | None] = None
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: object, *, reader: Party = Party.APP) -> None:
+        self.reader = reader  # whose Kafka user would read the topics
         self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
         self.unparseable_records: Counter[Topic] = Counter()
         self.unauthentic_records: Counter[Topic] = Counter(self.forged_on_topic)

@@ -19,7 +19,7 @@ from shared.clients.console import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAG
 from shared.contracts import dead_letters
 from shared.contracts.events import BindingStatus
 from shared.contracts.reasons import Reason, ReasonCode
-from shared.contracts.routing import Topic
+from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
 from tests.clients.fakes import (
     ACCESS_KEY,
@@ -279,6 +279,15 @@ def test_audit_shows_the_newest_events_with_masked_keys_only() -> None:
     assert MASKED_ACCESS_KEY in result.stdout
     assert "key_expiring" in result.stdout
     assert_no_secret(result)
+
+
+@pytest.mark.parametrize(("command", "reader"), [
+    (["timeline", "--user", "user-1"], Party.APP), (["audit"], Party.OPS), (["dead-letters"], Party.OPS)])
+def test_each_topic_is_read_as_the_party_the_routing_table_has_consume_it(command: list[str], reader: Party) -> None:
+    result = invoke(command)
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert FakeBindingClient.instances[-1].reader is reader
 
 
 def test_audit_follow_prints_new_rows_after_the_backlog() -> None:

@@ -12,6 +12,12 @@ from deploy.bootstrap.progress import BootstrapError, Outcome, Progress
 from deploy.bootstrap.run import BootstrapSettings
 from shared.contracts.routing import ROUTES, Party, Retention, Topic
 from shared.runtime.config import consumer_group_id
+from shared.runtime.kafka_security import KafkaConnection
+
+
+def plain(bootstrap_servers: str) -> KafkaConnection:
+    """The embedded broker, which has no authentication."""
+    return KafkaConnection(bootstrap_servers, "PLAINTEXT")
 
 
 def test_every_topic_has_a_partition_count_and_every_retention_class_a_broker_retention():
@@ -93,7 +99,7 @@ async def test_bootstrap_created_every_topic_with_its_partition_count(bootstrapp
 async def test_every_topic_is_created_with_the_retention_of_its_class(kafka_server):
     prefix = f"kept-{uuid.uuid4().hex[:8]}."
 
-    await ensure_topics(kafka_server, prefix, TopicLayout(), Progress())
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(), Progress())
 
     configs = await _topic_configs(kafka_server, [topic.full_name(prefix) for topic in Topic])
     assert {name: (config["retention.ms"], config["cleanup.policy"]) for name, config in configs.items()} == {
@@ -106,8 +112,8 @@ async def test_topics_are_created_once_and_a_rerun_reports_them_present(kafka_se
     prefix = f"fresh-{uuid.uuid4().hex[:8]}."
     first, second = Progress(), Progress()
 
-    await ensure_topics(kafka_server, prefix, TopicLayout(), first)
-    await ensure_topics(kafka_server, prefix, TopicLayout(), second)
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(), first)
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(), second)
 
     assert [step.outcome for step in first.steps] == [Outcome.CREATED] * len(Topic)
     assert [(step.outcome, step.detail) for step in second.steps] == [(Outcome.PRESENT, "")] * len(Topic)
@@ -118,12 +124,12 @@ async def test_topics_are_created_once_and_a_rerun_reports_them_present(kafka_se
 async def test_drifted_settings_and_replication_are_reported_where_the_broker_cannot_change_them(kafka_server):
     # Tansu takes a topic's settings at creation but has no AlterConfigs: the drift is reported, not repaired.
     prefix = f"drift-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_server, prefix, TopicLayout(), Progress())
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(), Progress())
     drifted = Topic.AUDIT.full_name(prefix)
     await _create_topic(kafka_server, f"{prefix}unrelated", 1, {})
     progress = Progress()
 
-    await ensure_topics(kafka_server, prefix, TopicLayout(replication_factor=3), progress)
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(replication_factor=3), progress)
 
     [step] = [step for step in progress.steps if step.subject == f"kafka topic {drifted}"]
     assert step.outcome is Outcome.PRESENT
@@ -138,9 +144,10 @@ async def test_a_topic_with_more_partitions_than_wanted_is_never_shrunk(kafka_se
     await _create_topic(kafka_server, wide, 8, TopicLayout().configs_of(Topic.BINDING_REQUESTED))
     progress = Progress()
 
-    await ensure_topics(kafka_server, prefix, TopicLayout(), progress)
+    await ensure_topics(plain(kafka_server), prefix, TopicLayout(), progress)
     with pytest.raises(BootstrapError) as refused:
-        await ensure_topics(kafka_server, prefix, TopicLayout(partitions={Topic.BINDING_REQUESTED: 7}), Progress())
+        await ensure_topics(plain(kafka_server), prefix, TopicLayout(partitions={Topic.BINDING_REQUESTED: 7}),
+                            Progress())
 
     refusal = "has 8 partitions, 6 wanted: Kafka cannot remove partitions; set HASH7_KAFKA_PARTITIONS to at least 8"
     # Grown earlier and the setting since dropped: said, and the bootstrap goes on.
@@ -184,10 +191,10 @@ async def test_a_topic_grows_only_once_its_consumers_read_it_to_the_end(kafka_se
     group = consumer_group_id(Party.INTAKE, "", Topic.BINDING_REQUESTED)
 
     with pytest.raises(BootstrapError) as lagging:
-        await ensure_topics(kafka_server, prefix, layout, Progress())
+        await ensure_topics(plain(kafka_server), prefix, layout, Progress())
     await _commit_to_the_end(kafka_server, group, narrow)
     with pytest.raises(BootstrapError) as drained:
-        await ensure_topics(kafka_server, prefix, layout, Progress())
+        await ensure_topics(plain(kafka_server), prefix, layout, Progress())
 
     assert str(lagging.value) == (f"topic {narrow} not grown from 6 to 12 partitions: {group} has 5 to read; stop "
                                   f"its producers, wait until its consumers read everything, then run the bootstrap "
@@ -206,6 +213,6 @@ async def test_a_topic_only_the_app_and_ops_read_has_no_group_to_wait_for(kafka_
     await _send(kafka_server, audit, ["user-1"])
 
     with pytest.raises(BootstrapError) as refused:
-        await ensure_topics(kafka_server, prefix, TopicLayout(partitions={Topic.AUDIT: 12}), Progress())
+        await ensure_topics(plain(kafka_server), prefix, TopicLayout(partitions={Topic.AUDIT: 12}), Progress())
 
     assert "this broker cannot add partitions" in str(refused.value)

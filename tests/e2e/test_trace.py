@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 
 from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import Progress
+from deploy.bootstrap.run import BOOTSTRAP_IDENTITY
 from deploy.stack.services import SERVICE_PACKAGES, service_environment
 from deploy.stack.services import ServiceProcesses as Pipeline
 from shared.clients.binding_client import BindingClient
@@ -21,6 +22,7 @@ from shared.clients.trading import OrderRequest, order_gate
 from shared.contracts.routing import Party
 from shared.contracts.states import BindingState
 from shared.runtime.config import EngineSettings
+from shared.runtime.kafka_security import kafka_connection
 from shared.runtime.tracing import ORDER_SPAN, OUTCOME, REQUEST_SPAN
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
 from tests.fixtures.pipeline import TEST_SERVICE_SETTINGS
@@ -43,7 +45,8 @@ def traced_pipeline(bootstrapped_stack, htx_sandbox, receiver, tmp_path_factory)
     """The four services exporting their spans to receiver, every 100 ms. Topics and consumer groups of their
     own: the session's services must not take these records, nor these services the session's."""
     settings = bootstrapped_stack.settings.model_copy(update={"topic_prefix": TRACED_TOPIC_PREFIX})
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, TRACED_TOPIC_PREFIX, TopicLayout(), Progress()))
+    asyncio.run(ensure_topics(kafka_connection(settings, BOOTSTRAP_IDENTITY), TRACED_TOPIC_PREFIX, TopicLayout(),
+                              Progress()))
     running = Pipeline(
         settings=settings,
         env=service_environment(settings, htx_sandbox.base_url) | TEST_SERVICE_SETTINGS | {

@@ -52,6 +52,7 @@ from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
 from shared.runtime.config import ServiceSettings, Settings, approle_file, consumer_group_id
+from shared.runtime.kafka_security import kafka_connection
 from shared.runtime.provenance import EventVerifier, Unauthentic
 from tests.faults.load_run import LoadRun
 from tests.kafka_reading import raw_records, topic_bytes
@@ -139,7 +140,7 @@ async def _groups_behind(settings: Settings) -> list[str]:
     for topic, route in ROUTES.items():
         for service in sorted(route.grouped_consumers & set(SERVICES)):
             group = consumer_group_id(service, ServiceSettings().kafka_group_suffix, topic)
-            reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+            reader = AIOKafkaConsumer(**kafka_connection(settings, service).client_options(), group_id=group,
                                       enable_auto_commit=False)
             await reader.start()
             try:

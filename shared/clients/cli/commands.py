@@ -33,7 +33,7 @@ from shared.clients.console import (
     stdout,
 )
 from shared.contracts.events import MAX_TRADING_PAIRS, AccessKey, Label, TradingPair
-from shared.contracts.routing import Topic
+from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BIND_OUTCOME, REVOKE_OUTCOME, WHITELIST_OUTCOME, RequestOutcome
 from shared.runtime.config import Settings
@@ -242,8 +242,11 @@ def _print_topic(topic: Topic, view: TableView[T], reader: Callable[[BindingClie
     say what was skipped (forged, or not valid events)."""
     settings = load_settings()
 
+    # The app reads its statuses; audit events and dead letters are ops' to read (the routing table's consumers).
+    reading_party = Party.APP if Party.APP in ROUTES[topic].consumers else Party.OPS
+
     async def show() -> None:
-        async with BindingClient(settings) as client:
+        async with BindingClient(settings, reader=reading_party) as client:
             await show_records(view, lambda caught_up: reader(client, caught_up), follow=follow, limit=limit,
                                source=f"{settings.topic(topic)} at Kafka {settings.kafka_bootstrap_servers}",
                                output=output_format())

@@ -10,12 +10,14 @@ import pytest
 
 from deploy.bootstrap.kafka_topics import TopicLayout, ensure_topics
 from deploy.bootstrap.progress import Progress
+from deploy.bootstrap.run import BOOTSTRAP_IDENTITY
 from deploy.stack.services import ServiceProcesses, service_environment
 from shared.contracts.events import BindingRequested, BindingStatus, parse_event, utc_now
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
 from shared.runtime.config import Settings
+from shared.runtime.kafka_security import kafka_connection
 from tests.builders import SECRET
 from tests.fakes import fake_seal
 from tests.fixtures.stack import publisher_as
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.stack
 @pytest.fixture
 def intake_with_room_for_one(bootstrapped_stack, tmp_path) -> Iterator[Settings]:
     settings = bootstrapped_stack.settings.model_copy(update={"topic_prefix": f"memory-{uuid.uuid4().hex[:8]}."})
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix, TopicLayout(), Progress()))
+    asyncio.run(ensure_topics(kafka_connection(settings, BOOTSTRAP_IDENTITY), settings.topic_prefix, TopicLayout(),
+                              Progress()))
     env = service_environment(settings, "http://127.0.0.1:9") | {"HASH7_INTAKE_REPLAY_MEMORY_MAX_REQUESTS": "1"}
     intake = ServiceProcesses(settings=settings, env=env, log_dir=tmp_path)
     try:
