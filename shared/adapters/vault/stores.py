@@ -16,7 +16,7 @@ The conflict policy, the one for every store:
 """
 
 import base64
-from collections.abc import AsyncIterator
+import bisect
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -37,6 +37,7 @@ from shared.adapters.vault.layout import (
     key_import_path,
     revocation_path,
     sweep_marker_path,
+    sweep_progress_path,
     user_bindings_folder,
     user_whitelists_folder,
     whitelist_path,
@@ -49,10 +50,12 @@ from shared.adapters.vault.records import (
     KeyRef,
     RecheckableBinding,
     SweepClaim,
+    SweepProgress,
     Tombstone,
     VaultRecord,
     WhitelistRecord,
 )
+from shared.contracts.events import SweepCursor
 from shared.runtime.errors import TransientError
 
 log = structlog.get_logger(__name__)
@@ -190,12 +193,23 @@ class Bindings:
         """The ids of the user's stored bindings (a list shows ids only, never a record)."""
         return await self._vault.list(user_bindings_folder(user_id))
 
-    async def stored_ids(self) -> AsyncIterator[tuple[str, str]]:
-        """(user id, binding id) of every stored binding of every user: a list shows ids only, never a record."""
-        for user_folder in await self._vault.list(BINDINGS_FOLDER):
-            user_id = user_folder.rstrip("/")
-            for binding_id in await self._vault.list(user_bindings_folder(user_id)):
-                yield user_id, binding_id
+    async def ids_after(self, after: SweepCursor | None, limit: int) -> list[SweepCursor]:
+        """Up to `limit` stored bindings (user and binding ids: a list shows ids only, never a record) after `after`,
+        by user id then binding id; None: from the first. Vault's KV LIST has no paging, so the users' folder is
+        listed whole each time (user ids only); a user's own folder only while the page has room."""
+        users = sorted(folder.rstrip("/") for folder in await self._vault.list(BINDINGS_FOLDER))
+        start = bisect.bisect_left(users, after.user_id) if after is not None else 0
+        page: list[SweepCursor] = []
+        for index in range(start, len(users)):
+            user_id = users[index]
+            binding_ids = sorted(await self._vault.list(user_bindings_folder(user_id)))
+            if after is not None and user_id == after.user_id:
+                binding_ids = binding_ids[bisect.bisect_right(binding_ids, after.binding_id):]
+            page += (SweepCursor(user_id=user_id, binding_id=binding_id)
+                     for binding_id in binding_ids[:limit - len(page)])
+            if len(page) == limit:
+                break
+        return page
 
 
 class Whitelists:
@@ -267,6 +281,21 @@ class SweepClaims:
         if entry is None or entry.written_at is None:
             raise VanishedRecord(f"{sweep_marker_path(sweep_id)} is gone since it was claimed")
         return entry.written_at
+
+    async def progress(self, sweep_id: str) -> Versioned[SweepProgress] | None:
+        """How far the sweep got; None before its first page started."""
+        return await _read(self._vault, sweep_progress_path(sweep_id), SweepProgress)
+
+    async def advance(self, sweep_id: str, progress: SweepProgress,
+                      current: Versioned[SweepProgress] | None) -> SweepProgress:
+        """Record progress as the version after current (None: the first). Each page writes a record of its own, so
+        unlike _check_and_set's, a lost write is never ours: ConcurrentWrite, and the handler decides again."""
+        path = sweep_progress_path(sweep_id)
+        try:
+            await self._vault.write(path, progress.to_vault(), cas=current.version if current else 0)
+        except CasConflict:
+            raise ConcurrentWrite(f"{path} changed while writing") from None
+        return progress
 
 
 class IndexMove(StrEnum):
