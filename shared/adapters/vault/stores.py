@@ -15,6 +15,7 @@ The conflict policy, the one for every store:
 - A record that does not read as its type raises UnreadableRecord, naming the fields, never their values.
 """
 
+import asyncio
 import base64
 import bisect
 from dataclasses import dataclass
@@ -139,6 +140,11 @@ class StoredVersion:
     written_at: datetime
 
 
+# A sweep's page lists this many users' folders at once: one at a time, a page of 500 took seconds (most of it
+# round trips), and more would crowd out the Vault calls of bindings being stored (shared/adapters/vault/client.py).
+_USER_LISTS_AT_ONCE = 8
+
+
 class Bindings:
     """Binding credentials (BindingRecord) by user and binding id."""
 
@@ -196,19 +202,22 @@ class Bindings:
     async def ids_after(self, after: SweepCursor | None, limit: int) -> list[SweepCursor]:
         """Up to `limit` stored bindings (user and binding ids: a list shows ids only, never a record) after `after`,
         by user id then binding id; None: from the first. Vault's KV LIST has no paging, so the users' folder is
-        listed whole each time (user ids only); a user's own folder only while the page has room."""
+        listed whole each time (user ids only); users' own folders only while the page has room, a few at once."""
         users = sorted(folder.rstrip("/") for folder in await self._vault.list(BINDINGS_FOLDER))
-        start = bisect.bisect_left(users, after.user_id) if after is not None else 0
+        index = bisect.bisect_left(users, after.user_id) if after is not None else 0
         page: list[SweepCursor] = []
-        for index in range(start, len(users)):
-            user_id = users[index]
-            binding_ids = sorted(await self._vault.list(user_bindings_folder(user_id)))
-            if after is not None and user_id == after.user_id:
-                binding_ids = binding_ids[bisect.bisect_right(binding_ids, after.binding_id):]
-            page += (SweepCursor(user_id=user_id, binding_id=binding_id)
-                     for binding_id in binding_ids[:limit - len(page)])
-            if len(page) == limit:
-                break
+        while len(page) < limit and index < len(users):
+            # Every user listed has a binding at least, so a batch no larger than the room left lists no more
+            # users than the page can take (the cursor's own user aside).
+            batch = users[index:index + min(limit - len(page), _USER_LISTS_AT_ONCE)]
+            index += len(batch)
+            listed = await asyncio.gather(*(self._vault.list(user_bindings_folder(user_id)) for user_id in batch))
+            for user_id, names in zip(batch, listed, strict=True):
+                binding_ids = sorted(names)
+                if after is not None and user_id == after.user_id:
+                    binding_ids = binding_ids[bisect.bisect_right(binding_ids, after.binding_id):]
+                page += (SweepCursor(user_id=user_id, binding_id=binding_id)
+                         for binding_id in binding_ids[:limit - len(page)])
         return page
 
 

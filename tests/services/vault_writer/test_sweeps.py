@@ -57,6 +57,16 @@ async def sweep_to_the_end(deps: VaultWriterDeps, event: SweepRequested | None,
         event = next_page(out)
 
 
+async def first_page_handled(vault: InMemoryVault) -> tuple[VaultWriterDeps, list[Event], SweepRequested]:
+    """A sweep of the seeded bindings whose first page is handled: the deps, that page's events, and its request
+    for page two."""
+    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE)
+    first = await handle_sweep_requested(first_page(), deps, at=AT)
+    page_two = next_page(first)
+    assert page_two is not None
+    return deps, first, page_two
+
+
 def progress(vault: InMemoryVault) -> SweepProgress:
     return SweepProgress.from_vault(vault.versions[sweep_progress_path("sweep-1")][-1])
 
@@ -116,11 +126,8 @@ async def test_no_page_lists_more_users_or_asks_for_more_rechecks_than_the_page_
 
 
 async def test_a_redelivered_page_is_redone_identically_and_counted_once():
-    vault = await seeded(InMemoryVault())
-    deps = VaultWriterDeps(vault, sweep_page_size=PAGE)
-    first = await handle_sweep_requested(first_page(), deps, at=AT)
-    second_page = next_page(first)
-    assert second_page is not None
+    vault = InMemoryVault()
+    deps, first, second_page = await first_page_handled(vault)
     once = await handle_sweep_requested(second_page, deps, at=AT + timedelta(seconds=1))
     again = await handle_sweep_requested(second_page, deps, at=AT + timedelta(seconds=1))
     # The same events: the validator drops a recheck it handled, the next page's copy is dropped on arrival too.
@@ -146,11 +153,9 @@ async def test_a_crash_mid_page_repeats_that_page_only_and_skips_none(crash_at):
                 self.lists_before_crash -= 1
             return await super().list(path)
 
-    vault = await seeded(ListCrashingVault())
-    deps = VaultWriterDeps(vault, sweep_page_size=PAGE)
-    handled: list[list[Event]] = [await handle_sweep_requested(first_page(), deps, at=AT)]
-    page_two = next_page(handled[0])
-    assert page_two is not None
+    vault = ListCrashingVault()
+    deps, first, page_two = await first_page_handled(vault)
+    handled = [first]
     if crash_at == "the progress write":
         vault.crash_before(sweep_progress_path("sweep-1"))
     elif crash_at == "a user's list":
@@ -168,11 +173,8 @@ async def test_a_crash_mid_page_repeats_that_page_only_and_skips_none(crash_at):
 
 
 async def test_a_copy_of_a_page_the_sweep_has_passed_asks_for_nothing():
-    vault = await seeded(InMemoryVault())
-    deps = VaultWriterDeps(vault, sweep_page_size=PAGE)
-    first = await handle_sweep_requested(first_page(), deps, at=AT)
-    page_two = next_page(first)
-    assert page_two is not None
+    vault = InMemoryVault()
+    deps, _, page_two = await first_page_handled(vault)
     page_three = next_page(await handle_sweep_requested(page_two, deps, at=AT + timedelta(seconds=1)))
     assert page_three is not None
     await handle_sweep_requested(page_three, deps, at=AT + timedelta(seconds=2))
@@ -184,25 +186,20 @@ async def test_a_copy_of_a_page_the_sweep_has_passed_asks_for_nothing():
 
 
 async def test_another_request_for_a_claimed_sweep_does_not_sweep_it_nor_its_pages():
-    vault = await seeded(InMemoryVault())
-    deps, other = VaultWriterDeps(vault, sweep_page_size=PAGE), VaultWriterDeps(vault, sweep_page_size=PAGE)
-    first = await handle_sweep_requested(first_page("s1"), deps, at=AT)
-    rival = await handle_sweep_requested(first_page("s2"), other, at=AT)  # another instance's timer, same slot
+    vault = InMemoryVault()
+    _, _, page_two = await first_page_handled(vault)
+    other = VaultWriterDeps(vault, sweep_page_size=PAGE)  # another instance
+    rival = await handle_sweep_requested(first_page("s2"), other, at=AT)  # its timer, for the same slot of time
     assert not rechecked(rival) and next_page(rival) is None
     assert len(sweep_audits(rival, AuditOutcome.ALREADY_CLAIMED)) == 1
-    page_two = next_page(first)
-    assert page_two is not None
     forged_page = page_two.model_copy(update={"request_id": "s2"})
     assert not rechecked(await handle_sweep_requested(forged_page, other, at=AT))
     assert progress(vault).request_id == "s1" and progress(vault).pages == 1
 
 
 async def test_two_instances_advancing_one_sweep_at_once_conflict_and_the_loser_decides_again():
-    vault = await seeded(RacingVault())
-    deps = VaultWriterDeps(vault, sweep_page_size=PAGE)
-    first = await handle_sweep_requested(first_page(), deps, at=AT)
-    page_two = next_page(first)
-    assert page_two is not None
+    vault = RacingVault()
+    deps, _, page_two = await first_page_handled(vault)
     # Another instance starts page two between our read of the progress and our write of it.
     rival = SweepProgress(request_id="s1", after=page_two.after, pages=2, bindings=2 * PAGE, updated_at=AT)
     vault.race(sweep_progress_path("sweep-1"), rival.to_vault())
