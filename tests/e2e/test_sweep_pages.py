@@ -13,6 +13,7 @@ from shared.adapters.vault.layout import BINDINGS_FOLDER, KV_MOUNT, binding_path
 from shared.adapters.vault.records import SweepProgress
 from tests.e2e.helpers import WAIT_S, fresh_key
 from tests.e2e.test_key_health import bind_active
+from tests.e2e.test_observability import samples
 
 pytestmark = pytest.mark.stack
 # Bindings with no key to recheck (as if stored by hand): the validator answers each at once (binding_gone), so the
@@ -80,6 +81,11 @@ async def test_a_sweep_whose_vault_writer_is_killed_mid_sweep_goes_on_from_its_p
         [finished] = {(a.details["pages"], a.details["bindings"])
                       for a in await sweep_audits(client, request_id, "finished")}
         assert finished == (done.pages, len(everything))
+        # The restarted vault-writer ended the sweep: its metrics say how far it got and how big it was.
+        metrics = await asyncio.to_thread(samples, pipeline.health_url(VAULT_WRITER))
+        assert metrics[("hash7_sweep_bindings_found", frozenset())] == len(everything)
+        assert metrics[("hash7_sweep_bindings_so_far", frozenset())] == len(everything)
+        assert metrics[("hash7_sweep_pages_total", frozenset())] >= done.pages - at_kill.pages
     finally:
         for path in filler:
             await asyncio.to_thread(vault_admin.secrets.kv.v2.delete_metadata_and_all_versions, path,
