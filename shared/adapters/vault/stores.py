@@ -140,8 +140,9 @@ class StoredVersion:
     written_at: datetime
 
 
-# A sweep's page lists this many users' folders at once: one at a time, a page of 500 took seconds (most of it
-# round trips), and more would crowd out the Vault calls of bindings being stored (shared/adapters/vault/client.py).
+# A sweep's page lists this many users' folders at once: one at a time, a page is its size in round trips in a row
+# (deploy/bench/sweep_pages.py), and many more would crowd out the Vault calls of bindings being stored (they share
+# the client's threads: shared/adapters/vault/client.py).
 _USER_LISTS_AT_ONCE = 8
 
 
