@@ -44,7 +44,7 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
 
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
     vault = vault or vault_client(settings)
-    deps = VaultWriterDeps(vault)
+    deps = VaultWriterDeps(vault, settings.sweep_page_size)
     messaging = Messaging.of(settings, vault)
     subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_VALIDATED: partial(handle_binding_validated, deps=deps),

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.adapters.vault.client import ImportRefused, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY, binding_path
-from shared.adapters.vault.records import BindingRecord, KeyRef, SweepClaim, Tombstone
+from shared.adapters.vault.records import BindingRecord, KeyRef, SweepClaim, SweepProgress, Tombstone
 from shared.adapters.vault.stores import (
     AccessKeyIndex,
     Bindings,
@@ -31,6 +31,7 @@ from shared.contracts.events import (
     MalformedEvent,
     RecheckRequested,
     RevokeRequested,
+    SweepCursor,
     SweepRequested,
     derived_event_id,
 )
@@ -39,6 +40,7 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
+from shared.runtime.config import SWEEP_PAGE_SIZE
 from shared.runtime.errors import TransientError
 from shared.runtime.tracing import current_traceparent
 
@@ -56,6 +58,8 @@ class ImportInterrupted(TransientError):
 @dataclass
 class VaultWriterDeps:
     vault: VaultPort
+    # Bindings per page of a key-health sweep (VaultWriterSettings.sweep_page_size).
+    sweep_page_size: int = SWEEP_PAGE_SIZE
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
     tombstones: Tombstones = field(init=False)
@@ -171,24 +175,64 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
 
 
 async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
-    """Ask the validator to re-check every stored binding. Several instances (or timers) may request the
-    same sweep: the first to claim it runs it; a redelivery of that claim's own request runs it again
-    (rechecks are idempotent), anyone else's is skipped."""
+    """Re-check every stored binding, one page at a time: a page asks the validator to recheck up to
+    `sweep_page_size` bindings after the event's cursor (by user id, then binding id) and asks, on this topic, for
+    the page after it. A sweep of any size holds one page, and a crash repeats the page in hand, never skips one:
+    the next page is asked for only with this page's rechecks, all confirmed before this page's record is committed.
+
+    Several instances (or timers) may request the same sweep: the first to claim it runs it, anyone else's is skipped.
+    The sweep's progress in Vault, advanced (check-and-set) as each page starts, tells a page redelivered after a
+    crash (redone: rechecks are idempotent, the validator and the whitelist drop what they have applied) from a copy
+    of a page the sweep has passed (skipped, so copies do not fork the sweep)."""
     claim = await deps.sweeps.claim(event.sweep_id, SweepClaim(request_id=event.request_id, claimed_at=at))
     if claim.request_id != event.request_id:
-        return [audit(service=SERVICE, action=AuditAction.HEALTH_SWEEP, outcome=AuditOutcome.ALREADY_CLAIMED,
-                      cause=event, at=at, user_id=None, request_id=event.request_id,
-                      details={"sweep_id": event.sweep_id})]
+        return [_sweep_audit(event, AuditOutcome.ALREADY_CLAIMED, at)]
     # Names only: the validator reads each binding's key itself. The claim's time in Vault orders the facts the
     # sweep yields against the bindings' own writes.
     started_at = await deps.sweeps.started_at(event.sweep_id)
+    current = await deps.sweeps.progress(event.sweep_id)
+    reached = _position(current.record.after) if current is not None else None
+    if reached is not None and reached > _position(event.after):
+        return [_sweep_audit(event, AuditOutcome.ALREADY_APPLIED, at)]
+    page = await deps.bindings.ids_after(event.after, deps.sweep_page_size)
+    last = len(page) < deps.sweep_page_size
+    if current is None or reached != _position(event.after):
+        before = current.record if current is not None else None
+        progress = await deps.sweeps.advance(event.sweep_id, SweepProgress(
+            request_id=event.request_id, after=event.after, pages=(before.pages if before else 0) + 1,
+            bindings=(before.bindings if before else 0) + len(page), finished=last, updated_at=at), current)
+    else:
+        progress = current.record  # this page again (a redelivery): counted when it first started
+
     rechecks: list[Event] = [RecheckRequested(
-        event_id=derived_event_id("recheck", event.request_id, user_id, binding_id),
-        sweep_request_id=event.request_id, sweep_started_at=started_at, user_id=user_id, binding_id=binding_id,
-    ) async for user_id, binding_id in deps.bindings.stored_ids()]
-    return [*rechecks, audit(service=SERVICE, action=AuditAction.HEALTH_SWEEP, outcome=AuditOutcome.STARTED,
-                             cause=event, at=at, user_id=None, request_id=event.request_id,
-                             details={"sweep_id": event.sweep_id, "bindings": len(rechecks)})]
+        event_id=derived_event_id("recheck", event.request_id, binding.user_id, binding.binding_id),
+        sweep_request_id=event.request_id, sweep_started_at=started_at, user_id=binding.user_id,
+        binding_id=binding.binding_id,
+    ) for binding in page]
+    age_s = round(max((at - started_at).total_seconds(), 0.0), 3)
+    reports = [_sweep_audit(event, AuditOutcome.STARTED, at, page_size=deps.sweep_page_size)] if event.after is None \
+        else []
+    reports.append(_sweep_audit(event, AuditOutcome.PAGE_REQUESTED, at, page=progress.pages, bindings=len(page),
+                                bindings_so_far=progress.bindings, age_s=age_s))
+    if last:
+        reports.append(_sweep_audit(event, AuditOutcome.FINISHED, at, pages=progress.pages,
+                                    bindings=progress.bindings, duration_s=age_s))
+        return [*rechecks, *reports]
+    after = page[-1]
+    next_page = SweepRequested(
+        request_id=event.request_id, sweep_id=event.sweep_id, requested_at=event.requested_at, after=after,
+        event_id=derived_event_id("sweep-page", event.request_id, after.user_id, after.binding_id))
+    return [*rechecks, *reports, next_page]
+
+
+def _position(cursor: SweepCursor | None) -> tuple[str, str]:
+    """Where a cursor is in the sweep's order; the first page's (no cursor) is before every binding's."""
+    return (cursor.user_id, cursor.binding_id) if cursor is not None else ("", "")
+
+
+def _sweep_audit(event: SweepRequested, outcome: AuditOutcome, at: datetime, **details: Any) -> AuditEvent:
+    return audit(service=SERVICE, action=AuditAction.HEALTH_SWEEP, outcome=outcome, cause=event, at=at,
+                 user_id=None, request_id=event.request_id, details={"sweep_id": event.sweep_id, **details})
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:

@@ -75,8 +75,11 @@ class AuditOutcome(DescribedValue):
     PASSED = "passed", "the re-checked key still passes every check"
     FAILED = "failed", "the re-checked key fails a check (reason_codes)"
     UNCHECKED = "unchecked", "HTX could not be asked: nothing is known, nothing changes"
-    STARTED = "started", "this sweep was claimed here and its re-checks were requested"
+    STARTED = "started", "this sweep was claimed here; its first page of re-checks is requested"
     ALREADY_CLAIMED = "already_claimed", "another request claimed this sweep: skipped"
+    PAGE_REQUESTED = "page_requested", ("one page of a sweep's re-checks requested (details: page, bindings, "
+                                        "bindings_so_far, age_s)")
+    FINISHED = "finished", "a sweep's last page is requested (details: pages, bindings, duration_s)"
     ORDER_PLACED = "order_placed", "the order was signed through the binding's key and sent to HTX"
     ORDER_REFUSED = "order_refused", "the order was refused before HTX (binding not active, pair not whitelisted)"
     RECORD_TOO_LARGE = "record_too_large", "a record over the size limit: not read, dead-lettered"

@@ -264,13 +264,34 @@ class BindingStored(Event):
 # ---- key health -----------------------------------------------------------------------------------------
 
 
+class SweepCursor(BaseModel):
+    """A place in the order a sweep walks the stored bindings (by user id, then binding id): the last binding of a
+    page, after which the next page starts."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    user_id: Identifier
+    binding_id: Identifier
+
+
 class SweepRequested(Event):
-    """Re-check every stored binding now. `sweep_id` makes a sweep happen once, however many instances or
-    redeliveries see the request."""
+    """Re-check every stored binding now, one page after another. `sweep_id` makes a sweep happen once, however many
+    instances or redeliveries see the request. Without `after` it asks for a sweep (its first page); the vault-writer
+    asks for each next page itself, on this topic, with the same ids and the cursor the page before ended at.
+
+    Version 2: pages (`after`, and `event_id` on a page asked for by the vault-writer). A version-1 reader would
+    take a page's request for a whole sweep's."""
+
+    understood_versions: ClassVar[frozenset[int]] = frozenset({1, 2})
+    schema_version: int = Field(default=2, strict=True)
 
     request_id: Identifier
     sweep_id: Identifier
     requested_at: Timestamp
+    # The page starts after this binding; None: the sweep's first page.
+    after: SweepCursor | None = None
+    # Derived from the sweep and the cursor, so a copy of a page's request in one instance is handled once.
+    event_id: uuid.UUID | None = None
 
 
 class RecheckRequested(Event):

@@ -110,7 +110,7 @@ class Route:
 
 
 # Partitions bound how many keys a consumer group works on in parallel (order holds per partition only); the
-# dead-letter topic only holds the rare poison message; a sweep request is one message every few hours.
+# dead-letter topic only holds the rare poison message; a sweep's requests are one message per page, in order.
 _PIPELINE = 6
 
 
@@ -137,7 +137,8 @@ ROUTES: Mapping[Topic, Route] = {route.topic: route for route in (
            summary="The app revokes a binding: its credentials and whitelist are deleted from Vault."),
     _route(Topic.HEALTH_SWEEP_REQUESTED, SweepRequested, {P.APP, P.VAULT_WRITER}, {P.VAULT_WRITER},
            key_field="sweep_id", partitions=1,
-           summary="Re-check every stored binding now (the vault-writer's timer, or ops through `hash7 sweep`)."),
+           summary="Re-check every stored binding now (the vault-writer's timer, or ops through `hash7 sweep`); "
+                   "the vault-writer asks for each next page of a sweep here too."),
     _route(Topic.BINDING_RECHECK_REQUESTED, RecheckRequested, {P.VAULT_WRITER}, {P.VALIDATOR},
            summary="One stored binding to prove against its exchange again, during a sweep."),
     _route(Topic.BINDING_RECHECKED, BindingRechecked, {P.VALIDATOR}, {P.WHITELIST},

@@ -61,6 +61,8 @@ OUTCOMES: dict[AuditOutcome, tuple[tuple[int, str], tuple[int, str]]] = {
     AuditOutcome.UNCHECKED: (OTHER, INFORMATIONAL),
     AuditOutcome.STARTED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.ALREADY_CLAIMED: (OTHER, INFORMATIONAL),
+    AuditOutcome.PAGE_REQUESTED: (SUCCESS, INFORMATIONAL),
+    AuditOutcome.FINISHED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.ORDER_PLACED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.ORDER_REFUSED: (FAILURE, MEDIUM),
     AuditOutcome.RECORD_TOO_LARGE: (FAILURE, MEDIUM),

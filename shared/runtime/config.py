@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.contracts.routing import Party, Topic
 
 DEFAULT_RUN_DIR = Path(".run")
+# Bindings per page of a key-health sweep (VaultWriterSettings.sweep_page_size), unless set otherwise.
+SWEEP_PAGE_SIZE = 500
 
 
 def credentials_dir(run_dir: Path, identity: str) -> Path:
@@ -260,6 +262,9 @@ class ValidatorSettings(ServiceSettings):
 class VaultWriterSettings(ServiceSettings):
     # A key-health sweep is requested this often (0 = only when asked, e.g. `hash7 sweep`).
     health_sweep_interval_s: float = 6 * 3600.0
+    # A sweep pages through the stored bindings: each page's handling holds this many binding ids and their
+    # rechecks, so memory and the work a crash repeats stay bounded however many bindings there are.
+    sweep_page_size: int = Field(SWEEP_PAGE_SIZE, ge=1, le=10_000)
     service_name: ClassVar[Party] = Party.VAULT_WRITER
 
 

@@ -51,8 +51,17 @@ VAULT_UNSEALED = Gauge(
     "hash7_vault_unsealed", "1 when Vault answered unsealed at the service's last readiness check (every 5 s), "
     "else 0.")
 SWEEP_BINDINGS_FOUND = Gauge(
-    "hash7_sweep_bindings_found", "Bindings the last key-health sweep this instance started asked the validator to "
-    "recheck; the validator's hash7_records_handled_total on binding.recheck-requested shows its progress.")
+    "hash7_sweep_bindings_found", "Bindings the last key-health sweep this instance finished asked the validator to "
+    "recheck; the validator's hash7_records_handled_total on binding.recheck-requested shows their progress.")
+# A sweep's pages may be handled by any vault-writer instance (one after another): take the max across instances.
+SWEEP_BINDINGS_SO_FAR = Gauge(
+    "hash7_sweep_bindings_so_far", "Bindings the sweep in progress asked the validator to recheck so far, as of the "
+    "last page this instance requested.")
+SWEEP_AGE = Gauge(
+    "hash7_sweep_age_seconds", "How long the sweep had been running (since its claim) when this instance requested "
+    "its latest page.")
+SWEEP_PAGES = Counter(
+    "hash7_sweep_pages", "Pages of key-health sweeps requested (a page redone after a crash counts again).")
 AUDIT_EVENTS = Counter(
     "hash7_audit_events", "Audit events published, by action and outcome (shared/contracts/audit.py): every decision "
     "counted, key-health sweeps (health_sweep) among them.", ["action", "outcome"])

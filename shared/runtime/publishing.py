@@ -13,7 +13,14 @@ from shared.contracts.events import AuditEvent, BindingStatus, Event, event_head
 from shared.contracts.routing import Topic, route_of
 from shared.runtime.dead_letters import DeadLetter
 from shared.runtime.errors import TransientError
-from shared.runtime.metrics import AUDIT_EVENTS, STATUSES, SWEEP_BINDINGS_FOUND
+from shared.runtime.metrics import (
+    AUDIT_EVENTS,
+    STATUSES,
+    SWEEP_AGE,
+    SWEEP_BINDINGS_FOUND,
+    SWEEP_BINDINGS_SO_FAR,
+    SWEEP_PAGES,
+)
 from shared.runtime.provenance import EventSigner, OutgoingRecord
 from shared.runtime.tracing import with_trace_context
 
@@ -90,15 +97,25 @@ class EventPublisher:
 
 def _count(events: Iterable[Event]) -> None:
     """The metrics read off what was published: statuses by state and reason, audit events by action and outcome,
-    a sweep's size from its `started` audit event. Handlers stay plain functions of their input."""
+    a sweep's progress from its audit events. Handlers stay plain functions of their input."""
     for event in events:
         if isinstance(event, BindingStatus):
             for code in [code.value for code in event.reason_codes] or ["none"]:
                 STATUSES.labels(event.state.value, code).inc()
         elif isinstance(event, AuditEvent):
             AUDIT_EVENTS.labels(event.action.value, event.outcome.value).inc()
-            if (event.action, event.outcome) == (AuditAction.HEALTH_SWEEP, AuditOutcome.STARTED):
-                SWEEP_BINDINGS_FOUND.set(event.details.get("bindings", 0))
+            if event.action is AuditAction.HEALTH_SWEEP:
+                _count_sweep(event)
+
+
+def _count_sweep(event: AuditEvent) -> None:
+    """A sweep's progress, from the audit event of each page and of its end."""
+    if event.outcome is AuditOutcome.PAGE_REQUESTED:
+        SWEEP_PAGES.inc()
+        SWEEP_BINDINGS_SO_FAR.set(event.details["bindings_so_far"])
+        SWEEP_AGE.set(event.details["age_s"])
+    elif event.outcome is AuditOutcome.FINISHED:
+        SWEEP_BINDINGS_FOUND.set(event.details["bindings"])
 
 
 def _topics(records: Sequence[OutgoingRecord]) -> str:

@@ -20,6 +20,7 @@ from shared.contracts.events import (
     Event,
     RecheckRequested,
     RevokeRequested,
+    SweepCursor,
     SweepRequested,
     WhitelistRequested,
     utc_now,
@@ -34,6 +35,8 @@ from tests.fakes import fake_seal
 DOCUMENT = asyncapi.asyncapi_document()
 # The events whose consumers read version 2 only (their docstrings say what version 1 was).
 VERSION_2 = {RecheckRequested, BindingRequested, BindingAccepted, BindingValidated}
+# Read in both majors: a version-1 sweep request is a sweep's first page (shared/contracts/events.py SweepRequested).
+VERSIONS_1_AND_2 = {SweepRequested}
 
 
 def sample_events() -> list[Event]:
@@ -49,7 +52,8 @@ def sample_events() -> list[Event]:
         stored(warnings=[warning]),
         WhitelistRequested(request_id="r2", user_id="u1", binding_id="b1", trading_pairs=["ethusdt"]),
         RevokeRequested(request_id="r3", user_id="u1", binding_id="b1"),
-        SweepRequested(request_id="r4", sweep_id="sweep-1", requested_at=utc_now()),
+        SweepRequested(request_id="r4", sweep_id="sweep-1", requested_at=utc_now(), event_id=uuid.uuid4(),
+                       after=SweepCursor(user_id="u1", binding_id="b1")),
         RecheckRequested(event_id=uuid.uuid4(), sweep_request_id="r4", sweep_started_at=utc_now(), user_id="u1",
                          binding_id="b1"),
         BindingRechecked(event_id=uuid.uuid4(), sweep_request_id="r4", user_id="u1", binding_id="b1", exchange="htx",
@@ -138,7 +142,7 @@ def test_the_schemas_show_sealed_secrets_as_the_strings_they_are_on_the_wire():
 def test_each_schema_shows_the_versions_its_consumers_read():
     for route in ROUTES.values():
         if route.model is not None:
-            expected = [2] if route.model in VERSION_2 else [1]
+            expected = [2] if route.model in VERSION_2 else [1, 2] if route.model in VERSIONS_1_AND_2 else [1]
             assert asyncapi.event_schema(route)["properties"]["schema_version"]["enum"] == expected
 
 

@@ -29,6 +29,7 @@ from shared.adapters.vault.layout import (
     key_import_path,
     revocation_path,
     sweep_marker_path,
+    sweep_progress_path,
     whitelist_path,
 )
 from shared.contracts.routing import Party
@@ -248,6 +249,10 @@ def change_sweep_claim(client: hvac.Client, seed: Seed) -> None:
     client.secrets.kv.v2.create_or_update_secret(path, {"v": "2"}, cas=1, mount_point=KV_MOUNT)
 
 
+def advance_sweep_progress(client: hvac.Client, seed: Seed) -> None:
+    _write_update_read(client, sweep_progress_path(uuid.uuid4().hex))
+
+
 def _signing_as(party: Party) -> Callable[[hvac.Client, Seed], None]:
     def sign(client: hvac.Client, seed: Seed) -> None:
         client.secrets.transit.sign_data(event_signing_key(party.value), hash_input=_b64("digest"),
@@ -423,7 +428,8 @@ OPERATIONS: list[Operation] = [
     keep_binding_history, write_access_key_index, write_key_import_note, read_key_import_note, delete_key_import_note,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
     leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, claim_sweep,
-    change_sweep_claim, *SIGN_AS.values(), read_signing_public_keys, export_signing_key, back_up_signing_key,
+    change_sweep_claim, advance_sweep_progress, *SIGN_AS.values(), read_signing_public_keys, export_signing_key,
+    back_up_signing_key,
     rotate_signing_key, retire_signing_key_versions, read_wrapping_key, list_transit_keys, restore_a_key,
     export_one_key_wrapped_for_another, take_raft_snapshot,
     *(operations[prefix] for operations in KEY_OPERATIONS for prefix in KEY_PREFIXES),
@@ -441,7 +447,8 @@ ALLOWED: dict[str, list[Operation]] = {
         list_one_users_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
         write_key_import_note, read_key_import_note, delete_key_import_note,
-        leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, SIGN_AS[Party.VAULT_WRITER],
+        leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, advance_sweep_progress,
+        SIGN_AS[Party.VAULT_WRITER],
         *_storing(EXCHANGE_KEY_PREFIX), *_EVERY_ROLE,
     ],
     "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, read_revocation_tombstone,

@@ -21,16 +21,17 @@ R = ReasonCode
 
 
 async def sweep_done(client, request_id):
-    """Wait until the sweep re-checked every binding it started with (the validator audits each), so that
-    none of its re-checks runs on into a later test's HTX calls; returns the re-checked binding ids."""
+    """Wait until the sweep's last page was requested and every binding its pages named was re-checked (the
+    validator audits each), so that none of its re-checks runs on into a later test's HTX calls; returns the
+    re-checked binding ids."""
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while True:
         audits = [a async for a in client.audit_events() if a.request_id == request_id]
-        started = [a.details["bindings"] for a in audits if a.action == "health_sweep" and a.outcome == "started"]
+        found = [a.details["bindings"] for a in audits if a.action == "health_sweep" and a.outcome == "finished"]
         checked = {a.binding_id for a in audits if a.action == "recheck"}
-        if started and len(checked) >= started[0]:
+        if found and len(checked) >= found[0]:
             return checked
-        assert asyncio.get_running_loop().time() < deadline, f"the sweep re-checked {len(checked)} of {started}"
+        assert asyncio.get_running_loop().time() < deadline, f"the sweep re-checked {len(checked)} of {found}"
         await asyncio.sleep(0.3)
 
 
@@ -111,8 +112,10 @@ async def test_a_sweep_asked_for_twice_runs_once_and_the_second_ask_is_told_so_n
         request = SweepRequested(request_id=request_id, sweep_id=sweep_id, requested_at=utc_now())
         await client.publish_raw(Topic.HEALTH_SWEEP_REQUESTED, sweep_id, request.to_bytes())
     deadline = asyncio.get_running_loop().time() + WAIT_S
+    # What each ask was answered (the sweep's pages and its end are audited too, later).
     while len(outcomes := {a.request_id: a.outcome async for a in client.audit_events()
-                           if a.request_id in asks and a.action in ("health_sweep", "consume")}) < 2:
+                           if a.request_id in asks and a.action in ("health_sweep", "consume")
+                           and a.outcome not in ("page_requested", "finished")}) < 2:
         assert asyncio.get_running_loop().time() < deadline, f"only {outcomes} after {WAIT_S} s"
         await asyncio.sleep(0.3)
     assert outcomes == {asks[0]: "started", asks[1]: "already_claimed"}

@@ -70,3 +70,9 @@ path "hash7/data/revocations/*" {
 path "hash7/data/sweeps/*" {
   capabilities = ["create", "read"]
 }
+
+# Key-health sweep: note how far a sweep got as each page starts (check-and-set), so a page redelivered after a
+# crash is redone and a copy of a page the sweep has passed is skipped (services/vault_writer/handlers.py).
+path "hash7/data/sweep-progress/*" {
+  capabilities = ["create", "read", "update"]
+}

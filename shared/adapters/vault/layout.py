@@ -87,6 +87,13 @@ def sweep_marker_path(sweep_id: str) -> str:
     return f"sweeps/{sweep_id}"
 
 
+def sweep_progress_path(sweep_id: str) -> str:
+    """How far a key-health sweep got, advanced (check-and-set) as each of its pages starts. Beside the claim, not in
+    it: the claim's write time is the sweep's start (shared/adapters/vault/stores.py SweepClaims), and the mount keeps
+    one version per key."""
+    return f"sweep-progress/{sweep_id}"
+
+
 # One entry per claimed access key, under an HMAC of the key with the access-key-index key. A rotation of that key
 # changes every path: claims are checked under every version still in use (shared/adapters/vault/stores.py).
 ACCESS_KEY_INDEX_FOLDER = "index/access-keys/"

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from shared.adapters.vault.layout import exchange_key
-from shared.contracts.events import BindingValidated
+from shared.contracts.events import BindingValidated, SweepCursor
 
 
 def _iso(value: datetime) -> str:
@@ -181,6 +181,21 @@ class SweepClaim(VaultRecord):
 
     request_id: str
     claimed_at: IsoTime
+
+
+class SweepProgress(VaultRecord):
+    """How far a key-health sweep got (sweep-progress/<sweep id>): the page in progress starts after `after` (None: the
+    first page), and every binding before it has had its recheck requested and confirmed by the broker. Written as
+    each page starts, so a page is counted once however often it is redone."""
+
+    request_id: str
+    after: SweepCursor | None = _absent_when_none()
+    # Pages started and the bindings in them, the page in progress included.
+    pages: int
+    bindings: int
+    # The page in progress is the last one.
+    finished: bool = False
+    updated_at: IsoTime
 
 
 class AccessKeyIndexEntry(VaultRecord):

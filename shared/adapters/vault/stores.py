@@ -15,8 +15,9 @@ The conflict policy, the one for every store:
 - A record that does not read as its type raises UnreadableRecord, naming the fields, never their values.
 """
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator
+import bisect
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -37,6 +38,7 @@ from shared.adapters.vault.layout import (
     key_import_path,
     revocation_path,
     sweep_marker_path,
+    sweep_progress_path,
     user_bindings_folder,
     user_whitelists_folder,
     whitelist_path,
@@ -49,10 +51,12 @@ from shared.adapters.vault.records import (
     KeyRef,
     RecheckableBinding,
     SweepClaim,
+    SweepProgress,
     Tombstone,
     VaultRecord,
     WhitelistRecord,
 )
+from shared.contracts.events import SweepCursor
 from shared.runtime.errors import TransientError
 
 log = structlog.get_logger(__name__)
@@ -136,6 +140,12 @@ class StoredVersion:
     written_at: datetime
 
 
+# A sweep's page lists this many users' folders at once: one at a time, a page is its size in round trips in a row
+# (deploy/bench/sweep_pages.py), and many more would crowd out the Vault calls of bindings being stored (they share
+# the client's threads: shared/adapters/vault/client.py).
+_USER_LISTS_AT_ONCE = 8
+
+
 class Bindings:
     """Binding credentials (BindingRecord) by user and binding id."""
 
@@ -190,12 +200,26 @@ class Bindings:
         """The ids of the user's stored bindings (a list shows ids only, never a record)."""
         return await self._vault.list(user_bindings_folder(user_id))
 
-    async def stored_ids(self) -> AsyncIterator[tuple[str, str]]:
-        """(user id, binding id) of every stored binding of every user: a list shows ids only, never a record."""
-        for user_folder in await self._vault.list(BINDINGS_FOLDER):
-            user_id = user_folder.rstrip("/")
-            for binding_id in await self._vault.list(user_bindings_folder(user_id)):
-                yield user_id, binding_id
+    async def ids_after(self, after: SweepCursor | None, limit: int) -> list[SweepCursor]:
+        """Up to `limit` stored bindings (user and binding ids: a list shows ids only, never a record) after `after`,
+        by user id then binding id; None: from the first. Vault's KV LIST has no paging, so the users' folder is
+        listed whole each time (user ids only); users' own folders only while the page has room, a few at once."""
+        users = sorted(folder.rstrip("/") for folder in await self._vault.list(BINDINGS_FOLDER))
+        index = bisect.bisect_left(users, after.user_id) if after is not None else 0
+        page: list[SweepCursor] = []
+        while len(page) < limit and index < len(users):
+            # Every user listed has a binding at least, so a batch no larger than the room left lists no more
+            # users than the page can take (the cursor's own user aside).
+            batch = users[index:index + min(limit - len(page), _USER_LISTS_AT_ONCE)]
+            index += len(batch)
+            listed = await asyncio.gather(*(self._vault.list(user_bindings_folder(user_id)) for user_id in batch))
+            for user_id, names in zip(batch, listed, strict=True):
+                binding_ids = sorted(names)
+                if after is not None and user_id == after.user_id:
+                    binding_ids = binding_ids[bisect.bisect_right(binding_ids, after.binding_id):]
+                page += (SweepCursor(user_id=user_id, binding_id=binding_id)
+                         for binding_id in binding_ids[:limit - len(page)])
+        return page
 
 
 class Whitelists:
@@ -267,6 +291,21 @@ class SweepClaims:
         if entry is None or entry.written_at is None:
             raise VanishedRecord(f"{sweep_marker_path(sweep_id)} is gone since it was claimed")
         return entry.written_at
+
+    async def progress(self, sweep_id: str) -> Versioned[SweepProgress] | None:
+        """How far the sweep got; None before its first page started."""
+        return await _read(self._vault, sweep_progress_path(sweep_id), SweepProgress)
+
+    async def advance(self, sweep_id: str, progress: SweepProgress,
+                      current: Versioned[SweepProgress] | None) -> SweepProgress:
+        """Record progress as the version after current (None: the first). Each page writes a record of its own, so
+        unlike _check_and_set's, a lost write is never ours: ConcurrentWrite, and the handler decides again."""
+        path = sweep_progress_path(sweep_id)
+        try:
+            await self._vault.write(path, progress.to_vault(), cas=current.version if current else 0)
+        except CasConflict:
+            raise ConcurrentWrite(f"{path} changed while writing") from None
+        return progress
 
 
 class IndexMove(StrEnum):

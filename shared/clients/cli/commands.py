@@ -194,8 +194,9 @@ def sweep() -> None:
         if output_format() == JSON:
             print_request_id(request_id)
             return
-        stdout.print(f"Key-health sweep requested (request {request_id}). Bindings whose key changed show up in "
-                     "`hash7 timeline --user …` and `hash7 audit`.", markup=False)
+        stdout.print(f"Key-health sweep requested (request {request_id}). Its progress shows in `hash7 audit` "
+                     "(health_sweep: page_requested for each page, finished at the end; `--output json` has the "
+                     "counts); bindings whose key changed show up in `hash7 timeline --user …`.", markup=False)
 
     run(settings, request())
 

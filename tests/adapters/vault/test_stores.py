@@ -1,6 +1,7 @@
 """The stores' edges that the handlers' tests do not reach: a record that does not read as its type, a path
 that refuses a create-only write yet reads as empty, a binding record that holds no secret and keeps the access
-key out of its repr, and (on the real OpenBao) a rotation that leaves no readable copy of the old record."""
+key out of its repr, and (on the real OpenBao) a rotation that leaves no readable copy of the old record, and a
+sweep's pages and progress as the vault-writer's role lists and writes them."""
 
 import json
 import uuid
@@ -13,8 +14,15 @@ from pydantic import ValidationError
 
 from shared.adapters.vault.client import CasConflict, VaultClient
 from shared.adapters.vault.layout import KV_MOUNT, binding_path, exchange_key
-from shared.adapters.vault.records import BindingRecord, KeyRef, Tombstone
-from shared.adapters.vault.stores import Bindings, ConcurrentWrite, Tombstones, UnreadableRecord, VanishedRecord
+from shared.adapters.vault.records import BindingRecord, KeyRef, SweepProgress, Tombstone
+from shared.adapters.vault.stores import (
+    Bindings,
+    ConcurrentWrite,
+    SweepClaims,
+    Tombstones,
+    UnreadableRecord,
+    VanishedRecord,
+)
 from shared.clients.trading.credentials import BindingStore
 from shared.contracts.events import utc_now
 from shared.runtime.errors import TransientError
@@ -150,3 +158,34 @@ async def test_check_and_set_still_tells_a_stale_rotation_from_a_redelivered_one
     again = await bindings.save(record(user_id, binding_id, "r3"), rotated)
 
     assert (redelivered.version, again.version) == (2, 3)
+
+
+@pytest.mark.stack
+async def test_a_sweep_pages_through_real_vault_as_the_vault_writer_and_its_progress_is_check_and_set(
+        bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    bindings, sweeps = Bindings(writer), SweepClaims(writer)
+    # Users with one to three bindings, under names that sort among whatever else the session stored.
+    prefix = f"pages-{uuid.uuid4().hex[:8]}"
+    ours = [(f"{prefix}-{u}", f"b{b}") for u in range(5) for b in range(1 + u % 3)]
+    for user_id, binding_id in ours:
+        await bindings.create_or_read(record(user_id, binding_id, f"r-{user_id}-{binding_id}"))
+
+    pages, after = [], None
+    while not pages or len(pages[-1]) == 3:
+        pages.append(await bindings.ids_after(after, 3))
+        after = pages[-1][-1] if pages[-1] else after
+    swept = [(binding.user_id, binding.binding_id) for page in pages for binding in page]
+    assert swept == sorted(set(swept))  # each once, in order, across pages of the real LIST
+    assert [binding for binding in swept if binding[0].startswith(prefix)] == ours
+
+    sweep_id = uuid.uuid4().hex
+    first = SweepProgress(request_id="s1", pages=1, bindings=3, updated_at=utc_now())
+    await sweeps.advance(sweep_id, first, None)
+    started = await sweeps.progress(sweep_id)
+    second = first.model_copy(update={"after": pages[0][-1], "pages": 2, "bindings": 6})
+    await sweeps.advance(sweep_id, second, started)
+    with pytest.raises(ConcurrentWrite):
+        await sweeps.advance(sweep_id, second, started)  # another instance moved it on meanwhile
+    assert (await sweeps.progress(sweep_id)).record == second
