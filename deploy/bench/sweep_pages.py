@@ -27,7 +27,7 @@ from shared.adapters.vault.client import VaultClient, hvac_client
 from shared.adapters.vault.layout import BINDINGS_FOLDER, KV_MOUNT, binding_path
 from shared.adapters.vault.stores import Bindings
 from shared.contracts.events import SweepCursor
-from shared.runtime.config import SWEEP_PAGE_SIZE, AppRoleCredentials
+from shared.runtime.config import SWEEP_PAGE_SIZE, AppRoleCredentials, VaultConnection
 
 HOST = "127.0.0.1"
 ROLE = "sweep-bench"
@@ -55,7 +55,7 @@ def user_id(n: int) -> str:
 
 
 def sweeping_role(addr: str, token: SecretStr) -> AppRoleCredentials:
-    admin = hvac_client(addr, token, 30.0)
+    admin = hvac_client(VaultConnection(addr=addr, timeout_s=30.0), token)
     admin.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
     admin.sys.enable_auth_method("approle")
     admin.sys.create_or_update_policy(ROLE, POLICY)
@@ -95,7 +95,7 @@ async def measure(users: int, page_size: int, run_dir: Path) -> None:
             listed = await client.request("LIST", f"/v1/{KV_MOUNT}/metadata/{BINDINGS_FOLDER}")
             print(f"LIST {BINDINGS_FOLDER}: {len(listed.content) / 1e6:.1f} MB on the wire, "
                   f"{time.perf_counter() - started:.2f} s")
-        bindings = Bindings(VaultClient(server.addr, credentials, timeout_s=120.0))
+        bindings = Bindings(VaultClient(VaultConnection(addr=server.addr, timeout_s=120.0), credentials))
         for where, after in (("start", None), ("middle", SweepCursor(user_id=user_id(users // 2), binding_id="b-0")),
                              ("end", SweepCursor(user_id=user_id(max(users - 2 * page_size, 0)), binding_id="b-0"))):
             seconds, peak = await timed_pages(bindings, after, page_size)

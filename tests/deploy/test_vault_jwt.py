@@ -26,7 +26,7 @@ from deploy.stack.bao import start_bao_dev
 from deploy.stack.processes import free_port
 from shared.adapters.vault.client import VaultClient, VaultDenied, hvac_client
 from shared.adapters.vault.layout import JWT_AUTH_MOUNT, SERVICE_ROLES, whitelist_path
-from shared.runtime.config import AppRoleCredentials, JwtLogin, VaultConnection, WhitelistSettings
+from shared.runtime.config import AppRoleCredentials, JwtLogin, VaultConnection, WhitelistSettings, approle_file
 from shared.runtime.program import BadSettings, settings_from_environment
 from shared.runtime.service import vault_client
 
@@ -90,7 +90,7 @@ def _jwt_login(cluster: Cluster, role: str, token: str) -> list[str]:
 
 
 def _approle_policies(cluster: Cluster, role: str) -> list[str]:
-    credentials = AppRoleCredentials.from_file(cluster.run_dir / "approle" / f"{role}.json")
+    credentials = AppRoleCredentials.from_file(approle_file(cluster.run_dir, role))
     auth = hvac_client(cluster.connection, SecretStr("")).auth.approle.login(
         role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value())["auth"]
     return sorted(auth["policies"])
@@ -176,7 +176,7 @@ def test_a_file_without_a_public_key_is_one_line(cluster, tmp_path):
 def test_a_bootstrap_for_pods_alone_mints_no_approle_secret_id(cluster, tmp_path):
     progress = Progress()
     ensure_vault(cluster.connection, cluster.root_token, tmp_path, progress, approle_files=False)
-    assert not (tmp_path / "approle").exists()
+    assert not (tmp_path / "credentials").exists()
     assert not [step for step in progress.steps if step.subject.startswith("approle credentials")]
     assert [step.subject for step in progress.steps if step.subject.startswith("vault approle ")]
 

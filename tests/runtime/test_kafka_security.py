@@ -203,8 +203,8 @@ async def test_the_bootstrap_the_app_and_a_service_publish_through_tls(tls_kafka
     await ensure_topics(kafka_connection(settings, BOOTSTRAP_IDENTITY), settings.topic_prefix, TopicLayout(),
                         Progress())
     request_key = f"user-{uuid.uuid4().hex[:8]}"
-    vault_writer_vault = VaultClient(settings.vault_addr, settings.approle_credentials(Party.VAULT_WRITER),
-                                     settings.vault_timeout_s)
+    vault_writer_vault = VaultClient(settings.vault_connection(),
+                                     settings.approle_credentials(Party.VAULT_WRITER))
     app = KafkaPublisher(settings, "tls-test-app", EventSigner(_unused_vault(settings), Party.APP))
     broker = make_broker(settings, Party.VAULT_WRITER)
     try:
@@ -235,7 +235,7 @@ async def test_a_service_subscription_verifies_and_handles_a_record_sent_through
         handled.set()
         return []
 
-    vault = VaultClient(settings.vault_addr, settings.approle_credentials(Party.VAULT_WRITER), settings.vault_timeout_s)
+    vault = VaultClient(settings.vault_connection(), settings.approle_credentials(Party.VAULT_WRITER))
     broker = make_broker(settings, settings.service_name)
     subscription = subscribe(broker, settings, Topic.BINDING_VALIDATED, handle, lambda error, *, at: [],
                              EventPublisher(broker, settings.topic_prefix, EventSigner(vault, Party.VAULT_WRITER)),
@@ -287,7 +287,7 @@ async def test_mutual_tls_lets_in_only_a_client_with_a_certificate(tls_kafka, bo
 
 def _unused_vault(settings: Settings) -> VaultClient:
     """A Vault client for a publisher that signs nothing (signed=False, or never connected)."""
-    return VaultClient(settings.vault_addr, settings.approle_credentials(Party.APP), settings.vault_timeout_s)
+    return VaultClient(settings.vault_connection(), settings.approle_credentials(Party.APP))
 
 
 # ---- SASL against a real broker ----------------------------------------------------------------------------------
@@ -341,8 +341,8 @@ async def test_a_trading_engine_publishes_as_its_own_kafka_user(authenticating_k
     settings = Settings(**{**bootstrapped_stack.settings.model_dump(), "run_dir": tmp_path,
                            "kafka_bootstrap_servers": authenticating_kafka,
                            "kafka_security_protocol": "SASL_PLAINTEXT"})
-    vault = VaultClient(settings.vault_addr, bootstrapped_stack.settings.approle_credentials(Party.TRADING_ENGINE),
-                        settings.vault_timeout_s)
+    vault = VaultClient(settings.vault_connection(),
+                        bootstrapped_stack.settings.approle_credentials(Party.TRADING_ENGINE))
 
     with pytest.raises(BrokerUnavailable) as raised:
         await KafkaPublisher(settings, "engine-test", EventSigner(vault, Party.TRADING_ENGINE)).start()

@@ -164,7 +164,7 @@ async def test_check_and_set_still_tells_a_stale_rotation_from_a_redelivered_one
 async def test_a_sweep_pages_through_real_vault_as_the_vault_writer_and_its_progress_is_check_and_set(
         bootstrapped_stack):
     settings = bootstrapped_stack.settings
-    writer = VaultClient(settings.vault_addr, settings.approle_credentials("vault-writer"))
+    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
     bindings, sweeps = Bindings(writer), SweepClaims(writer)
     # Users with one to three bindings, under names that sort among whatever else the session stored.
     prefix = f"pages-{uuid.uuid4().hex[:8]}"
