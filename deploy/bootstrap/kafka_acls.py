@@ -136,8 +136,10 @@ _EVERY_ACL = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
                        ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
 
 
-def ensure_kafka_security(connection: KafkaConnection, settings: Settings, progress: Progress) -> None:
-    """Every party's Kafka user and exactly the ACLs the routing table grants, as the super user of connection."""
+def ensure_kafka_security(connection: KafkaConnection, settings: Settings, progress: Progress, *,
+                          manage_users: bool = True) -> None:
+    """Every party's Kafka user (unless manage_users is off) and exactly the ACLs the routing table grants, as the
+    super user of connection."""
     if connection.credentials is None:
         log.info("kafka users and ACLs skipped: the broker has no authentication",
                  security_protocol=connection.security_protocol)
@@ -148,7 +150,7 @@ def ensure_kafka_security(connection: KafkaConnection, settings: Settings, progr
         raise BootstrapError(f"cannot reach Kafka at {connection.bootstrap_servers} as "
                              f"'{connection.credentials.username}': {type(error).__name__}") from None
     try:
-        apply_users_and_acls(admin, settings, progress)
+        apply_users_and_acls(admin, settings, progress, manage_users=manage_users)
     except KafkaError as error:
         raise BootstrapError(f"Kafka at {connection.bootstrap_servers} refused to set up users or ACLs: "
                              f"{type(error).__name__} {error}") from None
@@ -156,9 +158,12 @@ def ensure_kafka_security(connection: KafkaConnection, settings: Settings, progr
         admin.close()
 
 
-def apply_users_and_acls(admin: Any, settings: Settings, progress: Progress) -> None:
-    """The work of ensure_kafka_security with an admin client that answers as kafka-python's KafkaAdminClient."""
-    _ensure_users(admin, settings.kafka_sasl_mechanism, settings, progress)
+def apply_users_and_acls(admin: Any, settings: Settings, progress: Progress, *, manage_users: bool = True) -> None:
+    """The work of ensure_kafka_security with an admin client that answers as kafka-python's KafkaAdminClient.
+    Without manage_users the users are someone else's (Kubernetes: each workload's Secret, made by the operator,
+    deploy/k8s), and only the ACLs are applied."""
+    if manage_users:
+        _ensure_users(admin, settings.kafka_sasl_mechanism, settings, progress)
     _ensure_acls(admin, granted(settings.topic_prefix, settings.kafka_group_suffix), progress)
 
 

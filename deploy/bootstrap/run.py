@@ -52,6 +52,9 @@ class BootstrapSettings(Settings):
     bootstrap_k8s_namespace: str = "hash7"
     # Off where every workload logs in another way (the Kubernetes Job, deploy/k8s): no AppRole secret id is minted.
     bootstrap_approle_files: bool = True
+    # Off where the Kafka users and their passwords are the operator's (the Kubernetes Job: one Secret per workload,
+    # deploy/k8s): the bootstrap then applies the ACLs only, and writes no kafka.json.
+    bootstrap_kafka_users: bool = True
 
     @model_validator(mode="after")
     def _one_jwt_key_source(self) -> "BootstrapSettings":
@@ -102,7 +105,7 @@ def run_bootstrap(settings: BootstrapSettings) -> Progress:
     kafka = admin_kafka(settings)
     progress = Progress()
     asyncio.run(ensure_topics(kafka, settings.topic_prefix, settings.topic_layout(), progress))
-    ensure_kafka_security(kafka, settings, progress)
+    ensure_kafka_security(kafka, settings, progress, manage_users=settings.bootstrap_kafka_users)
     ensure_vault(settings.vault_connection(), token, settings.run_dir, progress,
                  approle_files=settings.bootstrap_approle_files)
     jwt_auth = settings.jwt_auth()

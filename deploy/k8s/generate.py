@@ -256,6 +256,8 @@ def bootstrap_job() -> Manifest:
             {"name": "HASH7_BOOTSTRAP_JWT_DISCOVERY_CA_FILE", "value": str(cluster_ca / CA_FILE)},
             # The pods log in with their service-account tokens: no AppRole secret id for anyone to hold.
             {"name": "HASH7_BOOTSTRAP_APPROLE_FILES", "value": "false"},
+            # The workloads' Kafka users are the operator's, with their Secrets: the Job applies the ACLs only.
+            {"name": "HASH7_BOOTSTRAP_KAFKA_USERS", "value": "false"},
         ],
         "resources": _resources("100m", "256Mi", "1"),
         "securityContext": _container_security(),

@@ -250,3 +250,12 @@ def test_a_broker_without_authentication_is_left_alone_with_a_log_line(tmp_path)
 
 def _grants_of(party: Party) -> set[Grant]:
     return {grant for grant in GRANTS if grant.principal == principal_of(party)}
+
+
+def test_where_the_users_are_the_operators_only_the_acls_are_applied_and_no_password_is_made(tmp_path):
+    admin, settings = InMemoryKafkaAdmin(), _settings(tmp_path)
+
+    apply_users_and_acls(admin, settings, Progress(), manage_users=False)
+
+    assert admin.users == {} and "alter users" not in admin.calls and len(admin.acls) == len(GRANTS)
+    assert not (tmp_path / "credentials").exists()
