@@ -20,7 +20,7 @@ from shared.adapters.vault.client import hvac_client
 from shared.adapters.vault.layout import JWT_AUTH_MOUNT, SERVICE_ROLES
 from shared.runtime.config import VaultConnection
 
-# The audience of the projected token each pod mounts (deploy/k8s/base/service.yaml): a token minted for Vault only,
+# The audience of the projected token each pod mounts (deploy/k8s/generate.py): a token minted for Vault only,
 # useless against the Kubernetes API or anything else.
 VAULT_AUDIENCE = "vault"
 PEM_PUBLIC_KEY = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from deploy.bootstrap.run import BOOTSTRAP_IDENTITY
 from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE
 from shared.adapters.vault.layout import SERVICE_ROLES
 from shared.contracts.routing import Party
@@ -49,7 +50,6 @@ MONITORING_NAMESPACE = "monitoring"
 # HTX is on the internet, behind addresses that change: any public address, on HTTPS only.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 # The Kafka user of the bootstrap Job, which creates topics (and the ACLs, where the broker has them).
-BOOTSTRAP_IDENTITY = "bootstrap"
 # A service's start can take up to HASH7_START_TIMEOUT_S (150 s): its consumers join their groups one by one.
 STARTUP_PERIOD_S = 5
 STARTUP_FAILURES = 36
@@ -258,6 +258,9 @@ def bootstrap_job() -> Manifest:
             {"name": "HASH7_BOOTSTRAP_APPROLE_FILES", "value": "false"},
             # The workloads' Kafka users are the operator's, with their Secrets: the Job applies the ACLs only.
             {"name": "HASH7_BOOTSTRAP_KAFKA_USERS", "value": "false"},
+            # Three replicas of every topic (min.insync.replicas 2): one broker may be down without stopping
+            # writes or losing an acknowledged record (deploy/bootstrap/kafka_topics.py).
+            {"name": "HASH7_KAFKA_REPLICATION_FACTOR", "value": "3"},
         ],
         "resources": _resources("100m", "256Mi", "1"),
         "securityContext": _container_security(),

@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     # broker (Tansu) knows only PLAINTEXT: no authentication, no ACLs, no TLS.
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
-    # The Kafka user and its password; when the password is unset, both come from the workload's kafka.json
-    # (credentials_dir), which the bootstrap writes (deploy/bootstrap/kafka_acls.py).
+    # The Kafka user and its password. When the password is unset it comes from the workload's kafka.json
+    # (credentials_dir, written by the bootstrap: deploy/bootstrap/kafka_acls.py), whose user must then be the one
+    # named here, if one is.
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     # The CA that signed the brokers' certificates (unset: the system's CAs), and a client certificate and its key
@@ -164,9 +165,9 @@ class Settings(BaseSettings):
         protocol = f"HASH7_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
         if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
             raise ValueError(f"HASH7_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not use SASL")
-        if (self.kafka_sasl_username is None) != (self.kafka_sasl_password is None):
-            raise ValueError("HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD go together (or neither: "
-                             "the workload's kafka.json holds both)")
+        if self.kafka_sasl_password is not None and self.kafka_sasl_username is None:
+            raise ValueError("HASH7_KAFKA_SASL_PASSWORD needs HASH7_KAFKA_SASL_USERNAME (or set neither: the "
+                             "workload's kafka.json holds both)")
         if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
             raise ValueError(f"HASH7_KAFKA_SSL_* files are set but {protocol} does not use TLS")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):

@@ -91,8 +91,9 @@ def kafka_connection(settings: Settings, identity: str) -> KafkaConnection:
 
 
 def _sasl_credentials(settings: Settings, identity: str) -> KafkaUserCredentials:
-    if settings.kafka_sasl_username and settings.kafka_sasl_password:  # both or neither (Settings checks)
-        return KafkaUserCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password)
+    named = settings.kafka_sasl_username
+    if named and settings.kafka_sasl_password:
+        return KafkaUserCredentials(username=named, password=settings.kafka_sasl_password)
     path = kafka_credentials_file(settings.run_dir, identity)
     try:
         stored = KafkaUserCredentials.model_validate_json(path.read_bytes())
@@ -104,4 +105,8 @@ def _sasl_credentials(settings: Settings, identity: str) -> KafkaUserCredentials
     except (OSError, ValidationError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) else "not a JSON object with username and password"
         raise CredentialsMissing(f"cannot read Kafka credentials for '{identity}' from {path}: {problem}") from None
+    if named and stored.username != named:
+        # A folder mounted for the wrong workload: say so rather than log in as whoever the file names.
+        raise CredentialsMissing(f"{path} holds Kafka user '{stored.username}', but HASH7_KAFKA_SASL_USERNAME is "
+                                 f"'{named}'")
     return stored

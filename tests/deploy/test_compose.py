@@ -14,10 +14,12 @@ import hvac
 import pytest
 from hvac import exceptions as hvac_errors
 
+from deploy.bootstrap.run import BootstrapSettings
 from deploy.bootstrap.vault_setup import APPROLE_MOUNT
 from shared.adapters.vault.layout import ALL_ROLES, BACKUP_ROLE, KV_MOUNT, binding_path
 from shared.contracts.routing import SERVICES
 from shared.runtime.config import Settings, credentials_dir
+from tests.deploy.deployed_settings import load_settings, service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -92,6 +94,15 @@ def test_each_service_is_its_own_kafka_user_over_sasl_scram(config):
         assert environment["HASH7_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
         assert environment["HASH7_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert services["bootstrap"]["environment"]["HASH7_KAFKA_SASL_USERNAME"] == "admin"
+
+
+def test_every_service_and_the_bootstrap_accept_the_environment_compose_gives_them(config, tmp_path, monkeypatch):
+    services = config["services"]
+    for party in SERVICES:
+        settings = load_settings(service_settings(party), services[party.value]["environment"], tmp_path, monkeypatch)
+        assert settings.kafka_sasl_username == party.value and settings.kafka_sasl_password is None
+    bootstrap = load_settings(BootstrapSettings, services["bootstrap"]["environment"], tmp_path, monkeypatch)
+    assert bootstrap.kafka_sasl_username == "admin"
 
 
 def test_no_secret_is_in_the_rendered_configuration(config):

@@ -19,6 +19,7 @@ from deploy.k8s.generate import HTX_CALLERS, K8S_DIR, NAMESPACE, rendered, servi
 from shared.adapters.vault.layout import SERVICE_ROLES
 from shared.contracts.routing import Party
 from shared.runtime.config import ServiceSettings, credentials_dir
+from tests.deploy.deployed_settings import load_settings, service_settings
 
 REPO = Path(__file__).resolve().parents[2]
 # The Kubernetes versions the manifests are validated for: the oldest minor version upstream still supported when this
@@ -26,8 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 K8S_VERSIONS = ("1.35", kubernetes_validate.latest_version())
 TOOLS_BIN = REPO / ".venv-tools" / "bin"
 HEALTH_PORT = 8080
-# The Kafka client settings issue 16 adds beside this work (shared/runtime/config.py once merged).
-KAFKA_SETTINGS = {"HASH7_KAFKA_SECURITY_PROTOCOL", "HASH7_KAFKA_SASL_MECHANISM", "HASH7_KAFKA_SSL_CAFILE"}
 
 
 def _objects() -> list[dict[str, Any]]:
@@ -111,7 +110,7 @@ def test_the_workloads_are_the_bootstraps_service_roles_each_with_its_own_identi
     common = _named("ConfigMap")["hash7-common"]["data"]
     # Every setting the ConfigMap gives is one the services read (a misspelt name would be silently ignored).
     known = {f"HASH7_{name.upper()}" for name in settings_fields}
-    assert set(common) - known <= KAFKA_SETTINGS
+    assert set(common) <= known
     assert common["HASH7_VAULT_AUTH_METHOD"] == "jwt"
     for name, item in deployments.items():
         pod = item["spec"]["template"]["spec"]
@@ -140,12 +139,27 @@ def test_the_workloads_are_the_bootstraps_service_roles_each_with_its_own_identi
             f"system:serviceaccount:{NAMESPACE}:{name}"
 
 
+def test_every_container_accepts_the_environment_its_manifest_gives_it(tmp_path, monkeypatch):
+    common = _named("ConfigMap")["hash7-common"]["data"]
+
+    def environment(workload: dict[str, Any]) -> dict[str, str]:
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        return common | {variable["name"]: variable["value"] for variable in container.get("env", [])}
+
+    for name, deployment in _named("Deployment").items():
+        settings = load_settings(service_settings(Party(name)), environment(deployment), tmp_path, monkeypatch)
+        assert (settings.kafka_sasl_username, settings.vault_auth_method) == (name, "jwt")
+    bootstrap = load_settings(BootstrapSettings, environment(_named("Job")["bootstrap"]), tmp_path, monkeypatch)
+    assert isinstance(bootstrap, BootstrapSettings)
+    assert (bootstrap.kafka_replication_factor, bootstrap.bootstrap_kafka_users) == (3, False)
+
+
 def test_the_bootstrap_job_sets_only_settings_the_bootstrap_reads():
     (container,) = _named("Job")["bootstrap"]["spec"]["template"]["spec"]["containers"]
     common = _named("ConfigMap")["hash7-common"]["data"]
     own = {variable["name"] for variable in container["env"]}
     known = {f"HASH7_{name.upper()}" for name in BootstrapSettings.model_fields}
-    assert own - known <= KAFKA_SETTINGS | {"HASH7_KAFKA_SASL_USERNAME"}
+    assert own <= known
     # The admin token is read from its Secret's file, never given on a command line or as a plain variable.
     assert "HASH7_VAULT_TOKEN" not in own | set(common)
     assert "HASH7_VAULT_TOKEN=$(cat /etc/hash7/vault-admin/token)" in container["command"][-1]

@@ -54,9 +54,7 @@ def hash7_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     ({"KAFKA_SASL_USERNAME": "app", "KAFKA_SASL_PASSWORD": "pw-s3cr3t"},
      "HASH7_KAFKA_SASL_USERNAME/PASSWORD are set but HASH7_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL"),
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_PASSWORD": "pw-s3cr3t"},
-     "HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD go together"),
-    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "app"},
-     "HASH7_KAFKA_SASL_USERNAME and HASH7_KAFKA_SASL_PASSWORD go together"),
+     "HASH7_KAFKA_SASL_PASSWORD needs HASH7_KAFKA_SASL_USERNAME"),
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SSL_CAFILE": "{ca}"},
      "HASH7_KAFKA_SSL_* files are set but HASH7_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS"),
     ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERTFILE": "{ca}"},
@@ -109,6 +107,22 @@ def test_sasl_credentials_come_from_the_identitys_own_file(tmp_path):
     assert options["ssl_context"] is not None  # SASL_SSL: the system's CAs, since no CA file is named
     security = connection.faststream_security()
     assert isinstance(security, SASLScram256) and security.use_ssl
+
+
+def test_a_named_user_takes_its_password_from_its_file_and_a_file_of_another_user_is_refused(tmp_path):
+    # As compose and Kubernetes run the services: the user named in the environment, its password in kafka.json.
+    _write_kafka_json(tmp_path, Party.INTAKE, "intake", "intake-password")
+    _write_kafka_json(tmp_path, Party.VALIDATOR, "whitelist", "whitelist-password")
+    named = Settings(run_dir=tmp_path, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="intake")
+
+    options = kafka_connection(named, Party.INTAKE).client_options()
+
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("intake", "intake-password")
+    with pytest.raises(CredentialsMissing) as raised:
+        kafka_connection(named.model_copy(update={"kafka_sasl_username": "validator"}), Party.VALIDATOR)
+    assert str(raised.value) == (f"{kafka_credentials_file(tmp_path, Party.VALIDATOR)} holds Kafka user 'whitelist', "
+                                 "but HASH7_KAFKA_SASL_USERNAME is 'validator'")
+    assert "password" not in str(raised.value)
 
 
 def test_a_workload_without_its_file_is_told_where_it_should_be(tmp_path):
