@@ -2,7 +2,7 @@
 allowed exactly what the table lets it do.
 
 - a producer of a topic may WRITE (and DESCRIBE) it; a consumer may READ (and DESCRIBE) it;
-- a service reading a topic in a consumer group may READ that group (shared.runtime.subscriptions.group_id); the app
+- a service reading a topic in a consumer group may READ that group (shared.runtime.config.consumer_group_id); the app
   and ops read with no group (assigned partitions, nothing committed), and intake reads statuses as a view, so none of
   them is granted a group;
 - ops may also WRITE the topics a dead letter can come from: a replay sends the original record again, signed by its
@@ -94,7 +94,8 @@ def granted(topic_prefix: str, group_suffix: str) -> frozenset[Grant]:
         for party in route.consumers:
             allow(party, Resource.TOPIC, name, Operation.READ, Operation.DESCRIBE)
         for service in route.grouped_consumers & set(SERVICES):
-            allow(service, Resource.GROUP, consumer_group_id(service, group_suffix, topic), Operation.READ)
+            group = consumer_group_id(topic_prefix, service, group_suffix, topic)
+            allow(service, Resource.GROUP, group, Operation.READ)
     for topic in DEAD_LETTER_SOURCES:
         allow(Party.OPS, Resource.TOPIC, topic.full_name(topic_prefix), Operation.WRITE, Operation.DESCRIBE)
     return frozenset(grants)

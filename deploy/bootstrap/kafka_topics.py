@@ -86,7 +86,7 @@ async def ensure_topics(connection: KafkaConnection, prefix: str, layout: TopicL
             drifted = await _drifted_configs(admin, {name: layout.configs_of(topics[name]) for name in existing})
             for description in await admin.describe_topics(existing):
                 name = description["topic"]
-                await _check_existing(admin, connection, description, topics[name], drifted.get(name, {}),
+                await _check_existing(admin, connection, prefix, description, topics[name], drifted.get(name, {}),
                                       layout, progress)
     except KafkaError as error:
         raise BootstrapError(f"cannot set up topics on Kafka at {connection.bootstrap_servers}: {error}") from None
@@ -98,7 +98,8 @@ async def ensure_topics(connection: KafkaConnection, prefix: str, layout: TopicL
         await admin.close()
 
 
-async def _check_existing(admin: AIOKafkaAdminClient, connection: KafkaConnection, description: dict[str, Any],
+async def _check_existing(admin: AIOKafkaAdminClient, connection: KafkaConnection, prefix: str,
+                          description: dict[str, Any],
                           topic: Topic, drifted: dict[str, tuple[str | None, str]], layout: TopicLayout,
                           progress: Progress) -> None:
     name, partitions = description["topic"], len(description["partitions"])
@@ -124,7 +125,7 @@ async def _check_existing(admin: AIOKafkaAdminClient, connection: KafkaConnectio
             raise BootstrapError(f"topic {name} {refusal}")  # asked for explicitly: a mistake to stop at
         notes.append(refusal)  # grown earlier, the setting since dropped: the rest of the bootstrap goes on
     if partitions < wanted:
-        await grow_partitions(admin, connection, name, topic, partitions, wanted, layout.group_suffix)
+        await grow_partitions(admin, connection, prefix, topic, partitions, wanted, layout.group_suffix)
         changed.append(f"partitions {partitions} -> {wanted}")
     progress.record(f"kafka topic {name}", Outcome.UPDATED if changed else Outcome.PRESENT,
                     "; ".join(changed + notes))
@@ -164,9 +165,9 @@ async def _set_configs(admin: AIOKafkaAdminClient, name: str, configs: dict[str,
     return True
 
 
-async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnection, name: str, topic: Topic,
+async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnection, prefix: str, topic: Topic,
                           partitions: int, wanted: int, group_suffix: str) -> None:
-    """Raise name's partition count to wanted, once every consumer group of topic has read it to the end.
+    """Raise topic's partition count to wanted, once every consumer group of it has read it to the end.
 
     A record's partition is its key's hash modulo the partition count, so adding partitions sends many users'
     NEW records to another partition while their older ones wait in the old one, and the two partitions are
@@ -174,7 +175,8 @@ async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnectio
     read, no older record is waiting, so order holds. Producers must be stopped first (so that nothing new
     arrives between this check and the growth) and restarted after (each learns the new count only on its next
     metadata refresh, and until then two producers could place one user's records in different partitions)."""
-    lagging = await _unread_records(admin, connection, name, topic, group_suffix)
+    name = topic.full_name(prefix)
+    lagging = await _unread_records(admin, connection, prefix, topic, group_suffix)
     if lagging:
         behind = ", ".join(f"{group} has {unread} to read" for group, unread in sorted(lagging.items()))
         raise BootstrapError(f"topic {name} not grown from {partitions} to {wanted} partitions: {behind}; stop its "
@@ -186,17 +188,18 @@ async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnectio
                              f"add partitions (no CreatePartitions)") from None
 
 
-async def _unread_records(admin: AIOKafkaAdminClient, connection: KafkaConnection, name: str, topic: Topic,
+async def _unread_records(admin: AIOKafkaAdminClient, connection: KafkaConnection, prefix: str, topic: Topic,
                           group_suffix: str) -> dict[str, int]:
     """Per consumer group of topic (its services' groups, from the routing table), the records it has not committed
     yet, if any. The app and ops read without a group (nothing committed to check): what they read is ordered by
     its own time (a status's `occurred_at`), not by its offset."""
+    name = topic.full_name(prefix)
     description, = await admin.describe_topics([name])
     partitions = [TopicPartition(name, entry["partition"]) for entry in description["partitions"]]
     starts, ends = await _offset_range(connection, partitions)
     unread: dict[str, int] = {}
     for party in sorted(ROUTES[topic].grouped_consumers & set(SERVICES)):
-        group = consumer_group_id(party, group_suffix, topic)
+        group = consumer_group_id(prefix, party, group_suffix, topic)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         # A group that committed nothing on a partition reads it from its first record kept.
         behind = sum(end - max(starts[tp], committed[tp].offset if tp in committed else -1) for tp, end in ends.items())

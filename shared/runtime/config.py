@@ -29,10 +29,12 @@ def approle_file(run_dir: Path, role: str) -> Path:
     return credentials_dir(run_dir, role) / "approle.json"
 
 
-def consumer_group_id(party: Party, group_suffix: str, topic: Topic) -> str:
+def consumer_group_id(topic_prefix: str, party: Party, group_suffix: str, topic: Topic) -> str:
     """The consumer group a service's instances share for one topic (shared/runtime/subscriptions.py); the bootstrap
-    reads its lag before it grows the topic (deploy/bootstrap/kafka_topics.py)."""
-    return f"{party}{group_suffix}.{topic.value}"
+    grants it (deploy/bootstrap/kafka_acls.py) and reads its lag before it grows the topic
+    (deploy/bootstrap/kafka_topics.py). It starts with the topic prefix: two deployments on one cluster, told apart
+    by their prefixes, never share a group."""
+    return f"{topic_prefix}{party}{group_suffix}.{topic.value}"
 
 
 class AppRoleCredentials(BaseModel):
@@ -114,9 +116,9 @@ class Settings(BaseSettings):
     # The same for topics off the binding path (`binding_path` in shared/contracts/routing.py): Kafka's default. Their
     # requests wait a quarter second more on average, and their idle consumers poll ten times less.
     kafka_occasional_fetch_max_wait_ms: int = Field(500, ge=1)
-    # Consumer group per subscription = consumer_group_id(service, this suffix, topic); instances in it share the
-    # partitions. Here, not only in ServiceSettings: the bootstrap grants these groups and reads their lag before
-    # growing a topic.
+    # Consumer group per subscription = consumer_group_id(prefix, service, this suffix, topic); instances in it
+    # share the partitions. Here, not only in ServiceSettings: the bootstrap grants these groups and reads their lag
+    # before growing a topic.
     kafka_group_suffix: str = ""
     vault_addr: str = "http://127.0.0.1:8200"
     vault_timeout_s: float = 5.0

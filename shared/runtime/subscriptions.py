@@ -54,7 +54,7 @@ def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, hand
     on_binding_path = route.binding_path
     broker.subscriber(
         settings.topic(topic),
-        group_id=consumer_group_id(settings.service_name, settings.kafka_group_suffix, topic),
+        group_id=consumer_group_id(settings.topic_prefix, settings.service_name, settings.kafka_group_suffix, topic),
         group_instance_id=settings.kafka_instance_id,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         # A new group must read what was published before it joined (FastStream's default is "latest").

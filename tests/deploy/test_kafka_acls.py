@@ -71,12 +71,12 @@ READS = {
     Party.OPS: _topics(T.AUDIT, T.DEAD_LETTER),
 }
 GROUPS = {
-    Party.INTAKE: {"intake-blue.binding.requested"},  # statuses are its view: no group
-    Party.VALIDATOR: {"validator-blue.binding.accepted", "validator-blue.binding.recheck-requested"},
-    Party.VAULT_WRITER: {"vault-writer-blue.binding.validated", "vault-writer-blue.binding.revoke-requested",
-                         "vault-writer-blue.health.sweep-requested"},
-    Party.WHITELIST: {"whitelist-blue.binding.stored", "whitelist-blue.whitelist.requested",
-                      "whitelist-blue.binding.rechecked"},
+    Party.INTAKE: {"p.intake-blue.binding.requested"},  # statuses are its view: no group
+    Party.VALIDATOR: {"p.validator-blue.binding.accepted", "p.validator-blue.binding.recheck-requested"},
+    Party.VAULT_WRITER: {"p.vault-writer-blue.binding.validated", "p.vault-writer-blue.binding.revoke-requested",
+                         "p.vault-writer-blue.health.sweep-requested"},
+    Party.WHITELIST: {"p.whitelist-blue.binding.stored", "p.whitelist-blue.whitelist.requested",
+                      "p.whitelist-blue.binding.rechecked"},
 }
 
 

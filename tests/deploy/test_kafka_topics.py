@@ -188,7 +188,7 @@ async def test_a_topic_grows_only_once_its_consumers_read_it_to_the_end(kafka_se
     await _create_topic(kafka_server, narrow, 6, {})
     await _send(kafka_server, narrow, [f"user-{n}" for n in range(5)])
     layout = TopicLayout(partitions={Topic.BINDING_REQUESTED: 12})
-    group = consumer_group_id(Party.INTAKE, "", Topic.BINDING_REQUESTED)
+    group = consumer_group_id(prefix, Party.INTAKE, "", Topic.BINDING_REQUESTED)
 
     with pytest.raises(BootstrapError) as lagging:
         await ensure_topics(plain(kafka_server), prefix, layout, Progress())

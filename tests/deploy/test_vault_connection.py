@@ -182,7 +182,7 @@ def test_bad_connection_settings_are_one_line_naming_the_variable(tmp_path, monk
     monkeypatch.delenv("HASH7_VAULT_CACERT")
     certificate = tmp_path / "client.pem"
     certificate.write_text("not read before the settings are whole")
-    with pytest.raises(BadSettings, match=r"^bad configuration: Value error, HASH7_VAULT_CLIENT_CERT and "
+    with pytest.raises(BadSettings, match=r"^bad configuration: HASH7_VAULT_CLIENT_CERT and "
                                           r"HASH7_VAULT_CLIENT_KEY go together: set both or neither$"):
         _settings(monkeypatch, VAULT_CLIENT_CERT=str(certificate))
 

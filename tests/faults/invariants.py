@@ -139,7 +139,7 @@ async def _groups_behind(settings: Settings) -> list[str]:
     behind = []
     for topic, route in ROUTES.items():
         for service in sorted(route.grouped_consumers & set(SERVICES)):
-            group = consumer_group_id(service, ServiceSettings().kafka_group_suffix, topic)
+            group = consumer_group_id(settings.topic_prefix, service, ServiceSettings().kafka_group_suffix, topic)
             reader = AIOKafkaConsumer(**kafka_connection(settings, service).client_options(), group_id=group,
                                       enable_auto_commit=False)
             await reader.start()

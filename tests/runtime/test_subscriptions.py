@@ -36,8 +36,9 @@ def test_each_subscription_has_its_own_group_reads_from_the_beginning_and_leaves
     subscribers = subscribers_of(settings, Topic.BINDING_VALIDATED, Topic.BINDING_REVOKE_REQUESTED)
     validated = subscribers["hash7.binding.validated"]
     revoke = subscribers["hash7.binding.revoke-requested"]
-    assert (validated.group_id, revoke.group_id) == ("vault-writer-blue.binding.validated",
-                                                       "vault-writer-blue.binding.revoke-requested")
+    # The prefix first: two deployments on one cluster never share a group.
+    assert (validated.group_id, revoke.group_id) == ("hash7.vault-writer-blue.binding.validated",
+                                                       "hash7.vault-writer-blue.binding.revoke-requested")
     for subscriber in (validated, revoke):
         assert subscriber._connection_args["auto_offset_reset"] == "earliest"
         assert subscriber._connection_args["enable_auto_commit"] is False
