@@ -20,7 +20,7 @@ from shared.contracts.events import AuditEvent
 from shared.contracts.provenance import SIGNATURE_HEADER, is_signed_header
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
-from shared.runtime.config import VaultWriterSettings
+from shared.runtime.config import VaultWriterSettings, consumer_group_id
 from shared.runtime.dead_letters import DeadLetter
 from tests.builders import SECRET, provenance_headers, validated
 from tests.clients.hash7_process import hash7_environment, run_hash7
@@ -64,7 +64,8 @@ async def records_of(settings, topic: Topic, key: str):
 
 async def consumed_past(settings, topic: Topic, partition: int, offset: int) -> None:
     """Wait until the vault-writer's group committed past offset: it has handled the record there."""
-    group = f"{VaultWriterSettings().service_name}.{topic.value}"
+    group = consumer_group_id(settings.topic_prefix, VaultWriterSettings.service_name, settings.kafka_group_suffix,
+                              topic)
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
                               enable_auto_commit=False)
     await reader.start()

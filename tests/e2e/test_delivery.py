@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shared.contracts.events import BindingValidated
 from shared.contracts.routing import Party, Topic
 from shared.runtime.broker import make_broker
-from shared.runtime.config import VaultWriterSettings
+from shared.runtime.config import VaultWriterSettings, consumer_group_id
 from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.subscriptions import subscribe
@@ -48,7 +48,8 @@ async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users
     finally:
         await admin.close()
     partition = TopicPartition(topic, 0)
-    group_id = f"{settings.service_name}.{Topic.BINDING_VALIDATED.value}"
+    group_id = consumer_group_id(settings.topic_prefix, settings.service_name, settings.kafka_group_suffix,
+                                 Topic.BINDING_VALIDATED)
 
     release_slow = asyncio.Event()
     finished: list[str] = []

@@ -28,9 +28,10 @@ async def sweep_done(client, request_id):
     while True:
         audits = [a async for a in client.audit_events() if a.request_id == request_id]
         found = [a.details["bindings"] for a in audits if a.action == "health_sweep" and a.outcome == "finished"]
-        checked = {a.binding_id for a in audits if a.action == "recheck"}
+        # By user and binding: binding ids are unique per user only (tests store b0, b1 for several users).
+        checked = {(a.user_id, a.binding_id) for a in audits if a.action == "recheck"}
         if found and len(checked) >= found[0]:
-            return checked
+            return {binding_id for _, binding_id in checked}
         assert asyncio.get_running_loop().time() < deadline, f"the sweep re-checked {len(checked)} of {found}"
         await asyncio.sleep(0.3)
 
