@@ -194,15 +194,22 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     reached = _position(current.record.after) if current is not None else None
     if reached is not None and reached > _position(event.after):
         return [_sweep_audit(event, AuditOutcome.ALREADY_APPLIED, at)]
+    redone = reached == _position(event.after)
+    # The cursor decides which bindings are skipped, and anyone allowed on this topic could write one: a page is
+    # swept only where the sweep's own progress says it starts (a new sweep at the first binding).
+    expected = current.record.next_after if current is not None else None
+    if not redone and _position(event.after) != _position(expected):
+        return [_sweep_audit(event, AuditOutcome.PAGE_REFUSED, at)]
     page = await deps.bindings.ids_after(event.after, deps.sweep_page_size)
     last = len(page) < deps.sweep_page_size
-    if current is None or reached != _position(event.after):
+    if redone and current is not None:
+        progress = current.record  # this page again (a redelivery): counted when it first started
+    else:
         before = current.record if current is not None else None
         progress = await deps.sweeps.advance(event.sweep_id, SweepProgress(
-            request_id=event.request_id, after=event.after, pages=(before.pages if before else 0) + 1,
-            bindings=(before.bindings if before else 0) + len(page), finished=last, updated_at=at), current)
-    else:
-        progress = current.record  # this page again (a redelivery): counted when it first started
+            request_id=event.request_id, after=event.after, next_after=None if last else page[-1],
+            pages=(before.pages if before else 0) + 1, bindings=(before.bindings if before else 0) + len(page),
+            finished=last, updated_at=at), current)
 
     rechecks: list[Event] = [RecheckRequested(
         event_id=derived_event_id("recheck", event.request_id, binding.user_id, binding.binding_id),

@@ -80,6 +80,8 @@ class AuditOutcome(DescribedValue):
     PAGE_REQUESTED = "page_requested", ("one page of a sweep's re-checks requested (details: page, bindings, "
                                         "bindings_so_far, age_s)")
     FINISHED = "finished", "a sweep's last page is requested (details: pages, bindings, duration_s)"
+    PAGE_REFUSED = "page_refused", ("a page request whose cursor is not where its sweep stands (a first page with a "
+                                    "cursor, or one the sweep never asked for): nothing re-checked")
     ORDER_PLACED = "order_placed", "the order was signed through the binding's key and sent to HTX"
     ORDER_REFUSED = "order_refused", "the order was refused before HTX (binding not active, pair not whitelisted)"
     RECORD_TOO_LARGE = "record_too_large", "a record over the size limit: not read, dead-lettered"

@@ -26,6 +26,7 @@ from shared.contracts.events import (
     BindingStatus,
     BindingValidated,
     RecheckRequested,
+    SweepCursor,
     SweepRequested,
     utc_now,
 )
@@ -39,6 +40,7 @@ from tests.clients.hash7_process import hash7_environment, run_hash7
 from tests.e2e.helpers import PLAINTEXT_PUBLISHED, WAIT_S, bind, fresh_key, new_user, states
 from tests.e2e.test_key_health import sweep_done
 from tests.faults.invariants import stuck_commits, unauthentic_records_processed
+from tests.fixtures.stack import publisher_as
 from tests.kafka_reading import raw_records
 
 pytestmark = pytest.mark.stack
@@ -421,6 +423,23 @@ async def test_a_forged_sweep_request_starts_no_sweep(client, scene, forger, pip
     await refusals(client, settings, places, Party.VAULT_WRITER)
     assert not await audits(client, request_id=request_id)
     assert not [r for r in await raw_records(settings, Topic.BINDING_RECHECK_REQUESTED)
+                if body_of(r).get("sweep_request_id") == request_id]
+
+
+async def test_a_sweep_the_app_asks_to_start_past_some_bindings_rechecks_nothing(client, pipeline):
+    # The app may ask for sweeps, signed as itself; what it may not do is choose where one starts: a cursor would pass
+    # over every binding before it and still end as a finished sweep.
+    request_id = f"cursor-{uuid.uuid4().hex}"
+    app = publisher_as(pipeline.settings, Party.APP)
+    await app.start()
+    try:
+        await app.publish(SweepRequested(request_id=request_id, sweep_id=f"manual-{request_id}", requested_at=utc_now(),
+                                         after=SweepCursor(user_id="zzzz", binding_id="zzzz")))
+    finally:
+        await app.close()
+    [refused] = await eventually(lambda: audits(client, request_id=request_id, action=AuditAction.HEALTH_SWEEP))
+    assert refused.outcome == AuditOutcome.PAGE_REFUSED
+    assert not [r for r in await raw_records(pipeline.settings, Topic.BINDING_RECHECK_REQUESTED)
                 if body_of(r).get("sweep_request_id") == request_id]
 
 

@@ -190,6 +190,9 @@ class SweepProgress(VaultRecord):
 
     request_id: str
     after: SweepCursor | None = _absent_when_none()
+    # Where the next page starts (the last binding of the page in progress); None when it is the last page. The
+    # only cursor a next page may carry: a page request is not believed for its cursor.
+    next_after: SweepCursor | None = _absent_when_none()
     # Pages started and the bindings in them, the page in progress included.
     pages: int
     bindings: int

@@ -12,7 +12,7 @@ from shared.adapters.vault.layout import BINDINGS_FOLDER, binding_path, sweep_pr
 from shared.adapters.vault.records import SweepProgress
 from shared.adapters.vault.stores import ConcurrentWrite
 from shared.contracts.audit import AuditAction, AuditOutcome
-from shared.contracts.events import AuditEvent, Event, RecheckRequested, SweepRequested
+from shared.contracts.events import AuditEvent, Event, RecheckRequested, SweepCursor, SweepRequested
 from tests.fakes import AT, InMemoryVault, RacingVault
 from tests.services.vaults import Crash, CrashingVault
 
@@ -195,6 +195,37 @@ async def test_another_request_for_a_claimed_sweep_does_not_sweep_it_nor_its_pag
     forged_page = page_two.model_copy(update={"request_id": "s2"})
     assert not rechecked(await handle_sweep_requested(forged_page, other, at=AT))
     assert progress(vault).request_id == "s1" and progress(vault).pages == 1
+
+
+async def test_a_new_sweep_asked_to_start_past_some_bindings_skips_none_and_rechecks_nothing():
+    vault = InMemoryVault()
+    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE)
+    last_user, last_binding = BINDINGS[-1]
+    # A first page with a cursor (anyone allowed on the topic, the app among them, could write one): it would
+    # pass over every binding before the cursor and still end as a finished sweep.
+    forged = first_page().model_copy(update={"after": SweepCursor(user_id=last_user, binding_id=last_binding)})
+
+    out = await handle_sweep_requested(forged, deps, at=AT)
+
+    assert not rechecked(out) and next_page(out) is None
+    assert len(sweep_audits(out, AuditOutcome.PAGE_REFUSED)) == 1
+    assert sweep_progress_path("sweep-1") not in vault.versions
+
+
+async def test_a_page_request_with_a_cursor_the_sweep_never_reached_is_refused_and_the_sweep_goes_on():
+    vault = InMemoryVault()
+    deps, first, page_two = await first_page_handled(vault)
+    ahead = SweepCursor(user_id=BINDINGS[-2][0], binding_id=BINDINGS[-2][1])
+    jumped = page_two.model_copy(update={"after": ahead})
+
+    out = await handle_sweep_requested(jumped, deps, at=AT + timedelta(seconds=1))
+
+    assert not rechecked(out) and next_page(out) is None
+    assert len(sweep_audits(out, AuditOutcome.PAGE_REFUSED)) == 1
+    assert progress(vault).pages == 1
+    handled = [first]
+    await sweep_to_the_end(deps, page_two, handled)
+    assert sorted(binding for out in handled for binding in rechecked(out)) == sorted(BINDINGS)
 
 
 async def test_two_instances_advancing_one_sweep_at_once_conflict_and_the_loser_decides_again():
