@@ -15,14 +15,12 @@ import click
 import hvac
 import requests
 from hvac import exceptions as hvac_errors
-from pydantic import SecretStr
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 
 from deploy.admin import PROGRAM, admin_vault, cli
 from deploy.admin.identity import load_settings
 from deploy.bootstrap.private_files import make_private_dir, replacing_private_file
-from deploy.bootstrap.vault_setup import APPROLE_MOUNT
-from shared.adapters.vault.client import hvac_client
+from deploy.bootstrap.vault_setup import approle_login
 from shared.adapters.vault.layout import BACKUP_ROLE
 from shared.clients.console import JSON, Waiting, output_format, stderr, stdout
 from shared.runtime.config import AppRoleCredentials, Settings
@@ -150,10 +148,7 @@ def backup_every(folder: Path, interval: float, keep: int, rounds: int | None) -
 
 def _backup_vault(settings: Settings, credentials: AppRoleCredentials) -> hvac.Client:
     """A client logged in as the backup role, for one snapshot: the interval may outlast a token."""
-    vault = hvac_client(settings.vault_connection(), SecretStr(""))
-    vault.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value(),
-                             mount_point=APPROLE_MOUNT)
-    return vault
+    return approle_login(settings.vault_connection(), credentials)
 
 
 def _one_line(error: Exception) -> str:

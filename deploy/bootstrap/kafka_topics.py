@@ -176,7 +176,7 @@ async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnectio
     arrives between this check and the growth) and restarted after (each learns the new count only on its next
     metadata refresh, and until then two producers could place one user's records in different partitions)."""
     name = topic.full_name(prefix)
-    lagging = await _unread_records(admin, connection, prefix, topic, group_suffix)
+    lagging = await _unread_records(admin, connection, prefix, topic, partitions, group_suffix)
     if lagging:
         behind = ", ".join(f"{group} has {unread} to read" for group, unread in sorted(lagging.items()))
         raise BootstrapError(f"topic {name} not grown from {partitions} to {wanted} partitions: {behind}; stop its "
@@ -189,13 +189,12 @@ async def grow_partitions(admin: AIOKafkaAdminClient, connection: KafkaConnectio
 
 
 async def _unread_records(admin: AIOKafkaAdminClient, connection: KafkaConnection, prefix: str, topic: Topic,
-                          group_suffix: str) -> dict[str, int]:
+                          partition_count: int, group_suffix: str) -> dict[str, int]:
     """Per consumer group of topic (its services' groups, from the routing table), the records it has not committed
     yet, if any. The app and ops read without a group (nothing committed to check): what they read is ordered by
     its own time (a status's `occurred_at`), not by its offset."""
-    name = topic.full_name(prefix)
-    description, = await admin.describe_topics([name])
-    partitions = [TopicPartition(name, entry["partition"]) for entry in description["partitions"]]
+    # A topic's partitions are numbered from 0 (the caller has just described it).
+    partitions = [TopicPartition(topic.full_name(prefix), number) for number in range(partition_count)]
     starts, ends = await _offset_range(connection, partitions)
     unread: dict[str, int] = {}
     for party in sorted(ROUTES[topic].grouped_consumers & set(SERVICES)):

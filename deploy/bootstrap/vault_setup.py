@@ -73,7 +73,7 @@ def ensure_vault(connection: VaultConnection, admin_token: SecretStr, run_dir: P
         ensure_exchange_keys_in_transit(client, progress)
         ensure_event_signing_keys(client, progress)
         ensure_policies(client, POLICIES_DIR, progress)
-        ensure_approle_auth(client, progress)
+        ensure_auth_method(client, "approle", APPROLE_MOUNT, progress)
         ensure_roles(client, progress)
         if approle_files:
             ensure_role_credentials(client, connection, run_dir, progress)
@@ -230,10 +230,6 @@ def ensure_policies(client: hvac.Client, policies_dir: Path, progress: Progress)
         progress.record(subject, Outcome.CREATED if current is None else Outcome.UPDATED)
 
 
-def ensure_approle_auth(client: hvac.Client, progress: Progress) -> None:
-    ensure_auth_method(client, "approle", APPROLE_MOUNT, progress)
-
-
 def ensure_auth_method(client: hvac.Client, method_type: str, mount: str, progress: Progress) -> None:
     mounted = client.sys.list_auth_methods()["data"].get(f"{mount}/")
     subject = f"vault {method_type} auth at {mount}/"
@@ -299,14 +295,17 @@ def _read_credentials(path: Path) -> AppRoleCredentials | None:
         return None
 
 
-def logs_in(connection: VaultConnection, credentials: AppRoleCredentials) -> bool:
+def approle_login(connection: VaultConnection, credentials: AppRoleCredentials) -> hvac.Client:
+    """A client logged in with credentials (hvac's InvalidRequest when Vault refuses them)."""
     client = hvac_client(connection, SecretStr(""))
+    client.auth.approle.login(role_id=credentials.role_id, secret_id=credentials.secret_id.get_secret_value(),
+                              mount_point=APPROLE_MOUNT)
+    return client
+
+
+def logs_in(connection: VaultConnection, credentials: AppRoleCredentials) -> bool:
     try:
-        client.auth.approle.login(
-            role_id=credentials.role_id,
-            secret_id=credentials.secret_id.get_secret_value(),
-            mount_point=APPROLE_MOUNT,
-        )
+        client = approle_login(connection, credentials)
     except hvac_errors.InvalidRequest:
         return False
     # The check needed a token, nothing else does: revoke it rather than leave it live for an hour.

@@ -124,7 +124,7 @@ def with_trace_context(headers: Mapping[str, str]) -> dict[str, str]:
 def consuming(record: ConsumerRecord, topic: Topic, event_type: str) -> Iterator[Span]:
     """The CONSUMER span of one record's processing, a child of the span that published it (from its headers).
     With tracing off, nothing at all: this runs for every record."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if _tracing_off():
         yield INVALID_SPAN
         return
     carrier = {name: value.decode(errors="replace") for name, value in record.headers or () if name in _W3C.fields}
@@ -198,11 +198,20 @@ def calling(peer: str, operation: str) -> Iterator[Span]:
         yield span
 
 
+def _tracing_off() -> bool:
+    """No tracer provider installed (configure_tracing, or an embedding app's own): every span would be a no-op."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextmanager
 def _span(name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue],
           parent: Context | None = None) -> Iterator[Span]:
     """A span that an exception fails by its class alone: the SDK's own handling would copy its message, which
-    may quote what a user or an exchange sent, into the trace."""
+    may quote what a user or an exchange sent, into the trace. With tracing off, none at all: this runs around every
+    Vault and HTX call."""
+    if _tracing_off():
+        yield INVALID_SPAN
+        return
     with _tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes,
                                        record_exception=False, set_status_on_exception=False) as span:
         try:

@@ -395,15 +395,8 @@ class VaultClient:
 
     async def key_version(self, key: str) -> int | None:
         """The latest version of Transit key `key`; None when there is no such key. Reads metadata only."""
-
-        def read() -> int | None:
-            try:
-                answer = self._hvac.secrets.transit.read_key(name=key, mount_point=TRANSIT_MOUNT)
-            except hvac_errors.InvalidPath:
-                return None
-            return int(answer["data"]["latest_version"])
-
-        return await self._run(read)
+        versions = await self.live_versions(key)
+        return versions[-1] if versions else None
 
     async def delete_key(self, key: str) -> None:
         """Destroy Transit key `key`, every version; nothing when there is none. Deletion is allowed on this key
