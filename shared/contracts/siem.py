@@ -63,6 +63,8 @@ OUTCOMES: dict[AuditOutcome, tuple[tuple[int, str], tuple[int, str]]] = {
     AuditOutcome.ALREADY_CLAIMED: (OTHER, INFORMATIONAL),
     AuditOutcome.PAGE_REQUESTED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.FINISHED: (SUCCESS, INFORMATIONAL),
+    # Only someone writing page requests of their own would make one.
+    AuditOutcome.PAGE_REFUSED: (FAILURE, HIGH),
     AuditOutcome.ORDER_PLACED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.ORDER_REFUSED: (FAILURE, MEDIUM),
     AuditOutcome.RECORD_TOO_LARGE: (FAILURE, MEDIUM),
