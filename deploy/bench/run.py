@@ -67,6 +67,9 @@ class ResourceSampler:
     def cpu_seconds(self) -> dict[str, float]:
         return {name: _tree_cpu(process) for name, process in self._processes.items()}
 
+    def current_rss(self) -> dict[str, int]:
+        return {name: _tree_rss(process) for name, process in self._processes.items()}
+
     def sample(self) -> None:
         for name, process in self._processes.items():
             self.peak_rss[name] = max(self.peak_rss[name], _tree_rss(process))

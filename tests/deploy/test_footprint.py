@@ -1,0 +1,66 @@
+"""The capacity figures' measurement (deploy/bench/footprint.py) on a stack of its own: what it counts is what the
+pipeline did, and its scaling follows the settings it names."""
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.bench.footprint import measure, scale, stack_settings
+from deploy.stack.loopback import loopback_stack
+from shared.runtime.config import IntakeSettings, ValidatorSettings
+
+WARM_UP = 5
+BINDINGS = 20
+PACE_PER_S = 50.0
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    run_dir: Path = tmp_path_factory.mktemp("footprint")
+    with loopback_stack(run_dir, stack_settings(PACE_PER_S)) as stack:
+        return asyncio.run(measure(stack, BINDINGS, warm_up=WARM_UP))
+
+
+def _added(measured: dict[str, Any], before: str, after: str, topic: str) -> int:
+    snapshots = measured["snapshots"]
+    return int(snapshots[after]["topics"][topic]["records"] - snapshots[before]["topics"][topic]["records"])
+
+
+def test_the_bindings_and_the_sweep_are_counted_on_their_own_topics(measured: dict[str, Any]) -> None:
+    assert _added(measured, "warm", "bound", "binding.requested") == BINDINGS
+    assert _added(measured, "warm", "bound", "binding.stored") == BINDINGS
+    assert _added(measured, "bound", "swept", "binding.requested") == 0
+    # The sweep re-checks every stored binding, the warm-up's too, once each.
+    assert _added(measured, "bound", "swept", "binding.recheck-requested") == WARM_UP + BINDINGS
+    assert _added(measured, "bound", "swept", "binding.rechecked") == WARM_UP + BINDINGS
+    # intake's start is timed on every status the topic holds, each one verified (none is forged here).
+    assert measured["status_read"]["records"] == measured["snapshots"]["swept"]["topics"]["binding.status"]["records"]
+
+
+def test_vault_grows_with_the_bindings_and_every_call_is_audited(measured: dict[str, Any]) -> None:
+    warm, bound, swept = (measured["snapshots"][name] for name in ("warm", "bound", "swept"))
+    assert bound["vault_snapshot_bytes"] > warm["vault_snapshot_bytes"]
+    assert warm["vault_audit_bytes"] < bound["vault_audit_bytes"] < swept["vault_audit_bytes"]
+    assert set(swept["rss_bytes"]) >= {"intake", "validator", "vault_writer", "whitelist", "vault", "kafka"}
+
+
+def test_a_sweep_at_scale_lasts_the_bindings_over_the_configured_pace(measured: dict[str, Any]) -> None:
+    scaled = scale(measured, 1_000_000)
+    pace = ValidatorSettings.model_fields["health_rechecks_per_s"].default
+    # This machine re-checks faster than the default pace, so the pace is what bounds a sweep.
+    assert scaled["achieved_recheck_per_s"] > pace
+    assert scaled["sweep_at_target_s"] == round(1_000_000 / pace)
+    per_binding = scaled["topics"]["binding.requested"]["bytes_per_binding"]
+    assert scaled["topics"]["binding.requested"]["at_target_bytes"] == pytest.approx(per_binding * 1_000_000, rel=0.01)
+
+
+def test_intake_memory_is_scaled_only_up_to_its_replay_bound(measured: dict[str, Any]) -> None:
+    grown = copy.deepcopy(measured)
+    warm, swept = grown["snapshots"]["warm"], grown["snapshots"]["swept"]
+    swept["rss_bytes"]["intake"] = warm["rss_bytes"]["intake"] + 1_000 * BINDINGS  # 1,000 bytes per binding
+    bound = IntakeSettings.model_fields["intake_replay_memory_max_requests"].default
+    intake = scale(grown, 10 * bound)["memory"]["intake"]
+    assert intake["at_target_bytes"] == swept["rss_bytes"]["intake"] + 1_000 * (bound - BINDINGS)
