@@ -7,6 +7,7 @@ delete those keys but never sign with them. Storage mechanics and write conflict
 (shared.adapters.vault.stores)."""
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +40,6 @@ from shared.contracts.events import (
     SweepCursor,
     SweepRequested,
     derived_event_id,
-    utc_now,
 )
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.reasons import Reason, ReasonCode, reason
@@ -79,8 +79,8 @@ class VaultWriterDeps:
     # The validator's pace (KeyHealthSettings.health_rechecks_per_s): a page of n bindings is followed by the next
     # no sooner than n / pace after it started, so pages never run ahead of their re-checks.
     rechecks_per_s: float = HEALTH_RECHECKS_PER_S
-    # The clock and the sleep a page waits for its turn with (tests pass their own).
-    clock: Callable[[], datetime] = utc_now
+    # The clock (seconds since the epoch) and the sleep a page waits for its turn with (tests pass their own).
+    clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
@@ -263,7 +263,7 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     else:
         begins = max(at, current.record.turn_ends_at or at)
     # Waited out in hand: VaultWriterSettings bounds the turn well under the age a record in hand may reach.
-    wait_s = (begins - deps.clock()).total_seconds()
+    wait_s = begins.timestamp() - deps.clock()
     if wait_s > 0:
         await deps.sleep(wait_s)
 

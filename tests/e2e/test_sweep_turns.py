@@ -5,31 +5,30 @@ pages of HASH7_SWEEP_PAGE_SIZE 4: tests/fixtures/pipeline.py), and a second swee
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
-from shared.adapters.vault.layout import KV_MOUNT, binding_path
 from tests.e2e.helpers import WAIT_S
-from tests.e2e.test_sweep_pages import progress_when, rechecks_of, stored_bindings, sweep_audits, sweep_progress
+from tests.e2e.test_sweep_pages import (
+    filler_bindings,
+    progress_when,
+    rechecks_of,
+    stored_bindings,
+    sweep_audits,
+    sweep_progress,
+)
 from tests.fixtures.pipeline import TEST_SERVICE_SETTINGS
 
 pytestmark = pytest.mark.stack
 PACE = float(TEST_SERVICE_SETTINGS["HASH7_HEALTH_RECHECKS_PER_S"])
 PAGE = int(TEST_SERVICE_SETTINGS["HASH7_SWEEP_PAGE_SIZE"])
-# Bindings with no key (the validator answers each at once: binding_gone), so that the sweep lasts seconds at the
-# pace, whatever else the session stored.
+# Enough filler bindings (the validator answers each at once) that the sweep lasts seconds at the pace.
 FILLER_USERS = 150
 
 
 async def test_a_sweep_keeps_the_recheck_pace_and_a_second_one_asked_for_while_it_runs_is_refused(
         client, vault_admin):
-    prefix = f"sweep-turns-{uuid.uuid4().hex[:8]}"
-    filler = [binding_path(f"{prefix}-{n:03d}", f"filler-{n:03d}") for n in range(FILLER_USERS)]
-    for path in filler:
-        await asyncio.to_thread(vault_admin.secrets.kv.v2.create_or_update_secret, path, {"seeded": "yes"},
-                                cas=0, mount_point=KV_MOUNT)
-    try:
+    async with filler_bindings(vault_admin, "sweep-turns", FILLER_USERS):
         everything = await asyncio.to_thread(stored_bindings, vault_admin)
         asked_at = time.monotonic()
         first = await client.request_sweep()
@@ -57,10 +56,6 @@ async def test_a_sweep_keeps_the_recheck_pace_and_a_second_one_asked_for_while_i
         assert (finished.occurred_at - started.occurred_at).total_seconds() >= (len(everything) - last_page) / PACE
         assert finished.details["duration_s"] >= len(everything) / PACE  # to its last page's turn's end
         await rechecks_of(client, first, len(everything))
-    finally:
-        for path in filler:
-            await asyncio.to_thread(vault_admin.secrets.kv.v2.delete_metadata_and_all_versions, path,
-                                    mount_point=KV_MOUNT)
 
 
 async def answered(client, request_id: str, outcome: str) -> list:
