@@ -251,7 +251,7 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
         # Replaced while taken for abandoned: it stops, so two sweeps never run side by side.
         return [_sweep_audit(event, AuditOutcome.SUPERSEDED, at, replaced_by=running.sweep_id)]
     else:
-        # None: a sweep that started before sweeps took charge (it runs to its end).
+        # This sweep is in charge; or none is: a sweep started before sweep-running was kept runs to its end.
         in_charge = running.entry.record if running is not None else None
 
     # This page's start: its turn, once the page before it had its own (a redone page started before); the first
