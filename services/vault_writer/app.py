@@ -30,7 +30,8 @@ log = structlog.get_logger(__name__)
 
 async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
     """Ask for a sweep once per interval. Every instance asks with the same sweep id for the same slot of
-    time, and only the first to claim it sweeps, so N instances still sweep once."""
+    time, and only the first to claim it sweeps, so N instances still sweep once; and not while another sweep runs
+    (handle_sweep_requested), so a sweep longer than the interval makes the slots in it pass."""
     while True:
         slot = int(time.time() // interval_s)
         sweep = SweepRequested(request_id=f"scheduled-{slot}-{uuid.uuid4().hex[:8]}", sweep_id=f"scheduled-{slot}",
@@ -44,7 +45,7 @@ async def request_sweeps(publisher: EventPublisher, interval_s: float) -> None:
 
 def build(settings: VaultWriterSettings, vault: VaultPort | None = None) -> FastStream:
     vault = vault or vault_client(settings)
-    deps = VaultWriterDeps(vault, settings.sweep_page_size)
+    deps = VaultWriterDeps(vault, settings.sweep_page_size, settings.health_rechecks_per_s)
     messaging = Messaging.of(settings, vault)
     subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_VALIDATED: partial(handle_binding_validated, deps=deps),

@@ -6,18 +6,24 @@ revocation deletes it); the KV record names that key and never holds the secret.
 delete those keys but never sign with them. Storage mechanics and write conflicts are the stores'
 (shared.adapters.vault.stores)."""
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import structlog
 
 from shared.adapters.vault.client import ImportRefused, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY, binding_path
-from shared.adapters.vault.records import BindingRecord, KeyRef, SweepClaim, SweepProgress, Tombstone
+from shared.adapters.vault.records import BindingRecord, KeyRef, RunningSweep, SweepClaim, SweepProgress, Tombstone
 from shared.adapters.vault.stores import (
     AccessKeyIndex,
     Bindings,
     ExchangeKeys,
     SweepClaims,
+    SweepInCharge,
     Tombstones,
     Versioned,
     Whitelists,
@@ -40,11 +46,21 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
-from shared.runtime.config import SWEEP_PAGE_SIZE
+from shared.runtime.config import HEALTH_RECHECKS_PER_S, SWEEP_PAGE_SIZE
 from shared.runtime.errors import TransientError
 from shared.runtime.tracing import current_traceparent
 
+log = structlog.get_logger(__name__)
+
 SERVICE = Party.VAULT_WRITER
+# A running sweep whose next page is this many pages' turns overdue (and at least ABANDONED_AFTER_MIN_S) is taken
+# for abandoned (its page request dead-lettered, say), so that a new sweep may replace it. A live sweep is late
+# by its pages' Vault calls and their retries, a few seconds a page; a Vault or broker outage, or a vault-writer
+# restarting (its start alone may take HASH7_START_TIMEOUT_S), stalls a live one for minutes, which the floor
+# covers; an hour is still well inside the default sweep interval (6 h), so a dead sweep holds back one
+# scheduled sweep at most.
+ABANDONED_AFTER_PAGES = 10
+ABANDONED_AFTER_MIN_S = 3600.0
 DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
                  "API Management → Delete.")
 
@@ -60,6 +76,12 @@ class VaultWriterDeps:
     vault: VaultPort
     # Bindings per page of a key-health sweep (VaultWriterSettings.sweep_page_size).
     sweep_page_size: int = SWEEP_PAGE_SIZE
+    # The validator's pace (KeyHealthSettings.health_rechecks_per_s): a page of n bindings is followed by the next
+    # no sooner than n / pace after it started, so pages never run ahead of their re-checks.
+    rechecks_per_s: float = HEALTH_RECHECKS_PER_S
+    # The clock (seconds since the epoch) and the sleep a page waits for its turn with (tests pass their own).
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
     tombstones: Tombstones = field(init=False)
@@ -74,6 +96,15 @@ class VaultWriterDeps:
         self.tombstones = Tombstones(self.vault)
         self.index = AccessKeyIndex(self.vault)
         self.sweeps = SweepClaims(self.vault)
+
+    def turn_s(self, bindings: int) -> float:
+        """How long the validator takes to re-check this many bindings at the sweep's pace."""
+        return bindings / self.rechecks_per_s
+
+    def abandoned(self, running: SweepInCharge, at: datetime) -> bool:
+        """Whether a running sweep stood still long enough to be taken for dead (ABANDONED_AFTER_PAGES)."""
+        bound_s = max(ABANDONED_AFTER_PAGES * self.turn_s(self.sweep_page_size), ABANDONED_AFTER_MIN_S)
+        return (at - running.due_at).total_seconds() > bound_s
 
 
 async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDeps, *, at: datetime) -> list[Event]:
@@ -179,8 +210,11 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     `sweep_page_size` bindings after the event's cursor (by user id, then binding id) and asks, on this topic, for
     the page after it. A sweep of any size holds one page, and a crash repeats the page in hand, never skips one:
     the next page is asked for only with this page's rechecks, all confirmed before this page's record is committed.
+    A page starts no sooner than its rechecks' turn at the validator's pace, so a sweep lasts bindings / pace.
 
     Several instances (or timers) may request the same sweep: the first to claim it runs it, anyone else's is skipped.
+    One sweep runs at a time: a new one is not started while another's progress says unfinished, unless that one
+    stood still so long it is taken for abandoned; a page of a sweep so replaced goes no further.
     The sweep's progress in Vault, advanced (check-and-set) as each page starts, tells a page redelivered after a
     crash (redone: rechecks are idempotent, the validator and the whitelist drop what they have applied) from a copy
     of a page the sweep has passed (skipped, so copies do not fork the sweep)."""
@@ -200,6 +234,39 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     expected = current.record.next_after if current is not None else None
     if not redone and _position(event.after) != _position(expected):
         return [_sweep_audit(event, AuditOutcome.PAGE_REFUSED, at)]
+
+    running = await deps.sweeps.in_charge()
+    in_charge: RunningSweep | None
+    if current is None and (running is None or running.sweep_id != event.sweep_id):
+        # A new sweep. Its first page redelivered finds itself in charge (or its progress written) and goes on.
+        if running is not None and not running.finished and not deps.abandoned(running, at):
+            log.info("sweep_not_started", sweep_id=event.sweep_id, running_sweep_id=running.sweep_id)
+            return [_sweep_audit(event, AuditOutcome.SWEEP_RUNNING, at, running_sweep_id=running.sweep_id)]
+        replaced = running.sweep_id if running is not None and not running.finished else None
+        if replaced is not None:
+            log.warning("sweep_abandoned_replaced", sweep_id=event.sweep_id, replaced_sweep_id=replaced)
+        in_charge = await deps.sweeps.take_charge(RunningSweep(
+            sweep_id=event.sweep_id, request_id=event.request_id, taken_at=at, replaced=replaced), running)
+    elif running is not None and running.sweep_id != event.sweep_id:
+        # Replaced while taken for abandoned: it stops, so two sweeps never run side by side.
+        return [_sweep_audit(event, AuditOutcome.SUPERSEDED, at, replaced_by=running.sweep_id)]
+    else:
+        # This sweep is in charge; or none is: a sweep started before sweep-running was kept runs to its end.
+        in_charge = running.entry.record if running is not None else None
+
+    # This page's start: its turn, once the page before it had its own (a redone page started before); the first
+    # page's, with the sweep's claim.
+    if redone and current is not None:
+        begins = current.record.updated_at
+    elif current is None:
+        begins = max(at, started_at)
+    else:
+        begins = max(at, current.record.turn_ends_at or at)
+    # Waited out in hand: VaultWriterSettings bounds the turn well under the age a record in hand may reach.
+    wait_s = begins.timestamp() - deps.clock()
+    if wait_s > 0:
+        await deps.sleep(wait_s)
+
     page = await deps.bindings.ids_after(event.after, deps.sweep_page_size)
     last = len(page) < deps.sweep_page_size
     if redone and current is not None:
@@ -209,21 +276,28 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
         progress = await deps.sweeps.advance(event.sweep_id, SweepProgress(
             request_id=event.request_id, after=event.after, next_after=None if last else page[-1],
             pages=(before.pages if before else 0) + 1, bindings=(before.bindings if before else 0) + len(page),
-            finished=last, updated_at=at), current)
+            finished=last, updated_at=begins, turn_ends_at=begins + timedelta(seconds=deps.turn_s(len(page)))),
+            current)
 
     rechecks: list[Event] = [RecheckRequested(
         event_id=derived_event_id("recheck", event.request_id, binding.user_id, binding.binding_id),
         sweep_request_id=event.request_id, sweep_started_at=started_at, user_id=binding.user_id,
         binding_id=binding.binding_id,
     ) for binding in page]
-    age_s = round(max((at - started_at).total_seconds(), 0.0), 3)
-    reports = [_sweep_audit(event, AuditOutcome.STARTED, at, page_size=deps.sweep_page_size)] if event.after is None \
-        else []
-    reports.append(_sweep_audit(event, AuditOutcome.PAGE_REQUESTED, at, page=progress.pages, bindings=len(page),
+    age_s = round(max((begins - started_at).total_seconds(), 0.0), 3)
+    reports = []
+    if event.after is None:
+        replaced_details = {"replaced": in_charge.replaced} if in_charge and in_charge.replaced else {}
+        reports.append(_sweep_audit(event, AuditOutcome.STARTED, begins, page_size=deps.sweep_page_size,
+                                    rechecks_per_s=deps.rechecks_per_s, **replaced_details))
+    reports.append(_sweep_audit(event, AuditOutcome.PAGE_REQUESTED, begins, page=progress.pages, bindings=len(page),
                                 bindings_so_far=progress.bindings, age_s=age_s))
     if last:
-        reports.append(_sweep_audit(event, AuditOutcome.FINISHED, at, pages=progress.pages,
-                                    bindings=progress.bindings, duration_s=age_s))
+        # Its end is its last page's turn's end: when the validator re-checks the last of its bindings.
+        ends = progress.turn_ends_at or begins
+        reports.append(_sweep_audit(event, AuditOutcome.FINISHED, begins, pages=progress.pages,
+                                    bindings=progress.bindings,
+                                    duration_s=round(max((ends - started_at).total_seconds(), 0.0), 3)))
         return [*rechecks, *reports]
     after = page[-1]
     next_page = SweepRequested(

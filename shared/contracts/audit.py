@@ -75,11 +75,14 @@ class AuditOutcome(DescribedValue):
     PASSED = "passed", "the re-checked key still passes every check"
     FAILED = "failed", "the re-checked key fails a check (reason_codes)"
     UNCHECKED = "unchecked", "HTX could not be asked: nothing is known, nothing changes"
-    STARTED = "started", "this sweep was claimed here; its first page of re-checks is requested"
+    STARTED = "started", ("this sweep was claimed here; its first page of re-checks is requested (details.replaced: "
+                          "the abandoned sweep it replaced, if any)")
     ALREADY_CLAIMED = "already_claimed", "another request claimed this sweep: skipped"
     PAGE_REQUESTED = "page_requested", ("one page of a sweep's re-checks requested (details: page, bindings, "
                                         "bindings_so_far, age_s)")
     FINISHED = "finished", "a sweep's last page is requested (details: pages, bindings, duration_s)"
+    SWEEP_RUNNING = "sweep_running", ("a new sweep not started: another is running (details.running_sweep_id); "
+                                      "the next request after it ends starts one")
     PAGE_REFUSED = "page_refused", ("a page request whose cursor is not where its sweep stands (a first page with a "
                                     "cursor, or one the sweep never asked for): nothing re-checked")
     ORDER_PLACED = "order_placed", "the order was signed through the binding's key and sent to HTX"

@@ -61,6 +61,7 @@ OUTCOMES: dict[AuditOutcome, tuple[tuple[int, str], tuple[int, str]]] = {
     AuditOutcome.UNCHECKED: (OTHER, INFORMATIONAL),
     AuditOutcome.STARTED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.ALREADY_CLAIMED: (OTHER, INFORMATIONAL),
+    AuditOutcome.SWEEP_RUNNING: (OTHER, INFORMATIONAL),
     AuditOutcome.PAGE_REQUESTED: (SUCCESS, INFORMATIONAL),
     AuditOutcome.FINISHED: (SUCCESS, INFORMATIONAL),
     # Only someone writing page requests of their own would make one.

@@ -15,6 +15,8 @@ from shared.contracts.routing import Party, Topic
 DEFAULT_RUN_DIR = Path(".run")
 # Bindings per page of a key-health sweep (VaultWriterSettings.sweep_page_size), unless set otherwise.
 SWEEP_PAGE_SIZE = 500
+# A key-health sweep's re-checks per second (KeyHealthSettings.health_rechecks_per_s), unless set otherwise.
+HEALTH_RECHECKS_PER_S = 5.0
 
 
 def credentials_dir(run_dir: Path, identity: str) -> Path:
@@ -245,7 +247,16 @@ class IntakeSettings(ServiceSettings):
     service_name: ClassVar[Party] = Party.INTAKE
 
 
-class ValidatorSettings(ServiceSettings):
+class KeyHealthSettings(ServiceSettings):
+    """What the two services of a key-health sweep read alike: the vault-writer pages through the bindings at the
+    pace the validator re-checks them, so a sweep's re-checks never pile up on binding.recheck-requested."""
+
+    # Sweep re-checks are paced to this rate, so a sweep never crowds out users binding keys (and stays
+    # far inside HTX's per-UID limits); a sweep lasts its bindings / this many seconds.
+    health_rechecks_per_s: float = Field(HEALTH_RECHECKS_PER_S, gt=0)
+
+
+class ValidatorSettings(KeyHealthSettings):
     htx_timeout_s: float = 5.0
     # How long transient HTX trouble is retried before the user is told `exchange_unavailable`.
     htx_retry_budget_s: float = 20.0
@@ -255,20 +266,31 @@ class ValidatorSettings(ServiceSettings):
     htx_max_concurrent_inspections: int = 16
     # A key with validDays at or under this many days gets `key_expiring`.
     expiry_warning_days: int = 14
-    # Sweep re-checks are paced to this rate, so a sweep never crowds out users binding keys (and stays
-    # far inside HTX's per-UID limits).
-    health_rechecks_per_s: float = 5.0
 
     service_name: ClassVar[Party] = Party.VALIDATOR
 
 
-class VaultWriterSettings(ServiceSettings):
-    # A key-health sweep is requested this often (0 = only when asked, e.g. `hash7 sweep`).
+class VaultWriterSettings(KeyHealthSettings):
+    # A key-health sweep is requested this often (0 = only when asked, e.g. `hash7 sweep`); it starts only when no
+    # other sweep is running (services/vault_writer/handlers.py handle_sweep_requested).
     health_sweep_interval_s: float = 6 * 3600.0
     # A sweep pages through the stored bindings: each page's handling holds this many binding ids and their
     # rechecks, so memory and the work a crash repeats stay bounded however many bindings there are.
     sweep_page_size: int = Field(SWEEP_PAGE_SIZE, ge=1, le=10_000)
     service_name: ClassVar[Party] = Party.VAULT_WRITER
+
+    @model_validator(mode="after")
+    def _a_page_waits_its_turn_in_hand(self) -> Self:
+        """A page waits for its turn (up to page size / pace) holding its record. The subscription keeps polling
+        meanwhile (shared/runtime/lanes.py), so max.poll.interval.ms is not at stake, but a record in hand that
+        long holds its partition's commits and, past ready_max_record_age_s, makes the service not ready: the
+        wait is kept to half of that, the other half left for the page's own Vault calls and their retries."""
+        wait_s, bound_s = self.sweep_page_size / self.health_rechecks_per_s, self.ready_max_record_age_s / 2
+        if wait_s > bound_s:
+            raise ValueError(f"HASH7_SWEEP_PAGE_SIZE / HASH7_HEALTH_RECHECKS_PER_S is a sweep page's wait in hand "
+                             f"({wait_s:g} s) and may be at most half HASH7_READY_MAX_RECORD_AGE_S ({bound_s:g} s): "
+                             f"lower the page size or raise the pace")
+        return self
 
 
 class WhitelistSettings(ServiceSettings):

@@ -13,7 +13,14 @@ from shared.runtime.config import ServiceSettings, Settings
 # Settings naming a file that must exist (pydantic's FilePath): stood in for by an empty file under a folder of the
 # test's, since the deployment's own files are mounted only where it runs.
 _FILE_SETTINGS = ("_FILE", "_CAFILE", "_CACERT", "_CERTFILE", "_KEYFILE", "_CERT", "_KEY")
-SERVICE_SETTINGS = {cls.service_name: cls for cls in ServiceSettings.__subclasses__()}
+
+
+def _descendants(cls: type[ServiceSettings]) -> list[type[ServiceSettings]]:
+    return [kind for sub in cls.__subclasses__() for kind in (sub, *_descendants(sub))]
+
+
+# A service's own class names its service; one shared by several (KeyHealthSettings) does not.
+SERVICE_SETTINGS = {cls.service_name: cls for cls in _descendants(ServiceSettings) if hasattr(cls, "service_name")}
 
 
 def load_settings(settings_class: type[Settings], environment: Mapping[str, str | None], files_root: Path,

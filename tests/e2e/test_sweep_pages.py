@@ -5,6 +5,8 @@ goes on from the page it was in, to the end, rechecking every binding stored whe
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from hvac import exceptions as hvac_errors
@@ -16,8 +18,7 @@ from tests.e2e.test_key_health import bind_active
 from tests.e2e.test_observability import samples
 
 pytestmark = pytest.mark.stack
-# Bindings with no key to recheck (as if stored by hand): the validator answers each at once (binding_gone), so the
-# sweep has many pages without waiting on HTX's pace. Enough pages that the kill lands mid-sweep.
+# Enough filler bindings (filler_bindings) that the kill lands mid-sweep.
 FILLER_USERS = 300
 VAULT_WRITER = "vault_writer"
 
@@ -39,6 +40,23 @@ def sweep_progress(vault_admin, sweep_id: str) -> SweepProgress | None:
     return SweepProgress.from_vault(data)
 
 
+@asynccontextmanager
+async def filler_bindings(vault_admin, name: str, users: int) -> AsyncIterator[None]:
+    """Bindings with no key to recheck (as if stored by hand), one for each of `users` users, deleted afterwards: the
+    validator answers each at once (binding_gone), so a sweep over them has many pages without waiting on HTX."""
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+    filler = [binding_path(f"{prefix}-{n:03d}", f"filler-{n:03d}") for n in range(users)]
+    for path in filler:
+        await asyncio.to_thread(vault_admin.secrets.kv.v2.create_or_update_secret, path, {"seeded": "yes"},
+                                cas=0, mount_point=KV_MOUNT)
+    try:
+        yield
+    finally:
+        for path in filler:
+            await asyncio.to_thread(vault_admin.secrets.kv.v2.delete_metadata_and_all_versions, path,
+                                    mount_point=KV_MOUNT)
+
+
 async def progress_when(vault_admin, sweep_id: str, reached) -> SweepProgress:
     """The sweep's progress in Vault once `reached` holds of it, looked at every few milliseconds."""
     deadline = time.monotonic() + WAIT_S
@@ -53,12 +71,7 @@ async def progress_when(vault_admin, sweep_id: str, reached) -> SweepProgress:
 async def test_a_sweep_whose_vault_writer_is_killed_mid_sweep_goes_on_from_its_page_and_rechecks_every_binding(
         client, pipeline, htx_sandbox, vault_admin):
     real = {await bind_active(client, fresh_key(htx_sandbox)) for _ in range(2)}
-    prefix = f"sweep-filler-{uuid.uuid4().hex[:8]}"
-    filler = [binding_path(f"{prefix}-{n:03d}", f"filler-{n:03d}") for n in range(FILLER_USERS)]
-    for path in filler:
-        await asyncio.to_thread(vault_admin.secrets.kv.v2.create_or_update_secret, path, {"seeded": "yes"},
-                                cas=0, mount_point=KV_MOUNT)
-    try:
+    async with filler_bindings(vault_admin, "sweep-filler", FILLER_USERS):
         everything = await asyncio.to_thread(stored_bindings, vault_admin)
         request_id = await client.request_sweep()
         sweep_id = f"manual-{request_id}"
@@ -86,10 +99,6 @@ async def test_a_sweep_whose_vault_writer_is_killed_mid_sweep_goes_on_from_its_p
         assert metrics[("hash7_sweep_bindings_found", frozenset())] == len(everything)
         assert metrics[("hash7_sweep_bindings_so_far", frozenset())] == len(everything)
         assert metrics[("hash7_sweep_pages_total", frozenset())] >= done.pages - at_kill.pages
-    finally:
-        for path in filler:
-            await asyncio.to_thread(vault_admin.secrets.kv.v2.delete_metadata_and_all_versions, path,
-                                    mount_point=KV_MOUNT)
 
 
 async def rechecks_of(client, request_id: str, expected: int) -> set[tuple[str, str]]:

@@ -76,3 +76,8 @@ path "hash7/data/sweeps/*" {
 path "hash7/data/sweep-progress/*" {
   capabilities = ["create", "read", "update"]
 }
+
+# Key-health sweep: name the sweep running now as it starts (check-and-set), so that one sweep runs at a time.
+path "hash7/data/sweep-running" {
+  capabilities = ["create", "read", "update"]
+}

@@ -94,6 +94,11 @@ def sweep_progress_path(sweep_id: str) -> str:
     return f"sweep-progress/{sweep_id}"
 
 
+# Names the key-health sweep running now (or the last one to run), taken with check-and-set by a sweep as it
+# starts, so that one sweep runs at a time (shared/adapters/vault/stores.py SweepClaims.running).
+SWEEP_RUNNING_PATH = "sweep-running"
+
+
 # One entry per claimed access key, under an HMAC of the key with the access-key-index key. A rotation of that key
 # changes every path: claims are checked under every version still in use (shared/adapters/vault/stores.py).
 ACCESS_KEY_INDEX_FOLDER = "index/access-keys/"

@@ -198,7 +198,23 @@ class SweepProgress(VaultRecord):
     bindings: int
     # The page in progress is the last one.
     finished: bool = False
+    # When the page in progress started (after waiting for its turn).
     updated_at: IsoTime
+    # When its re-checks have had their turn at the sweep's pace (its start + its bindings / pace): the next page
+    # starts no sooner, and the last page's is the sweep's end. None in progress written before sweeps were paced.
+    turn_ends_at: IsoTime | None = _absent_when_none()
+
+
+class RunningSweep(VaultRecord):
+    """Names the key-health sweep that runs now, or ran last (sweep-running): another starts only once that one's
+    progress says finished, or has stood still too long (services/vault_writer/handlers.py)."""
+
+    sweep_id: str
+    request_id: str
+    # When the sweep took this record: its last sign of life until its first page's progress is written.
+    taken_at: IsoTime
+    # The sweep this one replaced as abandoned, if any.
+    replaced: str | None = _absent_when_none()
 
 
 class AccessKeyIndexEntry(VaultRecord):

@@ -31,6 +31,7 @@ from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_FOLDER,
     ACCESS_KEY_INDEX_KEY,
     BINDINGS_FOLDER,
+    SWEEP_RUNNING_PATH,
     access_key_index_path,
     binding_path,
     exchange_key,
@@ -50,6 +51,7 @@ from shared.adapters.vault.records import (
     KeyImport,
     KeyRef,
     RecheckableBinding,
+    RunningSweep,
     SweepClaim,
     SweepProgress,
     Tombstone,
@@ -62,7 +64,7 @@ from shared.runtime.errors import TransientError
 log = structlog.get_logger(__name__)
 R = TypeVar("R", bound=VaultRecord)
 # Records written on behalf of one request, whose request id tells our own write from another's.
-OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord, KeyImport)
+OfARequest = TypeVar("OfARequest", BindingRecord, WhitelistRecord, KeyImport, RunningSweep)
 
 
 class ConcurrentWrite(TransientError):
@@ -274,8 +276,33 @@ class Tombstones:
         return await _create_once(self._vault, revocation_path(user_id, binding_id), tombstone)
 
 
+@dataclass(frozen=True)
+class SweepInCharge:
+    """The sweep that sweep-running names, and how far it got (None: its first page has not started)."""
+
+    entry: Versioned[RunningSweep]
+    progress: SweepProgress | None
+
+    @property
+    def sweep_id(self) -> str:
+        return self.entry.record.sweep_id
+
+    @property
+    def finished(self) -> bool:
+        return self.progress is not None and self.progress.finished
+
+    @property
+    def due_at(self) -> datetime:
+        """When it was due to move next: its page in progress's turn's end, else that page's start, else (no page
+        yet) when it took sweep-running."""
+        if self.progress is None:
+            return self.entry.record.taken_at
+        return self.progress.turn_ends_at or self.progress.updated_at
+
+
 class SweepClaims:
-    """Who runs each key-health sweep (SweepClaim)."""
+    """Who runs each key-health sweep (SweepClaim), how far it got (SweepProgress), and which one runs now
+    (RunningSweep: one record, so that one sweep runs at a time)."""
 
     def __init__(self, vault: VaultPort) -> None:
         self._vault = vault
@@ -306,6 +333,21 @@ class SweepClaims:
         except CasConflict:
             raise ConcurrentWrite(f"{path} changed while writing") from None
         return progress
+
+    async def in_charge(self) -> SweepInCharge | None:
+        """The sweep running now, or the last one to run; None before any sweep started under this record."""
+        entry = await _read(self._vault, SWEEP_RUNNING_PATH, RunningSweep)
+        if entry is None:
+            return None
+        progress = await self.progress(entry.record.sweep_id)
+        return SweepInCharge(entry, progress.record if progress is not None else None)
+
+    async def take_charge(self, running: RunningSweep, current: SweepInCharge | None) -> RunningSweep:
+        """Name this sweep the running one in place of current (None: no sweep ran before). Check-and-set: of two
+        sweeps starting at once one wins, the other gets ConcurrentWrite and its handler decides again; a write of
+        ours that landed unseen is found as ours."""
+        entry = current.entry if current is not None else None
+        return (await _check_and_set(self._vault, SWEEP_RUNNING_PATH, running, entry)).record
 
 
 class IndexMove(StrEnum):

@@ -195,8 +195,9 @@ def sweep() -> None:
             print_request_id(request_id)
             return
         stdout.print(f"Key-health sweep requested (request {request_id}). Its progress shows in `hash7 audit` "
-                     "(health_sweep: page_requested for each page, finished at the end; `--output json` has the "
-                     "counts); bindings whose key changed show up in `hash7 timeline --user …`.", markup=False)
+                     "(health_sweep: page_requested for each page, finished at the end; sweep_running instead when "
+                     "another sweep is still running; `--output json` has the counts); bindings whose key changed show "
+                     "up in `hash7 timeline --user …`.", markup=False)
 
     run(settings, request())
 

@@ -1,7 +1,7 @@
 """The stores' edges that the handlers' tests do not reach: a record that does not read as its type, a path
 that refuses a create-only write yet reads as empty, a binding record that holds no secret and keeps the access
-key out of its repr, and (on the real OpenBao) a rotation that leaves no readable copy of the old record, and a
-sweep's pages and progress as the vault-writer's role lists and writes them."""
+key out of its repr, and (on the real OpenBao) a rotation that leaves no readable copy of the old record, a
+sweep's pages and progress as the vault-writer's role lists and writes them, and the running sweep it names."""
 
 import json
 import uuid
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from shared.adapters.vault.client import CasConflict, VaultClient
 from shared.adapters.vault.layout import KV_MOUNT, binding_path, exchange_key
-from shared.adapters.vault.records import BindingRecord, KeyRef, SweepProgress, Tombstone
+from shared.adapters.vault.records import BindingRecord, KeyRef, RunningSweep, SweepProgress, Tombstone
 from shared.adapters.vault.stores import (
     Bindings,
     ConcurrentWrite,
@@ -189,3 +189,22 @@ async def test_a_sweep_pages_through_real_vault_as_the_vault_writer_and_its_prog
     with pytest.raises(ConcurrentWrite):
         await sweeps.advance(sweep_id, second, started)  # another instance moved it on meanwhile
     assert (await sweeps.progress(sweep_id)).record == second
+
+
+@pytest.mark.stack
+async def test_the_running_sweep_is_named_with_check_and_set_as_the_vault_writer(bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    sweeps = SweepClaims(VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer")))
+    sweep_id = f"charge-{uuid.uuid4().hex}"
+    # Finished: left in charge, it holds no later sweep of the session back.
+    await sweeps.advance(sweep_id, SweepProgress(request_id="c1", pages=1, bindings=0, finished=True,
+                                                 updated_at=utc_now()), None)
+    before = await sweeps.in_charge()
+    ours = RunningSweep(sweep_id=sweep_id, request_id="c1", taken_at=utc_now())
+
+    assert await sweeps.take_charge(ours, before) == ours
+    assert await sweeps.take_charge(ours, before) == ours  # our write landed unseen (a retry): found as ours
+    with pytest.raises(ConcurrentWrite):  # another sweep, from what it read before ours took charge
+        await sweeps.take_charge(RunningSweep(sweep_id="late", request_id="l1", taken_at=utc_now()), before)
+    now = await sweeps.in_charge()
+    assert now is not None and now.entry.record == ours and now.finished

@@ -28,6 +28,7 @@ from shared.runtime.producer import KafkaPublisher
 from shared.runtime.provenance import EventSigner
 from tests.clients.trading.fakes import RecordingHtx
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
+from tests.e2e.test_key_health import sweep_done
 from tests.kafka_reading import raw_records
 from tests.vault_admin import audit_responses
 
@@ -168,6 +169,7 @@ async def test_a_binding_a_sweep_found_invalid_is_refused(client, gate, htx_sand
     sweep = await client.request_sweep()
     invalid = await client.wait_for(sweep, lambda s: s.binding_id == binding_id, WAIT_S)
     assert invalid[-1].state == BindingState.INVALID
+    await sweep_done(client, sweep)  # one sweep runs at a time: a later test's would be refused while this one runs
 
     with pytest.raises(OrderRefused) as refused:
         await gate.place(user, binding_id, BUY_BTC)

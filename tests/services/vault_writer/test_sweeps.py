@@ -17,6 +17,9 @@ from tests.fakes import AT, InMemoryVault, RacingVault
 from tests.services.vaults import Crash, CrashingVault
 
 PAGE = 5
+# So fast that no page waits for its turn: these tests are about the pages, tests/services/vault_writer/
+# test_sweep_turns.py about their pace.
+UNPACED = 1e9
 # Users with one to four bindings each, so pages end inside a user's bindings as well as between users.
 BINDINGS = [(f"user-{u:02d}", f"binding-{b}") for u in range(9) for b in range(1 + u % 4)]
 
@@ -60,7 +63,7 @@ async def sweep_to_the_end(deps: VaultWriterDeps, event: SweepRequested | None,
 async def first_page_handled(vault: InMemoryVault) -> tuple[VaultWriterDeps, list[Event], SweepRequested]:
     """A sweep of the seeded bindings whose first page is handled: the deps, that page's events, and its request
     for page two."""
-    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE)
+    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE, rechecks_per_s=UNPACED)
     first = await handle_sweep_requested(first_page(), deps, at=AT)
     page_two = next_page(first)
     assert page_two is not None
@@ -74,7 +77,8 @@ def progress(vault: InMemoryVault) -> SweepProgress:
 async def test_the_pages_of_a_sweep_recheck_every_stored_binding_exactly_once():
     vault = await seeded(InMemoryVault())
     handled: list[list[Event]] = []
-    await sweep_to_the_end(VaultWriterDeps(vault, sweep_page_size=PAGE), first_page(), handled)
+    deps = VaultWriterDeps(vault, sweep_page_size=PAGE, rechecks_per_s=UNPACED)
+    await sweep_to_the_end(deps, first_page(), handled)
 
     everything = [binding for out in handled for binding in rechecked(out)]
     assert everything == sorted(BINDINGS)  # each once, in the sweep's order
@@ -91,7 +95,8 @@ async def test_the_pages_of_a_sweep_recheck_every_stored_binding_exactly_once():
 async def test_a_sweep_whose_last_page_is_full_ends_with_an_empty_page():
     vault = await seeded(InMemoryVault())
     handled: list[list[Event]] = []
-    await sweep_to_the_end(VaultWriterDeps(vault, sweep_page_size=len(BINDINGS)), first_page(), handled)
+    deps = VaultWriterDeps(vault, sweep_page_size=len(BINDINGS), rechecks_per_s=UNPACED)
+    await sweep_to_the_end(deps, first_page(), handled)
     assert [len(rechecked(out)) for out in handled] == [len(BINDINGS), 0]
     assert sweep_audits(handled[-1], AuditOutcome.FINISHED)[0]["bindings"] == len(BINDINGS)
 
@@ -115,7 +120,7 @@ async def test_no_page_lists_more_users_or_asks_for_more_rechecks_than_the_page_
     many = [(f"u{n:04d}", f"b{n % 3}") for n in range(300)]
     for user_id, binding_id in many:
         await vault.write(binding_path(user_id, binding_id), {"seeded": "yes"}, cas=0)
-    deps, event, swept = VaultWriterDeps(vault, sweep_page_size=7), first_page(), 0
+    deps, event, swept = VaultWriterDeps(vault, sweep_page_size=7, rechecks_per_s=UNPACED), first_page(), 0
     while event is not None:
         vault.user_lists = 0
         out = await handle_sweep_requested(event, deps, at=AT)
@@ -188,7 +193,7 @@ async def test_a_copy_of_a_page_the_sweep_has_passed_asks_for_nothing():
 async def test_another_request_for_a_claimed_sweep_does_not_sweep_it_nor_its_pages():
     vault = InMemoryVault()
     _, _, page_two = await first_page_handled(vault)
-    other = VaultWriterDeps(vault, sweep_page_size=PAGE)  # another instance
+    other = VaultWriterDeps(vault, sweep_page_size=PAGE, rechecks_per_s=UNPACED)  # another instance
     rival = await handle_sweep_requested(first_page("s2"), other, at=AT)  # its timer, for the same slot of time
     assert not rechecked(rival) and next_page(rival) is None
     assert len(sweep_audits(rival, AuditOutcome.ALREADY_CLAIMED)) == 1
@@ -199,7 +204,7 @@ async def test_another_request_for_a_claimed_sweep_does_not_sweep_it_nor_its_pag
 
 async def test_a_new_sweep_asked_to_start_past_some_bindings_skips_none_and_rechecks_nothing():
     vault = InMemoryVault()
-    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE)
+    deps = VaultWriterDeps(await seeded(vault), sweep_page_size=PAGE, rechecks_per_s=UNPACED)
     last_user, last_binding = BINDINGS[-1]
     # A first page with a cursor (anyone allowed on the topic, the app among them, could write one): it would
     # pass over every binding before the cursor and still end as a finished sweep.
