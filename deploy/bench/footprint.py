@@ -27,12 +27,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from deploy.bench.load import StatusCollector
-from deploy.bench.run import BENCH_DIR, Benchmark, ResourceSampler
+from deploy.bench.run import BENCH_DIR, ResourceSampler, benchmarking, console
 from deploy.bootstrap.kafka_topics import RETENTION_MS, unread_records
 from deploy.bootstrap.private_files import make_private_dir
 from deploy.bootstrap.vault_files import VaultFiles
@@ -51,7 +49,6 @@ SWEEP_TIMEOUT_S = 3_600.0
 SERVICES = ("intake", "validator", "vault_writer", "whitelist")
 DAY_S = 86_400.0
 
-console = Console(highlight=False)
 
 
 @dataclass(frozen=True)
@@ -176,33 +173,30 @@ async def read_statuses_back(client: BindingClient) -> tuple[int, float]:
 
 async def measure(stack: LoopbackStack, bindings: int, warm_up: int = WARM_UP_BINDINGS) -> dict[str, Any]:
     """Snapshots after warm_up bindings, after bindings more, and after a sweep of them all (see the module's doc)."""
-    sampler = ResourceSampler({name: process.pid for name, process in stack.processes().items()})
-    sampling = asyncio.create_task(sampler.run())
-    try:
-        async with BindingClient(stack.settings) as client, StatusCollector(client) as collector:
-            with Progress(console=console, transient=False) as progress:
-                bench = Benchmark(stack, client, collector, sampler, progress)
-                await bench.load(await bench.prepare(warm_up, "the warm-up"), None, "warm-up")
-                warm = await snapshot(stack, sampler)
-                bound_s = 0.0
-                for first in range(0, bindings, BATCH_BINDINGS):
-                    count = min(BATCH_BINDINGS, bindings - first)
-                    phase = await bench.load(await bench.prepare(count, f"bindings {first + 1}–{first + count}"),
-                                             None, f"bindings {first + 1}–{first + count}")
-                    bound_s += phase.wall_s
-                    if phase.states != {"active": count}:
-                        raise RuntimeError(f"not every binding became active: {phase.states}")
-                bound = await snapshot(stack, sampler)
-                sweep_s = await sweep_everything(stack, client, warm_up + bindings, progress)
-                swept = await snapshot(stack, sampler)
-                status_records, status_read_s = await read_statuses_back(client)
-    finally:
-        sampling.cancel()
+    async with benchmarking(stack) as bench:
+        await bench.load(await bench.prepare(warm_up, "the warm-up"), None, "warm-up")
+        warm = await snapshot(stack, bench.sampler)
+        bound_s, halfway = 0.0, None
+        # At least two batches: memory's growth is measured over the second half (see scale).
+        batch = min(BATCH_BINDINGS, max(bindings // 2, 1))
+        for first in range(0, bindings, batch):
+            count = min(batch, bindings - first)
+            what = f"bindings {first + 1}–{first + count}"
+            phase = await bench.load(await bench.prepare(count, what), None, what)
+            bound_s += phase.wall_s
+            if phase.states != {"active": count}:
+                raise RuntimeError(f"not every binding became active: {phase.states}")
+            if halfway is None and first + count >= bindings // 2:
+                halfway = {"bindings": first + count, "rss_bytes": bench.sampler.current_rss()}
+        bound = await snapshot(stack, bench.sampler)
+        sweep_s = await sweep_everything(stack, bench.client, warm_up + bindings, bench.progress)
+        swept = await snapshot(stack, bench.sampler)
+        status_records, status_read_s = await read_statuses_back(bench.client)
     return {"bindings": bindings, "warm_up_bindings": warm_up, "bind_wall_s": round(bound_s, 1),
-            "sweep_s": round(sweep_s, 1), "snapshots": {"warm": asdict(warm), "bound": asdict(bound),
-                                                        "swept": asdict(swept)},
+            "sweep_s": round(sweep_s, 1), "halfway": halfway,
+            "snapshots": {"warm": asdict(warm), "bound": asdict(bound), "swept": asdict(swept)},
             "status_read": {"records": status_records, "seconds": round(status_read_s, 2)},
-            "peak_rss_bytes": dict(sampler.peak_rss)}
+            "peak_rss_bytes": dict(bench.sampler.peak_rss)}
 
 
 def _records_per(after: dict[str, Any], before: dict[str, Any], topic: Topic, per: int) -> float:
@@ -235,8 +229,11 @@ def scale(measured: dict[str, Any], target: int) -> dict[str, Any]:
             "at_target_bytes": round(target * per_bind + target * per_sweep * sweeps_per_day * retention_days)}
     replay_bound = IntakeSettings.model_fields["intake_replay_memory_max_requests"].default
     memory = {}
+    halfway = measured["halfway"]
     for name in SERVICES + ("vault", "kafka"):
-        growth = (swept["rss_bytes"][name] - warm["rss_bytes"][name]) / bindings
+        # Over the second half of the bindings only: the first half also fills caches, connection pools and the
+        # heap's first arenas once, which more bindings do not grow again.
+        growth = (bound["rss_bytes"][name] - halfway["rss_bytes"][name]) / (bindings - halfway["bindings"])
         held = min(target, replay_bound) if name == "intake" else target
         memory[name] = {"warm_bytes": warm["rss_bytes"][name], "swept_bytes": swept["rss_bytes"][name],
                         "growth_per_binding_bytes": round(growth, 1),
@@ -300,7 +297,7 @@ def show(result: dict[str, Any]) -> None:
                        f"{figures['bytes_per_recheck']:,} B", _mb(figures["at_target_bytes"]))
     console.print(topics)
     memory = Table(title="Resident memory", title_justify="left")
-    for column in ("process", "after warm-up", f"after {bindings:,} and a sweep", "growth per binding",
+    for column in ("process", "after warm-up", f"after {bindings:,} and a sweep", "growth per binding, 2nd half",
                    f"at {target:,}"):
         memory.add_column(column, justify="left" if column == "process" else "right")
     for name, figures in scaled["memory"].items():
@@ -323,6 +320,8 @@ def main() -> int:
                         help="re-checks per second during the measured sweep (default 25, to keep the run short)")
     parser.add_argument("--output", choices=("table", "json"), default="table")
     arguments = parser.parse_args()
+    if arguments.bindings < 2:
+        parser.error("--bindings must be at least 2: memory's growth is measured over the second half")
     configure_logging("footprint", "console", "WARNING")
     make_private_dir(BENCH_DIR)
     with tempfile.TemporaryDirectory(dir=BENCH_DIR, prefix="stack-") as run_dir, \

@@ -23,7 +23,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,34 +133,34 @@ class Phase:
 class Benchmark:
     def __init__(self, stack: LoopbackStack, client: BindingClient, collector: StatusCollector,
                  sampler: ResourceSampler, progress: Progress) -> None:
-        self._stack = stack
-        self._client = client
-        self._collector = collector
-        self._sampler = sampler
-        self._progress = progress
+        self.stack = stack
+        self.client = client
+        self.collector = collector
+        self.sampler = sampler
+        self.progress = progress
 
     async def prepare(self, count: int, what: str) -> list[BindingRequested]:
-        task = self._progress.add_task(f"sealing {count} requests for {what}", total=count)
-        keys = await asyncio.to_thread(provision_good_keys, self._stack.sandbox, count, self._stack.settings.egress_ips)
-        requests = await seal_requests(self._client, keys)
-        self._progress.update(task, completed=count)
+        task = self.progress.add_task(f"sealing {count} requests for {what}", total=count)
+        keys = await asyncio.to_thread(provision_good_keys, self.stack.sandbox, count, self.stack.settings.egress_ips)
+        requests = await seal_requests(self.client, keys)
+        self.progress.update(task, completed=count)
         return requests
 
     async def load(self, requests: list[BindingRequested], rate_per_s: float | None, what: str) -> Phase:
-        task = self._progress.add_task(what, total=len(requests))
-        submission = Submission(self._client, requests, rate_per_s)
-        cpu_before, started = self._sampler.cpu_seconds(), time.monotonic()
+        task = self.progress.add_task(what, total=len(requests))
+        submission = Submission(self.client, requests, rate_per_s)
+        cpu_before, started = self.sampler.cpu_seconds(), time.monotonic()
         await submission.run()
-        left = await self._collector.wait_for_outcomes(
+        left = await self.collector.wait_for_outcomes(
             [r.request_id for r in requests], OUTCOME_TIMEOUT_S,
-            on_progress=lambda pending: self._progress.update(task, completed=len(requests) - pending))
+            on_progress=lambda pending: self.progress.update(task, completed=len(requests) - pending))
         if left:
             raise RuntimeError(f"{len(left)} of {len(requests)} bindings had no outcome in {OUTCOME_TIMEOUT_S:.0f} s")
         phase = Phase(requests, submission.submitted_at, wall_s=time.monotonic() - started)
-        cpu_after = self._sampler.cpu_seconds()
+        cpu_after = self.sampler.cpu_seconds()
         phase.cpu_seconds = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
         for request in requests:
-            outcome = self._collector.outcome(request.request_id)
+            outcome = self.collector.outcome(request.request_id)
             assert outcome is not None
             phase.states[outcome.status.state] = phase.states.get(outcome.status.state, 0) + 1
             if outcome.status.state == BindingState.ACTIVE:
@@ -168,14 +169,14 @@ class Benchmark:
 
     async def capacity(self, part: Part, what: str) -> Capacity:
         """The best of part's throughput over the concurrency levels, each on keys of its own."""
-        task = self._progress.add_task(what, total=len(CONCURRENCY_LEVELS))
+        task = self.progress.add_task(what, total=len(CONCURRENCY_LEVELS))
         best: Capacity | None = None
         for concurrency in CONCURRENCY_LEVELS:
-            keys = await asyncio.to_thread(provision_good_keys, self._stack.sandbox, CAPACITY_BINDINGS,
-                                           self._stack.settings.egress_ips)
-            measured = await asyncio.to_thread(measure, self._stack.settings, keys, part, concurrency)
+            keys = await asyncio.to_thread(provision_good_keys, self.stack.sandbox, CAPACITY_BINDINGS,
+                                           self.stack.settings.egress_ips)
+            measured = await asyncio.to_thread(measure, self.stack.settings, keys, part, concurrency)
             best = measured if best is None or measured.per_second > best.per_second else best
-            self._progress.advance(task)
+            self.progress.advance(task)
         assert best is not None
         return best
 
@@ -187,26 +188,32 @@ def sustained_per_s(phase: Phase) -> float:
     return (len(done) * 9 // 10 - len(done) // 10) / (last - first)
 
 
-async def run_benchmark(stack: LoopbackStack) -> dict[str, object]:
-    stack.sandbox.set_fault("*", latency_ms=SANDBOX_LATENCY_MS)
+@asynccontextmanager
+async def benchmarking(stack: LoopbackStack) -> AsyncIterator[Benchmark]:
+    """A Benchmark of stack: its processes sampled, a client and a status collector open, progress shown."""
     sampler = ResourceSampler({name: process.pid for name, process in stack.processes().items()})
     sampling = asyncio.create_task(sampler.run())
     try:
         async with BindingClient(stack.settings) as client, StatusCollector(client) as collector:
             with Progress(console=console, transient=False) as progress:
-                bench = Benchmark(stack, client, collector, sampler, progress)
-                await bench.load(await bench.prepare(WARM_UP_BINDINGS, "the warm-up"), 10.0, "warm-up")
-                latencies = {rate: await bench.load(await bench.prepare(LATENCY_BINDINGS, "latency"), rate,
-                                                    f"latency at {rate:.0f}/s")
-                             for rate in LATENCY_RATES_PER_S}
-                sustained = await bench.load(await bench.prepare(SUSTAINED_BINDINGS, "throughput"), None,
-                                             "sustained throughput")
-                vault_only = await bench.capacity(DirectBinding.vault_part, "raw capacity: Vault operations")
-                htx_only = await bench.capacity(DirectBinding.htx_part, "raw capacity: HTX calls")
-                limit = await bench.capacity(DirectBinding.whole, "raw capacity: both")
+                yield Benchmark(stack, client, collector, sampler, progress)
     finally:
         sampling.cancel()
-    return report(latencies, sustained, vault_only, htx_only, limit, sampler)
+
+
+async def run_benchmark(stack: LoopbackStack) -> dict[str, object]:
+    stack.sandbox.set_fault("*", latency_ms=SANDBOX_LATENCY_MS)
+    async with benchmarking(stack) as bench:
+        await bench.load(await bench.prepare(WARM_UP_BINDINGS, "the warm-up"), 10.0, "warm-up")
+        latencies = {rate: await bench.load(await bench.prepare(LATENCY_BINDINGS, "latency"), rate,
+                                            f"latency at {rate:.0f}/s")
+                     for rate in LATENCY_RATES_PER_S}
+        sustained = await bench.load(await bench.prepare(SUSTAINED_BINDINGS, "throughput"), None,
+                                     "sustained throughput")
+        vault_only = await bench.capacity(DirectBinding.vault_part, "raw capacity: Vault operations")
+        htx_only = await bench.capacity(DirectBinding.htx_part, "raw capacity: HTX calls")
+        limit = await bench.capacity(DirectBinding.whole, "raw capacity: both")
+    return report(latencies, sustained, vault_only, htx_only, limit, bench.sampler)
 
 
 def latency_figures(rate: float, phase: Phase) -> dict[str, object]:

@@ -59,8 +59,10 @@ def test_a_sweep_at_scale_lasts_the_bindings_over_the_configured_pace(measured: 
 
 def test_intake_memory_is_scaled_only_up_to_its_replay_bound(measured: dict[str, Any]) -> None:
     grown = copy.deepcopy(measured)
-    warm, swept = grown["snapshots"]["warm"], grown["snapshots"]["swept"]
-    swept["rss_bytes"]["intake"] = warm["rss_bytes"]["intake"] + 1_000 * BINDINGS  # 1,000 bytes per binding
-    bound = IntakeSettings.model_fields["intake_replay_memory_max_requests"].default
-    intake = scale(grown, 10 * bound)["memory"]["intake"]
-    assert intake["at_target_bytes"] == swept["rss_bytes"]["intake"] + 1_000 * (bound - BINDINGS)
+    halfway, bound, swept = grown["halfway"], grown["snapshots"]["bound"], grown["snapshots"]["swept"]
+    assert 0 < halfway["bindings"] < BINDINGS
+    # 1,000 bytes more per binding over the second half of the bindings.
+    bound["rss_bytes"]["intake"] = halfway["rss_bytes"]["intake"] + 1_000 * (BINDINGS - halfway["bindings"])
+    replay_bound = IntakeSettings.model_fields["intake_replay_memory_max_requests"].default
+    intake = scale(grown, 10 * replay_bound)["memory"]["intake"]
+    assert intake["at_target_bytes"] == swept["rss_bytes"]["intake"] + 1_000 * (replay_bound - BINDINGS)
