@@ -17,6 +17,7 @@ tables; `--output json` prints the figures as JSON. Either way they are written 
 import argparse
 import asyncio
 import json
+import math
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
 from rich.progress import Progress
 from rich.table import Table
 
@@ -36,6 +38,7 @@ from deploy.bootstrap.private_files import make_private_dir
 from deploy.bootstrap.vault_files import VaultFiles
 from deploy.stack.loopback import LoopbackStack, loopback_stack
 from shared.adapters.vault.client import hvac_client
+from shared.adapters.vault.layout import BINDINGS_FOLDER, KV_MOUNT
 from shared.clients.binding_client import BindingClient
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.runtime.config import IntakeSettings, Settings, ValidatorSettings, VaultWriterSettings
@@ -161,6 +164,24 @@ def stack_settings(pace_per_s: float) -> dict[str, str]:
     return {"HASH7_HEALTH_SWEEP_INTERVAL_S": "0", "HASH7_HEALTH_RECHECKS_PER_S": str(pace_per_s)}
 
 
+async def listing_audit(stack: LoopbackStack) -> dict[str, int]:
+    """What a LIST adds to Vault's audit log: one of every user (what each sweep page does first), and one of a
+    single user's bindings, to tell what grows with the names listed from what each LIST costs anyway."""
+    audit_log = VaultFiles(stack.settings.run_dir).audit_log
+    client = hvac_client(stack.settings.vault_connection(), stack.root_token)
+
+    def listed(folder: str) -> tuple[int, int]:
+        before = audit_log.stat().st_size
+        names = client.secrets.kv.v2.list_secrets(folder, mount_point=KV_MOUNT)["data"]["keys"]
+        return len(names), audit_log.stat().st_size - before
+
+    users, every_user_bytes = await asyncio.to_thread(listed, BINDINGS_FOLDER)
+    [first_user] = (await asyncio.to_thread(client.secrets.kv.v2.list_secrets, BINDINGS_FOLDER,
+                                            mount_point=KV_MOUNT))["data"]["keys"][:1]
+    one, one_bytes = await asyncio.to_thread(listed, f"{BINDINGS_FOLDER}{first_user}")
+    return {"users": users, "audit_bytes": every_user_bytes, "one_name_audit_bytes": one_bytes, "one_names": one}
+
+
 async def read_statuses_back(client: BindingClient) -> tuple[int, float]:
     """binding.status from its first record to its end, each record verified and parsed: the work intake's replay
     view does on every start (shared/runtime/subscriptions.py follow). The records read, and the seconds it took."""
@@ -193,9 +214,9 @@ async def measure(stack: LoopbackStack, bindings: int, warm_up: int = WARM_UP_BI
         swept = await snapshot(stack, bench.sampler)
         status_records, status_read_s = await read_statuses_back(bench.client)
     return {"bindings": bindings, "warm_up_bindings": warm_up, "bind_wall_s": round(bound_s, 1),
-            "sweep_s": round(sweep_s, 1), "halfway": halfway,
+            "sweep_s": sweep_s, "halfway": halfway, "listing": await listing_audit(stack),
             "snapshots": {"warm": asdict(warm), "bound": asdict(bound), "swept": asdict(swept)},
-            "status_read": {"records": status_records, "seconds": round(status_read_s, 2)},
+            "status_read": {"records": status_records, "seconds": status_read_s},
             "peak_rss_bytes": dict(bench.sampler.peak_rss)}
 
 
@@ -215,7 +236,8 @@ def scale(measured: dict[str, Any], target: int) -> dict[str, Any]:
     default_pace = ValidatorSettings.model_fields["health_rechecks_per_s"].default
     sweep_at_target_s = target / min(default_pace, achieved_per_s)
     interval_s = VaultWriterSettings.model_fields["health_sweep_interval_s"].default
-    sweeps_per_day = DAY_S / max(interval_s, sweep_at_target_s)
+    # A sweep starts at the first slot of the interval after the one before it ended (one sweep at a time).
+    sweeps_per_day = DAY_S / (math.ceil(sweep_at_target_s / interval_s) * interval_s)
     topics = {}
     for topic in Topic:
         name = topic.value
@@ -248,7 +270,16 @@ def scale(measured: dict[str, Any], target: int) -> dict[str, Any]:
     vault_per_binding = (bound["vault_data_bytes"] - warm["vault_data_bytes"]) / bindings
     snapshot_per_binding = (bound["vault_snapshot_bytes"] - warm["vault_snapshot_bytes"]) / bindings
     audit_per_binding = (bound["vault_audit_bytes"] - warm["vault_audit_bytes"]) / bindings
-    audit_per_recheck = (swept["vault_audit_bytes"] - bound["vault_audit_bytes"]) / swept_bindings
+    # Each page of a sweep lists every user (Vault's KV LIST has no paging), and the audit device logs the names
+    # listed: that part grows with pages × users, the rest with the re-checks.
+    page_size = VaultWriterSettings.model_fields["sweep_page_size"].default
+    listing = measured["listing"]
+    list_per_user = max((listing["audit_bytes"] - listing["one_name_audit_bytes"])
+                        / (listing["users"] - listing["one_names"]), 0.0)
+    list_fixed = listing["one_name_audit_bytes"] - list_per_user * listing["one_names"]
+    listed_here = (swept_bindings // page_size + 1) * listing["audit_bytes"]
+    audit_per_recheck = (swept["vault_audit_bytes"] - bound["vault_audit_bytes"] - listed_here) / swept_bindings
+    listing_per_sweep = (target // page_size + 1) * (list_fixed + list_per_user * target)
     return {
         "target_bindings": target, "recheck_pace_per_s": default_pace,
         "achieved_recheck_per_s": round(achieved_per_s, 1),
@@ -259,7 +290,11 @@ def scale(measured: dict[str, Any], target: int) -> dict[str, Any]:
                   "snapshot_at_target_bytes": round(snapshot_per_binding * target),
                   "audit_bytes_per_binding": round(audit_per_binding),
                   "audit_bytes_per_recheck": round(audit_per_recheck),
-                  "audit_per_day_at_target_bytes": round(audit_per_recheck * target * sweeps_per_day)},
+                  "audit_list_bytes_per_user": round(list_per_user, 1),
+                  "audit_list_fixed_bytes": round(list_fixed),
+                  "audit_listing_per_sweep_at_target_bytes": round(listing_per_sweep),
+                  "audit_per_day_at_target_bytes": round((audit_per_recheck * target + listing_per_sweep)
+                                                         * sweeps_per_day)},
         "topics": topics, "memory": memory,
         "intake_start": {"status_records_per_s": round(status_records_per_s),
                          "status_records_at_target": round(statuses_at_target),
@@ -286,6 +321,9 @@ def show(result: dict[str, Any]) -> None:
                     _mb(vault["snapshot_at_target_bytes"]))
     storage.add_row("audit log, binding", f"{vault['audit_bytes_per_binding']:,} B",
                     _mb(vault["audit_bytes_per_binding"] * target))
+    storage.add_row("audit log, a sweep's LISTs", f"{vault['audit_list_fixed_bytes']:,} B a page "
+                    f"+ {vault['audit_list_bytes_per_user']:,} B per user listed",
+                    _mb(vault["audit_listing_per_sweep_at_target_bytes"]))
     storage.add_row("audit log, per day of sweeps", f"{vault['audit_bytes_per_recheck']:,} B per re-check",
                     _mb(vault["audit_per_day_at_target_bytes"]))
     console.print(storage)
@@ -322,6 +360,10 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.bindings < 2:
         parser.error("--bindings must be at least 2: memory's growth is measured over the second half")
+    try:
+        VaultWriterSettings.model_validate({"health_rechecks_per_s": arguments.pace})
+    except ValidationError as exc:
+        parser.error(f"--pace {arguments.pace:g}: {exc.errors()[0]['msg']}")
     configure_logging("footprint", "console", "WARNING")
     make_private_dir(BENCH_DIR)
     with tempfile.TemporaryDirectory(dir=BENCH_DIR, prefix="stack-") as run_dir, \

@@ -152,11 +152,14 @@ def _hcl_string(value: object) -> str:
 
 def _audit_stanza(files: VaultFiles) -> str:
     return f"""\
-# Every request and response, with secret values HMAC'd (log_raw off).
+# Every request and response, with secret values HMAC'd (log_raw off). A LIST's response is logged as its count
+# of names, not the names: each key-health sweep page lists every user, which at 1M users would log about 80 MB a
+# page (README.md, Capacity at 1M bindings).
 audit "file" {_hcl_string(AUDIT_DEVICE_PATH)} {{
   options {{
-    file_path = {_hcl_string(files.audit_log)}
-    log_raw   = "false"
+    file_path            = {_hcl_string(files.audit_log)}
+    log_raw              = "false"
+    elide_list_responses = "true"
   }}
 }}
 """

@@ -239,7 +239,7 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     in_charge: RunningSweep | None
     if current is None and (running is None or running.sweep_id != event.sweep_id):
         # A new sweep. Its first page redelivered finds itself in charge (or its progress written) and goes on.
-        if running is not None and not running.finished and not deps.abandoned(running, at):
+        if running is not None and not running.over_by(at) and not deps.abandoned(running, at):
             log.info("sweep_not_started", sweep_id=event.sweep_id, running_sweep_id=running.sweep_id)
             return [_sweep_audit(event, AuditOutcome.SWEEP_RUNNING, at, running_sweep_id=running.sweep_id)]
         replaced = running.sweep_id if running is not None and not running.finished else None
@@ -247,12 +247,15 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
             log.warning("sweep_abandoned_replaced", sweep_id=event.sweep_id, replaced_sweep_id=replaced)
         in_charge = await deps.sweeps.take_charge(RunningSweep(
             sweep_id=event.sweep_id, request_id=event.request_id, taken_at=at, replaced=replaced), running)
-    elif running is not None and running.sweep_id != event.sweep_id:
+    elif (running is not None and running.sweep_id != event.sweep_id
+          and not (redone and current is not None and current.record.finished)):
         # Replaced while taken for abandoned: it stops, so two sweeps never run side by side.
         return [_sweep_audit(event, AuditOutcome.SUPERSEDED, at, replaced_by=running.sweep_id)]
     else:
-        # This sweep is in charge; or none is: a sweep started before sweep-running was kept runs to its end.
-        in_charge = running.entry.record if running is not None else None
+        # This sweep is in charge; or its last page is redone (a crash before its commit) after another sweep
+        # started, and its re-checks are still owed; or none is in charge: a sweep started before sweep-running
+        # existed goes on until a new sweep takes charge, and its next page then stops (superseded).
+        in_charge = running.entry.record if running is not None and running.sweep_id == event.sweep_id else None
 
     # This page's start: its turn, once the page before it had its own (a redone page started before); the first
     # page's, with the sweep's claim.
@@ -262,8 +265,9 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
         begins = max(at, started_at)
     else:
         begins = max(at, current.record.turn_ends_at or at)
-    # Waited out in hand: VaultWriterSettings bounds the turn well under the age a record in hand may reach.
-    wait_s = begins.timestamp() - deps.clock()
+    # Waited out in hand: VaultWriterSettings bounds the turn well under the age a record in hand may reach, and
+    # never longer than one full page's turn here, whatever clock or settings wrote the turn before.
+    wait_s = min(begins.timestamp() - deps.clock(), deps.turn_s(deps.sweep_page_size))
     if wait_s > 0:
         await deps.sleep(wait_s)
 

@@ -95,7 +95,7 @@ def sweep_progress_path(sweep_id: str) -> str:
 
 
 # Names the key-health sweep running now (or the last one to run), taken with check-and-set by a sweep as it
-# starts, so that one sweep runs at a time (shared/adapters/vault/stores.py SweepClaims.running).
+# starts, so that one sweep runs at a time (shared/adapters/vault/stores.py SweepClaims.in_charge).
 SWEEP_RUNNING_PATH = "sweep-running"
 
 

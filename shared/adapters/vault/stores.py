@@ -291,6 +291,12 @@ class SweepInCharge:
     def finished(self) -> bool:
         return self.progress is not None and self.progress.finished
 
+    def over_by(self, at: datetime) -> bool:
+        """Whether it finished and its last page's re-checks had their turn by at: only then may the next sweep
+        start, so two sweeps' re-checks never queue side by side."""
+        return (self.progress is not None and self.progress.finished
+                and (self.progress.turn_ends_at or self.progress.updated_at) <= at)
+
     @property
     def due_at(self) -> datetime:
         """When it was due to move next: its page in progress's turn's end, else that page's start, else (no page

@@ -141,13 +141,40 @@ async def test_a_new_sweep_while_another_runs_is_not_started_and_the_audit_names
         assert sweep_progress_path(refused.sweep_id) not in vault.versions
     assert in_charge(vault).sweep_id == "sweep-1"
 
-    # The running sweep goes on to its end, and then a new one starts.
+    # The running sweep goes on to its end; a new one starts once its last page's re-checks had their turn.
     handled = [await handle_sweep_requested(page_two, deps, at=clock.at)]
     await run_to_the_end(deps, clock, handled)
-    assert progress_of(vault, "sweep-1").finished
+    done = progress_of(vault, "sweep-1")
+    assert done.finished and done.turn_ends_at is not None
     out = await handle_sweep_requested(first_page("s4", "scheduled-8"), deps, at=clock.at)
+    assert sweep_audits(out, AuditOutcome.SWEEP_RUNNING) and not rechecked(out)
+    out = await handle_sweep_requested(first_page("s5", "scheduled-9"), deps, at=done.turn_ends_at)
     assert len(sweep_audits(out, AuditOutcome.STARTED)) == 1 and len(rechecked(out)) == PAGE
-    assert in_charge(vault).sweep_id == "scheduled-8"
+    assert in_charge(vault).sweep_id == "scheduled-9"
+
+
+async def test_the_last_page_redelivered_after_the_next_sweep_started_still_asks_for_its_rechecks():
+    vault, clock = await seeded(InMemoryVault()), Clock(now())
+    deps = paced(vault, clock)
+    handled = [await handle_sweep_requested(first_page(), deps, at=clock.at)]
+    last_request = None
+    event = next_page(handled[-1])
+    while event is not None:  # to the end, keeping the last page's request
+        last_request = event
+        handled.append(await handle_sweep_requested(event, deps, at=clock.at))
+        event = next_page(handled[-1])
+    assert last_request is not None
+    last_rechecks = rechecked(handled[-1])
+    done = progress_of(vault, "sweep-1")
+    assert done.turn_ends_at is not None
+    started = await handle_sweep_requested(first_page("s2", "scheduled-9"), deps, at=done.turn_ends_at)
+    assert sweep_audits(started, AuditOutcome.STARTED)
+
+    # The vault-writer crashed before committing the last page: redelivered, it owes the same re-checks.
+    again = await handle_sweep_requested(last_request, deps, at=done.turn_ends_at)
+    assert rechecked(again) == last_rechecks and last_rechecks
+    assert not sweep_audits(again, AuditOutcome.SUPERSEDED)
+    assert in_charge(vault).sweep_id == "scheduled-9"
 
 
 async def test_a_sweep_that_took_charge_but_has_no_page_yet_counts_as_running():
