@@ -25,8 +25,10 @@ def build(settings: IntakeSettings, deps: IntakeDeps | None = None, vault: Vault
     subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.BINDING_REQUESTED: partial(handle_binding_requested, deps=deps),
     })
-    # Replays are answered from the latest status each request reached, read back from the status topic.
-    follow(messaging.broker, settings, Topic.BINDING_STATUS, deps.history.record, messaging.verifier)
+    # Replays are answered from the latest status each request reached, read back from the status topic, from
+    # as far back as the memory keeps: older statuses it would drop on reading.
+    follow(messaging.broker, settings, Topic.BINDING_STATUS, deps.history.record, messaging.verifier,
+           deps.history.max_age)
     return service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
 
 

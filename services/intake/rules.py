@@ -113,6 +113,10 @@ class RequestHistory:
         return None if kept is None else parse_event(BindingStatus, kept.status)
 
     @property
+    def max_age(self) -> timedelta:
+        return self._max_age
+
+    @property
     def horizon(self) -> datetime:
         """Requests made at or before this time may have been forgotten."""
         by_age = self._clock() - self._max_age + CLOCK_SKEW

@@ -1,13 +1,17 @@
 """Attaching handlers to topics: `subscribe` (a consumer group, laned, committed behind the work), `follow` (an
-in-memory view of a whole topic), and `Subscriptions`, the laned subscriptions a service closes at shutdown."""
+in-memory view of a topic, from its beginning or a max age back), and `Subscriptions`, the laned subscriptions a
+service closes at shutdown."""
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
@@ -29,6 +33,12 @@ E = TypeVar("E", bound=Event)
 # landing during the sleep waits it out. Short where a user waits for `active`; idle polls stay in-process.
 _BATCH_WAIT_MS_BINDING_PATH = 10
 _BATCH_WAIT_MS_OCCASIONAL = 100
+
+# How much earlier than its max age a view starts reading: a record's timestamp is stamped when it is produced,
+# after its event occurred, by the producing client's clock or, where a topic stamps append time, the broker's.
+# An hour covers any clock difference between those and the view's own (the repository allows minutes:
+# services/intake/rules.py CLOCK_SKEW), for a few hundredths more of a 7-day view to read.
+_START_MARGIN_S = 3600
 
 
 def subscribe(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, handle: Handler[E],
@@ -110,16 +120,52 @@ class Subscriptions:
         return [load for subscription in self._subscriptions for load in subscription.loads()]
 
 
+class _StartAtAge:
+    """Moves each partition of a view, at its first record, to the first record produced within max_age (plus
+    _START_MARGIN_S) of now, by the broker's offset for that time (Kafka's ListOffsets). A record produced
+    before that holds an event that occurred before it too: nothing the view keeps. Where the broker cannot
+    answer by time, the partition is read from where it started, its beginning, as without a max age."""
+
+    def __init__(self, max_age: timedelta) -> None:
+        self._max_age_s = max_age.total_seconds()
+        self._placed: set[TopicPartition] = set()
+
+    async def skips(self, consumer: AIOKafkaConsumer, record: ConsumerRecord) -> bool:
+        """Whether record lies before the partition's start, the partition now moved past it."""
+        partition = TopicPartition(record.topic, record.partition)
+        if partition in self._placed:
+            return False
+        self._placed.add(partition)
+        since_ms = int((time.time() - self._max_age_s - _START_MARGIN_S) * 1000)
+        try:
+            found = (await consumer.offsets_for_times({partition: since_ms})).get(partition)
+        except KafkaError as exc:
+            log.warning("view_start_by_time_unanswered", topic=record.topic, partition=record.partition,
+                        error_class=type(exc).__name__)
+            return False
+        # None: no record that recent yet (or a broker that does not keep timestamps); read on as before.
+        if found is None or found.offset <= record.offset:
+            return False
+        # Records already fetched past the old position are dropped by aiokafka, not delivered.
+        consumer.seek(partition, found.offset)
+        return True
+
+
 def follow(broker: KafkaBroker, settings: ServiceSettings, topic: Topic, on_event: Callable[[Any], None],
-           verifier: EventVerifier) -> None:
+           verifier: EventVerifier, max_age: timedelta | None = None) -> None:
     """Feed every authentic event of topic, from the beginning and without a consumer group, into an in-memory
     view (each instance sees all partitions; nothing is committed, so nothing to close: the view is rebuilt on
-    every start)."""
+    every start). With max_age, only from the records produced within it (_StartAtAge), for a view that keeps
+    no older event."""
 
     route = subscribed_route(topic, settings.service_name, view=True)
+    start = None if max_age is None else _StartAtAge(max_age)
 
     async def consume(message: KafkaMessage) -> None:
         record = cast(ConsumerRecord, message.raw_message)  # a single subscriber's raw message is one record
+        # A group-less consumer calls no rebalance listener, so the view moves its partitions as they first yield.
+        if start is not None and await start.skips(cast(AIOKafkaConsumer, message.consumer), record):
+            return
         try:
             await verifier.producer_of(topic, route.producers, record.key, record.headers or (), record.value or b"")
             on_event(parse_event(route.event_model, record.value or b""))

@@ -1,9 +1,16 @@
 """How shared.runtime.subscriptions.subscribe wires a topic: the delivery rules that would silently break the mission if
 FastStream's defaults crept back (commit before processing, a new group starting at `latest`), one consumer
 group per subscription whose commits are the lanes' (not FastStream's), the fetch wait of the binding
-path versus the occasional topics; and the service's own subscriptions, closed by its app before the broker
-stops."""
+path versus the occasional topics; the service's own subscriptions, closed by its app before the broker
+stops; and where a view with a max age starts each partition (`follow`)."""
 
+import time
+from datetime import timedelta
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import UnsupportedVersionError
+from aiokafka.structs import OffsetAndTimestamp
 from faststream import AckPolicy
 
 from shared.contracts.routing import Topic
@@ -13,7 +20,7 @@ from shared.runtime.lanes import LanedSubscription
 from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher
 from shared.runtime.service import service_app
-from shared.runtime.subscriptions import Subscriptions, subscribe
+from shared.runtime.subscriptions import _START_MARGIN_S, Subscriptions, _StartAtAge, subscribe
 from tests.fakes import InMemoryVault
 
 VAULT = InMemoryVault()
@@ -86,3 +93,53 @@ async def test_the_app_closes_its_subscriptions_before_its_broker_stops():
     subscriptions = Subscriptions(RecordingSubscription(closed, "validated"), RecordingSubscription(closed, "revoke"))
     await service_app(broker, subscriptions, settings, "", VAULT).stop()
     assert closed == ["validated", "revoke", "broker"]
+
+
+class ByTimeConsumer:
+    """An aiokafka consumer's lookup by time and seek, answering with a given offset or error."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.asked: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    async def offsets_for_times(self, timestamps):
+        self.asked.append(timestamps)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return {partition: self.answer for partition in timestamps}
+
+    def seek(self, partition, offset):
+        self.seeks.append((partition, offset))
+
+
+def record_at(offset: int, partition: int = 0) -> ConsumerRecord:
+    return ConsumerRecord("t", partition, offset, 0, 0, None, b"", None, 0, 0, [])
+
+
+async def test_a_view_with_a_max_age_moves_each_partition_once_to_the_brokers_offset_for_it():
+    consumer = ByTimeConsumer(OffsetAndTimestamp(5, 0))
+    start = _StartAtAge(timedelta(days=7))
+    before = time.time()
+
+    # Records 0..4 were produced before the reach: the first one read moves its partition to 5, unread.
+    assert await start.skips(consumer, record_at(0)) is True
+    assert await start.skips(consumer, record_at(5)) is False
+    assert consumer.seeks == [(TopicPartition("t", 0), 5)]
+    # Asked once a partition, for now − max age − the margin for clock differences.
+    [asked] = consumer.asked
+    assert (before - 7 * 86400 - _START_MARGIN_S) * 1000 - 1 <= asked[TopicPartition("t", 0)] \
+        <= (time.time() - 7 * 86400 - _START_MARGIN_S) * 1000
+    assert await start.skips(consumer, record_at(7, partition=1)) is False  # already past the reach's start
+
+
+@pytest.mark.parametrize("answer", [None, OffsetAndTimestamp(0, 0), UnsupportedVersionError()],
+                         ids=["no-record-that-recent", "reach-starts-at-the-first-record", "cannot-answer-by-time"])
+async def test_a_view_reads_a_partition_from_its_beginning_where_the_broker_gives_no_later_start(answer):
+    consumer = ByTimeConsumer(answer)
+    start = _StartAtAge(timedelta(days=7))
+
+    assert [await start.skips(consumer, record_at(offset)) for offset in range(3)] == [False, False, False]
+    assert consumer.seeks == []
+    assert len(consumer.asked) == 1
+

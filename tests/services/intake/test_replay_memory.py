@@ -3,14 +3,16 @@ and that a request whose answer may have been forgotten is refused, never done a
 
 from datetime import timedelta
 
+from services.intake import app
 from services.intake.handlers import IntakeDeps, handle_binding_requested
 from services.intake.rules import CLOCK_SKEW, AttemptLimiter, RequestHistory, binding_id_for
 from shared.contracts.outcomes import status
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, Topic
 from shared.contracts.states import BindingState, RequestKind
+from shared.runtime.config import IntakeSettings
 from tests.builders import SECRET, topic_of
-from tests.fakes import AT, fake_seal
+from tests.fakes import AT, InMemoryVault, fake_seal
 from tests.services.intake.test_handlers import request
 
 MAX_AGE = timedelta(days=7)
@@ -159,3 +161,13 @@ def test_a_partition_that_moves_gives_its_users_a_fresh_window_on_the_instance_t
     allowed = [before_the_move.allow("u1") for _ in range(4)] + [after_the_move.allow("u1") for _ in range(4)]
 
     assert allowed.count(True) == 6
+
+
+def test_intake_reads_the_status_topic_back_from_as_far_as_its_memory_keeps(monkeypatch):
+    followed = []
+    monkeypatch.setattr(app, "follow", lambda *arguments: followed.append(arguments))
+    app.build(IntakeSettings(intake_replay_memory_max_age_s=3600), vault=InMemoryVault())
+
+    [(_, _, topic, on_event, _, max_age)] = followed
+    assert (topic, max_age) == (Topic.BINDING_STATUS, timedelta(hours=1))
+    assert on_event.__self__.max_age == timedelta(hours=1)
