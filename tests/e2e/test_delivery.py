@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.events import BindingValidated
 from shared.contracts.routing import Party, Topic
@@ -18,6 +17,7 @@ from shared.runtime.publishing import EventPublisher
 from shared.runtime.subscriptions import subscribe
 from tests.builders import provenance_headers, validated
 from tests.fakes import InMemoryVault
+from tests.fixtures.topics import create_topics
 
 pytestmark = pytest.mark.stack
 
@@ -41,12 +41,7 @@ async def wait_until(condition, timeout_s: float) -> None:
 async def test_a_slow_record_holds_the_commit_while_later_records_of_other_users_finish(kafka_server):
     settings = VaultWriterSettings(kafka_bootstrap_servers=kafka_server, topic_prefix=f"lanes-{uuid.uuid4().hex[:8]}.")
     topic = settings.topic(Topic.BINDING_VALIDATED)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])  # one partition: every user's records share it
-    finally:
-        await admin.close()
+    await create_topics(kafka_server, {topic: 1})  # one partition: every user's records share it
     partition = TopicPartition(topic, 0)
     group_id = consumer_group_id(settings.topic_prefix, settings.service_name, settings.kafka_group_suffix,
                                  Topic.BINDING_VALIDATED)

@@ -8,13 +8,13 @@ from typing import cast
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from shared.runtime.broker import make_broker, whole_message
 from shared.runtime.config import ServiceSettings
 from shared.runtime.lanes import Consumer, LanedSubscription
+from tests.fixtures.topics import create_topics
 
 pytestmark = pytest.mark.stack
 
@@ -26,12 +26,7 @@ OTHER_USERS = [b"user-b", b"user-c", b"user-d", b"user-e", b"user-f"]
 
 async def create_topic(bootstrap_servers: str) -> str:
     name = f"lanes-flood-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap_servers, {name: PARTITIONS})
     return name
 
 

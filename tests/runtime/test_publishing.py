@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import utc_now
@@ -18,6 +17,7 @@ from shared.runtime.errors import TransientError
 from shared.runtime.provenance import EventSigner, EventVerifier
 from shared.runtime.publishing import EventPublisher, PublishRefused
 from tests.fakes import InMemoryVault
+from tests.fixtures.topics import create_topics
 from tests.kafka_reading import raw_records
 
 pytestmark = pytest.mark.stack
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.stack
 
 async def started_publisher(kafka_server: str, vault: InMemoryVault) -> tuple[IntakeSettings, EventPublisher, object]:
     settings = IntakeSettings(kafka_bootstrap_servers=kafka_server, topic_prefix=f"pub-{uuid.uuid4().hex[:8]}.")
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.topic(topic), 1, 1) for topic in (Topic.DEAD_LETTER, Topic.AUDIT)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_server, {settings.topic(topic): 1 for topic in (Topic.DEAD_LETTER, Topic.AUDIT)})
     broker = make_broker(settings, "publishing-test")
     await broker.start()
     return settings, EventPublisher(broker, settings.topic_prefix, EventSigner(vault, Party.INTAKE)), broker

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.events import BindingStatus
 from shared.contracts.outcomes import status
@@ -23,6 +22,7 @@ from shared.runtime.config import IntakeSettings
 from shared.runtime.provenance import EventVerifier
 from shared.runtime.subscriptions import _START_MARGIN_S, follow
 from tests.fakes import InMemoryVault
+from tests.fixtures.topics import create_topics
 
 pytestmark = pytest.mark.stack
 
@@ -51,12 +51,7 @@ async def broker_start(bootstrap_servers: str, partition: TopicPartition) -> int
 async def test_a_view_reads_its_partitions_from_the_brokers_offset_for_its_max_age(kafka_server):
     settings = IntakeSettings(kafka_bootstrap_servers=kafka_server, topic_prefix=f"view-start-{uuid.uuid4().hex[:8]}.")
     name = settings.topic(Topic.BINDING_STATUS)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 2, 1)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_server, {name: 2})
     now = datetime.now(UTC)
     sent = [(f"old-{n}", now - timedelta(days=30)) for n in range(3)] + [(f"new-{n}", now) for n in range(3)]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_server)
