@@ -235,7 +235,7 @@ async def handle_sweep_requested(event: SweepRequested, deps: VaultWriterDeps, *
     if not redone and _position(event.after) != _position(expected):
         return [_sweep_audit(event, AuditOutcome.PAGE_REFUSED, at)]
 
-    running = await deps.sweeps.in_charge()
+    running = await deps.sweeps.in_charge(event.sweep_id, current)
     in_charge: RunningSweep | None
     if current is None and (running is None or running.sweep_id != event.sweep_id):
         # A new sweep. Its first page redelivered finds itself in charge (or its progress written) and goes on.

@@ -340,12 +340,15 @@ class SweepClaims:
             raise ConcurrentWrite(f"{path} changed while writing") from None
         return progress
 
-    async def in_charge(self) -> SweepInCharge | None:
-        """The sweep running now, or the last one to run; None before any sweep started under this record."""
+    async def in_charge(self, sweep_id: str | None = None,
+                        its_progress: Versioned[SweepProgress] | None = None) -> SweepInCharge | None:
+        """The sweep running now, or the last one to run; None before any sweep started under this record. Given
+        sweep_id and the progress the caller already read of it, that progress is not read again when sweep_id is
+        the one running (every page of the running sweep)."""
         entry = await _read(self._vault, SWEEP_RUNNING_PATH, RunningSweep)
         if entry is None:
             return None
-        progress = await self.progress(entry.record.sweep_id)
+        progress = its_progress if entry.record.sweep_id == sweep_id else await self.progress(entry.record.sweep_id)
         return SweepInCharge(entry, progress.record if progress is not None else None)
 
     async def take_charge(self, running: RunningSweep, current: SweepInCharge | None) -> RunningSweep:
