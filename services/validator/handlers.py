@@ -15,8 +15,8 @@ from datetime import datetime
 import structlog
 
 from services.validator.inspection import KeyInspection
+from shared.adapters.exchange.errors import ExchangeError
 from shared.adapters.htx.client import HtxCredentials
-from shared.adapters.htx.errors import HtxError
 from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
 from shared.adapters.vault.stores import Bindings, ExchangeKeys
@@ -98,7 +98,7 @@ async def _inspect(deps: ValidatorDeps, access_key: str, signer: TransitHmacSign
     try:
         async with asyncio.timeout(deps.htx_deadline_s):
             return await deps.inspect(HtxCredentials(access_key, signer))
-    except (HtxError, TimeoutError) as exc:
+    except (ExchangeError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
         log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
         return KeyInspection.refused(reason(ReasonCode.EXCHANGE_UNAVAILABLE), checked=False)

@@ -8,8 +8,8 @@
 4. `GET /v1/account/accounts`: the spot account and whether it is locked.
 
 HTX refusing the key (unknown key, bad signature, IP not bound, expired, abnormal user, no permission) is
-an answer about the key and becomes a reason. Transient trouble is raised as `HtxTransientError` once the
-client's retry budget is spent, and any other refusal as `HtxError`: neither says anything about the key.
+an answer about the key and becomes a reason. Transient trouble is raised as `ExchangeTransientError` once the
+client's retry budget is spent, and any other refusal as `ExchangeError`: neither says anything about the key.
 """
 
 from dataclasses import dataclass
@@ -18,8 +18,8 @@ from typing import Self
 import structlog
 
 from services.validator.verdict import KeyPolicy, KeyVerdict, verdict_for
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.htx.client import HtxClient, HtxCredentials
-from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from shared.adapters.htx.models import Account, ApiKeyInfo
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import Reason, ReasonCode, reason
@@ -33,13 +33,13 @@ NOTABLE_CLOCK_SKEW_S = 5.0
 # for every key would cap validation at HTX's 10 unsigned requests a second per IP.
 CLOCK_SYNC_MAX_AGE_S = 60.0
 
-_REASON_BY_REFUSAL: dict[HtxErrorKind, ReasonCode] = {
-    HtxErrorKind.UNKNOWN_ACCESS_KEY: ReasonCode.KEY_INVALID,
-    HtxErrorKind.SIGNATURE_MISMATCH: ReasonCode.KEY_INVALID,
-    HtxErrorKind.KEY_EXPIRED: ReasonCode.KEY_EXPIRED,
-    HtxErrorKind.ABNORMAL_USER: ReasonCode.KEY_DISABLED,
+_REASON_BY_REFUSAL: dict[ExchangeErrorKind, ReasonCode] = {
+    ExchangeErrorKind.UNKNOWN_ACCESS_KEY: ReasonCode.KEY_INVALID,
+    ExchangeErrorKind.SIGNATURE_MISMATCH: ReasonCode.KEY_INVALID,
+    ExchangeErrorKind.KEY_EXPIRED: ReasonCode.KEY_EXPIRED,
+    ExchangeErrorKind.ABNORMAL_USER: ReasonCode.KEY_DISABLED,
     # Every call of the sequence needs only Read, so a permission refusal means Read is missing.
-    HtxErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
+    ExchangeErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
 }
 
 
@@ -76,7 +76,7 @@ async def inspect_key(client: HtxClient, credentials: HtxCredentials, policy: Ke
             # HTX knows the key (it answered /v2/user/uid) but does not list it under its own UID.
             return KeyInspection.refused(reason(ReasonCode.KEY_INVALID))
         accounts = await client.accounts(credentials)
-    except HtxError as error:
+    except ExchangeError as error:
         refusal = _reason_for_refusal(error, policy)
         if refusal is None:
             raise
@@ -91,15 +91,15 @@ async def _describe_key(client: HtxClient, credentials: HtxCredentials, uid: int
     """(the key's entry, whether it is a sub-account key)."""
     try:
         return await client.api_key(credentials, uid), False
-    except HtxError as error:
+    except ExchangeError as error:
         # The endpoint is parent-only: a sub-user key gets HTTP 403.
-        if error.kind is HtxErrorKind.FORBIDDEN:
+        if error.kind is ExchangeErrorKind.FORBIDDEN:
             return None, True
         raise
 
 
-def _reason_for_refusal(error: HtxError, policy: KeyPolicy) -> Reason | None:
-    if error.kind is HtxErrorKind.IP_NOT_BOUND:
+def _reason_for_refusal(error: ExchangeError, policy: KeyPolicy) -> Reason | None:
+    if error.kind is ExchangeErrorKind.IP_NOT_BOUND:
         # HTX names the address it saw: that egress IP is missing from the key's list.
         missing = [error.caller_ip] if error.caller_ip else list(policy.egress_ips)
         return reason(ReasonCode.IP_BINDING_INCOMPLETE, missing_ips=missing, egress_ips=list(policy.egress_ips))

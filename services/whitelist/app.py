@@ -14,8 +14,8 @@ from services.whitelist.handlers import (
     handle_whitelist_requested,
     on_malformed,
 )
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, exchange_error
 from shared.adapters.htx.client import UNEXPECTED_ANSWER, HtxClient
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising
@@ -30,7 +30,8 @@ async def refresh_symbols(htx: HtxClient, catalog: SymbolCatalog, interval_s: fl
     """Keep the catalogue fresh in the background, so no request waits on HTX's symbol lists; while HTX fails,
     retry with backoff capped at the refresh interval."""
     while True:
-        await retry_while_raising(partial(refresh_catalog, htx, catalog), HtxError, interval_s, _log_refresh_failure)
+        await retry_while_raising(partial(refresh_catalog, htx, catalog), ExchangeError, interval_s,
+                                  _log_refresh_failure)
         await asyncio.sleep(interval_s)
 
 
@@ -39,12 +40,12 @@ async def refresh_catalog(htx: HtxClient, catalog: SymbolCatalog) -> None:
     if not market:
         # No exchange lists no symbol: a broken (or hostile) answer. Keep the last good list and retry, rather
         # than refuse every pair as unknown.
-        raise htx_error(HtxErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER, "the market-symbols list is empty")
+        raise exchange_error(ExchangeErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER, "the market-symbols list is empty")
     catalog.replace(merge_symbol_lists(market, v2))
     log.info("symbols_refreshed", count=len(market))
 
 
-def _log_refresh_failure(error: HtxError, delay_s: float) -> None:
+def _log_refresh_failure(error: ExchangeError, delay_s: float) -> None:
     log.warning("symbols_refresh_failed", kind=error.kind, retry_in_s=round(delay_s, 2))
 
 

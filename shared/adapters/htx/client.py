@@ -3,7 +3,7 @@ deadline-bounded retries with full-jitter backoff, and a client-side rate limite
 endpoint) that honours HTX's rate-limit headers.
 
 HTX's answers are untrusted input (shared/adapters/htx/README.md#answer-limits): each call has one total deadline,
-each answer a size cap, and whatever HTX sends ends as a value or an `HtxError`, never another exception.
+each answer a size cap, and whatever HTX sends ends as a value or an `ExchangeError`, never another exception.
 
 One client serves many users' keys, so credentials travel with each call as `HtxCredentials`: the access key and
 the signer that signs with its secret (shared/adapters/request_signing.py). The client never holds a secret: it
@@ -26,7 +26,8 @@ import httpx
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, htx_error, parse_response
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, exchange_error
+from shared.adapters.htx.errors import parse_response
 from shared.adapters.htx.models import (
     Account,
     ApiKeyInfo,
@@ -205,13 +206,13 @@ def parse_rate_limit_headers(headers: Mapping[str, str], now: float) -> tuple[in
 @asynccontextmanager
 async def answered_within(seconds: float, what: str) -> AsyncIterator[None]:
     """Bound everything inside to seconds in all (connect, send, every read, every retry), however slowly HTX
-    drips its answer; past that, raise `HtxTransientError` `network-error`, since a request in flight may have
+    drips its answer; past that, raise `ExchangeTransientError` `network-error`, since a request in flight may have
     reached HTX (shared/adapters/htx/README.md#answer-limits)."""
     try:
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
-        raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_ERROR,
+        raise exchange_error(ExchangeErrorKind.UNAVAILABLE, NETWORK_ERROR,
                         f"no complete answer to {what} within {seconds:g} s") from None
 
 
@@ -251,12 +252,12 @@ class _CappedBody:
             raise self._undecodable("a gzip body cut short")
         return bytes(self._body)
 
-    def _too_large(self) -> HtxError:
-        return htx_error(HtxErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE,
+    def _too_large(self) -> ExchangeError:
+        return exchange_error(ExchangeErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE,
                          f"{self._path} answered more than {self._cap} bytes")
 
-    def _undecodable(self, what: str) -> HtxError:
-        return htx_error(HtxErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, f"{self._path} answered {what}")
+    def _undecodable(self, what: str) -> ExchangeError:
+        return exchange_error(ExchangeErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, f"{self._path} answered {what}")
 
 
 T = TypeVar("T")
@@ -272,7 +273,7 @@ _MARKET_SYMBOLS = TypeAdapter(list[MarketSymbol])
 
 
 class HtxClient:
-    """HTX's spot REST endpoints used by Hash7. Every call raises `HtxError` (or `HtxTransientError`, once
+    """HTX's spot REST endpoints used by Hash7. Every call raises `ExchangeError` (or `ExchangeTransientError`, once
     the retry budget is spent) instead of returning an error envelope.
 
     Retries: transient failures are retried with full-jitter exponential backoff while the next attempt
@@ -385,7 +386,7 @@ class HtxClient:
 
         Always sends `uid` and `accessKey` and still matches the entry by access key, since without
         `accessKey` HTX returns every key of the UID. Parent users only: a sub-user key is refused with HTTP 403
-        (`HtxErrorKind.FORBIDDEN`). See shared/adapters/htx/README.md#api-key-query, #other-errors.
+        (`ExchangeErrorKind.FORBIDDEN`). See shared/adapters/htx/README.md#api-key-query, #other-errors.
         """
         params = {"uid": str(uid), "accessKey": credentials.access_key}
         entries = await self._call("GET", "/v2/user/api-key", _API_KEYS, credentials=credentials, params=params)
@@ -415,13 +416,13 @@ class HtxClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> T:
-        """The answer's `data`, read as shape; an answer not shaped as documented is an HtxError."""
+        """The answer's `data`, read as shape; an answer not shaped as documented is an ExchangeError."""
         async with answered_within(self._deadline_s, f"{method} {path}"):
             document = await self._call_with_retries(method, path, credentials, params, body)
         try:
             return shape.validate_python(document.get("data"))
         except ValidationError as exc:
-            raise htx_error(HtxErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER,
+            raise exchange_error(ExchangeErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER,
                             f"{path} answered data not shaped as documented ({exc.error_count()} problem(s))") from None
 
     async def _call_with_retries(
@@ -435,16 +436,16 @@ class HtxClient:
         deadline = self._clock() + self._retry_budget_s
         limiter_key = (self._principal(credentials), path)
         attempt = 0
-        last_error: HtxError | None = None
+        last_error: ExchangeError | None = None
         while True:
             if not await self._wait_for_slot(limiter_key, deadline):
                 # Retrying has run into our own rate limit: HTX's last answer says more than the limiter.
-                raise last_error or htx_error(
-                    HtxErrorKind.RATE_LIMITED, CLIENT_RATE_LIMIT, f"no request slot for {path} within the retry budget"
-                )
+                raise last_error or exchange_error(
+                    ExchangeErrorKind.RATE_LIMITED, CLIENT_RATE_LIMIT,
+                    f"no request slot for {path} within the retry budget")
             try:
                 return await self._send(method, path, credentials, params, body, limiter_key)
-            except HtxError as error:
+            except ExchangeError as error:
                 last_error = error
                 wait = self._backoff(method, error, attempt, deadline)
                 if wait is None:
@@ -489,7 +490,7 @@ class HtxClient:
         try:
             with calling("htx", f"{method} {path}"):
                 return await self._exchange(method, path, query, body, limiter_key)
-        except HtxError as error:
+        except ExchangeError as error:
             HTX_ERRORS.labels(path, error.kind.value).inc()
             raise
         finally:
@@ -506,12 +507,12 @@ class HtxClient:
                     HTX_RATE_LIMIT_REMAINING.labels(path).set(limits[0])
                 content = await _read_capped(response, path)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc
+            raise exchange_error(ExchangeErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc
         except httpx.TransportError as exc:
-            raise htx_error(HtxErrorKind.UNAVAILABLE, NETWORK_ERROR, _describe(exc)) from exc
+            raise exchange_error(ExchangeErrorKind.UNAVAILABLE, NETWORK_ERROR, _describe(exc)) from exc
         return parse_response(response.status_code, content)
 
-    def _backoff(self, method: str, error: HtxError, attempt: int, deadline: float) -> float | None:
+    def _backoff(self, method: str, error: ExchangeError, attempt: int, deadline: float) -> float | None:
         """Seconds to wait before retrying after error (full jitter), or None when it must be raised now."""
         if not error.transient or (method != "GET" and not _htx_did_not_act(error)):
             return None
@@ -537,9 +538,10 @@ async def _read_capped(response: httpx.Response, path: str) -> bytes:
     return body.finish()
 
 
-def _htx_did_not_act(error: HtxError) -> bool:
+def _htx_did_not_act(error: ExchangeError) -> bool:
     """Whether HTX certainly did nothing with the request: it never left us, or HTX refused it up front."""
-    return error.code == NETWORK_UNREACHABLE or error.kind in (HtxErrorKind.RATE_LIMITED, HtxErrorKind.MAINTENANCE)
+    return error.code == NETWORK_UNREACHABLE or error.kind in (ExchangeErrorKind.RATE_LIMITED,
+                                                               ExchangeErrorKind.MAINTENANCE)
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -18,7 +18,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from shared.adapters.htx.errors import HtxError
+from shared.adapters.exchange.errors import ExchangeError
 from shared.clients.console import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -147,7 +147,7 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
             except OrderRefused as refused:
                 print_refusal(refused.reason.value, str(refused))
                 return EXIT_REFUSED
-            except HtxError as exc:
+            except ExchangeError as exc:
                 if exc.transient:
                     raise ClientError(f"HTX at {settings.htx_base_url} could not take the order ({exc})") from None
                 print_refusal("htx", f"HTX refused the order: {exc}")

@@ -94,8 +94,9 @@ class OrderGate:
         await self._audits.close(deadline_s)
 
     async def place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
-        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise HtxError as they are, and so
-        does no answer within the deadline (an `HtxTransientError` `network-error`: the order may have been placed)."""
+        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise ExchangeError as they are, and
+        so does no answer within the deadline (an `ExchangeTransientError` `network-error`: the order may have been
+        placed)."""
         with placing_order(binding_id):
             try:
                 placed = await self._place(user_id, binding_id, order)

@@ -13,6 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 import shared.adapters.htx.client as client_module
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.client import (
     CLIENT_RATE_LIMIT,
     EXPIRE_HEADER,
@@ -24,7 +25,6 @@ from shared.adapters.htx.client import (
     RateLimit,
     parse_rate_limit_headers,
 )
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.htx.signing import compute_signature, format_timestamp, pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
@@ -180,7 +180,7 @@ async def test_a_signer_that_fails_stops_the_call_before_anything_is_sent(time, 
             await client.uid(HtxCredentials(ACCESS_KEY, CountingSigner(failure)))
         with pytest.raises(type(failure)) as on_order:
             await client.place_order(HtxCredentials(ACCESS_KEY, CountingSigner(failure)), order)
-    # The signer's own error, not an HtxError the caller would read as HTX's verdict on the key.
+    # The signer's own error, not an ExchangeError the caller would read as HTX's verdict on the key.
     assert on_get.value is failure and on_order.value is failure
     assert htx.requests == [] and time.sleeps == []
 
@@ -208,9 +208,9 @@ async def test_transient_failures_are_retried_with_full_jitter_then_succeed(time
 async def test_when_the_retry_budget_is_spent_the_last_transient_error_is_raised(time):
     htx = ScriptedHtx(GATEWAY_ERROR)
     async with client_for(htx, time, retry_budget_s=1.0) as client:
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await client.uid(CREDENTIALS)
-    assert (caught.value.kind, caught.value.code) == (HtxErrorKind.UNAVAILABLE, "gateway-internal-error")
+    assert (caught.value.kind, caught.value.code) == (ExchangeErrorKind.UNAVAILABLE, "gateway-internal-error")
     assert len(htx.requests) > 2
     assert sum(time.sleeps) <= 1.0
 
@@ -218,18 +218,18 @@ async def test_when_the_retry_budget_is_spent_the_last_transient_error_is_raised
 async def test_maintenance_is_retried_then_raised(time):
     htx = ScriptedHtx(v1_error("system-maintenance", "System is in maintenance!"))
     async with client_for(htx, time, retry_budget_s=0.5) as client:
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await client.server_time_ms()
-    assert caught.value.kind is HtxErrorKind.MAINTENANCE
+    assert caught.value.kind is ExchangeErrorKind.MAINTENANCE
     assert len(htx.requests) > 1
 
 
 async def test_refusals_about_the_key_are_not_retried(time):
     htx = ScriptedHtx(v1_error("api-signature-not-valid", "Signature not valid: Incorrect Access key [Access key错误]"))
     async with client_for(htx, time) as client:
-        with pytest.raises(HtxError) as caught:
+        with pytest.raises(ExchangeError) as caught:
             await client.uid(CREDENTIALS)
-    assert caught.value.kind is HtxErrorKind.UNKNOWN_ACCESS_KEY and not caught.value.transient
+    assert caught.value.kind is ExchangeErrorKind.UNKNOWN_ACCESS_KEY and not caught.value.transient
     assert len(htx.requests) == 1 and time.sleeps == []
 
 
@@ -240,9 +240,9 @@ async def test_refusals_about_the_key_are_not_retried(time):
 async def test_network_failures_are_transient(time, failure, code):
     htx = ScriptedHtx(failure)
     async with client_for(htx, time, retry_budget_s=0) as client:
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await client.uid(CREDENTIALS)
-    assert (caught.value.kind, caught.value.code) == (HtxErrorKind.UNAVAILABLE, code)
+    assert (caught.value.kind, caught.value.code) == (ExchangeErrorKind.UNAVAILABLE, code)
 
 
 @pytest.mark.parametrize("failure", [httpx.ReadTimeout("slow"), BAD_GATEWAY, GATEWAY_ERROR])
@@ -250,7 +250,7 @@ async def test_an_order_that_may_have_reached_htx_is_not_sent_twice(time, failur
     htx = ScriptedHtx(failure, httpx.Response(200, json={"status": "ok", "data": "1"}))
     order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
     async with client_for(htx, time) as client:
-        with pytest.raises(HtxTransientError):
+        with pytest.raises(ExchangeTransientError):
             await client.place_order(CREDENTIALS, order)
     assert len(htx.requests) == 1
 
@@ -297,9 +297,9 @@ async def test_a_wait_beyond_the_budget_is_refused_without_asking_htx(time):
     htx = ScriptedHtx(ok(headers=limit_headers(0, START + 10)))
     async with client_for(htx, time, retry_budget_s=1.0) as client:
         await client.uid(CREDENTIALS)
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await client.uid(CREDENTIALS)
-    assert (caught.value.kind, caught.value.code) == (HtxErrorKind.RATE_LIMITED, CLIENT_RATE_LIMIT)
+    assert (caught.value.kind, caught.value.code) == (ExchangeErrorKind.RATE_LIMITED, CLIENT_RATE_LIMIT)
     assert len(htx.requests) == 1
 
 
@@ -354,7 +354,7 @@ async def test_no_secret_signature_or_access_key_reaches_logs_or_errors(time, mo
     mismatch = v1_error("api-signature-not-valid", "Signature not valid: Verification failure [校验失败]")
     htx = ScriptedHtx(GATEWAY_ERROR, mismatch)
     async with client_for(htx, time) as client:
-        with pytest.raises(HtxError) as caught:
+        with pytest.raises(ExchangeError) as caught:
             await client.uid(CREDENTIALS)
     signature = htx.requests[-1].url.params["Signature"]
     seen = repr(logs.calls) + str(caught.value) + repr(caught.value.args)
@@ -367,16 +367,16 @@ async def test_no_secret_signature_or_access_key_reaches_logs_or_errors(time, mo
 async def test_retries_stopped_by_our_own_limit_raise_htx_last_answer(time):
     htx = ScriptedHtx(GATEWAY_ERROR)
     async with client_for(htx, time, rate_limits={"/v2/user/uid": RateLimit(2, 60.0)}) as client:
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await client.uid(CREDENTIALS)
-    assert (caught.value.kind, caught.value.code) == (HtxErrorKind.UNAVAILABLE, "gateway-internal-error")
+    assert (caught.value.kind, caught.value.code) == (ExchangeErrorKind.UNAVAILABLE, "gateway-internal-error")
     assert len(htx.requests) == 2
 
 
 async def test_data_not_shaped_as_documented_is_an_htx_error(time):
     htx = ScriptedHtx(ok(data={"uid": "not a number"}))
     async with client_for(htx, time) as client:
-        with pytest.raises(HtxError) as caught:
+        with pytest.raises(ExchangeError) as caught:
             await client.uid(CREDENTIALS)
-    assert (caught.value.kind, caught.value.code) == (HtxErrorKind.UNAVAILABLE, "unexpected-answer")
+    assert (caught.value.kind, caught.value.code) == (ExchangeErrorKind.UNAVAILABLE, "unexpected-answer")
     assert "/v2/user/uid" in caught.value.message

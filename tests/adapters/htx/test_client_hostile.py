@@ -1,5 +1,5 @@
 """HtxClient against a hostile HTX over a real socket (tests/adapters/htx/hostile.py): whatever it sends, each
-call ends as an HtxError within its deadline, reads no further than the answer's cap, and does not ask again
+call ends as an ExchangeError within its deadline, reads no further than the answer's cap, and does not ask again
 for an answer it refused to read."""
 
 import asyncio
@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.client import (
     ANSWER_TOO_LARGE,
     DEFAULT_ANSWER_MAX_BYTES,
@@ -22,7 +23,6 @@ from shared.adapters.htx.client import (
     HtxClient,
     HtxCredentials,
 )
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.request_signing import LocalHmacSigner
 from tests.adapters.htx.hostile import drip, fixed, gzip_bomb, hostile_htx
@@ -33,10 +33,10 @@ SIXTY_MB = 60 * 1024 * 1024
 SLACK_S = 0.75
 
 
-async def failure_of(call: Awaitable[object]) -> tuple[HtxError, float]:
-    """The HtxError call ends with (nothing else may escape) and the seconds it took."""
+async def failure_of(call: Awaitable[object]) -> tuple[ExchangeError, float]:
+    """The ExchangeError call ends with (nothing else may escape) and the seconds it took."""
     started = time.monotonic()
-    with pytest.raises(HtxError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         await call
     return caught.value, time.monotonic() - started
 
@@ -53,7 +53,7 @@ def impatient(base_url: str) -> HtxClient:
 async def test_a_drip_ends_at_the_call_deadline_not_one_read_timeout_at_a_time(in_headers):
     async with hostile_htx(drip(0.3, in_headers=in_headers)) as htx, impatient(htx.base_url) as client:
         error, elapsed = await failure_of(client.uid(CREDENTIALS))
-    assert isinstance(error, HtxTransientError) and (error.kind, error.code) == (HtxErrorKind.UNAVAILABLE,
+    assert isinstance(error, ExchangeTransientError) and (error.kind, error.code) == (ExchangeErrorKind.UNAVAILABLE,
                                                                                 NETWORK_ERROR)
     assert "within 2 s" in error.message
     assert 2.0 <= elapsed < 2.0 + SLACK_S
@@ -91,7 +91,7 @@ async def test_sixty_megabytes_are_not_read_past_the_symbol_list_cap_nor_asked_f
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert (error.kind, error.code, error.transient) == (HtxErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE, False)
+    assert (error.kind, error.code, error.transient) == (ExchangeErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE, False)
     assert htx.requests == 1
     assert peak < 2 * SYMBOL_LIST_MAX_BYTES
     # Reading stopped at the cap: the server could not push the rest (socket buffers hold a few MB at most).
@@ -103,7 +103,7 @@ async def test_a_declared_length_past_the_cap_is_refused_before_reading():
     body = b'{"code":200,"data":' + b" " * (DEFAULT_ANSWER_MAX_BYTES * 4) + b"1}"
     async with hostile_htx(fixed(body)) as htx, impatient(htx.base_url) as client:
         error, _ = await failure_of(client.uid(CREDENTIALS))
-    assert (error.kind, error.code) == (HtxErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE)
+    assert (error.kind, error.code) == (ExchangeErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE)
     assert htx.requests == 1
 
 
@@ -116,7 +116,7 @@ async def test_a_gzip_bomb_is_inflated_no_further_than_the_cap():
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert (error.kind, error.code) == (HtxErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE)
+    assert (error.kind, error.code) == (ExchangeErrorKind.UNREADABLE_ANSWER, ANSWER_TOO_LARGE)
     assert peak < 1024 * 1024
     assert htx.requests == 1
 
@@ -143,20 +143,20 @@ async def test_a_gzip_answer_within_the_cap_is_read():
 async def test_an_undecodable_body_is_a_typed_error_asked_for_once(body, encoding):
     async with hostile_htx(fixed(body, f"Content-Encoding: {encoding}")) as htx, impatient(htx.base_url) as client:
         error, _ = await failure_of(client.uid(CREDENTIALS))
-    assert (error.kind, error.code, error.transient) == (HtxErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, False)
+    assert (error.kind, error.code, error.transient) == (ExchangeErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, False)
     assert htx.requests == 1
 
 
 @pytest.mark.parametrize(
     ("body", "kind", "code"),
     [
-        (b"[" * 100_000, HtxErrorKind.UNAVAILABLE, "http-200"),
-        (b'{"code":200,"data":' + b"[" * 60_000 + b"]" * 60_000 + b"}", HtxErrorKind.UNAVAILABLE, "http-200"),
-        (b'{"code":200,"data":' + b"[" * 900 + b"]" * 900 + b"}", HtxErrorKind.UNAVAILABLE, "unexpected-answer"),
-        (b'{"code":200,"data":' + b"7" * 5000 + b"}", HtxErrorKind.UNAVAILABLE, "http-200"),
-        (b'{"status":"error","err-code":' + b"[" * 900 + b"]" * 900 + b',"err-msg":"x"}', HtxErrorKind.BAD_REQUEST,
+        (b"[" * 100_000, ExchangeErrorKind.UNAVAILABLE, "http-200"),
+        (b'{"code":200,"data":' + b"[" * 60_000 + b"]" * 60_000 + b"}", ExchangeErrorKind.UNAVAILABLE, "http-200"),
+        (b'{"code":200,"data":' + b"[" * 900 + b"]" * 900 + b"}", ExchangeErrorKind.UNAVAILABLE, "unexpected-answer"),
+        (b'{"code":200,"data":' + b"7" * 5000 + b"}", ExchangeErrorKind.UNAVAILABLE, "http-200"),
+        (b'{"status":"error","err-code":' + b"[" * 900 + b"]" * 900 + b',"err-msg":"x"}', ExchangeErrorKind.BAD_REQUEST,
          ""),
-        (b'{"status":"error","err-code":"x","err-msg":"' + b"A" * 50_000 + b'"}', HtxErrorKind.BAD_REQUEST, "x"),
+        (b'{"status":"error","err-code":"x","err-msg":"' + b"A" * 50_000 + b'"}', ExchangeErrorKind.BAD_REQUEST, "x"),
     ],
     ids=["nested-100k", "nested-data-60k", "nested-data-900", "long-int", "nested-code", "long-message"],
 )

@@ -6,13 +6,13 @@ from decimal import Decimal
 
 import pytest
 
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.client import HtxClient, RateLimit
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, HtxTransientError
 from shared.adapters.htx.models import MarketStatus, NewOrder
 
 pytestmark = pytest.mark.stack
 
-K = HtxErrorKind
+K = ExchangeErrorKind
 SETTINGS_STATES = {"unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"}
 
 
@@ -28,8 +28,8 @@ async def client(sandbox):
         yield htx
 
 
-async def refusal(call) -> HtxError:
-    with pytest.raises(HtxError) as caught:
+async def refusal(call) -> ExchangeError:
+    with pytest.raises(ExchangeError) as caught:
         await call
     return caught.value
 
@@ -115,7 +115,7 @@ async def test_a_spent_retry_budget_raises_the_transient_error(sandbox, client):
     sandbox.admin.set_fault("/v1/common/timestamp", error_rate=1.0)
     started = time.monotonic()
     error = await refusal(client.server_time_ms())
-    assert isinstance(error, HtxTransientError)
+    assert isinstance(error, ExchangeTransientError)
     assert (error.kind, error.code) == (K.UNAVAILABLE, "gateway-internal-error")
     assert time.monotonic() - started < 1.0 + 2.0
     assert sandbox.admin.request_counts()["GET /v1/common/timestamp"]["total"] > 1

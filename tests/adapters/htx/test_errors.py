@@ -4,16 +4,10 @@ import json
 
 import pytest
 
-from shared.adapters.htx.errors import (
-    HtxError,
-    HtxErrorKind,
-    HtxTransientError,
-    classify,
-    htx_error,
-    parse_response,
-)
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError, exchange_error
+from shared.adapters.htx.errors import classify, parse_response
 
-K = HtxErrorKind
+K = ExchangeErrorKind
 
 
 def body(document: dict) -> bytes:
@@ -24,8 +18,8 @@ def v1_error(code: str, message: str) -> bytes:
     return body({"status": "error", "err-code": code, "err-msg": message, "data": None})
 
 
-def refusal(http_status: int, content: bytes) -> HtxError:
-    with pytest.raises(HtxError) as caught:
+def refusal(http_status: int, content: bytes) -> ExchangeError:
+    with pytest.raises(ExchangeError) as caught:
         parse_response(http_status, content)
     return caught.value
 
@@ -89,12 +83,12 @@ def test_auth_failures_are_told_apart_by_their_text(message, kind):
         (body({"code": 2002, "message": "invalid field value"}), K.BAD_REQUEST),
         (body({"status": "error", "err_code": "invalid-parameter", "err_msg": "invalid ts"}), K.BAD_REQUEST),
     ],
-    ids=lambda value: value.name if isinstance(value, HtxErrorKind) else None,
+    ids=lambda value: value.name if isinstance(value, ExchangeErrorKind) else None,
 )
 def test_error_envelopes_of_both_styles_are_classified(content, kind):
     error = refusal(200, content)
     assert error.kind is kind
-    assert isinstance(error, HtxTransientError) is kind.transient
+    assert isinstance(error, ExchangeTransientError) is kind.transient
 
 
 def test_v2_and_settings_errors_keep_htx_code_and_message():
@@ -147,18 +141,18 @@ def test_the_ip_htx_appends_is_read_from_the_message(message, caller_ip):
 
 
 def test_caller_ip_belongs_to_ip_refusals_only():
-    error = htx_error(K.UNKNOWN_ACCESS_KEY, "api-signature-not-valid", "Incorrect Access key [x]:1.2.3.4")
+    error = exchange_error(K.UNKNOWN_ACCESS_KEY, "api-signature-not-valid", "Incorrect Access key [x]:1.2.3.4")
     assert error.caller_ip is None
 
 
 def test_the_error_class_follows_the_kind():
-    assert type(htx_error(K.MAINTENANCE, "system-maintenance", "m")) is HtxTransientError
-    assert type(htx_error(K.KEY_EXPIRED, "api-signature-not-valid", "m")) is HtxError
+    assert type(exchange_error(K.MAINTENANCE, "system-maintenance", "m")) is ExchangeTransientError
+    assert type(exchange_error(K.KEY_EXPIRED, "api-signature-not-valid", "m")) is ExchangeError
     assert {k for k in K if k.transient} == {K.RATE_LIMITED, K.MAINTENANCE, K.UNAVAILABLE}
 
 
 def test_the_exception_text_names_kind_code_and_message():
-    error = htx_error(K.SIGNATURE_MISMATCH, "api-signature-not-valid",
+    error = exchange_error(K.SIGNATURE_MISMATCH, "api-signature-not-valid",
                       "Signature not valid: Verification failure [校验失败]")
     assert str(error) == (
         "signature_mismatch: [api-signature-not-valid] Signature not valid: Verification failure [校验失败]"

@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from shared.adapters.exchange.errors import ExchangeTransientError
 from shared.adapters.htx.client import NETWORK_ERROR, HtxClient
-from shared.adapters.htx.errors import HtxTransientError
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import HmacBatch, KvEntry, VaultUnavailable
 from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path
@@ -305,7 +305,7 @@ async def test_an_htx_dripping_its_answer_cannot_hold_an_order_past_the_deadline
     async with hostile_htx(drip(0.3)) as server, HtxClient(server.base_url) as htx:
         gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
         started = time.monotonic()
-        with pytest.raises(HtxTransientError) as caught:
+        with pytest.raises(ExchangeTransientError) as caught:
             await gate.place(USER, BINDING, BUY_BTC)
         elapsed = time.monotonic() - started
 

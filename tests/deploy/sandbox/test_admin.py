@@ -4,8 +4,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.htx.client import HtxClient, HtxCredentials
-from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from shared.adapters.request_signing import LocalHmacSigner
 
 pytestmark = pytest.mark.stack
@@ -44,9 +44,9 @@ async def test_a_new_user_and_key_are_served(sandbox, client):
 async def test_putting_a_user_again_replaces_its_keys(sandbox, client):
     sandbox.admin.put_user(sandbox.user("good") | {"api_keys": [NEW_KEY]})
     assert await client.uid(NEW_CREDENTIALS) == 63628520
-    with pytest.raises(HtxError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         await client.uid(sandbox.credentials("good"))
-    assert caught.value.kind is HtxErrorKind.UNKNOWN_ACCESS_KEY
+    assert caught.value.kind is ExchangeErrorKind.UNKNOWN_ACCESS_KEY
 
 
 async def test_a_key_moves_to_the_user_it_is_put_under(sandbox, client):
@@ -64,9 +64,9 @@ async def test_key_fields_change_and_a_deleted_key_is_unknown(sandbox, client):
     entry = await client.api_key(good, 63628520)
     assert entry is not None and (entry.permission, entry.bound_ips, entry.valid_days) == ("readOnly", [], 5)
     sandbox.admin.delete_key(good.access_key)
-    with pytest.raises(HtxError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         await client.uid(good)
-    assert caught.value.kind is HtxErrorKind.UNKNOWN_ACCESS_KEY
+    assert caught.value.kind is ExchangeErrorKind.UNKNOWN_ACCESS_KEY
 
 
 async def test_accounts_are_added_and_locked(sandbox, client):

@@ -9,7 +9,7 @@ import pytest
 
 from deploy.sandbox.auth import effective_client_ip
 from deploy.sandbox.scenario import EgressRoute
-from shared.adapters.htx.errors import HtxErrorKind
+from shared.adapters.exchange.errors import ExchangeErrorKind
 from tests.deploy.sandbox.test_http import EGRESS_IP, assert_auth_refusal, assert_ok, signed_get
 from tests.fixtures.sandbox import running_sandbox
 
@@ -65,7 +65,8 @@ def test_without_a_route_a_non_loopback_caller_is_itself_and_not_bound(tmp_path)
     own = _own_address()
     with running_sandbox(tmp_path, listen_on="0.0.0.0", reached_at=own) as sandbox:
         assert_auth_refusal(signed_get(sandbox, "good", "/v2/user/uid"),
-                            f"Signature not valid: Incorrect IP address [IP地址错误]:{own}", HtxErrorKind.IP_NOT_BOUND)
+                            f"Signature not valid: Incorrect IP address [IP地址错误]:{own}",
+                            ExchangeErrorKind.IP_NOT_BOUND)
 
 
 @pytest.mark.stack
@@ -76,4 +77,4 @@ def test_a_route_for_the_callers_network_binds_the_demos_good_key(tmp_path):
         assert assert_ok(signed_get(sandbox, "good", "/v2/user/uid"))["data"] == sandbox.user("good")["uid"]
         assert_auth_refusal(signed_get(sandbox, "ip-not-bound", "/v2/user/uid"),
                             f"Signature not valid: Incorrect IP address [IP地址错误]:{EGRESS_IP}",
-                            HtxErrorKind.IP_NOT_BOUND)
+                            ExchangeErrorKind.IP_NOT_BOUND)

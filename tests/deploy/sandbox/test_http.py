@@ -8,13 +8,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.adapters.htx.errors import HtxError, HtxErrorKind, parse_response
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
+from shared.adapters.htx.errors import parse_response
 from shared.adapters.htx.signing import compute_signature, percent_encode
 from tests.adapters.htx.signed import signed_query
 
 pytestmark = pytest.mark.stack
 
-K = HtxErrorKind
+K = ExchangeErrorKind
 EGRESS_IP = "203.0.113.10"
 
 
@@ -35,13 +36,13 @@ def signed_get(sandbox, note: str, path: str, params: dict[str, str] | None = No
     return send(sandbox, "GET", path, sign(sandbox, note, path, params))
 
 
-def classified(response: httpx.Response) -> HtxError:
-    with pytest.raises(HtxError) as caught:
+def classified(response: httpx.Response) -> ExchangeError:
+    with pytest.raises(ExchangeError) as caught:
         parse_response(response.status_code, response.content)
     return caught.value
 
 
-def assert_auth_refusal(response: httpx.Response, message: str, kind: HtxErrorKind) -> HtxError:
+def assert_auth_refusal(response: httpx.Response, message: str, kind: ExchangeErrorKind) -> ExchangeError:
     """HTTP 200, v1 envelope, `api-signature-not-valid`, the exact text; on v1 and v2 paths alike
     (shared/adapters/htx/README.md#auth-failures)."""
     assert response.status_code == 200

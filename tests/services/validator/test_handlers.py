@@ -12,7 +12,7 @@ from services.validator.handlers import (
 from services.validator.inspection import KeyInspection
 from services.validator.verdict import KeyVerdict
 from services.vault_writer.handlers import VaultWriterDeps, handle_binding_validated
-from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
+from shared.adapters.exchange.errors import ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.layout import binding_path, exchange_key, key_check_key
@@ -134,7 +134,7 @@ async def test_a_key_htx_rejects_is_reported_its_check_key_deleted_and_its_vault
 
 
 async def test_htx_trouble_tells_the_user_to_retry_not_to_fix_the_key_and_leaves_no_key():
-    error = HtxTransientError(HtxErrorKind.UNAVAILABLE, "gateway-internal-error", "Failed to load data.")
+    error = ExchangeTransientError(ExchangeErrorKind.UNAVAILABLE, "gateway-internal-error", "Failed to load data.")
     vault = InMemoryVault()
     out = by_topic(await handle_binding_accepted(accepted(), deps(vault, error=error, signed=[]), at=AT))
     assert out[Topic.BINDING_STATUS].reason_codes == [ReasonCode.EXCHANGE_UNAVAILABLE]

@@ -8,8 +8,8 @@ from pydantic import SecretStr
 
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
+from shared.adapters.exchange.errors import ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.client import HtxClient, HtxCredentials
-from shared.adapters.htx.errors import HtxErrorKind, HtxTransientError
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import ReasonCode as R
@@ -108,7 +108,7 @@ async def test_a_drifted_clock_is_corrected_from_htx_time(sandbox):
 
 async def test_transient_trouble_is_raised_after_the_retry_budget(sandbox, client):
     sandbox.admin.set_fault("/v1/account/accounts", error_rate=1.0)
-    with pytest.raises(HtxTransientError) as caught:
+    with pytest.raises(ExchangeTransientError) as caught:
         await inspect_key(client, sandbox.credentials("good"), POLICY)
-    assert caught.value.kind is HtxErrorKind.UNAVAILABLE
+    assert caught.value.kind is ExchangeErrorKind.UNAVAILABLE
     assert sandbox.admin.request_counts()["GET /v1/account/accounts"]["gateway-internal-error"] > 1

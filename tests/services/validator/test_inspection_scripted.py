@@ -6,8 +6,8 @@ from pydantic import SecretStr
 
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.htx.client import HtxCredentials
-from shared.adapters.htx.errors import HtxError, HtxErrorKind
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.reasons import ReasonCode as R
 from tests.adapters.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
@@ -40,14 +40,14 @@ async def test_an_ip_refusal_without_the_ip_names_every_egress_ip():
     ("answer", "kind"),
     [
         (v1_error("login-required", "The account is not logged in, please log in and try again."),
-         HtxErrorKind.LOGIN_REQUIRED),
+         ExchangeErrorKind.LOGIN_REQUIRED),
         (v1_error("api-signature-not-valid", "Signature not valid: Invalid submission time or incorrect time format "
-                  "[无效的提交时间，或时间格式错误]"), HtxErrorKind.TIMESTAMP_OUT_OF_WINDOW),
+                  "[无效的提交时间，或时间格式错误]"), ExchangeErrorKind.TIMESTAMP_OUT_OF_WINDOW),
         (httpx.Response(405, json={"status": "error", "err-code": "method-not-allowed", "err-msg": "x"}),
-         HtxErrorKind.NOT_FOUND),
+         ExchangeErrorKind.NOT_FOUND),
     ],
 )
 async def test_refusals_that_say_nothing_about_the_key_are_raised(answer, kind):
-    with pytest.raises(HtxError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         await inspect(answer)
     assert caught.value.kind is kind and not caught.value.transient

@@ -9,8 +9,8 @@ from structlog.testing import capture_logs
 
 from services.whitelist.app import refresh_catalog, refresh_symbols
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus, merge_symbol_lists
+from shared.adapters.exchange.errors import ExchangeError
 from shared.adapters.htx.client import UNEXPECTED_ANSWER, HtxClient
-from shared.adapters.htx.errors import HtxError
 from shared.adapters.htx.models import MarketSymbol, SymbolV2
 from shared.contracts.reasons import ReasonCode
 from shared.runtime.service import supervised
@@ -62,7 +62,7 @@ async def test_an_empty_symbol_list_keeps_the_last_good_catalogue():
     catalog.replace([SymbolStatus("btcusdt", "online", api_trading=True)])
     empty = fixed(b'{"status":"ok","data":[],"ts":"1","full":1}')
     async with hostile_htx(empty) as server, HtxClient(server.base_url, retry_budget_s=0.0) as htx:
-        with pytest.raises(HtxError) as caught:
+        with pytest.raises(ExchangeError) as caught:
             await refresh_catalog(htx, catalog)
     assert caught.value.code == UNEXPECTED_ANSWER and caught.value.transient
     assert catalog.problems(["btcusdt"]) == []
