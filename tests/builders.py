@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.adapters.vault.layout import event_signing_key
-from shared.contracts.events import BindingStored, BindingValidated, Event, HtxKeyFacts, derived_event_id, utc_now
+from shared.contracts.events import BindingStored, BindingValidated, Event, KeyFacts, derived_event_id, utc_now
 from shared.contracts.provenance import (
     CERTIFICATE_HEADER,
     CERTIFICATE_LIFETIME_S,
@@ -34,8 +34,8 @@ def validated(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1
         user_id=user_id, exchange="htx", label="", access_key=access_key,
         secret_key_sealed=fake_seal(secret, user_id), trading_pairs=None if pairs is None else list(pairs),
         replaces_binding_id=replaces_binding_id, requested_at=utc_now(), accepted_at=utc_now(),
-        htx=HtxKeyFacts(uid=1, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
-                        valid_days=-1, key_status="normal"),
+        key=KeyFacts(owner_uid="1", trading_account_id="10", permissions=["readOnly", "trade"],
+                     ip_addresses=["203.0.113.10"], valid_days=None, key_status="normal"),
         warnings=list(warnings), validated_at=utc_now(),
     )
 

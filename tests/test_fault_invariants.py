@@ -13,8 +13,9 @@ S = BindingState
 
 
 def arrived(state, at, **fields) -> ArrivedStatus:
-    return ArrivedStatus(status(user_id="u1", state=state, request_id="r1", binding_id="b1", kind=RequestKind.BIND,
-                                occurred_at=AT + timedelta(seconds=at), **fields), at)
+    return ArrivedStatus(status(
+        exchange="htx", user_id="u1", state=state, request_id="r1", binding_id="b1", kind=RequestKind.BIND,
+        occurred_at=AT + timedelta(seconds=at), **fields), at)
 
 
 def findings_of(*timeline) -> Findings:
@@ -44,7 +45,7 @@ def test_a_status_sent_again_with_only_a_new_time_is_a_violation_naming_who_sent
 
 
 def test_a_rejection_is_attributed_to_the_stage_after_the_last_state_reached():
-    rejected = arrived(S.REJECTED, 2, reasons=[reason(ReasonCode.KEY_INVALID)])
+    rejected = arrived(S.REJECTED, 2, reasons=[reason(ReasonCode.KEY_INVALID, "htx")])
     again = rejected.status.model_copy(update={"occurred_at": rejected.status.occurred_at + timedelta(seconds=1)})
     findings = findings_of(arrived(S.RECEIVED, 1), rejected, ArrivedStatus(again, 3))
     assert findings.violations == [

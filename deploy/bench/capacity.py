@@ -19,6 +19,7 @@ from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
 from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.htx.client import HtxClient
+from shared.adapters.htx.exchange import HtxExchange
 from shared.adapters.request_signing import LocalHmacSigner, RequestSigner
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.key_import import wrap_for_import
@@ -68,7 +69,7 @@ class DirectBinding:
         self._app, self._validator = vault_as("app"), vault_as("validator")
         self._writer, self._whitelist = vault_as("vault-writer"), vault_as("whitelist")
         self._wrapping_key: str | None = None
-        self._htx = HtxClient(settings.htx_base_url)
+        self._htx = HtxExchange(HtxClient(settings.htx_base_url))
         # Only the calls matter here, not the verdict's thresholds.
         self._policy = KeyPolicy(tuple(settings.egress_ips), expiry_warning_days=14)
 

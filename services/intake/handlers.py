@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.intake.rules import SUPPORTED_EXCHANGES, AttemptLimiter, RequestHistory, binding_id_for
+from services.intake.rules import AttemptLimiter, RequestHistory, binding_id_for
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     BindingAccepted,
@@ -13,6 +13,7 @@ from shared.contracts.events import (
     MalformedEvent,
     derived_event_id,
 )
+from shared.contracts.exchanges import ExchangeName, supported_exchange
 from shared.contracts.outcomes import audit, malformed, rejected, status
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason, ReasonCode, reason
@@ -38,24 +39,26 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
     if deps.history.forgotten(request.user_id, request.request_id, request.requested_at):
         # Too old to tell a first delivery from a replay whose answer fell out of memory: doing it again could
         # store a binding revoked since, so it is refused, tied to no binding, and counts as no attempt.
-        return _rejected(request, None, [reason(ReasonCode.REQUEST_EXPIRED)], masked, at)
+        return _rejected(request, None, [reason(ReasonCode.REQUEST_EXPIRED, request.exchange)], masked, at)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
     # Every check, again for a request still `received` (our first answer may have gone out without its
     # binding.accepted, a crash between the two): the record in hand need not be the one that was checked.
-    problems = _problems(request, deps.limiter)
-    if problems:
+    exchange = supported_exchange(request.exchange)
+    problems = _problems(request, exchange, deps.limiter)
+    if problems or exchange is None:
         return _rejected(request, binding_id, problems, masked, at)
     # Accepted again identically (same time, same ids): a second copy downstream is harmless.
-    return _accepted(request, binding_id, masked, previous.occurred_at if previous is not None else at)
+    return _accepted(request, exchange, binding_id, masked, previous.occurred_at if previous is not None else at)
 
 
-def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datetime) -> list[Event]:
+def _accepted(request: BindingRequested, exchange: ExchangeName, binding_id: str, masked: str,
+              at: datetime) -> list[Event]:
     accepted = BindingAccepted(
         event_id=derived_event_id("accepted", request.user_id, request.request_id),
         binding_id=binding_id,
         request_id=request.request_id,
         user_id=request.user_id,
-        exchange=request.exchange.lower(),
+        exchange=exchange,
         label=request.label,
         access_key=request.access_key,
         secret_key_sealed=request.secret_key_sealed,
@@ -67,7 +70,8 @@ def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datet
     return [
         accepted,
         status(user_id=request.user_id, state=BindingState.RECEIVED, request_id=request.request_id,
-               binding_id=binding_id, occurred_at=at, kind=RequestKind.BIND, access_key_masked=masked,
+               binding_id=binding_id, occurred_at=at, kind=RequestKind.BIND, exchange=exchange,
+               access_key_masked=masked,
                details={"replaces_binding_id": request.replaces_binding_id} if request.replaces_binding_id else None),
         audit(service=SERVICE, action=AuditAction.BIND_REQUEST, outcome=AuditOutcome.ACCEPTED, cause=request, at=at,
               user_id=request.user_id, request_id=request.request_id, binding_id=binding_id,
@@ -75,15 +79,15 @@ def _accepted(request: BindingRequested, binding_id: str, masked: str, at: datet
     ]
 
 
-def _problems(request: BindingRequested, limiter: AttemptLimiter) -> list[Reason]:
+def _problems(request: BindingRequested, exchange: ExchangeName | None, limiter: AttemptLimiter) -> list[Reason]:
     # Every new attempt counts, bad ones included: the limit is there to slow down guessing.
     if not limiter.allow(request.user_id):
-        return [reason(ReasonCode.TOO_MANY_ATTEMPTS)]
+        return [reason(ReasonCode.TOO_MANY_ATTEMPTS, request.exchange)]
     problems = []
-    if request.exchange.lower() not in SUPPORTED_EXCHANGES:
-        problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, exchange=request.exchange))
+    if exchange is None:
+        problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, None, exchange=request.exchange))
     if not is_sealed(request.secret_key_sealed.get_secret_value()):
-        problems.append(reason(ReasonCode.SECRET_NOT_SEALED))
+        problems.append(reason(ReasonCode.SECRET_NOT_SEALED, request.exchange))
     return problems
 
 
@@ -103,5 +107,12 @@ def _replayed(request: BindingRequested, previous: BindingStatus, masked: str, a
 def _rejected(request: BindingRequested, binding_id: str | None, problems: list[Reason], masked: str | None,
               at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action=AuditAction.BIND_REQUEST, cause=request, user_id=request.user_id,
-                    request_id=request.request_id, binding_id=binding_id, reasons=problems, occurred_at=at,
+                    request_id=request.request_id, binding_id=binding_id, exchange=_named(request.exchange),
+                    reasons=problems, occurred_at=at,
                     kind=RequestKind.BIND, access_key_masked=masked)
+
+
+def _named(exchange: str) -> str | None:
+    """The request's exchange as events name it; None for one Hash7 does not support (untrusted text)."""
+    supported = supported_exchange(exchange)
+    return supported.value if supported else None

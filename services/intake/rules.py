@@ -10,8 +10,6 @@ from typing import NamedTuple
 from shared.contracts.events import BindingStatus, parse_event, utc_now
 from shared.contracts.states import BIND_OUTCOME, RequestKind
 
-SUPPORTED_EXCHANGES = frozenset({"htx"})
-
 
 def binding_id_for(user_id: str, request_id: str) -> str:
     """Stable: the same request always maps to the same binding, however often it is delivered."""

@@ -1,5 +1,5 @@
-"""validator: proves each accepted key against HTX (permissions, IP binding, expiry, account), with Vault signing
-every request: services/validator/handlers.py."""
+"""validator: proves each accepted key against its exchange (permissions, IP binding, expiry, account), with Vault
+signing every request: services/validator/handlers.py."""
 
 import asyncio
 from functools import partial
@@ -7,10 +7,11 @@ from functools import partial
 from faststream import FastStream
 
 from services.validator.handlers import ValidatorDeps, handle_binding_accepted, handle_recheck_requested, on_malformed
-from services.validator.inspection import inspect_key
+from services.validator.inspection import KeyInspection, inspect_key
 from services.validator.pacing import Pacer
 from services.validator.verdict import KeyPolicy
-from shared.adapters.htx.client import HtxClient
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.exchange.registry import ClientOptions, Exchanges
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.config import ValidatorSettings
@@ -19,15 +20,20 @@ from shared.runtime.subscriptions import Messaging, Subscriptions
 
 
 def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastStream:
-    htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s, retry_budget_s=settings.htx_retry_budget_s)
+    exchanges = Exchanges.open(settings.exchange_urls(), ClientOptions(settings.exchange_timeout_s,
+                                                                       settings.exchange_retry_budget_s))
     policy = KeyPolicy(tuple(settings.egress_ips), settings.expiry_warning_days)
     vault = vault or vault_client(settings)
+
+    async def inspect(exchange: str, credentials: ExchangeCredentials) -> KeyInspection:
+        return await inspect_key(exchanges[exchange], credentials, policy)
+
     deps = ValidatorDeps(
         vault=vault,
-        inspect=partial(inspect_key, htx, policy=policy),
-        htx_deadline_s=settings.htx_retry_budget_s,
+        inspect=inspect,
+        exchange_deadline_s=settings.exchange_retry_budget_s,
         pace_recheck=Pacer(settings.health_rechecks_per_s).wait,
-        inspection_turns=asyncio.Semaphore(settings.htx_max_concurrent_inspections),
+        inspection_turns=asyncio.Semaphore(settings.exchange_max_concurrent_inspections),
     )
     messaging = Messaging.of(settings, vault)
     subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
@@ -35,7 +41,7 @@ def build(settings: ValidatorSettings, vault: VaultPort | None = None) -> FastSt
         Topic.BINDING_RECHECK_REQUESTED: partial(handle_recheck_requested, deps=deps),
     })
     app = service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
-    app.after_shutdown(htx.aclose)
+    app.after_shutdown(exchanges.aclose)
     return app
 
 

@@ -1,10 +1,10 @@
-"""validator: proves a key against HTX itself and reports every problem found, at bind time and again
+"""validator: proves a key against its exchange itself and reports every problem found, at bind time and again
 whenever a key-health sweep asks.
 
 No secret is ever in this process. A new key arrives sealed for its user and wrapped for Vault; the validator
 imports it into a Transit key of its own for the check (shared/adapters/vault/stores.py), has Vault sign
-each HTX request with it, and deletes that key once it has the verdict. A recheck signs with the key stored for the
-binding. What leaves is the same sealed value that came in, HTX's facts about the key, and the ids of Vault's
+each exchange request with it, and deletes that key once it has the verdict. A recheck signs with the key stored for the
+binding. What leaves is the same sealed value that came in, the exchange's facts about the key, and the ids of Vault's
 signing calls, which Vault's audit log records."""
 
 import asyncio
@@ -17,6 +17,7 @@ import structlog
 from services.validator.inspection import KeyInspection
 from shared.adapters.exchange.errors import ExchangeError
 from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.exchange.registry import UnsupportedExchange
 from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
 from shared.adapters.vault.stores import Bindings, ExchangeKeys
@@ -43,15 +44,19 @@ SERVICE = Party.VALIDATOR
 log = structlog.get_logger(__name__)
 
 
+# Inspects a key on the exchange named.
+Inspect = Callable[[str, ExchangeCredentials], Awaitable[KeyInspection]]
+
+
 @dataclass
 class ValidatorDeps:
     vault: VaultPort
-    inspect: Callable[[ExchangeCredentials], Awaitable[KeyInspection]]
-    # Transient HTX trouble is retried inside the client; past this, the user hears exchange_unavailable.
-    htx_deadline_s: float
+    inspect: Inspect
+    # Transient exchange trouble is retried inside the client; past this, the user hears exchange_unavailable.
+    exchange_deadline_s: float
     # Waits for a key-health re-check's turn (see pacing.Pacer).
     pace_recheck: Callable[[], Awaitable[None]]
-    # Keys inspected at once (ValidatorSettings.htx_max_concurrent_inspections); htx_deadline_s counts from a
+    # Keys inspected at once (ValidatorSettings.exchange_max_concurrent_inspections); exchange_deadline_s counts from a
     # key's turn.
     inspection_turns: asyncio.Semaphore
     bindings: Bindings = field(init=False)
@@ -68,14 +73,14 @@ class KeyCheckInterrupted(TransientError):
 
 @dataclass(frozen=True)
 class Checked:
-    """An inspection, and the ids of the Vault calls that signed its HTX requests."""
+    """An inspection, and the ids of the Vault calls that signed its exchange requests."""
 
     inspection: KeyInspection
     vault_request_ids: list[str]
 
 
 async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
-    """On the key's turn: import the request's secret into a key-check key, inspect the key at HTX with it, and
+    """On the key's turn: import the request's secret into a key-check key, inspect the key at its exchange with it, and
     delete it (a failed deletion fails the whole check, which is then made again: nothing is left behind)."""
     async with deps.inspection_turns:
         try:
@@ -83,10 +88,11 @@ async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
                                               event.user_id)
             key = await deps.keys.import_for_check(event.user_id, event.request_id, wrapped.get_secret_value())
         except (UnsealFailed, ImportRefused):
-            return Checked(KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE)), [])
+            return Checked(KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE, event.exchange)), [])
         signer = TransitHmacSigner(deps.vault, key)
         try:
-            return Checked(await _inspect(deps, event.access_key, signer), signer.vault_request_ids)
+            credentials = ExchangeCredentials(event.access_key, signer)
+            return Checked(await _inspect(deps, event.exchange, credentials), signer.vault_request_ids)
         except KeyMissing:
             # Another delivery of this request (two instances during a rebalance) discarded the key mid-check.
             raise KeyCheckInterrupted("the key-check key was discarded during the check; checking again") from None
@@ -94,14 +100,18 @@ async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
             await deps.keys.discard_check(event.user_id, event.request_id)
 
 
-async def _inspect(deps: ValidatorDeps, access_key: str, signer: TransitHmacSigner) -> KeyInspection:
+async def _inspect(deps: ValidatorDeps, exchange: str, credentials: ExchangeCredentials) -> KeyInspection:
     try:
-        async with asyncio.timeout(deps.htx_deadline_s):
-            return await deps.inspect(ExchangeCredentials(access_key, signer))
+        async with asyncio.timeout(deps.exchange_deadline_s):
+            return await deps.inspect(exchange, credentials)
+    except UnsupportedExchange:
+        # intake lets only supported exchanges through; a stored binding of one no longer supported lands here.
+        return KeyInspection.refused(reason(ReasonCode.UNSUPPORTED_EXCHANGE, None, exchange=exchange))
     except (ExchangeError, TimeoutError) as exc:
-        # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
-        log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))
-        return KeyInspection.refused(reason(ReasonCode.EXCHANGE_UNAVAILABLE), checked=False)
+        # Trouble on the exchange's side says nothing about the key: tell the user to retry, not to change it.
+        log.warning("exchange_unavailable", exchange=exchange, error_class=type(exc).__name__,
+                    kind=getattr(exc, "kind", None))
+        return KeyInspection.refused(reason(ReasonCode.EXCHANGE_UNAVAILABLE, exchange), checked=False)
 
 
 async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *, at: datetime) -> list[Event]:
@@ -114,19 +124,18 @@ async def handle_binding_accepted(event: BindingAccepted, deps: ValidatorDeps, *
         **event.model_dump(exclude={"event_id", "secret_key_sealed"}),
         secret_key_sealed=event.secret_key_sealed,
         event_id=derived_event_id("validated", event.user_id, event.request_id),
-        htx=facts,
+        key=facts,
         warnings=verdict.warnings,
         validated_at=at,
     )
     return [
         validated,
         status(user_id=event.user_id, state=BindingState.VALIDATED, request_id=event.request_id,
-               binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND, reasons=verdict.warnings,
-               access_key_masked=masked,
-               details={"htx_uid": facts.uid}),
+               binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND, exchange=event.exchange,
+               reasons=verdict.warnings, access_key_masked=masked, details={"owner_uid": facts.owner_uid}),
         audit(service=SERVICE, action=AuditAction.VALIDATE, outcome=AuditOutcome.VALIDATED, cause=event, at=at,
               user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id, access_key_masked=masked,
-              reasons=verdict.warnings, details={"htx_uid": facts.uid, "permissions": facts.permissions,
+              reasons=verdict.warnings, details={"owner_uid": facts.owner_uid, "permissions": facts.permissions,
                                                  "vault_sign_request_ids": checked.vault_request_ids}),
     ]
 
@@ -141,7 +150,7 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
     signer = TransitHmacSigner(deps.vault, binding.signing_key)
     try:
         async with deps.inspection_turns:
-            inspection = await _inspect(deps, binding.access_key, signer)
+            inspection = await _inspect(deps, binding.exchange, ExchangeCredentials(binding.access_key, signer))
     except KeyMissing:
         # Revoked between the read and the signing: the revocation deleted the key.
         return [_binding_gone(event, at)]
@@ -177,6 +186,7 @@ def _binding_gone(event: RecheckRequested, at: datetime) -> AuditEvent:
 def _rejected(event: BindingAccepted, masked: str, reasons: list[Reason], at: datetime,
               vault_request_ids: list[str]) -> list[Event]:
     return rejected(service=SERVICE, action=AuditAction.VALIDATE, cause=event, user_id=event.user_id,
-                    request_id=event.request_id, binding_id=event.binding_id, reasons=reasons, occurred_at=at,
+                    request_id=event.request_id, binding_id=event.binding_id, exchange=event.exchange,
+                    reasons=reasons, occurred_at=at,
                     kind=RequestKind.BIND, access_key_masked=masked,
                     audit_details={"vault_sign_request_ids": vault_request_ids})

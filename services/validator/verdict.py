@@ -1,26 +1,19 @@
-"""The key verdict: a pure function from what HTX said about a key and Hash7's policy to reasons.
+"""The key verdict: a pure function from what an exchange said about a key and Hash7's policy to reasons.
 
-Every failing check is reported, not just the first, so the user can fix everything in one visit to HTX's
-API Management screen. Rules: no withdraw permission; trade and read present; bound to
-every Hash7 egress IP and to nothing else; key status normal; spot account working; a warning when the
-key expires within the policy's threshold.
+Every failing check is reported, not just the first, so the user can fix everything in one visit to the exchange's
+API key page. Rules, the same on every exchange: a main-account key; no withdraw or transfer permission; trade and
+read present; bound to every Hash7 egress IP and to nothing else (a network, however narrow, is not one of our
+hosts); key status normal; account able to trade; a warning when the key expires within the policy's threshold.
 """
 
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from shared.adapters.htx.models import Account, ApiKeyInfo
+from shared.adapters.exchange.port import KeyDescription, KeyEntry, KeyStatus, Permission
 from shared.contracts.reasons import Reason, ReasonCode, reason
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# The permission tokens of HTX's /v2/user/api-key, compared lower-case.
-READ_PERMISSION = "readonly"
-TRADE_PERMISSION = "trade"
-WITHDRAW_PERMISSION = "withdraw"
-# /v2/user/api-key's validDays -1 means permanently valid.
-NEVER_EXPIRES = -1
 
 
 @dataclass(frozen=True)
@@ -55,7 +48,7 @@ class KeyVerdict:
 
 @dataclass(frozen=True)
 class IpBindingCheck:
-    """How a key's bound entries compare with the egress IPs. Entries are reported as HTX listed them."""
+    """How a key's bound entries compare with the egress IPs. Entries are reported as the exchange listed them."""
 
     missing: list[str]
     foreign: list[str]
@@ -84,76 +77,60 @@ def _single_host(entry: str) -> IpAddress | None:
     return network.network_address if network.num_addresses == 1 else None
 
 
-def verdict_for(
-    api_key: ApiKeyInfo | None,
-    accounts: Sequence[Account],
-    policy: KeyPolicy,
-    *,
-    sub_account: bool = False,
-) -> KeyVerdict:
-    """The verdict on a key from HTX's answers.
-
-    api_key is the key's `/v2/user/api-key` entry; it may be None only for a sub-account key, which that
-    parent-only endpoint refuses to describe.
-    """
-    if api_key is None and not sub_account:
-        raise ValueError("a key that is not a sub-account key must come with its /v2/user/api-key entry")
+def verdict_for(description: KeyDescription, policy: KeyPolicy, exchange: str) -> KeyVerdict:
+    """The verdict on a key from what exchange said about it."""
     rejections: list[Reason] = []
     warnings: list[Reason] = []
-    if sub_account:
-        rejections.append(reason(ReasonCode.SUB_ACCOUNT_KEY))
-    if api_key is not None:
-        rejections += _permission_rejections(api_key)
-        rejections += _ip_rejections(api_key, policy)
-        rejections += _status_rejections(api_key)
-        warnings += _expiry_warnings(api_key, policy)
-    rejections += _account_rejections(accounts)
+    if description.sub_account:
+        rejections.append(reason(ReasonCode.SUB_ACCOUNT_KEY, exchange))
+    if description.key is not None:
+        rejections += _permission_rejections(description.key, exchange)
+        rejections += _ip_rejections(description.key, policy, exchange)
+        rejections += _status_rejections(description.key, exchange)
+        warnings += _expiry_warnings(description.key, policy, exchange)
+    if description.account_problem is not None:
+        rejections.append(reason(ReasonCode.ACCOUNT_LOCKED, exchange, status=description.account_problem))
     return KeyVerdict(rejections=rejections, warnings=warnings)
 
 
-def _permission_rejections(api_key: ApiKeyInfo) -> list[Reason]:
-    granted = {p.lower() for p in api_key.permissions}
+def _permission_rejections(key: KeyEntry, exchange: str) -> list[Reason]:
     rejections = []
-    if WITHDRAW_PERMISSION in granted:
-        rejections.append(reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN))
-    if TRADE_PERMISSION not in granted:
-        rejections.append(reason(ReasonCode.PERMISSION_TRADE_MISSING))
-    if READ_PERMISSION not in granted:
-        rejections.append(reason(ReasonCode.PERMISSION_READ_MISSING))
+    if Permission.WITHDRAW in key.permissions:
+        rejections.append(reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN, exchange))
+    if Permission.TRANSFER in key.permissions:
+        rejections.append(reason(ReasonCode.PERMISSION_TRANSFER_FORBIDDEN, exchange,
+                                 permissions=list(key.listed_permissions)))
+    if Permission.TRADE not in key.permissions:
+        rejections.append(reason(ReasonCode.PERMISSION_TRADE_MISSING, exchange))
+    if Permission.READ not in key.permissions:
+        rejections.append(reason(ReasonCode.PERMISSION_READ_MISSING, exchange))
     return rejections
 
 
-def _ip_rejections(api_key: ApiKeyInfo, policy: KeyPolicy) -> list[Reason]:
+def _ip_rejections(key: KeyEntry, policy: KeyPolicy, exchange: str) -> list[Reason]:
     egress_ips = list(policy.egress_ips)
-    if not api_key.bound_ips:
-        return [reason(ReasonCode.IP_BINDING_MISSING, egress_ips=egress_ips)]
-    check = check_ip_binding(api_key.bound_ips, policy.egress_addresses)
+    if not key.bound_ips:
+        return [reason(ReasonCode.IP_BINDING_MISSING, exchange, egress_ips=egress_ips)]
+    check = check_ip_binding(key.bound_ips, policy.egress_addresses)
     rejections = []
     if check.missing:
-        rejections.append(reason(ReasonCode.IP_BINDING_INCOMPLETE, missing_ips=check.missing, egress_ips=egress_ips))
+        rejections.append(reason(ReasonCode.IP_BINDING_INCOMPLETE, exchange, missing_ips=check.missing,
+                                 egress_ips=egress_ips))
     if check.foreign:
-        rejections.append(reason(ReasonCode.IP_BINDING_FOREIGN, foreign_ips=check.foreign, egress_ips=egress_ips))
+        rejections.append(reason(ReasonCode.IP_BINDING_FOREIGN, exchange, foreign_ips=check.foreign,
+                                 egress_ips=egress_ips))
     return rejections
 
 
-def _status_rejections(api_key: ApiKeyInfo) -> list[Reason]:
-    # HTX lists a key's status as `normal` or `expired`; anything else is treated as disabled.
-    if api_key.status == "expired":
-        return [reason(ReasonCode.KEY_EXPIRED, status=api_key.status)]
-    if api_key.status != "normal":
-        return [reason(ReasonCode.KEY_DISABLED, status=api_key.status)]
+def _status_rejections(key: KeyEntry, exchange: str) -> list[Reason]:
+    if key.status is KeyStatus.EXPIRED:
+        return [reason(ReasonCode.KEY_EXPIRED, exchange, status=key.status_text)]
+    if key.status is KeyStatus.DISABLED:
+        return [reason(ReasonCode.KEY_DISABLED, exchange, status=key.status_text)]
     return []
 
 
-def _expiry_warnings(api_key: ApiKeyInfo, policy: KeyPolicy) -> list[Reason]:
-    expires = api_key.valid_days != NEVER_EXPIRES
-    if api_key.status == "normal" and expires and api_key.valid_days <= policy.expiry_warning_days:
-        return [reason(ReasonCode.KEY_EXPIRING, valid_days=api_key.valid_days)]
-    return []
-
-
-def _account_rejections(accounts: Sequence[Account]) -> list[Reason]:
-    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only.
-    if any(a.type == "spot" and a.state != "working" for a in accounts):
-        return [reason(ReasonCode.ACCOUNT_LOCKED)]
+def _expiry_warnings(key: KeyEntry, policy: KeyPolicy, exchange: str) -> list[Reason]:
+    if key.status is KeyStatus.NORMAL and key.valid_days is not None and key.valid_days <= policy.expiry_warning_days:
+        return [reason(ReasonCode.KEY_EXPIRING, exchange, valid_days=key.valid_days)]
     return []

@@ -42,7 +42,7 @@ from shared.contracts.events import (
     derived_event_id,
 )
 from shared.contracts.outcomes import audit, malformed, rejected, status
-from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.contracts.reasons import Reason, ReasonCode, delete_key_step, reason
 from shared.contracts.routing import Party
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BindingState, RequestKind
@@ -61,8 +61,6 @@ SERVICE = Party.VAULT_WRITER
 # scheduled sweep at most.
 ABANDONED_AFTER_PAGES = 10
 ABANDONED_AFTER_MIN_S = 3600.0
-DELETE_ON_HTX = ("Delete the key {key} on HTX too: HTX app → avatar → Settings → Trading Settings → "
-                 "API Management → Delete.")
 
 
 class ImportInterrupted(TransientError):
@@ -117,8 +115,8 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
     if event.replaces_binding_id and current is None:
         # Gone (revoked, maybe while an earlier attempt of this rotation claimed its new access key): let that go.
         await deps.index.release(event.access_key, event.user_id, event.binding_id)
-        return _rejected(event, masked, [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
-                         action=AuditAction.STORE, at=at)
+        return _rejected(event, masked, [reason(ReasonCode.BINDING_UNKNOWN, event.exchange,
+                                                binding_id=event.binding_id)], action=AuditAction.STORE, at=at)
     if current is not None and current.record.validated_at > event.validated_at:
         # A rotation validated before the key stored now (an old event sent again): it must not bring the older
         # key back.
@@ -132,11 +130,13 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
         wrapped = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
                                           event.user_id)
     except UnsealFailed:
-        return _rejected(event, masked, [reason(ReasonCode.SECRET_UNREADABLE)], action=AuditAction.STORE, at=at)
+        problem = reason(ReasonCode.SECRET_UNREADABLE, event.exchange)
+        return _rejected(event, masked, [problem], action=AuditAction.STORE, at=at)
 
     # Claim the access key first: of two users racing for one key, exactly one wins the create-only write.
     if not await deps.index.claim(event.access_key, event.user_id, event.binding_id):
-        return _rejected(event, masked, [reason(ReasonCode.KEY_ALREADY_BOUND)], action=AuditAction.STORE, at=at)
+        problem = reason(ReasonCode.KEY_ALREADY_BOUND, event.exchange)
+        return _rejected(event, masked, [problem], action=AuditAction.STORE, at=at)
 
     # Imported only once the key is ours: a rejected binding leaves no key behind.
     wrapped_text = wrapped.get_secret_value()
@@ -188,14 +188,15 @@ async def handle_revoke_requested(event: RevokeRequested, deps: VaultWriterDeps,
     if current is None:
         tombstone = await deps.tombstones.read(event.user_id, event.binding_id)
         if tombstone is None:
-            return _rejected(event, None, [reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
+            return _rejected(event, None, [reason(ReasonCode.BINDING_UNKNOWN, None, binding_id=event.binding_id)],
                              action=AuditAction.REVOKE, at=at)
         return _revoked(event, tombstone, at)
 
     access_key = current.record.access_key
     # Tombstone first: if we crash half-way, the redelivered revoke finishes the job.
     tombstone = await deps.tombstones.leave_once(event.user_id, event.binding_id, Tombstone(
-        request_id=event.request_id, access_key_masked=mask_access_key(access_key), revoked_at=at))
+        request_id=event.request_id, access_key_masked=mask_access_key(access_key), revoked_at=at,
+        exchange=current.record.exchange))
     await deps.index.release(access_key, event.user_id, event.binding_id)
     await deps.whitelists.delete(event.user_id, event.binding_id)
     # The key before the record: nothing signs with the secret again, and the record left until then lets a
@@ -334,7 +335,8 @@ async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
     path = binding_path(event.user_id, event.binding_id)
     details: dict[str, Any] = {"vault_version": stored.version}
     if record.rotated_from is not None:
-        details |= {"rotated_from": record.rotated_from, "next_step": DELETE_ON_HTX.format(key=record.rotated_from)}
+        details |= {"rotated_from": record.rotated_from,
+                    "next_step": delete_key_step(event.exchange, record.rotated_from)}
     # The time recorded with the write, so that saying it again (after a redelivery) says the same thing.
     stored_event = BindingStored(
         event_id=derived_event_id("stored", event.user_id, event.request_id),
@@ -346,7 +348,7 @@ async def _stored(deps: VaultWriterDeps, event: BindingValidated, masked: str,
         stored_event,
         status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
                binding_id=event.binding_id, occurred_at=record.stored_at, kind=RequestKind.BIND,
-               access_key_masked=masked,
+               exchange=event.exchange, access_key_masked=masked,
                reasons=event.warnings, details=details),
         audit(service=SERVICE, action=AuditAction.STORE, outcome=AuditOutcome.STORED, cause=event, at=at,
               user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
@@ -360,8 +362,8 @@ def _revoked(event: RevokeRequested, tombstone: Tombstone, at: datetime) -> list
     return [
         status(user_id=event.user_id, state=BindingState.REVOKED, request_id=event.request_id,
                binding_id=event.binding_id, occurred_at=tombstone.revoked_at, kind=RequestKind.REVOKE,
-               access_key_masked=masked,
-               details={"next_step": DELETE_ON_HTX.format(key=masked)}),
+               exchange=tombstone.exchange, access_key_masked=masked,
+               details={"next_step": delete_key_step(tombstone.exchange, masked)}),
         audit(service=SERVICE, action=AuditAction.REVOKE, outcome=AuditOutcome.REVOKED, cause=event, at=at,
               user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
               access_key_masked=masked),
@@ -371,6 +373,7 @@ def _revoked(event: RevokeRequested, tombstone: Tombstone, at: datetime) -> list
 def _rejected(event: BindingValidated | RevokeRequested, masked: str | None, problems: list[Reason],
               action: AuditAction, at: datetime) -> list[Event]:
     kind = RequestKind.REVOKE if action is AuditAction.REVOKE else RequestKind.BIND
+    exchange = event.exchange if isinstance(event, BindingValidated) else None
     return rejected(service=SERVICE, action=action, cause=event, user_id=event.user_id, request_id=event.request_id,
-                    binding_id=event.binding_id, reasons=problems, occurred_at=at, kind=kind,
+                    binding_id=event.binding_id, exchange=exchange, reasons=problems, occurred_at=at, kind=kind,
                     access_key_masked=masked)

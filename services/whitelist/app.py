@@ -1,4 +1,4 @@
-"""whitelist: keeps per binding the trading pairs the bot may trade, checked against HTX's live symbols."""
+"""whitelist: keeps per binding the trading pairs the bot may trade, checked against its exchange's live symbols."""
 
 import asyncio
 from functools import partial
@@ -6,7 +6,7 @@ from functools import partial
 import structlog
 from faststream import FastStream
 
-from services.whitelist.catalog import SymbolCatalog, merge_symbol_lists
+from services.whitelist.catalog import Catalogs, SymbolCatalog
 from services.whitelist.handlers import (
     WhitelistDeps,
     handle_binding_rechecked,
@@ -16,7 +16,8 @@ from services.whitelist.handlers import (
 )
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, exchange_error
 from shared.adapters.exchange.http import UNEXPECTED_ANSWER
-from shared.adapters.htx.client import HtxClient
+from shared.adapters.exchange.port import Exchange
+from shared.adapters.exchange.registry import ClientOptions, Exchanges
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising
@@ -27,33 +28,33 @@ from shared.runtime.subscriptions import Messaging, Subscriptions
 log = structlog.get_logger(__name__)
 
 
-async def refresh_symbols(htx: HtxClient, catalog: SymbolCatalog, interval_s: float) -> None:
-    """Keep the catalogue fresh in the background, so no request waits on HTX's symbol lists; while HTX fails,
-    retry with backoff capped at the refresh interval."""
+async def refresh_symbols(exchange: Exchange, catalog: SymbolCatalog, interval_s: float) -> None:
+    """Keep one exchange's catalogue fresh in the background, so no request waits on its symbol list; while the
+    exchange fails, retry with backoff capped at the refresh interval."""
     while True:
-        await retry_while_raising(partial(refresh_catalog, htx, catalog), ExchangeError, interval_s,
-                                  _log_refresh_failure)
+        await retry_while_raising(partial(refresh_catalog, exchange, catalog), ExchangeError, interval_s,
+                                  partial(_log_refresh_failure, exchange.name))
         await asyncio.sleep(interval_s)
 
 
-async def refresh_catalog(htx: HtxClient, catalog: SymbolCatalog) -> None:
-    market, v2 = await asyncio.gather(htx.market_symbols(), htx.symbols_v2())
-    if not market:
+async def refresh_catalog(exchange: Exchange, catalog: SymbolCatalog) -> None:
+    pairs = await exchange.trading_pairs()
+    if not pairs:
         # No exchange lists no symbol: a broken (or hostile) answer. Keep the last good list and retry, rather
         # than refuse every pair as unknown.
-        raise exchange_error(ExchangeErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER, "the market-symbols list is empty")
-    catalog.replace(merge_symbol_lists(market, v2))
-    log.info("symbols_refreshed", count=len(market))
+        raise exchange_error(ExchangeErrorKind.UNAVAILABLE, UNEXPECTED_ANSWER, "the symbol list is empty")
+    catalog.replace(pairs)
+    log.info("symbols_refreshed", exchange=exchange.name, count=len(pairs))
 
 
-def _log_refresh_failure(error: ExchangeError, delay_s: float) -> None:
-    log.warning("symbols_refresh_failed", kind=error.kind, retry_in_s=round(delay_s, 2))
+def _log_refresh_failure(exchange: str, error: ExchangeError, delay_s: float) -> None:
+    log.warning("symbols_refresh_failed", exchange=exchange, kind=error.kind, retry_in_s=round(delay_s, 2))
 
 
 def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastStream:
     vault = vault or vault_client(settings)
-    htx = HtxClient(settings.htx_base_url, timeout_s=settings.htx_timeout_s)
-    deps = WhitelistDeps(vault, SymbolCatalog())
+    exchanges = Exchanges.open(settings.exchange_urls(), ClientOptions(timeout_s=settings.exchange_timeout_s))
+    deps = WhitelistDeps(vault, Catalogs(exchanges.names))
     messaging = Messaging.of(settings, vault)
     subscriptions = Subscriptions.of(messaging, settings, on_malformed, {
         Topic.WHITELIST_REQUESTED: partial(handle_whitelist_requested, deps=deps),
@@ -61,8 +62,10 @@ def build(settings: WhitelistSettings, vault: VaultPort | None = None) -> FastSt
         Topic.BINDING_RECHECKED: partial(handle_binding_rechecked, deps=deps),
     })
     app = service_app(messaging.broker, subscriptions, settings, __doc__ or "", vault)
-    background(app, lambda: refresh_symbols(htx, deps.catalog, settings.symbol_refresh_s), "symbol_refresh")
-    app.after_shutdown(htx.aclose)
+    for name, catalog in deps.catalogs.by_exchange.items():
+        background(app, partial(refresh_symbols, exchanges[name], catalog, settings.symbol_refresh_s),
+                   f"symbol_refresh_{name}")
+    app.after_shutdown(exchanges.aclose)
     return app
 
 

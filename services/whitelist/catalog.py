@@ -1,82 +1,85 @@
-"""The whitelist service's own pure logic: which pairs HTX lets a bot trade right now."""
+"""The whitelist service's own pure logic: which pairs each exchange lets a bot trade right now."""
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 
-from shared.adapters.htx.models import MarketSymbol, SymbolV2
+from shared.adapters.exchange.port import TradingPair
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.reasons import Reason, ReasonCode, reason
+from shared.runtime.errors import TransientError
 
 
-@dataclass(frozen=True)
-class SymbolStatus:
-    """One HTX spot symbol, merged from the symbol lists (shared/adapters/htx/README.md#tradable-pair-rule)."""
-
-    symbol: str
-    state: str
-    api_trading: bool
-    trade_enabled: bool = True
-    country_disabled: bool = False
-
-    @property
-    def tradable(self) -> bool:
-        return self.state == "online" and self.api_trading and self.trade_enabled and not self.country_disabled
+class CatalogNotLoaded(TransientError):
+    """An exchange's symbol list has not been loaded yet: wait rather than judge pairs blind."""
 
 
 class SymbolCatalog:
-    """The latest symbol list; replaced whole by the background refresh, read by every request."""
+    """One exchange's latest symbol list; replaced whole by the background refresh, read by every request."""
 
     def __init__(self) -> None:
-        self._symbols: dict[str, SymbolStatus] | None = None
+        self._pairs: dict[str, bool] | None = None
+
+    @classmethod
+    def empty(cls) -> "SymbolCatalog":
+        """A loaded catalogue that lists nothing."""
+        catalog = cls()
+        catalog.replace(())
+        return catalog
 
     @property
     def loaded(self) -> bool:
-        return self._symbols is not None
+        return self._pairs is not None
 
-    def replace(self, symbols: Iterable[SymbolStatus]) -> None:
-        self._symbols = {s.symbol: s for s in symbols}
+    def replace(self, pairs: Iterable[TradingPair]) -> None:
+        """The list as the adapter read it; a pair listed twice is as tradable as its stricter entry, so a duplicate
+        in an untrusted answer cannot make a pair tradable by coming last."""
+        tradable: dict[str, bool] = {}
+        for pair in pairs:
+            tradable[pair.pair] = tradable.get(pair.pair, True) and pair.tradable
+        self._pairs = tradable
 
-    def problems(self, pairs: Sequence[str]) -> list[Reason]:
-        """Every reason this set of pairs cannot be the whitelist; empty when it can."""
-        if self._symbols is None:
-            raise RuntimeError("symbol catalogue used before its first load")
+    def tradable(self, pair: str) -> bool | None:
+        """Whether the pair is tradable now; None when the exchange does not list it."""
+        if self._pairs is None:
+            raise CatalogNotLoaded("an exchange's symbol list is not loaded yet")
+        return self._pairs.get(pair)
+
+
+class Catalogs:
+    """Every supported exchange's catalogue."""
+
+    def __init__(self, exchanges: Iterable[ExchangeName]) -> None:
+        self.by_exchange: Mapping[ExchangeName, SymbolCatalog] = {name: SymbolCatalog() for name in exchanges}
+
+    def __getitem__(self, exchange: ExchangeName) -> SymbolCatalog:
+        return self.by_exchange[exchange]
+
+    def problems(self, pairs: Sequence[str], exchange: str | None) -> list[Reason]:
+        """Every reason this set of pairs cannot be the whitelist of a binding on exchange; empty when it can.
+
+        exchange None: the binding is not stored yet, so its exchange is not known here. A pair is then refused
+        only when no exchange whose list is loaded could take it; the binding's own exchange judges the pairs again
+        once it is stored (services/whitelist/handlers.py handle_binding_stored)."""
         if not pairs:
-            return [reason(ReasonCode.WHITELIST_EMPTY)]
-        unknown = [p for p in pairs if p not in self._symbols]
-        not_tradable = [p for p in pairs if p in self._symbols and not self._symbols[p].tradable]
+            return [reason(ReasonCode.WHITELIST_EMPTY, exchange)]
+        catalogs = self._judging(exchange)
+        states = {pair: [catalog.tradable(pair) for catalog in catalogs] for pair in pairs}
+        unknown = [pair for pair, state in states.items() if all(s is None for s in state)]
+        not_tradable = [pair for pair, state in states.items() if pair not in unknown and True not in state]
         found: list[Reason] = []
         if unknown:
-            found.append(reason(ReasonCode.PAIR_UNKNOWN, pairs=unknown))
+            found.append(reason(ReasonCode.PAIR_UNKNOWN, exchange, pairs=unknown))
         if not_tradable:
-            found.append(reason(ReasonCode.PAIR_NOT_TRADABLE, pairs=not_tradable))
+            found.append(reason(ReasonCode.PAIR_NOT_TRADABLE, exchange, pairs=not_tradable))
         return found
 
-
-def merge_symbol_lists(market_symbols: Iterable[MarketSymbol], symbols_v2: Iterable[SymbolV2]) -> list[SymbolStatus]:
-    """One status per symbol from HTX's two lists (shared/adapters/htx/README.md#tradable-pair-rule):
-    market-symbols carries the API-trading flag, the v2 list the trade-enabled and country-disabled flags. A
-    symbol is only as tradable as the stricter of the two says; one missing from the v2 list is judged by
-    market-symbols alone. A symbol listed more than once, in either list, is as tradable as its strictest entry:
-    the answer is untrusted input, and a duplicate must not make a pair tradable by coming last."""
-    flags: dict[str, list[SymbolV2 | None]] = defaultdict(list)
-    for v2 in symbols_v2:
-        flags[v2.symbol].append(v2)
-    merged: dict[str, SymbolStatus] = {}
-    for market in market_symbols:
-        # None: missing from the v2 list, judged by market-symbols alone.
-        for v2_entry in flags.get(market.symbol) or [None]:
-            status = _status(market, v2_entry)
-            kept = merged.get(status.symbol)
-            if kept is None or (kept.tradable and not status.tradable):
-                merged[status.symbol] = status
-    return list(merged.values())
-
-
-def _status(market: MarketSymbol, v2: SymbolV2 | None) -> SymbolStatus:
-    return SymbolStatus(
-        symbol=market.symbol,
-        state=market.state if v2 is None or market.state != "online" else v2.state,
-        api_trading=market.api_trading == "enabled",
-        trade_enabled=True if v2 is None else v2.trade_enabled,
-        country_disabled=False if v2 is None else v2.country_disabled,
-    )
+    def _judging(self, exchange: str | None) -> list[SymbolCatalog]:
+        if exchange is None:
+            loaded = [catalog for catalog in self.by_exchange.values() if catalog.loaded]
+            if not loaded:
+                raise CatalogNotLoaded("no exchange's symbol list is loaded yet")
+            return loaded
+        try:
+            return [self.by_exchange[ExchangeName(exchange)]]
+        except (KeyError, ValueError):
+            # A binding of an exchange no longer supported: none of its pairs can be traded here.
+            return [SymbolCatalog.empty()]

@@ -10,7 +10,7 @@ conflicts are the stores' (shared.adapters.vault.stores)."""
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.whitelist.catalog import SymbolCatalog
+from services.whitelist.catalog import Catalogs
 from services.whitelist.health import binding_state, key_health
 from shared.adapters.vault.client import VaultPort
 from shared.adapters.vault.records import KeyHealth, WhitelistRecord
@@ -29,21 +29,16 @@ from shared.contracts.pairs import normalise_pairs
 from shared.contracts.reasons import Reason, ReasonCode, reason
 from shared.contracts.routing import Party
 from shared.contracts.states import BindingState, RequestKind
-from shared.runtime.errors import TransientError
 
 SERVICE = Party.WHITELIST
 # Whitelists a user may keep for bindings not stored (yet): pairs sent right after a bind request wait for it.
 MAX_PENDING_WHITELISTS = 5
 
 
-class CatalogNotLoaded(TransientError):
-    """HTX's symbol list has not been loaded yet: wait rather than judge pairs blind."""
-
-
 @dataclass
 class WhitelistDeps:
     vault: VaultPort
-    catalog: SymbolCatalog
+    catalogs: Catalogs
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
     tombstones: Tombstones = field(init=False)
@@ -57,26 +52,29 @@ class WhitelistDeps:
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
                                      at: datetime) -> list[Event]:
     pairs = normalise_pairs(event.trading_pairs)
-    problems = _check(deps.catalog, pairs)
+    # The exchange is the stored binding's (None while it is not stored: services/whitelist/catalog.py).
+    binding = await deps.bindings.read(event.user_id, event.binding_id)
+    exchange = binding.record.exchange if binding else None
+    problems = deps.catalogs.problems(pairs, exchange)
     if problems:
         return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
-                        request_id=event.request_id, binding_id=event.binding_id, reasons=problems, occurred_at=at,
-                        kind=RequestKind.WHITELIST,
+                        request_id=event.request_id, binding_id=event.binding_id, exchange=exchange,
+                        reasons=problems, occurred_at=at, kind=RequestKind.WHITELIST,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     current = await deps.whitelists.read(event.user_id, event.binding_id)
     if current is not None and _older(event.requested_at, current.record.pairs_as_of):
         # Asked before the pairs in force were (an old request sent again): they stay.
         return [_audit(event, at, AuditOutcome.SUPERSEDED, [], pairs)]
-    stored = await deps.bindings.exists(event.user_id, event.binding_id)
+    stored = binding is not None
     if not stored and current is None and (
             await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS
             or await deps.tombstones.read(event.user_id, event.binding_id) is not None):
         # Pairs may come before their binding is stored, but not for one revoked (a request sent again after
         # the revocation), and binding ids that never come (another user's, made up) must not pile up in Vault.
         return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
-                        request_id=event.request_id, binding_id=event.binding_id, occurred_at=at,
+                        request_id=event.request_id, binding_id=event.binding_id, exchange=None, occurred_at=at,
                         kind=RequestKind.WHITELIST,
-                        reasons=[reason(ReasonCode.BINDING_UNKNOWN, binding_id=event.binding_id)],
+                        reasons=[reason(ReasonCode.BINDING_UNKNOWN, None, binding_id=event.binding_id)],
                         details={"scope": "whitelist", "whitelist_unchanged": True})
     record = await deps.whitelists.save(event.user_id, event.binding_id, current, event.request_id, at, pairs=pairs,
                                         pairs_as_of=event.requested_at)
@@ -86,14 +84,15 @@ async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistD
         # The binding is not stored yet (or was revoked): its own pipeline will pick this whitelist up.
         return [
             status(user_id=event.user_id, state=BindingState.RECEIVED, request_id=event.request_id,
-                   binding_id=event.binding_id, occurred_at=saved_at, kind=RequestKind.WHITELIST,
+                   binding_id=event.binding_id, occurred_at=saved_at, kind=RequestKind.WHITELIST, exchange=None,
                    details={"scope": "whitelist", "waiting_for": "binding", "pairs": pairs}),
             _audit(event, at, AuditOutcome.SAVED_PENDING_BINDING, [], pairs),
         ]
     state = binding_state(record.key_health, whitelist_valid=True)
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=saved_at, kind=RequestKind.WHITELIST, details={"scope": "whitelist", "pairs": pairs}),
+               occurred_at=saved_at, kind=RequestKind.WHITELIST, exchange=exchange,
+               details={"scope": "whitelist", "pairs": pairs}),
         _audit(event, at, AuditOutcome.of_state(state), [], pairs),
     ]
 
@@ -110,7 +109,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     # Just validated: the key is as healthy as the validator found it, as of its write in Vault.
     health = key_health([], event.warnings)
     pairs = normalise_pairs(event.trading_pairs or [])
-    problems = _check(deps.catalog, pairs)
+    problems = deps.catalogs.problems(pairs, event.exchange)
     saved: Versioned[WhitelistRecord] | None
     if pairs and not problems:
         # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
@@ -131,7 +130,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         if saved.record.pairs:
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
-            problems = _check(deps.catalog, pairs)
+            problems = deps.catalogs.problems(pairs, event.exchange)
     record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
                                                               event.request_id, at, pairs=pairs, health=health,
                                                               health_as_of=stored.written_at)
@@ -140,7 +139,8 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
                occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
-               reasons=reasons, access_key_masked=event.access_key_masked, details={"pairs": pairs}),
+               exchange=event.exchange, reasons=reasons, access_key_masked=event.access_key_masked,
+               details={"pairs": pairs}),
         _audit(event, at, AuditOutcome.of_state(state), reasons, pairs),
     ]
 
@@ -149,7 +149,7 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
     """A key-health re-check: a status (and audit) only when the key's health changed, and only from a check
     newer than the fact the health rests on now."""
     if not event.checked:
-        return []  # HTX could not be asked: nothing is known, nothing changes (the validator audited it)
+        return []  # the exchange could not be asked: nothing is known, nothing changes (the validator audited it)
     stored = await deps.bindings.stored_version(event.user_id, event.binding_id)
     if stored is None:
         return []  # revoked since the sweep started
@@ -170,12 +170,12 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
         return []
     record = await deps.whitelists.save(event.user_id, event.binding_id, current,
                                         f"recheck:{event.sweep_request_id}", at, health=health, health_as_of=as_of)
-    pair_problems = _check(deps.catalog, record.pairs)
+    pair_problems = deps.catalogs.problems(record.pairs, event.exchange)
     state = binding_state(health, whitelist_valid=not pair_problems)
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at, kind=RequestKind.SWEEP, reasons=reasons,
+               occurred_at=record.updated_at, kind=RequestKind.SWEEP, exchange=event.exchange, reasons=reasons,
                access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action=AuditAction.KEY_HEALTH, outcome=AuditOutcome.of_state(state), cause=event, at=at,
@@ -208,12 +208,6 @@ def _stored_audit(event: BindingStored, outcome: AuditOutcome, at: datetime) -> 
     return audit(service=SERVICE, action=AuditAction.WHITELIST, outcome=outcome, cause=event, at=at,
                  user_id=event.user_id, request_id=event.request_id, binding_id=event.binding_id,
                  access_key_masked=event.access_key_masked)
-
-
-def _check(catalog: SymbolCatalog, pairs: list[str]) -> list[Reason]:
-    if not catalog.loaded:
-        raise CatalogNotLoaded("HTX symbol list not loaded yet")
-    return catalog.problems(pairs)
 
 
 def _audit(event: WhitelistRequested | BindingStored, at: datetime, outcome: AuditOutcome, reasons: list[Reason],

@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -223,23 +224,29 @@ class BindingAccepted(Event):
     accepted_at: Timestamp
 
 
-class HtxKeyFacts(BaseModel):
-    """What HTX told the validator about the key."""
+class KeyFacts(BaseModel):
+    """What the exchange told the validator about the key. Events written before Bybit and OKX named it `htx`,
+    with HTX's integer `uid` and `spot_account_id`: those read as the same facts."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
-    uid: int
-    spot_account_id: int | None
+    # The exchange's id of the key's owner.
+    owner_uid: str = Field(validation_alias=AliasChoices("owner_uid", "uid"))
+    # The account orders go to, where the exchange needs one named (HTX's spot account).
+    trading_account_id: str | None = Field(validation_alias=AliasChoices("trading_account_id", "spot_account_id"))
+    # The exchange's own permission names, as listed.
     permissions: list[str]
     ip_addresses: list[str]
-    valid_days: int
+    # Days until the key expires; None (or HTX's -1, in older events) when it does not.
+    valid_days: int | None
     key_status: str
 
 
 class BindingValidated(BindingAccepted):
-    """validator → vault-writer: the accepted request plus HTX's facts and any warnings (e.g. key_expiring)."""
+    """validator → vault-writer: the accepted request plus the exchange's facts and any warnings (e.g.
+    key_expiring)."""
 
-    htx: HtxKeyFacts
+    key: KeyFacts = Field(validation_alias=AliasChoices("key", "htx"))
     warnings: list[Reason] = Field(default_factory=list)
     validated_at: Timestamp
 
@@ -344,7 +351,9 @@ class BindingStatus(Event):
     request_kind: RequestKind | None = None
     binding_id: str | None
     user_id: str
-    exchange: str
+    # The binding's exchange; None when the input that caused the status could not say (a malformed request, a
+    # whitelist for a binding not stored yet). Statuses written before Bybit and OKX always said `htx`.
+    exchange: str | None
     state: BindingState
     reasons: list[Reason] = Field(default_factory=list)
     access_key_masked: str | None = None

@@ -12,7 +12,7 @@ from shared.contracts.states import BindingState, RequestKind
 
 
 def status(*, user_id: str, state: BindingState, request_id: str | None, binding_id: str | None,
-           occurred_at: datetime, kind: RequestKind | None, exchange: str = "htx", reasons: Sequence[Reason] = (),
+           occurred_at: datetime, kind: RequestKind | None, exchange: str | None, reasons: Sequence[Reason] = (),
            access_key_masked: str | None = None, details: dict[str, Any] | None = None) -> BindingStatus:
     # The id is derived from what the status is about, and the time is given by the handler (the time of the
     # record it handles, or one it recorded in Vault), so a redelivered input re-emits an identical event
@@ -64,7 +64,8 @@ def naming_vault_calls(events: Sequence[Event], request_ids: Sequence[str]) -> l
 
 
 def rejected(*, service: str, action: AuditAction, cause: Event | str, user_id: str | None, request_id: str | None,
-             binding_id: str | None, reasons: Sequence[Reason], occurred_at: datetime, kind: RequestKind | None,
+             binding_id: str | None, exchange: str | None, reasons: Sequence[Reason], occurred_at: datetime,
+             kind: RequestKind | None,
              access_key_masked: str | None = None, outcome: AuditOutcome = AuditOutcome.REJECTED,
              details: dict[str, Any] | None = None, audit_details: dict[str, Any] | None = None) -> list[Event]:
     """A refusal: the user hears why (when we know who they are), ops always hear (with audit_details, for ops
@@ -75,8 +76,8 @@ def rejected(*, service: str, action: AuditAction, cause: Event | str, user_id: 
     if user_id is None:
         return [record]
     return [status(user_id=user_id, state=BindingState.REJECTED, request_id=request_id, binding_id=binding_id,
-                   occurred_at=occurred_at, kind=kind, reasons=reasons, access_key_masked=access_key_masked,
-                   details=details),
+                   occurred_at=occurred_at, kind=kind, exchange=exchange, reasons=reasons,
+                   access_key_masked=access_key_masked, details=details),
             record]
 
 
@@ -84,6 +85,6 @@ def malformed(error: MalformedEvent, *, at: datetime, service: str, action: Audi
               details: dict[str, Any] | None = None) -> list[Event]:
     """An input that is not a valid event (it also goes to dead-letter, see shared/runtime/processing.py)."""
     return rejected(service=service, action=action, cause=f"malformed@{at.isoformat()}:{error.problem}",
-                    user_id=error.user_id, request_id=error.request_id, binding_id=None,
-                    reasons=[reason(ReasonCode.MALFORMED_REQUEST, problem=error.problem)], occurred_at=at, kind=kind,
-                    outcome=AuditOutcome.MALFORMED, details=details)
+                    user_id=error.user_id, request_id=error.request_id, binding_id=None, exchange=None,
+                    reasons=[reason(ReasonCode.MALFORMED_REQUEST, None, problem=error.problem)], occurred_at=at,
+                    kind=kind, outcome=AuditOutcome.MALFORMED, details=details)

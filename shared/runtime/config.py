@@ -10,6 +10,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import Party, Topic
 
 DEFAULT_RUN_DIR = Path(".run")
@@ -137,7 +138,10 @@ class Settings(BaseSettings):
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
     run_dir: Path = DEFAULT_RUN_DIR
+    # Each exchange's REST API (the sandboxes of deploy/sandbox/ by default; real ones: README.md#real-exchanges).
     htx_base_url: str = "http://127.0.0.1:8930"
+    bybit_base_url: str = "http://127.0.0.1:8931"
+    okx_base_url: str = "http://127.0.0.1:8932"
     # Hash7's egress IPs: every bound key must be linked to all of them and to nothing else.
     egress_ips: list[str] = Field(default_factory=lambda: ["203.0.113.10", "203.0.113.11"])
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -148,6 +152,10 @@ class Settings(BaseSettings):
         if (self.vault_client_cert is None) != (self.vault_client_key is None):
             raise ValueError("HASH7_VAULT_CLIENT_CERT and HASH7_VAULT_CLIENT_KEY go together: set both or neither")
         return self
+
+    def exchange_urls(self) -> dict[ExchangeName, str]:
+        return {ExchangeName.HTX: self.htx_base_url, ExchangeName.BYBIT: self.bybit_base_url,
+                ExchangeName.OKX: self.okx_base_url}
 
     def vault_connection(self) -> VaultConnection:
         return VaultConnection(addr=self.vault_addr, timeout_s=self.vault_timeout_s, namespace=self.vault_namespace,
@@ -257,14 +265,14 @@ class KeyHealthSettings(ServiceSettings):
 
 
 class ValidatorSettings(KeyHealthSettings):
-    htx_timeout_s: float = 5.0
-    # How long transient HTX trouble is retried before the user is told `exchange_unavailable`.
-    htx_retry_budget_s: float = 20.0
-    # Keys inspected at HTX at once (a new key's turn includes unsealing and importing it); the others wait their
-    # turn before their retry budget starts.
+    exchange_timeout_s: float = 5.0
+    # How long transient exchange trouble is retried before the user is told `exchange_unavailable`.
+    exchange_retry_budget_s: float = 20.0
+    # Keys inspected at an exchange at once (a new key's turn includes unsealing and importing it); the others wait
+    # their turn before their retry budget starts.
     # Without a bound, a restart's burst (every record in hand at once) spent the budget queueing behind itself.
-    htx_max_concurrent_inspections: int = 16
-    # A key with validDays at or under this many days gets `key_expiring`.
+    exchange_max_concurrent_inspections: int = 16
+    # A key that expires within this many days gets `key_expiring`.
     expiry_warning_days: int = 14
 
     service_name: ClassVar[Party] = Party.VALIDATOR
@@ -294,7 +302,7 @@ class VaultWriterSettings(KeyHealthSettings):
 
 
 class WhitelistSettings(ServiceSettings):
-    htx_timeout_s: float = 5.0
+    exchange_timeout_s: float = 5.0
     # The symbol list is refreshed in the background this often, never per request.
     symbol_refresh_s: float = 60.0
 
@@ -307,4 +315,4 @@ class EngineSettings(Settings):
     # How long a binding read from Vault is served from memory: a rotation reaches cached reads within this
     # time. Orders do not depend on it: the order gate reads the binding and its whitelist afresh each time.
     engine_cache_ttl_s: float = Field(30.0, ge=0)
-    htx_timeout_s: float = 5.0
+    exchange_timeout_s: float = 5.0

@@ -28,7 +28,7 @@ def status(state: BindingState, *, user_id: str = "user-1", request_id: str | No
            **details: object) -> BindingStatus:
     return BindingStatus(
         event_id=uuid.uuid4(), request_id=request_id, binding_id=binding_id, user_id=user_id, exchange="htx",
-        state=state, reasons=[reason(code, **details) for code in reasons], access_key_masked=MASKED_ACCESS_KEY,
+        state=state, reasons=[reason(code, "htx", **details) for code in reasons], access_key_masked=MASKED_ACCESS_KEY,
         occurred_at=T0 + timedelta(seconds=seconds),
     )
 

@@ -64,7 +64,7 @@ def test_another_input_outcome_subject_or_reason_is_another_event():
         revoked(revoke(), at=AT + timedelta(seconds=1)),  # the app sent the request again: a record of its own
         revoked(revoke("r2")),
         revoked("hash7.binding.requested/0/7"),
-        revoked(revoke(), reasons=[reason(ReasonCode.BINDING_UNKNOWN, binding_id="b1")]),
+        revoked(revoke(), reasons=[reason(ReasonCode.BINDING_UNKNOWN, "htx", binding_id="b1")]),
         audit(service="vault-writer", action=AuditAction.REVOKE, outcome=AuditOutcome.REJECTED, cause=revoke(),
               at=AT, user_id="u1", request_id="r1", binding_id="b1"),
     ]
@@ -75,7 +75,7 @@ def test_another_input_outcome_subject_or_reason_is_another_event():
 def test_every_action_and_outcome_maps_to_an_ocsf_api_activity(action, outcome):
     event = audit(service="whitelist", action=action, outcome=outcome, cause="c", at=AT, user_id="u1",
                   request_id="r1", binding_id="b1", access_key_masked="ak-0…0001",
-                  reasons=[reason(ReasonCode.KEY_EXPIRING, days=3)], details={"pairs": ["btcusdt"]})
+                  reasons=[reason(ReasonCode.KEY_EXPIRING, "htx", days=3)], details={"pairs": ["btcusdt"]})
     ocsf = to_ocsf(event)
 
     assert (ocsf["class_uid"], ocsf["category_uid"]) == (6003, 6)

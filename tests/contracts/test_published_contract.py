@@ -43,7 +43,7 @@ def sample_events() -> list[Event]:
     """One real event per topic, with its optional parts filled in."""
     sealed = fake_seal(SECRET, "u1")
     accepted = validated().model_dump(exclude={"htx", "warnings", "validated_at"})
-    warning = reason(ReasonCode.KEY_EXPIRING, days=3)
+    warning = reason(ReasonCode.KEY_EXPIRING, "htx", days=3)
     return [
         BindingRequested(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
                          secret_key_sealed=SecretStr(sealed), trading_pairs=["btcusdt"], requested_at=utc_now()),

@@ -30,7 +30,7 @@ from services.vault_writer.handlers import (
     handle_sweep_requested,
 )
 from services.vault_writer.handlers import on_malformed as writer_malformed
-from services.whitelist.catalog import SymbolCatalog, SymbolStatus
+from services.whitelist.catalog import Catalogs
 from services.whitelist.handlers import (
     WhitelistDeps,
     handle_binding_rechecked,
@@ -38,16 +38,17 @@ from services.whitelist.handlers import (
     handle_whitelist_requested,
 )
 from services.whitelist.handlers import on_malformed as whitelist_malformed
-from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.exchange.port import ExchangeCredentials, TradingPair
 from shared.contracts.events import (
     BindingRequested,
     Event,
-    HtxKeyFacts,
+    KeyFacts,
     MalformedEvent,
     RevokeRequested,
     SweepRequested,
     WhitelistRequested,
 )
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import ROUTES, SERVICES, Party, RouteViolation, Topic, route_of
 from shared.runtime import subscriptions
 from shared.runtime.config import IntakeSettings, ValidatorSettings, VaultWriterSettings, WhitelistSettings
@@ -146,10 +147,10 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
         emitted.extend((service, event) for event in events)
         return events
 
-    async def good_key(credentials: ExchangeCredentials) -> KeyInspection:
-        return KeyInspection(KeyVerdict(), HtxKeyFacts(uid=1, spot_account_id=10, permissions=["readOnly", "trade"],
-                                                       ip_addresses=["203.0.113.10"], valid_days=-1,
-                                                       key_status="normal"))
+    async def good_key(exchange: str, credentials: ExchangeCredentials) -> KeyInspection:
+        return KeyInspection(KeyVerdict(), KeyFacts(owner_uid="1", trading_account_id="10",
+                                                    permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
+                                                    valid_days=None, key_status="normal"))
 
     async def no_wait() -> None:
         return None
@@ -157,9 +158,9 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
     intake = IntakeDeps(RequestHistory(clock=lambda: AT), AttemptLimiter(10))
     validator = ValidatorDeps(vault, good_key, 2.0, no_wait, asyncio.Semaphore(1))
     writer = VaultWriterDeps(vault)
-    catalog = SymbolCatalog()
-    catalog.replace([SymbolStatus("btcusdt", "online", api_trading=True)])
-    whitelist = WhitelistDeps(vault, catalog)
+    catalogs = Catalogs([ExchangeName.HTX])
+    catalogs[ExchangeName.HTX].replace([TradingPair("btcusdt", "btcusdt", tradable=True)])
+    whitelist = WhitelistDeps(vault, catalogs)
     request = BindingRequested(request_id="r1", user_id="u1", exchange="htx", access_key="ak-000000000001",
                                secret_key_sealed=fake_seal(SECRET, "u1"), trading_pairs=["btcusdt"],
                                requested_at=AT)

@@ -118,7 +118,7 @@ async def test_one_binding_requests_spans_form_one_trace_through_every_service_a
                                      htx_base_url=htx_sandbox.base_url)
     async with order_gate(engine_settings) as gate:
         await gate.place(user, timeline[-1].binding_id,
-                         OrderRequest("btcusdt", "buy-limit", Decimal("0.001"), Decimal("30000")))
+                         OrderRequest("btcusdt", "buy", "limit", Decimal("0.001"), Decimal("30000")))
     [order] = [span for span in app_spans.get_finished_spans() if span.name == ORDER_SPAN]
     assert order.parent is None and f"{order.context.trace_id:032x}" != request.trace_id
     # A trace of its own, linked to the vault-writer's span that stored the binding (its record's traceparent).

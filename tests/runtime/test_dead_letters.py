@@ -147,7 +147,7 @@ def ordinary_events() -> list[Event]:
     rejected = BindingStatus(
         event_id=uuid.uuid4(), request_id=uuid.uuid4().hex, binding_id=str(uuid.uuid4()), user_id="alice",
         exchange="htx", state=BindingState.REJECTED, access_key_masked="c405…317e", occurred_at=utc_now(),
-        reasons=[reason(code, missing_ips=["203.0.113.11"]) for code in ReasonCode])
+        reasons=[reason(code, "htx", missing_ips=["203.0.113.11"]) for code in ReasonCode])
     return [request, rejected, validated(access_key=HTX_SECRET, request_id=uuid.uuid4().hex), stored()]
 
 

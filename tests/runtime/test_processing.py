@@ -72,7 +72,7 @@ def processor(handled: list[datetime], publisher: RecordingPublisher, fail_with:
         handled.append(at)
         if failures:
             raise failures.pop(0)
-        return [status(user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
+        return [status(exchange="htx", user_id=event.user_id, state=BindingState.STORED, request_id=event.request_id,
                        binding_id=event.binding_id, occurred_at=at, kind=RequestKind.BIND)]
 
     def on_malformed(error, *, at):

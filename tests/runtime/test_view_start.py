@@ -58,8 +58,9 @@ async def test_a_view_reads_its_partitions_from_the_brokers_offset_for_its_max_a
     await producer.start()
     try:
         for request_id, at in sent:
-            event = status(user_id="u1", state=BindingState.RECEIVED, request_id=request_id, binding_id=None,
-                           occurred_at=at, kind=RequestKind.BIND)
+            event = status(
+                exchange="htx", user_id="u1", state=BindingState.RECEIVED, request_id=request_id, binding_id=None,
+                occurred_at=at, kind=RequestKind.BIND)
             await producer.send_and_wait(name, event.to_bytes(), partition=0, timestamp_ms=int(at.timestamp() * 1000))
     finally:
         await producer.stop()

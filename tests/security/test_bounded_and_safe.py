@@ -55,7 +55,7 @@ UNPARSEABLE = {
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e[bold red]X"
 # A character a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi marks, overrides, isolates.
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# The validator's deadline for HTX during one inspection (HASH7_HTX_RETRY_BUDGET_S in tests/fixtures/pipeline.py),
+# The validator's deadline for HTX during one inspection (HASH7_EXCHANGE_RETRY_BUDGET_S in tests/fixtures/pipeline.py),
 # plus what the pipeline itself takes around it.
 HTX_DEADLINE_S = 3.0
 PIPELINE_SLACK_S = 5.0

@@ -84,8 +84,9 @@ class KeyDescription:
     # exchange needs none, or lists none (`needs_trading_account` tells which).
     trading_account_id: str | None
     needs_trading_account: bool
-    # The account cannot trade (HTX's spot account `lock`, an exchange's frozen or banned account).
-    account_locked: bool
+    # Why the account cannot trade, in the exchange's words (HTX's spot account `lock`, a frozen or banned
+    # account); None when it can.
+    account_problem: str | None
 
 
 @dataclass(frozen=True)

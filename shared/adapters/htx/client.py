@@ -211,9 +211,9 @@ class HtxClient:
     ) -> T:
         """The answer's `data`, read as shape; an answer not shaped as documented is an ExchangeError."""
         authorise = self._authorise(method, path, credentials, params) if credentials else None
+        masked = mask_access_key(credentials.access_key) if credentials else None
         document = await self._http.call(method, path, params=params, body=body, authorise=authorise,
-                                         principal=_principal(credentials),
-                                         access_key_masked=mask_access_key(credentials.access_key) if credentials else None)
+                                         principal=_principal(credentials), access_key_masked=masked)
         return read_data(document, "data", shape, path)
 
     def _authorise(self, method: str, path: str, credentials: ExchangeCredentials,

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated, SweepCursor
@@ -99,6 +99,9 @@ class BindingRecord(_SignsWithItsOwnKey):
     masked (`rotated_from`), and its index entry to release (`replaced_index_path`). `traceparent` is the W3C
     context of the span that stored it (from signed headers, shared/runtime/tracing.py), which orders link to."""
 
+    # Records written before Bybit and OKX hold HTX's ids as integers (below).
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
     rotated_from: str | None = _absent_when_none()
     replaced_index_path: str | None = _absent_when_none()
     traceparent: Traceparent = _absent_when_none()
@@ -107,11 +110,13 @@ class BindingRecord(_SignsWithItsOwnKey):
     access_key: str = Field(repr=False)
     label: str
     request_id: str
-    htx_uid: int
-    spot_account_id: int | None
+    # The exchange's facts about the key (shared/contracts/events.py KeyFacts). Records written before Bybit and OKX
+    # name the first two `htx_uid` and `spot_account_id`, as integers: they read as the same facts.
+    owner_uid: str = Field(validation_alias=AliasChoices("owner_uid", "htx_uid"))
+    trading_account_id: str | None = Field(validation_alias=AliasChoices("trading_account_id", "spot_account_id"))
     permissions: list[str]
     ip_addresses: list[str]
-    valid_days: int
+    valid_days: int | None
     key_status: str
     validated_at: IsoTime
     stored_at: IsoTime
@@ -123,9 +128,9 @@ class BindingRecord(_SignsWithItsOwnKey):
             rotated_from=rotated_from, replaced_index_path=replaced_index_path, traceparent=traceparent,
             exchange=event.exchange, access_key=event.access_key, exchange_key=signing_key.name,
             exchange_key_version=signing_key.version, label=event.label, user_id=event.user_id,
-            binding_id=event.binding_id, request_id=event.request_id, htx_uid=event.htx.uid,
-            spot_account_id=event.htx.spot_account_id, permissions=event.htx.permissions,
-            ip_addresses=event.htx.ip_addresses, valid_days=event.htx.valid_days, key_status=event.htx.key_status,
+            binding_id=event.binding_id, request_id=event.request_id, owner_uid=event.key.owner_uid,
+            trading_account_id=event.key.trading_account_id, permissions=event.key.permissions,
+            ip_addresses=event.key.ip_addresses, valid_days=event.key.valid_days, key_status=event.key.key_status,
             validated_at=event.validated_at, stored_at=stored_at,
         )
 
@@ -174,6 +179,8 @@ class Tombstone(VaultRecord):
     request_id: str
     access_key_masked: str
     revoked_at: IsoTime
+    # None in tombstones left before Bybit and OKX (all HTX).
+    exchange: str | None = None
 
 
 class SweepClaim(VaultRecord):

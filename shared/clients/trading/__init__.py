@@ -2,7 +2,7 @@
 
     async with order_gate(EngineSettings()) as gate:
         binding = await gate.bindings.get(user_id, binding_id)          # cached up to HASH7_ENGINE_CACHE_TTL_S
-        placed = await gate.place(user_id, binding_id, OrderRequest("btcusdt", "buy-limit", amount, price))
+        placed = await gate.place(user_id, binding_id, OrderRequest("btcusdt", "buy", "limit", amount, price))
 
 `hash7-engine` (shared.clients.trading.example) does exactly this from the command line.
 """

@@ -16,6 +16,7 @@ from shared.adapters.vault.client import VaultClient, VaultPort
 from shared.adapters.vault.records import KeyHealth, KeyRef
 from shared.adapters.vault.stores import Bindings, Whitelists
 from shared.adapters.vault.transit_signer import TransitHmacSigner
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.secrets import mask_access_key
 from shared.runtime.config import EngineSettings
@@ -45,9 +46,13 @@ class TradingBinding:
     access_key: str
     # The Transit key version holding the secret.
     signing_key: KeyRef
-    htx_uid: int
-    spot_account_id: int | None
-    # HTX symbols (normalised), in the order the user gave them; empty while the binding awaits a whitelist.
+    exchange: str
+    # The exchange's id of the key's owner.
+    owner_uid: str
+    # The account orders go to, where the exchange needs one named (HTX's spot account).
+    trading_account_id: str | None
+    # Pairs (normalised, shared/contracts/pairs.py), in the order the user gave them; empty while the binding awaits
+    # a whitelist.
     whitelist: tuple[str, ...]
     # None while the whitelist service has said nothing about the key's health.
     health: KeyHealth | None
@@ -64,20 +69,25 @@ class TradingBinding:
 
     @property
     def invalid(self) -> bool:
-        """The whitelist service found that the key stopped working at HTX."""
+        """The whitelist service found that the key stopped working at its exchange."""
         return self.health is KeyHealth.INVALID
 
     def allows(self, symbol: str) -> bool:
         return symbol in self.whitelist
 
-    def htx_credentials(self, signer: RequestSigner) -> ExchangeCredentials:
-        return ExchangeCredentials(self.access_key, signer, owner_uid=str(self.htx_uid))
+    @property
+    def needs_trading_account(self) -> bool:
+        """Whether the exchange's orders name an account (HTX's do: shared/adapters/htx/README.md#order-placement)."""
+        return self.exchange == ExchangeName.HTX
+
+    def credentials(self, signer: RequestSigner) -> ExchangeCredentials:
+        return ExchangeCredentials(self.access_key, signer, owner_uid=self.owner_uid)
 
     def __repr__(self) -> str:
         return (f"TradingBinding(user_id={self.user_id!r}, binding_id={self.binding_id!r}, "
-                f"access_key={self.access_key_masked!r}, htx_uid={self.htx_uid!r}, "
-                f"spot_account_id={self.spot_account_id!r}, whitelist={self.whitelist!r}, health={self.health!r}, "
-                f"version={self.version!r})")
+                f"exchange={self.exchange!r}, access_key={self.access_key_masked!r}, owner_uid={self.owner_uid!r}, "
+                f"trading_account_id={self.trading_account_id!r}, whitelist={self.whitelist!r}, "
+                f"health={self.health!r}, version={self.version!r})")
 
 
 @dataclass(frozen=True)
@@ -136,8 +146,9 @@ class BindingStore:
             binding_id=binding_id,
             access_key=record.access_key,
             signing_key=record.signing_key,
-            htx_uid=record.htx_uid,
-            spot_account_id=record.spot_account_id,
+            exchange=record.exchange,
+            owner_uid=record.owner_uid,
+            trading_account_id=record.trading_account_id,
             whitelist=tuple(normalise_pairs(whitelist.record.pairs)) if whitelist else (),
             health=whitelist.record.health if whitelist else None,
             version=credentials.version,

@@ -1,5 +1,5 @@
 """`hash7-engine`: an example trading engine on shared.clients.trading. It reads a binding from Vault as the
-`trading-engine` AppRole and places orders on HTX (or the sandbox) through the order gate.
+`trading-engine` AppRole and places orders on the binding's exchange (or its sandbox) through the order gate.
 
     hash7-engine show --user U --binding B
     hash7-engine order --user U --binding B --symbol btcusdt --side buy --type limit --amount 0.001 --price 30000
@@ -10,7 +10,7 @@ key only masked, the secret never.
 """
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import click
 from pydantic import Field
@@ -48,11 +48,11 @@ PROGRAM = "hash7-engine"
 EXIT_CODES_HELP = f"""\b
 Exit codes:
   {EXIT_OK}  done: the binding was shown, or the order placed
-  {EXIT_FAILED}  could not finish: Vault, Kafka or HTX unreachable, no AppRole
+  {EXIT_FAILED}  could not finish: Vault, Kafka or the exchange unreachable, no AppRole
      credentials, or bad HASH7_* settings
   {EXIT_USAGE}  bad input on the command line
   {EXIT_REFUSED}  refused: by the order gate (binding revoked or invalid, pair not
-     whitelisted) or by HTX; also: no such binding (show)
+     whitelisted) or by the exchange; also: no such binding (show)
   {EXIT_INTERRUPTED}  interrupted with Ctrl-C"""
 
 SYMBOL = ContractValue("SYMBOL", TradingPair)
@@ -64,8 +64,9 @@ _SHOWN_FIELDS = {
     "binding_id": "Binding",
     "user_id": "User",
     "access_key_masked": "Access key",
-    "htx_uid": "HTX UID",
-    "spot_account_id": "Spot account",
+    "exchange": "Exchange",
+    "owner_uid": "Exchange UID",
+    "trading_account_id": "Spot account",
     "whitelist": "Whitelist",
     "health": "Health",
     "version": "Vault version",
@@ -99,7 +100,7 @@ def print_refusal(reason: str, message: str) -> None:
 def cli() -> None:
     """An example trading engine: read a binding's credentials from Vault and trade within its whitelist.
 
-    Configuration comes from HASH7_* environment variables (Vault, HTX, Kafka, run directory,
+    Configuration comes from HASH7_* environment variables (Vault, exchanges, Kafka, run directory,
     HASH7_ENGINE_CACHE_TTL_S).
     """
 
@@ -108,7 +109,8 @@ def cli() -> None:
 @click.option("--user", "user_id", type=USER_ID, required=True, help="Hash7 user id.")
 @click.option("--binding", "binding_id", type=ID, required=True, help="The binding to read.")
 def show(user_id: str, binding_id: str) -> None:
-    """Print what the engine reads for a binding: masked access key, HTX UID, spot account, whitelist."""
+    """Print what the engine reads for a binding: exchange, masked access key, exchange UID, spot account,
+    whitelist."""
     settings = load_program_settings(EngineSettings, PROGRAM, Party.TRADING_ENGINE)
 
     async def read() -> int:
@@ -132,13 +134,14 @@ def show(user_id: str, binding_id: str) -> None:
 @click.option("--amount", type=QUANTITY, required=True, help="Base currency amount (quote amount for a market buy).")
 @click.option("--price", type=QUANTITY, help="Limit price; a market order takes none.")
 @click.option("--client-order-id", type=ID, help="Your own id for the order.")
-def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str, amount: Decimal,
+def order(user_id: str, binding_id: str, symbol: str, side: Literal["buy", "sell"],
+          order_type: Literal["limit", "market"], amount: Decimal,
           price: Decimal | None, client_order_id: str | None) -> None:
     """Place an order with the binding's key, through the order gate: only for a pair in its whitelist."""
     if (order_type == "limit") != (price is not None):
         raise click.UsageError("a limit order needs --price, a market order takes none")
     settings = load_program_settings(EngineSettings, PROGRAM, Party.TRADING_ENGINE)
-    request = OrderRequest(symbol, f"{side}-{order_type}", amount, price, client_order_id)
+    request = OrderRequest(symbol, side, order_type, amount, price, client_order_id)
 
     async def place() -> int:
         async with order_gate(settings) as gate:
@@ -149,8 +152,8 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
                 return EXIT_REFUSED
             except ExchangeError as exc:
                 if exc.transient:
-                    raise ClientError(f"HTX at {settings.htx_base_url} could not take the order ({exc})") from None
-                print_refusal("htx", f"HTX refused the order: {exc}")
+                    raise ClientError(f"the binding's exchange could not take the order ({exc})") from None
+                print_refusal("exchange", f"the exchange refused the order: {exc}")
                 return EXIT_REFUSED
             # The gate has just read the binding: this comes from memory (unless the cache TTL is 0).
             binding = await gate.bindings.get(user_id, binding_id)
@@ -159,8 +162,9 @@ def order(user_id: str, binding_id: str, symbol: str, side: str, order_type: str
                              "order": request})
             return EXIT_OK
         print_binding(binding)
-        stdout.print(Text.assemble(("Placed", "bold green"), " order ", shown(placed.order_id), f": {request.type} ",
-                                   f"{amount} {symbol}" + (f" at {price}" if price is not None else "") + "."))
+        at_price = f" at {price}" if price is not None else ""
+        stdout.print(Text.assemble(("Placed", "bold green"), " order ", shown(placed.order_id),
+                                   f": {side}-{order_type} {amount} {symbol}{at_price}."))
         return EXIT_OK
 
     run(settings, place())

@@ -1,9 +1,9 @@
-"""The one way a trading engine places an order: `OrderGate.place` signs and sends it to HTX only if the
-binding still exists, its key is not marked invalid and the pair is in its current whitelist. Anything else
-raises `OrderRefused` and leaves an `order_refused` audit event; a placed order leaves `order_placed`.
+"""The one way a trading engine places an order: `OrderGate.place` signs and sends it to the binding's exchange
+only if the binding still exists, its key is not marked invalid and the pair is in its current whitelist. Anything
+else raises `OrderRefused` and leaves an `order_refused` audit event; a placed order leaves `order_placed`.
 
-HTX enforces no per-key pair whitelist at order time, and stolen trade-only keys are used to trade illiquid
-pairs against their owners: this check is the only one there is.
+HTX, Bybit and OKX enforce no per-key pair whitelist at order time, and stolen trade-only keys are used to trade
+illiquid pairs against their owners: this check is the only one there is.
 """
 
 from collections.abc import AsyncIterator
@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal
 
 import structlog
 
 from shared.adapters.exchange.http import answered_within
-from shared.adapters.exchange.port import ExchangeCredentials
-from shared.adapters.htx.client import HtxClient
-from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.adapters.exchange.port import PlacedOrder, SpotOrder
+from shared.adapters.exchange.registry import ClientOptions, Exchanges, UnsupportedExchange
 from shared.adapters.vault.client import KeyMissing
 from shared.clients.trading.audit_outbox import AuditOutbox, EventSink
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding, engine_vault
@@ -52,6 +51,7 @@ class OrderRefusalReason(StrEnum):
     BINDING_INVALID = "binding_invalid"
     PAIR_NOT_WHITELISTED = "pair_not_whitelisted"
     NO_SPOT_ACCOUNT = "no_spot_account"
+    EXCHANGE_UNSUPPORTED = "exchange_unsupported"
 
 
 class OrderRefused(ClientError):
@@ -64,41 +64,37 @@ class OrderRefused(ClientError):
 
 @dataclass(frozen=True)
 class OrderRequest:
-    """An order as an engine asks for it. The gate adds the account: always the binding's spot account."""
+    """An order as an engine asks for it. The gate adds the account where the exchange needs one named: always the
+    binding's spot account."""
 
-    # A trading pair in any spelling the app accepts ('BTC/USDT', 'btcusdt'); sent as the HTX symbol.
+    # A trading pair in any spelling the app accepts ('BTC/USDT', 'btcusdt').
     symbol: str
-    # HTX's order type, e.g. `buy-limit`, `sell-market`.
-    type: str
+    side: Literal["buy", "sell"]
+    kind: Literal["limit", "market"]
     amount: Decimal
     price: Decimal | None = None
     client_order_id: str | None = None
 
 
-class OrderPlacer(Protocol):
-    """What the gate needs from HTX; HtxClient is the real one."""
-
-    async def place_order(self, credentials: ExchangeCredentials, order: NewOrder) -> PlacedOrder: ...
-
-
 class OrderGate:
-    """Places orders with the credentials of a binding, within its whitelist. HTX has htx_deadline_s in all to
-    answer an order, however slowly it drips the answer; past that the order's fate is unknown."""
+    """Places orders with the credentials of a binding, within its whitelist. The exchange has exchange_deadline_s
+    in all to answer an order, however slowly it drips the answer; past that the order's fate is unknown."""
 
-    def __init__(self, bindings: BindingStore, htx: OrderPlacer, events: EventSink, *, htx_deadline_s: float) -> None:
+    def __init__(self, bindings: BindingStore, exchanges: Exchanges, events: EventSink, *,
+                 exchange_deadline_s: float) -> None:
         self.bindings = bindings
-        self._htx = htx
+        self._exchanges = exchanges
         self._audits = AuditOutbox(events, capacity=AUDIT_OUTBOX_CAPACITY, retry_cap_s=AUDIT_RETRY_CAP_S)
-        self._htx_deadline_s = htx_deadline_s
+        self._exchange_deadline_s = exchange_deadline_s
 
     async def close(self, deadline_s: float = AUDIT_FLUSH_DEADLINE_S) -> None:
         """Publish the order audits still waiting for the broker, for up to deadline_s (each one left is logged)."""
         await self._audits.close(deadline_s)
 
     async def place(self, user_id: str, binding_id: str, order: OrderRequest) -> PlacedOrder:
-        """Send the order to HTX, or raise OrderRefused. HTX's own refusals raise ExchangeError as they are, and
-        so does no answer within the deadline (an `ExchangeTransientError` `network-error`: the order may have been
-        placed)."""
+        """Send the order to the binding's exchange, or raise OrderRefused. The exchange's own refusals raise
+        ExchangeError as they are, and so does no answer within the deadline (an `ExchangeTransientError`
+        `network-error`: the order may have been placed)."""
         with placing_order(binding_id):
             try:
                 placed = await self._place(user_id, binding_id, order)
@@ -114,7 +110,7 @@ class OrderGate:
         decision = _Decision.of(user_id, binding_id, symbol, order)
         # Read afresh, never from the cache: a revocation, a whitelist change or a rotation binds the very
         # next order, not one up to a cache TTL later. So a just-revoked binding trades only orders already
-        # past this read when the revocation lands (their HTX round trip), never for a cache TTL. It costs
+        # past this read when the revocation lands (their exchange round trip), never for a cache TTL. It costs
         # two Vault reads (a few ms) per order, small beside that round trip. Vault down: no order.
         try:
             binding = await self.bindings.refresh(user_id, binding_id)
@@ -124,33 +120,41 @@ class OrderGate:
         link_to_binding(binding.traceparent)
         if binding.invalid:
             raise self._refused(decision, binding, OrderRefusalReason.BINDING_INVALID,
-                                "its key stopped working at HTX; bind a new key")
+                                "its key stopped working at its exchange; bind a new key")
         if not binding.allows(symbol):
             whitelist = ", ".join(binding.whitelist) or "empty"
             raise self._refused(decision, binding, OrderRefusalReason.PAIR_NOT_WHITELISTED,
                                 f"it is not in its whitelist ({whitelist})")
 
-        if binding.spot_account_id is None:
-            # HTX listed no spot account for the key when it was bound: there is nowhere to place a spot order.
+        try:
+            exchange = self._exchanges[binding.exchange]
+        except UnsupportedExchange:
+            raise self._refused(decision, binding, OrderRefusalReason.EXCHANGE_UNSUPPORTED,
+                                f"this engine cannot trade on its exchange ({binding.exchange[:32]!r})") from None
+        if binding.needs_trading_account and binding.trading_account_id is None:
+            # The exchange listed no spot account for the key when it was bound: there is nowhere to place a spot
+            # order.
             raise self._refused(decision, binding, OrderRefusalReason.NO_SPOT_ACCOUNT,
-                                "HTX listed no spot account for its key; open one on HTX and bind the key again")
+                                "its exchange listed no spot account for its key; open one there and bind the key "
+                                "again")
 
         # Signed inside Vault: the engine never holds the secret, and Vault's audit log records the signing call.
         signer = self.bindings.signer(binding)
+        spot_order = SpotOrder(pair=symbol, side=order.side, kind=order.kind, amount=order.amount, price=order.price,
+                               client_order_id=order.client_order_id)
         try:
-            async with answered_within(self._htx_deadline_s, "the order"):
-                placed = await self._htx.place_order(binding.htx_credentials(signer), NewOrder(
-                    account_id=binding.spot_account_id, symbol=symbol, type=order.type, amount=order.amount,
-                    price=order.price, client_order_id=order.client_order_id,
-                ))
+            async with answered_within(self._exchange_deadline_s, "the order"):
+                placed = await exchange.place_order(binding.credentials(signer), spot_order,
+                                                    binding.trading_account_id)
         except KeyMissing:
             # Revoked since the read: the revocation deleted the key before the record, so nothing was sent.
             raise self._refused(decision, binding, OrderRefusalReason.BINDING_REVOKED,
                                 "it was revoked (its key is deleted from Vault)") from None
         log.info("order_placed", user_id=user_id, binding_id=binding_id, access_key_masked=binding.access_key_masked,
-                 symbol=symbol, order_id=placed.order_id)
+                 exchange=binding.exchange, symbol=symbol, order_id=placed.order_id)
         self._audit(decision, binding, AuditOutcome.ORDER_PLACED,
-                    {"symbol": symbol, "type": order.type, "order_id": placed.order_id,
+                    {"exchange": binding.exchange, "symbol": symbol, "type": f"{order.side}-{order.kind}",
+                     "order_id": placed.order_id,
                      "vault_sign_request_ids": signer.vault_request_ids})
         return placed
 
@@ -189,26 +193,27 @@ class _Decision:
     @classmethod
     def of(cls, user_id: str, binding_id: str, symbol: str, order: OrderRequest) -> "_Decision":
         at = utc_now()
-        cause = (f"order:{order.client_order_id or '-'}:{symbol}:{order.type}:{order.amount}:{order.price}"
+        cause = (f"order:{order.client_order_id or '-'}:{symbol}:{order.side}-{order.kind}:{order.amount}:{order.price}"
                  f"@{at.isoformat()}")
         return cls(user_id, binding_id, symbol, cause, at)
 
 
 @asynccontextmanager
 async def order_gate(settings: EngineSettings) -> AsyncIterator[OrderGate]:
-    """A gate wired to the settings' Vault (AppRole `trading-engine`), HTX and Kafka."""
+    """A gate wired to the settings' Vault (AppRole `trading-engine`), exchanges and Kafka."""
     vault = engine_vault(settings)
     bindings = BindingStore.from_settings(settings, vault)
     # Its order decisions are audited as the trading engine's, signed with that role's key in Vault.
     publisher = KafkaPublisher(settings, _KAFKA_CLIENT_ID, EventSigner(vault, Party.TRADING_ENGINE))
     try:
-        # htx_timeout_s is the order's whole deadline: retrying past it would be cut off anyway.
-        deadline_s = settings.htx_timeout_s
-        async with HtxClient(settings.htx_base_url, timeout_s=deadline_s, retry_budget_s=deadline_s) as htx:
-            gate = OrderGate(bindings, htx, publisher, htx_deadline_s=deadline_s)
-            try:
-                yield gate
-            finally:
-                await gate.close()
+        # exchange_timeout_s is the order's whole deadline: retrying past it would be cut off anyway.
+        deadline_s = settings.exchange_timeout_s
+        exchanges = Exchanges.open(settings.exchange_urls(), ClientOptions(deadline_s, deadline_s))
+        gate = OrderGate(bindings, exchanges, publisher, exchange_deadline_s=deadline_s)
+        try:
+            yield gate
+        finally:
+            await gate.close()
+            await exchanges.aclose()
     finally:
         await publisher.close()

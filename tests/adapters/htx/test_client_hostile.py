@@ -63,7 +63,7 @@ async def test_an_order_under_a_drip_is_not_sent_twice_and_ends_at_the_deadline(
 
 
 async def test_an_outer_timeout_cuts_a_drip_as_the_validator_relies_on():
-    # services/validator/handlers.py bounds a whole inspection with asyncio.timeout(htx_deadline_s): a drip
+    # services/validator/handlers.py bounds a whole inspection with asyncio.timeout(exchange_deadline_s): a drip
     # must not hold the read past it, whatever the client's own (longer) deadline.
     async with hostile_htx(drip(0.1)) as htx, HtxClient(htx.base_url, timeout_s=5.0, retry_budget_s=20.0) as client:
         started = time.monotonic()

@@ -47,13 +47,13 @@ def record(user_id: str = "u1", binding_id: str = "b1", request_id: str = "r1", 
 
 async def test_a_record_that_does_not_read_as_its_type_is_named_by_its_fields_never_its_values():
     vault = InMemoryVault()
-    broken = record().to_vault() | {"htx_uid": "not a number"}
+    broken = record().to_vault() | {"owner_uid": ["not", "text"]}
     del broken["stored_at"]
     await vault.write(binding_path("u1", "b1"), broken, cas=0)
     with pytest.raises(UnreadableRecord) as raised:
         await Bindings(vault).read("u1", "b1")
     message = str(raised.value)
-    assert "htx_uid" in message and "stored_at" in message
+    assert "owner_uid" in message and "stored_at" in message
     assert ACCESS_KEY[:6] not in message
 
 

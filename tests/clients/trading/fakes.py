@@ -5,15 +5,22 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from shared.adapters.exchange.port import ExchangeCredentials
-from shared.adapters.htx.models import NewOrder, PlacedOrder
+from shared.adapters.exchange.port import (
+    Exchange,
+    ExchangeCredentials,
+    KeyDescription,
+    PlacedOrder,
+    SpotOrder,
+    TradingPair,
+)
+from shared.adapters.exchange.registry import Exchanges
 from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import binding_path, whitelist_path
 from shared.adapters.vault.records import BindingRecord, KeyRef
 from shared.adapters.vault.stores import ExchangeKeys
 from shared.clients.trading.audit_outbox import EventSink
-from shared.clients.trading.gate import OrderPlacer
 from shared.contracts.events import Event, utc_now
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import Party, route_of
 from shared.runtime.producer import BrokerUnavailable
 from tests.builders import validated
@@ -23,7 +30,7 @@ USER, BINDING = "u1", "b1"
 ACCESS_KEY = "a1b2c3d4-e5f6a7b8-c9d0e1f2-3a4b5c"
 # 32 bytes at least, as Transit imports an HMAC key (shared/adapters/vault/key_import.py).
 SECRET_KEY = "engine-secret-5e6f7a8b-never-shown"
-HTX_UID, SPOT_ACCOUNT_ID = 1, 10  # what tests.builders.validated says HTX answered
+HTX_UID, SPOT_ACCOUNT_ID = "1", "10"  # what tests.builders.validated says HTX answered
 
 
 async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
@@ -60,21 +67,38 @@ class ManualClock:
         self.now += seconds
 
 
-class RecordingHtx:
-    """Accepts every order, numbering them from 1, once the credentials' signer has signed it, one text per order
-    as HtxClient signs; remembers the credentials, order and (text, digest) signed of each. A signer that raises
-    stops the order before it is recorded, as HtxClient stops it before it is sent."""
+class RecordingExchange:
+    """An exchange that accepts every order, numbering them from 1, once the credentials' signer has signed it, one
+    text per order as HTX's client signs; remembers the credentials, order, account and (text, digest) signed of
+    each. A signer that raises stops the order before it is recorded, as a client stops it before it is sent."""
+
+    name = "htx"
 
     def __init__(self) -> None:
-        self.orders: list[tuple[ExchangeCredentials, NewOrder]] = []
+        self.orders: list[tuple[ExchangeCredentials, SpotOrder, str | None]] = []
         self.signed: list[tuple[str, bytes]] = []
 
-    async def place_order(self, credentials: ExchangeCredentials, order: NewOrder) -> PlacedOrder:
+    async def describe_key(self, credentials: ExchangeCredentials) -> KeyDescription:
+        raise NotImplementedError("the gate never describes keys")
+
+    async def trading_pairs(self) -> list[TradingPair]:
+        raise NotImplementedError("the gate never lists pairs")
+
+    async def place_order(self, credentials: ExchangeCredentials, order: SpotOrder,
+                          trading_account_id: str | None) -> PlacedOrder:
         text = f"POST\napi.huobi.pro\n/v1/order/orders/place\nAccessKeyId={credentials.access_key}"
         [digest] = await credentials.signer.sign([text])
         self.signed.append((text, digest))
-        self.orders.append((credentials, order))
-        return PlacedOrder(order_id=len(self.orders), client_order_id=order.client_order_id)
+        self.orders.append((credentials, order, trading_account_id))
+        return PlacedOrder(order_id=str(len(self.orders)), client_order_id=order.client_order_id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def exchanges_of(exchange: Exchange) -> Exchanges:
+    """A registry holding exchange for HTX, as the gate is given one."""
+    return Exchanges({ExchangeName.HTX: exchange})
 
 
 class RecordingSink:
@@ -90,5 +114,5 @@ class RecordingSink:
 
 
 if TYPE_CHECKING:  # the type checker holds the fakes to the ports they stand in for (make test runs mypy here)
-    _order_placer: OrderPlacer = RecordingHtx()
+    _exchange: Exchange = RecordingExchange()
     _event_sink: EventSink = RecordingSink()

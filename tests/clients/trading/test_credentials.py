@@ -43,12 +43,13 @@ async def test_a_binding_holds_the_credentials_account_and_normalised_whitelist(
 
     binding = await store.get(USER, BINDING)
 
-    assert (binding.access_key, binding.htx_uid, binding.spot_account_id) == (ACCESS_KEY, HTX_UID, SPOT_ACCOUNT_ID)
+    assert (binding.exchange, binding.access_key, binding.owner_uid, binding.trading_account_id) == (
+        "htx", ACCESS_KEY, HTX_UID, SPOT_ACCOUNT_ID)
     assert binding.signing_key == KeyRef(exchange_key(USER, BINDING), 1)
     assert binding.whitelist == ("btcusdt", "ethusdt") and binding.allows("ethusdt") and not binding.allows("xrpusdt")
     assert binding.health is None and not binding.invalid and binding.version == 1
-    credentials = binding.htx_credentials(store.signer(binding))
-    assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
+    credentials = binding.credentials(store.signer(binding))
+    assert (credentials.access_key, credentials.owner_uid) == (ACCESS_KEY, HTX_UID)
     assert await signs_with(credentials.signer, SECRET_KEY)
 
 
@@ -71,7 +72,7 @@ async def test_the_secret_is_in_no_repr_and_the_access_key_only_masked(vault, st
 
     signer = store.signer(binding)
     shown = [repr(binding), str(binding), f"{binding}", str(redact(binding)), repr(signer),
-             repr(binding.htx_credentials(signer))]
+             repr(binding.credentials(signer))]
 
     assert all(SECRET_KEY not in text and ACCESS_KEY not in text for text in shown)
     assert mask_access_key(ACCESS_KEY) in repr(binding) and binding.access_key_masked == mask_access_key(ACCESS_KEY)

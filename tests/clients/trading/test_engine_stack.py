@@ -26,7 +26,7 @@ from shared.contracts.states import BindingState
 from shared.runtime.config import EngineSettings
 from shared.runtime.producer import KafkaPublisher
 from shared.runtime.provenance import EventSigner
-from tests.clients.trading.fakes import RecordingHtx
+from tests.clients.trading.fakes import RecordingExchange, exchanges_of
 from tests.e2e.helpers import WAIT_S, bind, fresh_key, new_user
 from tests.e2e.test_key_health import sweep_done
 from tests.kafka_reading import raw_records
@@ -35,8 +35,8 @@ from tests.vault_admin import audit_responses
 pytestmark = pytest.mark.stack
 
 CACHE_TTL_S = 1.0
-BUY_BTC = OrderRequest("btcusdt", "buy-limit", Decimal("0.001"), Decimal("30000"))
-BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
+BUY_BTC = OrderRequest("btcusdt", "buy", "limit", Decimal("0.001"), Decimal("30000"))
+BUY_ETH = OrderRequest("ethusdt", "buy", "limit", Decimal("0.01"), Decimal("2000"))
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def order_audits(gate, settings, binding_id) -> list[AuditEvent]:
 
 
 def sandbox_order(htx_sandbox, order_id):
-    return next(order for order in htx_sandbox.admin.orders() if order["order_id"] == order_id)
+    return next(order for order in htx_sandbox.admin.orders() if str(order["order_id"]) == order_id)
 
 
 async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_order(
@@ -86,7 +86,7 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     binding_id = await active_binding(client, user, key)
 
     binding = await gate.bindings.get(user, binding_id)
-    assert binding.access_key == key.access_key and binding.htx_uid == key.uid
+    assert binding.access_key == key.access_key and binding.owner_uid == str(key.uid)
     assert binding.signing_key == KeyRef(exchange_key(user, binding_id), 1)
     assert binding.whitelist == ("btcusdt",) and binding.health == "healthy" and not binding.invalid
 
@@ -95,12 +95,12 @@ async def test_the_engine_reads_the_bound_credentials_and_places_a_whitelisted_o
     placed = await gate.place(user, binding_id, BUY_BTC)
 
     order = sandbox_order(htx_sandbox, placed.order_id)
-    assert (order["symbol"], order["account_id"], order["uid"]) == ("btcusdt", binding.spot_account_id, key.uid)
+    assert (order["symbol"], order["account_id"], order["uid"]) == ("btcusdt", int(binding.trading_account_id), key.uid)
     assert (order["type"], order["amount"], order["price"]) == ("buy-limit", "0.001", "30000")
     [audit] = await order_audits(gate, pipeline.settings, binding_id)
     assert (audit.service, audit.outcome, audit.access_key_masked) == ("trading-engine", "order_placed",
                                                                       mask_access_key(key.access_key))
-    assert audit.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id,
+    assert audit.details == {"exchange": "htx", "symbol": "btcusdt", "type": "buy-limit", "order_id": placed.order_id,
                              "vault_request_id": audit.details["vault_request_id"],
                              "vault_sign_request_ids": audit.details["vault_sign_request_ids"]}
     assert len(audit.details["vault_sign_request_ids"]) == 1
@@ -284,7 +284,8 @@ async def test_order_audits_decided_while_kafka_is_unreachable_reach_the_topic_i
     unreachable = engine_settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
     kafka = KafkaComingBack(KafkaPublisher(unreachable, "audit-outbox-down", signer),
                             KafkaPublisher(engine_settings, "audit-outbox-up", signer))
-    gate = OrderGate(BindingStore.from_settings(engine_settings, vault), RecordingHtx(), kafka, htx_deadline_s=1.0)
+    gate = OrderGate(BindingStore.from_settings(engine_settings, vault), exchanges_of(RecordingExchange()), kafka,
+                     exchange_deadline_s=1.0)
     user, bindings = new_user(), [f"never-bound-{n}" for n in range(3)]
     try:
         with capture_logs() as logs:

@@ -95,7 +95,8 @@ async def test_showing_a_binding_vault_does_not_hold_is_refused(pipeline, engine
 
 def test_show_with_json_output_prints_the_binding_with_its_access_key_masked(monkeypatch):
     binding = TradingBinding(user_id="user-1", binding_id="binding-1", access_key=ACCESS_KEY,
-                             signing_key=KeyRef("exchange-key-1", 1), htx_uid=42, spot_account_id=7,
+                             signing_key=KeyRef("exchange-key-1", 1), exchange="htx", owner_uid="42",
+                             trading_account_id="7",
                              whitelist=("btcusdt",), health=KeyHealth.HEALTHY, version=3)
 
     class OneBinding:
@@ -114,8 +115,8 @@ def test_show_with_json_output_prints_the_binding_with_its_access_key_masked(mon
 
     assert result.exit_code == EXIT_OK, result.output
     assert json.loads(result.stdout) == {
-        "binding_id": "binding-1", "user_id": "user-1", "access_key_masked": MASKED_ACCESS_KEY, "htx_uid": 42,
-        "spot_account_id": 7, "whitelist": ["btcusdt"], "health": "healthy", "version": 3}
+        "binding_id": "binding-1", "user_id": "user-1", "access_key_masked": MASKED_ACCESS_KEY, "exchange": "htx",
+        "owner_uid": "42", "trading_account_id": "7", "whitelist": ["btcusdt"], "health": "healthy", "version": 3}
     assert ACCESS_KEY not in result.stdout
 
 

@@ -14,7 +14,9 @@ from structlog.testing import capture_logs
 
 from shared.adapters.exchange.errors import ExchangeTransientError
 from shared.adapters.exchange.http import NETWORK_ERROR
+from shared.adapters.exchange.port import SpotOrder
 from shared.adapters.htx.client import HtxClient
+from shared.adapters.htx.exchange import HtxExchange
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import HmacBatch, KvEntry, VaultUnavailable
 from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path
@@ -33,8 +35,9 @@ from tests.clients.trading.fakes import (
     SECRET_KEY,
     SPOT_ACCOUNT_ID,
     USER,
-    RecordingHtx,
+    RecordingExchange,
     RecordingSink,
+    exchanges_of,
     store_binding,
     store_whitelist,
 )
@@ -42,8 +45,8 @@ from tests.fakes import InMemoryVault
 
 # Long enough that nothing in these tests expires: the gate must not depend on it.
 TTL_S = 3600.0
-BUY_BTC = OrderRequest("BTC/USDT", "buy-limit", Decimal("0.001"), Decimal("30000"), client_order_id="c-1")
-BUY_ETH = OrderRequest("ethusdt", "buy-limit", Decimal("0.01"), Decimal("2000"))
+BUY_BTC = OrderRequest("BTC/USDT", "buy", "limit", Decimal("0.001"), Decimal("30000"), client_order_id="c-1")
+BUY_ETH = OrderRequest("ethusdt", "buy", "limit", Decimal("0.01"), Decimal("2000"))
 # The whole time HTX has to answer an order.
 DEADLINE_S = 1.0
 # Time for the loop and the sockets beyond a deadline, on a loaded 2-core machine.
@@ -76,7 +79,7 @@ class VaultDownWhenSigning(InMemoryVault):
 
 @pytest.fixture
 def htx():
-    return RecordingHtx()
+    return RecordingExchange()
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def sink():
 
 @pytest.fixture
 def gate(vault, clock, htx, sink):
-    return OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    return OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), sink, exchange_deadline_s=DEADLINE_S)
 
 
 @pytest.fixture
@@ -115,23 +118,25 @@ async def refusal(gate, order):
 async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its_spot_account(gate, htx, sink):
     placed = await gate.place(USER, BINDING, BUY_BTC)
 
-    [(credentials, order)] = htx.orders
-    assert (credentials.access_key, credentials.uid) == (ACCESS_KEY, HTX_UID)
+    [(credentials, order, account)] = htx.orders
+    assert (credentials.access_key, credentials.owner_uid) == (ACCESS_KEY, HTX_UID)
     # Signed inside Vault, by the binding's own key version, with the secret the user bound.
     assert isinstance(credentials.signer, TransitHmacSigner)
     assert credentials.signer.key == KeyRef(exchange_key(USER, BINDING), 1)
     [(text, digest)] = htx.signed
     assert digest == await hmac_of(SECRET_KEY, text)
-    assert order.to_body() == {"account-id": str(SPOT_ACCOUNT_ID), "symbol": "btcusdt", "type": "buy-limit",
-                               "amount": "0.001", "price": "30000", "client-order-id": "c-1"}
-    assert placed.order_id == 1 and placed.client_order_id == "c-1"
+    assert order == SpotOrder(pair="btcusdt", side="buy", kind="limit", amount=Decimal("0.001"),
+                              price=Decimal("30000"), client_order_id="c-1")
+    assert account == SPOT_ACCOUNT_ID
+    assert placed.order_id == "1" and placed.client_order_id == "c-1"
     [event] = await audits(gate, sink)
     assert (event.service, event.action, event.outcome) == ("trading-engine", "order", "order_placed")
     assert (event.user_id, event.binding_id, event.access_key_masked) == (USER, BINDING, mask_access_key(ACCESS_KEY))
     # The audit names Vault's signing call (Vault's audit log records it under that id), one per signature.
     [sign_request_id] = credentials.signer.vault_request_ids
     assert sign_request_id.startswith("in-memory-")
-    assert event.details == {"symbol": "btcusdt", "type": "buy-limit", "order_id": 1, "vault_request_id": "",
+    assert event.details == {"exchange": "htx", "symbol": "btcusdt", "type": "buy-limit", "order_id": "1",
+                             "vault_request_id": "",
                              "vault_sign_request_ids": [sign_request_id]}
 
 
@@ -139,11 +144,13 @@ async def test_a_whitelisted_pair_is_signed_with_the_binding_key_and_sent_to_its
 async def test_the_credentials_sent_with_an_order_hold_no_secret(gate, htx):
     await gate.place(USER, BINDING, BUY_BTC)
 
-    [(credentials, _)] = htx.orders
+    [(credentials, _, _)] = htx.orders
     signer = credentials.signer
     assert isinstance(signer, TransitHmacSigner)
-    # Field by field: what travels is the access key, a key name and version, and Vault's request ids.
-    assert [field.name for field in fields(credentials)] == ["access_key", "signer", "uid"]
+    # Field by field: what travels is the access key, a key name and version, and Vault's request ids (an HTX key
+    # has no passphrase).
+    assert [field.name for field in fields(credentials)] == ["access_key", "signer", "passphrase", "owner_uid"]
+    assert credentials.passphrase is None
     assert [field.name for field in fields(signer)] == ["vault", "key", "vault_request_ids"]
     assert all(SECRET_KEY not in str(value) for value in (signer.key, signer.vault_request_ids))
     assert SECRET_KEY not in repr(credentials) + repr(signer)
@@ -153,7 +160,7 @@ async def test_a_binding_revoked_between_read_and_order_is_refused_and_nothing_i
     vault = RevokedJustAfterTheRead()
     await store_binding(vault)
     await store_whitelist(vault, ["btcusdt"])
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), sink, exchange_deadline_s=DEADLINE_S)
 
     refused = await refusal(gate, BUY_BTC)
 
@@ -168,7 +175,7 @@ async def test_vault_down_when_signing_sends_nothing_and_places_nothing(clock, h
     vault = VaultDownWhenSigning()
     await store_binding(vault)
     await store_whitelist(vault, ["btcusdt"])
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), sink, exchange_deadline_s=DEADLINE_S)
 
     with pytest.raises(VaultUnavailable):
         await gate.place(USER, BINDING, BUY_BTC)
@@ -199,7 +206,7 @@ async def test_a_binding_awaiting_its_whitelist_trades_nothing(gate, vault, htx)
 
 @pytest.mark.usefixtures("active_binding")
 async def test_a_blank_symbol_is_refused(gate, htx):
-    refused = await refusal(gate, OrderRequest(" / ", "buy-limit", Decimal("1")))
+    refused = await refusal(gate, OrderRequest(" / ", "buy", "limit", Decimal("1")))
     assert refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED and htx.orders == []
 
 
@@ -222,7 +229,7 @@ async def test_a_binding_whose_key_is_marked_invalid_is_refused_even_for_a_white
 
 
 async def test_a_binding_without_a_spot_account_is_refused_not_sent(gate, vault, htx, sink):
-    await store_binding(vault, spot_account_id=None)
+    await store_binding(vault, trading_account_id=None)
     await store_whitelist(vault, ["btcusdt"])
     refused = await refusal(gate, BUY_BTC)
     assert refused.reason is OrderRefusalReason.NO_SPOT_ACCOUNT and htx.orders == []
@@ -238,7 +245,7 @@ async def test_revocation_whitelist_changes_and_rotation_bind_the_very_next_orde
 
     await store_binding(vault, access_key=ROTATED_ACCESS_KEY, secret_key=ROTATED_SECRET_KEY)
     await gate.place(USER, BINDING, BUY_ETH)
-    rotated, _ = htx.orders[-1]
+    rotated, _, _ = htx.orders[-1]
     assert rotated.access_key == ROTATED_ACCESS_KEY and rotated.signer.key == KeyRef(exchange_key(USER, BINDING), 2)
     text, digest = htx.signed[-1]
     assert digest == await hmac_of(ROTATED_SECRET_KEY, text)
@@ -260,14 +267,14 @@ async def test_a_revoked_binding_whose_whitelist_was_written_again_is_still_refu
 async def test_audits_the_broker_cannot_take_change_no_decision_and_are_published_in_order_once_it_is_back(
         vault, clock, htx):
     sink = RecordingSink(broker_down=True)
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), sink, exchange_deadline_s=DEADLINE_S)
     started = time.monotonic()
     placed = await gate.place(USER, BINDING, BUY_BTC)
     refused = await refusal(gate, BUY_ETH)
 
     # Neither decision waited for the broker.
     assert time.monotonic() - started < SLACK_S
-    assert placed.order_id == 1 and refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
+    assert placed.order_id == "1" and refused.reason is OrderRefusalReason.PAIR_NOT_WHITELISTED
     assert sink.published == []
     sink.broker_down = False
     assert [event.outcome for event in await audits(gate, sink)] == ["order_placed", "order_refused"]
@@ -275,8 +282,8 @@ async def test_audits_the_broker_cannot_take_change_no_decision_and_are_publishe
 
 @pytest.mark.usefixtures("active_binding")
 async def test_each_audit_still_waiting_for_the_broker_when_the_gate_closes_is_logged_whole(vault, clock, htx):
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, RecordingSink(broker_down=True),
-                     htx_deadline_s=DEADLINE_S)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), RecordingSink(broker_down=True),
+                     exchange_deadline_s=DEADLINE_S)
     await gate.place(USER, BINDING, BUY_BTC)
     await refusal(gate, BUY_ETH)
     with capture_logs() as logs:
@@ -304,7 +311,8 @@ async def test_an_htx_dripping_its_answer_cannot_hold_an_order_past_the_deadline
     # HTX sends a byte every 0.3 s, so the client's own per-read timeout (5 s) and retry budget (20 s) never
     # stop it: only the gate's total deadline does.
     async with hostile_htx(drip(0.3)) as server, HtxClient(server.base_url) as htx:
-        gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+        gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(HtxExchange(htx)), sink,
+                         exchange_deadline_s=DEADLINE_S)
         started = time.monotonic()
         with pytest.raises(ExchangeTransientError) as caught:
             await gate.place(USER, BINDING, BUY_BTC)
@@ -321,7 +329,7 @@ async def test_a_full_outbox_lets_its_oldest_audit_go_logged_whole_and_keeps_the
                                                                                        monkeypatch):
     monkeypatch.setattr("shared.clients.trading.gate.AUDIT_OUTBOX_CAPACITY", 2)
     sink = RecordingSink(broker_down=True)
-    gate = OrderGate(BindingStore(vault, TTL_S, clock), htx, sink, htx_deadline_s=DEADLINE_S)
+    gate = OrderGate(BindingStore(vault, TTL_S, clock), exchanges_of(htx), sink, exchange_deadline_s=DEADLINE_S)
     with capture_logs() as logs:
         for order in (BUY_BTC, BUY_ETH, BUY_ETH):
             with pytest.raises(OrderRefused) if order is BUY_ETH else nullcontext():

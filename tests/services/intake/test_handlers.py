@@ -109,8 +109,9 @@ async def test_a_request_id_whose_latest_status_answers_another_kind_of_request_
     # The app chooses request ids: a whitelist request may carry a binding request's. Its `received` must not
     # let a later binding request with that id skip the checks.
     shared = deps()
-    shared.history.record(status(user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1",
-                                 occurred_at=AT, kind=RequestKind.WHITELIST))
+    shared.history.record(status(
+        exchange="htx", user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1",
+        occurred_at=AT, kind=RequestKind.WHITELIST))
     plaintext = request(secret_key_sealed="the-plaintext-secret", exchange="binance")
     out = by_topic(await handle_binding_requested(plaintext, shared, at=AT))
     assert Topic.BINDING_ACCEPTED not in out
@@ -153,9 +154,10 @@ async def test_absent_and_empty_pairs_are_kept_distinct(pairs):
 
 def test_a_status_sent_again_or_replayed_never_reopens_a_request_that_ended():
     history = RequestHistory(clock=lambda: AT)
-    received = status(user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1", occurred_at=AT,
-                      kind=RequestKind.BIND)
-    rejected = status(user_id="u1", state=BindingState.REJECTED, request_id="r1", binding_id="b1",
+    received = status(
+        exchange="htx", user_id="u1", state=BindingState.RECEIVED, request_id="r1", binding_id="b1", occurred_at=AT,
+        kind=RequestKind.BIND)
+    rejected = status(exchange="htx", user_id="u1", state=BindingState.REJECTED, request_id="r1", binding_id="b1",
                       occurred_at=AT + timedelta(seconds=2), kind=RequestKind.BIND)
     for arriving in (received, rejected, received):  # the genuine `received` again, after the end
         history.record(arriving)

@@ -19,7 +19,7 @@ MAX_AGE = timedelta(days=7)
 
 
 def active(request_id: str, at=AT, user_id: str = "u1"):
-    return status(user_id=user_id, state=BindingState.ACTIVE, request_id=request_id,
+    return status(exchange="htx", user_id=user_id, state=BindingState.ACTIVE, request_id=request_id,
                   binding_id=binding_id_for(user_id, request_id), occurred_at=at, kind=RequestKind.BIND)
 
 
@@ -39,7 +39,7 @@ def test_past_its_count_the_least_recently_updated_request_is_forgotten_and_the_
 
 def test_a_request_updated_again_is_kept_before_older_ones():
     kept = history(max_requests=2)
-    kept.record(status(user_id="u1", state=BindingState.RECEIVED, request_id="r0",
+    kept.record(status(exchange="htx", user_id="u1", state=BindingState.RECEIVED, request_id="r0",
                        binding_id=binding_id_for("u1", "r0"), occurred_at=AT - timedelta(minutes=3),
                        kind=RequestKind.BIND))
     kept.record(active("r1", AT - timedelta(minutes=2)))

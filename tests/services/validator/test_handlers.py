@@ -21,7 +21,7 @@ from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.contracts.events import (
     AuditEvent,
     BindingAccepted,
-    HtxKeyFacts,
+    KeyFacts,
     RecheckRequested,
     derived_event_id,
     utc_now,
@@ -34,8 +34,8 @@ from tests.builders import SECRET, topic_of, validated
 from tests.fakes import AT, InMemoryVault, fake_seal, fake_seal_text
 from tests.services.vaults import ImportCountingVault, left_behind, rotation_left_behind
 
-FACTS = HtxKeyFacts(uid=7, spot_account_id=10, permissions=["readOnly", "trade"], ip_addresses=["203.0.113.10"],
-                    valid_days=-1, key_status="normal")
+FACTS = KeyFacts(owner_uid="7", trading_account_id="10", permissions=["readOnly", "trade"],
+                 ip_addresses=["203.0.113.10"], valid_days=None, key_status="normal")
 GOOD = KeyInspection(KeyVerdict(), FACTS)
 # A request as the HTX client has it signed (shared/adapters/htx/README.md#signing).
 TEXT = pre_sign_text("GET", "api.huobi.pro", "/v1/account/accounts",
@@ -52,10 +52,11 @@ def accepted(sealed=None):
 
 
 def inspector(result=None, error=None, seen=None, signed=None):
-    """Stands in for the inspection at HTX; signs one request with the credentials it is given, as HTX calls do."""
-    async def inspect(credentials):
+    """Stands in for the inspection at the exchange; signs one request with the credentials it is given, as HTX
+    calls do; remembers the exchange asked with the credentials."""
+    async def inspect(exchange, credentials):
         if seen is not None:
-            seen.append(credentials)
+            seen.append((exchange, credentials))
         if signed is not None:
             signed.extend(await credentials.signer.sign([TEXT]))
         if error:
@@ -69,7 +70,7 @@ async def no_wait():
 
 
 def deps(vault=None, **kwargs):
-    return ValidatorDeps(vault=vault or InMemoryVault(), inspect=inspector(**kwargs), htx_deadline_s=2.0,
+    return ValidatorDeps(vault=vault or InMemoryVault(), inspect=inspector(**kwargs), exchange_deadline_s=2.0,
                          pace_recheck=no_wait, inspection_turns=asyncio.Semaphore(4))
 
 
@@ -85,9 +86,9 @@ async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_seale
     seen = []
     event = accepted()
     out = by_topic(await handle_binding_accepted(event, deps(result=GOOD, seen=seen), at=AT))
-    assert seen[0].access_key == "ak-000000000001"
+    assert seen[0][0] == "htx" and seen[0][1].access_key == "ak-000000000001"
     validated_ = out[Topic.BINDING_VALIDATED]
-    assert validated_.htx == FACTS and validated_.secret_key_sealed == event.secret_key_sealed
+    assert validated_.key == FACTS and validated_.secret_key_sealed == event.secret_key_sealed
     assert SECRET not in validated_.model_dump_json()
     assert out[Topic.BINDING_STATUS].state == BindingState.VALIDATED
 
@@ -95,7 +96,7 @@ async def test_a_good_key_is_validated_with_htx_facts_and_the_secret_stays_seale
 async def test_htx_is_asked_with_a_signer_that_signs_as_the_secret_would_from_a_key_check_key_then_deleted():
     vault, signed, held, signers = ImportCountingVault(), [], [], []
 
-    async def inspect(credentials):
+    async def inspect(exchange, credentials):
         held.append(list(vault.hmac_keys.get(CHECK_KEY, [])))
         signers.append(credentials.signer)
         signed.extend(await credentials.signer.sign([TEXT]))
@@ -120,9 +121,9 @@ async def test_the_audit_names_the_vault_calls_that_signed_for_htx():
 
 
 async def test_a_key_htx_rejects_is_reported_its_check_key_deleted_and_its_vault_calls_audited():
-    verdict = KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN),
-                                      reason(ReasonCode.IP_BINDING_MISSING)],
-                         warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=7)])
+    verdict = KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN, "htx"),
+                                      reason(ReasonCode.IP_BINDING_MISSING, "htx")],
+                         warnings=[reason(ReasonCode.KEY_EXPIRING, "htx", valid_days=7)])
     vault = InMemoryVault()
     out = by_topic(await handle_binding_accepted(accepted(), deps(vault, result=KeyInspection(verdict, FACTS),
                                                                   signed=[]), at=AT))
@@ -174,7 +175,7 @@ async def test_a_check_whose_key_another_delivery_discarded_meanwhile_is_made_ag
     """Two deliveries of one request (a rebalance): the other one's discard lands in the middle of this check."""
     vault = InMemoryVault()
 
-    async def discarded_meanwhile(credentials):
+    async def discarded_meanwhile(exchange, credentials):
         await vault.delete_key(CHECK_KEY)
         await credentials.signer.sign([TEXT])
         return GOOD
@@ -188,11 +189,11 @@ async def test_a_check_whose_key_another_delivery_discarded_meanwhile_is_made_ag
 async def test_a_key_waiting_for_its_turn_at_htx_does_not_spend_its_deadline_waiting():
     """A restart's burst: keys beyond the turns wait, and each one's HTX deadline counts from its own turn."""
 
-    async def slow_but_in_time(credentials):
+    async def slow_but_in_time(exchange, credentials):
         await asyncio.sleep(0.3)
         return GOOD
 
-    one_turn = ValidatorDeps(vault=InMemoryVault(), inspect=slow_but_in_time, htx_deadline_s=0.5,
+    one_turn = ValidatorDeps(vault=InMemoryVault(), inspect=slow_but_in_time, exchange_deadline_s=0.5,
                              pace_recheck=no_wait, inspection_turns=asyncio.Semaphore(1))
     burst = await asyncio.gather(*(handle_binding_accepted(accepted(), one_turn, at=AT) for _ in range(3)))
     assert all(Topic.BINDING_VALIDATED in by_topic(out) for out in burst)
@@ -221,7 +222,7 @@ async def test_a_recheck_signs_with_the_version_the_binding_names_and_audits_its
     await rotation_left_behind(vault, "r3", "unst0red-hash7tst-44444444-test4")
     out = by_topic(await handle_recheck_requested(recheck(), deps(vault, result=GOOD, seen=seen, signed=signed),
                                                   at=AT))
-    assert seen[0].access_key == "ak-000000000002"
+    assert seen[0][0] == "htx" and seen[0][1].access_key == "ak-000000000002"
     assert signed == await signed_locally(OTHER_SECRET) != await signed_locally(SECRET)
     assert out[Topic.BINDING_RECHECKED].checked
     assert out[Topic.AUDIT].details["vault_sign_request_ids"] == ["in-memory-1"]

@@ -1,5 +1,5 @@
-"""inspect_key against the real sandbox over HTTP: every verdict of the demo scenario, HTX's refusals turned
-into reasons, and transient trouble raised."""
+"""inspect_key on HTX's adapter against the real sandbox over HTTP: every verdict of the demo scenario, HTX's
+refusals turned into reasons, and transient trouble raised."""
 
 import time
 
@@ -11,8 +11,9 @@ from services.validator.verdict import KeyPolicy
 from shared.adapters.exchange.errors import ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.htx.client import HtxClient
+from shared.adapters.htx.exchange import HtxExchange
 from shared.adapters.request_signing import LocalHmacSigner
-from shared.contracts.events import HtxKeyFacts
+from shared.contracts.events import KeyFacts
 from shared.contracts.reasons import ReasonCode as R
 from tests.services.validator.reasons import codes
 
@@ -29,7 +30,7 @@ def sandbox(clean_htx_sandbox):
 @pytest.fixture
 async def client(sandbox):
     async with HtxClient(sandbox.base_url, timeout_s=2.0, retry_budget_s=0.5, backoff_base_s=0.02) as htx:
-        yield htx
+        yield HtxExchange(htx)
 
 
 @pytest.mark.parametrize(
@@ -58,9 +59,10 @@ async def test_every_demo_key_gets_its_verdict(sandbox, client, note, rejections
 
 async def test_a_good_key_carries_htx_facts(sandbox, client):
     inspection = await inspect_key(client, sandbox.credentials("good"), POLICY)
-    assert inspection.facts == HtxKeyFacts(uid=63628520, spot_account_id=10000011, permissions=["readOnly", "trade"],
-                                           ip_addresses=["203.0.113.10", "203.0.113.11"], valid_days=-1,
-                                           key_status="normal")
+    assert inspection.facts == KeyFacts(owner_uid="63628520", trading_account_id="10000011",
+                                        permissions=["readOnly", "trade"],
+                                        ip_addresses=["203.0.113.10", "203.0.113.11"], valid_days=None,
+                                        key_status="normal")
 
 
 async def test_reasons_name_the_addresses_to_fix(sandbox, client):
@@ -104,7 +106,7 @@ async def test_changes_made_at_run_time_change_the_verdict(sandbox, client):
 
 async def test_a_drifted_clock_is_corrected_from_htx_time(sandbox):
     async with HtxClient(sandbox.base_url, clock=lambda: time.time() - 600) as drifted:
-        assert (await inspect_key(drifted, sandbox.credentials("good"), POLICY)).accepted
+        assert (await inspect_key(HtxExchange(drifted), sandbox.credentials("good"), POLICY)).accepted
 
 
 async def test_transient_trouble_is_raised_after_the_retry_budget(sandbox, client):

@@ -8,6 +8,7 @@ from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.exchange import HtxExchange
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.reasons import ReasonCode as R
 from tests.adapters.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
@@ -20,7 +21,7 @@ SERVER_TIME = httpx.Response(200, json={"status": "ok", "data": int(START * 1000
 
 async def inspect(*answers: httpx.Response):
     async with client_for(ScriptedHtx(SERVER_TIME, *answers), FakeTime()) as client:
-        return await inspect_key(client, CREDENTIALS, POLICY)
+        return await inspect_key(HtxExchange(client), CREDENTIALS, POLICY)
 
 
 async def test_a_key_htx_does_not_list_under_its_own_uid_is_invalid():

@@ -1,4 +1,5 @@
-"""The pure key verdict: every rule alone, all rules together, and property tests for the IP/CIDR logic."""
+"""The pure key verdict, on HTX's answers as its adapter describes them: every rule alone, all rules together, and
+property tests for the IP/CIDR logic."""
 
 import ipaddress
 
@@ -7,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.validator.verdict import KeyPolicy, check_ip_binding, verdict_for
+from shared.adapters.htx.exchange import key_description
 from shared.adapters.htx.models import Account, ApiKeyInfo
 from shared.contracts.reasons import ReasonCode as R
 from tests.services.validator.reasons import codes
@@ -22,8 +24,9 @@ def key(**fields) -> ApiKeyInfo:
     return ApiKeyInfo.model_validate(entry)
 
 
-def verdict_on(api_key: ApiKeyInfo | None = None, accounts=(SPOT,), policy=POLICY):
-    return verdict_for(api_key or key(), list(accounts), policy)
+def verdict_on(api_key: ApiKeyInfo | None = None, accounts=(SPOT,), policy=POLICY, *, sub_account=False):
+    entry = None if sub_account else api_key or key()
+    return verdict_for(key_description(1, entry, list(accounts), sub_account=sub_account), policy, "htx")
 
 
 def test_a_good_key_is_accepted_without_warnings():
@@ -126,14 +129,14 @@ def test_a_locked_spot_account_is_rejected_other_accounts_do_not_matter():
 
 
 def test_a_sub_account_key_is_rejected_even_undescribed():
-    verdict = verdict_for(None, [SPOT], POLICY, sub_account=True)
+    verdict = verdict_on(sub_account=True)
     assert codes(verdict.rejections) == [R.SUB_ACCOUNT_KEY]
     assert "sub-account" in verdict.rejections[0].message
 
 
 def test_a_main_account_key_must_come_with_its_entry():
     with pytest.raises(ValueError):
-        verdict_for(None, [SPOT], POLICY)
+        key_description(1, None, [SPOT], sub_account=False)
 
 
 def test_every_failing_check_is_reported():

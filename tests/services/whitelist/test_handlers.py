@@ -2,41 +2,51 @@ from datetime import timedelta
 
 import pytest
 
-from services.whitelist.catalog import SymbolCatalog, SymbolStatus
+from services.whitelist.catalog import CatalogNotLoaded, Catalogs
 from services.whitelist.handlers import (
     MAX_PENDING_WHITELISTS,
-    CatalogNotLoaded,
     WhitelistDeps,
     handle_binding_stored,
     handle_whitelist_requested,
 )
-from shared.adapters.vault.layout import binding_path, revocation_path, whitelist_path
+from shared.adapters.exchange.port import TradingPair
+from shared.adapters.vault.layout import binding_path, exchange_key, revocation_path, whitelist_path
+from shared.adapters.vault.records import BindingRecord, KeyRef
 from shared.adapters.vault.stores import ConcurrentWrite
 from shared.contracts.events import BindingStatus, WhitelistRequested
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
-from tests.builders import stored, topic_of
+from tests.builders import stored, topic_of, validated
 from tests.fakes import AT, CountingVault, InMemoryVault, RacingVault
 
 
 def catalog():
-    loaded = SymbolCatalog()
-    loaded.replace([
-        SymbolStatus("btcusdt", "online", api_trading=True),
-        SymbolStatus("ethusdt", "online", api_trading=True),
-        SymbolStatus("oldusdt", "offline", api_trading=True),
-        SymbolStatus("apioffusdt", "online", api_trading=False),
-        SymbolStatus("cdusdt", "online", api_trading=True, country_disabled=True),
+    """HTX's list loaded (the one exchange of these tests' bindings), the other exchanges' lists not yet."""
+    loaded = Catalogs(ExchangeName)
+    loaded[ExchangeName.HTX].replace([
+        TradingPair("btcusdt", "btcusdt", tradable=True),
+        TradingPair("ethusdt", "ethusdt", tradable=True),
+        TradingPair("oldusdt", "oldusdt", tradable=False),
+        TradingPair("apioffusdt", "apioffusdt", tradable=False),
+        TradingPair("cdusdt", "cdusdt", tradable=False),
     ])
     return loaded
 
 
-async def vault_holding_binding():
+async def vault_holding_binding(vault=None):
     """The whitelist service only acts for a binding that is stored in Vault."""
-    vault = InMemoryVault()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    vault = InMemoryVault() if vault is None else vault
+    await store_binding(vault)
     return vault
+
+
+async def store_binding(vault, user_id="u1", binding_id="b1"):
+    """A binding record as the vault-writer writes it (an HTX key)."""
+    record = BindingRecord.of(validated(user_id=user_id, binding_id=binding_id),
+                              KeyRef(exchange_key(user_id, binding_id), 1), AT)
+    await vault.write(binding_path(user_id, binding_id), record.to_vault(), cas=0)
 
 
 def status_of(outgoing):
@@ -72,7 +82,7 @@ async def test_whitelist_before_binding_is_kept_and_used_when_the_binding_is_sto
         WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"]),
         WhitelistDeps(vault, cat), at=AT)
     assert status_of(early).state == BindingState.RECEIVED and status_of(early).details["waiting_for"] == "binding"
-    await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
+    await store_binding(vault, "u1", "b1")
     status = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT))
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
 
@@ -81,7 +91,7 @@ async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_t
     vault, cat = InMemoryVault(), catalog()
     early = WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["ETH/USDT"])
     await handle_whitelist_requested(early, WhitelistDeps(vault, cat), at=AT)
-    await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
+    await store_binding(vault, "u1", "b1")
     status = status_of(await handle_binding_stored(stored(pairs=("btcusdt",)), WhitelistDeps(vault, cat), at=AT))
     assert status.state == BindingState.ACTIVE and status.details["pairs"] == ["ethusdt"]
     assert vault.versions[whitelist_path("u1", "b1")][-1]["pairs"] == ["ethusdt"]
@@ -89,7 +99,7 @@ async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_t
 
 async def test_a_new_binding_with_valid_pairs_costs_two_vault_calls_the_binding_check_and_a_create_only_write():
     vault = CountingVault()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    await store_binding(vault, "u1", "b1")
     vault.calls.clear()
     status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT))
     assert status.state == BindingState.ACTIVE and vault.calls == ["read_metadata", "write"]
@@ -133,7 +143,7 @@ async def test_a_stored_binding_revoked_before_its_redelivery_gets_no_whitelist_
 
 
 async def test_an_expiring_key_is_reported_as_expiring_not_active():
-    warning = reason(ReasonCode.KEY_EXPIRING, valid_days=5)
+    warning = reason(ReasonCode.KEY_EXPIRING, "htx", valid_days=5)
     status = status_of(await handle_binding_stored(
         stored(warnings=[warning]), WhitelistDeps(await vault_holding_binding(), catalog()), at=AT))
     assert status.state == BindingState.EXPIRING and "5 day" in status.reasons[0].message
@@ -141,12 +151,13 @@ async def test_an_expiring_key_is_reported_as_expiring_not_active():
 
 async def test_pairs_are_not_judged_before_the_symbol_list_is_loaded():
     with pytest.raises(CatalogNotLoaded):
-        await handle_binding_stored(stored(), WhitelistDeps(await vault_holding_binding(), SymbolCatalog()), at=AT)
+        await handle_binding_stored(stored(), WhitelistDeps(await vault_holding_binding(), Catalogs(ExchangeName)),
+                                    at=AT)
 
 
 async def test_a_whitelist_write_that_loses_to_another_request_is_tried_again_from_a_fresh_read():
     vault, cat = RacingVault(), catalog()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "ak"}, cas=0)
+    await store_binding(vault, "u1", "b1")
     request = WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=["ethusdt"])
     vault.race(whitelist_path("u1", "b1"), {"pairs": ["btcusdt"], "health": "invalid", "request_id": "w1",
                                            "updated_at": AT.isoformat()})
@@ -170,7 +181,7 @@ async def test_whitelists_for_bindings_that_never_come_cannot_pile_up():
     assert states == [[BindingState.RECEIVED]] * MAX_PENDING_WHITELISTS + [[BindingState.REJECTED]] * 3
     assert len(await deps.whitelists.binding_ids("u1")) == MAX_PENDING_WHITELISTS
     # A binding of the user's own, once stored, still gets its pairs set.
-    await vault.write(binding_path("u1", "b-own"), {"access_key": "x"}, cas=0)
+    await store_binding(vault, "u1", "b-own")
     [own] = [m for m in await handle_whitelist_requested(WhitelistRequested(
         request_id="w-own", user_id="u1", binding_id="b-own", trading_pairs=["btcusdt"]), deps, at=AT)
         if isinstance(m, BindingStatus)]

@@ -24,7 +24,7 @@ from shared.contracts.routing import Topic
 from shared.contracts.states import BindingState
 from tests.builders import SECRET, stored, topic_of, validated
 from tests.fakes import AT, InMemoryVault
-from tests.services.whitelist.test_handlers import catalog
+from tests.services.whitelist.test_handlers import catalog, store_binding
 
 
 def of(outgoing, topic):
@@ -67,17 +67,17 @@ async def test_the_validator_rechecks_with_the_same_verdict_and_concludes_nothin
     async def pace():
         paced.append(1)
 
-    async def withdraw_enabled(credentials):
+    async def withdraw_enabled(exchange, credentials):
         # Signed inside Vault with the binding's key, as the stored secret would sign.
         assert await credentials.signer.sign(["GET"]) == await LocalHmacSigner(SecretStr(SECRET)).sign(["GET"])
-        return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN)]), None)
+        return KeyInspection(KeyVerdict(rejections=[reason(ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN, "htx")]), None)
 
     checking = ValidatorDeps(vault, withdraw_enabled, 2.0, pace, asyncio.Semaphore(4))
     [result] = of(await handle_recheck_requested(recheck, checking, at=AT), Topic.BINDING_RECHECKED)
     assert result.checked and [r.code for r in result.rejections] == [ReasonCode.PERMISSION_WITHDRAW_FORBIDDEN]
     assert paced == [1]
 
-    async def down(credentials):
+    async def down(exchange, credentials):
         raise TimeoutError
 
     htx_down = ValidatorDeps(vault, down, 2.0, pace, asyncio.Semaphore(4))
@@ -94,7 +94,7 @@ def rechecked(rejections=(), warnings=(), sweep_request_id="s1", sweep_started_a
 
 async def active_binding():
     vault, cat = InMemoryVault(), catalog()
-    await vault.write(binding_path("u1", "b1"), {"access_key": "x"}, cas=0)
+    await store_binding(vault)
     await handle_binding_stored(stored(), WhitelistDeps(vault, cat), at=AT)
     return WhitelistDeps(vault, cat)
 
@@ -102,15 +102,16 @@ async def active_binding():
 async def test_health_changes_drive_invalid_expiring_and_back_to_active_and_nothing_else_emits():
     deps = await active_binding()
     assert of(await handle_binding_rechecked(rechecked(), deps, at=AT), Topic.BINDING_STATUS) == []
-    [invalid] = of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2"),
+    key_invalid = reason(ReasonCode.KEY_INVALID, "htx")
+    [invalid] = of(await handle_binding_rechecked(rechecked([key_invalid], sweep_request_id="s2"),
                                                   deps, at=AT),
                    Topic.BINDING_STATUS)
     assert invalid.state == BindingState.INVALID and invalid.reason_codes == [ReasonCode.KEY_INVALID]
-    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s3"),
+    assert of(await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID, "htx")], sweep_request_id="s3"),
                                              deps, at=AT),
               Topic.BINDING_STATUS) == []
     [expiring] = of(await handle_binding_rechecked(
-        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, valid_days=3)], sweep_request_id="s4"), deps, at=AT),
+        rechecked(warnings=[reason(ReasonCode.KEY_EXPIRING, "htx", valid_days=3)], sweep_request_id="s4"), deps, at=AT),
         Topic.BINDING_STATUS)
     assert expiring.state == BindingState.EXPIRING and "3 day" in expiring.reasons[0].message
     [recovered] = of(await handle_binding_rechecked(rechecked(sweep_request_id="s5"), deps, at=AT),
@@ -122,7 +123,7 @@ async def test_health_changes_drive_invalid_expiring_and_back_to_active_and_noth
 async def test_a_recheck_of_a_binding_revoked_meanwhile_changes_nothing():
     deps = await active_binding()
     await deps.vault.delete_all(binding_path("u1", "b1"))
-    assert await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)]), deps, at=AT) == []
+    assert await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID, "htx")]), deps, at=AT) == []
 
 
 async def test_the_pacer_spaces_callers_evenly():
@@ -141,7 +142,7 @@ async def test_the_pacer_spaces_callers_evenly():
 async def test_a_copy_of_binding_stored_never_heals_a_key_a_sweep_found_invalid():
     # Another instance, which did not see the first copy, handles the second one (at-least-once delivery).
     deps = await active_binding()
-    await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)]), deps, at=AT)
+    await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID, "htx")]), deps, at=AT)
     fresh_instance = WhitelistDeps(deps.vault, catalog())
     out = await handle_binding_stored(stored(), fresh_instance, at=AT)
     assert of(out, Topic.BINDING_STATUS) == [] and [a.outcome for a in of(out, Topic.AUDIT)] == ["superseded"]
@@ -151,7 +152,7 @@ async def test_a_copy_of_binding_stored_never_heals_a_key_a_sweep_found_invalid(
 async def test_a_genuine_old_recheck_sent_again_does_not_undo_a_newer_one():
     deps = await active_binding()
     healthy_then = rechecked(sweep_request_id="s1")
-    invalid_now = rechecked([reason(ReasonCode.KEY_INVALID)], sweep_request_id="s2")
+    invalid_now = rechecked([reason(ReasonCode.KEY_INVALID, "htx")], sweep_request_id="s2")
     await handle_binding_rechecked(healthy_then, deps, at=AT)
     [invalid] = of(await handle_binding_rechecked(invalid_now, deps, at=AT), Topic.BINDING_STATUS)
     assert invalid.state == BindingState.INVALID
@@ -163,7 +164,8 @@ async def test_a_genuine_old_recheck_sent_again_does_not_undo_a_newer_one():
 async def test_a_sweep_that_started_before_the_key_was_stored_says_nothing_about_it():
     started_before = utc_now()
     deps = await active_binding()
-    late = await handle_binding_rechecked(rechecked([reason(ReasonCode.KEY_INVALID)], sweep_started_at=started_before),
+    key_invalid = reason(ReasonCode.KEY_INVALID, "htx")
+    late = await handle_binding_rechecked(rechecked([key_invalid], sweep_started_at=started_before),
                                           deps, at=AT)
     assert of(late, Topic.BINDING_STATUS) == []
     assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["health"] == "healthy"
@@ -178,7 +180,7 @@ async def test_a_binding_stored_about_a_version_rotated_away_changes_nothing():
 
 async def test_a_recheck_that_gives_no_sweep_start_is_ordered_after_nothing_and_changes_nothing():
     deps = await active_binding()
-    unordered = rechecked([reason(ReasonCode.KEY_INVALID)]).model_copy(update={"sweep_started_at": None})
+    unordered = rechecked([reason(ReasonCode.KEY_INVALID, "htx")]).model_copy(update={"sweep_started_at": None})
     out = await handle_binding_rechecked(unordered, deps, at=AT)
     assert of(out, Topic.BINDING_STATUS) == [] and of(out, Topic.AUDIT)[0].outcome == "stale_recheck_ignored"
 
