@@ -28,7 +28,8 @@ _UNRECOGNISED_ENVELOPE = "unrecognised-envelope"
 
 # shared/adapters/okx/README.md#errors: the table's kinds.
 _KIND_BY_CODE: dict[str, ExchangeErrorKind] = {
-    "50001": K.UNAVAILABLE,
+    # "Service temporarily unavailable": refused up front, like HTX's maintenance (a POST may be sent again).
+    "50001": K.MAINTENANCE,
     "50004": K.UNAVAILABLE,
     "50005": K.UNAVAILABLE,
     "50011": K.RATE_LIMITED,

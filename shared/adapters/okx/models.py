@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.adapters.exchange.port import Permission
+from shared.adapters.htx.models import split_list  # OKX's comma lists read as HTX's: items stripped, blanks dropped
 
 # shared/adapters/okx/README.md#account-config: `perm`'s names.
 PERMISSION_BY_NAME = {"read_only": Permission.READ, "trade": Permission.TRADE, "withdraw": Permission.WITHDRAW}
@@ -14,11 +15,6 @@ MAIN_ACCOUNT_TYPE = "0"
 
 class OkxModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-def split_list(text: str) -> list[str]:
-    """OKX's comma lists ("read_only,trade", "1.1.1.1,2.2.2.2"), items stripped, blanks dropped."""
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class AccountConfig(OkxModel):

@@ -61,7 +61,7 @@ TABLE = [
     (200, "50011", "Rate limit reached. Please refer to API documentation and throttle requests accordingly.",
      K.RATE_LIMITED),
     (200, "50061", "You've reached the maximum order rate limit for this account.", K.RATE_LIMITED),
-    (503, "50001", "Service temporarily unavailable. Please try again later.", K.UNAVAILABLE),
+    (503, "50001", "Service temporarily unavailable. Please try again later.", K.MAINTENANCE),
     (429, "50013", "Systems are busy. Please try again later.", K.UNAVAILABLE),
     (500, "50026", "System error. Try again later", K.UNAVAILABLE),
     (400, "50004", "API endpoint request timeout. (does not mean that the request was successful or failed, please "

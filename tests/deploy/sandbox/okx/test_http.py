@@ -279,7 +279,7 @@ def test_the_rate_limit_is_per_user_and_endpoint(sandbox):
     ("fault", "http_status", "code", "message", "kind"),
     [
         ({"maintenance": True}, 503, "50001", "Service temporarily unavailable. Please try again later.",
-         K.UNAVAILABLE),
+         K.MAINTENANCE),
         ({"fail_next": 1}, 500, "50026", "System error. Try again later", K.UNAVAILABLE),
         ({"timeout_rate": 1.0, "timeout_hold_ms": 10}, 400, "50004",
          "API endpoint request timeout. (does not mean that the request was successful or failed, please check "
