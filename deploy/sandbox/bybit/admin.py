@@ -3,6 +3,7 @@ payload shapes so `deploy/sandbox/admin_client.py` drives both. The generic hand
 faults, rate limits, orders, request counts) are the HTX sandbox's own; users, keys, symbols and faults are
 Bybit's. JSON in, JSON out; 422 for a bad payload, 404 for an unknown user or key."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -12,6 +13,7 @@ from starlette.routing import Route
 
 from deploy.sandbox.admin import (
     AdminError,
+    M,
     _done,
     _guarded,
     _payload,
@@ -48,17 +50,18 @@ def _state(request: Request) -> BybitSandboxState:
     return state
 
 
-async def put_user(request: Request) -> Response:
-    user = await _payload(request, BybitUser)
-    if user.uid != request.path_params["uid"]:
-        raise AdminError(422, "the body's uid differs from the path's")
-    _state(request).put_member(user)
-    return _done()
+def _upsert(model: type[M], apply: Callable[[BybitSandboxState, dict[str, Any], M], None],
+            path_id: str | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """A PUT handler: the body read as model (its `path_id` field must equal the path's), then applied."""
 
+    async def handler(request: Request) -> Response:
+        item = await _payload(request, model)
+        if path_id is not None and getattr(item, path_id) != request.path_params[path_id]:
+            raise AdminError(422, f"the body's {path_id} differs from the path's")
+        apply(_state(request), request.path_params, item)
+        return _done()
 
-async def put_key(request: Request) -> Response:
-    _state(request).put_key(request.path_params["uid"], await _payload(request, BybitApiKey))
-    return _done()
+    return handler
 
 
 async def patch_key(request: Request) -> Response:
@@ -75,14 +78,6 @@ async def delete_key(request: Request) -> Response:
     return _done()
 
 
-async def put_symbol(request: Request) -> Response:
-    symbol = await _payload(request, BybitSymbol)
-    if symbol.symbol != request.path_params["symbol"]:
-        raise AdminError(422, "the body's symbol differs from the path's")
-    _state(request).instruments[symbol.symbol] = symbol
-    return _done()
-
-
 async def put_fault(request: Request) -> Response:
     fault = await _payload(request, FaultRequest)
     _state(request).faults[fault.endpoint] = BybitFault.model_validate(fault.model_dump(exclude={"endpoint"}))
@@ -94,11 +89,12 @@ ADMIN_ROUTES = [
     for path, method, handler in [
         ("/health", "GET", health),
         ("/reset", "POST", reset),
-        ("/users/{uid:int}", "PUT", put_user),
-        ("/users/{uid:int}/keys", "PUT", put_key),
+        ("/users/{uid:int}", "PUT", _upsert(BybitUser, lambda state, _, user: state.put_member(user), "uid")),
+        ("/users/{uid:int}/keys", "PUT",
+         _upsert(BybitApiKey, lambda state, path, key: state.put_key(path["uid"], key))),
         ("/keys/{api_key}", "PATCH", patch_key),
         ("/keys/{api_key}", "DELETE", delete_key),
-        ("/symbols/{symbol}", "PUT", put_symbol),
+        ("/symbols/{symbol}", "PUT", _upsert(BybitSymbol, lambda state, _, symbol: state.put_symbol(symbol), "symbol")),
         ("/faults", "PUT", put_fault),
         ("/faults", "DELETE", clear_faults),
         ("/rate-limits", "PUT", put_rate_limit),

@@ -142,6 +142,9 @@ class BybitSandboxState(SandboxState):
             raise UnknownEntity(f"no user {uid}")
         self.keys[key.api_key] = KeyRecord(uid, key)
 
+    def put_symbol(self, symbol: BybitSymbol) -> None:
+        self.instruments[symbol.symbol] = symbol
+
     def change_key(self, api_key: str, changes: dict[str, Any]) -> BybitApiKey:
         record = self._existing(api_key)
         updated = BybitApiKey.model_validate({**record.key.model_dump(), "secret": record.key.secret, **changes})

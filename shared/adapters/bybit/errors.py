@@ -72,20 +72,17 @@ def envelope_failure(document: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def parse_response(http_status: int, body: bytes) -> dict[str, Any]:
-    """The JSON document of a successful answer; otherwise raise the ExchangeError the answer carries."""
+    """The JSON document of a successful answer; otherwise raise the ExchangeError the answer carries. Bybit's own
+    error envelope wins over the HTTP status; a 2xx is required only of success."""
     document = json_object(body)
-    if document is None:
+    failure = envelope_failure(document) if document is not None else (_UNRECOGNISED_ENVELOPE, "")
+    succeeded = 200 <= http_status < 300
+    if failure is None and succeeded and document is not None:
+        return document
+    if failure is None or (failure[0] == _UNRECOGNISED_ENVELOPE and (document is None or not succeeded)):
         raise http_failure(http_status, body)
-    failure = envelope_failure(document)
-    if failure is not None:
-        code, message = failure
-        kind = classify(code)
-        if code == _UNRECOGNISED_ENVELOPE and not 200 <= http_status < 300:
-            raise http_failure(http_status, body)
-        raise exchange_error(kind, code, message, http_status, caller_ip=named_ip(message))
-    if not 200 <= http_status < 300:
-        raise http_failure(http_status, body)
-    return document
+    code, message = failure
+    raise exchange_error(classify(code), code, message, http_status, caller_ip=named_ip(message))
 
 
 def http_failure(http_status: int, body: bytes) -> ExchangeError:
