@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from deploy.bench.load import SandboxKey
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
-from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.request_signing import LocalHmacSigner, RequestSigner
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.key_import import wrap_for_import
@@ -87,7 +88,7 @@ class DirectBinding:
         await self._bind(key, user_id, self._inspect)
 
     async def _inspect(self, key: SandboxKey, signer: RequestSigner) -> None:
-        inspection = await inspect_key(self._htx, HtxCredentials(key.access_key, signer), self._policy)
+        inspection = await inspect_key(self._htx, ExchangeCredentials(key.access_key, signer), self._policy)
         assert inspection.accepted, "a provisioned key must pass"
 
     @staticmethod

@@ -16,7 +16,7 @@ import structlog
 
 from services.validator.inspection import KeyInspection
 from shared.adapters.exchange.errors import ExchangeError
-from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
 from shared.adapters.vault.stores import Bindings, ExchangeKeys
@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class ValidatorDeps:
     vault: VaultPort
-    inspect: Callable[[HtxCredentials], Awaitable[KeyInspection]]
+    inspect: Callable[[ExchangeCredentials], Awaitable[KeyInspection]]
     # Transient HTX trouble is retried inside the client; past this, the user hears exchange_unavailable.
     htx_deadline_s: float
     # Waits for a key-health re-check's turn (see pacing.Pacer).
@@ -97,7 +97,7 @@ async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
 async def _inspect(deps: ValidatorDeps, access_key: str, signer: TransitHmacSigner) -> KeyInspection:
     try:
         async with asyncio.timeout(deps.htx_deadline_s):
-            return await deps.inspect(HtxCredentials(access_key, signer))
+            return await deps.inspect(ExchangeCredentials(access_key, signer))
     except (ExchangeError, TimeoutError) as exc:
         # Trouble on HTX's side says nothing about the key: tell the user to retry, not to change it.
         log.warning("htx_unavailable", error_class=type(exc).__name__, kind=getattr(exc, "kind", None))

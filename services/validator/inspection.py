@@ -19,7 +19,8 @@ import structlog
 
 from services.validator.verdict import KeyPolicy, KeyVerdict, verdict_for
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
-from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.models import Account, ApiKeyInfo
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import Reason, ReasonCode, reason
@@ -63,14 +64,14 @@ class KeyInspection:
         return self.verdict.accepted
 
 
-async def inspect_key(client: HtxClient, credentials: HtxCredentials, policy: KeyPolicy) -> KeyInspection:
+async def inspect_key(client: HtxClient, credentials: ExchangeCredentials, policy: KeyPolicy) -> KeyInspection:
     """HTX's facts about the key and the verdict on them; see the module docstring for the sequence."""
     skew_s = await client.sync_clock_if_older_than(CLOCK_SYNC_MAX_AGE_S)
     if skew_s is not None and abs(skew_s) > NOTABLE_CLOCK_SKEW_S:
         log.warning("htx.clock_skew", skew_s=round(skew_s, 3))
     try:
         uid = await client.uid(credentials)
-        credentials = credentials.with_uid(uid)
+        credentials = credentials.with_owner(str(uid))
         api_key, sub_account = await _describe_key(client, credentials, uid)
         if api_key is None and not sub_account:
             # HTX knows the key (it answered /v2/user/uid) but does not list it under its own UID.
@@ -87,7 +88,7 @@ async def inspect_key(client: HtxClient, credentials: HtxCredentials, policy: Ke
     return KeyInspection(verdict=verdict, facts=facts)
 
 
-async def _describe_key(client: HtxClient, credentials: HtxCredentials, uid: int) -> tuple[ApiKeyInfo | None, bool]:
+async def _describe_key(client: HtxClient, credentials: ExchangeCredentials, uid: int) -> tuple[ApiKeyInfo | None, bool]:
     """(the key's entry, whether it is a sub-account key)."""
     try:
         return await client.api_key(credentials, uid), False

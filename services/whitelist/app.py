@@ -15,7 +15,8 @@ from services.whitelist.handlers import (
     on_malformed,
 )
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, exchange_error
-from shared.adapters.htx.client import UNEXPECTED_ANSWER, HtxClient
+from shared.adapters.exchange.http import UNEXPECTED_ANSWER
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.vault.client import VaultPort
 from shared.contracts.routing import Topic
 from shared.runtime.backoff import retry_while_raising

@@ -1,7 +1,7 @@
 """Every Prometheus metric the system exports, in one place (the dashboard in deploy/observability/ and the alert
 rules beside it name only these; tests/deploy/test_observability.py checks that they do).
 
-Counters and histograms are updated where the thing happens (processing, publishing, the Vault and HTX clients,
+Counters and histograms are updated where the thing happens (processing, publishing, the Vault and exchange clients,
 the sweep). What a subscription holds (records in hand, the age of the oldest, lag) is read from the
 subscriptions themselves at scrape time (`SubscriptionCollector`), so the hot path pays nothing for it.
 
@@ -40,13 +40,15 @@ VAULT_SECONDS = Histogram(
     "hash7_vault_request_seconds", "Vault calls, by operation.", ["operation"], buckets=_CALL_BUCKETS)
 VAULT_ERRORS = Counter(
     "hash7_vault_errors", "Vault calls that failed, by operation and the error's class.", ["operation", "error_class"])
-HTX_SECONDS = Histogram(
-    "hash7_htx_request_seconds", "HTX requests (one attempt each), by path.", ["path"], buckets=_CALL_BUCKETS)
-HTX_ERRORS = Counter(
-    "hash7_htx_errors", "HTX requests that failed, by path and error kind.", ["path", "kind"])
-HTX_RATE_LIMIT_REMAINING = Gauge(
-    "hash7_htx_rate_limit_remaining", "What HTX's last answer on a path said was left of its rate-limit window.",
-    ["path"])
+EXCHANGE_SECONDS = Histogram(
+    "hash7_exchange_request_seconds", "Exchange requests (one attempt each), by exchange and path.",
+    ["exchange", "path"], buckets=_CALL_BUCKETS)
+EXCHANGE_ERRORS = Counter(
+    "hash7_exchange_errors", "Exchange requests that failed, by exchange, path and error kind.",
+    ["exchange", "path", "kind"])
+EXCHANGE_RATE_LIMIT_REMAINING = Gauge(
+    "hash7_exchange_rate_limit_remaining",
+    "What an exchange's last answer on a path said was left of its rate-limit window.", ["exchange", "path"])
 VAULT_UNSEALED = Gauge(
     "hash7_vault_unsealed", "1 when Vault answered unsealed at the service's last readiness check (every 5 s), "
     "else 0.")

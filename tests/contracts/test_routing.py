@@ -38,7 +38,7 @@ from services.whitelist.handlers import (
     handle_whitelist_requested,
 )
 from services.whitelist.handlers import on_malformed as whitelist_malformed
-from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.contracts.events import (
     BindingRequested,
     Event,
@@ -146,7 +146,7 @@ async def test_every_handler_emits_only_what_its_service_may_produce():
         emitted.extend((service, event) for event in events)
         return events
 
-    async def good_key(credentials: HtxCredentials) -> KeyInspection:
+    async def good_key(credentials: ExchangeCredentials) -> KeyInspection:
         return KeyInspection(KeyVerdict(), HtxKeyFacts(uid=1, spot_account_id=10, permissions=["readOnly", "trade"],
                                                        ip_addresses=["203.0.113.10"], valid_days=-1,
                                                        key_status="normal"))

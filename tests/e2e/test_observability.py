@@ -55,7 +55,7 @@ async def test_every_service_is_live_and_ready_and_counts_a_binding_it_handled(c
     writer, whitelist = samples(urls["vault_writer"]), samples(urls["whitelist"])
     assert total(intake, "hash7_records_handled_total", topic=f"{prefix}binding.requested", result="handled") >= 1
     assert total(intake, "hash7_statuses_total", state="received", reason_code="none") >= 1
-    assert total(validator, "hash7_htx_request_seconds_count", path="/v2/user/uid") >= 1
+    assert total(validator, "hash7_exchange_request_seconds_count", exchange="htx", path="/v2/user/uid") >= 1
     assert total(validator, "hash7_vault_request_seconds_count", operation="hmac_batch") >= 1
     assert total(validator, "hash7_statuses_total", state="validated") >= 1
     assert total(writer, "hash7_vault_request_seconds_count", operation="write") >= 1

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
-from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.request_signing import RequestSigner
 from shared.adapters.vault.client import VaultClient, VaultPort
 from shared.adapters.vault.records import KeyHealth, KeyRef
@@ -70,8 +70,8 @@ class TradingBinding:
     def allows(self, symbol: str) -> bool:
         return symbol in self.whitelist
 
-    def htx_credentials(self, signer: RequestSigner) -> HtxCredentials:
-        return HtxCredentials(self.access_key, signer, uid=self.htx_uid)
+    def htx_credentials(self, signer: RequestSigner) -> ExchangeCredentials:
+        return ExchangeCredentials(self.access_key, signer, owner_uid=str(self.htx_uid))
 
     def __repr__(self) -> str:
         return (f"TradingBinding(user_id={self.user_id!r}, binding_id={self.binding_id!r}, "

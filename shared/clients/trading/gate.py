@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from shared.adapters.htx.client import HtxClient, HtxCredentials, answered_within
+from shared.adapters.exchange.http import answered_within
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.models import NewOrder, PlacedOrder
 from shared.adapters.vault.client import KeyMissing
 from shared.clients.trading.audit_outbox import AuditOutbox, EventSink
@@ -76,7 +78,7 @@ class OrderRequest:
 class OrderPlacer(Protocol):
     """What the gate needs from HTX; HtxClient is the real one."""
 
-    async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder: ...
+    async def place_order(self, credentials: ExchangeCredentials, order: NewOrder) -> PlacedOrder: ...
 
 
 class OrderGate:

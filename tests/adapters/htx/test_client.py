@@ -12,19 +12,11 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-import shared.adapters.htx.client as client_module
+import shared.adapters.exchange.http as http_module
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
-from shared.adapters.htx.client import (
-    CLIENT_RATE_LIMIT,
-    EXPIRE_HEADER,
-    NETWORK_ERROR,
-    NETWORK_UNREACHABLE,
-    REMAINING_HEADER,
-    HtxClient,
-    HtxCredentials,
-    RateLimit,
-    parse_rate_limit_headers,
-)
+from shared.adapters.exchange.http import CLIENT_RATE_LIMIT, NETWORK_ERROR, NETWORK_UNREACHABLE, RateLimit
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import EXPIRE_HEADER, REMAINING_HEADER, HtxClient, parse_rate_limit_headers
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.htx.signing import compute_signature, format_timestamp, pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
@@ -44,7 +36,7 @@ from tests.adapters.htx.scripted import (
 
 SECRET = "s3cr3t-d0-n0t-l34k"
 ACCESS_KEY = "abcd1234-efgh5678-ijkl9012-mnop3"
-CREDENTIALS = HtxCredentials(ACCESS_KEY, LocalHmacSigner(SecretStr(SECRET)))
+CREDENTIALS = ExchangeCredentials(ACCESS_KEY, LocalHmacSigner(SecretStr(SECRET)))
 
 
 class CountingSigner:
@@ -106,8 +98,8 @@ async def test_a_post_sends_json_and_signs_only_the_auth_parameters(time):
     order = NewOrder(account_id=10000001, symbol="btcusdt", type="buy-limit", amount=Decimal("0.001"),
                      price=Decimal("30000"), client_order_id="abc123")
     async with client_for(htx, time) as client:
-        placed = await client.place_order(CREDENTIALS, order)
-    assert (placed.order_id, placed.client_order_id) == (356501383558845, "abc123")
+        order_id = await client.place_order(CREDENTIALS, order)
+    assert order_id == 356501383558845
     request = htx.requests[0]
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == {"account-id": "10000001", "symbol": "btcusdt", "type": "buy-limit",
@@ -153,7 +145,7 @@ async def test_every_attempt_of_a_retried_get_is_signed_afresh_by_the_signer_giv
     signer = CountingSigner()
     htx = ScriptedHtx(GATEWAY_ERROR, BAD_GATEWAY, ok())
     async with client_for(htx, time) as client:
-        assert await client.uid(HtxCredentials(ACCESS_KEY, signer)) == 63628520
+        assert await client.uid(ExchangeCredentials(ACCESS_KEY, signer)) == 63628520
     assert len(htx.requests) == 3
     # One call per attempt, one text per call, the text of that very request, and its signature sent with it.
     assert signer.calls == [[signed_text_of(request, "GET")] for request in htx.requests]
@@ -166,7 +158,7 @@ async def test_an_order_is_signed_once_over_its_auth_parameters_only(time):
     htx = ScriptedHtx(httpx.Response(200, json={"status": "ok", "data": "7"}))
     order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
     async with client_for(htx, time) as client:
-        await client.place_order(HtxCredentials(ACCESS_KEY, signer), order)
+        await client.place_order(ExchangeCredentials(ACCESS_KEY, signer), order)
     [[text]] = signer.calls
     assert text == signed_text_of(htx.requests[0], "POST") and "btcusdt" not in text
 
@@ -177,9 +169,9 @@ async def test_a_signer_that_fails_stops_the_call_before_anything_is_sent(time, 
     order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
     async with client_for(htx, time) as client:
         with pytest.raises(type(failure)) as on_get:
-            await client.uid(HtxCredentials(ACCESS_KEY, CountingSigner(failure)))
+            await client.uid(ExchangeCredentials(ACCESS_KEY, CountingSigner(failure)))
         with pytest.raises(type(failure)) as on_order:
-            await client.place_order(HtxCredentials(ACCESS_KEY, CountingSigner(failure)), order)
+            await client.place_order(ExchangeCredentials(ACCESS_KEY, CountingSigner(failure)), order)
     # The signer's own error, not an ExchangeError the caller would read as HTX's verdict on the key.
     assert on_get.value is failure and on_order.value is failure
     assert htx.requests == [] and time.sleeps == []
@@ -190,7 +182,7 @@ async def test_a_signer_failing_on_a_retry_ends_the_call_with_its_error(time):
     htx = ScriptedHtx(GATEWAY_ERROR, ok())
     async with client_for(htx, time) as client:
         with pytest.raises(KeyMissing):
-            await client.uid(HtxCredentials(ACCESS_KEY, signer))
+            await client.uid(ExchangeCredentials(ACCESS_KEY, signer))
     assert len(htx.requests) == 1 and len(signer.calls) == 2
 
 
@@ -264,7 +256,7 @@ async def test_an_order_htx_never_acted_on_is_retried(time, failure):
     htx = ScriptedHtx(failure, httpx.Response(200, json={"status": "ok", "data": "42"}))
     order = NewOrder(account_id=1, symbol="btcusdt", type="buy-market", amount=Decimal("5"))
     async with client_for(htx, time) as client:
-        assert (await client.place_order(CREDENTIALS, order)).order_id == 42
+        assert await client.place_order(CREDENTIALS, order) == 42
     assert len(htx.requests) == 2
 
 
@@ -305,7 +297,7 @@ async def test_a_wait_beyond_the_budget_is_refused_without_asking_htx(time):
 
 async def test_the_local_window_is_per_principal_and_endpoint(time):
     htx = ScriptedHtx(ok())
-    other = HtxCredentials("zzzz1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("x")))
+    other = ExchangeCredentials("zzzz1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("x")))
     async with client_for(htx, time, rate_limits={"/v2/user/uid": RateLimit(2, 1.0)}) as client:
         for _ in range(2):
             await client.uid(CREDENTIALS)
@@ -319,9 +311,9 @@ async def test_the_uid_keys_the_window_once_known(time):
     htx = ScriptedHtx(ok())
     async with client_for(htx, time, rate_limits={"/v2/user/uid": RateLimit(1, 1.0)}) as client:
         await client.uid(CREDENTIALS)
-        await client.uid(CREDENTIALS.with_uid(63628520))
+        await client.uid(CREDENTIALS.with_owner("63628520"))
         assert time.sleeps == []
-        await client.uid(HtxCredentials("another-key", LocalHmacSigner(SecretStr("y")), uid=63628520))
+        await client.uid(ExchangeCredentials("another-key", LocalHmacSigner(SecretStr("y")), owner_uid="63628520"))
     assert time.sleeps == [pytest.approx(1.0)]
 
 
@@ -342,7 +334,7 @@ def test_rate_limit_headers_are_read_as_epoch_or_relative_ms(headers, expected):
 
 
 def test_credentials_never_show_the_secret():
-    text = repr(CREDENTIALS) + str(CREDENTIALS) + repr(CREDENTIALS.with_uid(1))
+    text = repr(CREDENTIALS) + str(CREDENTIALS) + repr(CREDENTIALS.with_owner("1"))
     assert SECRET not in text and CREDENTIALS.access_key not in text and "abcd…nop3" in text
     assert "signer" not in text
 
@@ -350,7 +342,7 @@ def test_credentials_never_show_the_secret():
 async def test_no_secret_signature_or_access_key_reaches_logs_or_errors(time, monkeypatch):
     # A logger of our own: the process-wide structlog configuration may cache loggers, defeating capture_logs.
     logs = structlog.testing.CapturingLogger()
-    monkeypatch.setattr(client_module, "log", structlog.wrap_logger(logs, processors=[]))
+    monkeypatch.setattr(http_module, "log", structlog.wrap_logger(logs, processors=[]))
     mismatch = v1_error("api-signature-not-valid", "Signature not valid: Verification failure [校验失败]")
     htx = ScriptedHtx(GATEWAY_ERROR, mismatch)
     async with client_for(htx, time) as client:
@@ -358,7 +350,7 @@ async def test_no_secret_signature_or_access_key_reaches_logs_or_errors(time, mo
             await client.uid(CREDENTIALS)
     signature = htx.requests[-1].url.params["Signature"]
     seen = repr(logs.calls) + str(caught.value) + repr(caught.value.args)
-    assert [call.kwargs["event"] for call in logs.calls] == ["htx.retrying", "htx.refused"]
+    assert [call.kwargs["event"] for call in logs.calls] == ["exchange.retrying", "exchange.refused"]
     assert logs.calls[1].kwargs["access_key_masked"] == "abcd…nop3"
     for leaked in (SECRET, signature, CREDENTIALS.access_key):
         assert leaked not in seen

@@ -14,20 +14,14 @@ import pytest
 from pydantic import SecretStr
 
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
-from shared.adapters.htx.client import (
-    ANSWER_TOO_LARGE,
-    DEFAULT_ANSWER_MAX_BYTES,
-    NETWORK_ERROR,
-    SYMBOL_LIST_MAX_BYTES,
-    UNDECODABLE_ANSWER,
-    HtxClient,
-    HtxCredentials,
-)
+from shared.adapters.exchange.http import ANSWER_TOO_LARGE, DEFAULT_ANSWER_MAX_BYTES, NETWORK_ERROR, UNDECODABLE_ANSWER
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import SYMBOL_LIST_MAX_BYTES, HtxClient
 from shared.adapters.htx.models import NewOrder
 from shared.adapters.request_signing import LocalHmacSigner
 from tests.adapters.htx.hostile import drip, fixed, gzip_bomb, hostile_htx
 
-CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("s3cr3t-d0-n0t-l34k")))
+CREDENTIALS = ExchangeCredentials("abcd1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("s3cr3t-d0-n0t-l34k")))
 SIXTY_MB = 60 * 1024 * 1024
 # Time for the loop and the sockets beyond a deadline, on a loaded 2-core machine.
 SLACK_S = 0.75

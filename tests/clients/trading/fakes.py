@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.htx.models import NewOrder, PlacedOrder
 from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import binding_path, whitelist_path
@@ -66,10 +66,10 @@ class RecordingHtx:
     stops the order before it is recorded, as HtxClient stops it before it is sent."""
 
     def __init__(self) -> None:
-        self.orders: list[tuple[HtxCredentials, NewOrder]] = []
+        self.orders: list[tuple[ExchangeCredentials, NewOrder]] = []
         self.signed: list[tuple[str, bytes]] = []
 
-    async def place_order(self, credentials: HtxCredentials, order: NewOrder) -> PlacedOrder:
+    async def place_order(self, credentials: ExchangeCredentials, order: NewOrder) -> PlacedOrder:
         text = f"POST\napi.huobi.pro\n/v1/order/orders/place\nAccessKeyId={credentials.access_key}"
         [digest] = await credentials.signer.sign([text])
         self.signed.append((text, digest))

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from shared.adapters.exchange.errors import ExchangeTransientError
-from shared.adapters.htx.client import NETWORK_ERROR, HtxClient
+from shared.adapters.exchange.http import NETWORK_ERROR
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import HmacBatch, KvEntry, VaultUnavailable
 from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path

@@ -5,14 +5,15 @@ import pytest
 from pydantic import SecretStr
 
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
-from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.request_signing import LocalHmacSigner
 
 pytestmark = pytest.mark.stack
 
 NEW_KEY = {"access_key": "n3wk3y00-00000000-00000000-00001", "secret_key": "new-secret", "note": "new",
            "permission": "readOnly,trade", "ip_addresses": "203.0.113.10,203.0.113.11"}
-NEW_CREDENTIALS = HtxCredentials(NEW_KEY["access_key"], LocalHmacSigner(SecretStr(NEW_KEY["secret_key"])))
+NEW_CREDENTIALS = ExchangeCredentials(NEW_KEY["access_key"], LocalHmacSigner(SecretStr(NEW_KEY["secret_key"])))
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pydantic import SecretStr
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
 from shared.adapters.exchange.errors import ExchangeErrorKind, ExchangeTransientError
-from shared.adapters.htx.client import HtxClient, HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.events import HtxKeyFacts
 from shared.contracts.reasons import ReasonCode as R
@@ -79,8 +80,8 @@ async def test_a_sub_account_key_has_no_facts(sandbox, client):
 @pytest.mark.parametrize(
     "credentials_of",
     [
-        lambda sandbox: HtxCredentials("00000000-00000000-00000000-00000", LocalHmacSigner(SecretStr("x"))),
-        lambda sandbox: HtxCredentials(sandbox.key_entry("good")["access_key"],
+        lambda sandbox: ExchangeCredentials("00000000-00000000-00000000-00000", LocalHmacSigner(SecretStr("x"))),
+        lambda sandbox: ExchangeCredentials(sandbox.key_entry("good")["access_key"],
                                        LocalHmacSigner(SecretStr("wrong-secret"))),
     ],
     ids=["unknown-key", "wrong-secret"],

@@ -7,14 +7,14 @@ from pydantic import SecretStr
 from services.validator.inspection import inspect_key
 from services.validator.verdict import KeyPolicy
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
-from shared.adapters.htx.client import HtxCredentials
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.contracts.reasons import ReasonCode as R
 from tests.adapters.htx.scripted import START, FakeTime, ScriptedHtx, client_for, ok, v1_error
 from tests.services.validator.reasons import codes
 
 POLICY = KeyPolicy(egress_ips=("203.0.113.10", "203.0.113.11"), expiry_warning_days=14)
-CREDENTIALS = HtxCredentials("abcd1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("secret")))
+CREDENTIALS = ExchangeCredentials("abcd1234-efgh5678-ijkl9012-mnop3", LocalHmacSigner(SecretStr("secret")))
 SERVER_TIME = httpx.Response(200, json={"status": "ok", "data": int(START * 1000)})
 
 

@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 from services.whitelist.app import refresh_catalog, refresh_symbols
 from services.whitelist.catalog import SymbolCatalog, SymbolStatus, merge_symbol_lists
 from shared.adapters.exchange.errors import ExchangeError
-from shared.adapters.htx.client import UNEXPECTED_ANSWER, HtxClient
+from shared.adapters.exchange.http import UNEXPECTED_ANSWER
+from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.models import MarketSymbol, SymbolV2
 from shared.contracts.reasons import ReasonCode
 from shared.runtime.service import supervised
