@@ -27,22 +27,22 @@ from deploy.sandbox.bybit.envelopes import (
     ok,
 )
 from deploy.sandbox.bybit.scenario import (
-    INSTRUMENTS_PATH,
-    ORDER_CREATE_PATH,
-    QUERY_API_PATH,
-    TIME_PATH,
     BybitFault,
     BybitSandboxState,
     BybitSymbol,
 )
 from deploy.sandbox.scenario import LEGACY_RATE_LIMIT, Fault
+from shared.adapters.bybit.client import (
+    INSTRUMENTS_PATH,
+    LIMIT_HEADER,
+    LIMIT_RESET_HEADER,
+    LIMIT_STATUS_HEADER,
+    ORDER_CREATE_PATH,
+    QUERY_API_PATH,
+    TIME_PATH,
+)
 
 log = structlog.get_logger()
-
-# shared/adapters/bybit/README.md#rate-limits
-LIMIT_STATUS_HEADER = "X-Bapi-Limit-Status"
-LIMIT_HEADER = "X-Bapi-Limit"
-LIMIT_RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from deploy.sandbox.scenario import EgressRoute, EndpointRateLimit, Fault, SandboxState, Scenario, UnknownEntity
+from shared.adapters.bybit.client import ORDER_CREATE_PATH, QUERY_API_PATH
 
 # shared/adapters/bybit/README.md#instruments: the instrument status enum.
 InstrumentStatus = Literal["PreLaunch", "Trading", "Delivering", "Closed"]
 
-TIME_PATH = "/v5/market/time"
-INSTRUMENTS_PATH = "/v5/market/instruments-info"
-QUERY_API_PATH = "/v5/user/query-api"
-ORDER_CREATE_PATH = "/v5/order/create"
 
 
 class _Model(BaseModel):

@@ -98,7 +98,8 @@ class ApiKeyInfo(BybitModel):
             return 0
         if expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=UTC)
-        days = max(0, math.floor((expiry - now).total_seconds() / 86_400))
+        # Started days count whole, as Bybit's own deadlineDay does for a key created moments ago.
+        days = max(0, math.ceil((expiry - now).total_seconds() / 86_400))
         if self.deadline_day is not None and self.deadline_day >= 0:
             days = min(days, self.deadline_day)
         return days

@@ -57,6 +57,7 @@ def test_permissions(changes, trade, withdraw, transfer):
         ({"expiredAt": None, "deadlineDay": 0}, None),
         ({"expiredAt": "2023-10-20T07:20:25Z", "deadlineDay": 90}, 3),
         ({"expiredAt": "2023-10-01T00:00:00Z", "deadlineDay": 0}, 0),
+        ({"expiredAt": "2023-10-19T19:20:25Z", "deadlineDay": None}, 3),
         ({"expiredAt": "garbage", "deadlineDay": 10}, 0),
         ({"expiredAt": "2023-12-22T07:20:25", "deadlineDay": None}, 66),
     ],

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from deploy.sandbox.bybit.api import LIMIT_HEADER, LIMIT_RESET_HEADER, LIMIT_STATUS_HEADER
+from shared.adapters.bybit.client import LIMIT_HEADER, LIMIT_RESET_HEADER, LIMIT_STATUS_HEADER
 from shared.adapters.bybit.errors import parse_response
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from tests.deploy.sandbox.bybit.signed import auth_headers, now_ms, signed_get, signed_post
