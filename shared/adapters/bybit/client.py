@@ -7,12 +7,11 @@ the text to sign to the credentials' signer (shared/adapters/request_signing.py)
 Vault.
 """
 
-import asyncio
 import random
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar, Unpack
 
 import httpx
 from pydantic import TypeAdapter
@@ -69,6 +68,20 @@ ANSWER_CAPS: Final[Mapping[str, int]] = {INSTRUMENTS_PATH: 4 * 1024 * 1024}
 CLOCK_MAX_AGE_S: Final = 300.0
 
 T = TypeVar("T")
+
+
+class TransportOptions(TypedDict, total=False):
+    """ExchangeHttp's keyword options (shared/adapters/exchange/http.py) other than the clock."""
+
+    timeout_s: float
+    retry_budget_s: float
+    backoff_base_s: float
+    backoff_cap_s: float
+    transport: httpx.AsyncBaseTransport | None
+    sleep: Sleep
+    rng: random.Random | None
+
+
 _SERVER_TIME = TypeAdapter(ServerTime)
 _KEY_INFO = TypeAdapter(ApiKeyInfo)
 _INSTRUMENTS = TypeAdapter(InstrumentsPage)
@@ -91,27 +104,15 @@ class BybitExchange:
 
     name = EXCHANGE
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout_s: float = 5.0,
-        retry_budget_s: float = 20.0,
-        backoff_base_s: float = 0.2,
-        backoff_cap_s: float = 5.0,
-        rate_limits: Mapping[str, RateLimit] = RATE_LIMITS,
-        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock = time.time,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, base_url: str, *, rate_limits: Mapping[str, RateLimit] = RATE_LIMITS,
+                 recv_window_ms: int = DEFAULT_RECV_WINDOW_MS, clock: Clock = time.time,
+                 **transport: Unpack[TransportOptions]) -> None:
+        """transport: ExchangeHttp's own options (timeouts, retry budget, backoff, an httpx transport, sleep, rng),
+        passed on unchanged."""
         dialect = Dialect(name=EXCHANGE, parse_response=parse_response,
                           rate_limit_from_headers=parse_rate_limit_headers, rate_limits=rate_limits,
                           default_rate_limit=DEFAULT_RATE_LIMIT, answer_caps=ANSWER_CAPS)
-        self._http = ExchangeHttp(base_url, dialect, timeout_s=timeout_s, retry_budget_s=retry_budget_s,
-                                  backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, transport=transport,
-                                  clock=clock, sleep=sleep, rng=rng)
+        self._http = ExchangeHttp(base_url, dialect, clock=clock, **transport)
         self._recv_window_ms = recv_window_ms
         self._clock = clock
 
