@@ -70,7 +70,7 @@ async def patch_key(request: Request) -> Response:
         key = _state(request).change_key(request.path_params["api_key"], changes)
     except ValidationError as exc:
         raise AdminError(422, str(exc)) from None
-    return _done(key=key.model_dump(exclude={"secret"}))
+    return _done(key=key.model_dump(exclude={"secret", "offered_secret"}))
 
 
 async def delete_key(request: Request) -> Response:

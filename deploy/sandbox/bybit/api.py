@@ -5,6 +5,7 @@ per-UID rate limit (with Bybit's rate-limit headers on every signed answer), the
 import asyncio
 import json
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,7 +86,7 @@ def query_api(call: Call, caller: Caller) -> dict[str, Any]:
     user, key = caller.user, caller.key
     expires = key.expires_at(datetime.fromtimestamp(call.now_ms / 1000, UTC))
     return {
-        "id": str(abs(hash(key.api_key)) % 10**8), "note": key.note, "apiKey": key.api_key,
+        "id": str(zlib.crc32(key.api_key.encode()) % 10**8), "note": key.note, "apiKey": key.api_key,
         "readOnly": key.read_only, "secret": "", "permissions": _all_groups(key.permissions), "ips": key.ips,
         "type": key.type,
         # shared/adapters/bybit/README.md#key-info: -1 and "" for a key that does not expire are a choice.

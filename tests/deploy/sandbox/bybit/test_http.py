@@ -308,3 +308,5 @@ def test_admin_upserts_users_keys_and_symbols(sandbox):
                    10003, K.UNKNOWN_ACCESS_KEY)
     with pytest.raises(httpx.HTTPStatusError):
         sandbox.admin.update_key("H7SBXNOSUCHKEY0000", note="x")
+    changed = sandbox.admin.update_key(sandbox.api_key("secret-mismatch"), note="renamed", valid_days=None)
+    assert changed["note"] == "renamed" and "secret" not in changed and "offered_secret" not in changed
