@@ -56,7 +56,7 @@ def authenticate(request: ReceivedRequest, state: BybitSandboxState, now_ms: int
     if record is None:
         raise RetCode.INVALID_KEY.refusal(now_ms)
     recv_window_text = request.headers.get(RECV_WINDOW_HEADER, str(DEFAULT_RECV_WINDOW_MS))
-    if not recv_window_text.isdigit():
+    if not _is_ascii_integer(recv_window_text):
         raise RetCode.PARAMS.refusal(now_ms)
     if not _in_window(timestamp, int(recv_window_text), now_ms):
         raise RetCode.TIME_WINDOW.refusal(now_ms)
@@ -94,9 +94,14 @@ def ip_allowed(caller_ip: str, entries: list[str]) -> bool:
 
 def _in_window(timestamp: str, recv_window_ms: int, now_ms: int) -> bool:
     """shared/adapters/bybit/README.md#clock: server_time - recv_window <= timestamp < server_time + 1000."""
-    if not timestamp.isdigit():
+    if not _is_ascii_integer(timestamp):
         return False
     return now_ms - recv_window_ms <= int(timestamp) < now_ms + MAX_AHEAD_MS
+
+
+def _is_ascii_integer(text: str) -> bool:
+    # str.isdigit alone lets "²" through, which int() refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _signed_payload(request: ReceivedRequest) -> str | None:

@@ -169,9 +169,18 @@ def test_the_time_window(sandbox, offset_ms, recv_window_ms, accepted):
         assert_refused(response, 10002, K.TIMESTAMP_OUT_OF_WINDOW)
 
 
-def test_a_malformed_recv_window_is_a_parameter_error(sandbox):
-    headers = {**auth_headers(sandbox.api_key("good"), sandbox.secret("good"), ""), "X-BAPI-RECV-WINDOW": "5s"}
+@pytest.mark.parametrize("recv_window", ["5s", "²", "-1", "9" * 40])
+def test_a_malformed_recv_window_is_a_parameter_error(sandbox, recv_window):
+    headers = {**auth_headers(sandbox.api_key("good"), sandbox.secret("good"), ""),
+               "X-BAPI-RECV-WINDOW": recv_window.encode("latin-1")}
     assert_refused(httpx.get(f"{sandbox.base_url}{QUERY_API}", headers=headers), 10001, K.BAD_REQUEST)
+
+
+@pytest.mark.parametrize("timestamp", ["soon", "²", "1e12", "9" * 40])
+def test_a_malformed_timestamp_is_out_of_the_window(sandbox, timestamp):
+    headers = {**auth_headers(sandbox.api_key("good"), sandbox.secret("good"), ""),
+               "X-BAPI-TIMESTAMP": timestamp.encode("latin-1")}
+    assert_refused(httpx.get(f"{sandbox.base_url}{QUERY_API}", headers=headers), 10002, K.TIMESTAMP_OUT_OF_WINDOW)
 
 
 def test_wrong_secrets_and_tampering_are_10004(sandbox):
