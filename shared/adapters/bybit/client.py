@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from shared.adapters.bybit.errors import parse_response
 from shared.adapters.bybit.models import ApiKeyInfo, InstrumentsPage, OrderRequest, OrderResult, ServerTime
 from shared.adapters.bybit.signing import DEFAULT_RECV_WINDOW_MS, encode_signature, pre_sign_text, signed_headers
+from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.exchange.http import (
     Authorise,
     Authorised,
@@ -168,15 +169,27 @@ class BybitExchange:
     async def _call(self, method: str, path: str, shape: TypeAdapter[T], *,
                     credentials: ExchangeCredentials | None = None, params: Mapping[str, str] | None = None,
                     body: Mapping[str, Any] | None = None) -> T:
-        """The answer's `result`, read as shape. A signed call first brings the clock measurement up to date."""
-        authorise = None
-        if credentials is not None:
-            await self._http.sync_clock_if_older_than(CLOCK_MAX_AGE_S, self.server_time_ms)
-            authorise = self._authorise(credentials)
-        document = await self._http.call(
-            method, path, params=params, body=body, authorise=authorise, principal=_principal(credentials),
-            access_key_masked=mask_access_key(credentials.access_key) if credentials else None)
+        """The answer's `result`, read as shape. A signed call first brings the clock measurement up to date, and
+        once more when Bybit still finds its timestamp out of the window (our clock jumped since): a 10002 refusal
+        is made before Bybit acts, so even an order is safe to send again."""
+        if credentials is None:
+            document = await self._http.call(method, path, params=params, body=body)
+            return read_data(document, "result", shape, path)
+        await self._http.sync_clock_if_older_than(CLOCK_MAX_AGE_S, self.server_time_ms)
+        try:
+            document = await self._signed(method, path, credentials, params, body)
+        except ExchangeError as error:
+            if error.kind is not ExchangeErrorKind.TIMESTAMP_OUT_OF_WINDOW:
+                raise
+            await self._http.sync_clock(self.server_time_ms)
+            document = await self._signed(method, path, credentials, params, body)
         return read_data(document, "result", shape, path)
+
+    async def _signed(self, method: str, path: str, credentials: ExchangeCredentials,
+                      params: Mapping[str, str] | None, body: Mapping[str, Any] | None) -> dict[str, Any]:
+        return await self._http.call(method, path, params=params, body=body, authorise=self._authorise(credentials),
+                                     principal=_principal(credentials),
+                                     access_key_masked=mask_access_key(credentials.access_key))
 
     def _authorise(self, credentials: ExchangeCredentials) -> Authorise:
         """shared/adapters/bybit/README.md#signing: the signed text over the query or body exactly as sent."""

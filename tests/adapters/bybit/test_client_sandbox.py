@@ -121,6 +121,19 @@ async def test_the_client_signs_with_bybit_clock(sandbox):
     assert counts["GET /v5/market/time"]["ok"] == 1 and counts["GET /v5/user/query-api"] == {"total": 1, "ok": 1}
 
 
+async def test_a_clock_jump_after_the_measurement_is_caught_up_once(sandbox):
+    skew = [0.0]
+    jumpy = BybitExchange(sandbox.base_url, clock=lambda: time.time() + skew[0], retry_budget_s=1.0)
+    try:
+        await jumpy.describe_key(sandbox.bybit_credentials("good"))
+        skew[0] = 30.0  # our clock jumps; the last measurement is still fresh, so no new one is taken up front
+        await jumpy.describe_key(sandbox.bybit_credentials("good"))
+    finally:
+        await jumpy.aclose()
+    assert sandbox.admin.request_counts()["GET /v5/user/query-api"] == {"total": 3, "ok": 2, "10002": 1}
+    assert sandbox.admin.request_counts()["GET /v5/market/time"] == {"total": 2, "ok": 2}
+
+
 async def test_bybit_rate_limit_is_honoured(sandbox, bybit):
     sandbox.admin.set_rate_limit("/v5/user/query-api", requests=2, window_ms=60_000)
     credentials = sandbox.bybit_credentials("good")
