@@ -26,11 +26,13 @@ _REASON_BY_REFUSAL: dict[ExchangeErrorKind, ReasonCode] = {
     ExchangeErrorKind.SIGNATURE_MISMATCH: ReasonCode.KEY_INVALID,
     ExchangeErrorKind.KEY_EXPIRED: ReasonCode.KEY_EXPIRED,
     ExchangeErrorKind.ABNORMAL_USER: ReasonCode.KEY_DISABLED,
+    ExchangeErrorKind.ACCOUNT_RESTRICTED: ReasonCode.ACCOUNT_LOCKED,
     # Describing a key needs only Read on every exchange, so a permission refusal means Read is missing.
     ExchangeErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
 }
-# The status a refused key is reported in: a word of ours, never the exchange's text (untrusted input).
-_REFUSED_STATUS = "abnormal user status"
+# The status a refused key or account is reported in: words of ours, never the exchange's text (untrusted input).
+_REFUSED_STATUS = {ReasonCode.KEY_DISABLED: "abnormal user status",
+                   ReasonCode.ACCOUNT_LOCKED: "restricted by the exchange"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,7 @@ def _reason_for_refusal(error: ExchangeError, policy: KeyPolicy, exchange: str) 
     code = _REASON_BY_REFUSAL.get(error.kind)
     if code is None:
         return None
-    # Only key_disabled's message names a status.
-    return reason(code, exchange, status=_REFUSED_STATUS)
+    return reason(code, exchange, status=_REFUSED_STATUS.get(code, ""))
 
 
 def _facts(description: KeyDescription) -> KeyFacts | None:

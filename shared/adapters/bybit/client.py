@@ -126,8 +126,8 @@ class BybitExchange:
 
     async def describe_key(self, credentials: ExchangeCredentials) -> KeyDescription:
         """`GET /v5/user/query-api` (shared/adapters/bybit/README.md#key-info). READ holds whenever it answers:
-        every Bybit key may read. The account is reported unlocked: query-api names no account state, and a banned
-        account is refused here with 10027, raised as ABNORMAL_USER (#what-cannot-be-proved there)."""
+        every Bybit key may read. The account is reported able to trade: query-api names no account state, and a
+        banned account is refused here with 10027, raised as ACCOUNT_RESTRICTED (#what-cannot-be-proved there)."""
         info = await self._call("GET", QUERY_API_PATH, _KEY_INFO, credentials=credentials)
         granted = {Permission.READ}
         granted |= {Permission.TRADE} if info.can_trade_spot else set()
@@ -145,7 +145,7 @@ class BybitExchange:
             status_text="expired" if expired else "normal",
         )
         return KeyDescription(owner_uid=str(info.user_id), sub_account=info.sub_account, key=entry,
-                              trading_account_id=None, needs_trading_account=False, account_locked=False)
+                              trading_account_id=None, needs_trading_account=False, account_problem=None)
 
     async def trading_pairs(self) -> list[TradingPair]:
         """shared/adapters/bybit/README.md#instruments: pair = base + quote in lower case; tradable when Trading."""

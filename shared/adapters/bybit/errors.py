@@ -40,7 +40,7 @@ _KIND_BY_CODE: dict[str, ExchangeErrorKind] = {
     "10016": ExchangeErrorKind.UNAVAILABLE,
     "10017": ExchangeErrorKind.NOT_FOUND,
     "10018": ExchangeErrorKind.RATE_LIMITED,
-    "10027": ExchangeErrorKind.ABNORMAL_USER,
+    "10027": ExchangeErrorKind.ACCOUNT_RESTRICTED,
     "33004": ExchangeErrorKind.KEY_EXPIRED,
     "-2015": ExchangeErrorKind.KEY_EXPIRED,
     _UNRECOGNISED_ENVELOPE: ExchangeErrorKind.UNAVAILABLE,

@@ -22,6 +22,9 @@ class ExchangeErrorKind(StrEnum):
     NO_PERMISSION = "no_permission"
     # The exchange refuses the key's user or the key itself as not in normal standing (frozen, banned, abnormal).
     ABNORMAL_USER = "abnormal_user"
+    # The account may not trade (Bybit's "Transactions are banned", OKX's "Account blocked"): said of the account,
+    # not the key.
+    ACCOUNT_RESTRICTED = "account_restricted"
     RATE_LIMITED = "rate_limited"
     MAINTENANCE = "maintenance"
     UNAVAILABLE = "unavailable"

@@ -5,9 +5,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from shared.adapters.bybit.client import BybitExchange
 from shared.adapters.exchange.port import Exchange
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.exchange import HtxExchange
+from shared.adapters.okx.client import OkxExchange
 from shared.contracts.exchanges import ExchangeName
 
 
@@ -23,8 +25,18 @@ def _htx(base_url: str, options: ClientOptions) -> Exchange:
     return HtxExchange(HtxClient(base_url, timeout_s=options.timeout_s, retry_budget_s=options.retry_budget_s))
 
 
+def _bybit(base_url: str, options: ClientOptions) -> Exchange:
+    return BybitExchange(base_url, timeout_s=options.timeout_s, retry_budget_s=options.retry_budget_s)
+
+
+def _okx(base_url: str, options: ClientOptions) -> Exchange:
+    return OkxExchange(base_url, timeout_s=options.timeout_s, retry_budget_s=options.retry_budget_s)
+
+
 ADAPTERS: Final[Mapping[ExchangeName, Callable[[str, ClientOptions], Exchange]]] = {
     ExchangeName.HTX: _htx,
+    ExchangeName.BYBIT: _bybit,
+    ExchangeName.OKX: _okx,
 }
 
 

@@ -160,8 +160,8 @@ class OkxExchange:
 
         - valid_days None: OKX has no expiry field, and only keys without IPs expire (after 14 days unused), which
           Hash7 refuses anyway for their empty IP list.
-        - account_locked False: a frozen key never gets this far (50100, ABNORMAL_USER), and OKX names no other
-          account state here.
+        - account_problem None: a frozen key (50100, ABNORMAL_USER) or a blocked account (50007, 50009, 50012,
+          ACCOUNT_RESTRICTED) never gets this far, and OKX names no account state here.
         - Permission names other than read_only, trade and withdraw are kept in listed_permissions only.
         """
         config = await self.account_config(credentials)
@@ -172,7 +172,7 @@ class OkxExchange:
             status=KeyStatus.NORMAL, status_text="normal",
         )
         return KeyDescription(owner_uid=config.uid, sub_account=config.sub_account, key=key, trading_account_id=None,
-                              needs_trading_account=False, account_locked=False)
+                              needs_trading_account=False, account_problem=None)
 
     async def place_order(self, credentials: ExchangeCredentials, order: SpotOrder,
                           trading_account_id: str | None = None) -> PlacedOrder:

@@ -72,7 +72,7 @@ async def test_each_verdict_key_is_described(sandbox, bybit, note, permissions, 
     [
         ("ip-foreign", K.IP_NOT_BOUND, "10010"),
         ("expired", K.KEY_EXPIRED, "33004"),
-        ("banned", K.ABNORMAL_USER, "10027"),
+        ("banned", K.ACCOUNT_RESTRICTED, "10027"),
         ("secret-mismatch", K.SIGNATURE_MISMATCH, "10004"),
     ],
 )

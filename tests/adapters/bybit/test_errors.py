@@ -52,7 +52,7 @@ def test_success_returns_the_document():
         (10016, "Server error.", K.UNAVAILABLE),
         (10017, "Route not found.", K.NOT_FOUND),
         (10018, "Exceeded the IP Rate Limit.", K.RATE_LIMITED),
-        (10027, "Transactions are banned.", K.ABNORMAL_USER),
+        (10027, "Transactions are banned.", K.ACCOUNT_RESTRICTED),
         (33004, "Your api key has expired", K.KEY_EXPIRED),
         (-2015, "Your api key has expired", K.KEY_EXPIRED),
         (170121, "Invalid symbol.", K.BAD_REQUEST),

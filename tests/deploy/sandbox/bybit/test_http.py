@@ -213,7 +213,7 @@ def test_ip_binding(sandbox):
 
 def test_expired_and_banned(sandbox):
     assert_refused(signed_get(sandbox, "expired", QUERY_API), 33004, K.KEY_EXPIRED)
-    assert_refused(signed_get(sandbox, "banned", QUERY_API), 10027, K.ABNORMAL_USER)
+    assert_refused(signed_get(sandbox, "banned", QUERY_API), 10027, K.ACCOUNT_RESTRICTED)
     sandbox.admin.update_key(sandbox.api_key("good"), valid_days=0)
     assert_refused(signed_get(sandbox, "good", QUERY_API), 33004, K.KEY_EXPIRED)
 
