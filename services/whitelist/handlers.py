@@ -52,20 +52,20 @@ class WhitelistDeps:
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
                                      at: datetime) -> list[Event]:
     pairs = normalise_pairs(event.trading_pairs)
-    # The exchange is the stored binding's (None while it is not stored: services/whitelist/catalog.py).
-    binding = await deps.bindings.read(event.user_id, event.binding_id)
-    exchange = binding.record.exchange if binding else None
+    current = await deps.whitelists.read(event.user_id, event.binding_id)
+    stored = await deps.bindings.exists(event.user_id, event.binding_id)
+    # The stored binding's exchange, as its whitelist keeps it; none while the binding is not stored
+    # (services/whitelist/catalog.py).
+    exchange = current.record.exchange_of_stored_binding() if stored and current else None
     problems = deps.catalogs.problems(pairs, exchange)
     if problems:
         return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
                         request_id=event.request_id, binding_id=event.binding_id, exchange=exchange,
                         reasons=problems, occurred_at=at, kind=RequestKind.WHITELIST,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
-    current = await deps.whitelists.read(event.user_id, event.binding_id)
     if current is not None and _older(event.requested_at, current.record.pairs_as_of):
         # Asked before the pairs in force were (an old request sent again): they stay.
         return [_audit(event, at, AuditOutcome.SUPERSEDED, [], pairs)]
-    stored = binding is not None
     if not stored and current is None and (
             await _pending_whitelists(deps, event.user_id) >= MAX_PENDING_WHITELISTS
             or await deps.tombstones.read(event.user_id, event.binding_id) is not None):
@@ -115,8 +115,8 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
         # (pairs saved before the binding, a rotation, a redelivery) is decided on below.
         saved = await deps.whitelists.create_or_read(event.user_id, event.binding_id, WhitelistRecord(
-            pairs=pairs, health=health, health_as_of=stored.written_at, request_id=event.request_id,
-            updated_at=at))
+            pairs=pairs, health=health, health_as_of=stored.written_at, exchange=event.exchange,
+            request_id=event.request_id, updated_at=at))
     else:
         saved = await deps.whitelists.read(event.user_id, event.binding_id)
     if saved is not None and saved.record.request_id != event.request_id:
@@ -131,14 +131,16 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
             problems = deps.catalogs.problems(pairs, event.exchange)
-    record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
-                                                              event.request_id, at, pairs=pairs, health=health,
-                                                              health_as_of=stored.written_at)
+    # Written even when the pairs cannot be the whitelist (they are then left as they were): the record keeps the
+    # binding's exchange, which later whitelist requests are judged on.
+    record = await deps.whitelists.save(event.user_id, event.binding_id, saved, event.request_id, at,
+                                        pairs=None if problems else pairs, health=health,
+                                        health_as_of=stored.written_at, exchange=event.exchange)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
+               occurred_at=record.updated_at, kind=RequestKind.BIND,
                exchange=event.exchange, reasons=reasons, access_key_masked=event.access_key_masked,
                details={"pairs": pairs}),
         _audit(event, at, AuditOutcome.of_state(state), reasons, pairs),

@@ -116,7 +116,29 @@ async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothin
         WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]),
         WhitelistDeps(vault, cat), at=AT)
     assert status_of(bad).state == BindingState.REJECTED and status_of(bad).reason_codes == [ReasonCode.WHITELIST_EMPTY]
-    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [["btcusdt"]]
+    # The binding's own write (no pairs yet, its exchange), then the good request's; the bad one wrote nothing.
+    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [[], ["btcusdt"]]
+    assert vault.versions[whitelist_path("u1", "b1")][-1]["exchange"] == "htx"
+
+
+async def test_a_stored_bindings_pairs_are_judged_by_its_own_exchange_and_pending_ones_by_any():
+    cat = catalog()
+    cat[ExchangeName.BYBIT].replace([TradingPair("solusdt", "SOLUSDT", tradable=True)])
+    vault = InMemoryVault()
+    pending = await handle_whitelist_requested(
+        WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["solusdt"]),
+        WhitelistDeps(vault, cat), at=AT)
+    # Not stored yet: a pair some exchange lists waits for the binding.
+    assert status_of(pending).state == BindingState.RECEIVED and status_of(pending).exchange is None
+    await store_binding(vault)
+    judged = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT))
+    # The binding is HTX's (tests.builders.validated), and HTX lists no solusdt.
+    assert judged.state == BindingState.AWAITING_WHITELIST and judged.reason_codes == [ReasonCode.PAIR_UNKNOWN]
+    assert judged.exchange == "htx" and "HTX has no spot trading pair solusdt" in judged.reasons[0].message
+    again = status_of(await handle_whitelist_requested(
+        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=["solusdt"]),
+        WhitelistDeps(vault, cat), at=AT))
+    assert again.state == BindingState.REJECTED and again.reason_codes == [ReasonCode.PAIR_UNKNOWN]
 
 
 async def test_redelivered_whitelist_request_writes_no_second_version():
