@@ -186,8 +186,8 @@ def _internet_https() -> Manifest:
 
 
 def network_policy(name: str, *, calls_exchanges: bool, scraped: bool) -> Manifest:
-    """What the pods of `name` may reach (Kafka, Vault, DNS, and the exchanges for those that call them) and who may reach them
-    (the monitoring namespace, on the health port only). Everything else is denied by `default-deny`."""
+    """What the pods of `name` may reach (Kafka, Vault, DNS, and the exchanges for those that call them) and who may
+    reach them (the monitoring namespace, on the health port only). Everything else is denied by `default-deny`."""
     egress = [_peer(KAFKA_PEERS), _peer(VAULT_PEERS), _dns(), *([_internet_https()] if calls_exchanges else [])]
     ingress = [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
                 "ports": [{"protocol": "TCP", "port": HEALTH_PORT}]}] if scraped else []
@@ -300,7 +300,8 @@ def manifests() -> Iterator[tuple[str, list[Manifest]]]:
     for party in service_parties():
         yield f"{party.value}.yaml", [service_account(party.value), deployment(party),
                                       pod_disruption_budget(party.value),
-                                      network_policy(party.value, calls_exchanges=party in EXCHANGE_CALLERS, scraped=True)]
+                                      network_policy(party.value, calls_exchanges=party in EXCHANGE_CALLERS,
+                                                     scraped=True)]
 
 
 def kustomization(files: list[str]) -> Manifest:
