@@ -1,48 +1,24 @@
-"""The sandbox's world: the scenario file's models and the in-memory state the HTX endpoints and the admin
-API read and change (users, keys, accounts, symbols, faults, rate-limit windows, placed orders, counts).
+"""The HTX sandbox's world: the scenario file's models and the in-memory state the HTX endpoints and the admin
+API read and change (users, keys, accounts, symbols, market status), on the generic bookkeeping of
+deploy/sandbox/common/state.py (faults, rate-limit windows, placed orders, counts).
 
 Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
 """
 
-import ipaddress
 import json
-import random
-from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
+
+from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UnknownEntity
 
 # shared/adapters/htx/README.md#v2-settings-symbols: the eight symbol states of the settings endpoints.
 SymbolState = Literal["unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"]
 
 
-@dataclass(frozen=True)
-class EgressRoute:
-    """Callers from this network stand for Hash7's egress IP: `egress_ip`, or the scenario's when None. Loopback
-    callers always do; a route adds a network, such as docker-compose.yml's, where the services call from."""
-
-    callers: ipaddress.IPv4Network | ipaddress.IPv6Network
-    egress_ip: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "EgressRoute":
-        """From `CIDR` or `CIDR=IP` (htx-sandbox --egress-map)."""
-        network, mapped, egress_ip = text.partition("=")
-        try:
-            return cls(ipaddress.ip_network(network, strict=False),
-                       str(ipaddress.ip_address(egress_ip)) if mapped else None)
-        except ValueError:
-            raise ValueError(f"{text!r} is not CIDR or CIDR=IP (e.g. 172.30.70.0/24=203.0.113.10)") from None
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ScenarioApiKey(_Model):
+class ScenarioApiKey(StrictModel):
     access_key: str = Field(min_length=1)
     secret_key: SecretStr
     note: str = ""
@@ -64,14 +40,14 @@ class ScenarioApiKey(_Model):
         return [ip.strip() for ip in self.ip_addresses.split(",") if ip.strip()]
 
 
-class ScenarioAccount(_Model):
+class ScenarioAccount(StrictModel):
     id: int
     type: str = "spot"
     subtype: str = ""
     state: Literal["working", "lock"] = "working"
 
 
-class ScenarioUser(_Model):
+class ScenarioUser(StrictModel):
     uid: int
     # Set for a sub-user: its keys are refused on parent-only endpoints (shared/adapters/htx/README.md#api-key-query).
     parent_uid: int | None = None
@@ -81,7 +57,7 @@ class ScenarioUser(_Model):
     api_keys: list[ScenarioApiKey] = Field(default_factory=list)
 
 
-class ScenarioSymbol(_Model):
+class ScenarioSymbol(StrictModel):
     symbol: str
     base: str
     quote: str
@@ -98,7 +74,7 @@ class ScenarioSymbol(_Model):
     min_order_value: Decimal = Decimal("5")
 
 
-class ScenarioMarketStatus(_Model):
+class ScenarioMarketStatus(StrictModel):
     # shared/adapters/htx/README.md#clock-and-market-status: 1 normal, 2 halted, 3 cancel-only.
     market_status: Literal[1, 2, 3] = 1
     halt_start_time: int | None = None
@@ -107,7 +83,7 @@ class ScenarioMarketStatus(_Model):
     affected_symbols: str | None = None
 
 
-class Scenario(_Model):
+class Scenario(StrictModel):
     # Requests arriving on loopback (and from htx-sandbox --egress-map networks) count as coming from this address.
     egress_ip: str
     users: list[ScenarioUser] = Field(default_factory=list)
@@ -119,74 +95,28 @@ class Scenario(_Model):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-class Fault(_Model):
-    """Trouble injected into one endpoint (or every endpoint, under "*")."""
-
-    latency_ms: int = Field(0, ge=0)
-    # Fraction of requests answered with error_kind; 1.0 always, 0.0 never.
-    error_rate: float = Field(0.0, ge=0.0, le=1.0)
-    # The next this-many requests are answered with error_kind, whatever error_rate says.
-    fail_next: int = Field(0, ge=0)
-    # `gateway-internal-error`: HTX's envelope at HTTP 200 (shared/adapters/htx/README.md#other-errors);
-    # `bad-gateway`: HTTP 502, HTML body.
-    error_kind: Literal["gateway-internal-error", "bad-gateway"] = "gateway-internal-error"
-    # Fraction of requests held without an answer for `timeout_hold_ms`, then answered with HTX's `timeout`.
-    timeout_rate: float = Field(0.0, ge=0.0, le=1.0)
-    timeout_hold_ms: int = Field(30_000, ge=0)
-    maintenance: bool = False
-
-
-class EndpointRateLimit(_Model):
-    requests: int = Field(gt=0)
-    window_ms: int = Field(gt=0)
-
-
-ALL_ENDPOINTS = "*"
 # shared/adapters/htx/README.md#rate-limits: the limits HTX marks, per UID and endpoint.
 DOCUMENTED_RATE_LIMITS = {
     "/v1/account/accounts": EndpointRateLimit(requests=100, window_ms=2000),
     "/v1/order/orders/place": EndpointRateLimit(requests=100, window_ms=2000),
 }
-# shared/adapters/htx/README.md#rate-limits: unmarked endpoints fall under the legacy 10 per second per key; the
-# sandbox counts per UID, like the marked ones, so one rule serves every signed endpoint.
-LEGACY_RATE_LIMIT = EndpointRateLimit(requests=10, window_ms=1000)
+# shared/adapters/htx/README.md#rate-limits: unmarked endpoints fall under the legacy 10 per second per key
+# (deploy/sandbox/common/state.py FALLBACK_RATE_LIMIT); the sandbox counts per UID, like the marked ones, so one rule
+# serves every signed endpoint.
 
 
-@dataclass
-class _RateWindow:
-    started_ms: int
-    used: int = 0
+class HtxSandboxState(SandboxBooks):
+    """The generic bookkeeping, with HTX's users, keys, accounts, symbols and market status."""
 
-
-@dataclass(frozen=True)
-class RateSlot:
-    allowed: bool
-    remaining: int
-    # Epoch ms at which the current window ends (sent as X-HB-RateLimit-Requests-Expire).
-    expires_at_ms: int
-
-
-class UnknownEntity(LookupError):
-    """The admin API named a user, key or account the sandbox does not have."""
-
-
-class SandboxState:
     def __init__(self, scenario: Scenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        self.egress_ip = scenario.egress_ip
-        self.egress_routes = egress_routes
+        super().__init__(scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
+                         egress_routes=egress_routes)
         self.users: dict[int, ScenarioUser] = {user.uid: user for user in scenario.users}
         # access key → uid of its owner: every signed request looks its key up.
         self._key_owners = {key.access_key: user.uid for user in scenario.users for key in user.api_keys}
         self.symbols: dict[str, ScenarioSymbol] = {s.symbol: s for s in scenario.symbols}
         self.market_status = scenario.market_status
-        self.faults: dict[str, Fault] = {}
-        self.rate_limits: dict[str, EndpointRateLimit] = dict(DOCUMENTED_RATE_LIMITS)
-        self.orders: list[dict[str, Any]] = []
-        self.request_counts: Counter[tuple[str, str]] = Counter()
-        self.rng = random.Random(seed)
-        self._rate_windows: dict[tuple[int, str], _RateWindow] = {}
-        self._next_order_id = 100_000_001
 
     # ---- lookups ---------------------------------------------------------------------------------------
 
@@ -196,9 +126,6 @@ class SandboxState:
             return None
         user = self.users[uid]
         return user, next(key for key in user.api_keys if key.access_key == access_key)
-
-    def fault_for(self, path: str) -> Fault | None:
-        return self.faults.get(path) or self.faults.get(ALL_ENDPOINTS)
 
     # ---- changes by the admin API ----------------------------------------------------------------------
 
@@ -254,34 +181,3 @@ class SandboxState:
             found[0].api_keys.remove(found[1])
             del self._key_owners[access_key]
         return found is not None
-
-    # ---- per-request bookkeeping -----------------------------------------------------------------------
-
-    def take_rate_slot(self, uid: int, path: str, now_ms: int) -> RateSlot:
-        """Count one request of uid on path in the current fixed window: per UID per endpoint
-        (shared/adapters/htx/README.md#rate-limits)."""
-        limit = self.rate_limits.get(path, LEGACY_RATE_LIMIT)
-        window = self._rate_windows.get((uid, path))
-        if window is None or now_ms >= window.started_ms + limit.window_ms:
-            window = self._rate_windows[(uid, path)] = _RateWindow(started_ms=now_ms)
-        allowed = window.used < limit.requests
-        if allowed:
-            window.used += 1
-        return RateSlot(allowed=allowed, remaining=limit.requests - window.used,
-                        expires_at_ms=window.started_ms + limit.window_ms)
-
-    def take_order_id(self) -> int:
-        order_id, self._next_order_id = self._next_order_id, self._next_order_id + 1
-        return order_id
-
-    def count(self, endpoint: str, outcome: str) -> None:
-        self.request_counts[(endpoint, outcome)] += 1
-
-    def request_count_report(self) -> dict[str, dict[str, int]]:
-        """{"GET /v2/user/uid": {"total": 3, "ok": 2, "api-signature-not-valid": 1}, ...}"""
-        report: dict[str, dict[str, int]] = {}
-        for (endpoint, outcome), n in sorted(self.request_counts.items()):
-            entry = report.setdefault(endpoint, {"total": 0})
-            entry["total"] += n
-            entry[outcome] = n
-        return report

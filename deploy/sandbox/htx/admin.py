@@ -1,0 +1,94 @@
+"""The HTX sandbox's admin API: the generic routes of deploy/sandbox/common/admin.py, plus HTX's users, keys,
+accounts, symbols and market status. JSON in, JSON out; 422 for a bad payload, 404 for an unknown user, key or
+account."""
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from deploy.sandbox.common.admin import AdminError, admin_routes, changing, done, read_payload
+from deploy.sandbox.common.state import StrictModel
+from deploy.sandbox.htx.scenario import (
+    HtxSandboxState,
+    ScenarioAccount,
+    ScenarioApiKey,
+    ScenarioMarketStatus,
+    ScenarioSymbol,
+    ScenarioUser,
+)
+
+
+class KeyChanges(StrictModel):
+    note: str | None = None
+    permission: str | None = None
+    ip_addresses: str | None = None
+    valid_days: int | None = None
+    status: str | None = None
+
+
+class AccountChanges(StrictModel):
+    state: str
+
+
+def _state(request: Request) -> HtxSandboxState:
+    state: HtxSandboxState = request.app.state.sandbox
+    return state
+
+
+async def put_user(request: Request) -> Response:
+    user = await read_payload(request, ScenarioUser)
+    if user.uid != request.path_params["uid"]:
+        raise AdminError(422, "the body's uid differs from the path's")
+    _state(request).upsert_user(user)
+    return done()
+
+
+async def put_key(request: Request) -> Response:
+    _state(request).upsert_key(request.path_params["uid"], await read_payload(request, ScenarioApiKey))
+    return done()
+
+
+async def patch_key(request: Request) -> Response:
+    changes = (await read_payload(request, KeyChanges)).model_dump(exclude_none=True)
+    key = changing(lambda: _state(request).update_key(request.path_params["access_key"], changes))
+    return done(key=key.model_dump(exclude={"secret_key"}))
+
+
+async def delete_key(request: Request) -> Response:
+    _state(request).delete_key(request.path_params["access_key"])
+    return done()
+
+
+async def put_account(request: Request) -> Response:
+    _state(request).upsert_account(request.path_params["uid"], await read_payload(request, ScenarioAccount))
+    return done()
+
+
+async def patch_account(request: Request) -> Response:
+    changes = await read_payload(request, AccountChanges)
+    account = changing(lambda: _state(request).set_account_state(request.path_params["account_id"], changes.state))
+    return done(account=account.model_dump())
+
+
+async def put_symbol(request: Request) -> Response:
+    symbol = await read_payload(request, ScenarioSymbol)
+    if symbol.symbol != request.path_params["symbol"]:
+        raise AdminError(422, "the body's symbol differs from the path's")
+    _state(request).upsert_symbol(symbol)
+    return done()
+
+
+async def put_market_status(request: Request) -> Response:
+    _state(request).market_status = await read_payload(request, ScenarioMarketStatus)
+    return done()
+
+
+ADMIN_ROUTES = admin_routes([
+    ("/users/{uid:int}", "PUT", put_user),
+    ("/users/{uid:int}/keys", "PUT", put_key),
+    ("/users/{uid:int}/accounts", "PUT", put_account),
+    ("/keys/{access_key}", "PATCH", patch_key),
+    ("/keys/{access_key}", "DELETE", delete_key),
+    ("/accounts/{account_id:int}", "PATCH", patch_account),
+    ("/symbols/{symbol}", "PUT", put_symbol),
+    ("/market-status", "PUT", put_market_status),
+])
