@@ -79,6 +79,21 @@ def changing(apply: Callable[[], M]) -> M:
         raise AdminError(422, str(exc)) from None
 
 
+def entity_putter(model: type[M], store: Callable[[Any, dict[str, Any], M], None],
+                  path_id: str | None = None) -> Handler:
+    """A PUT handler: the body read as model (its `path_id` field, if named, must equal the path's), then
+    store(state, path parameters, entity)."""
+
+    async def put(request: Request) -> Response:
+        entity = await read_payload(request, model)
+        if path_id is not None and getattr(entity, path_id) != request.path_params[path_id]:
+            raise AdminError(422, f"the body's {path_id} differs from the path's")
+        store(request.app.state.sandbox, request.path_params, entity)
+        return done()
+
+    return put
+
+
 async def health(_request: Request) -> Response:
     return done()
 

@@ -5,7 +5,7 @@ account."""
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deploy.sandbox.common.admin import AdminError, admin_routes, changing, done, read_payload
+from deploy.sandbox.common.admin import admin_routes, changing, done, entity_putter, read_payload
 from deploy.sandbox.common.state import StrictModel
 from deploy.sandbox.htx.scenario import (
     HtxSandboxState,
@@ -34,19 +34,6 @@ def _state(request: Request) -> HtxSandboxState:
     return state
 
 
-async def put_user(request: Request) -> Response:
-    user = await read_payload(request, ScenarioUser)
-    if user.uid != request.path_params["uid"]:
-        raise AdminError(422, "the body's uid differs from the path's")
-    _state(request).upsert_user(user)
-    return done()
-
-
-async def put_key(request: Request) -> Response:
-    _state(request).upsert_key(request.path_params["uid"], await read_payload(request, ScenarioApiKey))
-    return done()
-
-
 async def patch_key(request: Request) -> Response:
     changes = (await read_payload(request, KeyChanges)).model_dump(exclude_none=True)
     key = changing(lambda: _state(request).update_key(request.path_params["access_key"], changes))
@@ -58,23 +45,10 @@ async def delete_key(request: Request) -> Response:
     return done()
 
 
-async def put_account(request: Request) -> Response:
-    _state(request).upsert_account(request.path_params["uid"], await read_payload(request, ScenarioAccount))
-    return done()
-
-
 async def patch_account(request: Request) -> Response:
     changes = await read_payload(request, AccountChanges)
     account = changing(lambda: _state(request).set_account_state(request.path_params["account_id"], changes.state))
     return done(account=account.model_dump())
-
-
-async def put_symbol(request: Request) -> Response:
-    symbol = await read_payload(request, ScenarioSymbol)
-    if symbol.symbol != request.path_params["symbol"]:
-        raise AdminError(422, "the body's symbol differs from the path's")
-    _state(request).upsert_symbol(symbol)
-    return done()
 
 
 async def put_market_status(request: Request) -> Response:
@@ -83,12 +57,15 @@ async def put_market_status(request: Request) -> Response:
 
 
 ADMIN_ROUTES = admin_routes([
-    ("/users/{uid:int}", "PUT", put_user),
-    ("/users/{uid:int}/keys", "PUT", put_key),
-    ("/users/{uid:int}/accounts", "PUT", put_account),
+    ("/users/{uid:int}", "PUT", entity_putter(ScenarioUser, lambda state, _, user: state.upsert_user(user), "uid")),
+    ("/users/{uid:int}/keys", "PUT",
+     entity_putter(ScenarioApiKey, lambda state, path, key: state.upsert_key(path["uid"], key))),
+    ("/users/{uid:int}/accounts", "PUT",
+     entity_putter(ScenarioAccount, lambda state, path, account: state.upsert_account(path["uid"], account))),
     ("/keys/{access_key}", "PATCH", patch_key),
     ("/keys/{access_key}", "DELETE", delete_key),
     ("/accounts/{account_id:int}", "PATCH", patch_account),
-    ("/symbols/{symbol}", "PUT", put_symbol),
+    ("/symbols/{symbol}", "PUT",
+     entity_putter(ScenarioSymbol, lambda state, _, symbol: state.upsert_symbol(symbol), "symbol")),
     ("/market-status", "PUT", put_market_status),
 ])

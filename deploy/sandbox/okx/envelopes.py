@@ -7,7 +7,7 @@ A refusal is the HTX sandbox's `Refusal` (deploy/sandbox/envelopes.py): a body, 
 from enum import Enum
 from typing import Any
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.envelopes import Refusal
 
 
 def ok(data: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

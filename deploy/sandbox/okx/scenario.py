@@ -1,25 +1,17 @@
 """The OKX sandbox's world: the scenario file's models and the in-memory state its endpoints and admin API read and
-change (users, keys, spot instruments), on top of the generic bookkeeping the HTX sandbox already keeps (faults,
-rate-limit windows, placed orders, request counts: deploy/sandbox/scenario.py's SandboxState, reused whole).
+change (users, keys, spot instruments), on top of the generic bookkeeping every sandbox keeps (faults, rate-limit
+windows, placed orders, request counts: deploy/sandbox/common/state.py's SandboxBooks, inherited).
 
 Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
 """
 
 import json
-import random
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from deploy.sandbox.scenario import (
-    EgressRoute,
-    EndpointRateLimit,
-    Fault,
-    SandboxState,
-    Scenario,
-    UnknownEntity,
-)
+from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UnknownEntity
 
 # shared/adapters/okx/README.md#account-config: 0 main account; the others kinds of sub-account.
 AccountType = Literal["0", "1", "2", "5", "9", "12"]
@@ -36,11 +28,7 @@ DOCUMENTED_RATE_LIMITS = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OkxApiKey(_Model):
+class OkxApiKey(StrictModel):
     api_key: str = Field(min_length=1)
     secret_key: SecretStr
     passphrase: SecretStr
@@ -67,7 +55,7 @@ class OkxApiKey(_Model):
         return [ip.strip() for ip in self.ip.split(",") if ip.strip()]
 
 
-class OkxUser(_Model):
+class OkxUser(StrictModel):
     uid: int
     # The main account of a sub-account; None for a main account (its own mainUid).
     main_uid: int | None = None
@@ -77,7 +65,7 @@ class OkxUser(_Model):
     api_keys: list[OkxApiKey] = Field(default_factory=list)
 
 
-class OkxInstrument(_Model):
+class OkxInstrument(StrictModel):
     inst_id: str = Field(min_length=1)
     base_ccy: str
     quote_ccy: str
@@ -87,7 +75,7 @@ class OkxInstrument(_Model):
     tick_sz: str = "0.1"
 
 
-class OkxScenario(_Model):
+class OkxScenario(StrictModel):
     # Requests arriving on loopback (and from --egress-map networks) count as coming from this address.
     egress_ip: str
     users: list[OkxUser] = Field(default_factory=list)
@@ -98,37 +86,16 @@ class OkxScenario(_Model):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-class OkxSandboxState:
+class OkxSandboxState(SandboxBooks):
+    """The generic bookkeeping (deploy/sandbox/common/state.py), with OKX's users, keys and instruments."""
+
     def __init__(self, scenario: OkxScenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        self.egress_ip = scenario.egress_ip
-        self.egress_routes = egress_routes
+        super().__init__(scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
+                         egress_routes=egress_routes)
         self.users: dict[int, OkxUser] = {user.uid: user for user in scenario.users}
         self._key_owners = {key.api_key: user.uid for user in scenario.users for key in user.api_keys}
         self.instruments: dict[str, OkxInstrument] = {i.inst_id: i for i in scenario.instruments}
-        # The HTX sandbox's bookkeeping, with no HTX users or symbols: faults, rate windows, orders, counts.
-        self.books = SandboxState(Scenario(egress_ip=scenario.egress_ip), seed=seed, egress_routes=egress_routes)
-        self.books.rate_limits = dict(DOCUMENTED_RATE_LIMITS)
-
-    # The admin handlers shared with the HTX sandbox (deploy/sandbox/admin.py) read these by name.
-    @property
-    def faults(self) -> dict[str, Fault]:
-        return self.books.faults
-
-    @property
-    def rate_limits(self) -> dict[str, EndpointRateLimit]:
-        return self.books.rate_limits
-
-    @property
-    def orders(self) -> list[dict[str, Any]]:
-        return self.books.orders
-
-    @property
-    def rng(self) -> random.Random:
-        return self.books.rng
-
-    def request_count_report(self) -> dict[str, dict[str, int]]:
-        return self.books.request_count_report()
 
     # ---- lookups ---------------------------------------------------------------------------------------
 

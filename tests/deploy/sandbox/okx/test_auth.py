@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.envelopes import Refusal
+from deploy.sandbox.common.state import EgressRoute
 from deploy.sandbox.okx.auth import ReceivedRequest, authenticate
 from deploy.sandbox.okx.scenario import OkxSandboxState, OkxScenario
 from deploy.sandbox.okx.server import DEFAULT_PORT, DEMO_SCENARIO, parse_arguments
-from deploy.sandbox.scenario import EgressRoute
 from shared.adapters.okx.signing import compute_signature, format_timestamp, pre_sign_text
 
 CONFIG = "/api/v5/account/config"
