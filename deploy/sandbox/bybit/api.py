@@ -28,7 +28,7 @@ from deploy.sandbox.bybit.scenario import (
     BybitSandboxState,
     BybitSymbol,
 )
-from deploy.sandbox.common.pipeline import Trouble, counted, endure
+from deploy.sandbox.common.pipeline import counted, endure
 from deploy.sandbox.common.state import Fault
 from shared.adapters.bybit.client import (
     INSTRUMENTS_PATH,
@@ -182,14 +182,10 @@ async def _suffer(fault: Fault, state: BybitSandboxState) -> None:
     """Injected trouble, Bybit's way (deploy/sandbox/bybit/scenario.py BybitFault)."""
     if isinstance(fault, BybitFault) and fault.ip_rate_limited and not fault.maintenance:
         raise ip_rate_limited()
-    trouble = await endure(fault, state.rng)
-    if trouble is Trouble.MAINTENANCE:
-        raise maintenance()
-    if trouble is Trouble.TIMEOUT:
-        raise RetCode.SERVER_TIMEOUT.refusal(int(time.time() * 1000))
-    if trouble is Trouble.ERROR:
-        raise bad_gateway() if fault.error_kind == "bad-gateway" else RetCode.SERVER_ERROR.refusal(
-            int(time.time() * 1000))
+    await endure(fault, state.rng, maintenance=maintenance,
+                 timeout=lambda: RetCode.SERVER_TIMEOUT.refusal(int(time.time() * 1000)),
+                 error=lambda: bad_gateway() if fault.error_kind == "bad-gateway" else RetCode.SERVER_ERROR.refusal(
+                     int(time.time() * 1000)))
 
 
 # ---- rendering -----------------------------------------------------------------------------------------------

@@ -11,12 +11,11 @@ from deploy.sandbox.bybit.api import serve_bybit
 from deploy.sandbox.bybit.scenario import BybitSandboxState, BybitScenario
 from deploy.sandbox.common.program import SandboxProgram
 
-PROGRAM = "bybit-sandbox"
 DEFAULT_PORT = 8931
 DEMO_SCENARIO = Path(__file__).with_name("demo-scenario.json")
 
 SANDBOX = SandboxProgram(
-    name=PROGRAM,
+    name="bybit-sandbox",
     description="A local stand-in for Bybit's v5 REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
@@ -25,13 +24,7 @@ SANDBOX = SandboxProgram(
     serve=serve_bybit,
     admin_routes=ADMIN_ROUTES,
 )
-create_app = SANDBOX.create_app
-parse_arguments = SANDBOX.parse_arguments
-
-
-def main(argv: list[str] | None = None) -> None:
-    SANDBOX.main(argv)
-
+main = SANDBOX.main
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,20 @@ def entity_putter(model: type[M], store: Callable[[Any, dict[str, Any], M], None
     return put
 
 
+def key_patcher(changes_model: type[BaseModel], update: Callable[[Any, str, dict[str, Any]], BaseModel], path_id: str,
+                secrets: set[str], *, null_sets: bool = False) -> Handler:
+    """A PATCH handler for the key named by the path's path_id: only the fields sent change (a null changes
+    nothing, or with null_sets sets the field to null); answers the updated key without its secrets."""
+
+    async def patch(request: Request) -> Response:
+        payload = await read_payload(request, changes_model)
+        changes = payload.model_dump(exclude_unset=True) if null_sets else payload.model_dump(exclude_none=True)
+        key = changing(lambda: update(request.app.state.sandbox, request.path_params[path_id], changes))
+        return done(key=key.model_dump(exclude=secrets))
+
+    return patch
+
+
 async def health(_request: Request) -> Response:
     return done()
 

@@ -4,7 +4,6 @@ injected fault (latency, held requests, forced errors) before the exchange's own
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import Any
 
 import structlog
@@ -40,28 +39,20 @@ def counted(answer: Answer) -> Callable[[Request], Awaitable[Response]]:
     return serve
 
 
-class Trouble(Enum):
-    """What an injected fault makes of a request; each exchange answers it in its own words."""
-
-    MAINTENANCE = "maintenance"
-    TIMEOUT = "timeout"
-    # The fault's error_kind says which error.
-    ERROR = "error"
-
-
-async def endure(fault: Fault, rng: random.Random) -> Trouble | None:
-    """Maintenance at once; else the fault's latency, then a held request (after timeout_hold_ms) or a forced
-    error (the next fail_next requests, then error_rate of them), or None: the request goes on."""
+async def endure(fault: Fault, rng: random.Random, *, maintenance: Callable[[], Refusal],
+                 timeout: Callable[[], Refusal], error: Callable[[], Refusal]) -> None:
+    """Live through an injected fault, raising the exchange's refusals: maintenance at once; else the fault's latency,
+    then a held request (timeout, after timeout_hold_ms) or a forced error (the next fail_next requests, then
+    error_rate of them; error reads the fault's error_kind); else the request goes on."""
     if fault.maintenance:
-        return Trouble.MAINTENANCE
+        raise maintenance()
     if fault.latency_ms:
         await asyncio.sleep(fault.latency_ms / 1000)
     if fault.timeout_rate and rng.random() < fault.timeout_rate:
         await asyncio.sleep(fault.timeout_hold_ms / 1000)
-        return Trouble.TIMEOUT
+        raise timeout()
     if fault.fail_next:
         fault.fail_next -= 1
-        return Trouble.ERROR
+        raise error()
     if fault.error_rate and rng.random() < fault.error_rate:
-        return Trouble.ERROR
-    return None
+        raise error()

@@ -5,7 +5,7 @@ account."""
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deploy.sandbox.common.admin import admin_routes, changing, done, entity_putter, read_payload
+from deploy.sandbox.common.admin import admin_routes, changing, done, entity_putter, key_patcher, read_payload
 from deploy.sandbox.common.state import StrictModel
 from deploy.sandbox.htx.scenario import (
     HtxSandboxState,
@@ -34,12 +34,6 @@ def _state(request: Request) -> HtxSandboxState:
     return state
 
 
-async def patch_key(request: Request) -> Response:
-    changes = (await read_payload(request, KeyChanges)).model_dump(exclude_none=True)
-    key = changing(lambda: _state(request).update_key(request.path_params["access_key"], changes))
-    return done(key=key.model_dump(exclude={"secret_key"}))
-
-
 async def delete_key(request: Request) -> Response:
     _state(request).delete_key(request.path_params["access_key"])
     return done()
@@ -62,7 +56,9 @@ ADMIN_ROUTES = admin_routes([
      entity_putter(ScenarioApiKey, lambda state, path, key: state.upsert_key(path["uid"], key))),
     ("/users/{uid:int}/accounts", "PUT",
      entity_putter(ScenarioAccount, lambda state, path, account: state.upsert_account(path["uid"], account))),
-    ("/keys/{access_key}", "PATCH", patch_key),
+    ("/keys/{access_key}", "PATCH",
+     key_patcher(KeyChanges, lambda state, access_key, changes: state.update_key(access_key, changes), "access_key",
+                 {"secret_key"})),
     ("/keys/{access_key}", "DELETE", delete_key),
     ("/accounts/{account_id:int}", "PATCH", patch_account),
     ("/symbols/{symbol}", "PUT",

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from deploy.sandbox.common.envelopes import Refusal
-from deploy.sandbox.common.pipeline import Trouble, counted, endure
+from deploy.sandbox.common.pipeline import counted, endure
 from deploy.sandbox.common.state import Fault
 from deploy.sandbox.htx.auth import Caller, ReceivedRequest, authenticate, authorize
 from deploy.sandbox.htx.envelopes import (
@@ -239,13 +239,8 @@ def _spend_rate_slot(state: HtxSandboxState, uid: int, path: str, now_ms: int) -
 
 async def _suffer(fault: Fault, state: HtxSandboxState) -> None:
     """An injected fault in HTX's words (shared/adapters/htx/README.md#other-errors)."""
-    trouble = await endure(fault, state.rng)
-    if trouble is Trouble.MAINTENANCE:
-        raise maintenance()
-    if trouble is Trouble.TIMEOUT:
-        raise request_timeout()
-    if trouble is Trouble.ERROR:
-        raise _injected_error(fault)
+    await endure(fault, state.rng, maintenance=maintenance, timeout=request_timeout,
+                 error=lambda: _injected_error(fault))
 
 
 def _injected_error(fault: Fault) -> Refusal:

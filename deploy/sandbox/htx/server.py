@@ -11,12 +11,11 @@ from deploy.sandbox.htx.admin import ADMIN_ROUTES
 from deploy.sandbox.htx.api import serve_htx
 from deploy.sandbox.htx.scenario import HtxSandboxState, Scenario
 
-PROGRAM = "htx-sandbox"
 DEFAULT_PORT = 8930
 DEMO_SCENARIO = Path(__file__).with_name("demo-scenario.json")
 
 SANDBOX = SandboxProgram(
-    name=PROGRAM,
+    name="htx-sandbox",
     description="A local stand-in for HTX's spot REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
@@ -25,13 +24,7 @@ SANDBOX = SandboxProgram(
     serve=serve_htx,
     admin_routes=ADMIN_ROUTES,
 )
-create_app = SANDBOX.create_app
-parse_arguments = SANDBOX.parse_arguments
-
-
-def main(argv: list[str] | None = None) -> None:
-    SANDBOX.main(argv)
-
+main = SANDBOX.main
 
 if __name__ == "__main__":
     main()

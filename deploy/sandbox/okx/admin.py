@@ -3,12 +3,10 @@ limits, orders, request counts), plus OKX's users, keys and instruments. JSON in
 404 for an unknown user or key."""
 
 from pydantic import SecretStr
-from starlette.requests import Request
-from starlette.responses import Response
 
-from deploy.sandbox.common.admin import admin_routes, changing, done, entity_putter, read_payload
+from deploy.sandbox.common.admin import admin_routes, entity_putter, key_patcher
 from deploy.sandbox.common.state import StrictModel
-from deploy.sandbox.okx.scenario import OkxApiKey, OkxInstrument, OkxSandboxState, OkxUser
+from deploy.sandbox.okx.scenario import OkxApiKey, OkxInstrument, OkxUser
 
 
 class KeyChanges(StrictModel):
@@ -21,22 +19,13 @@ class KeyChanges(StrictModel):
     passphrase: SecretStr | None = None
 
 
-def _state(request: Request) -> OkxSandboxState:
-    state: OkxSandboxState = request.app.state.sandbox
-    return state
-
-
-async def patch_key(request: Request) -> Response:
-    changes = (await read_payload(request, KeyChanges)).model_dump(exclude_none=True)
-    key = changing(lambda: _state(request).update_key(request.path_params["api_key"], changes))
-    return done(key=key.model_dump(exclude={"secret_key", "passphrase", "handed_secret_key", "handed_passphrase"}))
-
-
 ADMIN_ROUTES = admin_routes([
     ("/users/{uid:int}", "PUT", entity_putter(OkxUser, lambda state, _, user: state.upsert_user(user), "uid")),
     ("/users/{uid:int}/keys", "PUT",
      entity_putter(OkxApiKey, lambda state, path, key: state.upsert_key(path["uid"], key))),
-    ("/keys/{api_key}", "PATCH", patch_key),
+    ("/keys/{api_key}", "PATCH",
+     key_patcher(KeyChanges, lambda state, api_key, changes: state.update_key(api_key, changes), "api_key",
+                 {"secret_key", "passphrase", "handed_secret_key", "handed_passphrase"})),
     ("/instruments/{inst_id}", "PUT",
      entity_putter(OkxInstrument, lambda state, _, instrument: state.upsert_instrument(instrument), "inst_id")),
 ])

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from deploy.sandbox.common.pipeline import Trouble, counted, endure
+from deploy.sandbox.common.pipeline import counted, endure
 from deploy.sandbox.common.state import Fault
 from deploy.sandbox.okx.auth import ReceivedRequest, authenticate
 from deploy.sandbox.okx.envelopes import Failure, bad_gateway, not_found, ok, order_refused, parameter_empty
@@ -149,13 +149,10 @@ async def _suffer(fault: Fault, state: OkxSandboxState) -> None:
     """The generic fault (deploy/sandbox/common/state.py) in OKX's words: maintenance is 50001 (HTTP 503), a held
     request ends in 50004, an injected error is 50026 (HTTP 500; the fault's `gateway-internal-error`) or a bare
     502 (`bad-gateway`)."""
-    trouble = await endure(fault, state.rng)
-    if trouble is Trouble.MAINTENANCE:
-        raise Failure.SERVICE_UNAVAILABLE.refusal()
-    if trouble is Trouble.TIMEOUT:
-        raise Failure.ENDPOINT_TIMEOUT.refusal()
-    if trouble is Trouble.ERROR:
-        raise Failure.SYSTEM_ERROR.refusal() if fault.error_kind == "gateway-internal-error" else bad_gateway()
+    await endure(fault, state.rng, maintenance=Failure.SERVICE_UNAVAILABLE.refusal,
+                 timeout=Failure.ENDPOINT_TIMEOUT.refusal,
+                 error=lambda: Failure.SYSTEM_ERROR.refusal() if fault.error_kind == "gateway-internal-error"
+                 else bad_gateway())
 
 
 def _render_instrument(i: OkxInstrument) -> dict[str, Any]:

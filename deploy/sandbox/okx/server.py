@@ -11,12 +11,11 @@ from deploy.sandbox.okx.admin import ADMIN_ROUTES
 from deploy.sandbox.okx.okx_api import serve_okx
 from deploy.sandbox.okx.scenario import OkxSandboxState, OkxScenario
 
-PROGRAM = "okx-sandbox"
 DEFAULT_PORT = 8932
 DEMO_SCENARIO = Path(__file__).with_name("demo-scenario.json")
 
 SANDBOX = SandboxProgram(
-    name=PROGRAM,
+    name="okx-sandbox",
     description="A local stand-in for OKX's v5 REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
@@ -24,13 +23,7 @@ SANDBOX = SandboxProgram(
     serve=serve_okx,
     admin_routes=ADMIN_ROUTES,
 )
-create_app = SANDBOX.create_app
-parse_arguments = SANDBOX.parse_arguments
-
-
-def main(argv: list[str] | None = None) -> None:
-    SANDBOX.main(argv)
-
+main = SANDBOX.main
 
 if __name__ == "__main__":
     main()
