@@ -5,11 +5,9 @@ user or key."""
 
 
 from pydantic import SecretStr
-from starlette.requests import Request
-from starlette.responses import Response
 
-from deploy.sandbox.bybit.scenario import BybitApiKey, BybitFault, BybitSandboxState, BybitSymbol, BybitUser
-from deploy.sandbox.common.admin import admin_routes, done, entity_putter, key_patcher
+from deploy.sandbox.bybit.scenario import BybitApiKey, BybitFault, BybitSymbol, BybitUser
+from deploy.sandbox.common.admin import admin_routes, entity_putter, key_deleter, key_patcher
 from deploy.sandbox.common.state import StrictModel
 
 
@@ -24,16 +22,6 @@ class KeyChanges(StrictModel):
     valid_days: int | None = None
 
 
-def _state(request: Request) -> BybitSandboxState:
-    state: BybitSandboxState = request.app.state.sandbox
-    return state
-
-
-async def delete_key(request: Request) -> Response:
-    _state(request).drop_key(request.path_params["api_key"])
-    return done()
-
-
 ADMIN_ROUTES = admin_routes([
     ("/users/{uid:int}", "PUT", entity_putter(BybitUser, lambda state, _, user: state.put_member(user), "uid")),
     ("/users/{uid:int}/keys", "PUT",
@@ -42,7 +30,7 @@ ADMIN_ROUTES = admin_routes([
     ("/keys/{api_key}", "PATCH",
      key_patcher(KeyChanges, lambda state, api_key, changes: state.change_key(api_key, changes), "api_key",
                  {"secret", "offered_secret"}, null_sets=True)),
-    ("/keys/{api_key}", "DELETE", delete_key),
+    ("/keys/{api_key}", "DELETE", key_deleter(lambda state, api_key: state.drop_key(api_key), "api_key")),
     ("/symbols/{symbol}", "PUT",
      entity_putter(BybitSymbol, lambda state, _, symbol: state.put_symbol(symbol), "symbol")),
 ], fault_model=BybitFault)

@@ -108,6 +108,16 @@ def key_patcher(changes_model: type[BaseModel], update: Callable[[Any, str, dict
     return patch
 
 
+def key_deleter(delete: Callable[[Any, str], None], path_id: str) -> Handler:
+    """A DELETE handler for the key named by the path's path_id: delete(state, key id)."""
+
+    async def delete_key(request: Request) -> Response:
+        delete(request.app.state.sandbox, request.path_params[path_id])
+        return done()
+
+    return delete_key
+
+
 async def health(_request: Request) -> Response:
     return done()
 

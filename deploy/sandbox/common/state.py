@@ -8,8 +8,9 @@ Everything here is synchronous and runs on the server's one event loop, so no lo
 import ipaddress
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,3 +136,73 @@ class SandboxBooks:
             entry["total"] += n
             entry[outcome] = n
         return report
+
+
+K = TypeVar("K", bound=BaseModel)
+
+
+class KeyHolder(Protocol[K]):
+    """A scenario user: its uid and the API keys it owns."""
+
+    uid: int
+    api_keys: list[K]
+
+
+U = TypeVar("U", bound=KeyHolder[Any])
+
+
+class UsersAndKeys(Generic[U, K]):
+    """A sandbox's users, each owning a list of API keys, with every key findable by its id (key_id) in one step:
+    every signed request looks its key up. A key belongs to one user; put elsewhere, it moves."""
+
+    def __init__(self, users: list[U], key_id: Callable[[K], str]) -> None:
+        self._key_id = key_id
+        self.users: dict[int, U] = {user.uid: user for user in users}
+        # key id → uid of its owner.
+        self._key_owners = {key_id(key): user.uid for user in users for key in user.api_keys}
+
+    def find_key(self, key_id: str) -> tuple[U, K] | None:
+        uid = self._key_owners.get(key_id)
+        if uid is None:
+            return None
+        user = self.users[uid]
+        return user, next(key for key in user.api_keys if self._key_id(key) == key_id)
+
+    def upsert_user(self, user: U) -> None:
+        replaced = self.users.get(user.uid)
+        for key in [*(replaced.api_keys if replaced else []), *user.api_keys]:
+            self._release_key(self._key_id(key))
+        self.users[user.uid] = user
+        self._key_owners.update({self._key_id(key): user.uid for key in user.api_keys})
+
+    def upsert_key(self, uid: int, key: K) -> None:
+        user = self._user(uid)
+        self._release_key(self._key_id(key))
+        user.api_keys.append(key)
+        self._key_owners[self._key_id(key)] = uid
+
+    def update_key(self, key_id: str, changes: dict[str, Any]) -> K:
+        """The key with changes applied, validated again (a ValidationError if they do not fit)."""
+        found = self.find_key(key_id)
+        if found is None:
+            raise UnknownEntity(f"no API key {key_id}")
+        user, key = found
+        updated = type(key).model_validate({**key.model_dump(), **changes})
+        user.api_keys[user.api_keys.index(key)] = updated
+        return updated
+
+    def delete_key(self, key_id: str) -> None:
+        if not self._release_key(key_id):
+            raise UnknownEntity(f"no API key {key_id}")
+
+    def _user(self, uid: int) -> U:
+        if uid not in self.users:
+            raise UnknownEntity(f"no user {uid}")
+        return self.users[uid]
+
+    def _release_key(self, key_id: str) -> bool:
+        found = self.find_key(key_id)
+        if found is not None:
+            found[0].api_keys.remove(found[1])
+            del self._key_owners[key_id]
+        return found is not None

@@ -5,7 +5,15 @@ account."""
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deploy.sandbox.common.admin import admin_routes, changing, done, entity_putter, key_patcher, read_payload
+from deploy.sandbox.common.admin import (
+    admin_routes,
+    changing,
+    done,
+    entity_putter,
+    key_deleter,
+    key_patcher,
+    read_payload,
+)
 from deploy.sandbox.common.state import StrictModel
 from deploy.sandbox.htx.scenario import (
     HtxSandboxState,
@@ -34,11 +42,6 @@ def _state(request: Request) -> HtxSandboxState:
     return state
 
 
-async def delete_key(request: Request) -> Response:
-    _state(request).delete_key(request.path_params["access_key"])
-    return done()
-
-
 async def patch_account(request: Request) -> Response:
     changes = await read_payload(request, AccountChanges)
     account = changing(lambda: _state(request).set_account_state(request.path_params["account_id"], changes.state))
@@ -59,7 +62,7 @@ ADMIN_ROUTES = admin_routes([
     ("/keys/{access_key}", "PATCH",
      key_patcher(KeyChanges, lambda state, access_key, changes: state.update_key(access_key, changes), "access_key",
                  {"secret_key"})),
-    ("/keys/{access_key}", "DELETE", delete_key),
+    ("/keys/{access_key}", "DELETE", key_deleter(lambda state, access_key: state.delete_key(access_key), "access_key")),
     ("/accounts/{account_id:int}", "PATCH", patch_account),
     ("/symbols/{symbol}", "PUT",
      entity_putter(ScenarioSymbol, lambda state, _, symbol: state.upsert_symbol(symbol), "symbol")),

@@ -8,11 +8,18 @@ Everything here is synchronous and runs on the server's one event loop, so no lo
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UnknownEntity
+from deploy.sandbox.common.state import (
+    EgressRoute,
+    EndpointRateLimit,
+    SandboxBooks,
+    StrictModel,
+    UnknownEntity,
+    UsersAndKeys,
+)
 
 # shared/adapters/htx/README.md#v2-settings-symbols: the eight symbol states of the settings endpoints.
 SymbolState = Literal["unknown", "not-online", "pre-online", "online", "suspend", "offline", "transfer-board", "fuse"]
@@ -105,55 +112,17 @@ DOCUMENTED_RATE_LIMITS = {
 # serves every signed endpoint.
 
 
-class HtxSandboxState(SandboxBooks):
-    """The generic bookkeeping, with HTX's users, keys, accounts, symbols and market status."""
+class HtxSandboxState(SandboxBooks, UsersAndKeys[ScenarioUser, ScenarioApiKey]):
+    """The generic bookkeeping and users with keys (deploy/sandbox/common/state.py), with HTX's accounts, symbols
+    and market status."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        super().__init__(scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
-                         egress_routes=egress_routes)
-        self.users: dict[int, ScenarioUser] = {user.uid: user for user in scenario.users}
-        # access key → uid of its owner: every signed request looks its key up.
-        self._key_owners = {key.access_key: user.uid for user in scenario.users for key in user.api_keys}
+        SandboxBooks.__init__(self, scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
+                              egress_routes=egress_routes)
+        UsersAndKeys.__init__(self, scenario.users, lambda key: key.access_key)
         self.symbols: dict[str, ScenarioSymbol] = {s.symbol: s for s in scenario.symbols}
         self.market_status = scenario.market_status
-
-    # ---- lookups ---------------------------------------------------------------------------------------
-
-    def find_key(self, access_key: str) -> tuple[ScenarioUser, ScenarioApiKey] | None:
-        uid = self._key_owners.get(access_key)
-        if uid is None:
-            return None
-        user = self.users[uid]
-        return user, next(key for key in user.api_keys if key.access_key == access_key)
-
-    # ---- changes by the admin API ----------------------------------------------------------------------
-
-    def upsert_user(self, user: ScenarioUser) -> None:
-        replaced = self.users.get(user.uid)
-        for key in [*(replaced.api_keys if replaced else []), *user.api_keys]:
-            self._release_key(key.access_key)
-        self.users[user.uid] = user
-        self._key_owners.update({key.access_key: user.uid for key in user.api_keys})
-
-    def upsert_key(self, uid: int, key: ScenarioApiKey) -> None:
-        user = self._user(uid)
-        self._release_key(key.access_key)
-        user.api_keys.append(key)
-        self._key_owners[key.access_key] = uid
-
-    def update_key(self, access_key: str, changes: dict[str, Any]) -> ScenarioApiKey:
-        found = self.find_key(access_key)
-        if found is None:
-            raise UnknownEntity(f"no API key {access_key}")
-        user, key = found
-        updated = ScenarioApiKey.model_validate({**key.model_dump(), **changes})
-        user.api_keys[user.api_keys.index(key)] = updated
-        return updated
-
-    def delete_key(self, access_key: str) -> None:
-        if not self._release_key(access_key):
-            raise UnknownEntity(f"no API key {access_key}")
 
     def upsert_account(self, uid: int, account: ScenarioAccount) -> None:
         user = self._user(uid)
@@ -170,14 +139,3 @@ class HtxSandboxState(SandboxBooks):
     def upsert_symbol(self, symbol: ScenarioSymbol) -> None:
         self.symbols[symbol.symbol] = symbol
 
-    def _user(self, uid: int) -> ScenarioUser:
-        if uid not in self.users:
-            raise UnknownEntity(f"no user {uid}")
-        return self.users[uid]
-
-    def _release_key(self, access_key: str) -> bool:
-        found = self.find_key(access_key)
-        if found is not None:
-            found[0].api_keys.remove(found[1])
-            del self._key_owners[access_key]
-        return found is not None

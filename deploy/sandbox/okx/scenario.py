@@ -7,11 +7,11 @@ Everything here is synchronous and runs on the server's one event loop, so no lo
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UnknownEntity
+from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UsersAndKeys
 
 # shared/adapters/okx/README.md#account-config: 0 main account; the others kinds of sub-account.
 AccountType = Literal["0", "1", "2", "5", "9", "12"]
@@ -86,57 +86,16 @@ class OkxScenario(StrictModel):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-class OkxSandboxState(SandboxBooks):
-    """The generic bookkeeping (deploy/sandbox/common/state.py), with OKX's users, keys and instruments."""
+class OkxSandboxState(SandboxBooks, UsersAndKeys[OkxUser, OkxApiKey]):
+    """The generic bookkeeping and users with keys (deploy/sandbox/common/state.py), with OKX's instruments."""
 
     def __init__(self, scenario: OkxScenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        super().__init__(scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
-                         egress_routes=egress_routes)
-        self.users: dict[int, OkxUser] = {user.uid: user for user in scenario.users}
-        self._key_owners = {key.api_key: user.uid for user in scenario.users for key in user.api_keys}
+        SandboxBooks.__init__(self, scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
+                              egress_routes=egress_routes)
+        UsersAndKeys.__init__(self, scenario.users, lambda key: key.api_key)
         self.instruments: dict[str, OkxInstrument] = {i.inst_id: i for i in scenario.instruments}
-
-    # ---- lookups ---------------------------------------------------------------------------------------
-
-    def find_key(self, api_key: str) -> tuple[OkxUser, OkxApiKey] | None:
-        uid = self._key_owners.get(api_key)
-        if uid is None:
-            return None
-        user = self.users[uid]
-        return user, next(key for key in user.api_keys if key.api_key == api_key)
-
-    # ---- changes by the admin API ----------------------------------------------------------------------
-
-    def upsert_user(self, user: OkxUser) -> None:
-        replaced = self.users.get(user.uid)
-        for key in [*(replaced.api_keys if replaced else []), *user.api_keys]:
-            self._release_key(key.api_key)
-        self.users[user.uid] = user
-        self._key_owners.update({key.api_key: user.uid for key in user.api_keys})
-
-    def upsert_key(self, uid: int, key: OkxApiKey) -> None:
-        if uid not in self.users:
-            raise UnknownEntity(f"no user {uid}")
-        self._release_key(key.api_key)
-        self.users[uid].api_keys.append(key)
-        self._key_owners[key.api_key] = uid
-
-    def update_key(self, api_key: str, changes: dict[str, Any]) -> OkxApiKey:
-        found = self.find_key(api_key)
-        if found is None:
-            raise UnknownEntity(f"no API key {api_key}")
-        user, key = found
-        updated = OkxApiKey.model_validate({**key.model_dump(), **changes})
-        user.api_keys[user.api_keys.index(key)] = updated
-        return updated
 
     def upsert_instrument(self, instrument: OkxInstrument) -> None:
         self.instruments[instrument.inst_id] = instrument
 
-    def _release_key(self, api_key: str) -> bool:
-        found = self.find_key(api_key)
-        if found is not None:
-            found[0].api_keys.remove(found[1])
-            del self._key_owners[api_key]
-        return found is not None
