@@ -21,6 +21,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def comma_list(text: str) -> list[str]:
+    """The non-empty entries of a comma list such as "readOnly, trade" (how scenario files write a key's
+    permissions and bound IPs)."""
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
+
+
 @dataclass(frozen=True)
 class EgressRoute:
     """Callers from this network stand for Hash7's egress IP: `egress_ip`, or the scenario's when None. Loopback

@@ -19,6 +19,7 @@ from deploy.sandbox.common.state import (
     StrictModel,
     UnknownEntity,
     UsersAndKeys,
+    comma_list,
 )
 
 # shared/adapters/htx/README.md#v2-settings-symbols: the eight symbol states of the settings endpoints.
@@ -40,11 +41,11 @@ class ScenarioApiKey(StrictModel):
 
     @property
     def permissions(self) -> set[str]:
-        return {p.strip() for p in self.permission.split(",") if p.strip()}
+        return set(comma_list(self.permission))
 
     @property
     def bound_ips(self) -> list[str]:
-        return [ip.strip() for ip in self.ip_addresses.split(",") if ip.strip()]
+        return comma_list(self.ip_addresses)
 
 
 class ScenarioAccount(StrictModel):

@@ -11,7 +11,14 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, SandboxBooks, StrictModel, UsersAndKeys
+from deploy.sandbox.common.state import (
+    EgressRoute,
+    EndpointRateLimit,
+    SandboxBooks,
+    StrictModel,
+    UsersAndKeys,
+    comma_list,
+)
 
 # shared/adapters/okx/README.md#account-config: 0 main account; the others kinds of sub-account.
 AccountType = Literal["0", "1", "2", "5", "9", "12"]
@@ -48,11 +55,11 @@ class OkxApiKey(StrictModel):
 
     @property
     def permissions(self) -> set[str]:
-        return {p.strip() for p in self.perm.split(",") if p.strip()}
+        return set(comma_list(self.perm))
 
     @property
     def bound_ips(self) -> list[str]:
-        return [ip.strip() for ip in self.ip.split(",") if ip.strip()]
+        return comma_list(self.ip)
 
 
 class OkxUser(StrictModel):
