@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated, SweepCursor
-from shared.contracts.secrets import SealedSecret
+from shared.contracts.secrets import SealedPassphrase
 
 
 def _iso(value: datetime) -> str:
@@ -108,7 +108,7 @@ class BindingRecord(_SignsWithItsOwnKey):
     traceparent: Traceparent = _absent_when_none()
     # The key's passphrase (OKX), as the ciphertext the app sealed it to (README.md#the-passphrases-path): never
     # opened by the vault-writer, which may not.
-    passphrase_sealed: SealedSecret | None = _absent_when_none()
+    passphrase_sealed: SealedPassphrase | None = _absent_when_none()
     exchange: str
     # Out of the repr: a repr ends up in logs and exceptions.
     access_key: str = Field(repr=False)
@@ -146,7 +146,7 @@ class RecheckableBinding(_SignsWithItsOwnKey):
 
     exchange: str
     access_key: str = Field(repr=False)
-    passphrase_sealed: SealedSecret | None = None
+    passphrase_sealed: SealedPassphrase | None = None
 
 
 class KeyImport(VaultRecord):
