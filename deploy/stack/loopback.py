@@ -1,5 +1,5 @@
 """The whole system on free loopback ports, in a run folder of its own, for the benchmark and the fault tests:
-Tansu, the persistent (raft) OpenBao, the HTX sandbox, the bootstrap, then one instance of each service.
+Tansu, the persistent (raft) OpenBao, the exchange sandboxes, the bootstrap, then one instance of each service.
 
 Unlike `make run` it never touches the default ports or `.run/`, so it can run beside a `make run`, and its
 Vault can be stopped and started again on the same port and data (an outage, not a loss).
@@ -17,9 +17,10 @@ from deploy.bootstrap.run import BootstrapSettings, run_bootstrap
 from deploy.sandbox.admin_client import SandboxAdmin
 from deploy.stack.bao import BaoServer, start_bao
 from deploy.stack.processes import ManagedProcess, Supervisor, free_port
-from deploy.stack.sandbox import start_sandbox
+from deploy.stack.sandbox import SANDBOXES, start_sandbox
 from deploy.stack.services import ServiceProcesses, service_environment
 from deploy.stack.tansu import start_tansu
+from shared.contracts.exchanges import ExchangeName
 from shared.runtime.config import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -30,14 +31,15 @@ class LoopbackStack:
     settings: Settings
     root_token: SecretStr
     services: ServiceProcesses
+    # The HTX sandbox's admin API (the benchmarks provision HTX keys).
     sandbox: SandboxAdmin
     vault: BaoServer
     vault_port: int
-    # The broker and the sandbox processes, for resource measurements.
+    # The broker and the sandboxes' processes, for resource measurements.
     infrastructure: dict[str, ManagedProcess]
 
     def processes(self) -> dict[str, ManagedProcess]:
-        """Every process of the stack by name: kafka, htx-sandbox, vault and each service instance."""
+        """Every process of the stack by name: kafka, each <exchange>-sandbox, vault and each service instance."""
         named = dict(self.infrastructure) | {"vault": self.vault.process}
         for package, instances in self.services.processes.items():
             named |= {package if index == 0 else f"{package}-{index}": process
@@ -62,21 +64,26 @@ class LoopbackStack:
 def loopback_stack(run_dir: Path, service_settings: Mapping[str, str] | None = None) -> Iterator[LoopbackStack]:
     """Start everything; stop it all on exit. service_settings are extra HASH7_* variables for the services."""
     run_dir = run_dir.resolve()
-    vault_port, kafka_port, sandbox_port = free_port(next_one_too=True), free_port(), free_port()
+    vault_port, kafka_port = free_port(next_one_too=True), free_port()
     vault = start_bao(LOOPBACK, vault_port, run_dir)
     stack: LoopbackStack | None = None
     try:
         with Supervisor() as infrastructure:
             kafka = infrastructure.adopt(start_tansu(LOOPBACK, kafka_port, run_dir / "logs" / "kafka.log"))
-            sandbox = infrastructure.adopt(start_sandbox(LOOPBACK, sandbox_port, run_dir / "logs" / "htx-sandbox.log"))
-            sandbox_url = f"http://{LOOPBACK}:{sandbox_port}"
+            sandboxes, urls = {}, {}
+            for exchange, program in SANDBOXES.items():
+                port = free_port()
+                sandboxes[program.process_name] = infrastructure.adopt(
+                    start_sandbox(program, LOOPBACK, port, run_dir / "logs"))
+                urls[exchange] = f"http://{LOOPBACK}:{port}"
             settings = Settings(kafka_bootstrap_servers=f"{LOOPBACK}:{kafka_port}", vault_addr=vault.addr,
-                                run_dir=run_dir, htx_base_url=sandbox_url)
+                                run_dir=run_dir, htx_base_url=urls[ExchangeName.HTX],
+                                bybit_base_url=urls[ExchangeName.BYBIT], okx_base_url=urls[ExchangeName.OKX])
             run_bootstrap(BootstrapSettings(**settings.model_dump(), vault_token=vault.root_token))
-            environment = service_environment(settings, sandbox_url) | dict(service_settings or {})
+            environment = service_environment(settings, urls) | dict(service_settings or {})
             services = ServiceProcesses(settings, environment, run_dir / "logs")
-            stack = LoopbackStack(settings, vault.root_token, services, SandboxAdmin(sandbox_url), vault, vault_port,
-                                  {"kafka": kafka, "htx-sandbox": sandbox})
+            stack = LoopbackStack(settings, vault.root_token, services, SandboxAdmin(urls[ExchangeName.HTX]), vault,
+                                  vault_port, {"kafka": kafka} | sandboxes)
             try:
                 services.start_all()
                 yield stack

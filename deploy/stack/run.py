@@ -1,7 +1,7 @@
 """`make run`: the whole system on loopback, each part its own process, stopped cleanly by Ctrl-C.
 
-Start order: Vault, Kafka, the HTX sandbox, the bootstrap, then the services. Stop order: the services
-first, then the rest. Every child runs in its own process group, so none is left behind.
+Start order: Vault, Kafka, the exchange sandboxes (HTX, Bybit, OKX), the bootstrap, then the services. Stop order:
+the services first, then the rest. Every child runs in its own process group, so none is left behind.
 """
 
 import argparse
@@ -29,9 +29,10 @@ from deploy.bootstrap.vault_files import VaultFiles
 from deploy.stack.bao import CLUSTER_PORT_OFFSET, start_bao
 from deploy.stack.demo import bind_demo_keys
 from deploy.stack.processes import LineSink, ManagedProcess, Supervisor, port_is_free
-from deploy.stack.sandbox import SANDBOX_SCENARIO, start_sandbox
+from deploy.stack.sandbox import SANDBOXES, start_sandbox
 from deploy.stack.tansu import start_tansu
-from shared.runtime.config import Settings, credentials_dir
+from shared.contracts.exchanges import ExchangeName
+from shared.runtime.config import Settings, credentials_dir, exchange_url_variable
 from shared.runtime.logging import configure_logging, redact, terminal_safe
 from shared.runtime.program import BadSettings, settings_from_environment, version_line
 from shared.runtime.service import EXIT_START_TIMED_OUT
@@ -72,7 +73,7 @@ class Endpoint:
 class StackEndpoints:
     kafka: Endpoint
     vault: Endpoint
-    sandbox: Endpoint
+    sandboxes: dict[ExchangeName, Endpoint]
     # Service process name -> where it serves its health and metrics.
     health: dict[str, Endpoint]
 
@@ -85,7 +86,8 @@ class StackEndpoints:
         return cls(
             kafka=_kafka_endpoint(settings.kafka_bootstrap_servers),
             vault=_http_endpoint(settings.vault_addr, "HASH7_VAULT_ADDR"),
-            sandbox=_http_endpoint(settings.htx_base_url, "HASH7_HTX_BASE_URL"),
+            sandboxes={exchange: _http_endpoint(url, exchange_url_variable(exchange))
+                       for exchange, url in settings.exchange_urls().items()},
             health={name: Endpoint("127.0.0.1", int(base) + index) for index, name in enumerate(SERVICES.values())},
         )
 
@@ -111,7 +113,7 @@ def after_startup(settings: Settings) -> None:
     """Once everything is up: bind the demo keys and show their timelines. A failure here is reported and
     the stack keeps running: the demo is a convenience, the system is what matters."""
     try:
-        asyncio.run(bind_demo_keys(settings, SANDBOX_SCENARIO, console))
+        asyncio.run(bind_demo_keys(settings, SANDBOXES[ExchangeName.HTX].scenario, console))
     except Exception as error:  # noqa: BLE001 — shown as one line; the services' own logs say more
         error_console.print(f"The demo bindings did not complete: {redact(error)}", markup=False)
 
@@ -172,16 +174,12 @@ def _start_infrastructure(
     _raise_if_stopping(stop)
     infrastructure.adopt(start_tansu(endpoints.kafka.host, endpoints.kafka.port, run_dir / "logs" / "kafka.log"))
     _raise_if_stopping(stop)
-    infrastructure.adopt(
-        start_sandbox(
-            endpoints.sandbox.host,
-            endpoints.sandbox.port,
-            run_dir / "logs" / "htx-sandbox.log",
-            env=_child_environment(run_dir),
-            echo=_terminal_echo("htx-sandbox", len(SERVICES)),
-        )
-    )
-    _raise_if_stopping(stop)
+    for index, (exchange, endpoint) in enumerate(endpoints.sandboxes.items()):
+        program = SANDBOXES[exchange]
+        infrastructure.adopt(start_sandbox(program, endpoint.host, endpoint.port, run_dir / "logs",
+                                           env=_child_environment(run_dir),
+                                           echo=_terminal_echo(program.process_name, len(SERVICES) + index)))
+        _raise_if_stopping(stop)
 
 
 def _start_services(services: Supervisor, run_dir: Path, health: dict[str, Endpoint]) -> None:
@@ -249,7 +247,8 @@ def _check_ports_free(endpoints: StackEndpoints) -> None:
             "Vault's cluster traffic (the Vault port + 1)",
             "HASH7_VAULT_ADDR",
         ),
-        (endpoints.sandbox, "the HTX sandbox", "HASH7_HTX_BASE_URL"),
+        *((endpoint, f"the {exchange.display_name} sandbox", exchange_url_variable(exchange))
+          for exchange, endpoint in endpoints.sandboxes.items()),
         *((endpoint, f"the {name}'s health and metrics", "HASH7_HEALTH_PORT")
           for name, endpoint in endpoints.health.items()),
     ]
@@ -323,8 +322,9 @@ def _print_summary(endpoints: StackEndpoints, run_dir: Path, services: Superviso
         "0600; a local convenience only: whoever can read it owns this Vault",
     )
     table.add_row("Credentials", _shown(credentials_dir(run_dir, "*")), "a 0700 folder per role; approle.json 0600")
-    table.add_row("HTX sandbox", f"http://{endpoints.sandbox.host}:{endpoints.sandbox.port}",
-                  "demo scenario; admin API under /_sandbox/")
+    for exchange, endpoint in endpoints.sandboxes.items():
+        table.add_row(f"{exchange.display_name} sandbox", f"http://{endpoint.host}:{endpoint.port}",
+                      "demo scenario; admin API under /_sandbox/")
     for process in services.processes:
         health = endpoints.health[process.name]
         url = f"http://{health.host}:{health.port}"

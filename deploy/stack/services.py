@@ -7,11 +7,13 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.stack.processes import ManagedProcess, ServerStartError
-from shared.runtime.config import ServiceSettings, Settings
+from shared.contracts.exchanges import ExchangeName
+from shared.runtime.config import ServiceSettings, Settings, exchange_url_variable
 from shared.runtime.service import EXIT_START_TIMED_OUT
 
 SERVICE_PACKAGES = ("intake", "validator", "vault_writer", "whitelist")
@@ -101,14 +103,15 @@ def _read(path: Path) -> str:
         return ""
 
 
-def service_environment(settings: Settings, htx_base_url: str) -> dict[str, str]:
-    """A service's environment pointed at these servers, logging JSON; every other setting at its default."""
+def service_environment(settings: Settings, exchange_urls: Mapping[ExchangeName, str]) -> dict[str, str]:
+    """A service's environment pointed at these servers and exchanges (their sandboxes), logging JSON; every other
+    setting at its default."""
     return dict(os.environ) | {
         "HASH7_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "HASH7_TOPIC_PREFIX": settings.topic_prefix,
         "HASH7_VAULT_ADDR": settings.vault_addr,
         "HASH7_RUN_DIR": str(settings.run_dir),
-        "HASH7_HTX_BASE_URL": htx_base_url,
+        **{exchange_url_variable(exchange): url for exchange, url in exchange_urls.items()},
         "HASH7_EGRESS_IPS": json.dumps(settings.egress_ips),
         "HASH7_LOG_FORMAT": "json",
         "HASH7_LOG_LEVEL": "INFO",

@@ -91,6 +91,11 @@ class VaultConnection(BaseModel):
     client_key: Path | None = None
 
 
+def exchange_url_variable(exchange: ExchangeName) -> str:
+    """The environment variable of an exchange's REST API (Settings.<exchange>_base_url)."""
+    return f"HASH7_{exchange.value.upper()}_BASE_URL"
+
+
 class Settings(BaseSettings):
     """What every process needs: where Kafka, Vault and HTX are, and how to log."""
 
@@ -154,6 +159,7 @@ class Settings(BaseSettings):
         return self
 
     def exchange_urls(self) -> dict[ExchangeName, str]:
+        """Each exchange's REST API, as exchange_url_variable names its setting."""
         return {ExchangeName.HTX: self.htx_base_url, ExchangeName.BYBIT: self.bybit_base_url,
                 ExchangeName.OKX: self.okx_base_url}
 

@@ -10,6 +10,7 @@ from shared.contracts.events import (
     BindingAccepted,
     BindingRequested,
     BindingStatus,
+    BindingValidated,
     MalformedEvent,
     parse_event,
     utc_now,
@@ -19,6 +20,7 @@ from shared.contracts.reasons import ReasonCode, reason
 from shared.contracts.routing import Topic
 from shared.contracts.secrets import is_sealed, mask_access_key
 from shared.contracts.states import BindingState
+from tests.builders import validated
 
 SEALED = "vault:v1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
 
@@ -118,3 +120,13 @@ def test_sealed_shape_and_masking():
 
 def test_pairs_normalise_to_htx_symbols():
     assert normalise_pairs(["BTC/USDT", "btc-usdt", " EthUsdt ", "", "sol_usdt"]) == ["btcusdt", "ethusdt", "solusdt"]
+
+
+def test_a_validated_event_written_before_bybit_and_okx_reads_as_the_same_facts():
+    """In flight across the upgrade: the facts were `htx`, with HTX's integer ids and -1 for a key that never
+    expires."""
+    new = validated()
+    old = new.model_dump(mode="json", exclude={"key"}) | {"htx": {
+        "uid": 1, "spot_account_id": 10, "permissions": ["readOnly", "trade"], "ip_addresses": ["203.0.113.10"],
+        "valid_days": None, "key_status": "normal"}}
+    assert BindingValidated.model_validate(old).key == new.key

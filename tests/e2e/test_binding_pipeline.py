@@ -44,7 +44,7 @@ async def test_a_good_key_with_pairs_goes_from_received_to_active_and_is_stored_
     assert all(s.binding_id == binding_id and s.access_key_masked for s in timeline)
     assert len(kv_versions(vault_admin, binding_path(user, binding_id))) == 1
     record = kv_read(vault_admin, binding_path(user, binding_id))
-    assert record["htx_uid"] == key.uid and record["exchange_key"] == exchange_key(user, binding_id)
+    assert record["owner_uid"] == str(key.uid) and record["exchange_key"] == exchange_key(user, binding_id)
     assert kv_read(vault_admin, whitelist_path(user, binding_id))["pairs"] == ["btcusdt", "ethusdt"]
 
 

@@ -41,7 +41,7 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture(scope="module")
-def traced_pipeline(bootstrapped_stack, htx_sandbox, receiver, tmp_path_factory) -> Iterator[Pipeline]:
+def traced_pipeline(bootstrapped_stack, sandbox_urls, receiver, tmp_path_factory) -> Iterator[Pipeline]:
     """The four services exporting their spans to receiver, every 100 ms. Topics and consumer groups of their
     own: the session's services must not take these records, nor these services the session's."""
     settings = bootstrapped_stack.settings.model_copy(update={"topic_prefix": TRACED_TOPIC_PREFIX})
@@ -49,7 +49,7 @@ def traced_pipeline(bootstrapped_stack, htx_sandbox, receiver, tmp_path_factory)
                               Progress()))
     running = Pipeline(
         settings=settings,
-        env=service_environment(settings, htx_sandbox.base_url) | TEST_SERVICE_SETTINGS | {
+        env=service_environment(settings, sandbox_urls) | TEST_SERVICE_SETTINGS | {
             "HASH7_KAFKA_GROUP_SUFFIX": ".traced",
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",

@@ -34,16 +34,16 @@ HTX_UID, SPOT_ACCOUNT_ID = "1", "10"  # what tests.builders.validated says HTX a
 
 
 async def store_binding(vault: InMemoryVault, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
-                        **htx_facts: Any) -> KeyRef:
+                        **key_facts: Any) -> KeyRef:
     """A first binding, or a rotation of it (the next KV version), as the vault-writer writes it: the secret
-    imported into the binding's Transit key (a rotation adds a version), the record naming that version. htx_facts
-    replace what HTX told the validator (e.g. spot_account_id=None). Returns the key version that signs."""
+    imported into the binding's Transit key (a rotation adds a version), the record naming that version. key_facts
+    replace what HTX told the validator (e.g. trading_account_id=None). Returns the key version that signs."""
     current = await vault.read(binding_path(USER, BINDING))
     keys, wrapped = ExchangeKeys(vault), wrap_for_import(WRAPPING_KEY_PEM, SecretStr(secret_key))
     signing_key = (await keys.store_rotation(USER, BINDING, f"rotation-{current.version}", wrapped) if current
                    else await keys.store_new(USER, BINDING, wrapped))
     record = BindingRecord.of(validated(user_id=USER, binding_id=BINDING, access_key=access_key), signing_key,
-                              utc_now()).model_copy(update=htx_facts)
+                              utc_now()).model_copy(update=key_facts)
     await vault.write(binding_path(USER, BINDING), record.to_vault(), cas=current.version if current else 0)
     return signing_key
 

@@ -13,6 +13,7 @@ from deploy.bootstrap.progress import Progress
 from deploy.bootstrap.run import BOOTSTRAP_IDENTITY
 from deploy.stack.services import ServiceProcesses, service_environment
 from shared.contracts.events import BindingRequested, BindingStatus, parse_event, utc_now
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import BindingState
@@ -31,7 +32,8 @@ def intake_with_room_for_one(bootstrapped_stack, tmp_path) -> Iterator[Settings]
     settings = bootstrapped_stack.settings.model_copy(update={"topic_prefix": f"memory-{uuid.uuid4().hex[:8]}."})
     asyncio.run(ensure_topics(kafka_connection(settings, BOOTSTRAP_IDENTITY), settings.topic_prefix, TopicLayout(),
                               Progress()))
-    env = service_environment(settings, "http://127.0.0.1:9") | {"HASH7_INTAKE_REPLAY_MEMORY_MAX_REQUESTS": "1"}
+    env = (service_environment(settings, {ExchangeName.HTX: "http://127.0.0.1:9"})
+           | {"HASH7_INTAKE_REPLAY_MEMORY_MAX_REQUESTS": "1"})
     intake = ServiceProcesses(settings=settings, env=env, log_dir=tmp_path)
     try:
         intake.start("intake")
