@@ -9,6 +9,7 @@ from pydantic import SecretStr
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     TRANSIT_MOUNT,
     access_key_index_path,
@@ -90,6 +91,25 @@ async def test_secrets_sealed_before_binding_secret_rotates_still_open(client, h
     # And a binding sealed with the new version goes through the pipeline.
     bound = await bind(client, new_user(), fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
     assert bound[-1].state == BindingState.ACTIVE
+
+
+async def test_passphrases_sealed_before_binding_passphrase_rotates_still_open_for_those_who_send_them(
+        bootstrapped_stack):
+    settings = bootstrapped_stack.settings
+    app = VaultClient(settings.vault_connection(), settings.approle_credentials("app"))
+    engine = VaultClient(settings.vault_connection(), settings.approle_credentials("trading-engine"))
+    user = new_user()
+    # As a stored OKX binding holds it, sealed before the rotation.
+    sealed_before = await app.seal(BINDING_PASSPHRASE_KEY, SecretStr("passphrase-before"), user)
+
+    code, rotation, err = admin(bootstrapped_stack, "rotate-transit", BINDING_PASSPHRASE_KEY)
+    assert code == 0, err
+    assert rotation is not None and rotation["latest_version"] > rotation["min_decryption_version"]
+
+    sealed_after = await app.seal(BINDING_PASSPHRASE_KEY, SecretStr("passphrase-after"), user)
+    assert sealed_after.startswith(f"vault:v{rotation['latest_version']}:")
+    assert (await engine.unseal(BINDING_PASSPHRASE_KEY, sealed_before, user)).get_secret_value() == "passphrase-before"
+    assert (await engine.unseal(BINDING_PASSPHRASE_KEY, sealed_after, user)).get_secret_value() == "passphrase-after"
 
 
 @pytest.mark.parametrize(("key", "names"), [("exchange-key-0123", "hash7 bind --replaces"),
