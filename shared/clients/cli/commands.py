@@ -1,5 +1,6 @@
-"""`hash7`'s commands: bind an HTX key, set a whitelist, revoke, ask for a key-health sweep, and read a user's
-statuses, the audit and the dead letters as tables, or as JSON lines with --output json.
+"""`hash7`'s commands: bind an exchange key (an OKX key with its passphrase), set a whitelist, revoke, ask for a
+key-health sweep, and read a user's statuses, the audit and the dead letters as tables, or as JSON lines with
+--output json.
 
 Configuration comes from the HASH7_* environment (shared.runtime.config.Settings). Tables and JSON go to stdout;
 progress and errors go to stderr (shared/clients/console.py).
@@ -107,7 +108,7 @@ def print_request_id(request_id: str) -> None:
              epilog=EXIT_CODES_HELP)
 @program_options(PROGRAM)
 def cli() -> None:
-    """Hash7 key binding: bind HTX API keys and watch what the services make of them.
+    """Hash7 key binding: bind exchange API keys (HTX, Bybit, OKX) and watch what the services make of them.
 
     Configuration comes from HASH7_* environment variables (Kafka, Vault, topic prefix, run directory).
     """
