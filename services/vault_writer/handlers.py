@@ -20,6 +20,7 @@ from shared.adapters.vault.layout import BINDING_SECRET_KEY, binding_path
 from shared.adapters.vault.records import BindingRecord, KeyRef, RunningSweep, SweepClaim, SweepProgress, Tombstone
 from shared.adapters.vault.stores import (
     AccessKeyIndex,
+    BindingExchanges,
     Bindings,
     ExchangeKeys,
     SweepClaims,
@@ -86,9 +87,11 @@ class VaultWriterDeps:
     index: AccessKeyIndex = field(init=False)
     sweeps: SweepClaims = field(init=False)
     keys: ExchangeKeys = field(init=False)
+    exchanges: BindingExchanges = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = ExchangeKeys(self.vault)
+        self.exchanges = BindingExchanges(self.vault)
         self.bindings = Bindings(self.vault)
         self.whitelists = Whitelists(self.vault)
         self.tombstones = Tombstones(self.vault)
@@ -121,6 +124,10 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
         # A rotation validated before the key stored now (an old event sent again): it must not bring the older
         # key back.
         return [_store_audit(event, masked, AuditOutcome.SUPERSEDED, at)]
+    if current is not None and current.record.exchange != event.exchange:
+        # A rotation replaces the key on the binding's exchange; a key of another exchange is a binding of its own.
+        return _rejected(event, masked, [_exchange_kept(current.record.exchange, event.exchange)],
+                         action=AuditAction.STORE, at=at)
     if current is None and await deps.tombstones.read(event.user_id, event.binding_id) is not None:
         # A new binding's id is its request's, so a tombstone means this very request was stored, then revoked,
         # and is now redelivered (a crash before our commit): the user's revocation stands.
@@ -151,6 +158,9 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
         await deps.keys.destroy(event.user_id, event.binding_id)
         await deps.index.release(event.access_key, event.user_id, event.binding_id)
         return [_store_audit(event, masked, AuditOutcome.ALREADY_REVOKED, at)]
+    # Noted before the binding is written, so every stored binding has it (the whitelist service reads it there). A
+    # binding's exchange never changes (a rotation to another is refused above), so the note is the same every time.
+    await deps.exchanges.note_once(event.user_id, event.binding_id, event.exchange)
     record = await _binding_record(deps, event, key, at, current)
     stored = await deps.bindings.save(record, current) if current else await deps.bindings.create_or_read(record)
     if stored.record.request_id != event.request_id:
@@ -160,6 +170,12 @@ async def handle_binding_validated(event: BindingValidated, deps: VaultWriterDep
             await deps.index.release(event.access_key, event.user_id, event.binding_id)
         return [_store_audit(event, masked, AuditOutcome.SUPERSEDED, at)]
     return await _stored(deps, event, masked, stored, at)
+
+
+def _exchange_kept(kept: str, asked: str) -> Reason:
+    return reason(ReasonCode.MALFORMED_REQUEST, asked,
+                  problem=f"a replacement key must be on the binding's own exchange ({kept}); bind a key of another "
+                          "exchange as a new binding")
 
 
 def _store_audit(event: BindingValidated, masked: str, outcome: AuditOutcome, at: datetime) -> AuditEvent:

@@ -14,7 +14,7 @@ from services.whitelist.catalog import Catalogs
 from services.whitelist.health import binding_state, key_health
 from shared.adapters.vault.client import VaultPort
 from shared.adapters.vault.records import KeyHealth, WhitelistRecord
-from shared.adapters.vault.stores import Bindings, Tombstones, Versioned, Whitelists
+from shared.adapters.vault.stores import BindingExchanges, Bindings, Tombstones, Versioned, Whitelists
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.events import (
     AuditEvent,
@@ -42,8 +42,10 @@ class WhitelistDeps:
     bindings: Bindings = field(init=False)
     whitelists: Whitelists = field(init=False)
     tombstones: Tombstones = field(init=False)
+    exchanges: BindingExchanges = field(init=False)
 
     def __post_init__(self) -> None:
+        self.exchanges = BindingExchanges(self.vault)
         self.bindings = Bindings(self.vault)
         self.whitelists = Whitelists(self.vault)
         self.tombstones = Tombstones(self.vault)
@@ -52,17 +54,17 @@ class WhitelistDeps:
 async def handle_whitelist_requested(event: WhitelistRequested, deps: WhitelistDeps, *,
                                      at: datetime) -> list[Event]:
     pairs = normalise_pairs(event.trading_pairs)
-    current = await deps.whitelists.read(event.user_id, event.binding_id)
     stored = await deps.bindings.exists(event.user_id, event.binding_id)
-    # The stored binding's exchange, as its whitelist keeps it; none while the binding is not stored
+    # The stored binding's exchange, as Vault holds it; none while the binding is not stored
     # (services/whitelist/catalog.py).
-    exchange = current.record.exchange_of_stored_binding() if stored and current else None
+    exchange = await deps.exchanges.of_stored(event.user_id, event.binding_id) if stored else None
     problems = deps.catalogs.problems(pairs, exchange)
     if problems:
         return rejected(service=SERVICE, action=AuditAction.WHITELIST, cause=event, user_id=event.user_id,
                         request_id=event.request_id, binding_id=event.binding_id, exchange=exchange,
                         reasons=problems, occurred_at=at, kind=RequestKind.WHITELIST,
                         details={"scope": "whitelist", "whitelist_unchanged": True})
+    current = await deps.whitelists.read(event.user_id, event.binding_id)
     if current is not None and _older(event.requested_at, current.record.pairs_as_of):
         # Asked before the pairs in force were (an old request sent again): they stay.
         return [_audit(event, at, AuditOutcome.SUPERSEDED, [], pairs)]
@@ -109,14 +111,16 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     # Just validated: the key is as healthy as the validator found it, as of its write in Vault.
     health = key_health([], event.warnings)
     pairs = normalise_pairs(event.trading_pairs or [])
-    problems = deps.catalogs.problems(pairs, event.exchange)
+    # The exchange as Vault holds it for the binding, whatever the event says.
+    exchange = await deps.exchanges.of_stored(event.user_id, event.binding_id)
+    problems = deps.catalogs.problems(pairs, exchange)
     saved: Versioned[WhitelistRecord] | None
     if pairs and not problems:
         # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
         # (pairs saved before the binding, a rotation, a redelivery) is decided on below.
         saved = await deps.whitelists.create_or_read(event.user_id, event.binding_id, WhitelistRecord(
-            pairs=pairs, health=health, health_as_of=stored.written_at, exchange=event.exchange,
-            request_id=event.request_id, updated_at=at))
+            pairs=pairs, health=health, health_as_of=stored.written_at, request_id=event.request_id,
+            updated_at=at))
     else:
         saved = await deps.whitelists.read(event.user_id, event.binding_id)
     if saved is not None and saved.record.request_id != event.request_id:
@@ -130,18 +134,16 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         if saved.record.pairs:
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
-            problems = deps.catalogs.problems(pairs, event.exchange)
-    # Written even when the pairs cannot be the whitelist (they are then left as they were): the record keeps the
-    # binding's exchange, which later whitelist requests are judged on.
-    record = await deps.whitelists.save(event.user_id, event.binding_id, saved, event.request_id, at,
-                                        pairs=None if problems else pairs, health=health,
-                                        health_as_of=stored.written_at, exchange=event.exchange)
+            problems = deps.catalogs.problems(pairs, exchange)
+    record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
+                                                              event.request_id, at, pairs=pairs, health=health,
+                                                              health_as_of=stored.written_at)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at, kind=RequestKind.BIND,
-               exchange=event.exchange, reasons=reasons, access_key_masked=event.access_key_masked,
+               occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
+               exchange=exchange, reasons=reasons, access_key_masked=event.access_key_masked,
                details={"pairs": pairs}),
         _audit(event, at, AuditOutcome.of_state(state), reasons, pairs),
     ]
@@ -172,12 +174,13 @@ async def handle_binding_rechecked(event: BindingRechecked, deps: WhitelistDeps,
         return []
     record = await deps.whitelists.save(event.user_id, event.binding_id, current,
                                         f"recheck:{event.sweep_request_id}", at, health=health, health_as_of=as_of)
-    pair_problems = deps.catalogs.problems(record.pairs, event.exchange)
+    exchange = await deps.exchanges.of_stored(event.user_id, event.binding_id)
+    pair_problems = deps.catalogs.problems(record.pairs, exchange)
     state = binding_state(health, whitelist_valid=not pair_problems)
     reasons = [*event.rejections, *event.warnings, *(pair_problems if health is not KeyHealth.INVALID else [])]
     return [
         status(user_id=event.user_id, state=state, request_id=event.sweep_request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at, kind=RequestKind.SWEEP, exchange=event.exchange, reasons=reasons,
+               occurred_at=record.updated_at, kind=RequestKind.SWEEP, exchange=exchange, reasons=reasons,
                access_key_masked=event.access_key_masked,
                details={"scope": "key_health", "previous_health": previous.value, "health": health.value}),
         audit(service=SERVICE, action=AuditAction.KEY_HEALTH, outcome=AuditOutcome.of_state(state), cause=event, at=at,

@@ -25,6 +25,7 @@ from shared.adapters.vault.layout import (
     KV_MOUNT,
     TRANSIT_MOUNT,
     access_key_index_path,
+    binding_exchange_path,
     binding_path,
     event_signing_key,
     key_import_path,
@@ -256,6 +257,14 @@ def change_revocation_tombstone(client: hvac.Client, seed: Seed) -> None:
     client.secrets.kv.v2.create_or_update_secret(path, {"v": "2"}, cas=1, mount_point=KV_MOUNT)
 
 
+def note_binding_exchange(client: hvac.Client, seed: Seed) -> None:
+    _create_read_never_update(client, binding_exchange_path(USER, uuid.uuid4().hex))
+
+
+def read_binding_exchange(client: hvac.Client, seed: Seed) -> None:
+    _read(client, seed.kv_put(binding_exchange_path(USER, uuid.uuid4().hex)))
+
+
 def claim_sweep(client: hvac.Client, seed: Seed) -> None:
     _create_read_never_update(client, sweep_marker_path(uuid.uuid4().hex))
 
@@ -444,7 +453,8 @@ OPERATIONS: list[Operation] = [
     undelete_binding_version,
     keep_binding_history, write_access_key_index, write_key_import_note, read_key_import_note, delete_key_import_note,
     release_access_key_index, read_whitelist, write_whitelist, list_whitelists, delete_whitelist_entirely,
-    leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, claim_sweep,
+    leave_revocation_tombstone, read_revocation_tombstone, change_revocation_tombstone, note_binding_exchange,
+    read_binding_exchange, claim_sweep,
     change_sweep_claim, advance_sweep_progress, *SIGN_AS.values(), read_signing_public_keys, export_signing_key,
     back_up_signing_key,
     rotate_signing_key, retire_signing_key_versions, read_wrapping_key, list_transit_keys, restore_a_key,
@@ -464,12 +474,12 @@ ALLOWED: dict[str, list[Operation]] = {
         list_one_users_bindings,
         delete_binding_entirely, write_access_key_index, release_access_key_index, delete_whitelist_entirely,
         write_key_import_note, read_key_import_note, delete_key_import_note,
-        leave_revocation_tombstone, read_revocation_tombstone, claim_sweep, advance_sweep_progress,
-        SIGN_AS[Party.VAULT_WRITER],
+        leave_revocation_tombstone, read_revocation_tombstone, note_binding_exchange, read_binding_exchange,
+        claim_sweep, advance_sweep_progress, SIGN_AS[Party.VAULT_WRITER],
         *_storing(EXCHANGE_KEY_PREFIX), *_EVERY_ROLE,
     ],
     "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, read_revocation_tombstone,
-                  SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
+                  read_binding_exchange, SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
     # It opens a binding's passphrase (OKX) for each order; the vault-writer only stores it, sealed.
     "trading-engine": [open_passphrase, read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE],
                        HMAC[EXCHANGE_KEY_PREFIX], *_EVERY_ROLE],

@@ -62,6 +62,12 @@ path "hash7/metadata/whitelists/*" {
   capabilities = ["delete"]
 }
 
+# Note each binding's exchange once, before the binding (no secret; the whitelist service reads it), and look it up.
+# No "update": the note is written once and never changed.
+path "hash7/data/binding-exchanges/*" {
+  capabilities = ["create", "read"]
+}
+
 # Leave (and look up) a revocation tombstone, so a redelivered revoke is answered instead of refused and a
 # redelivered validation of a revoked binding does not store it again.
 # No "update": a tombstone is written once and never changed.

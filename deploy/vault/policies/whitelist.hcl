@@ -10,6 +10,12 @@ path "hash7/metadata/bindings/*" {
   capabilities = ["read"]
 }
 
+# Which exchange a stored binding's key is on, to judge its pairs by that exchange's list (no secret; the binding
+# itself is not readable here).
+path "hash7/data/binding-exchanges/*" {
+  capabilities = ["read"]
+}
+
 # List a user's whitelists (ids only), to bound those waiting for a binding that is not stored.
 path "hash7/metadata/whitelists/*" {
   capabilities = ["list"]

@@ -77,6 +77,12 @@ def whitelist_path(user_id: str, binding_id: str) -> str:
     return user_whitelists_folder(user_id) + binding_id
 
 
+def binding_exchange_path(user_id: str, binding_id: str) -> str:
+    """Which exchange a binding's key is on (no secret): written once by the vault-writer before the binding itself,
+    so every stored binding has it; read by the whitelist service, which may not read the binding."""
+    return f"binding-exchanges/{user_id}/{binding_id}"
+
+
 def key_import_path(user_id: str, binding_id: str) -> str:
     """Which request made the last import into a binding's Transit key by a rotation, and its version."""
     return f"key-imports/{user_id}/{binding_id}"

@@ -17,7 +17,6 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated, SweepCursor
-from shared.contracts.exchanges import ExchangeName
 from shared.contracts.secrets import SealedPassphrase
 
 
@@ -171,21 +170,19 @@ class WhitelistRecord(VaultRecord):
     # The time of the fact the health comes from (the key's write in Vault, or the start of the sweep that
     # rechecked it): an older fact (a sweep's result delivered late or sent again) changes nothing.
     health_as_of: IsoTime | None = _absent_when_none()
-    # The binding's exchange, written once the binding is stored (the whitelist service may not read the binding
-    # itself: deploy/vault/policies/whitelist.hcl). None while it is not stored, and in records written before Bybit
-    # and OKX, whose bindings are all HTX's.
-    exchange: str | None = _absent_when_none()
     request_id: str
     updated_at: IsoTime
-
-    def exchange_of_stored_binding(self) -> str:
-        """The exchange of this whitelist's binding, once the binding is stored."""
-        return self.exchange or ExchangeName.HTX
 
     @property
     def key_health(self) -> KeyHealth:
         """The health to act on: a key not judged yet is as healthy as the validator found it."""
         return self.health or KeyHealth.HEALTHY
+
+
+class BindingExchange(VaultRecord):
+    """The exchange of a binding's key (binding-exchanges/<user>/<binding>), written once, before the binding."""
+
+    exchange: str
 
 
 class Tombstone(VaultRecord):

@@ -33,6 +33,7 @@ from shared.adapters.vault.layout import (
     BINDINGS_FOLDER,
     SWEEP_RUNNING_PATH,
     access_key_index_path,
+    binding_exchange_path,
     binding_path,
     exchange_key,
     key_check_key,
@@ -46,6 +47,7 @@ from shared.adapters.vault.layout import (
 )
 from shared.adapters.vault.records import (
     AccessKeyIndexEntry,
+    BindingExchange,
     BindingRecord,
     KeyHealth,
     KeyImport,
@@ -59,6 +61,7 @@ from shared.adapters.vault.records import (
     WhitelistRecord,
 )
 from shared.contracts.events import SweepCursor
+from shared.contracts.exchanges import ExchangeName
 from shared.runtime.errors import TransientError
 
 log = structlog.get_logger(__name__)
@@ -239,8 +242,7 @@ class Whitelists:
 
     async def save(self, user_id: str, binding_id: str, current: Versioned[WhitelistRecord] | None, request_id: str,
                    at: datetime, *, pairs: list[str] | None = None, pairs_as_of: datetime | None = None,
-                   health: KeyHealth | None = None, health_as_of: datetime | None = None,
-                   exchange: str | None = None) -> WhitelistRecord:
+                   health: KeyHealth | None = None, health_as_of: datetime | None = None) -> WhitelistRecord:
         """Apply the changes given to the whitelist as just read (current), keeping the rest; a redelivered
         request (its request id already written) makes no new version. Returns the record as stored."""
         if current is not None and current.record.request_id == request_id:
@@ -251,7 +253,7 @@ class Whitelists:
         record = WhitelistRecord(
             pairs=before.pairs if pairs is None else pairs, pairs_as_of=pairs_as_of or before.pairs_as_of,
             health=health or before.health, health_as_of=health_as_of or before.health_as_of,
-            exchange=exchange or before.exchange, request_id=request_id, updated_at=at)
+            request_id=request_id, updated_at=at)
         return (await _check_and_set(self._vault, whitelist_path(user_id, binding_id), record, current)).record
 
     async def delete(self, user_id: str, binding_id: str) -> None:
@@ -260,6 +262,23 @@ class Whitelists:
     async def binding_ids(self, user_id: str) -> list[str]:
         """The binding ids the user has whitelists for (a list shows ids only)."""
         return [name for name in await self._vault.list(user_whitelists_folder(user_id)) if not name.endswith("/")]
+
+
+class BindingExchanges:
+    """Which exchange each binding's key is on (BindingExchange): the vault-writer writes it once, before the binding
+    (so a stored binding always has one); the whitelist service reads it, since it may not read bindings."""
+
+    def __init__(self, vault: VaultPort) -> None:
+        self._vault = vault
+
+    async def note_once(self, user_id: str, binding_id: str, exchange: str) -> None:
+        """Note the binding's exchange, unless noted before."""
+        await _create_once(self._vault, binding_exchange_path(user_id, binding_id), BindingExchange(exchange=exchange))
+
+    async def of_stored(self, user_id: str, binding_id: str) -> str:
+        """The exchange of a binding that is stored. Bindings stored before Bybit and OKX have no note: all HTX's."""
+        noted = await _read(self._vault, binding_exchange_path(user_id, binding_id), BindingExchange)
+        return noted.record.exchange if noted is not None else ExchangeName.HTX
 
 
 class Tombstones:

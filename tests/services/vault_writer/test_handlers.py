@@ -14,6 +14,7 @@ from services.vault_writer.handlers import (
 from shared.adapters.vault.layout import (
     BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
+    binding_exchange_path,
     binding_path,
     exchange_key,
     key_import_path,
@@ -185,6 +186,21 @@ async def test_rotation_writes_the_next_version_releases_the_old_key_and_says_to
     reuse = await handle_binding_validated(validated(user_id="u3", binding_id="b3", request_id="r3"),
                                            VaultWriterDeps(vault), at=AT)
     assert statuses(reuse)[0].state == BindingState.STORED
+
+
+async def test_a_binding_s_exchange_is_noted_before_the_binding_and_a_rotation_cannot_change_it():
+    vault = ImportCountingVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    assert vault.versions[binding_exchange_path("u1", "b1")] == [{"exchange": "htx"}]
+    to_okx = validated(request_id="r2", access_key="ak-000000000002", secret=NEW_SECRET,
+                       replaces_binding_id="b1").model_copy(update={"exchange": "okx"})
+    out = await handle_binding_validated(to_okx, VaultWriterDeps(vault), at=AT)
+    [refused] = statuses(out)
+    assert refused.state == BindingState.REJECTED and refused.reason_codes == [ReasonCode.MALFORMED_REQUEST]
+    assert "the binding's own exchange (htx)" in refused.reasons[0].message
+    # Nothing changed: the HTX key stays, nothing imported, no claim on the new access key.
+    assert len(vault.versions[binding_path("u1", "b1")]) == 1 and vault.imports == [KEY]
+    assert len(index_paths(vault)) == 1 and vault.versions[binding_exchange_path("u1", "b1")] == [{"exchange": "htx"}]
 
 
 async def test_rotation_of_an_unknown_binding_is_refused():

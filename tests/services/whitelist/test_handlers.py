@@ -12,7 +12,7 @@ from services.whitelist.handlers import (
 from shared.adapters.exchange.port import TradingPair
 from shared.adapters.vault.layout import binding_path, exchange_key, revocation_path, whitelist_path
 from shared.adapters.vault.records import BindingRecord, KeyRef
-from shared.adapters.vault.stores import ConcurrentWrite
+from shared.adapters.vault.stores import BindingExchanges, ConcurrentWrite
 from shared.contracts.events import BindingStatus, WhitelistRequested
 from shared.contracts.exchanges import ExchangeName
 from shared.contracts.reasons import ReasonCode, reason
@@ -97,12 +97,12 @@ async def test_a_whitelist_requested_before_the_binding_wins_over_the_pairs_of_t
     assert vault.versions[whitelist_path("u1", "b1")][-1]["pairs"] == ["ethusdt"]
 
 
-async def test_a_new_binding_with_valid_pairs_costs_two_vault_calls_the_binding_check_and_a_create_only_write():
+async def test_a_new_binding_with_valid_pairs_costs_three_vault_calls_the_binding_check_its_exchange_and_a_write():
     vault = CountingVault()
     await store_binding(vault, "u1", "b1")
     vault.calls.clear()
     status = status_of(await handle_binding_stored(stored(), WhitelistDeps(vault, catalog()), at=AT))
-    assert status.state == BindingState.ACTIVE and vault.calls == ["read_metadata", "write"]
+    assert status.state == BindingState.ACTIVE and vault.calls == ["read_metadata", "read", "write"]
 
 
 async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothing():
@@ -116,23 +116,43 @@ async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothin
         WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]),
         WhitelistDeps(vault, cat), at=AT)
     assert status_of(bad).state == BindingState.REJECTED and status_of(bad).reason_codes == [ReasonCode.WHITELIST_EMPTY]
-    # The binding's own write (no pairs yet, its exchange), then the good request's; the bad one wrote nothing.
-    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [[], ["btcusdt"]]
-    assert vault.versions[whitelist_path("u1", "b1")][-1]["exchange"] == "htx"
+    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [["btcusdt"]]
 
 
-async def test_a_stored_bindings_pairs_are_judged_by_its_own_exchange_and_pending_ones_by_any():
+def two_exchanges():
+    """HTX lists btcusdt; Bybit lists solusdt and btcusdt, the latter not trading."""
     cat = catalog()
-    cat[ExchangeName.BYBIT].replace([TradingPair("solusdt", "SOLUSDT", tradable=True)])
-    vault = InMemoryVault()
+    cat[ExchangeName.BYBIT].replace([TradingPair("solusdt", "SOLUSDT", tradable=True),
+                                     TradingPair("btcusdt", "BTCUSDT", tradable=False)])
+    return cat
+
+
+@pytest.mark.parametrize("event_says", ["bybit", "htx"])
+async def test_a_stored_bindings_pairs_are_judged_by_the_exchange_vault_notes_for_it(event_says):
+    vault, cat = InMemoryVault(), two_exchanges()
+    await BindingExchanges(vault).note_once("u1", "b1", "bybit")
+    await store_binding(vault)
+    # Whatever binding.stored says, Vault's note decides.
+    said = stored(pairs=("solusdt",)).model_copy(update={"exchange": event_says})
+    judged = status_of(await handle_binding_stored(said, WhitelistDeps(vault, cat), at=AT))
+    assert judged.state == BindingState.ACTIVE and judged.exchange == "bybit"
+    refused = status_of(await handle_whitelist_requested(
+        WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=["btcusdt"]),
+        WhitelistDeps(vault, cat), at=AT))
+    assert refused.state == BindingState.REJECTED and refused.reason_codes == [ReasonCode.PAIR_NOT_TRADABLE]
+    assert refused.exchange == "bybit" and "Bybit does not allow API trading on btcusdt" in refused.reasons[0].message
+
+
+async def test_pending_pairs_wait_for_any_exchange_and_a_binding_stored_before_bybit_and_okx_is_htxs():
+    vault, cat = InMemoryVault(), two_exchanges()
     pending = await handle_whitelist_requested(
         WhitelistRequested(request_id="w1", user_id="u1", binding_id="b1", trading_pairs=["solusdt"]),
         WhitelistDeps(vault, cat), at=AT)
     # Not stored yet: a pair some exchange lists waits for the binding.
     assert status_of(pending).state == BindingState.RECEIVED and status_of(pending).exchange is None
+    # Stored with no note: a binding stored before Bybit and OKX, so HTX's, which lists no solusdt.
     await store_binding(vault)
     judged = status_of(await handle_binding_stored(stored(pairs=None), WhitelistDeps(vault, cat), at=AT))
-    # The binding is HTX's (tests.builders.validated), and HTX lists no solusdt.
     assert judged.state == BindingState.AWAITING_WHITELIST and judged.reason_codes == [ReasonCode.PAIR_UNKNOWN]
     assert judged.exchange == "htx" and "HTX has no spot trading pair solusdt" in judged.reasons[0].message
     again = status_of(await handle_whitelist_requested(
