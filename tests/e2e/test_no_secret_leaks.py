@@ -18,9 +18,11 @@ from tests.leaks import leaks, leaks_in_kv
 pytestmark = [pytest.mark.stack, pytest.mark.last]
 
 
-def every_secret(pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack) -> set[str]:
+def every_secret(pipeline, htx_sandbox, bybit_sandbox, okx_sandbox, bootstrapped_stack) -> set[str]:
     found = set(SECRETS_USED)
     found |= {key["secret_key"] for user in htx_sandbox.scenario["users"] for key in user["api_keys"]}
+    found |= {key[field] for user in bybit_sandbox.scenario["users"] for key in user["api_keys"]
+              for field in ("secret", "offered_secret") if key.get(field)}
     # OKX keys' secrets and passphrases, those the sandbox holds and those their users hand over mistyped.
     found |= {key[field] for user in okx_sandbox.scenario["users"] for key in user["api_keys"]
               for field in ("secret_key", "passphrase", "handed_secret_key", "handed_passphrase") if key.get(field)}
@@ -31,8 +33,8 @@ def every_secret(pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack) -> set[
 
 
 async def test_no_secret_on_any_topic_in_any_service_log_or_in_vaults_kv_and_audit_log(
-        pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack, vault_admin):
-    secrets = every_secret(pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack)
+        pipeline, htx_sandbox, bybit_sandbox, okx_sandbox, bootstrapped_stack, vault_admin):
+    secrets = every_secret(pipeline, htx_sandbox, bybit_sandbox, okx_sandbox, bootstrapped_stack)
     topics = await topic_bytes(pipeline.settings)
     logs = pipeline.log_text()
     if sum(map(len, topics.values())) < 10_000 or len(logs) < 10_000:
