@@ -120,7 +120,7 @@ async def assert_rejected(client, key: Key, expected: list[ReasonCode]):
     timeline = await bind(client, new_user(), key, trading_pairs=["BTC/USDT"])
     assert states(timeline) == [S.RECEIVED, S.REJECTED], [s.reasons for s in timeline]
     rejection = timeline[-1]
-    assert rejection.reason_codes == expected
+    assert rejection.reason_codes == expected, rejection.reasons
     assert all(s.exchange == key.exchange.value for s in timeline)
     assert_speaks_of(rejection, key.exchange)
     return rejection
