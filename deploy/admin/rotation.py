@@ -8,6 +8,9 @@
 - binding-secret: a new version seals from now on; older versions still open (min_decryption_version is not
   raised), so sealed secrets in flight on the topics and in dead letters stay readable. Vault itself holds no
   sealed secret to re-wrap: a stored binding's secret is its own Transit key.
+- binding-passphrase: the same, but stored bindings do hold passphrases sealed with it (OKX), under the version they
+  were sealed with; they stay readable because older versions are never retired here. (Re-wrapping them, so older
+  versions could be retired, is not done: our choice, as nothing yet needs those versions gone.)
 
 Exchange keys rotate with the user's key (`hash7 bind --replaces`), event signing keys with `hash7-keys`."""
 
@@ -23,6 +26,7 @@ from deploy.admin.identity import load_settings
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     EVENT_SIGNING_KEY_PREFIX,
     EXCHANGE_KEY_PREFIX,
@@ -41,6 +45,10 @@ REFUSALS = {
     KEY_CHECK_PREFIX: "a key-check key lives only while the validator proves one request's key: nothing to rotate",
     EVENT_SIGNING_KEY_PREFIX: "an event signing key rotates with `hash7-keys rotate PARTY`, then `hash7-keys retire`",
 }
+
+
+# The keys the app seals with: rotated in place, every older version still opening what it sealed.
+_SEALING_KEYS = (BINDING_SECRET_KEY, BINDING_PASSPHRASE_KEY)
 
 
 @dataclass(frozen=True)
@@ -64,19 +72,20 @@ def _versions(vault: hvac.Client, key: str) -> tuple[int, int]:
               help="access-key-index: retire the older versions even though some claims wait for a binding that is "
                    "not stored (requests that died: see `hash7 dead-letters`); those claims stop counting.")
 def rotate_transit(key: str, leave_waiting: bool) -> None:
-    """Rotate Transit key KEY: access-key-index or binding-secret.
+    """Rotate Transit key KEY: access-key-index, binding-secret or binding-passphrase.
 
     access-key-index: rotate, move every access-key claim under the new version, then retire the older versions
     (one binding per access key holds throughout); stopped half-way, run it again. binding-secret: secrets are
-    sealed with the new version from now on; those sealed before still open."""
+    sealed with the new version from now on; those sealed before still open. binding-passphrase: the same, and the
+    passphrases stored sealed in bindings still open."""
     refusal = next((reason for prefix, reason in REFUSALS.items() if key.startswith(prefix)), None)
     if refusal is not None:
         raise click.ClickException(f"{key}: {refusal}")
-    if key not in (ACCESS_KEY_INDEX_KEY, BINDING_SECRET_KEY):
-        raise click.ClickException(f"{key!r} is not a Transit key hash7-admin rotates: {ACCESS_KEY_INDEX_KEY} or "
-                                   f"{BINDING_SECRET_KEY}")
+    if key not in (ACCESS_KEY_INDEX_KEY, *_SEALING_KEYS):
+        raise click.ClickException(f"{key!r} is not a Transit key hash7-admin rotates: {ACCESS_KEY_INDEX_KEY}, "
+                                   f"{BINDING_SECRET_KEY} or {BINDING_PASSPHRASE_KEY}")
     vault = admin_vault()
-    if key == BINDING_SECRET_KEY:
+    if key in _SEALING_KEYS:
         vault.secrets.transit.rotate_key(key, mount_point=TRANSIT_MOUNT)
         _print(TransitRotation(key, *_versions(vault, key)))
         return
@@ -143,6 +152,9 @@ def _print(rotation: TransitRotation) -> None:
         stdout.print("Secrets sealed with older versions (in flight, in dead letters) still open: do not raise its "
                      "min_decryption_version while any may still be read. Vault stores no sealed secret to re-wrap.",
                      markup=False)
+    elif rotation.key == BINDING_PASSPHRASE_KEY:
+        stdout.print("Passphrases sealed with older versions (stored in bindings, in flight, in dead letters) still "
+                     "open: do not raise its min_decryption_version, stored bindings hold them.", markup=False)
     elif rotation.claims:
         stdout.print("Claims: " + ", ".join(f"{count} {outcome}" for outcome, count in rotation.claims.items()),
                      markup=False)

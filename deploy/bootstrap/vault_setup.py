@@ -24,6 +24,7 @@ from shared.adapters.vault.client import hvac_client, tls_failure
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     BINDINGS_FOLDER,
     KV_MOUNT,
@@ -39,10 +40,10 @@ KV_READY_TIMEOUT_S = 10.0
 # Versions each KV key keeps: only the latest, so no replaced secret stays readable
 # (shared/adapters/vault/README.md#kv-history).
 KV_MAX_VERSIONS = 1
-# Transit key name -> derived. The binding-secret key is derived with the user id as context, so a secret
-# sealed for one user cannot be unsealed as another's. Neither is convergent: equal plaintexts must not
+# Transit key name -> derived. The binding-secret and binding-passphrase keys are derived with the user id as context,
+# so a secret sealed for one user cannot be unsealed as another's. None is convergent: equal plaintexts must not
 # give equal ciphertexts.
-TRANSIT_KEYS = {BINDING_SECRET_KEY: True, ACCESS_KEY_INDEX_KEY: False}
+TRANSIT_KEYS = {BINDING_SECRET_KEY: True, BINDING_PASSPHRASE_KEY: True, ACCESS_KEY_INDEX_KEY: False}
 # Service tokens (renewable, unlike batch tokens) that live 1 h and are renewed up to 24 h, then a new login.
 # Secret ids expire after 30 days: `hash7-admin rotate-secret-id` (deploy/admin/approle.py) replaces one before, and
 # a bootstrap mints a new one for a role whose saved one no longer logs in. Their uses are not counted: a service

@@ -62,6 +62,7 @@ def _accepted(request: BindingRequested, exchange: ExchangeName, binding_id: str
         label=request.label,
         access_key=request.access_key,
         secret_key_sealed=request.secret_key_sealed,
+        passphrase_sealed=request.passphrase_sealed,
         trading_pairs=None if request.trading_pairs is None else normalise_pairs(request.trading_pairs),
         replaces_binding_id=request.replaces_binding_id,
         requested_at=request.requested_at,
@@ -86,9 +87,29 @@ def _problems(request: BindingRequested, exchange: ExchangeName | None, limiter:
     problems = []
     if exchange is None:
         problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, None, exchange=request.exchange))
-    if not is_sealed(request.secret_key_sealed.get_secret_value()):
+    secret_sealed = is_sealed(request.secret_key_sealed.get_secret_value())
+    if not secret_sealed:
         problems.append(reason(ReasonCode.SECRET_NOT_SEALED, request.exchange))
+    if exchange is not None:
+        problems.extend(_passphrase_problems(request, exchange, secret_sealed=secret_sealed))
     return problems
+
+
+def _passphrase_problems(request: BindingRequested, exchange: ExchangeName, *, secret_sealed: bool) -> list[Reason]:
+    """A passphrase where the exchange wants one (OKX: shared/adapters/okx/README.md#signing), sealed like the secret,
+    and none where it does not: an unwanted one is refused rather than dropped, so the app hears of its mistake, and
+    it is never forwarded."""
+    passphrase = request.passphrase_sealed
+    if exchange.needs_passphrase and passphrase is None:
+        return [reason(ReasonCode.MALFORMED_REQUEST, exchange,
+                       problem=f"an {exchange.display_name} key needs its passphrase")]
+    if not exchange.needs_passphrase and passphrase is not None:
+        return [reason(ReasonCode.MALFORMED_REQUEST, exchange,
+                       problem=f"keys on {exchange.display_name} have no passphrase, yet one was sent")]
+    if passphrase is not None and not is_sealed(passphrase.get_secret_value()) and secret_sealed:
+        # One secret_not_sealed says it for both: the message names the secret key and the passphrase.
+        return [reason(ReasonCode.SECRET_NOT_SEALED, exchange)]
+    return []
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:

@@ -20,6 +20,8 @@ from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.exchange.registry import UnsupportedExchange
 from shared.adapters.vault.client import ImportRefused, KeyMissing, UnsealFailed, VaultPort
 from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.adapters.vault.passphrases import open_passphrase
+from shared.adapters.vault.records import RecheckableBinding
 from shared.adapters.vault.stores import Bindings, ExchangeKeys
 from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.contracts.audit import AuditAction, AuditOutcome
@@ -84,6 +86,8 @@ async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
     delete it (a failed deletion fails the whole check, which is then made again: nothing is left behind)."""
     async with deps.inspection_turns:
         try:
+            # Opened first: a passphrase that does not open leaves no key-check key to discard.
+            passphrase = await open_passphrase(deps.vault, event.passphrase_sealed, event.user_id)
             wrapped = await deps.vault.unseal(BINDING_SECRET_KEY, event.secret_key_sealed.get_secret_value(),
                                               event.user_id)
             key = await deps.keys.import_for_check(event.user_id, event.request_id, wrapped.get_secret_value())
@@ -91,7 +95,7 @@ async def check_new_key(deps: ValidatorDeps, event: BindingAccepted) -> Checked:
             return Checked(KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE, event.exchange)), [])
         signer = TransitHmacSigner(deps.vault, key)
         try:
-            credentials = ExchangeCredentials(event.access_key, signer)
+            credentials = ExchangeCredentials(event.access_key, signer, passphrase=passphrase)
             return Checked(await _inspect(deps, event.exchange, credentials), signer.vault_request_ids)
         except KeyMissing:
             # Another delivery of this request (two instances during a rebalance) discarded the key mid-check.
@@ -150,7 +154,7 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
     signer = TransitHmacSigner(deps.vault, binding.signing_key)
     try:
         async with deps.inspection_turns:
-            inspection = await _inspect(deps, binding.exchange, ExchangeCredentials(binding.access_key, signer))
+            inspection = await _recheck(deps, binding, signer)
     except KeyMissing:
         # Revoked between the read and the signing: the revocation deleted the key.
         return [_binding_gone(event, at)]
@@ -171,6 +175,17 @@ async def handle_recheck_requested(event: RecheckRequested, deps: ValidatorDeps,
               access_key_masked=masked, reasons=[*verdict.rejections, *verdict.warnings],
               details={"vault_sign_request_ids": signer.vault_request_ids}),
     ]
+
+
+async def _recheck(deps: ValidatorDeps, binding: RecheckableBinding, signer: TransitHmacSigner) -> KeyInspection:
+    try:
+        passphrase = await open_passphrase(deps.vault, binding.passphrase_sealed, binding.user_id)
+    except UnsealFailed:
+        # Our choice: a stored passphrase that no longer opens makes the binding as unusable as a refused key, so the
+        # recheck says so, in the words used at bind time, without asking the exchange.
+        return KeyInspection.refused(reason(ReasonCode.SECRET_UNREADABLE, binding.exchange))
+    credentials = ExchangeCredentials(binding.access_key, signer, passphrase=passphrase)
+    return await _inspect(deps, binding.exchange, credentials)
 
 
 def on_malformed(error: MalformedEvent, *, at: datetime) -> list[Event]:

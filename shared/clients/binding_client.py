@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.key_import import NotImportable, wrap_for_import
-from shared.adapters.vault.layout import BINDING_SECRET_KEY
+from shared.adapters.vault.layout import BINDING_PASSPHRASE_KEY, BINDING_SECRET_KEY
 from shared.contracts import dead_letters
 from shared.contracts.events import (
     AuditEvent,
@@ -39,6 +39,7 @@ from shared.contracts.events import (
     parse_event,
     utc_now,
 )
+from shared.contracts.exchanges import supported_exchange
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.states import BindingState, RequestKind
 from shared.runtime.config import Settings
@@ -181,16 +182,18 @@ class BindingClient:
 
     async def bind(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
                    label: str = "", trading_pairs: list[str] | None = None,
-                   replaces_binding_id: str | None = None, request_id: str | None = None) -> str:
+                   replaces_binding_id: str | None = None, request_id: str | None = None,
+                   passphrase: SecretStr | None = None) -> str:
         """Wrap and seal secret_key for user_id, publish the binding request and return its request id. Only the
         Transit ciphertext leaves this process; it opens only with user_id as context, and holds the secret
-        wrapped for Vault, which alone can unwrap it (README.md#the-secrets-path)."""
+        wrapped for Vault, which alone can unwrap it (README.md#the-secrets-path). passphrase: the one an OKX key
+        was created with, sealed for user_id too (README.md#the-passphrases-path); none for other exchanges."""
         request_id = request_id or _new_request_id()
         # One span from sealing to publishing: Vault's share of a slow request shows in its trace.
         with requesting(RequestKind.BIND.value, request_id):
             request = await self.binding_request(
                 user_id, access_key, secret_key, exchange=exchange, label=label, trading_pairs=trading_pairs,
-                replaces_binding_id=replaces_binding_id, request_id=request_id,
+                replaces_binding_id=replaces_binding_id, request_id=request_id, passphrase=passphrase,
             )
             await self._publish_request(request, user_id, RequestKind.BIND)
         return request_id
@@ -198,9 +201,11 @@ class BindingClient:
     async def binding_request(self, user_id: str, access_key: str, secret_key: SecretStr, *, exchange: str = "htx",
                               label: str = "", trading_pairs: list[str] | None = None,
                               replaces_binding_id: str | None = None,
-                              request_id: str | None = None) -> BindingRequested:
+                              request_id: str | None = None,
+                              passphrase: SecretStr | None = None) -> BindingRequested:
         """The request `bind` publishes, sealed but not yet sent: load drivers seal ahead of time and submit
         at their own pace."""
+        _check_passphrase(exchange, passphrase)
         vault = self._ready_vault()
         if self._wrapping_key is None:
             self._wrapping_key = await vault.wrapping_key()
@@ -209,10 +214,13 @@ class BindingClient:
         except NotImportable as exc:
             raise ClientError(f"that is not an exchange secret key: {exc}") from None
         sealed = await vault.seal(BINDING_SECRET_KEY, SecretStr(wrapped), context=user_id)
+        # Sealed as it is, not wrapped: the exchange wants it in clear, so the validator and engines must open it.
+        passphrase_sealed = (None if passphrase is None
+                             else await vault.seal(BINDING_PASSPHRASE_KEY, passphrase, context=user_id))
         return _build(
             BindingRequested, request_id=request_id or _new_request_id(), user_id=user_id, exchange=exchange,
-            label=label, access_key=access_key, secret_key_sealed=sealed, trading_pairs=trading_pairs,
-            replaces_binding_id=replaces_binding_id, requested_at=utc_now().isoformat(),
+            label=label, access_key=access_key, secret_key_sealed=sealed, passphrase_sealed=passphrase_sealed,
+            trading_pairs=trading_pairs, replaces_binding_id=replaces_binding_id, requested_at=utc_now().isoformat(),
         )
 
     async def submit(self, request: BindingRequested) -> None:
@@ -428,6 +436,26 @@ class BindingClient:
         if self._verifier is None:
             self._verifier = EventVerifier(self._ready_vault())
         return self._verifier
+
+
+# The longest passphrase sealed: OKX's own limit is far below (shared/adapters/okx/README.md#signing); this bounds
+# what is sent to Transit and onto the topics whatever a user pastes.
+MAX_PASSPHRASE_CHARS = 128
+
+
+def _check_passphrase(exchange: str, passphrase: SecretStr | None) -> None:
+    """A passphrase where the exchange wants one and none elsewhere, refused here in a line, before anything is sealed
+    or sent (intake checks the same: services/intake/handlers.py). An exchange Hash7 does not support is left to
+    intake to answer."""
+    supported = supported_exchange(exchange)
+    if supported is None:
+        return
+    if supported.needs_passphrase and passphrase is None:
+        raise ClientError(f"an {supported.display_name} key needs its passphrase")
+    if not supported.needs_passphrase and passphrase is not None:
+        raise ClientError(f"keys on {supported.display_name} have no passphrase; none may be sent")
+    if passphrase is not None and not 0 < len(passphrase.get_secret_value()) <= MAX_PASSPHRASE_CHARS:
+        raise ClientError(f"that is not a passphrase: it must be 1 to {MAX_PASSPHRASE_CHARS} characters")
 
 
 def _build(model: type[E], **fields: object) -> E:

@@ -41,7 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.contracts.audit import AuditAction, AuditOutcome
 from shared.contracts.reasons import Reason, ReasonCode
-from shared.contracts.secrets import SealedSecret
+from shared.contracts.secrets import SealedPassphrase, SealedSecret
 from shared.contracts.states import BindingState, RequestKind
 
 SCHEMA_VERSION = 1
@@ -178,6 +178,11 @@ class BindingRequested(Event):
     access_key: AccessKey
     # Any string here: intake answers plaintext with `secret_not_sealed` (and never forwards it).
     secret_key_sealed: SealedSecret = Field(min_length=1, max_length=8192)
+    # The passphrase of a key whose exchange wants one (OKX), sealed with Transit `binding-passphrase` (derived,
+    # context = the user id: README.md#the-passphrases-path); None for the others. Any string here, as above: intake
+    # answers plaintext with `secret_not_sealed`, and a missing or unwanted one with `malformed_request`. Optional, so
+    # version 2 still: an older intake ignores it, and an older intake knows no exchange that needs one.
+    passphrase_sealed: SealedPassphrase | None = Field(default=None, min_length=1, max_length=8192)
     trading_pairs: list[TradingPair] | None = Field(default=None, max_length=MAX_TRADING_PAIRS)
     replaces_binding_id: Identifier | None = None
     requested_at: Timestamp
@@ -218,6 +223,8 @@ class BindingAccepted(Event):
     label: str
     access_key: AccessKey
     secret_key_sealed: SealedSecret
+    # As on BindingRequested: sealed, for an exchange that needs it (OKX) only.
+    passphrase_sealed: SealedPassphrase | None = Field(default=None, max_length=8192)
     trading_pairs: list[str] | None = None
     replaces_binding_id: Identifier | None = None
     requested_at: Timestamp

@@ -5,7 +5,8 @@
   the only way to the value is an explicit `.get_secret_value()` at the edge that needs it.
 - A sealed secret (Vault Transit ciphertext) travels on topics by design, so `SealedSecret` serialises
   to the ciphertext in JSON mode but still hides itself in reprs and logs. What it seals is the exchange secret
-  wrapped for import into Vault, which only Vault can unwrap (README.md#the-secrets-path).
+  wrapped for import into Vault, which only Vault can unwrap (README.md#the-secrets-path); a `SealedPassphrase`
+  seals an OKX key's passphrase as it is (README.md#the-passphrases-path).
 """
 
 import re
@@ -27,16 +28,26 @@ class _PublishedAsCiphertext:
     """The published schema (shared/contracts/asyncapi.py) of a sealed secret: the string it is on the wire, not
     SecretStr's `writeOnly` password, which would tell code generators to leave the field out of what they read."""
 
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         published = {k: v for k, v in handler(schema).items() if k not in ("writeOnly", "format")}
-        return published | {"description": "Vault Transit ciphertext (vault:v<key version>:<base64>, derived key, "
-                                           "context = the user id) of the secret wrapped for import into Vault "
-                                           "Transit; never plaintext"}
+        return published | {"description": self.description}
 
 
 SealedSecret = Annotated[
-    SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json"), _PublishedAsCiphertext,
+    SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json"),
+    _PublishedAsCiphertext("Vault Transit ciphertext (vault:v<key version>:<base64>, derived key, context = the user "
+                           "id) of the secret wrapped for import into Vault Transit; never plaintext"),
+]
+
+# An exchange key's passphrase (OKX), sealed as it is (not wrapped: the exchange wants it in clear, so the validator and
+# trading engines open it): README.md#the-passphrases-path.
+SealedPassphrase = Annotated[
+    SecretStr, PlainSerializer(_reveal_for_wire, return_type=str, when_used="json"),
+    _PublishedAsCiphertext("Vault Transit ciphertext (vault:v<key version>:<base64>) of the key's passphrase, sealed "
+                           "with the derived key binding-passphrase, context = the user id; never plaintext"),
 ]
 
 

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.adapters.vault.key_import import HMAC_KEY_IMPORT
-from shared.adapters.vault.layout import BINDING_SECRET_KEY, TRANSIT_MOUNT
+from shared.adapters.vault.layout import BINDING_PASSPHRASE_KEY, BINDING_SECRET_KEY, TRANSIT_MOUNT
 from shared.clients.binding_client import BindingClient, InvalidRequest, StatusTimeout
 from shared.clients.console import EXIT_INTERRUPTED
 from shared.contracts.events import (
@@ -353,3 +353,62 @@ async def test_cli_audit_follow_prints_new_events_until_interrupted(
 
     assert following.returncode == EXIT_INTERRUPTED
     assert "Traceback" not in errors
+
+
+# ---- an OKX key's passphrase ------------------------------------------------------------------------------------
+
+PASSPHRASE = "Okx-Passphrase-Of-A-User-7!"
+
+
+async def test_bind_of_an_okx_key_seals_its_passphrase_for_that_user_with_the_passphrase_key(
+        client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
+    await client.bind(user_id, ACCESS_KEY, SecretStr(SECRET_KEY), exchange="okx", passphrase=SecretStr(PASSPHRASE))
+
+    records = [r for r in await raw_records(bootstrapped_stack.settings, Topic.BINDING_REQUESTED)
+               if r.key == user_id.encode()]
+    (request,) = [parse_event(BindingRequested, r.value) for r in records]
+    assert request.exchange == "okx" and request.passphrase_sealed is not None
+    sealed = request.passphrase_sealed.get_secret_value()
+    root = hvac.Client(url=bootstrapped_stack.settings.vault_addr, token=bootstrapped_stack.root_token)
+    opened = root.secrets.transit.decrypt_data(
+        name=BINDING_PASSPHRASE_KEY, ciphertext=sealed, context=_b64(user_id), mount_point=TRANSIT_MOUNT)
+    assert base64.b64decode(opened["data"]["plaintext"]).decode() == PASSPHRASE
+    for wrong_key, context in ((BINDING_SECRET_KEY, user_id), (BINDING_PASSPHRASE_KEY, "someone-else")):
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            root.secrets.transit.decrypt_data(name=wrong_key, ciphertext=sealed, context=_b64(context),
+                                              mount_point=TRANSIT_MOUNT)
+    assert all(PASSPHRASE.encode() not in (r.value or b"") for r in records)
+
+
+@pytest.mark.parametrize(("exchange", "passphrase", "message"), [
+    ("okx", None, "an OKX key needs its passphrase"),
+    ("htx", PASSPHRASE, "keys on HTX have no passphrase"),
+    ("bybit", PASSPHRASE, "keys on Bybit have no passphrase"),
+    ("okx", "", "1 to 128 characters"),
+])
+async def test_a_missing_or_unwanted_passphrase_is_refused_in_one_line_before_anything_is_sealed_or_published(
+        client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str, exchange: str,
+        passphrase: str | None, message: str) -> None:
+    with pytest.raises(ClientError, match=message) as refused:
+        await client.bind(user_id, ACCESS_KEY, SecretStr(SECRET_KEY), exchange=exchange,
+                          passphrase=None if passphrase is None else SecretStr(passphrase))
+
+    assert "\n" not in str(refused.value) and (not passphrase or passphrase not in str(refused.value))
+    records = await raw_records(bootstrapped_stack.settings, Topic.BINDING_REQUESTED)
+    assert not [r for r in records if r.key == user_id.encode()]
+
+
+async def test_cli_bind_of_an_okx_key_reads_the_passphrase_from_stdin_and_never_shows_it(
+        bootstrapped_stack: BootstrappedStack, user_id: str) -> None:
+    completed = await asyncio.to_thread(
+        run_hash7, ["bind", "--user", user_id, "--access-key", ACCESS_KEY, "--exchange", "okx", "--secret-stdin",
+                    "--no-wait"],
+        hash7_environment(bootstrapped_stack.settings), f"{SECRET_KEY}\n{PASSPHRASE}\n")
+
+    assert completed.returncode == 0, completed.stderr
+    (request,) = [parse_event(BindingRequested, r.value)
+                  for r in await raw_records(bootstrapped_stack.settings, Topic.BINDING_REQUESTED)
+                  if r.key == user_id.encode()]
+    assert request.exchange == "okx" and request.passphrase_sealed is not None
+    output = completed.stdout + completed.stderr
+    assert PASSPHRASE not in output and SECRET_KEY not in output and "Traceback" not in output

@@ -595,3 +595,88 @@ def test_waiting_for_an_outcome_shows_the_request_the_topic_the_broker_and_the_s
     shown = terminal_stderr.getvalue()
     assert "Waiting for request req-1's final status on p.binding.status (Kafka at kafka.example:9092)" in shown
     assert "0:00:00" in shown  # the elapsed time, which rich keeps counting while nothing arrives
+
+
+# ---- an OKX key's passphrase ------------------------------------------------------------------------------------
+
+PASSPHRASE = "Okx passphrase 1!"
+OKX_BIND = [*BIND, "--exchange", "okx"]
+
+
+def sent_bind_options() -> dict[str, object]:
+    (call,) = [c for client in FakeBindingClient.instances for c in client.calls if c[0] == "bind"]
+    return call[2]
+
+
+def assert_no_passphrase(result: Result) -> None:
+    assert PASSPHRASE not in result.output
+    assert_no_secret(result)
+
+
+def test_bind_reads_an_okx_passphrase_from_stdins_second_line() -> None:
+    FakeBindingClient.timeline = [status(BindingState.ACTIVE)]
+
+    result = invoke([*OKX_BIND, "--secret-stdin"], stdin=f"{SECRET_KEY}\n{PASSPHRASE}\n")
+
+    assert result.exit_code == EXIT_OK, result.output
+    options = sent_bind_options()
+    assert options["exchange"] == "okx"
+    passphrase = options["passphrase"]
+    assert isinstance(passphrase, SecretStr) and passphrase.get_secret_value() == PASSPHRASE
+    assert sent_secret().get_secret_value() == SECRET_KEY
+    assert_no_passphrase(result)
+
+
+def test_bind_asks_for_an_okx_passphrase_at_a_second_hidden_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    typed = iter([SECRET_KEY, PASSPHRASE])
+    prompts = []
+
+    def type_it(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(typed)
+
+    monkeypatch.setattr(plumbing, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(plumbing.getpass, "getpass", type_it)
+    FakeBindingClient.timeline = [status(BindingState.ACTIVE)]
+
+    result = invoke(OKX_BIND)
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert prompts == ["OKX Secret Key (hidden): ", "OKX Passphrase (hidden): "]
+    assert sent_bind_options()["passphrase"].get_secret_value() == PASSPHRASE  # type: ignore[attr-defined]
+    assert_no_passphrase(result)
+
+
+@pytest.mark.parametrize("exchange", ["htx", "bybit"])
+def test_bind_asks_no_passphrase_for_other_exchanges(exchange: str) -> None:
+    FakeBindingClient.timeline = [status(BindingState.ACTIVE)]
+
+    result = invoke([*BIND, "--exchange", exchange, "--secret-stdin"], stdin=f"{SECRET_KEY}\n{PASSPHRASE}\n")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert sent_bind_options()["passphrase"] is None
+    assert sent_bind_options()["exchange"] == exchange
+
+
+def test_bind_of_an_okx_key_without_a_passphrase_on_stdin_is_a_one_line_usage_error() -> None:
+    result = invoke([*OKX_BIND, "--secret-stdin"], stdin=f"{SECRET_KEY}\n")
+
+    assert result.exit_code == EXIT_USAGE
+    assert "stdin holds no passphrase on its second line" in result.output
+    assert "Traceback" not in result.output
+    assert not [c for client in FakeBindingClient.instances for c in client.calls if c[0] == "bind"]
+
+
+def test_bind_refuses_an_exchange_it_does_not_know() -> None:
+    result = invoke([*BIND, "--exchange", "binance", "--secret-stdin"], stdin=SECRET_KEY)
+
+    assert result.exit_code == EXIT_USAGE
+    assert "--exchange" in result.output
+
+
+def test_bind_help_says_where_the_passphrase_comes_from() -> None:
+    result = invoke(["bind", "--help"])
+
+    assert result.exit_code == EXIT_OK
+    assert "--exchange [htx|bybit|okx]" in result.output
+    assert "Passphrase" in result.output and "second line" in result.output

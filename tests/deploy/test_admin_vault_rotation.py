@@ -9,6 +9,7 @@ from pydantic import SecretStr
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     TRANSIT_MOUNT,
     access_key_index_path,
@@ -70,26 +71,38 @@ async def test_an_access_key_claimed_before_the_index_key_rotates_stays_claimed(
     assert again is not None and again["latest_version"] == latest + 1 and again["claims"].get("moved", 0) >= 1
 
 
-async def test_secrets_sealed_before_binding_secret_rotates_still_open(client, htx_sandbox, bootstrapped_stack):
+async def rotate_with_one_sealed_before(bootstrapped_stack, key: str, opener: str) -> None:
+    """Seal as the app, rotate key with hash7-admin, seal again: both open for the role opener, the older still with
+    its own version."""
     settings = bootstrapped_stack.settings
     app = VaultClient(settings.vault_connection(), settings.approle_credentials("app"))
-    writer = VaultClient(settings.vault_connection(), settings.approle_credentials("vault-writer"))
+    opening = VaultClient(settings.vault_connection(), settings.approle_credentials(opener))
     user = new_user()
-    # A secret in flight (or in a dead letter), sealed before the rotation.
-    sealed_before = await app.seal(BINDING_SECRET_KEY, SecretStr("sealed-before-the-rotation"), user)
+    # In flight, in a dead letter, or (a passphrase) in a stored binding: sealed before the rotation.
+    sealed_before = await app.seal(key, SecretStr("sealed-before-the-rotation"), user)
 
-    code, rotation, err = admin(bootstrapped_stack, "rotate-transit", BINDING_SECRET_KEY)
+    code, rotation, err = admin(bootstrapped_stack, "rotate-transit", key)
     assert code == 0, err
     assert rotation is not None and rotation["latest_version"] > rotation["min_decryption_version"]
 
-    sealed_after = await app.seal(BINDING_SECRET_KEY, SecretStr("sealed-after-the-rotation"), user)
+    sealed_after = await app.seal(key, SecretStr("sealed-after-the-rotation"), user)
     assert sealed_after.startswith(f"vault:v{rotation['latest_version']}:")
     assert not sealed_before.startswith(f"vault:v{rotation['latest_version']}:")
-    assert (await writer.unseal(BINDING_SECRET_KEY, sealed_before, user)).get_secret_value() == \
-        "sealed-before-the-rotation"
+    for sealed, text in ((sealed_before, "sealed-before-the-rotation"), (sealed_after, "sealed-after-the-rotation")):
+        assert (await opening.unseal(key, sealed, user)).get_secret_value() == text
+
+
+async def test_secrets_sealed_before_binding_secret_rotates_still_open(client, htx_sandbox, bootstrapped_stack):
+    await rotate_with_one_sealed_before(bootstrapped_stack, BINDING_SECRET_KEY, "vault-writer")
     # And a binding sealed with the new version goes through the pipeline.
     bound = await bind(client, new_user(), fresh_key(htx_sandbox), trading_pairs=["btcusdt"])
     assert bound[-1].state == BindingState.ACTIVE
+
+
+@pytest.mark.parametrize("opener", ["validator", "trading-engine"])
+async def test_passphrases_sealed_before_binding_passphrase_rotates_still_open_for_those_who_send_them(
+        bootstrapped_stack, opener):
+    await rotate_with_one_sealed_before(bootstrapped_stack, BINDING_PASSPHRASE_KEY, opener)
 
 
 @pytest.mark.parametrize(("key", "names"), [("exchange-key-0123", "hash7 bind --replaces"),

@@ -18,6 +18,7 @@ from shared.adapters.vault.key_import import wrap_for_import
 from shared.adapters.vault.layout import (
     ACCESS_KEY_INDEX_KEY,
     ALL_ROLES,
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     EXCHANGE_KEY_PREFIX,
     KEY_CHECK_PREFIX,
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.stack
 
 USER = "policy-user"
 SECRET = "plain-secret-key"
+PASSPHRASE = "plain-okx-passphrase"
 
 
 def _b64(text: str) -> str:
@@ -61,6 +63,8 @@ class Seed:
     wrapping_key: str
     # One imported exchange key and one key-check key, by prefix, that no operation changes.
     transit_keys: dict[str, str]
+    # PASSPHRASE, sealed for USER with binding-passphrase.
+    sealed_passphrase: str = ""
 
     def kv_put(self, path: str) -> str:
         return _put_as_root(self.root, path)
@@ -129,6 +133,18 @@ def decrypt(client: hvac.Client, seed: Seed) -> None:
         BINDING_SECRET_KEY, seed.sealed, context=_b64(USER), mount_point=TRANSIT_MOUNT
     )
     assert base64.b64decode(opened["data"]["plaintext"]).decode() == SECRET
+
+
+def seal_passphrase(client: hvac.Client, seed: Seed) -> None:
+    client.secrets.transit.encrypt_data(BINDING_PASSPHRASE_KEY, _b64(PASSPHRASE), context=_b64(USER),
+                                        mount_point=TRANSIT_MOUNT)
+
+
+def open_passphrase(client: hvac.Client, seed: Seed) -> None:
+    opened = client.secrets.transit.decrypt_data(
+        BINDING_PASSPHRASE_KEY, seed.sealed_passphrase, context=_b64(USER), mount_point=TRANSIT_MOUNT
+    )
+    assert base64.b64decode(opened["data"]["plaintext"]).decode() == PASSPHRASE
 
 
 def hmac_access_key(client: hvac.Client, seed: Seed) -> None:
@@ -422,7 +438,8 @@ def _storing(prefix: str) -> list[Operation]:
 
 # Every operation the tests know; for each role, whatever it is not allowed must be refused by Vault.
 OPERATIONS: list[Operation] = [
-    encrypt, decrypt, hmac_access_key, read_transit_key, read_binding, write_binding, read_binding_metadata,
+    encrypt, decrypt, seal_passphrase, open_passphrase, hmac_access_key, read_transit_key, read_binding, write_binding,
+    read_binding_metadata,
     list_bindings, list_one_users_bindings, delete_binding_entirely, soft_delete_binding, destroy_binding_version,
     undelete_binding_version,
     keep_binding_history, write_access_key_index, write_key_import_note, read_key_import_note, delete_key_import_note,
@@ -438,9 +455,9 @@ OPERATIONS: list[Operation] = [
 _EVERY_ROLE = [read_signing_public_keys]
 ALLOWED: dict[str, list[Operation]] = {
     # The app can only submit: wrap a secret for import and seal it.
-    "app": [encrypt, read_wrapping_key, SIGN_AS[Party.APP], *_EVERY_ROLE],
+    "app": [encrypt, seal_passphrase, read_wrapping_key, SIGN_AS[Party.APP], *_EVERY_ROLE],
     "intake": [SIGN_AS[Party.INTAKE], *_EVERY_ROLE],
-    "validator": [decrypt, read_binding, SIGN_AS[Party.VALIDATOR], *_storing(KEY_CHECK_PREFIX),
+    "validator": [decrypt, open_passphrase, read_binding, SIGN_AS[Party.VALIDATOR], *_storing(KEY_CHECK_PREFIX),
                   HMAC[KEY_CHECK_PREFIX], HMAC[EXCHANGE_KEY_PREFIX], *_EVERY_ROLE],
     "vault-writer": [
         decrypt, hmac_access_key, read_binding, write_binding, read_binding_metadata, list_bindings,
@@ -453,8 +470,9 @@ ALLOWED: dict[str, list[Operation]] = {
     ],
     "whitelist": [read_whitelist, write_whitelist, list_whitelists, read_binding_metadata, read_revocation_tombstone,
                   SIGN_AS[Party.WHITELIST], *_EVERY_ROLE],
-    "trading-engine": [read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE], HMAC[EXCHANGE_KEY_PREFIX],
-                       *_EVERY_ROLE],
+    # It opens a binding's passphrase (OKX) for each order; the vault-writer only stores it, sealed.
+    "trading-engine": [open_passphrase, read_binding, read_whitelist, SIGN_AS[Party.TRADING_ENGINE],
+                       HMAC[EXCHANGE_KEY_PREFIX], *_EVERY_ROLE],
     # hash7-admin finds the bindings of a user or an access key, and audits what it does.
     "ops": [hmac_access_key, list_one_users_bindings, SIGN_AS[Party.OPS], *_EVERY_ROLE],
     # The scheduled backup takes raft snapshots and reads nothing else, not even the public signing keys.
@@ -483,8 +501,11 @@ def seed(bootstrapped_stack) -> Seed:
         BINDING_SECRET_KEY, _b64(SECRET), context=_b64(USER), mount_point=TRANSIT_MOUNT
     )["data"]["ciphertext"]
     wrapping_key = root.read(f"{TRANSIT_MOUNT}/wrapping_key")["data"]["public_key"]
+    sealed_passphrase = root.secrets.transit.encrypt_data(
+        BINDING_PASSPHRASE_KEY, _b64(PASSPHRASE), context=_b64(USER), mount_point=TRANSIT_MOUNT
+    )["data"]["ciphertext"]
     seed = Seed(root, _put_as_root(root, _fresh_binding()), _put_as_root(root, _fresh_whitelist()), sealed,
-                wrapping_key, {})
+                wrapping_key, {}, sealed_passphrase)
     seed.transit_keys.update({prefix: seed.fresh_key(prefix) for prefix in KEY_PREFIXES})
     return seed
 
@@ -580,6 +601,26 @@ def test_app_may_encrypt_but_not_create_a_missing_key(role_clients):
     capabilities = role_clients["app"].sys.get_capabilities([f"{TRANSIT_MOUNT}/encrypt/{BINDING_SECRET_KEY}"])
 
     assert capabilities["data"]["capabilities"] == ["update"]
+
+
+def test_app_may_seal_passphrases_but_not_create_a_missing_passphrase_key(role_clients):
+    capabilities = role_clients["app"].sys.get_capabilities([f"{TRANSIT_MOUNT}/encrypt/{BINDING_PASSPHRASE_KEY}"])
+
+    assert capabilities["data"]["capabilities"] == ["update"]
+
+
+@pytest.mark.parametrize("role", ["validator", "trading-engine"])
+def test_a_passphrase_sealed_for_one_user_does_not_open_as_another(role, role_clients, seed):
+    with pytest.raises(hvac_errors.InvalidRequest):
+        role_clients[role].secrets.transit.decrypt_data(
+            BINDING_PASSPHRASE_KEY, seed.sealed_passphrase, context=_b64("another-user"), mount_point=TRANSIT_MOUNT
+        )
+
+
+def test_the_passphrase_key_is_derived_and_not_convergent(seed):
+    key = seed.root.secrets.transit.read_key(BINDING_PASSPHRASE_KEY, mount_point=TRANSIT_MOUNT)["data"]
+
+    assert key["derived"] is True and not key.get("convergent_encryption", False)
 
 
 def test_a_secret_sealed_for_one_user_does_not_unseal_as_another(role_clients, seed):

@@ -1,6 +1,7 @@
 """Runs after every other test (marker `last`): no secret used anywhere in the suite is on any topic (dead
 letters included), in any service log line, in Vault's KV or in Vault's audit log: the exchange secrets' whole
-path outside Vault's barrier (README.md#the-secrets-path)."""
+path outside Vault's barrier (README.md#the-secrets-path), and OKX keys' passphrases, which may be opened only to be
+sent (README.md#the-passphrases-path)."""
 
 import json
 
@@ -17,9 +18,12 @@ from tests.leaks import leaks, leaks_in_kv
 pytestmark = [pytest.mark.stack, pytest.mark.last]
 
 
-def every_secret(pipeline, htx_sandbox, bootstrapped_stack) -> set[str]:
+def every_secret(pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack) -> set[str]:
     found = set(SECRETS_USED)
     found |= {key["secret_key"] for user in htx_sandbox.scenario["users"] for key in user["api_keys"]}
+    # OKX keys' secrets and passphrases, those the sandbox holds and those their users hand over mistyped.
+    found |= {key[field] for user in okx_sandbox.scenario["users"] for key in user["api_keys"]
+              for field in ("secret_key", "passphrase", "handed_secret_key", "handed_passphrase") if key.get(field)}
     for role in ALL_ROLES:
         found.add(json.loads(approle_file(bootstrapped_stack.run_dir, role).read_text())["secret_id"])
     found.add(bootstrapped_stack.root_token)
@@ -27,8 +31,8 @@ def every_secret(pipeline, htx_sandbox, bootstrapped_stack) -> set[str]:
 
 
 async def test_no_secret_on_any_topic_in_any_service_log_or_in_vaults_kv_and_audit_log(
-        pipeline, htx_sandbox, bootstrapped_stack, vault_admin):
-    secrets = every_secret(pipeline, htx_sandbox, bootstrapped_stack)
+        pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack, vault_admin):
+    secrets = every_secret(pipeline, htx_sandbox, okx_sandbox, bootstrapped_stack)
     topics = await topic_bytes(pipeline.settings)
     logs = pipeline.log_text()
     if sum(map(len, topics.values())) < 10_000 or len(logs) < 10_000:

@@ -10,3 +10,9 @@ path "transit/wrapping_key" {
 path "transit/encrypt/binding-secret" {
   capabilities = ["update"]
 }
+
+# Seal the passphrase an OKX key comes with, for its user (derived binding-passphrase key): it never leaves the app in
+# clear (README.md#the-passphrases-path). "update" only, as above.
+path "transit/encrypt/binding-passphrase" {
+  capabilities = ["update"]
+}

@@ -8,6 +8,12 @@ path "transit/decrypt/binding-secret" {
   capabilities = ["update"]
 }
 
+# Unseal a key's passphrase (OKX), from the request or from the stored binding: the exchange wants it in clear on
+# every request, so the validator holds it for the check alone (README.md#the-passphrases-path).
+path "transit/decrypt/binding-passphrase" {
+  capabilities = ["update"]
+}
+
 # Sign the key check's exchange requests.
 path "transit/hmac/key-check-*" {
   capabilities = ["update"]

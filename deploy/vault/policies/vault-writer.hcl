@@ -8,6 +8,9 @@ path "transit/decrypt/binding-secret" {
   capabilities = ["update"]
 }
 
+# No grant on transit/*/binding-passphrase: a key's passphrase (OKX) is stored as the ciphertext that came, never
+# opened here (README.md#the-passphrases-path).
+
 # HMAC an access key for the uniqueness index, so the index never holds an access key in clear; after a rotation
 # of the index key, also with each older version still in use, and read which versions those are (its settings,
 # never its material): claims made before the rotation still count (shared/adapters/vault/stores.py AccessKeyIndex).

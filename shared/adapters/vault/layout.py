@@ -6,6 +6,11 @@ KV_MOUNT = "hash7"
 TRANSIT_MOUNT = "transit"
 # Derived Transit key: context = user id, so a secret sealed for one user cannot be unsealed for another.
 BINDING_SECRET_KEY = "binding-secret"
+# Derived the same way (context = user id): seals the passphrase some exchanges' keys come with (OKX), which the
+# exchange wants in clear with every request, so unlike the secret it cannot live in a Transit key of its own. Sealed
+# by the app, stored sealed by the vault-writer, opened only by the validator and trading engines to send it
+# (README.md#the-passphrases-path). A key of its own, so a role that may open passphrases opens no wrapped secret.
+BINDING_PASSPHRASE_KEY = "binding-passphrase"
 # Transit key used only to HMAC access keys for the uniqueness index (the index never holds a key).
 ACCESS_KEY_INDEX_KEY = "access-key-index"
 

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from shared.adapters.vault.layout import exchange_key
 from shared.contracts.events import BindingValidated, SweepCursor
 from shared.contracts.exchanges import ExchangeName
+from shared.contracts.secrets import SealedPassphrase
 
 
 def _iso(value: datetime) -> str:
@@ -106,6 +107,9 @@ class BindingRecord(_SignsWithItsOwnKey):
     rotated_from: str | None = _absent_when_none()
     replaced_index_path: str | None = _absent_when_none()
     traceparent: Traceparent = _absent_when_none()
+    # The key's passphrase (OKX), as the ciphertext the app sealed it to (README.md#the-passphrases-path): never
+    # opened by the vault-writer, which may not.
+    passphrase_sealed: SealedPassphrase | None = _absent_when_none()
     exchange: str
     # Out of the repr: a repr ends up in logs and exceptions.
     access_key: str = Field(repr=False)
@@ -127,7 +131,8 @@ class BindingRecord(_SignsWithItsOwnKey):
            rotated_from: str | None = None, replaced_index_path: str | None = None) -> Self:
         return cls(
             rotated_from=rotated_from, replaced_index_path=replaced_index_path, traceparent=traceparent,
-            exchange=event.exchange, access_key=event.access_key, exchange_key=signing_key.name,
+            passphrase_sealed=event.passphrase_sealed, exchange=event.exchange, access_key=event.access_key,
+            exchange_key=signing_key.name,
             exchange_key_version=signing_key.version, label=event.label, user_id=event.user_id,
             binding_id=event.binding_id, request_id=event.request_id, owner_uid=event.key.owner_uid,
             trading_account_id=event.key.trading_account_id, permissions=event.key.permissions,
@@ -142,6 +147,7 @@ class RecheckableBinding(_SignsWithItsOwnKey):
 
     exchange: str
     access_key: str = Field(repr=False)
+    passphrase_sealed: SealedPassphrase | None = None
 
 
 class KeyImport(VaultRecord):

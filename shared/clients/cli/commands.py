@@ -1,5 +1,6 @@
-"""`hash7`'s commands: bind an HTX key, set a whitelist, revoke, ask for a key-health sweep, and read a user's
-statuses, the audit and the dead letters as tables, or as JSON lines with --output json.
+"""`hash7`'s commands: bind an exchange key (an OKX key with its passphrase), set a whitelist, revoke, ask for a
+key-health sweep, and read a user's statuses, the audit and the dead letters as tables, or as JSON lines with
+--output json.
 
 Configuration comes from the HASH7_* environment (shared.runtime.config.Settings). Tables and JSON go to stdout;
 progress and errors go to stderr (shared/clients/console.py).
@@ -12,7 +13,7 @@ import click
 from pydantic import Field
 
 from shared.clients.binding_client import BindingClient
-from shared.clients.cli.plumbing import await_outcome, load_settings, read_secret
+from shared.clients.cli.plumbing import await_outcome, load_settings, read_passphrase, read_secret
 from shared.clients.cli.tables import AUDIT, DEAD_LETTERS, USER_TIMELINE, TableView, report_skipped, show_records
 from shared.clients.console import (
     EXIT_FAILED,
@@ -33,6 +34,7 @@ from shared.clients.console import (
     stdout,
 )
 from shared.contracts.events import MAX_TRADING_PAIRS, AccessKey, Label, TradingPair
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import ROUTES, Party, Topic
 from shared.contracts.secrets import mask_access_key
 from shared.contracts.states import BIND_OUTCOME, REVOKE_OUTCOME, WHITELIST_OUTCOME, RequestOutcome
@@ -106,7 +108,7 @@ def print_request_id(request_id: str) -> None:
              epilog=EXIT_CODES_HELP)
 @program_options(PROGRAM)
 def cli() -> None:
-    """Hash7 key binding: bind HTX API keys and watch what the services make of them.
+    """Hash7 key binding: bind exchange API keys (HTX, Bybit, OKX) and watch what the services make of them.
 
     Configuration comes from HASH7_* environment variables (Kafka, Vault, topic prefix, run directory).
     """
@@ -114,21 +116,27 @@ def cli() -> None:
 
 @cli.command(context_settings={"allow_extra_args": True}, epilog=EXIT_CODES_HELP)
 @click.option("--user", "user_id", type=USER_ID, required=True, help="Hash7 user id.")
-@click.option("--access-key", type=ACCESS_KEY, required=True, help="HTX Access Key (shown only masked).")
+@click.option("--access-key", type=ACCESS_KEY, required=True, help="The API key's Access Key (shown only masked).")
 @click.option("--label", type=LABEL, default="", help="A name for the binding.")
 @click.option("--pairs", type=PAIRS, help="Trading pairs to whitelist, comma-separated, e.g. btcusdt,ethusdt.")
 @click.option("--replaces", "replaces_binding_id", type=ID, metavar="BINDING_ID",
               help="The binding this key replaces (key rotation).")
-@click.option("--secret-stdin", is_flag=True, help="Read the Secret Key from stdin instead of a hidden prompt.")
+@click.option("--exchange", type=click.Choice([name.value for name in ExchangeName]), default=ExchangeName.HTX.value,
+              show_default=True, help="The exchange the key is from.")
+@click.option("--secret-stdin", is_flag=True,
+              help="Read the Secret Key from stdin's first line (and an OKX key's Passphrase from its second) instead "
+                   "of hidden prompts.")
 @wait_options
 @click.pass_context
 def bind(ctx: click.Context, user_id: str, access_key: str, label: str, pairs: list[str] | None,
-         replaces_binding_id: str | None, secret_stdin: bool, no_wait: bool, timeout_s: float) -> None:
-    """Bind an HTX API key to a user.
+         replaces_binding_id: str | None, exchange: str, secret_stdin: bool, no_wait: bool, timeout_s: float) -> None:
+    """Bind an exchange API key (HTX, Bybit or OKX) to a user.
 
     The Secret Key is read from a hidden prompt, or from stdin with --secret-stdin; it is never accepted
-    on the command line. It is sealed with Vault Transit for this user before it leaves this process. Then
-    the command waits for the binding's final status and prints its timeline.
+    on the command line. An OKX key's Passphrase is read the same way: from a second hidden prompt, or from
+    stdin's second line with --secret-stdin (the Secret Key on the first). Both are sealed with Vault Transit
+    for this user before they leave this process. Then the command waits for the binding's final status and
+    prints its timeline.
     """
     if ctx.args:
         # Not echoed: a stray argument here is most likely the secret key itself.
@@ -136,13 +144,16 @@ def bind(ctx: click.Context, user_id: str, access_key: str, label: str, pairs: l
                                "type it at the prompt or pipe it with --secret-stdin")
     settings = load_settings()
     run(settings, _preflight(settings))
-    secret_key = read_secret(secret_stdin)
-    stderr.print(f"Binding access key {mask_access_key(access_key)} for user {user_id}.", style="dim",
-                 markup=False)
+    chosen = ExchangeName(exchange)
+    secret_key = read_secret(secret_stdin, chosen)
+    passphrase = read_passphrase(secret_stdin, chosen) if chosen.needs_passphrase else None
+    stderr.print(f"Binding {chosen.display_name} access key {mask_access_key(access_key)} for user {user_id}.",
+                 style="dim", markup=False)
     run(settings, send_and_await(
         settings,
-        lambda client: client.bind(user_id, access_key, secret_key, label=label, trading_pairs=pairs,
-                                   replaces_binding_id=replaces_binding_id),
+        lambda client: client.bind(user_id, access_key, secret_key, exchange=chosen.value, label=label,
+                                   trading_pairs=pairs, replaces_binding_id=replaces_binding_id,
+                                   passphrase=passphrase),
         outcome=BIND_OUTCOME, no_wait=no_wait, timeout_s=timeout_s,
     ))
 

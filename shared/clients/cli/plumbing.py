@@ -1,4 +1,5 @@
-"""What `hash7`'s commands do besides parsing their options: load the settings, read the secret key, and
+"""What `hash7`'s commands do besides parsing their options: load the settings, read the secret key (and an OKX
+key's passphrase), and
 wait for a request's outcome, showing its progress."""
 
 import getpass
@@ -22,6 +23,7 @@ from shared.clients.console import (
     stdout,
 )
 from shared.contracts.events import BindingStatus
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import Party, Topic
 from shared.contracts.states import RequestOutcome
 from shared.runtime.config import Settings
@@ -37,24 +39,38 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def read_secret(from_stdin: bool) -> SecretStr:
-    """The HTX secret key, from a hidden prompt or from stdin; never from the command line, where shell
-    history and the process list would keep it."""
-    if from_stdin:
-        secret = sys.stdin.readline().strip()
-        if not secret:
-            raise click.UsageError("--secret-stdin was given but stdin holds no secret key")
-    elif _stdin_is_terminal():
-        try:
-            secret = getpass.getpass("HTX Secret Key (hidden): ").strip()
-        except EOFError:
-            secret = ""
-        if not secret:
-            raise click.UsageError("no secret key was typed")
-    else:
-        raise click.UsageError("stdin is not a terminal, so there is no hidden prompt: pipe the secret key "
-                               "with --secret-stdin")
+def read_secret(from_stdin: bool, exchange: ExchangeName = ExchangeName.HTX) -> SecretStr:
+    """The exchange secret key, from a hidden prompt or from stdin's first line; never from the command line, where
+    shell history and the process list would keep it."""
+    secret = _read_hidden(from_stdin, f"{exchange.display_name} Secret Key (hidden): ", "secret key").strip()
+    if not secret:
+        raise click.UsageError("--secret-stdin was given but stdin holds no secret key" if from_stdin
+                               else "no secret key was typed")
     return SecretStr(secret)
+
+
+def read_passphrase(from_stdin: bool, exchange: ExchangeName) -> SecretStr:
+    """The passphrase the key was created with (OKX), from a second hidden prompt or from stdin's second line (after
+    the secret key's). Kept as typed but for the line's end: our choice, as a passphrase is the user's own text and
+    OKX compares it exactly (shared/adapters/okx/README.md#signing)."""
+    passphrase = _read_hidden(from_stdin, f"{exchange.display_name} Passphrase (hidden): ", "passphrase")
+    passphrase = passphrase.rstrip("\r\n")
+    if not passphrase:
+        raise click.UsageError(f"--secret-stdin was given but stdin holds no passphrase on its second line (an "
+                               f"{exchange.display_name} key needs one)" if from_stdin else "no passphrase was typed")
+    return SecretStr(passphrase)
+
+
+def _read_hidden(from_stdin: bool, prompt: str, what: str) -> str:
+    if from_stdin:
+        return sys.stdin.readline()
+    if not _stdin_is_terminal():
+        raise click.UsageError(f"stdin is not a terminal, so there is no hidden prompt: pipe the {what} "
+                               "with --secret-stdin")
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        return ""
 
 
 async def await_outcome(settings: Settings, client: BindingClient, request_id: str, outcome: RequestOutcome,

@@ -1,8 +1,9 @@
 """A binding as a trading engine sees it: its access key, the Transit key that signs with its secret, and its
 current whitelist, read from Vault with the `trading-engine` AppRole and kept in memory for a bounded time.
 
-An engine never holds a secret: it asks Vault to sign each request (shared/adapters/vault/stores.py). The
-access key shows only masked in a repr. Token renewal and re-login are VaultClient's.
+An engine never holds a secret key: it asks Vault to sign each request (shared/adapters/vault/stores.py). An OKX key's
+passphrase, which OKX wants in clear, it holds sealed, and opened only while one request is sent. The access key
+shows only masked in a repr, the passphrase not at all. Token renewal and re-login are VaultClient's.
 """
 
 import time
@@ -10,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
+from pydantic import SecretStr
+
 from shared.adapters.exchange.port import ExchangeCredentials
 from shared.adapters.request_signing import RequestSigner
 from shared.adapters.vault.client import VaultClient, VaultPort
+from shared.adapters.vault.passphrases import open_passphrase
 from shared.adapters.vault.records import KeyHealth, KeyRef
 from shared.adapters.vault.stores import Bindings, Whitelists
 from shared.adapters.vault.transit_signer import TransitHmacSigner
-from shared.contracts.exchanges import ExchangeName
+from shared.contracts.exchanges import ExchangeName, supported_exchange
 from shared.contracts.pairs import normalise_pairs
 from shared.contracts.secrets import mask_access_key
 from shared.runtime.config import EngineSettings
@@ -62,6 +66,9 @@ class TradingBinding:
     vault_request_id: str = ""
     # The W3C context of the span that stored the binding, which its orders' spans link to.
     traceparent: str | None = None
+    # The key's passphrase (OKX), still sealed for the user: opened per order, by the gate, only to be sent
+    # (README.md#the-passphrases-path). Not in the repr.
+    passphrase_sealed: SecretStr | None = None
 
     @property
     def access_key_masked(self) -> str:
@@ -80,8 +87,14 @@ class TradingBinding:
         """Whether the exchange's orders name an account (HTX's do: shared/adapters/htx/README.md#order-placement)."""
         return self.exchange == ExchangeName.HTX
 
-    def credentials(self, signer: RequestSigner) -> ExchangeCredentials:
-        return ExchangeCredentials(self.access_key, signer, owner_uid=self.owner_uid)
+    @property
+    def needs_passphrase(self) -> bool:
+        """Whether the exchange wants the key's passphrase with every request (OKX)."""
+        supported = supported_exchange(self.exchange)
+        return supported is not None and supported.needs_passphrase
+
+    def credentials(self, signer: RequestSigner, passphrase: SecretStr | None = None) -> ExchangeCredentials:
+        return ExchangeCredentials(self.access_key, signer, passphrase=passphrase, owner_uid=self.owner_uid)
 
     def __repr__(self) -> str:
         return (f"TradingBinding(user_id={self.user_id!r}, binding_id={self.binding_id!r}, "
@@ -135,6 +148,13 @@ class BindingStore:
         """What signs the binding's requests, inside Vault; it keeps the ids of its Vault calls."""
         return TransitHmacSigner(self._vault, binding.signing_key)
 
+    async def passphrase(self, binding: TradingBinding) -> SecretStr | None:
+        """The binding's passphrase, opened by Vault for this one request, where its exchange wants one (None
+        elsewhere, whatever the record holds). Raises UnsealFailed when it does not open for the binding's user."""
+        if not binding.needs_passphrase:
+            return None
+        return await open_passphrase(self._vault, binding.passphrase_sealed, binding.user_id)
+
     async def _read(self, user_id: str, binding_id: str) -> TradingBinding | None:
         credentials = await self._bindings.read(user_id, binding_id)
         if credentials is None:
@@ -154,6 +174,7 @@ class BindingStore:
             version=credentials.version,
             vault_request_id=credentials.vault_request_id,
             traceparent=record.traceparent,
+            passphrase_sealed=record.passphrase_sealed,
         )
 
     def _evict_expired(self) -> None:

@@ -19,7 +19,7 @@ import structlog
 from shared.adapters.exchange.http import answered_within
 from shared.adapters.exchange.port import PlacedOrder, SpotOrder
 from shared.adapters.exchange.registry import ClientOptions, Exchanges, UnsupportedExchange
-from shared.adapters.vault.client import KeyMissing
+from shared.adapters.vault.client import KeyMissing, UnsealFailed
 from shared.clients.trading.audit_outbox import AuditOutbox, EventSink
 from shared.clients.trading.credentials import BindingNotFound, BindingStore, TradingBinding, engine_vault
 from shared.contracts.audit import AuditAction, AuditOutcome
@@ -52,6 +52,8 @@ class OrderRefusalReason(StrEnum):
     PAIR_NOT_WHITELISTED = "pair_not_whitelisted"
     NO_SPOT_ACCOUNT = "no_spot_account"
     EXCHANGE_UNSUPPORTED = "exchange_unsupported"
+    # The stored passphrase (OKX) does not open for the binding's user.
+    PASSPHRASE_UNREADABLE = "passphrase_unreadable"
 
 
 class OrderRefused(ClientError):
@@ -140,11 +142,17 @@ class OrderGate:
 
         # Signed inside Vault: the engine never holds the secret, and Vault's audit log records the signing call.
         signer = self.bindings.signer(binding)
+        try:
+            # Opened for this order alone, and dropped with it (README.md#the-passphrases-path).
+            passphrase = await self.bindings.passphrase(binding)
+        except UnsealFailed:
+            raise self._refused(decision, binding, OrderRefusalReason.PASSPHRASE_UNREADABLE,
+                                "its stored passphrase does not open for its user; bind the key again") from None
         spot_order = SpotOrder(pair=symbol, side=order.side, kind=order.kind, amount=order.amount, price=order.price,
                                client_order_id=order.client_order_id)
         try:
             async with answered_within(self._exchange_deadline_s, "the order"):
-                placed = await exchange.place_order(binding.credentials(signer), spot_order,
+                placed = await exchange.place_order(binding.credentials(signer, passphrase), spot_order,
                                                     binding.trading_account_id)
         except KeyMissing:
             # Revoked since the read: the revocation deleted the key before the record, so nothing was sent.

@@ -15,16 +15,18 @@ from structlog.testing import capture_logs
 from shared.adapters.exchange.errors import ExchangeTransientError
 from shared.adapters.exchange.http import NETWORK_ERROR
 from shared.adapters.exchange.port import SpotOrder
+from shared.adapters.exchange.registry import Exchanges
 from shared.adapters.htx.client import HtxClient
 from shared.adapters.htx.exchange import HtxExchange
 from shared.adapters.request_signing import LocalHmacSigner
 from shared.adapters.vault.client import HmacBatch, KvEntry, VaultUnavailable
-from shared.adapters.vault.layout import binding_path, exchange_key, whitelist_path
+from shared.adapters.vault.layout import BINDING_PASSPHRASE_KEY, binding_path, exchange_key, whitelist_path
 from shared.adapters.vault.records import KeyRef
 from shared.adapters.vault.stores import ExchangeKeys
 from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.clients.trading.credentials import BindingStore
 from shared.clients.trading.gate import OrderGate, OrderRefusalReason, OrderRefused, OrderRequest
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.secrets import mask_access_key
 from tests.adapters.htx.hostile import drip, hostile_htx
@@ -41,7 +43,7 @@ from tests.clients.trading.fakes import (
     store_binding,
     store_whitelist,
 )
-from tests.fakes import InMemoryVault
+from tests.fakes import InMemoryVault, fake_seal_text
 
 # Long enough that nothing in these tests expires: the gate must not depend on it.
 TTL_S = 3600.0
@@ -339,3 +341,55 @@ async def test_a_full_outbox_lets_its_oldest_audit_go_logged_whole_and_keeps_the
     [lost] = [line for line in logs if line["event"] == "audit_not_published"]
     assert (lost["why"], lost["outcome"]) == ("outbox_full", "order_placed")
     assert [event.outcome for event in await audits(gate, sink)] == ["order_refused", "order_refused"]
+
+
+# ---- an OKX key's passphrase: opened per order, only where the exchange wants it ----------------------------------
+
+PASSPHRASE = "Okx-Passphrase-7!"
+
+
+class UnsealRecordingVault(InMemoryVault):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsealed: list[tuple[str, str]] = []
+
+    async def unseal(self, key: str, ciphertext: str, context: str) -> SecretStr:
+        self.unsealed.append((key, context))
+        return await super().unseal(key, ciphertext, context)
+
+
+async def passphrase_gate(vault, clock, exchange, sink, *, on: ExchangeName, sealed_for: str = USER):
+    await store_binding(vault, exchange=on.value, passphrase_sealed=SecretStr(fake_seal_text(PASSPHRASE, sealed_for)))
+    await store_whitelist(vault, ["btcusdt"])
+    return OrderGate(BindingStore(vault, TTL_S, clock), Exchanges({on: exchange}), sink,
+                     exchange_deadline_s=DEADLINE_S)
+
+
+async def test_an_okx_order_carries_the_passphrase_opened_for_its_user_with_the_passphrase_key(clock, htx, sink):
+    vault = UnsealRecordingVault()
+    gate = await passphrase_gate(vault, clock, htx, sink, on=ExchangeName.OKX)
+    with capture_logs() as logs:
+        await gate.place(USER, BINDING, BUY_BTC)
+    (credentials, _, _), = htx.orders
+    assert credentials.passphrase is not None and credentials.passphrase.get_secret_value() == PASSPHRASE
+    assert vault.unsealed == [(BINDING_PASSPHRASE_KEY, USER)]
+    binding = await gate.bindings.get(USER, BINDING)
+    sealed = binding.passphrase_sealed.get_secret_value()
+    assert PASSPHRASE not in repr(binding) and sealed not in repr(binding) and PASSPHRASE not in repr(credentials)
+    published = " ".join(event.model_dump_json() for event in await audits(gate, sink))
+    assert PASSPHRASE not in published and sealed not in published and PASSPHRASE not in repr(logs)
+
+
+async def test_a_passphrase_in_the_record_of_an_exchange_that_wants_none_is_never_opened_nor_sent(clock, htx, sink):
+    vault = UnsealRecordingVault()
+    gate = await passphrase_gate(vault, clock, htx, sink, on=ExchangeName.HTX)
+    await gate.place(USER, BINDING, BUY_BTC)
+    (credentials, _, _), = htx.orders
+    assert credentials.passphrase is None and vault.unsealed == []
+
+
+async def test_an_okx_passphrase_that_does_not_open_refuses_the_order_and_sends_nothing(clock, htx, sink):
+    gate = await passphrase_gate(InMemoryVault(), clock, htx, sink, on=ExchangeName.OKX, sealed_for="someone-else")
+    refused = await refusal(gate, BUY_BTC)
+    assert refused.reason is OrderRefusalReason.PASSPHRASE_UNREADABLE and htx.orders == []
+    assert PASSPHRASE not in str(refused)

@@ -10,7 +10,7 @@ from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import Party, Topic, route_of
 from shared.contracts.states import BindingState, RequestKind
 from tests.builders import SECRET, topic_of
-from tests.fakes import AT, fake_seal
+from tests.fakes import AT, fake_seal, fake_seal_text
 
 
 def deps(limit=10, clock=None):
@@ -162,3 +162,54 @@ def test_a_status_sent_again_or_replayed_never_reopens_a_request_that_ended():
     for arriving in (received, rejected, received):  # the genuine `received` again, after the end
         history.record(arriving)
     assert history.latest("u1", "r1") == rejected
+
+
+# ---- the passphrase some exchanges' keys come with (OKX) ------------------------------------------------------
+
+PASSPHRASE = "Hash7-okx-Passphrase!"
+
+
+def okx_request(**overrides):
+    return request(**({"exchange": "okx", "passphrase_sealed": fake_seal_text(PASSPHRASE, "u1")} | overrides))
+
+
+async def test_an_okx_request_with_its_sealed_passphrase_is_accepted_and_the_passphrase_forwarded_sealed():
+    sent = okx_request()
+    accepted: BindingAccepted = by_topic(await handle_binding_requested(sent, deps(), at=AT))[Topic.BINDING_ACCEPTED][0]
+    assert accepted.passphrase_sealed is not None
+    assert accepted.passphrase_sealed.get_secret_value() == sent.passphrase_sealed.get_secret_value()
+
+
+async def test_an_okx_request_without_its_passphrase_is_malformed_and_not_forwarded():
+    out = by_topic(await handle_binding_requested(okx_request(passphrase_sealed=None), deps(), at=AT))
+    assert Topic.BINDING_ACCEPTED not in out
+    status = out[Topic.BINDING_STATUS][0]
+    assert status.state == BindingState.REJECTED and status.reason_codes == [ReasonCode.MALFORMED_REQUEST]
+    assert "an OKX key needs its passphrase" in status.reasons[0].message
+
+
+@pytest.mark.parametrize("exchange", ["htx", "bybit"])
+async def test_a_passphrase_for_an_exchange_that_needs_none_is_malformed_and_never_forwarded(exchange):
+    sealed = fake_seal_text(PASSPHRASE, "u1")
+    out = await handle_binding_requested(okx_request(exchange=exchange, passphrase_sealed=sealed), deps(), at=AT)
+    assert Topic.BINDING_ACCEPTED not in by_topic(out)
+    assert by_topic(out)[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.MALFORMED_REQUEST]
+    assert all(sealed not in m.model_dump_json() for m in out)
+
+
+async def test_a_plaintext_passphrase_is_refused_as_not_sealed_and_never_forwarded():
+    out = await handle_binding_requested(okx_request(passphrase_sealed=PASSPHRASE), deps(), at=AT)
+    assert Topic.BINDING_ACCEPTED not in by_topic(out)
+    assert by_topic(out)[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.SECRET_NOT_SEALED]
+    assert all(PASSPHRASE not in m.model_dump_json() and PASSPHRASE not in repr(m) for m in out)
+
+
+async def test_a_plaintext_secret_and_passphrase_are_one_reason():
+    out = await handle_binding_requested(okx_request(secret_key_sealed="plain", passphrase_sealed=PASSPHRASE), deps(),
+                                         at=AT)
+    assert by_topic(out)[Topic.BINDING_STATUS][0].reason_codes == [ReasonCode.SECRET_NOT_SEALED]
+
+
+async def test_an_htx_request_without_a_passphrase_forwards_none():
+    accepted = by_topic(await handle_binding_requested(request(), deps(), at=AT))[Topic.BINDING_ACCEPTED][0]
+    assert accepted.passphrase_sealed is None

@@ -15,7 +15,7 @@ from services.vault_writer.handlers import VaultWriterDeps, handle_binding_valid
 from shared.adapters.exchange.errors import ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.htx.signing import pre_sign_text
 from shared.adapters.request_signing import LocalHmacSigner
-from shared.adapters.vault.layout import binding_path, exchange_key, key_check_key
+from shared.adapters.vault.layout import BINDING_PASSPHRASE_KEY, binding_path, exchange_key, key_check_key
 from shared.adapters.vault.records import BindingRecord, KeyRef
 from shared.adapters.vault.transit_signer import TransitHmacSigner
 from shared.contracts.events import (
@@ -250,3 +250,77 @@ async def test_a_binding_record_naming_another_bindings_key_is_not_rechecked_and
     out = await handle_recheck_requested(recheck(), deps(vault, result=GOOD, seen=seen, signed=signed), at=AT)
     assert [(topic_of(m), getattr(m, "outcome", None)) for m in out] == [(Topic.AUDIT, "binding_gone")]
     assert seen == [] and signed == []
+
+
+# ---- the passphrase an OKX key comes with ------------------------------------------------------------------------
+
+PASSPHRASE = "Okx-Passphrase-7!"
+
+
+class UnsealRecordingVault(InMemoryVault):
+    """Remembers which Transit key and context each unseal named (the in-memory seal does not tell keys apart)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsealed: list[tuple[str, str]] = []
+
+    async def unseal(self, key, ciphertext, context):
+        self.unsealed.append((key, context))
+        return await super().unseal(key, ciphertext, context)
+
+
+def okx_accepted(passphrase_for="u1"):
+    return accepted().model_copy(update={"exchange": "okx",
+                                         "passphrase_sealed": SecretStr(fake_seal_text(PASSPHRASE, passphrase_for))})
+
+
+async def test_a_new_okx_key_is_inspected_with_its_passphrase_opened_with_the_passphrase_key_for_its_user():
+    vault, seen = UnsealRecordingVault(), []
+    event = okx_accepted()
+    out = await handle_binding_accepted(event, deps(vault, result=GOOD, seen=seen), at=AT)
+    (exchange, credentials), = seen
+    assert exchange == "okx" and credentials.passphrase.get_secret_value() == PASSPHRASE
+    assert (BINDING_PASSPHRASE_KEY, "u1") in vault.unsealed
+    validated_ = by_topic(out)[Topic.BINDING_VALIDATED]
+    # It leaves as it came: sealed.
+    assert validated_.passphrase_sealed.get_secret_value() == event.passphrase_sealed.get_secret_value()
+    assert all(PASSPHRASE not in m.model_dump_json() and PASSPHRASE not in repr(m) for m in out)
+    assert PASSPHRASE not in repr(credentials)
+
+
+async def test_a_passphrase_that_does_not_open_for_the_user_is_secret_unreadable_and_no_key_is_imported():
+    vault, seen = ImportCountingVault(), []
+    out = by_topic(await handle_binding_accepted(okx_accepted(passphrase_for="someone-else"),
+                                                 deps(vault, result=GOOD, seen=seen), at=AT))
+    assert out[Topic.BINDING_STATUS].reason_codes == [ReasonCode.SECRET_UNREADABLE]
+    assert seen == [] and vault.imports == [] and vault.hmac_keys == {}
+
+
+async def test_an_htx_key_is_inspected_without_a_passphrase():
+    seen = []
+    await handle_binding_accepted(accepted(), deps(result=GOOD, seen=seen), at=AT)
+    assert seen[0][1].passphrase is None
+
+
+def okx_validated(passphrase_for="u1"):
+    return validated().model_copy(update={"exchange": "okx",
+                                          "passphrase_sealed": SecretStr(fake_seal_text(PASSPHRASE, passphrase_for))})
+
+
+async def test_a_recheck_of_an_okx_binding_opens_the_stored_passphrase():
+    vault, seen = UnsealRecordingVault(), []
+    await handle_binding_validated(okx_validated(), VaultWriterDeps(vault), at=AT)
+    vault.unsealed.clear()
+    out = by_topic(await handle_recheck_requested(recheck(), deps(vault, result=GOOD, seen=seen, signed=[]), at=AT))
+    assert seen[0][1].passphrase.get_secret_value() == PASSPHRASE
+    assert vault.unsealed == [(BINDING_PASSPHRASE_KEY, "u1")]
+    assert out[Topic.BINDING_RECHECKED].checked and out[Topic.BINDING_RECHECKED].rejections == []
+
+
+async def test_a_recheck_whose_stored_passphrase_does_not_open_says_secret_unreadable_without_asking_the_exchange():
+    vault, seen = InMemoryVault(), []
+    await handle_binding_validated(okx_validated(passphrase_for="someone-else"), VaultWriterDeps(vault), at=AT)
+    out = by_topic(await handle_recheck_requested(recheck(), deps(vault, result=GOOD, seen=seen, signed=[]), at=AT))
+    assert seen == []
+    rechecked = out[Topic.BINDING_RECHECKED]
+    assert rechecked.checked and [r.code for r in rechecked.rejections] == [ReasonCode.SECRET_UNREADABLE]

@@ -12,6 +12,7 @@ from services.vault_writer.handlers import (
     handle_sweep_requested,
 )
 from shared.adapters.vault.layout import (
+    BINDING_PASSPHRASE_KEY,
     BINDING_SECRET_KEY,
     binding_path,
     exchange_key,
@@ -349,3 +350,38 @@ async def test_a_redelivered_validation_or_revocation_is_audited_again_as_the_ve
         [audit] = [event for event in first if topic_of(event) == Topic.AUDIT]
         assert [event for event in again if topic_of(event) == Topic.AUDIT] == [audit]
         assert audit.occurred_at == AT
+
+
+# ---- an OKX key's passphrase: stored as the ciphertext that came ------------------------------------------------
+
+PASSPHRASE = "Okx-Passphrase-7!"
+
+
+class UnsealRecordingVault(InMemoryVault):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsealed_with: list[str] = []
+
+    async def unseal(self, key, ciphertext, context):
+        self.unsealed_with.append(key)
+        return await super().unseal(key, ciphertext, context)
+
+
+async def test_an_okx_bindings_passphrase_is_stored_as_the_ciphertext_that_came_and_never_opened():
+    vault = UnsealRecordingVault()
+    sealed = fake_seal_text(PASSPHRASE, "u1")
+    event = validated().model_copy(update={"exchange": "okx", "passphrase_sealed": SecretStr(sealed)})
+    out = await handle_binding_validated(event, VaultWriterDeps(vault), at=AT)
+    assert statuses(out)[-1].state in (BindingState.STORED, BindingState.AWAITING_WHITELIST, BindingState.ACTIVE)
+    stored = (await vault.read(binding_path("u1", "b1"))).data
+    assert stored["passphrase_sealed"] == sealed and PASSPHRASE not in json.dumps(stored)
+    assert BINDING_PASSPHRASE_KEY not in vault.unsealed_with
+    assert BindingRecord.from_vault(stored).passphrase_sealed.get_secret_value() == sealed
+    assert "vault:v1" not in repr(BindingRecord.from_vault(stored))
+    assert all(sealed not in m.model_dump_json() for m in out)
+
+
+async def test_a_binding_without_a_passphrase_stores_no_passphrase_field():
+    vault = InMemoryVault()
+    await handle_binding_validated(validated(), VaultWriterDeps(vault), at=AT)
+    assert "passphrase_sealed" not in (await vault.read(binding_path("u1", "b1"))).data
