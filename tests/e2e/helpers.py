@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.states import BindingState
 
 # Every secret a test hands to the system is recorded here, so the last test can prove none leaked.
@@ -24,9 +25,14 @@ def new_user() -> str:
 
 @dataclass(frozen=True)
 class Key:
+    """A key as its user hands it to Hash7: what `bind` sends, and the exchange user (uid) owning it."""
+
     access_key: str
     secret_key: SecretStr
     uid: int
+    exchange: ExchangeName = ExchangeName.HTX
+    # OKX keys only (ExchangeName.needs_passphrase).
+    passphrase: SecretStr | None = None
 
 
 def _copy_of_demo_key(sandbox, like: str, note: str, **changes) -> dict:
@@ -61,8 +67,63 @@ def fresh_account_key(sandbox, like: str = "good") -> tuple[Key, int]:
     return _key(entry, uid), account_id
 
 
+def _new_secret(length: int) -> str:
+    """A fresh secret of length hex characters (upper case, as OKX's are; Bybit's sandbox takes any), registered
+    for the leak scan."""
+    secret = secrets.token_hex(length // 2 + 1)[:length].upper()
+    SECRETS_USED.add(secret)
+    return secret
+
+
+def fresh_bybit_key(bybit_sandbox, like: str = "good", **changes) -> Key:
+    """A new Bybit key on the sandbox, a copy of the demo key noted `like` (deploy/sandbox/bybit/demo-scenario.json)
+    on the same Bybit user, with a new API key and secret; changes: the sandbox key's fields (ips, permissions,
+    read_only, valid_days...). A demo key whose user hands over a wrong secret (`offered_secret`) gets a new wrong
+    one, which is what the returned key carries."""
+    entry = dict(bybit_sandbox.key_entry(like))
+    entry.update(api_key=f"H7E2E{secrets.token_hex(7).upper()}", secret=_new_secret(36), note=f"{like}-copy",
+                 **changes)
+    if entry.get("offered_secret"):
+        entry["offered_secret"] = _new_secret(36)
+    uid = bybit_sandbox.user(like)["uid"]
+    bybit_sandbox.admin.put_key(uid, entry)
+    return Key(entry["api_key"], SecretStr(entry.get("offered_secret") or entry["secret"]), uid,
+               exchange=ExchangeName.BYBIT)
+
+
+def fresh_okx_key(okx_sandbox, like: str = "good", **changes) -> Key:
+    """A new OKX key on the sandbox, a copy of the demo key labelled `like` (deploy/sandbox/okx/demo-scenario.json)
+    on the same OKX user, with a new API key, secret and passphrase; changes: the sandbox key's fields (perm, ip,
+    frozen...). A demo key whose user mistypes the secret or passphrase (`handed_*`) gets a new mistyped one, which is
+    what the returned key carries."""
+    owner, demo = okx_sandbox.entry(like)
+    entry = dict(demo)
+    entry.update(api_key=str(uuid.uuid4()), secret_key=_new_secret(32), passphrase=_new_passphrase(),
+                 label=f"{like}-copy", **changes)
+    if entry.get("handed_secret_key"):
+        entry["handed_secret_key"] = _new_secret(32)
+    if entry.get("handed_passphrase"):
+        entry["handed_passphrase"] = _new_passphrase()
+    okx_sandbox.admin.put_key(owner["uid"], entry)
+    return Key(entry["api_key"], SecretStr(entry.get("handed_secret_key") or entry["secret_key"]), owner["uid"],
+               exchange=ExchangeName.OKX,
+               passphrase=SecretStr(entry.get("handed_passphrase") or entry["passphrase"]))
+
+
+def _new_passphrase() -> str:
+    """A fresh passphrase shaped like the demo scenario's (letters, digits and symbols; the sandbox compares it as
+    given), registered for the leak scan."""
+    passphrase = f"E2e-{secrets.token_hex(6)}!"
+    SECRETS_USED.add(passphrase)
+    return passphrase
+
+
 async def bind(client, user: str, key: Key, **kwargs):
-    """Bind key for user through the app's client; the timeline up to its first terminal status."""
+    """Bind key for user through the app's client, on the key's exchange (with its passphrase when it has one); the
+    timeline up to its first terminal status."""
+    kwargs.setdefault("exchange", key.exchange.value)
+    if key.passphrase is not None:
+        kwargs.setdefault("passphrase", key.passphrase)
     request_id = await client.bind(user, key.access_key, key.secret_key, **kwargs)
     return await client.wait_for(request_id, TERMINAL, WAIT_S)
 

@@ -71,6 +71,8 @@ def authenticate(request: ReceivedRequest, state: BybitSandboxState, now_ms: int
     if record.key.expired:
         raise RetCode.KEY_EXPIRED.refusal(now_ms)
     user = state.member_of(record)
+    if user.common_banned:
+        raise RetCode.COMMON_BANNED.refusal(now_ms)
     if user.banned:
         raise RetCode.BANNED.refusal(now_ms)
     return Caller(user=user, key=record.key)

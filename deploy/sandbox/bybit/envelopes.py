@@ -37,6 +37,7 @@ class RetCode(Enum):
     SIGN = (10004, "Error sign, please check your signature generation algorithm.")
     PERMISSION = (10005, "Permission denied, please check your API key permissions.")
     RATE_LIMIT = (10006, "Too many visits. Exceeded the API Rate Limit.")
+    COMMON_BANNED = (10008, "Common banned, please check your account mode")
     UNMATCHED_IP = (10010, "Unmatched IP, please check your API key's bound IP addresses.")
     SERVER_ERROR = (10016, "Server error.")
     BANNED = (10027, "Transactions are banned.")

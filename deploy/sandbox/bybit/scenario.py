@@ -57,6 +57,8 @@ class BybitUser(_Model):
     parent_uid: int | None = None
     # A banned account: every signed call is refused with 10027 (shared/adapters/bybit/README.md#what-cannot-be-proved).
     banned: bool = False
+    # Every signed call refused with 10008 `Common banned` (shared/adapters/bybit/README.md#what-cannot-be-proved).
+    common_banned: bool = False
     uta: Literal[0, 1] = 1
     api_keys: list[BybitApiKey] = Field(default_factory=list)
 

@@ -36,6 +36,11 @@ _REQUIRED_HEADERS = (
     (TIMESTAMP_HEADER, Failure.TIMESTAMP_MISSING),
 )
 
+# shared/adapters/okx/README.md#account-config: the account's own refusals. OKX does not say where they come among the
+# gateway's checks; the sandbox's choice is last, after the key's own (#what-cannot-be-proved).
+_ACCOUNT_REFUSALS = {"blocked": Failure.ACCOUNT_BLOCKED, "liquidating": Failure.ACCOUNT_LIQUIDATING,
+                     "invalid": Failure.ACCOUNT_STATUS_INVALID}
+
 
 @dataclass(frozen=True)
 class ReceivedRequest:
@@ -81,4 +86,7 @@ def authenticate(request: ReceivedRequest, state: OkxSandboxState, now: datetime
         raise Failure.IP_NOT_WHITELISTED.refusal(ip=caller_ip)
     if key.frozen:
         raise Failure.API_FROZEN.refusal()
+    refused_account = _ACCOUNT_REFUSALS.get(user.status)
+    if refused_account is not None:
+        raise refused_account.refusal()
     return user, key

@@ -25,6 +25,10 @@ class Failure(Enum):
     # The table's 429 row for 50011 (shared/adapters/okx/README.md#rate-limits).
     RATE_LIMITED = ("50011", 429, "Too Many Requests")
     SYSTEM_ERROR = ("50026", 500, "System error. Try again later")
+    # The README's table has these at HTTP 200 (shared/adapters/okx/README.md#errors).
+    ACCOUNT_BLOCKED = ("50007", 200, "Account blocked.")
+    ACCOUNT_LIQUIDATING = ("50009", 200, "Account is suspended due to ongoing liquidation.")
+    ACCOUNT_STATUS_INVALID = ("50012", 200, "Account status invalid.")
     API_FROZEN = ("50100", 400, "API frozen, please contact customer service.")
     ENVIRONMENT_MISMATCH = ("50101", 401, "APIKey does not match current environment.")
     TIMESTAMP_EXPIRED = ("50102", 401, "Timestamp request expired.")

@@ -25,6 +25,9 @@ from deploy.sandbox.scenario import (
 AccountType = Literal["0", "1", "2", "5", "9", "12"]
 # shared/adapters/okx/README.md#instruments: the spot states.
 InstrumentState = Literal["live", "suspend", "preopen", "test"]
+# shared/adapters/okx/README.md#account-config: an account OKX refuses outright (50007 blocked, 50009 liquidating,
+# 50012 status invalid) and the ordinary one.
+AccountStatus = Literal["normal", "blocked", "liquidating", "invalid"]
 
 ACCOUNT_CONFIG_PATH = "/api/v5/account/config"
 ORDER_PATH = "/api/v5/trade/order"
@@ -74,6 +77,8 @@ class OkxUser(_Model):
     type: AccountType = "0"
     acct_lv: Literal["1", "2", "3", "4"] = "1"
     kyc_lv: Literal["0", "1", "2", "3"] = "2"
+    # Not "normal": every signed call of the account's keys is refused with that state's code.
+    status: AccountStatus = "normal"
     api_keys: list[OkxApiKey] = Field(default_factory=list)
 
 
