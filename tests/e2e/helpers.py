@@ -75,27 +75,28 @@ def _new_secret(length: int) -> str:
     return secret
 
 
-def fresh_bybit_key(bybit_sandbox, like: str = "good", **changes) -> Key:
+def fresh_bybit_key(bybit_sandbox, like: str = "good", *, user: dict | None = None, **changes) -> Key:
     """A new Bybit key on the sandbox, a copy of the demo key noted `like` (deploy/sandbox/bybit/demo-scenario.json)
     on the same Bybit user, with a new API key and secret; changes: the sandbox key's fields (ips, permissions,
     read_only, valid_days...). A demo key whose user hands over a wrong secret (`offered_secret`) gets a new wrong
-    one, which is what the returned key carries."""
+    one, which is what the returned key carries. user: the key goes instead to a new Bybit user, a copy of the demo
+    key's with these fields changed (banned, common_banned...), so other tests' keys keep their account."""
     entry = dict(bybit_sandbox.key_entry(like))
     entry.update(api_key=f"H7E2E{secrets.token_hex(7).upper()}", secret=_new_secret(36), note=f"{like}-copy",
                  **changes)
     if entry.get("offered_secret"):
         entry["offered_secret"] = _new_secret(36)
-    uid = bybit_sandbox.user(like)["uid"]
-    bybit_sandbox.admin.put_key(uid, entry)
+    uid = _put_key(bybit_sandbox.admin, bybit_sandbox.user(like), entry, user)
     return Key(entry["api_key"], SecretStr(entry.get("offered_secret") or entry["secret"]), uid,
                exchange=ExchangeName.BYBIT)
 
 
-def fresh_okx_key(okx_sandbox, like: str = "good", **changes) -> Key:
+def fresh_okx_key(okx_sandbox, like: str = "good", *, user: dict | None = None, **changes) -> Key:
     """A new OKX key on the sandbox, a copy of the demo key labelled `like` (deploy/sandbox/okx/demo-scenario.json)
     on the same OKX user, with a new API key, secret and passphrase; changes: the sandbox key's fields (perm, ip,
     frozen...). A demo key whose user mistypes the secret or passphrase (`handed_*`) gets a new mistyped one, which is
-    what the returned key carries."""
+    what the returned key carries. user: the key goes instead to a new OKX user, a copy of the demo key's with these
+    fields changed (status...)."""
     owner, demo = okx_sandbox.entry(like)
     entry = dict(demo)
     entry.update(api_key=str(uuid.uuid4()), secret_key=_new_secret(32), passphrase=_new_passphrase(),
@@ -104,10 +105,22 @@ def fresh_okx_key(okx_sandbox, like: str = "good", **changes) -> Key:
         entry["handed_secret_key"] = _new_secret(32)
     if entry.get("handed_passphrase"):
         entry["handed_passphrase"] = _new_passphrase()
-    okx_sandbox.admin.put_key(owner["uid"], entry)
-    return Key(entry["api_key"], SecretStr(entry.get("handed_secret_key") or entry["secret_key"]), owner["uid"],
+    uid = _put_key(okx_sandbox.admin, owner, entry, user)
+    return Key(entry["api_key"], SecretStr(entry.get("handed_secret_key") or entry["secret_key"]), uid,
                exchange=ExchangeName.OKX,
                passphrase=SecretStr(entry.get("handed_passphrase") or entry["passphrase"]))
+
+
+def _put_key(admin, owner: dict, entry: dict, user: dict | None) -> int:
+    """Put entry on the sandbox: on owner, or with user given on a new copy of owner with those fields changed. The
+    uid it went to."""
+    if user is None:
+        admin.put_key(owner["uid"], entry)
+        return int(owner["uid"])
+    # Far from the demo scenarios' uids (Bybit 7000000x, OKX 447058923436195xx).
+    uid = secrets.randbelow(10**8) + 9 * 10**8
+    admin.put_user({**owner, "uid": uid, **user, "api_keys": [entry]})
+    return uid
 
 
 def _new_passphrase() -> str:

@@ -28,6 +28,7 @@ TEXTS = {
     10004: "Error sign, please check your signature generation algorithm.",
     10005: "Permission denied, please check your API key permissions.",
     10006: "Too many visits. Exceeded the API Rate Limit.",
+    10008: "Common banned, please check your account mode",
     10010: "Unmatched IP, please check your API key's bound IP addresses.",
     10016: "Server error.",
     10027: "Transactions are banned.",
@@ -216,6 +217,16 @@ def test_expired_and_banned(sandbox):
     assert_refused(signed_get(sandbox, "banned", QUERY_API), 10027, K.ACCOUNT_RESTRICTED)
     sandbox.admin.update_key(sandbox.api_key("good"), valid_days=0)
     assert_refused(signed_get(sandbox, "good", QUERY_API), 33004, K.KEY_EXPIRED)
+
+
+def test_a_common_banned_user_is_refused_10008_before_the_trading_ban(sandbox):
+    user = sandbox.user("banned")
+    sandbox.admin.put_user({**user, "common_banned": True})
+    assert_refused(signed_get(sandbox, "banned", QUERY_API), 10008, K.ABNORMAL_USER)
+    sandbox.admin.put_user({**sandbox.user("good"), "common_banned": True})
+    assert_refused(signed_get(sandbox, "good", QUERY_API), 10008, K.ABNORMAL_USER)
+    # The key's own checks come first (shared/adapters/bybit/README.md#sandbox-check-order).
+    assert_refused(signed_get(sandbox, "good", QUERY_API, secret="x"), 10004, K.SIGNATURE_MISMATCH)
 
 
 def test_the_signature_is_checked_before_the_ip_and_expiry(sandbox):

@@ -191,6 +191,21 @@ def test_a_frozen_key_is_refused(sandbox):
             K.ABNORMAL_USER, gateway=False)
 
 
+@pytest.mark.parametrize(("status", "code", "message"), [
+    ("blocked", "50007", "Account blocked."),
+    ("liquidating", "50009", "Account is suspended due to ongoing liquidation."),
+    ("invalid", "50012", "Account status invalid."),
+])
+def test_an_account_in_a_refused_state_is_refused_after_the_keys_own_checks(sandbox, status, code, message):
+    user, _ = sandbox.entry("good")
+    sandbox.admin.put_user({**user, "status": status})
+    refused(signed(sandbox, "good"), 200, code, message, K.ACCOUNT_RESTRICTED, gateway=False)
+    refused(signed(sandbox, "good", passphrase="not-it"), 401, "50105",
+            'Request header "OK-ACCESS-PASSPHRASE" incorrect.', K.SIGNATURE_MISMATCH)
+    sandbox.admin.put_user({**user, "status": "normal"})
+    assert config_of(signed(sandbox, "good"))["uid"] == str(user["uid"])
+
+
 def test_a_read_only_key_cannot_place_orders(sandbox):
     body = json.dumps({"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "market", "sz": "10"})
     refused(signed(sandbox, "read-only", "POST", ORDER, body=body), 200, "50120",
