@@ -43,7 +43,10 @@ class Venue:
 
     name: ExchangeName
     sandbox: Any
-    fresh_key: Callable[..., Key]
+    # A new good key on a new exchange user of its own: both exchanges limit calls per user, and a sweep re-checks
+    # every binding of the session, so keys sharing the demo user would share its windows
+    # (shared/adapters/okx/README.md#rate-limits: 5 account-config calls per 2 s).
+    fresh_key: Callable[[], Key]
     # (base coin, tradable) -> the symbol entry the sandbox's admin API takes.
     symbol_entry: Callable[[str, bool], dict[str, Any]]
     put_symbol: Callable[[dict[str, Any]], None]
@@ -70,7 +73,7 @@ class Venue:
 def _bybit(sandbox: Any) -> Venue:
     good = sandbox.key_entry("good")
     return Venue(
-        ExchangeName.BYBIT, sandbox, lambda **changes: fresh_bybit_key(sandbox, **changes),
+        ExchangeName.BYBIT, sandbox, lambda: fresh_bybit_key(sandbox, user={}),
         lambda base, tradable: {"symbol": f"{base}USDT", "base_coin": base, "quote_coin": "USDT",
                                 "status": "Trading" if tradable else "Closed"},
         sandbox.admin.put_symbol,
@@ -82,7 +85,7 @@ def _bybit(sandbox: Any) -> Venue:
 def _okx(sandbox: Any) -> Venue:
     _, good = sandbox.entry("good")
     return Venue(
-        ExchangeName.OKX, sandbox, lambda **changes: fresh_okx_key(sandbox, **changes),
+        ExchangeName.OKX, sandbox, lambda: fresh_okx_key(sandbox, user={}),
         lambda base, tradable: {"inst_id": f"{base}-USDT", "base_ccy": base, "quote_ccy": "USDT",
                                 "state": "live" if tradable else "suspend"},
         sandbox.admin.put_instrument,
