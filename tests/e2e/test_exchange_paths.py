@@ -54,7 +54,8 @@ class Venue:
     withdraw: Callable[[bool], dict[str, Any]]
     # (bound) -> the key's changes that link it to Hash7's IPs, or to none.
     ip_binding: Callable[[bool], dict[str, Any]]
-    # The order's field naming its instrument, and the instrument of BTC/USDT.
+    # The sandbox's order record: its id's and its instrument's fields, and the instrument of BTC/USDT.
+    order_id_field: str
     order_symbol_field: str
     btc_usdt: str
 
@@ -79,7 +80,7 @@ def _bybit(sandbox: Any) -> Venue:
         sandbox.admin.put_symbol,
         lambda allowed: {"permissions": {**good["permissions"], **({"Wallet": ["Withdraw"]} if allowed else {})}},
         lambda bound: {"ips": good["ips"] if bound else ["*"]},
-        "symbol", "BTCUSDT")
+        "order_id", "symbol", "BTCUSDT")
 
 
 def _okx(sandbox: Any) -> Venue:
@@ -91,7 +92,7 @@ def _okx(sandbox: Any) -> Venue:
         sandbox.admin.put_instrument,
         lambda allowed: {"perm": good["perm"] + (",withdraw" if allowed else "")},
         lambda bound: {"ip": good["ip"] if bound else ""},
-        "inst_id", "BTC-USDT")
+        "ord_id", "inst_id", "BTC-USDT")
 
 
 VENUES = {ExchangeName.BYBIT: ("bybit_sandbox", _bybit), ExchangeName.OKX: ("okx_sandbox", _okx)}
@@ -221,7 +222,7 @@ async def test_the_order_gate_places_a_whitelisted_order_on_the_exchange_signed_
     placed = await gate.place(user, binding_id, BUY_BTC)
     [order] = venue.orders_of(key)
     assert order[venue.order_symbol_field] == venue.btc_usdt
-    assert str(order.get("order_id") or order.get("ord_id")) == placed.order_id
+    assert str(order[venue.order_id_field]) == placed.order_id
 
     with pytest.raises(OrderRefused) as refused:
         await gate.place(user, binding_id, BUY_ETH)
