@@ -39,7 +39,7 @@ RUN pip install --require-hashes --no-deps -r /tmp/requirements/${LOCK}.lock -r 
 # Then the project itself (a regular, non-editable install: console scripts htx-sandbox, hash7-admin, ...), built with
 # the locked setuptools rather than whatever build isolation would fetch.
 # The source stays in /app, owned by root and read-only for the app user: the commands run from /app, so
-# relative paths such as deploy/sandbox/demo-scenario.json resolve.
+# relative paths such as deploy/sandbox/htx/demo-scenario.json resolve.
 COPY . .
 RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \

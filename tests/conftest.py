@@ -2,7 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.stack",
-    "tests.fixtures.sandbox",
+    "tests.fixtures.htx_sandbox",
     "tests.fixtures.bybit_sandbox",
     "tests.fixtures.okx_sandbox",
     "tests.fixtures.pipeline",

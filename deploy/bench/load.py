@@ -21,7 +21,7 @@ from typing import Self
 
 from pydantic import SecretStr
 
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested, BindingStatus
 from shared.contracts.exchanges import ExchangeName

@@ -2,7 +2,7 @@
 change here; tests/deploy/test_k8s_manifests.py fails while the committed YAML differs from what it writes, and
 validates that committed YAML (kubernetes-validate, checkov).
 
-The four services are alike but for their identity, their module and whether they call HTX, so each one's
+The four services are alike but for their identity, their module and whether they call exchanges, so each one's
 ServiceAccount, Deployment, PodDisruptionBudget and NetworkPolicy come from one function rather than four copies.
 The identities are the bootstrap's Vault roles for the services (SERVICE_ROLES): each pod logs in to Vault as its own
 role with its own service-account token (deploy/bootstrap/vault_jwt.py) and to Kafka as its own user.
@@ -41,13 +41,13 @@ VAULT_TOKEN_LIFETIME_S = 600
 KAFKA_CA_DIR = Path("/etc/hash7/kafka-ca")
 VAULT_CA_DIR = Path("/etc/hash7/vault-ca")
 CA_FILE = "ca.crt"
-# The services that call HTX: the validator inspects keys, the whitelist reads the symbol list.
-HTX_CALLERS = frozenset({Party.VALIDATOR, Party.WHITELIST})
+# The services that call exchanges: the validator inspects keys, the whitelist reads the symbol lists.
+EXCHANGE_CALLERS = frozenset({Party.VALIDATOR, Party.WHITELIST})
 # Where Kafka and Vault run (their namespaces and pods' labels) and their ports; kustomize patches can change them.
 KAFKA_PEERS = {"namespace": "kafka", "pod_labels": {"app.kubernetes.io/name": "kafka"}, "port": 9093}
 VAULT_PEERS = {"namespace": "vault", "pod_labels": {"app.kubernetes.io/name": "vault"}, "port": 8200}
 MONITORING_NAMESPACE = "monitoring"
-# HTX is on the internet, behind addresses that change: any public address, on HTTPS only.
+# The exchanges are on the internet, behind addresses that change: any public address, on HTTPS only.
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 # The Kafka user of the bootstrap Job, which creates topics (and the ACLs, where the broker has them).
 # A service's start can take up to HASH7_START_TIMEOUT_S (150 s): its consumers join their groups one by one.
@@ -185,10 +185,10 @@ def _internet_https() -> Manifest:
             "ports": [{"protocol": "TCP", "port": 443}]}
 
 
-def network_policy(name: str, *, calls_htx: bool, scraped: bool) -> Manifest:
-    """What the pods of `name` may reach (Kafka, Vault, DNS, and HTX for those that call it) and who may reach them
-    (the monitoring namespace, on the health port only). Everything else is denied by `default-deny`."""
-    egress = [_peer(KAFKA_PEERS), _peer(VAULT_PEERS), _dns(), *([_internet_https()] if calls_htx else [])]
+def network_policy(name: str, *, calls_exchanges: bool, scraped: bool) -> Manifest:
+    """What the pods of `name` may reach (Kafka, Vault, DNS, and the exchanges for those that call them) and who may
+    reach them (the monitoring namespace, on the health port only). Everything else is denied by `default-deny`."""
+    egress = [_peer(KAFKA_PEERS), _peer(VAULT_PEERS), _dns(), *([_internet_https()] if calls_exchanges else [])]
     ingress = [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
                 "ports": [{"protocol": "TCP", "port": HEALTH_PORT}]}] if scraped else []
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _metadata(name),
@@ -221,6 +221,8 @@ def common_settings() -> Manifest:
         "HASH7_VAULT_AUTH_METHOD": "jwt",
         "HASH7_VAULT_JWT_FILE": str(VAULT_TOKEN_DIR / VAULT_TOKEN_FILE),
         "HASH7_HTX_BASE_URL": "https://api.huobi.pro",
+        "HASH7_BYBIT_BASE_URL": "https://api.bybit.com",
+        "HASH7_OKX_BASE_URL": "https://www.okx.com",
         "HASH7_EGRESS_IPS": '["203.0.113.10", "203.0.113.11"]',
         "HASH7_RUN_DIR": str(RUN_DIR),
         "HASH7_LOG_FORMAT": "json",
@@ -294,11 +296,12 @@ def manifests() -> Iterator[tuple[str, list[Manifest]]]:
     yield "common-settings.yaml", [common_settings()]
     yield "default-deny.yaml", [default_deny()]
     yield "bootstrap.yaml", [service_account("bootstrap"), bootstrap_job(),
-                             network_policy("bootstrap", calls_htx=False, scraped=False)]
+                             network_policy("bootstrap", calls_exchanges=False, scraped=False)]
     for party in service_parties():
         yield f"{party.value}.yaml", [service_account(party.value), deployment(party),
                                       pod_disruption_budget(party.value),
-                                      network_policy(party.value, calls_htx=party in HTX_CALLERS, scraped=True)]
+                                      network_policy(party.value, calls_exchanges=party in EXCHANGE_CALLERS,
+                                                     scraped=True)]
 
 
 def kustomization(files: list[str]) -> Manifest:

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from deploy.bootstrap.run import BootstrapSettings, run_bootstrap
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from deploy.stack.bao import BaoServer, start_bao
 from deploy.stack.processes import ManagedProcess, Supervisor, free_port
 from deploy.stack.sandbox import SANDBOXES, start_sandbox

@@ -113,7 +113,8 @@ def after_startup(settings: Settings) -> None:
     """Once everything is up: bind the demo keys and show their timelines. A failure here is reported and
     the stack keeps running: the demo is a convenience, the system is what matters."""
     try:
-        asyncio.run(bind_demo_keys(settings, SANDBOXES[ExchangeName.HTX].scenario, console))
+        asyncio.run(bind_demo_keys(settings, {exchange: program.scenario for exchange, program in SANDBOXES.items()},
+                                   console))
     except Exception as error:  # noqa: BLE001 — shown as one line; the services' own logs say more
         error_console.print(f"The demo bindings did not complete: {redact(error)}", markup=False)
 

@@ -27,7 +27,8 @@ class SandboxProgram:
 
 
 SANDBOXES: Mapping[ExchangeName, SandboxProgram] = {
-    ExchangeName.HTX: SandboxProgram(ExchangeName.HTX, "deploy.sandbox.server", _SANDBOX_DIR / "demo-scenario.json"),
+    ExchangeName.HTX: SandboxProgram(ExchangeName.HTX, "deploy.sandbox.htx.server",
+                                     _SANDBOX_DIR / "htx" / "demo-scenario.json"),
     ExchangeName.BYBIT: SandboxProgram(ExchangeName.BYBIT, "deploy.sandbox.bybit.server",
                                        _SANDBOX_DIR / "bybit" / "demo-scenario.json"),
     ExchangeName.OKX: SandboxProgram(ExchangeName.OKX, "deploy.sandbox.okx.server",

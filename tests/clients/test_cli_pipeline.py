@@ -8,8 +8,8 @@ import pytest
 from shared.clients.console import EXIT_REFUSED
 from shared.contracts.secrets import mask_access_key
 from tests.clients.hash7_process import hash7_environment, run_hash7
+from tests.fixtures.htx_sandbox import HtxSandbox
 from tests.fixtures.pipeline import Pipeline
-from tests.fixtures.sandbox import HtxSandbox
 
 pytestmark = pytest.mark.stack
 

@@ -166,14 +166,29 @@ def test_every_image_is_pinned_by_digest_or_said_not_to_be(config):
     assert bases and all(re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base) for base in bases), bases
 
 
-def test_the_sandbox_counts_the_compose_network_as_the_egress(config):
+SANDBOXES = {"htx-sandbox": ("HASH7_HTX_BASE_URL", "http://htx-sandbox:8930"),
+             "bybit-sandbox": ("HASH7_BYBIT_BASE_URL", "http://bybit-sandbox:8931"),
+             "okx-sandbox": ("HASH7_OKX_BASE_URL", "http://okx-sandbox:8932")}
+
+
+@pytest.mark.parametrize("sandbox", list(SANDBOXES))
+def test_each_sandbox_counts_the_compose_network_as_the_egress(config, sandbox):
     (subnet,) = [entry["subnet"] for entry in config["networks"]["default"]["ipam"]["config"]]
-    command = config["services"]["htx-sandbox"]["command"]
-    assert command[command.index("--egress-map") + 1] == subnet
+    command = config["services"][sandbox]["command"]
+    assert command[0] == sandbox and command[command.index("--egress-map") + 1] == subnet
     moved = render(environment={"HASH7_COMPOSE_SUBNET": "10.77.0.0/16"})
-    moved_command = moved["services"]["htx-sandbox"]["command"]
+    moved_command = moved["services"][sandbox]["command"]
     assert moved_command[moved_command.index("--egress-map") + 1] == "10.77.0.0/16"
     assert moved["networks"]["default"]["ipam"]["config"] == [{"subnet": "10.77.0.0/16"}]
+
+
+def test_the_services_call_each_exchange_at_its_sandbox_unless_told_otherwise(config):
+    for name in ("validator", "whitelist"):
+        environment = config["services"][name]["environment"]
+        for variable, url in SANDBOXES.values():
+            assert environment[variable] == url, (name, variable)
+    real = render(environment={"HASH7_COMPOSE_OKX_BASE_URL": "https://www.okx.com"})
+    assert real["services"]["validator"]["environment"]["HASH7_OKX_BASE_URL"] == "https://www.okx.com"
 
 
 def _container_view(run_dir: Path, service: dict[str, Any], view: Path) -> Path:

@@ -15,7 +15,7 @@ import yaml
 
 from deploy.bootstrap.run import BootstrapSettings
 from deploy.bootstrap.vault_jwt import VAULT_AUDIENCE, service_account_subject
-from deploy.k8s.generate import HTX_CALLERS, K8S_DIR, NAMESPACE, rendered, service_parties
+from deploy.k8s.generate import EXCHANGE_CALLERS, K8S_DIR, NAMESPACE, rendered, service_parties
 from shared.adapters.vault.layout import SERVICE_ROLES
 from shared.contracts.routing import Party
 from shared.runtime.config import ServiceSettings, credentials_dir
@@ -191,14 +191,14 @@ def test_every_service_has_its_probes_budget_and_network_policy():
         ingress_ports = [port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]]
         assert ingress_ports == [HEALTH_PORT]
         internet = [rule for rule in policy["spec"]["egress"] if any("ipBlock" in peer for peer in rule["to"])]
-        assert bool(internet) == (Party(name) in HTX_CALLERS)
+        assert bool(internet) == (Party(name) in EXCHANGE_CALLERS)
     deny = _named("NetworkPolicy")["default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
-def test_the_htx_callers_are_the_services_that_use_the_htx_adapter():
-    """The network lets exactly the services that import the HTX adapter reach the internet."""
+def test_the_exchange_callers_are_the_services_that_use_the_exchange_adapters():
+    """The network lets exactly the services that open the exchange adapters reach the internet."""
     importing = {party for party in service_parties()
-                 if any("shared.adapters.htx" in path.read_text()
+                 if any("shared.adapters.exchange.registry" in path.read_text()
                         for path in (REPO / "services" / party.value.replace("-", "_")).glob("*.py"))}
-    assert importing == HTX_CALLERS
+    assert importing == EXCHANGE_CALLERS

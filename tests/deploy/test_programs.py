@@ -34,8 +34,8 @@ PROGRAMS: dict[str, tuple[list[str], list[str] | None]] = {
     "hash7-admin": (console_script("hash7-admin"), ["backup", "--to", "never-written.snap"]),
     "hash7-stack": (console_script("hash7-stack"), []),
     "htx-sandbox": (console_script("htx-sandbox"), None),
-    # Run as a module: the console script exists only once the project is reinstalled with it.
-    "bybit-sandbox": (module("deploy.sandbox.bybit.server"), None),
+    "bybit-sandbox": (console_script("bybit-sandbox"), None),
+    "okx-sandbox": (console_script("okx-sandbox"), None),
     "python -m deploy.bootstrap": (module("deploy.bootstrap"), []),
     **{f"python -m services.{name}": (module(f"services.{name}"), []) for name in SERVICES},
 }

@@ -2,7 +2,6 @@
 for an unknown path), GET body (403), injected faults, then for signed endpoints authentication, permission and the
 per-UID rate limit (with Bybit's rate-limit headers on every signed answer), then the endpoint itself."""
 
-import asyncio
 import json
 import time
 import zlib
@@ -12,13 +11,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from deploy.sandbox.bybit.auth import Caller, ReceivedRequest, authenticate, require_spot_trade
 from deploy.sandbox.bybit.envelopes import (
-    BybitRefusal,
     RetCode,
     bad_gateway,
     get_with_body,
@@ -32,7 +28,8 @@ from deploy.sandbox.bybit.scenario import (
     BybitSandboxState,
     BybitSymbol,
 )
-from deploy.sandbox.scenario import LEGACY_RATE_LIMIT, Fault
+from deploy.sandbox.common.pipeline import counted, endure
+from deploy.sandbox.common.state import Fault
 from shared.adapters.bybit.client import (
     INSTRUMENTS_PATH,
     LIMIT_HEADER,
@@ -42,8 +39,6 @@ from shared.adapters.bybit.client import (
     QUERY_API_PATH,
     TIME_PATH,
 )
-
-log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -148,23 +143,9 @@ ENDPOINTS: dict[tuple[str, str], PublicHandler | tuple[SignedHandler]] = {
 # ---- the pipeline --------------------------------------------------------------------------------------------
 
 
-async def serve_bybit(request: Request) -> Response:
+async def _answer(request: Request, body: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     state: BybitSandboxState = request.app.state.sandbox
-    endpoint_name = f"{request.method} {request.url.path}"
-    body = await request.body()
-    try:
-        payload, headers = await _answer(request, state, ENDPOINTS.get((request.method, request.url.path)), body)
-        response: Response = JSONResponse(payload, headers=headers)
-        outcome = "ok"
-    except BybitRefusal as refusal:
-        response, outcome = refusal.response(), refusal.outcome
-        log.info("sandbox.refused", endpoint=endpoint_name, outcome=outcome)
-    state.count(endpoint_name, outcome)
-    return response
-
-
-async def _answer(request: Request, state: BybitSandboxState, endpoint: PublicHandler | tuple[SignedHandler] | None,
-                  body: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    endpoint = ENDPOINTS.get((request.method, request.url.path))
     if endpoint is None:
         raise not_found()  # shared/adapters/bybit/README.md#envelopes
     if request.method == "GET" and body:
@@ -189,7 +170,7 @@ def _spend_rate_slot(state: BybitSandboxState, uid: int, path: str, now_ms: int)
     the limit is exceeded, else the current time, as Bybit documents. The window is fixed, not rolling (a choice:
     the generic limiter's)."""
     slot = state.take_rate_slot(uid, path, now_ms)
-    limit = state.rate_limits.get(path, LEGACY_RATE_LIMIT).requests
+    limit = state.rate_limit_for(path).requests
     headers = {LIMIT_STATUS_HEADER: str(max(slot.remaining, 0)), LIMIT_HEADER: str(limit),
                LIMIT_RESET_HEADER: str(now_ms if slot.allowed else slot.expires_at_ms)}
     if not slot.allowed:
@@ -199,18 +180,12 @@ def _spend_rate_slot(state: BybitSandboxState, uid: int, path: str, now_ms: int)
 
 async def _suffer(fault: Fault, state: BybitSandboxState) -> None:
     """Injected trouble, Bybit's way (deploy/sandbox/bybit/scenario.py BybitFault)."""
-    if fault.maintenance:
-        raise maintenance()
-    if isinstance(fault, BybitFault) and fault.ip_rate_limited:
+    if isinstance(fault, BybitFault) and fault.ip_rate_limited and not fault.maintenance:
         raise ip_rate_limited()
-    await asyncio.sleep(fault.latency_ms / 1000)
-    if fault.timeout_rate and state.rng.random() < fault.timeout_rate:
-        await asyncio.sleep(fault.timeout_hold_ms / 1000)
-        raise RetCode.SERVER_TIMEOUT.refusal(int(time.time() * 1000))
-    forced, fault.fail_next = fault.fail_next > 0, max(fault.fail_next - 1, 0)
-    if forced or (fault.error_rate and state.rng.random() < fault.error_rate):
-        raise bad_gateway() if fault.error_kind == "bad-gateway" else RetCode.SERVER_ERROR.refusal(
-            int(time.time() * 1000))
+    await endure(fault, state.rng, maintenance=maintenance,
+                 timeout=lambda: RetCode.SERVER_TIMEOUT.refusal(int(time.time() * 1000)),
+                 error=lambda: bad_gateway() if fault.error_kind == "bad-gateway" else RetCode.SERVER_ERROR.refusal(
+                     int(time.time() * 1000)))
 
 
 # ---- rendering -----------------------------------------------------------------------------------------------
@@ -240,3 +215,7 @@ def _positive(value: object) -> bool:
         return isinstance(value, str | int | float) and not isinstance(value, bool) and Decimal(str(value)) > 0
     except InvalidOperation:
         return False
+
+
+# Every answer is counted by its outcome (deploy/sandbox/common/pipeline.py).
+serve_bybit = counted(_answer)

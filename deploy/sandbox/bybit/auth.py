@@ -9,9 +9,9 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deploy.sandbox.auth import effective_client_ip, ip_is_bound
 from deploy.sandbox.bybit.envelopes import RetCode, missing_auth
 from deploy.sandbox.bybit.scenario import BybitApiKey, BybitSandboxState, BybitUser
+from deploy.sandbox.common.network import effective_client_ip, ip_is_bound
 from shared.adapters.bybit.models import NO_IP_BINDING, SPOT_GROUP, SPOT_TRADE
 from shared.adapters.bybit.signing import (
     API_KEY_HEADER,

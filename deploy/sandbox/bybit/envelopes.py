@@ -5,7 +5,7 @@ byte for byte."""
 from enum import Enum
 from typing import Any
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.envelopes import Refusal
 
 
 def envelope(code: int, message: str, result: Any, now_ms: int) -> dict[str, Any]:
@@ -19,11 +19,7 @@ def ok(result: Any, now_ms: int) -> dict[str, Any]:
 class BybitRefusal(Refusal):
     """A refusal whose outcome, in the request counts, is Bybit's retCode (or the HTTP status of a bare answer)."""
 
-    @property
-    def outcome(self) -> str:
-        if isinstance(self.body, dict):
-            return str(self.body.get("retCode"))
-        return f"http-{self.http_status}"
+    code_fields = ("retCode",)
 
 
 class RetCode(Enum):

@@ -1,6 +1,7 @@
 """The Bybit sandbox's world: its scenario file's models and the in-memory state its endpoints and admin API read
 and change. The generic bookkeeping (faults, rate-limit windows, placed orders, request counts, the seeded random
-source, egress routes) is the HTX sandbox's `SandboxState`, inherited; only users, keys and symbols are Bybit's.
+source, egress routes) is deploy/sandbox/common/state.py's `SandboxBooks`, inherited; only users, keys and symbols are
+Bybit's.
 
 Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
 """
@@ -11,9 +12,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from deploy.sandbox.scenario import EgressRoute, EndpointRateLimit, Fault, SandboxState, Scenario, UnknownEntity
+from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, Fault, SandboxBooks, StrictModel, UnknownEntity
 from shared.adapters.bybit.client import ORDER_CREATE_PATH, QUERY_API_PATH
 
 # shared/adapters/bybit/README.md#instruments: the instrument status enum.
@@ -21,11 +22,7 @@ InstrumentStatus = Literal["PreLaunch", "Trading", "Delivering", "Closed"]
 
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BybitApiKey(_Model):
+class BybitApiKey(StrictModel):
     api_key: str = Field(min_length=1)
     secret: SecretStr
     note: str = ""
@@ -51,7 +48,7 @@ class BybitApiKey(_Model):
         return None if self.valid_days is None else now + timedelta(days=self.valid_days)
 
 
-class BybitUser(_Model):
+class BybitUser(StrictModel):
     uid: int
     # Set for a sub-account: its keys answer isMaster false and this parentUid.
     parent_uid: int | None = None
@@ -63,7 +60,7 @@ class BybitUser(_Model):
     api_keys: list[BybitApiKey] = Field(default_factory=list)
 
 
-class BybitSymbol(_Model):
+class BybitSymbol(StrictModel):
     symbol: str = Field(min_length=1)
     base_coin: str
     quote_coin: str
@@ -75,7 +72,7 @@ class BybitSymbol(_Model):
     tick_size: str = "0.01"
 
 
-class BybitScenario(_Model):
+class BybitScenario(StrictModel):
     # Requests arriving on loopback (and from --egress-map networks) count as coming from this address.
     egress_ip: str
     users: list[BybitUser] = Field(default_factory=list)
@@ -109,14 +106,12 @@ class KeyRecord:
     key: BybitApiKey
 
 
-class BybitSandboxState(SandboxState):
-    """The HTX sandbox state's generic bookkeeping, with Bybit's users, keys and symbols beside it (the HTX ones
-    stay empty)."""
+class BybitSandboxState(SandboxBooks):
+    """The generic bookkeeping (deploy/sandbox/common/state.py), with Bybit's users, keys and symbols."""
 
     def __init__(self, scenario: BybitScenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        super().__init__(Scenario(egress_ip=scenario.egress_ip), seed=seed, egress_routes=egress_routes)
-        self.rate_limits = dict(BYBIT_RATE_LIMITS)
+        super().__init__(scenario.egress_ip, rate_limits=BYBIT_RATE_LIMITS, seed=seed, egress_routes=egress_routes)
         self.members: dict[int, BybitUser] = {}
         self.keys: dict[str, KeyRecord] = {}
         for user in scenario.users:

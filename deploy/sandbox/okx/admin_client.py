@@ -1,9 +1,9 @@
-"""A client of the OKX sandbox's admin API: the HTX sandbox's (deploy/sandbox/admin_client.py), whose routes the OKX
-sandbox shares, plus OKX's instruments."""
+"""A client of the OKX sandbox's admin API: every sandbox's (deploy/sandbox/common/admin_client.py), plus OKX's
+instruments."""
 
 from typing import Any
 
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 
 
 class OkxSandboxAdmin(SandboxAdmin):

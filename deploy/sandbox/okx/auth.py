@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from deploy.sandbox.auth import effective_client_ip, ip_is_bound
+from deploy.sandbox.common.network import effective_client_ip, ip_is_bound
 from deploy.sandbox.okx.envelopes import Failure
 from deploy.sandbox.okx.scenario import OkxApiKey, OkxSandboxState, OkxUser
 from shared.adapters.okx.signing import (

@@ -1,13 +1,13 @@
 """OKX's answer bodies as the OKX sandbox sends them, and its refusals (shared/adapters/okx/README.md#envelopes,
 #errors). Strings are OKX's own, from the error table in that README; tests compare them byte for byte.
 
-A refusal is the HTX sandbox's `Refusal` (deploy/sandbox/envelopes.py): a body, an HTTP status and headers.
+A refusal is every sandbox's `Refusal` (deploy/sandbox/common/envelopes.py): a body, an HTTP status and headers.
 """
 
 from enum import Enum
 from typing import Any
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.envelopes import Refusal
 
 
 def ok(data: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -2,17 +2,15 @@
 for an unknown path, 50115 for another method), injected faults, then for private endpoints authentication,
 permission and the per-user rate limit, then the endpoint itself."""
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.pipeline import counted, endure
+from deploy.sandbox.common.state import Fault
 from deploy.sandbox.okx.auth import ReceivedRequest, authenticate
 from deploy.sandbox.okx.envelopes import Failure, bad_gateway, not_found, ok, order_refused, parameter_empty
 from deploy.sandbox.okx.scenario import (
@@ -23,10 +21,6 @@ from deploy.sandbox.okx.scenario import (
     OkxSandboxState,
     OkxUser,
 )
-from deploy.sandbox.scenario import Fault
-
-log = structlog.get_logger()
-
 
 # A public endpoint's handler: (state, query, now_ms) → the success document.
 PublicHandler = Callable[[OkxSandboxState, Mapping[str, str], int], dict[str, Any]]
@@ -94,7 +88,7 @@ def place_order(state: OkxSandboxState, user: OkxUser, key: OkxApiKey, body: byt
             raise order_refused(order, "51000", f"Parameter {field} error")
     if order["ordType"] == "limit" and order.get("px") in (None, ""):
         raise order_refused(order, "51000", "Parameter px error")
-    order_id = str(state.books.take_order_id())
+    order_id = str(state.take_order_id())
     state.orders.append({
         "ord_id": order_id, "uid": user.uid, "api_key": key.api_key,
         "inst_id": instrument.inst_id, "td_mode": order["tdMode"], "side": order["side"],
@@ -122,34 +116,21 @@ PRIVATE_ENDPOINTS: dict[str, tuple[str, PrivateHandler, str]] = {
 # ---- the pipeline ----------------------------------------------------------------------------------------
 
 
-async def serve_okx(request: Request) -> Response:
+async def _answer(request: Request, body: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     state: OkxSandboxState = request.app.state.sandbox
-    endpoint_name = f"{request.method} {request.url.path}"
-    body = await request.body()
-    try:
-        response: Response = JSONResponse(await _answer(request, state, body))
-        outcome = "ok"
-    except Refusal as refusal:
-        response, outcome = refusal.response(), refusal.outcome
-        log.info("sandbox.refused", endpoint=endpoint_name, outcome=outcome)
-    state.books.count(endpoint_name, outcome)
-    return response
-
-
-async def _answer(request: Request, state: OkxSandboxState, body: bytes) -> dict[str, Any]:
     path = request.url.path
     method = "GET" if path in PUBLIC_ENDPOINTS else PRIVATE_ENDPOINTS[path][0] if path in PRIVATE_ENDPOINTS else None
     if method is None:
         raise not_found()
     if request.method != method:
         raise Failure.INVALID_METHOD.refusal()
-    fault = state.books.fault_for(path)
+    fault = state.fault_for(path)
     if fault is not None:
         await _suffer(fault, state)
     now = datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     if path in PUBLIC_ENDPOINTS:
-        return PUBLIC_ENDPOINTS[path](state, request.query_params, now_ms)
+        return PUBLIC_ENDPOINTS[path](state, request.query_params, now_ms), {}
     _, handler, permission = PRIVATE_ENDPOINTS[path]
     received = ReceivedRequest(method=request.method, path=path,
                                query_string=request.scope["query_string"].decode("latin-1"),
@@ -159,25 +140,19 @@ async def _answer(request: Request, state: OkxSandboxState, body: bytes) -> dict
     if permission not in key.permissions:
         raise Failure.NO_PERMISSION.refusal()  # shared/adapters/okx/README.md#what-cannot-be-proved: 50120
     # shared/adapters/okx/README.md#rate-limits: per User ID, no headers.
-    if not state.books.take_rate_slot(user.uid, path, now_ms).allowed:
+    if not state.take_rate_slot(user.uid, path, now_ms).allowed:
         raise Failure.RATE_LIMITED.refusal()
-    return handler(state, user, key, body, now_ms)
+    return handler(state, user, key, body, now_ms), {}
 
 
 async def _suffer(fault: Fault, state: OkxSandboxState) -> None:
-    """The generic fault (deploy/sandbox/scenario.py) in OKX's words: maintenance is 50001 (HTTP 503), a held
+    """The generic fault (deploy/sandbox/common/state.py) in OKX's words: maintenance is 50001 (HTTP 503), a held
     request ends in 50004, an injected error is 50026 (HTTP 500; the fault's `gateway-internal-error`) or a bare
     502 (`bad-gateway`)."""
-    if fault.maintenance:
-        raise Failure.SERVICE_UNAVAILABLE.refusal()
-    await asyncio.sleep(fault.latency_ms / 1000)
-    if fault.timeout_rate and state.rng.random() < fault.timeout_rate:
-        await asyncio.sleep(fault.timeout_hold_ms / 1000)
-        raise Failure.ENDPOINT_TIMEOUT.refusal()
-    failing = fault.fail_next > 0 or (fault.error_rate > 0 and state.rng.random() < fault.error_rate)
-    fault.fail_next = max(fault.fail_next - 1, 0)
-    if failing:
-        raise Failure.SYSTEM_ERROR.refusal() if fault.error_kind == "gateway-internal-error" else bad_gateway()
+    await endure(fault, state.rng, maintenance=Failure.SERVICE_UNAVAILABLE.refusal,
+                 timeout=Failure.ENDPOINT_TIMEOUT.refusal,
+                 error=lambda: Failure.SYSTEM_ERROR.refusal() if fault.error_kind == "gateway-internal-error"
+                 else bad_gateway())
 
 
 def _render_instrument(i: OkxInstrument) -> dict[str, Any]:
@@ -187,3 +162,7 @@ def _render_instrument(i: OkxInstrument) -> dict[str, Any]:
         "ctValCcy": "", "ctType": "", "uly": "", "instFamily": "", "listTime": "1606468572000", "expTime": "",
         "lever": "", "maxLmtSz": "9999999999", "maxMktSz": "1000000", "ruleType": "normal", "alias": "",
     }
+
+
+# Every answer is counted by its outcome (deploy/sandbox/common/pipeline.py); OKX sends no rate-limit headers.
+serve_okx = counted(_answer)

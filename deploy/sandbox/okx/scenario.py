@@ -1,24 +1,23 @@
 """The OKX sandbox's world: the scenario file's models and the in-memory state its endpoints and admin API read and
-change (users, keys, spot instruments), on top of the generic bookkeeping the HTX sandbox already keeps (faults,
-rate-limit windows, placed orders, request counts: deploy/sandbox/scenario.py's SandboxState, reused whole).
+change (users, keys, spot instruments), on top of the generic bookkeeping every sandbox keeps (faults, rate-limit
+windows, placed orders, request counts: deploy/sandbox/common/state.py's SandboxBooks, inherited).
 
 Everything here is synchronous and runs on the server's one event loop, so no locking is needed.
 """
 
 import json
-import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from deploy.sandbox.scenario import (
+from deploy.sandbox.common.state import (
     EgressRoute,
     EndpointRateLimit,
-    Fault,
-    SandboxState,
-    Scenario,
-    UnknownEntity,
+    SandboxBooks,
+    StrictModel,
+    UsersAndKeys,
+    comma_list,
 )
 
 # shared/adapters/okx/README.md#account-config: 0 main account; the others kinds of sub-account.
@@ -39,11 +38,7 @@ DOCUMENTED_RATE_LIMITS = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OkxApiKey(_Model):
+class OkxApiKey(StrictModel):
     api_key: str = Field(min_length=1)
     secret_key: SecretStr
     passphrase: SecretStr
@@ -63,14 +58,14 @@ class OkxApiKey(_Model):
 
     @property
     def permissions(self) -> set[str]:
-        return {p.strip() for p in self.perm.split(",") if p.strip()}
+        return set(comma_list(self.perm))
 
     @property
     def bound_ips(self) -> list[str]:
-        return [ip.strip() for ip in self.ip.split(",") if ip.strip()]
+        return comma_list(self.ip)
 
 
-class OkxUser(_Model):
+class OkxUser(StrictModel):
     uid: int
     # The main account of a sub-account; None for a main account (its own mainUid).
     main_uid: int | None = None
@@ -82,7 +77,7 @@ class OkxUser(_Model):
     api_keys: list[OkxApiKey] = Field(default_factory=list)
 
 
-class OkxInstrument(_Model):
+class OkxInstrument(StrictModel):
     inst_id: str = Field(min_length=1)
     base_ccy: str
     quote_ccy: str
@@ -92,7 +87,7 @@ class OkxInstrument(_Model):
     tick_sz: str = "0.1"
 
 
-class OkxScenario(_Model):
+class OkxScenario(StrictModel):
     # Requests arriving on loopback (and from --egress-map networks) count as coming from this address.
     egress_ip: str
     users: list[OkxUser] = Field(default_factory=list)
@@ -103,78 +98,16 @@ class OkxScenario(_Model):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-class OkxSandboxState:
+class OkxSandboxState(SandboxBooks, UsersAndKeys[OkxUser, OkxApiKey]):
+    """The generic bookkeeping and users with keys (deploy/sandbox/common/state.py), with OKX's instruments."""
+
     def __init__(self, scenario: OkxScenario, seed: int | None = None,
                  egress_routes: tuple[EgressRoute, ...] = ()) -> None:
-        self.egress_ip = scenario.egress_ip
-        self.egress_routes = egress_routes
-        self.users: dict[int, OkxUser] = {user.uid: user for user in scenario.users}
-        self._key_owners = {key.api_key: user.uid for user in scenario.users for key in user.api_keys}
+        SandboxBooks.__init__(self, scenario.egress_ip, rate_limits=DOCUMENTED_RATE_LIMITS, seed=seed,
+                              egress_routes=egress_routes)
+        UsersAndKeys.__init__(self, scenario.users, lambda key: key.api_key)
         self.instruments: dict[str, OkxInstrument] = {i.inst_id: i for i in scenario.instruments}
-        # The HTX sandbox's bookkeeping, with no HTX users or symbols: faults, rate windows, orders, counts.
-        self.books = SandboxState(Scenario(egress_ip=scenario.egress_ip), seed=seed, egress_routes=egress_routes)
-        self.books.rate_limits = dict(DOCUMENTED_RATE_LIMITS)
-
-    # The admin handlers shared with the HTX sandbox (deploy/sandbox/admin.py) read these by name.
-    @property
-    def faults(self) -> dict[str, Fault]:
-        return self.books.faults
-
-    @property
-    def rate_limits(self) -> dict[str, EndpointRateLimit]:
-        return self.books.rate_limits
-
-    @property
-    def orders(self) -> list[dict[str, Any]]:
-        return self.books.orders
-
-    @property
-    def rng(self) -> random.Random:
-        return self.books.rng
-
-    def request_count_report(self) -> dict[str, dict[str, int]]:
-        return self.books.request_count_report()
-
-    # ---- lookups ---------------------------------------------------------------------------------------
-
-    def find_key(self, api_key: str) -> tuple[OkxUser, OkxApiKey] | None:
-        uid = self._key_owners.get(api_key)
-        if uid is None:
-            return None
-        user = self.users[uid]
-        return user, next(key for key in user.api_keys if key.api_key == api_key)
-
-    # ---- changes by the admin API ----------------------------------------------------------------------
-
-    def upsert_user(self, user: OkxUser) -> None:
-        replaced = self.users.get(user.uid)
-        for key in [*(replaced.api_keys if replaced else []), *user.api_keys]:
-            self._release_key(key.api_key)
-        self.users[user.uid] = user
-        self._key_owners.update({key.api_key: user.uid for key in user.api_keys})
-
-    def upsert_key(self, uid: int, key: OkxApiKey) -> None:
-        if uid not in self.users:
-            raise UnknownEntity(f"no user {uid}")
-        self._release_key(key.api_key)
-        self.users[uid].api_keys.append(key)
-        self._key_owners[key.api_key] = uid
-
-    def update_key(self, api_key: str, changes: dict[str, Any]) -> OkxApiKey:
-        found = self.find_key(api_key)
-        if found is None:
-            raise UnknownEntity(f"no API key {api_key}")
-        user, key = found
-        updated = OkxApiKey.model_validate({**key.model_dump(), **changes})
-        user.api_keys[user.api_keys.index(key)] = updated
-        return updated
 
     def upsert_instrument(self, instrument: OkxInstrument) -> None:
         self.instruments[instrument.inst_id] = instrument
 
-    def _release_key(self, api_key: str) -> bool:
-        found = self.find_key(api_key)
-        if found is not None:
-            found[0].api_keys.remove(found[1])
-            del self._key_owners[api_key]
-        return found is not None

@@ -59,8 +59,8 @@ async def refused(call) -> ExchangeError:
 async def test_each_verdict_key_is_described(sandbox, bybit, note, permissions, bound_ips, valid_days, sub_account):
     described = await bybit.describe_key(sandbox.bybit_credentials(note))
     assert described.owner_uid == str(sandbox.user(note)["uid"])
-    assert (described.sub_account, described.account_locked, described.needs_trading_account,
-            described.trading_account_id) == (sub_account, False, False, None)
+    assert (described.sub_account, described.account_problem, described.needs_trading_account,
+            described.trading_account_id) == (sub_account, None, False, None)
     assert described.key is not None
     assert (described.key.permissions, described.key.bound_ips, described.key.valid_days, described.key.status) == (
         permissions, bound_ips, valid_days, KeyStatus.NORMAL)

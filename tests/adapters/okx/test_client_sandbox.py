@@ -44,8 +44,8 @@ async def test_the_good_key_is_described(okx, sandbox):
     user, _ = sandbox.entry("good")
     description = await okx.describe_key(sandbox.credentials("good"))
     assert (description.owner_uid, description.sub_account, description.trading_account_id,
-            description.needs_trading_account, description.account_locked) == (str(user["uid"]), False, None, False,
-                                                                                False)
+            description.needs_trading_account, description.account_problem) == (str(user["uid"]), False, None, False,
+                                                                                 None)
     key = description.key
     assert key is not None
     assert (key.permissions, key.listed_permissions, key.bound_ips, key.valid_days) == (

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from deploy.sandbox.auth import effective_client_ip
-from deploy.sandbox.scenario import EgressRoute
+from deploy.sandbox.common.network import effective_client_ip
+from deploy.sandbox.common.state import EgressRoute
 from shared.adapters.exchange.errors import ExchangeErrorKind
 from tests.deploy.sandbox.test_http import EGRESS_IP, assert_auth_refusal, assert_ok, signed_get
-from tests.fixtures.sandbox import running_sandbox
+from tests.fixtures.htx_sandbox import running_htx_sandbox
 
 OTHER_EGRESS_IP = "203.0.113.11"
 
@@ -63,7 +63,7 @@ def _own_address() -> str:
 @pytest.mark.stack
 def test_without_a_route_a_non_loopback_caller_is_itself_and_not_bound(tmp_path):
     own = _own_address()
-    with running_sandbox(tmp_path, listen_on="0.0.0.0", reached_at=own) as sandbox:
+    with running_htx_sandbox(tmp_path, listen_on="0.0.0.0", reached_at=own) as sandbox:
         assert_auth_refusal(signed_get(sandbox, "good", "/v2/user/uid"),
                             f"Signature not valid: Incorrect IP address [IP地址错误]:{own}",
                             ExchangeErrorKind.IP_NOT_BOUND)
@@ -72,7 +72,7 @@ def test_without_a_route_a_non_loopback_caller_is_itself_and_not_bound(tmp_path)
 @pytest.mark.stack
 def test_a_route_for_the_callers_network_binds_the_demos_good_key(tmp_path):
     own = _own_address()
-    with running_sandbox(tmp_path, listen_on="0.0.0.0", reached_at=own,
+    with running_htx_sandbox(tmp_path, listen_on="0.0.0.0", reached_at=own,
                          options=["--egress-map", f"{own}/24"]) as sandbox:
         assert assert_ok(signed_get(sandbox, "good", "/v2/user/uid"))["data"] == sandbox.user("good")["uid"]
         assert_auth_refusal(signed_get(sandbox, "ip-not-bound", "/v2/user/uid"),

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox.auth import effective_client_ip, ip_is_bound, signed_host_candidates
-from deploy.sandbox.scenario import EndpointRateLimit, SandboxState, Scenario
-from deploy.sandbox.server import DEMO_SCENARIO
+from deploy.sandbox.common.network import effective_client_ip, ip_is_bound
+from deploy.sandbox.common.state import EndpointRateLimit
+from deploy.sandbox.htx.auth import signed_host_candidates
+from deploy.sandbox.htx.scenario import HtxSandboxState, Scenario
+from deploy.sandbox.htx.server import DEMO_SCENARIO
 
 
 @pytest.mark.parametrize(
@@ -47,7 +49,7 @@ def test_a_bound_host_or_network_lets_the_caller_in(ip, bound, allowed):
 
 
 def test_rate_windows_are_fixed_per_uid_and_endpoint():
-    state = SandboxState(Scenario.load(Path(DEMO_SCENARIO)))
+    state = HtxSandboxState(Scenario.load(Path(DEMO_SCENARIO)))
     state.rate_limits["/x"] = EndpointRateLimit(requests=2, window_ms=1000)
     slots = [state.take_rate_slot(1, "/x", now) for now in (0, 10, 20)]
     assert [(s.allowed, s.remaining, s.expires_at_ms) for s in slots] == [

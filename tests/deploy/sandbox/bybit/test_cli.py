@@ -1,5 +1,6 @@
-"""The Bybit sandbox's command line, as a process: the HTX sandbox's `--egress-map` rule (deploy/sandbox/auth.py)
-decides which address a loopback caller stands for, and a bad scenario file stops it with a one-line reason."""
+"""The Bybit sandbox's command line, as a process: every sandbox's `--egress-map` rule
+(deploy/sandbox/common/network.py) decides which address a loopback caller stands for, and a bad scenario file stops
+it with a one-line reason."""
 
 import json
 import subprocess

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from deploy.sandbox.envelopes import Refusal
+from deploy.sandbox.common.envelopes import Refusal
+from deploy.sandbox.common.state import EgressRoute
 from deploy.sandbox.okx.auth import ReceivedRequest, authenticate
 from deploy.sandbox.okx.scenario import OkxSandboxState, OkxScenario
-from deploy.sandbox.okx.server import DEFAULT_PORT, DEMO_SCENARIO, parse_arguments
-from deploy.sandbox.scenario import EgressRoute
+from deploy.sandbox.okx.server import DEFAULT_PORT, DEMO_SCENARIO, SANDBOX
 from shared.adapters.okx.signing import compute_signature, format_timestamp, pre_sign_text
 
 CONFIG = "/api/v5/account/config"
@@ -68,9 +68,9 @@ def test_the_key_models_keep_secrets_out_of_their_repr():
 
 
 def test_the_command_line_matches_the_htx_sandbox():
-    args = parse_arguments(["--seed", "3", "--egress-map", "10.0.0.0/8=203.0.113.11"])
+    args = SANDBOX.parse_arguments(["--seed", "3", "--egress-map", "10.0.0.0/8=203.0.113.11"])
     assert (args.port, args.scenario, args.seed, args.host) == (DEFAULT_PORT, DEMO_SCENARIO, 3, "127.0.0.1")
     assert DEFAULT_PORT == 8932
     assert args.egress_routes == [EgressRoute.parse("10.0.0.0/8=203.0.113.11")]
     with pytest.raises(SystemExit):
-        parse_arguments(["--egress-map", "not-a-network"])
+        SANDBOX.parse_arguments(["--egress-map", "not-a-network"])

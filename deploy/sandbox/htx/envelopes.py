@@ -7,7 +7,7 @@ Strings are HTX's own, listed in shared/adapters/htx/README.md; tests compare th
 from enum import Enum
 from typing import Any
 
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from deploy.sandbox.common.envelopes import Refusal
 
 
 def v1_ok(data: Any, **extra: Any) -> dict[str, Any]:
@@ -26,28 +26,10 @@ def v2_error(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message, "data": None}
 
 
-class Refusal(Exception):
-    """An answer other than success. `outcome` labels it in the request counts (the err-code, or the HTTP
-    status for a body that has none)."""
+class HtxRefusal(Refusal):
+    """HTX's refusal: v1 bodies carry `err-code`, v2 bodies `code` (shared/adapters/htx/README.md#envelopes)."""
 
-    def __init__(
-        self, body: dict[str, Any] | str, *, http_status: int = 200, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(body)
-        self.body = body
-        self.http_status = http_status
-        self.headers = headers or {}
-
-    @property
-    def outcome(self) -> str:
-        if isinstance(self.body, dict):
-            return str(self.body.get("err-code", self.body.get("code")))
-        return f"http-{self.http_status}"
-
-    def response(self) -> Response:
-        if isinstance(self.body, dict):
-            return JSONResponse(self.body, status_code=self.http_status, headers=self.headers)
-        return PlainTextResponse(self.body, status_code=self.http_status, headers=self.headers, media_type="text/html")
+    code_fields = ("err-code", "code")
 
 
 class AuthFailure(Enum):
@@ -68,54 +50,54 @@ class AuthFailure(Enum):
     KEY_EXPIRED = ("API key has expired", "API Key已经过期")
     NO_PERMISSION = ("API key has no permission", "API Key没有权限")
 
-    def refusal(self, suffix: str = "") -> Refusal:
+    def refusal(self, suffix: str = "") -> HtxRefusal:
         """Sent on v1 and v2 paths alike: HTX checks signatures at its gateway, before any v1 or v2 service
         sees the request, and the v1 form is the one observed for every message of the table
         (shared/adapters/htx/README.md#gateway-check-order)."""
         english, chinese = self.value
-        return Refusal(v1_error("api-signature-not-valid", f"Signature not valid: {english} [{chinese}]{suffix}"))
+        return HtxRefusal(v1_error("api-signature-not-valid", f"Signature not valid: {english} [{chinese}]{suffix}"))
 
 
 # shared/adapters/htx/README.md#auth-failures (observed body; DOC21 FAQ Q9 gives the cause, not the text).
-def login_required() -> Refusal:
-    return Refusal(v1_error("login-required", "The account is not logged in, please log in and try again."))
+def login_required() -> HtxRefusal:
+    return HtxRefusal(v1_error("login-required", "The account is not logged in, please log in and try again."))
 
 
-def method_not_allowed() -> Refusal:
+def method_not_allowed() -> HtxRefusal:
     # Unknown (case-sensitive) path → HTTP 405 `method-not-allowed`; the message text is unknown
     # (shared/adapters/htx/README.md#transport).
-    return Refusal(v1_error("method-not-allowed", "Method not allowed"), http_status=405)
+    return HtxRefusal(v1_error("method-not-allowed", "Method not allowed"), http_status=405)
 
 
-def forbidden() -> Refusal:
+def forbidden() -> HtxRefusal:
     # A GET with a body (shared/adapters/htx/README.md#transport), or a sub-user key on a parent-only endpoint,
     # observed as HTTP 403 with a non-JSON body (#other-errors there); the body's exact text is unknown.
-    return Refusal("<html><body><h1>403 Forbidden</h1></body></html>", http_status=403)
+    return HtxRefusal("<html><body><h1>403 Forbidden</h1></body></html>", http_status=403)
 
 
-def maintenance() -> Refusal:
+def maintenance() -> HtxRefusal:
     # shared/adapters/htx/README.md#other-errors
-    return Refusal(v1_error("system-maintenance", "System is in maintenance!"))
+    return HtxRefusal(v1_error("system-maintenance", "System is in maintenance!"))
 
 
-def gateway_internal_error() -> Refusal:
+def gateway_internal_error() -> HtxRefusal:
     # shared/adapters/htx/README.md#other-errors
-    return Refusal(v1_error("gateway-internal-error", "Failed to load data. Try again later."))
+    return HtxRefusal(v1_error("gateway-internal-error", "Failed to load data. Try again later."))
 
 
-def bad_gateway() -> Refusal:
-    return Refusal("<html><body><h1>502 Bad Gateway</h1></body></html>", http_status=502)
+def bad_gateway() -> HtxRefusal:
+    return HtxRefusal("<html><body><h1>502 Bad Gateway</h1></body></html>", http_status=502)
 
 
-def request_timeout() -> Refusal:
+def request_timeout() -> HtxRefusal:
     # shared/adapters/htx/README.md#other-errors
-    return Refusal(v1_error("timeout", "Request Timeout"))
+    return HtxRefusal(v1_error("timeout", "Request Timeout"))
 
 
-def rate_limited(headers: dict[str, str]) -> Refusal:
+def rate_limited(headers: dict[str, str]) -> HtxRefusal:
     # No single documented code; this is an observed v1 body (shared/adapters/htx/README.md#rate-limit-errors).
     # HTTP status unknown (#unknowns there): 200, like every other error body.
-    return Refusal(
+    return HtxRefusal(
         v1_error(
             "base-request-exceed-frequency-limit",
             "Frequency of requests has exceeded the limit, please try again later",
@@ -124,8 +106,8 @@ def rate_limited(headers: dict[str, str]) -> Refusal:
     )
 
 
-def invalid_parameter(message: str) -> Refusal:
-    return Refusal(v1_error("invalid-parameter", message))
+def invalid_parameter(message: str) -> HtxRefusal:
+    return HtxRefusal(v1_error("invalid-parameter", message))
 
 
 class OrderFailure(Enum):
@@ -144,6 +126,6 @@ class OrderFailure(Enum):
     # shared/adapters/htx/README.md#other-errors names the code; its message is not documented.
     ACCOUNT_UNKNOWN = ("account-account-id-inexistent", "The account id does not exist")
 
-    def refusal(self) -> Refusal:
+    def refusal(self) -> HtxRefusal:
         code, message = self.value
-        return Refusal(v1_error(code, message))
+        return HtxRefusal(v1_error(code, message))

@@ -7,14 +7,13 @@ unsorted or differently encoded query, fails exactly as it would against HTX.
 """
 
 import hmac
-import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from deploy.sandbox.envelopes import AuthFailure, forbidden, login_required
-from deploy.sandbox.scenario import EgressRoute, SandboxState, ScenarioApiKey, ScenarioUser
+from deploy.sandbox.common.network import effective_client_ip, ip_is_bound
+from deploy.sandbox.htx.envelopes import AuthFailure, forbidden, login_required
+from deploy.sandbox.htx.scenario import HtxSandboxState, ScenarioApiKey, ScenarioUser
 from shared.adapters.htx.signing import (
     ACCESS_KEY_PARAM,
     SIGNATURE_METHOD,
@@ -50,7 +49,7 @@ class Caller:
     key: ScenarioApiKey
 
 
-def authenticate(request: ReceivedRequest, state: SandboxState, now: datetime) -> Caller:
+def authenticate(request: ReceivedRequest, state: HtxSandboxState, now: datetime) -> Caller:
     """The caller of a signed request, or raise the Refusal HTX would answer with.
 
     Order (shared/adapters/htx/README.md#gateway-check-order): auth parameters present and supported, key known,
@@ -120,31 +119,6 @@ def signed_host_candidates(host_header: str) -> set[str]:
         # An IPv6 host without its brackets, as urlparse(url).hostname gives the official SDK.
         candidates.add(parts.hostname)
     return candidates
-
-
-def effective_client_ip(peer_ip: str, egress_ip: str, routes: Sequence[EgressRoute] = ()) -> str:
-    """Requests on loopback stand for Hash7's egress, so IP binding is exercised locally; so do those from a route's
-    network (a container network), as the route says. The first route whose network holds the caller wins."""
-    try:
-        address = ipaddress.ip_address(peer_ip)
-    except ValueError:
-        return peer_ip
-    for route in routes:
-        if address in route.callers:
-            return route.egress_ip or egress_ip
-    return egress_ip if address.is_loopback else peer_ip
-
-
-def ip_is_bound(ip: str, bound_entries: list[str]) -> bool:
-    """Whether ip is one of the key's hosts or inside one of its networks (shared/adapters/htx/README.md#key-rules)."""
-    address = ipaddress.ip_address(ip)
-    for entry in bound_entries:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 def _timestamp_in_window(text: str, now: datetime) -> bool:

@@ -1,4 +1,4 @@
-"""A client of the sandbox's admin API (`/_sandbox/...`, see deploy.sandbox.admin), for tests and the
+"""A client of every sandbox's admin API (`/_sandbox/...`, see deploy/sandbox/common/admin.py), for tests and the
 benchmark."""
 
 from typing import Any

@@ -2,21 +2,21 @@
 route (405 for an unknown path), GET body (403), injected faults, then for signed endpoints
 authentication, permission and the per-UID rate limit, then the endpoint itself."""
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from deploy.sandbox.auth import Caller, ReceivedRequest, authenticate, authorize
-from deploy.sandbox.envelopes import (
+from deploy.sandbox.common.envelopes import Refusal
+from deploy.sandbox.common.pipeline import counted, endure
+from deploy.sandbox.common.state import Fault
+from deploy.sandbox.htx.auth import Caller, ReceivedRequest, authenticate, authorize
+from deploy.sandbox.htx.envelopes import (
+    HtxRefusal,
     OrderFailure,
-    Refusal,
     bad_gateway,
     forbidden,
     gateway_internal_error,
@@ -29,17 +29,15 @@ from deploy.sandbox.envelopes import (
     v2_error,
     v2_ok,
 )
-from deploy.sandbox.scenario import Fault, SandboxState, ScenarioSymbol
+from deploy.sandbox.htx.scenario import HtxSandboxState, ScenarioSymbol
 from shared.adapters.htx.client import EXPIRE_HEADER, REMAINING_HEADER
-
-log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
 class Call:
     """One request as an endpoint handler sees it."""
 
-    state: SandboxState
+    state: HtxSandboxState
     caller: Caller | None
     query: dict[str, str]
     body: bytes
@@ -114,13 +112,13 @@ def api_keys(call: Call) -> dict[str, Any]:
     if not raw_uid.isdigit():
         # v2 code 2002 "invalid field value" (shared/adapters/htx/README.md#envelopes); the exact text for this
         # field is not documented.
-        raise Refusal(v2_error(2002, 'invalid field value in "uid"'))
+        raise HtxRefusal(v2_error(2002, 'invalid field value in "uid"'))
     owner = call.state.users.get(int(raw_uid))
     caller_uid = call.signer.user.uid
     if owner is None or caller_uid not in (owner.uid, owner.parent_uid):
         # HTX's answer for a foreign uid is unknown (shared/adapters/htx/README.md#unknowns); v2 1002 `forbidden` is
         # the documented code.
-        raise Refusal(v2_error(1002, "forbidden"))
+        raise HtxRefusal(v2_error(1002, "forbidden"))
     access_key = call.query.get("accessKey")
     entries = [
         {"accessKey": key.access_key, "status": key.status, "note": key.note, "permission": key.permission,
@@ -200,25 +198,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 # ---- the pipeline ----------------------------------------------------------------------------------------
 
 
-async def serve_htx(request: Request) -> Response:
-    state: SandboxState = request.app.state.sandbox
-    method, path = request.method, request.url.path
-    endpoint_name = f"{method} {path}"
-    body = await request.body()
-    try:
-        payload, headers = await _answer(request, state, ENDPOINTS.get((method, path)), body)
-        response: Response = JSONResponse(payload, headers=headers)
-        outcome = "ok"
-    except Refusal as refusal:
-        response, outcome = refusal.response(), refusal.outcome
-        log.info("sandbox.refused", endpoint=endpoint_name, outcome=outcome)
-    state.count(endpoint_name, outcome)
-    return response
-
-
-async def _answer(
-    request: Request, state: SandboxState, endpoint: Endpoint | None, body: bytes
-) -> tuple[dict[str, Any], dict[str, str]]:
+async def _answer(request: Request, body: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    state: HtxSandboxState = request.app.state.sandbox
+    endpoint = ENDPOINTS.get((request.method, request.url.path))
     if endpoint is None:
         raise method_not_allowed()  # shared/adapters/htx/README.md#transport
     if request.method == "GET" and body:
@@ -245,7 +227,7 @@ async def _answer(
     return endpoint.handler(call), headers
 
 
-def _spend_rate_slot(state: SandboxState, uid: int, path: str, now_ms: int) -> dict[str, str]:
+def _spend_rate_slot(state: HtxSandboxState, uid: int, path: str, now_ms: int) -> dict[str, str]:
     """Per UID and endpoint, with HTX's headers on every answer (shared/adapters/htx/README.md#rate-limits). The
     unit of Expire is undocumented (#unknowns there); the sandbox sends the window's end as epoch ms."""
     slot = state.take_rate_slot(uid, path, now_ms)
@@ -255,19 +237,10 @@ def _spend_rate_slot(state: SandboxState, uid: int, path: str, now_ms: int) -> d
     return headers
 
 
-async def _suffer(fault: Fault, state: SandboxState) -> None:
-    if fault.maintenance:
-        raise maintenance()
-    if fault.latency_ms:
-        await asyncio.sleep(fault.latency_ms / 1000)
-    if fault.timeout_rate and state.rng.random() < fault.timeout_rate:
-        await asyncio.sleep(fault.timeout_hold_ms / 1000)
-        raise request_timeout()
-    if fault.fail_next:
-        fault.fail_next -= 1
-        raise _injected_error(fault)
-    if fault.error_rate and state.rng.random() < fault.error_rate:
-        raise _injected_error(fault)
+async def _suffer(fault: Fault, state: HtxSandboxState) -> None:
+    """An injected fault in HTX's words (shared/adapters/htx/README.md#other-errors)."""
+    await endure(fault, state.rng, maintenance=maintenance, timeout=request_timeout,
+                 error=lambda: _injected_error(fault))
 
 
 def _injected_error(fault: Fault) -> Refusal:
@@ -303,3 +276,7 @@ def _render_market_symbol(s: ScenarioSymbol) -> dict[str, Any]:
         "minoa": float(s.min_order_amount), "maxoa": float(s.max_order_amount), "minov": float(s.min_order_value),
         "at": s.api_trading,
     }
+
+
+# Every answer is counted by its outcome (deploy/sandbox/common/pipeline.py).
+serve_htx = counted(_answer)
