@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from deploy.bench.load import StatusCollector
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from deploy.stack.loopback import LoopbackStack, loopback_stack
 from deploy.stack.services import SERVICE_PACKAGES
 from shared.clients.binding_client import BindingClient

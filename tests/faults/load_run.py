@@ -17,7 +17,7 @@ from deploy.bench.load import (
     provision_good_okx_keys,
     seal_requests,
 )
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from deploy.stack.loopback import LoopbackStack
 from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from deploy.sandbox.admin_client import SandboxAdmin
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from deploy.stack.loopback import LoopbackStack
 from shared.adapters.bybit.client import QUERY_API_PATH
 from shared.adapters.okx.client import ACCOUNT_CONFIG_PATH
