@@ -1,7 +1,7 @@
 """Many bindings through a running pipeline, for the benchmark and the fault tests.
 
-- Each binding gets an HTX user and key of its own on the sandbox: HTX limits requests per UID, and real
-  users each have their own.
+- Each binding gets an exchange user and key of its own on that exchange's sandbox: HTX, Bybit and OKX limit
+  requests per UID, and real users each have their own. The fault tests mix the three exchanges in one stream.
 - Requests are sealed before the clock starts, then submitted at a chosen pace.
 - One reader follows binding.status and records every status with the time it arrived. (Waiting request by
   request with `BindingClient.wait_for` would re-read the whole topic for each one.)
@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from deploy.sandbox.common.admin_client import SandboxAdmin
 from shared.clients.binding_client import BindingClient
 from shared.contracts.events import BindingRequested, BindingStatus
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.states import BIND_OUTCOME
 
 LOAD_PAIRS = ("btcusdt",)
@@ -38,6 +39,9 @@ class SandboxKey:
     uid: int
     access_key: str
     secret_key: SecretStr
+    exchange: ExchangeName = ExchangeName.HTX
+    # OKX's third credential (shared/adapters/okx/README.md); None on the other exchanges.
+    passphrase: SecretStr | None = None
 
 
 def _random_key() -> str:
@@ -64,6 +68,33 @@ def provision_good_keys(sandbox: SandboxAdmin, count: int, egress_ips: Sequence[
     return keys
 
 
+def provision_good_bybit_keys(sandbox: SandboxAdmin, count: int, egress_ips: Sequence[str]) -> list[SandboxKey]:
+    """count Bybit keys that pass every check (read-write with Spot trade, bound to exactly our egress IPs, so never
+    expiring), each on a new Bybit user (deploy/sandbox/bybit/scenario.py BybitUser)."""
+    keys = []
+    for _ in range(count):
+        key = SandboxKey(next(_uids), _random_key(), SecretStr(_random_key()), ExchangeName.BYBIT)
+        sandbox.put_user({"uid": key.uid, "api_keys": [{
+            "api_key": key.access_key, "secret": key.secret_key.get_secret_value(), "read_only": 0,
+            "permissions": {"Spot": ["SpotTrade"]}, "ips": list(egress_ips), "valid_days": None}]})
+        keys.append(key)
+    return keys
+
+
+def provision_good_okx_keys(sandbox: SandboxAdmin, count: int, egress_ips: Sequence[str]) -> list[SandboxKey]:
+    """count OKX keys that pass every check (read and trade, bound to exactly our egress IPs), each with its own
+    passphrase, on a new OKX main account (deploy/sandbox/okx/scenario.py OkxUser)."""
+    keys = []
+    for _ in range(count):
+        passphrase = SecretStr(_random_key())
+        key = SandboxKey(next(_uids), _random_key(), SecretStr(_random_key()), ExchangeName.OKX, passphrase)
+        sandbox.put_user({"uid": key.uid, "api_keys": [{
+            "api_key": key.access_key, "secret_key": key.secret_key.get_secret_value(),
+            "passphrase": passphrase.get_secret_value(), "perm": "read_only,trade", "ip": ",".join(egress_ips)}]})
+        keys.append(key)
+    return keys
+
+
 async def seal_requests(client: BindingClient, keys: Iterable[SandboxKey],
                         pairs: Sequence[str] = LOAD_PAIRS) -> list[BindingRequested]:
     """One binding request per key, each for a new user (intake limits attempts per user), sealed now."""
@@ -72,6 +103,7 @@ async def seal_requests(client: BindingClient, keys: Iterable[SandboxKey],
     async def seal(key: SandboxKey) -> BindingRequested:
         async with gate:
             return await client.binding_request(f"load-{uuid.uuid4().hex[:16]}", key.access_key, key.secret_key,
+                                                exchange=key.exchange, passphrase=key.passphrase,
                                                 trading_pairs=list(pairs))
 
     return list(await asyncio.gather(*(seal(key) for key in keys)))

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from deploy.bench.load import StatusCollector
+from deploy.sandbox.common.admin_client import SandboxAdmin
 from deploy.stack.loopback import LoopbackStack, loopback_stack
 from deploy.stack.services import SERVICE_PACKAGES
 from shared.clients.binding_client import BindingClient
+from shared.contracts.exchanges import ExchangeName
 from tests.faults.load_run import LoadRuns
 from tests.fixtures.pipeline import TEST_SERVICE_SETTINGS
 
@@ -20,18 +22,32 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSt
         yield stack
 
 
+@pytest.fixture(scope="session")
+def other_sandboxes(fault_stack: LoopbackStack) -> Iterator[dict[ExchangeName, SandboxAdmin]]:
+    """The admin APIs of the stack's Bybit and OKX sandboxes (the stack's own `sandbox` is HTX's), where the
+    mixed-exchange load provisions its keys."""
+    admins = {ExchangeName.BYBIT: SandboxAdmin(fault_stack.settings.bybit_base_url),
+              ExchangeName.OKX: SandboxAdmin(fault_stack.settings.okx_base_url)}
+    try:
+        yield admins
+    finally:
+        for admin in admins.values():
+            admin.close()
+
+
 @pytest.fixture(autouse=True)
-def healthy_afterwards(fault_stack: LoopbackStack) -> Iterator[None]:
+def healthy_afterwards(fault_stack: LoopbackStack, other_sandboxes: dict[ExchangeName, SandboxAdmin]) -> Iterator[None]:
     yield
-    restore_health(fault_stack)
+    restore_health(fault_stack, other_sandboxes)
 
 
-def restore_health(stack: LoopbackStack) -> None:
-    """Vault up, the sandbox as its scenario file says (no faults, default rate limits), and exactly one
+def restore_health(stack: LoopbackStack, other_sandboxes: dict[ExchangeName, SandboxAdmin]) -> None:
+    """Vault up, every sandbox as its scenario file says (no faults, default rate limits), and exactly one
     running instance of each service."""
     if not stack.vault.process.is_running():
         stack.start_vault()
-    stack.sandbox.reset(seed=0)
+    for sandbox in (stack.sandbox, *other_sandboxes.values()):
+        sandbox.reset(seed=0)
     extras = [extra for package in SERVICE_PACKAGES for extra in stack.services.processes[package][1:]]
     # All at once: each may take its graceful-shutdown time.
     for extra in extras:
@@ -58,9 +74,9 @@ async def collector(client: BindingClient) -> AsyncIterator[StatusCollector]:
 
 
 @pytest.fixture
-async def load_runs(fault_stack: LoopbackStack, client: BindingClient,
-                    collector: StatusCollector) -> AsyncIterator[LoadRuns]:
-    runs = LoadRuns(fault_stack, client, collector)
+async def load_runs(fault_stack: LoopbackStack, other_sandboxes: dict[ExchangeName, SandboxAdmin],
+                    client: BindingClient, collector: StatusCollector) -> AsyncIterator[LoadRuns]:
+    runs = LoadRuns(fault_stack, other_sandboxes, client, collector)
     try:
         yield runs
     finally:

@@ -3,14 +3,14 @@
 1. every request reaches a final status;
 2. a request's statuses are in causal order (received → validated → stored → final); an event may come
    again only with the same event_id, and then identical;
-3. a good key ends active, or rejected only for a reason the fault excuses (a rival of a key another user
-   won: key_already_bound);
+3. a good key, on whichever exchange (the stream mixes HTX, Bybit and OKX keys), ends active, or rejected
+   only for a reason the fault excuses (a rival of a key another user won: key_already_bound);
 4. every active binding is in Vault exactly once (one KV version for a fresh key, holding its own request
-   and key, and no secret; its Transit key signing as the key's secret), a rejected one not at all (no record,
-   no Transit key), no key check left a key behind, and the access-key index names the one winner of each
-   key, so no two users hold the same key;
-5. no secret (the keys' secrets, the root token, the unseal key, any AppRole secret id) is on any topic, in
-   any service log or in Vault's KV;
+   and key on its exchange, no secret and, for OKX, the passphrase sealed; its Transit key signing as the
+   key's secret), a rejected one not at all (no record, no Transit key), no key check left a key behind, and
+   the access-key index names the one winner of each key, so no two users hold the same key;
+5. no secret (the keys' secrets and passphrases, the root token, the unseal key, any AppRole secret id) is on
+   any topic, in any service log or in Vault's KV;
 6. no record without a valid proof of origin was processed: every such record on a topic a service consumes
    in a consumer group was refused unread (a dead letter naming its place). The topics only people and views
    read (statuses, audit, dead letters) have no service to refuse them: their readers skip them, as
@@ -48,6 +48,7 @@ from shared.adapters.vault.layout import (
 from shared.adapters.vault.records import AccessKeyIndexEntry
 from shared.contracts import dead_letters
 from shared.contracts.events import BindingRequested
+from shared.contracts.exchanges import ExchangeName
 from shared.contracts.reasons import ReasonCode
 from shared.contracts.routing import ROUTES, SERVICES, Party, Topic
 from shared.contracts.states import BIND_OUTCOME, BindingState
@@ -79,6 +80,9 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
                            published: Mapping[str, Topic] | None = None) -> Findings:
     """published: plaintext secrets the test itself put on a topic (see tests.leaks); scanned for too."""
     findings = Findings()
+    missing = set(ExchangeName) - {key.exchange for key in run.keys}
+    if missing:
+        findings.violations.append(f"the stream held no key of {', '.join(sorted(missing))}: it was not mixed")
     findings.violations += await _without_final_status(run, stack)
     for request in run.requests:
         check_timeline(request.request_id, run.collector.timeline(request.request_id), findings)
@@ -86,7 +90,7 @@ async def check_invariants(run: LoadRun, stack: LoopbackStack, *, excused: Set[R
     try:
         for access_key, rivals in _by_access_key(run.requests).items():
             findings.violations += _check_key(access_key, rivals, run, vault, excused)
-        secrets = {key.secret_key.get_secret_value() for key in run.keys} | _stack_secrets(stack) | set(published or {})
+        secrets = _key_secrets(run) | _stack_secrets(stack) | set(published or {})
         findings.violations += leaks(secrets, await topic_bytes(stack.settings), stack.services.log_text(), published)
         findings.violations += leaks_in_kv(secrets, vault)
     finally:
@@ -119,6 +123,12 @@ async def unauthentic_records_processed(settings: Settings) -> list[str]:
 
 # Dead letters of records refused before they were read (shared/runtime/processing.py): too large, or no proof.
 _REFUSED_UNREAD = {"Unauthentic", "RecordTooLarge"}
+
+
+def _key_secrets(run: LoadRun) -> set[str]:
+    """Every key's secret, and every OKX key's passphrase."""
+    return ({key.secret_key.get_secret_value() for key in run.keys}
+            | {key.passphrase.get_secret_value() for key in run.keys if key.passphrase is not None})
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:
@@ -278,6 +288,10 @@ def _check_stored(request: BindingRequested, binding_id: str | None, active: boo
     record = _read(vault, path)
     if record is None or record["request_id"] != request.request_id or record["access_key"] != request.access_key:
         return problems + [f"{request.request_id}: Vault holds another request's or another key's record"]
+    if record.get("exchange") != request.exchange:
+        problems.append(f"{request.request_id}: a {request.exchange} key stored as {record.get('exchange')}'s")
+    if bool(record.get("passphrase_sealed")) != (request.passphrase_sealed is not None):
+        problems.append(f"{request.request_id}: its passphrase is not stored sealed as it came")
     if "secret_key" in record or (record.get("exchange_key"), record.get("exchange_key_version")) != (name, 1):
         return problems + [f"{request.request_id}: the record holds a secret or names another Transit key"]
     if not signs_as(vault, name, secret, KEY_PROBE_TEXT):
