@@ -31,6 +31,7 @@ from shared.adapters.exchange.http import (
     Sleep,
     announced_reset,
     finite_number,
+    rate_limit_principal,
     read_data,
 )
 from shared.adapters.exchange.port import (
@@ -43,7 +44,6 @@ from shared.adapters.exchange.port import (
     SpotOrder,
     TradingPair,
 )
-from shared.adapters.htx.client import _principal
 from shared.contracts.secrets import mask_access_key
 
 EXCHANGE: Final = "bybit"
@@ -188,7 +188,7 @@ class BybitExchange:
     async def _signed(self, method: str, path: str, credentials: ExchangeCredentials,
                       params: Mapping[str, str] | None, body: Mapping[str, Any] | None) -> dict[str, Any]:
         return await self._http.call(method, path, params=params, body=body, authorise=self._authorise(credentials),
-                                     principal=_principal(credentials),
+                                     principal=rate_limit_principal(credentials),
                                      access_key_masked=mask_access_key(credentials.access_key))
 
     def _authorise(self, credentials: ExchangeCredentials) -> Authorise:

@@ -28,6 +28,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, exchange_error
+from shared.adapters.exchange.port import ExchangeCredentials
 from shared.runtime.metrics import EXCHANGE_ERRORS, EXCHANGE_RATE_LIMIT_REMAINING, EXCHANGE_SECONDS
 from shared.runtime.tracing import calling
 
@@ -247,6 +248,15 @@ class _CappedBody:
 
     def _undecodable(self, what: str) -> ExchangeError:
         return exchange_error(ExchangeErrorKind.UNREADABLE_ANSWER, UNDECODABLE_ANSWER, f"{self._path} answered {what}")
+
+
+def rate_limit_principal(credentials: ExchangeCredentials | None) -> str:
+    """Whom a request counts against: every exchange here limits signed calls per user (HTX per UID, Bybit per user,
+    OKX per User ID; their READMEs' #rate-limits), so per owner once the key's owner is known, per key before; and
+    public calls per caller IP, i.e. ours."""
+    if credentials is None:
+        return "public"
+    return f"uid:{credentials.owner_uid}" if credentials.owner_uid is not None else f"key:{credentials.access_key}"
 
 
 def read_data(document: Mapping[str, Any], key: str, shape: TypeAdapter[T], path: str) -> T:

@@ -27,6 +27,7 @@ from shared.adapters.exchange.http import (
     Sleep,
     announced_reset,
     finite_number,
+    rate_limit_principal,
     read_data,
 )
 from shared.adapters.exchange.port import ExchangeCredentials
@@ -213,7 +214,7 @@ class HtxClient:
         authorise = self._authorise(method, path, credentials, params) if credentials else None
         masked = mask_access_key(credentials.access_key) if credentials else None
         document = await self._http.call(method, path, params=params, body=body, authorise=authorise,
-                                         principal=_principal(credentials), access_key_masked=masked)
+                                         principal=rate_limit_principal(credentials), access_key_masked=masked)
         return read_data(document, "data", shape, path)
 
     def _authorise(self, method: str, path: str, credentials: ExchangeCredentials,
@@ -231,11 +232,3 @@ class HtxClient:
             return Authorised(extra_query=[*auth.items(), (SIGNATURE_PARAM, encode_signature(digest))])
 
         return authorise
-
-
-def _principal(credentials: ExchangeCredentials | None) -> str:
-    # HTX limits per UID; before the UID is known, per key; public calls per caller IP, i.e. ours
-    # (shared/adapters/htx/README.md#rate-limits).
-    if credentials is None:
-        return "public"
-    return f"uid:{credentials.owner_uid}" if credentials.owner_uid is not None else f"key:{credentials.access_key}"

@@ -26,6 +26,7 @@ from shared.adapters.exchange.http import (
     OutgoingRequest,
     RateLimit,
     Sleep,
+    rate_limit_principal,
     read_data,
 )
 from shared.adapters.exchange.port import (
@@ -210,7 +211,7 @@ class OkxExchange:
             await self.sync_clock_if_older_than(CLOCK_MAX_AGE_S)
             authorise = _authorise(credentials)
         document = await self._http.call(
-            method, path, params=params, body=body, authorise=authorise, principal=_principal(credentials),
+            method, path, params=params, body=body, authorise=authorise, principal=rate_limit_principal(credentials),
             access_key_masked=mask_access_key(credentials.access_key) if credentials else None)
         return read_data(document, "data", shape, path)
 
@@ -233,13 +234,6 @@ def _authorise(credentials: ExchangeCredentials) -> Authorise:
         })
 
     return authorise
-
-
-def _principal(credentials: ExchangeCredentials | None) -> str:
-    # OKX limits private calls per User ID, public ones per IP: ours (shared/adapters/okx/README.md#rate-limits).
-    if credentials is None:
-        return "public"
-    return f"uid:{credentials.owner_uid}" if credentials.owner_uid is not None else f"key:{credentials.access_key}"
 
 
 def _decimal_text(value: Decimal) -> str:
