@@ -54,6 +54,7 @@ from shared.adapters.okx.signing import (
     TIMESTAMP_HEADER,
     encode_signature,
     format_timestamp,
+    passphrase_is_sendable,
     pre_sign_text,
     request_path,
 )
@@ -222,6 +223,11 @@ def _authorise(credentials: ExchangeCredentials) -> Authorise:
         if credentials.passphrase is None:
             raise exchange_error(ExchangeErrorKind.LOGIN_REQUIRED, "passphrase-missing",
                                  "an OKX key needs the passphrase chosen with it")
+        if not passphrase_is_sendable(credentials.passphrase.get_secret_value()):
+            # A passphrase OKX could never have matched: the same mistake to the user as a wrong one (50105). The text
+            # is fixed: the value is a secret.
+            raise exchange_error(ExchangeErrorKind.SIGNATURE_MISMATCH, "passphrase-unsendable",
+                                 "the passphrase holds characters other than printable ASCII")
         timestamp = format_timestamp(request.now)
         text = pre_sign_text(timestamp, request.method, request_path(request.path, request.query_string), request.body)
         [digest] = await credentials.signer.sign([text])
