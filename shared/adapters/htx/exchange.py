@@ -116,8 +116,9 @@ def _key_entry(entry: ApiKeyInfo) -> KeyEntry:
     )
 
 def _spot_problem(accounts: list[Account]) -> str | None:
-    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only.
-    return next((f"spot account {a.state}" for a in accounts if a.type == "spot" and a.state != "working"), None)
+    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only. Our own words: HTX's state
+    # is untrusted text of any length, and this reaches the user.
+    return next(("spot account locked" for a in accounts if a.type == "spot" and a.state != "working"), None)
 
 def merge_symbol_lists(market_symbols: list[MarketSymbol], symbols_v2: list[SymbolV2]) -> list[TradingPair]:
     """One pair per symbol from HTX's two lists (shared/adapters/htx/README.md#tradable-pair-rule):
