@@ -29,6 +29,7 @@ from shared.adapters.exchange.http import (
     read_data,
 )
 from shared.adapters.exchange.port import (
+    ClientOrderIdRule,
     ExchangeCredentials,
     KeyDescription,
     KeyEntry,
@@ -61,6 +62,8 @@ from shared.adapters.okx.signing import (
 from shared.contracts.secrets import mask_access_key
 
 EXCHANGE: Final = "okx"
+# shared/adapters/okx/README.md#orders: `clOrdId` is 1 to 32 letters or digits.
+CLIENT_ORDER_IDS: Final = ClientOrderIdRule(r"[A-Za-z0-9]{1,32}", "1 to 32 letters or digits")
 TIME_PATH: Final = "/api/v5/public/time"
 INSTRUMENTS_PATH: Final = "/api/v5/public/instruments"
 ACCOUNT_CONFIG_PATH: Final = "/api/v5/account/config"
@@ -124,6 +127,9 @@ class OkxExchange:
                                   default_headers={SIMULATED_TRADING_HEADER: "1"} if demo else None)
         # Hash7's pair name → OKX's instId, from the last instrument list (an order names its pair only).
         self._symbols: dict[str, str] = {}
+
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        return CLIENT_ORDER_IDS.problem("OKX", client_order_id)
 
     async def aclose(self) -> None:
         await self._http.aclose()
