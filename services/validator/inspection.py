@@ -29,6 +29,10 @@ _REASON_BY_REFUSAL: dict[ExchangeErrorKind, ReasonCode] = {
     ExchangeErrorKind.ACCOUNT_RESTRICTED: ReasonCode.ACCOUNT_LOCKED,
     # Describing a key needs only Read on every exchange, so a permission refusal means Read is missing.
     ExchangeErrorKind.NO_PERMISSION: ReasonCode.PERMISSION_READ_MISSING,
+    # LOGIN_REQUIRED is left out on purpose: on HTX it means the request carried no AccessKeyId or Signature
+    # (shared/adapters/htx/README.md#auth-failures), on OKX a missing auth header (shared/adapters/okx/README.md#errors)
+    # and on Bybit a 401 without Bybit's envelope: each says our request or the stored record is wrong, not the
+    # user's key, so telling them to bind a new key would mislead. It stays exchange_unavailable.
 }
 # The status a refused key or account is reported in: words of ours, never the exchange's text (untrusted input).
 _REFUSED_STATUS = {ReasonCode.KEY_DISABLED: "abnormal user status",

@@ -15,6 +15,27 @@ from shared.contracts.reasons import Reason, ReasonCode, reason
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# What an exchange lists (IP entries, status words) is untrusted text of any length and count, and it reaches the
+# user in a reason: each piece is shown printable and cut, and only so many pieces. The bounds are our choice: an
+# IP entry or a status word is a few dozen characters, and a key lists a handful of IPs (HTX and OKX allow 20).
+MAX_SHOWN_CHARS = 64
+MAX_SHOWN_ENTRIES = 20
+
+
+def shown(text: str) -> str:
+    """text as a reason may show it: each character that is not printable (a control character, an ANSI escape's
+    ESC, a bidirectional override) as `?`, and no longer than MAX_SHOWN_CHARS (cut with `…`)."""
+    head = "".join(c if c.isprintable() else "?" for c in text[:MAX_SHOWN_CHARS + 1])
+    return head if len(head) <= MAX_SHOWN_CHARS else head[:MAX_SHOWN_CHARS - 1] + "…"
+
+
+def shown_entries(entries: Sequence[str]) -> list[str]:
+    """The first MAX_SHOWN_ENTRIES entries, each shown(), then how many more there are."""
+    listed = [shown(entry) for entry in entries[:MAX_SHOWN_ENTRIES]]
+    if len(entries) > MAX_SHOWN_ENTRIES:
+        listed.append(f"and {len(entries) - MAX_SHOWN_ENTRIES} more")
+    return listed
+
 
 @dataclass(frozen=True)
 class KeyPolicy:
@@ -59,14 +80,15 @@ def check_ip_binding(bound_entries: Iterable[str], egress: Sequence[IpAddress]) 
     any other host or network is foreign, even a network that contains our IP, because it lets other
     machines use the key too."""
     matched: set[IpAddress] = set()
-    foreign: list[str] = []
+    # A dict keeps the exchange's order and drops repeats in one pass, however many entries it lists.
+    foreign: dict[str, None] = {}
     for entry in (e.strip() for e in bound_entries):
         host = _single_host(entry)
         if host is not None and host in egress:
             matched.add(host)
-        elif entry and entry not in foreign:
-            foreign.append(entry)
-    return IpBindingCheck(missing=[str(ip) for ip in egress if ip not in matched], foreign=foreign)
+        elif entry:
+            foreign[entry] = None
+    return IpBindingCheck(missing=[str(ip) for ip in egress if ip not in matched], foreign=list(foreign))
 
 
 def _single_host(entry: str) -> IpAddress | None:
@@ -89,7 +111,7 @@ def verdict_for(description: KeyDescription, policy: KeyPolicy, exchange: str) -
         rejections += _status_rejections(description.key, exchange)
         warnings += _expiry_warnings(description.key, policy, exchange)
     if description.account_problem is not None:
-        rejections.append(reason(ReasonCode.ACCOUNT_LOCKED, exchange, status=description.account_problem))
+        rejections.append(reason(ReasonCode.ACCOUNT_LOCKED, exchange, status=shown(description.account_problem)))
     return KeyVerdict(rejections=rejections, warnings=warnings)
 
 
@@ -117,16 +139,16 @@ def _ip_rejections(key: KeyEntry, policy: KeyPolicy, exchange: str) -> list[Reas
         rejections.append(reason(ReasonCode.IP_BINDING_INCOMPLETE, exchange, missing_ips=check.missing,
                                  egress_ips=egress_ips))
     if check.foreign:
-        rejections.append(reason(ReasonCode.IP_BINDING_FOREIGN, exchange, foreign_ips=check.foreign,
+        rejections.append(reason(ReasonCode.IP_BINDING_FOREIGN, exchange, foreign_ips=shown_entries(check.foreign),
                                  egress_ips=egress_ips))
     return rejections
 
 
 def _status_rejections(key: KeyEntry, exchange: str) -> list[Reason]:
     if key.status is KeyStatus.EXPIRED:
-        return [reason(ReasonCode.KEY_EXPIRED, exchange, status=key.status_text)]
+        return [reason(ReasonCode.KEY_EXPIRED, exchange, status=shown(key.status_text))]
     if key.status is KeyStatus.DISABLED:
-        return [reason(ReasonCode.KEY_DISABLED, exchange, status=key.status_text)]
+        return [reason(ReasonCode.KEY_DISABLED, exchange, status=shown(key.status_text))]
     return []
 
 

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
+from shared.adapters.okx.signing import passphrase_is_sendable
 from shared.adapters.vault.client import VaultClient
 from shared.adapters.vault.key_import import NotImportable, wrap_for_import
 from shared.adapters.vault.layout import BINDING_PASSPHRASE_KEY, BINDING_SECRET_KEY
@@ -456,6 +457,9 @@ def _check_passphrase(exchange: str, passphrase: SecretStr | None) -> None:
         raise ClientError(f"keys on {supported.display_name} have no passphrase; none may be sent")
     if passphrase is not None and not 0 < len(passphrase.get_secret_value()) <= MAX_PASSPHRASE_CHARS:
         raise ClientError(f"that is not a passphrase: it must be 1 to {MAX_PASSPHRASE_CHARS} characters")
+    if passphrase is not None and not passphrase_is_sendable(passphrase.get_secret_value()):
+        # The one exchange with passphrases is OKX; the rule is ours (shared/adapters/okx/README.md#signing).
+        raise ClientError("that is not a passphrase: it may hold only printable ASCII characters, no space at its ends")
 
 
 def _build(model: type[E], **fields: object) -> E:

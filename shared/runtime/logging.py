@@ -55,14 +55,21 @@ _SECRET_SHAPES = re.compile(
 _LONGEST_HEX_ID = 39
 
 
+def _okx_secret_shaped(run: str) -> bool:
+    """An OKX secret key: 32 upper-case hex characters in one piece (shared/adapters/okx/README.md#signing). Our ids
+    are lower-case (uuid4().hex) or dashed (a UUID, even upper-case), so they stay."""
+    return len(run) == 32 and run == run.upper() and any(c.isalpha() for c in run)
+
+
 def _looks_random(run: str) -> bool:
     """Whether a long base64/hex run is a key or a token rather than a word: hex longer than an id, or a mix
     of upper case, lower case and digits that changes class at least every third character (about two in
     three for random base64; camel-case words change about once a word). No entropy library is a dependency,
-    and entropy alone does not separate 32 random characters from a long identifier."""
+    and entropy alone does not separate 32 random characters from a long identifier. Hex as long as an id is a
+    secret in OKX's shape."""
     digits = run.rstrip("=").replace("-", "")
     if all(char in "0123456789abcdefABCDEF" for char in digits):
-        return len(digits) > _LONGEST_HEX_ID
+        return len(digits) > _LONGEST_HEX_ID or _okx_secret_shaped(run)
     if not (any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)):
         return False
     classes = ["u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "o" for c in run]

@@ -385,6 +385,10 @@ async def test_bind_of_an_okx_key_seals_its_passphrase_for_that_user_with_the_pa
     ("htx", PASSPHRASE, "keys on HTX have no passphrase"),
     ("bybit", PASSPHRASE, "keys on Bybit have no passphrase"),
     ("okx", "", "1 to 128 characters"),
+    ("okx", "Pass\r\nX-Injected: 1", "only printable ASCII"),
+    ("okx", "Pass\x00word", "only printable ASCII"),
+    ("okx", "Passwörd1", "only printable ASCII"),
+    ("okx", "Pass🔑word", "only printable ASCII"),
 ])
 async def test_a_missing_or_unwanted_passphrase_is_refused_in_one_line_before_anything_is_sealed_or_published(
         client: BindingClient, bootstrapped_stack: BootstrappedStack, user_id: str, exchange: str,

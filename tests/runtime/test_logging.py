@@ -69,13 +69,15 @@ def test_configured_logging_redacts_structlog_and_stdlib_lines(capsys):
 VAULT_TOKEN = "hvs.CAESIJlWh0Mn8nPPNSuBZbSCkRbeyTQGfrz2"
 RANDOM_KEY = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI"
 HEX_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+# The shape of an OKX secret key (shared/adapters/okx/README.md#signing): 32 upper-case hex characters.
+OKX_SECRET = "D2D82B763AAE5CEB1B8FE7730F46CE6F"
 PEM = ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49\n"
        "-----END EC PRIVATE KEY-----")
 
 
 @pytest.mark.parametrize(
-    "secret", [SECRET, VAULT_TOKEN, RANDOM_KEY, HEX_KEY, PEM, SEALED],
-    ids=["htx-secret", "vault-token", "random-base64", "long-hex", "pem", "ciphertext"],
+    "secret", [SECRET, VAULT_TOKEN, RANDOM_KEY, HEX_KEY, PEM, SEALED, OKX_SECRET, uuid.uuid4().hex.upper()],
+    ids=["htx-secret", "vault-token", "random-base64", "long-hex", "pem", "ciphertext", "okx-secret", "okx-random"],
 )
 def test_a_secret_shape_is_scrubbed_wherever_it_sits_in_text(secret: str) -> None:
     for text in (secret, f"before {secret} after", f"x={secret}", f'{{"note": "{secret}"}}', f"({secret})"):
@@ -87,6 +89,8 @@ def test_a_secret_shape_is_scrubbed_wherever_it_sits_in_text(secret: str) -> Non
     [
         "1b4e28ba-2fa1-11d2-883f-0016d3cca427",  # an event id (a standard UUID)
         uuid.uuid4().hex,  # a request id
+        str(uuid.uuid4()).upper(),  # a UUID in upper case
+        "0123456789abcdef0123456789abcdef",  # lower-case hex as long as an OKX secret
         "2026-05-04T12:00:00.123456+00:00",
         "e2xx…84xx",  # a masked access key
         "binding_validated for user alice on hash7.binding.validated",

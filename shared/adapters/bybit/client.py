@@ -35,6 +35,7 @@ from shared.adapters.exchange.http import (
     read_data,
 )
 from shared.adapters.exchange.port import (
+    ClientOrderIdRule,
     ExchangeCredentials,
     KeyDescription,
     KeyEntry,
@@ -47,6 +48,9 @@ from shared.adapters.exchange.port import (
 from shared.contracts.secrets import mask_access_key
 
 EXCHANGE: Final = "bybit"
+# shared/adapters/bybit/README.md#orders: `orderLinkId` is at most 36 characters (documented); which characters is
+# our choice, the letters, digits, '-' and '_' Bybit's examples use.
+CLIENT_ORDER_IDS: Final = ClientOrderIdRule(r"[A-Za-z0-9_-]{1,36}", "1 to 36 letters, digits, '-' or '_'")
 TIME_PATH: Final = "/v5/market/time"
 INSTRUMENTS_PATH: Final = "/v5/market/instruments-info"
 QUERY_API_PATH: Final = "/v5/user/query-api"
@@ -116,6 +120,9 @@ class BybitExchange:
         self._http = ExchangeHttp(base_url, dialect, clock=clock, **transport)
         self._recv_window_ms = recv_window_ms
         self._clock = clock
+
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        return CLIENT_ORDER_IDS.problem("Bybit", client_order_id)
 
     async def aclose(self) -> None:
         await self._http.aclose()

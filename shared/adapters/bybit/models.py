@@ -78,8 +78,11 @@ class ApiKeyInfo(BybitModel):
 
     @property
     def bound_ips(self) -> tuple[str, ...]:
-        """The key's IP entries as listed, empty when it is bound to none (`["*"]`)."""
-        return tuple(ip.strip() for ip in self.ips if ip.strip() and ip.strip() != NO_IP_BINDING)
+        """The key's IP entries as listed, empty when it is bound to none (only `*`, or no entries).
+        A `*` next to other entries still lets every address in (shared/adapters/bybit/README.md#key-info), so it is
+        kept: the verdict then refuses it as an entry that is not one of our hosts."""
+        entries = tuple(ip.strip() for ip in self.ips if ip.strip())
+        return () if set(entries) <= {NO_IP_BINDING} else entries
 
     @property
     def sub_account(self) -> bool:

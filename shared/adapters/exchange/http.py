@@ -38,6 +38,8 @@ log = structlog.get_logger()
 NETWORK_UNREACHABLE: Final = "network-unreachable"
 # A network failure after the request may have reached the exchange (read/write error, timeout waiting for it).
 NETWORK_ERROR: Final = "network-error"
+# The code of a request refused by our own HTTP stack before it left (a header it cannot carry).
+REQUEST_UNSENDABLE: Final = "request-unsendable"
 # Our own limiter refused to send within the retry budget.
 CLIENT_RATE_LIMIT: Final = "client-rate-limit"
 # The exchange answered success, but its data is not shaped as documented.
@@ -421,8 +423,12 @@ class ExchangeHttp:
     async def _exchange(self, method: str, path: str, url: str, headers: Mapping[str, str], body: str,
                         limiter_key: RateLimitKey) -> dict[str, Any]:
         """One request and its answer; what the exchange says of the rate limit left is noted on the way."""
-        # The URL is sent as built: the exchange verifies the signature over the very query string it receives.
-        request = self._http.build_request(method, url, headers=headers, content=body.encode() if body else None)
+        try:
+            # The URL is sent as built: the exchange verifies the signature over the very query string it receives.
+            request = self._http.build_request(method, url, headers=headers, content=body.encode() if body else None)
+        except (httpx.InvalidURL, ValueError) as exc:
+            # A UnicodeEncodeError (a non-ASCII header value) is a ValueError.
+            raise _unsendable(exc) from exc
         try:
             response = await self._http.send(request, stream=True)
             try:
@@ -433,6 +439,9 @@ class ExchangeHttp:
                 content = await self._read_capped(response, path)
             finally:
                 await response.aclose()
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+            # h11 refuses a header value with a line break or a control character before writing a byte.
+            raise _unsendable(exc) from exc
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise exchange_error(ExchangeErrorKind.UNAVAILABLE, NETWORK_UNREACHABLE, _describe(exc)) from exc
         except httpx.TransportError as exc:
@@ -460,6 +469,13 @@ def _exchange_did_not_act(error: ExchangeError) -> bool:
     """Whether the exchange certainly did nothing with the request: it never left us, or it was refused up front."""
     return error.code == NETWORK_UNREACHABLE or error.kind in (ExchangeErrorKind.RATE_LIMITED,
                                                                ExchangeErrorKind.MAINTENANCE)
+
+
+def _unsendable(exc: Exception) -> ExchangeError:
+    """A request our HTTP stack refuses to build or send: never sent, and asking again would fail the same way, so
+    not transient. Named by the failure's class only: its message may quote a header, and a header may be a secret."""
+    return exchange_error(ExchangeErrorKind.BAD_REQUEST, REQUEST_UNSENDABLE, f"the request could not be sent "
+                          f"({type(exc).__name__})")
 
 
 def _describe(exc: httpx.TransportError) -> str:

@@ -7,6 +7,7 @@ pair check and the order gate decide on these values only; which adapter serves 
 `exchange` (shared/adapters/exchange/registry.py).
 """
 
+import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -117,6 +118,21 @@ class PlacedOrder:
     client_order_id: str | None = None
 
 
+@dataclass(frozen=True)
+class ClientOrderIdRule:
+    """Which client order ids an exchange takes: a whole match of pattern, told to a person as described (e.g.
+    "1 to 32 letters or digits"). The gate asks before it signs anything (shared/clients/trading/gate.py)."""
+
+    pattern: str
+    described: str
+
+    def problem(self, exchange: str, client_order_id: str) -> str | None:
+        """None when client_order_id is taken; else why not, in our words (never the id: it is the caller's text)."""
+        if re.fullmatch(self.pattern, client_order_id, flags=re.ASCII):
+            return None
+        return f"{exchange} takes client order ids of {self.described} only"
+
+
 class Exchange(Protocol):
     """One exchange, as every part of Hash7 uses it. Every method raises `ExchangeError` for the exchange's
     refusals and `ExchangeTransientError` for trouble worth retrying, once the adapter's retry budget is spent."""
@@ -133,6 +149,10 @@ class Exchange(Protocol):
 
     async def place_order(self, credentials: ExchangeCredentials, order: SpotOrder,
                           trading_account_id: str | None) -> PlacedOrder:
+        ...
+
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        """None when the exchange takes client_order_id as an order's own id; else why not, in a person's words."""
         ...
 
     async def aclose(self) -> None: ...

@@ -17,6 +17,7 @@ import structlog
 
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind
 from shared.adapters.exchange.port import (
+    ClientOrderIdRule,
     ExchangeCredentials,
     KeyDescription,
     KeyEntry,
@@ -32,6 +33,9 @@ from shared.adapters.htx.models import Account, ApiKeyInfo, MarketSymbol, NewOrd
 log = structlog.get_logger()
 
 NAME: Final = "htx"
+# shared/adapters/htx/README.md#order-placement: `client-order-id` is optional; HTX's API FAQ gives 64 characters as
+# its most (not yet in that README). Which characters is our choice: those of Hash7's own identifiers.
+CLIENT_ORDER_IDS: Final = ClientOrderIdRule(r"[A-Za-z0-9._:-]{1,64}", "1 to 64 letters, digits, '.', '_', ':' or '-'")
 # Beyond this, our clock is worth an operator's look even though signing corrects for it.
 NOTABLE_CLOCK_SKEW_S: Final = 5.0
 # Clocks drift slowly and HTX accepts ±5 min, so one measurement serves a minute of calls. Measuring for every key
@@ -50,6 +54,9 @@ class HtxExchange:
 
     def __init__(self, client: HtxClient) -> None:
         self.client = client
+
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        return CLIENT_ORDER_IDS.problem("HTX", client_order_id)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -116,8 +123,9 @@ def _key_entry(entry: ApiKeyInfo) -> KeyEntry:
     )
 
 def _spot_problem(accounts: list[Account]) -> str | None:
-    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only.
-    return next((f"spot account {a.state}" for a in accounts if a.type == "spot" and a.state != "working"), None)
+    # HTX lists an account's state as `working` or `lock`; the bot trades on spot only. Our own words: HTX's state
+    # is untrusted text of any length, and this reaches the user.
+    return next(("spot account locked" for a in accounts if a.type == "spot" and a.state != "working"), None)
 
 def merge_symbol_lists(market_symbols: list[MarketSymbol], symbols_v2: list[SymbolV2]) -> list[TradingPair]:
     """One pair per symbol from HTX's two lists (shared/adapters/htx/README.md#tradable-pair-rule):

@@ -30,6 +30,7 @@ from shared.adapters.exchange.http import (
     read_data,
 )
 from shared.adapters.exchange.port import (
+    ClientOrderIdRule,
     ExchangeCredentials,
     KeyDescription,
     KeyEntry,
@@ -55,12 +56,15 @@ from shared.adapters.okx.signing import (
     TIMESTAMP_HEADER,
     encode_signature,
     format_timestamp,
+    passphrase_is_sendable,
     pre_sign_text,
     request_path,
 )
 from shared.contracts.secrets import mask_access_key
 
 EXCHANGE: Final = "okx"
+# shared/adapters/okx/README.md#orders: `clOrdId` is 1 to 32 letters or digits.
+CLIENT_ORDER_IDS: Final = ClientOrderIdRule(r"[A-Za-z0-9]{1,32}", "1 to 32 letters or digits")
 TIME_PATH: Final = "/api/v5/public/time"
 INSTRUMENTS_PATH: Final = "/api/v5/public/instruments"
 ACCOUNT_CONFIG_PATH: Final = "/api/v5/account/config"
@@ -124,6 +128,9 @@ class OkxExchange:
                                   default_headers={SIMULATED_TRADING_HEADER: "1"} if demo else None)
         # Hash7's pair name → OKX's instId, from the last instrument list (an order names its pair only).
         self._symbols: dict[str, str] = {}
+
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        return CLIENT_ORDER_IDS.problem("OKX", client_order_id)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -223,6 +230,11 @@ def _authorise(credentials: ExchangeCredentials) -> Authorise:
         if credentials.passphrase is None:
             raise exchange_error(ExchangeErrorKind.LOGIN_REQUIRED, "passphrase-missing",
                                  "an OKX key needs the passphrase chosen with it")
+        if not passphrase_is_sendable(credentials.passphrase.get_secret_value()):
+            # A passphrase OKX could never have matched: the same mistake to the user as a wrong one (50105). The text
+            # is fixed: the value is a secret.
+            raise exchange_error(ExchangeErrorKind.SIGNATURE_MISMATCH, "passphrase-unsendable",
+                                 "the passphrase holds characters other than printable ASCII")
         timestamp = format_timestamp(request.now)
         text = pre_sign_text(timestamp, request.method, request_path(request.path, request.query_string), request.body)
         [digest] = await credentials.signer.sign([text])

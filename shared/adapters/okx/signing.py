@@ -21,7 +21,16 @@ PASSPHRASE_HEADER = "OK-ACCESS-PASSPHRASE"
 SIMULATED_TRADING_HEADER = "x-simulated-trading"
 
 # shared/adapters/okx/README.md#clock: `2020-12-08T09:08:57.715Z`, UTC, exactly three fraction digits.
+# OKX documents no character rule for the passphrase; it travels as a header value. Our choice
+# (shared/adapters/okx/README.md#signing): printable ASCII, no space at either end (HTTP trims those).
+_SENDABLE_PASSPHRASE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def passphrase_is_sendable(passphrase: str) -> bool:
+    """Whether passphrase can go into OK-ACCESS-PASSPHRASE as it is: anything else (a line break, a control or
+    non-ASCII character) would be refused by the HTTP stack or reach OKX changed."""
+    return _SENDABLE_PASSPHRASE.fullmatch(passphrase) is not None
 
 
 def request_path(path: str, query_string: str = "") -> str:

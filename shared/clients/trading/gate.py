@@ -54,6 +54,8 @@ class OrderRefusalReason(StrEnum):
     EXCHANGE_UNSUPPORTED = "exchange_unsupported"
     # The stored passphrase (OKX) does not open for the binding's user.
     PASSPHRASE_UNREADABLE = "passphrase_unreadable"
+    # The order's client order id is not one the binding's exchange takes (each has its own length and characters).
+    CLIENT_ORDER_ID_REFUSED = "client_order_id_refused"
 
 
 class OrderRefused(ClientError):
@@ -139,6 +141,13 @@ class OrderGate:
             raise self._refused(decision, binding, OrderRefusalReason.NO_SPOT_ACCOUNT,
                                 "its exchange listed no spot account for its key; open one there and bind the key "
                                 "again")
+
+        if order.client_order_id is not None:
+            # Checked here, before anything is opened or signed: an id the exchange's rules refuse would otherwise
+            # fail inside the adapter, neither refused nor audited.
+            problem = exchange.client_order_id_problem(order.client_order_id)
+            if problem is not None:
+                raise self._refused(decision, binding, OrderRefusalReason.CLIENT_ORDER_ID_REFUSED, problem)
 
         # Signed inside Vault: the engine never holds the secret, and Vault's audit log records the signing call.
         signer = self.bindings.signer(binding)

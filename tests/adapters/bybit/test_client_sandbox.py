@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from services.validator.verdict import KeyPolicy, verdict_for
 from shared.adapters.bybit.client import BybitExchange, parse_rate_limit_headers
 from shared.adapters.exchange.errors import ExchangeError, ExchangeErrorKind, ExchangeTransientError
 from shared.adapters.exchange.port import ExchangeCredentials, KeyStatus, Permission, PlacedOrder, SpotOrder
@@ -79,6 +80,21 @@ async def test_each_verdict_key_is_described(sandbox, bybit, note, permissions, 
 async def test_refused_keys_raise_their_kind(sandbox, bybit, note, kind, code):
     error = await refused(bybit.describe_key(sandbox.bybit_credentials(note)))
     assert (error.kind, error.code, error.http_status) == (kind, code, 200)
+
+
+@pytest.mark.parametrize(
+    ("ips", "bound_ips", "codes"),
+    [
+        (["*"], (), ["ip_binding_missing"]),
+        (["*", *EGRESS], ("*", *EGRESS), ["ip_binding_foreign"]),
+    ],
+)
+async def test_a_star_among_our_ips_is_a_foreign_binding(sandbox, bybit, ips, bound_ips, codes):
+    sandbox.admin.update_key(sandbox.api_key("good"), ips=ips)
+    described = await bybit.describe_key(sandbox.bybit_credentials("good"))
+    assert described.key is not None and described.key.bound_ips == bound_ips
+    verdict = verdict_for(described, KeyPolicy(egress_ips=EGRESS, expiry_warning_days=7), "bybit")
+    assert [r.code for r in verdict.rejections] == codes
 
 
 async def test_an_unknown_key(bybit):

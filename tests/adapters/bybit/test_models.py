@@ -71,6 +71,22 @@ def test_ip_lists_and_sub_accounts():
     assert (info.bound_ips, info.sub_account) == (("203.0.113.10", "203.0.113.11"), True)
 
 
+@pytest.mark.parametrize(
+    ("ips", "bound"),
+    [
+        (["*"], ()),
+        ([" * "], ()),
+        ([], ()),
+        # A "*" among addresses still lets every address in, so it stays an entry the verdict refuses as foreign.
+        (["*", "203.0.113.10", "203.0.113.11"], ("*", "203.0.113.10", "203.0.113.11")),
+        (["203.0.113.10", "*"], ("203.0.113.10", "*")),
+        (["*", "*"], ()),
+    ],
+)
+def test_a_star_is_no_binding_only_when_alone(ips, bound):
+    assert key(ips=ips).bound_ips == bound
+
+
 def test_missing_or_mistyped_fields_are_refused():
     with pytest.raises(ValidationError):
         ApiKeyInfo.model_validate({k: v for k, v in DOC_KEY.items() if k != "userID"})

@@ -92,6 +92,9 @@ class RecordingExchange:
         self.orders.append((credentials, order, trading_account_id))
         return PlacedOrder(order_id=str(len(self.orders)), client_order_id=order.client_order_id)
 
+    def client_order_id_problem(self, client_order_id: str) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         pass
 

@@ -115,3 +115,8 @@ async def test_transient_trouble_is_raised_after_the_retry_budget(sandbox, clien
         await inspect_key(client, sandbox.credentials("good"), POLICY)
     assert caught.value.kind is ExchangeErrorKind.UNAVAILABLE
     assert sandbox.admin.request_counts()["GET /v1/account/accounts"]["gateway-internal-error"] > 1
+
+
+async def test_a_locked_account_is_told_in_our_words(sandbox, client):
+    [locked] = (await inspect_key(client, sandbox.credentials("locked-account"), POLICY)).verdict.rejections
+    assert "(spot account locked)" in locked.message

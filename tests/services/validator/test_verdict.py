@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.validator.verdict import KeyPolicy, check_ip_binding, verdict_for
+from shared.adapters.exchange.port import KeyDescription, KeyEntry, KeyStatus, Permission
 from shared.adapters.htx.exchange import key_description
 from shared.adapters.htx.models import Account, ApiKeyInfo
 from shared.contracts.reasons import ReasonCode as R
@@ -214,3 +215,53 @@ def test_our_hosts_are_never_foreign_and_everything_else_is(egress, bound):
     check = check_ip_binding(bound, egress)
     ours = {str(ip) for ip in egress}
     assert set(check.foreign) == {e.strip() for e in bound if e.strip() and e.strip() not in ours}
+
+
+# ---- what an exchange lists reaches the user bounded and printable ----------------------------------------
+
+
+def test_a_locked_spot_account_is_told_in_our_words_not_htx_state():
+    hostile = "lock\x1b[2J\x1b[31m call +1-555-0100 " + "x" * 10_000
+    [locked] = verdict_on(accounts=[Account(id=1, type="spot", state=hostile)]).rejections
+    assert locked.code == R.ACCOUNT_LOCKED and "(spot account locked)" in locked.message
+    assert "555" not in locked.message + locked.hint and "\x1b" not in locked.message
+
+
+def described(bound_ips, status_text="normal", status=KeyStatus.NORMAL) -> KeyDescription:
+    entry = KeyEntry(permissions=frozenset({Permission.READ, Permission.TRADE}), listed_permissions=("trade",),
+                     bound_ips=tuple(bound_ips), valid_days=None, status=status, status_text=status_text)
+    return KeyDescription(owner_uid="1", sub_account=False, key=entry, trading_account_id=None,
+                          needs_trading_account=False, account_problem=None)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["198.51.100.7\x1b[31mRED\x1b[0m", "198.51.100.7\r\nInjected: yes", "198.51.100.7\x00\x07\u202egnp.exe",
+     "A" * 10_240, "🔑" * 5_000],
+)
+def test_a_hostile_foreign_entry_is_shown_printable_and_cut(hostile):
+    [foreign] = verdict_for(described([*EGRESS, hostile]), POLICY, "bybit").rejections
+    assert foreign.code == R.IP_BINDING_FOREIGN
+    for text in (foreign.message, foreign.hint):
+        assert text.isprintable()
+        assert hostile not in text
+        assert len(text) < 1_000
+        assert not any(c in text for c in "\x1b\r\n\x00\x07\u202e")
+
+
+def test_a_thousand_foreign_entries_show_twenty_and_count_the_rest():
+    entries = [f"198.51.{i // 256}.{i % 256}" for i in range(1_000)]
+    [foreign] = verdict_for(described([*EGRESS, *entries]), POLICY, "okx").rejections
+    assert "198.51.0.19, and 980 more." in foreign.message
+    assert "198.51.0.20," not in foreign.message and len(foreign.message) < 1_000
+
+
+def test_long_repeated_entries_are_counted_once():
+    [foreign] = verdict_for(described([*EGRESS, *(["203.0.113.0/24"] * 1_000)]), POLICY, "okx").rejections
+    assert "Hash7's: 203.0.113.0/24." in foreign.message
+
+
+def test_a_hostile_key_status_is_shown_printable_and_cut():
+    hostile = "frozen\x1b[2J" + "z" * 10_000
+    [refused] = verdict_for(described(EGRESS, hostile, KeyStatus.DISABLED), POLICY, "htx").rejections
+    assert refused.message.isprintable() and "frozen?[2Jzz" in refused.message and len(refused.message) < 400
