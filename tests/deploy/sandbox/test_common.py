@@ -36,6 +36,9 @@ def test_every_sandbox_serves_the_generic_admin_paths(exchange):
 def test_an_injected_fault_is_answered_in_each_exchanges_words_and_counted(exchange):
     name, sandbox = exchange
     _, path, params, status, code = EXCHANGES[name]
+    # The session's services may call the same sandbox meanwhile (the whitelist reads symbol lists every second):
+    # what this test adds is counted, not the totals.
+    before = sandbox.admin.request_counts().get(f"GET {path}", {})
     sandbox.admin.set_fault("*", maintenance=True)
     refused = httpx.get(f"{sandbox.base_url}{path}", params=params, timeout=5)
     assert refused.status_code == status, refused.text
@@ -45,4 +48,5 @@ def test_an_injected_fault_is_answered_in_each_exchanges_words_and_counted(excha
     answered = httpx.get(f"{sandbox.base_url}{path}", params=params, timeout=5)
     assert answered.status_code == 200, answered.text
     counts = sandbox.admin.request_counts()[f"GET {path}"]
-    assert counts["total"] == 2 and counts["ok"] == 1
+    assert counts["total"] - before.get("total", 0) >= 2 and counts["ok"] - before.get("ok", 0) >= 1
+    assert len(counts) > 2  # the refusal is counted under an outcome of its own
