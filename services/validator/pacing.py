@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 class Pacer:
     """Lets at most `rate_per_s` callers through per second, evenly spaced, so a sweep of many bindings is
-    spread over time instead of arriving at HTX (and ahead of users binding keys) all at once."""
+    spread over time instead of arriving at the exchanges (and ahead of users binding keys) all at once."""
 
     def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:

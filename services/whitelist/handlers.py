@@ -109,7 +109,7 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
     if stored.version != event.vault_version:
         return [_stored_audit(event, AuditOutcome.SUPERSEDED, at)]
     # Just validated: the key is as healthy as the validator found it, as of its write in Vault.
-    health = key_health([], event.warnings)
+    health, health_as_of = key_health([], event.warnings), stored.written_at
     pairs = normalise_pairs(event.trading_pairs or [])
     # The exchange as Vault holds it for the binding, whatever the event says.
     exchange = await deps.exchanges.of_stored(event.user_id, event.binding_id)
@@ -119,14 +119,18 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
         # Usually there is no whitelist yet: offer ours create-only, one Vault call. What holds the path instead
         # (pairs saved before the binding, a rotation, a redelivery) is decided on below.
         saved = await deps.whitelists.create_or_read(event.user_id, event.binding_id, WhitelistRecord(
-            pairs=pairs, health=health, health_as_of=stored.written_at, request_id=event.request_id,
-            updated_at=at))
+            pairs=pairs, health=health, health_as_of=health_as_of, applied_binding_version=stored.version,
+            request_id=event.request_id, updated_at=at))
     else:
         saved = await deps.whitelists.read(event.user_id, event.binding_id)
-    if saved is not None and saved.record.request_id != event.request_id:
-        if _older(stored.written_at, saved.record.health_as_of):
-            # A recheck judged this very key since (and this is a copy delivered late): its judgement stands.
+    if saved is not None and _older(stored.written_at, saved.record.health_as_of):
+        # A recheck judged this very key since the validator did: its judgement stands. It may even have reached us
+        # before this binding's own store did (a sweep that started meanwhile).
+        health, health_as_of = saved.record.key_health, saved.record.health_as_of or health_as_of
+        if saved.record.request_id != event.request_id and saved.record.applied_binding_version == stored.version:
+            # This event was applied before: a copy delivered late changes nothing.
             return [_stored_audit(event, AuditOutcome.SUPERSEDED, at)]
+    if saved is not None and saved.record.request_id != event.request_id:
         if saved.record.health_as_of == stored.written_at:
             # Applied before, and the whitelist changed since by a request of its own, which said where the
             # binding stands: a copy of this event says nothing new.
@@ -135,14 +139,16 @@ async def handle_binding_stored(event: BindingStored, deps: WhitelistDeps, *, at
             # An explicit whitelist request wins over the pairs of the bind request (module docstring).
             pairs = list(saved.record.pairs)
             problems = deps.catalogs.problems(pairs, exchange)
-    record = None if problems else await deps.whitelists.save(event.user_id, event.binding_id, saved,
-                                                              event.request_id, at, pairs=pairs, health=health,
-                                                              health_as_of=stored.written_at)
+    # Written even when the pairs cannot be the whitelist (they are then left as they were): the record says which
+    # version of the binding this event was applied for, so a copy delivered after a recheck is told apart.
+    record = await deps.whitelists.save(event.user_id, event.binding_id, saved, event.request_id, at,
+                                        pairs=None if problems else pairs, health=health, health_as_of=health_as_of,
+                                        applied_binding_version=stored.version)
     state = binding_state(health, whitelist_valid=not problems)
     reasons = [*problems, *event.warnings]
     return [
         status(user_id=event.user_id, state=state, request_id=event.request_id, binding_id=event.binding_id,
-               occurred_at=record.updated_at if record else stored.written_at, kind=RequestKind.BIND,
+               occurred_at=record.updated_at, kind=RequestKind.BIND,
                exchange=exchange, reasons=reasons, access_key_masked=event.access_key_masked,
                details={"pairs": pairs}),
         _audit(event, at, AuditOutcome.of_state(state), reasons, pairs),

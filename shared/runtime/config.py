@@ -97,7 +97,7 @@ def exchange_url_variable(exchange: ExchangeName) -> str:
 
 
 class Settings(BaseSettings):
-    """What every process needs: where Kafka, Vault and HTX are, and how to log."""
+    """What every process needs: where Kafka, Vault and the exchanges are, and how to log."""
 
     model_config = SettingsConfigDict(env_prefix="HASH7_", extra="ignore")
 

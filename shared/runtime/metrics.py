@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-# Vault and HTX answer in milliseconds to seconds; the buckets cover a local Vault (1 ms) to an HTX timeout (10 s).
+# Vault and the exchanges answer in milliseconds to seconds; the buckets cover a local Vault (1 ms) to an exchange
+# timeout (10 s).
 _CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 RECORDS_HANDLED = Counter(

@@ -193,7 +193,7 @@ def link_to_binding(stored_traceparent: str | None) -> None:
 
 @contextmanager
 def calling(peer: str, operation: str) -> Iterator[Span]:
-    """A CLIENT span around one call to another system (Vault, HTX)."""
+    """A CLIENT span around one call to another system (Vault, an exchange)."""
     with _span(f"{peer} {operation}", SpanKind.CLIENT, {"peer.service": peer, "hash7.operation": operation}) as span:
         yield span
 

@@ -170,6 +170,9 @@ class WhitelistRecord(VaultRecord):
     # The time of the fact the health comes from (the key's write in Vault, or the start of the sweep that
     # rechecked it): an older fact (a sweep's result delivered late or sent again) changes nothing.
     health_as_of: IsoTime | None = _absent_when_none()
+    # The binding's KV version whose binding.stored was applied here: a recheck may be written before it (a sweep
+    # started as the binding was stored), and a copy of binding.stored after both must be told from the first.
+    applied_binding_version: int | None = _absent_when_none()
     request_id: str
     updated_at: IsoTime
 

@@ -242,7 +242,8 @@ class Whitelists:
 
     async def save(self, user_id: str, binding_id: str, current: Versioned[WhitelistRecord] | None, request_id: str,
                    at: datetime, *, pairs: list[str] | None = None, pairs_as_of: datetime | None = None,
-                   health: KeyHealth | None = None, health_as_of: datetime | None = None) -> WhitelistRecord:
+                   health: KeyHealth | None = None, health_as_of: datetime | None = None,
+                   applied_binding_version: int | None = None) -> WhitelistRecord:
         """Apply the changes given to the whitelist as just read (current), keeping the rest; a redelivered
         request (its request id already written) makes no new version. Returns the record as stored."""
         if current is not None and current.record.request_id == request_id:
@@ -253,6 +254,7 @@ class Whitelists:
         record = WhitelistRecord(
             pairs=before.pairs if pairs is None else pairs, pairs_as_of=pairs_as_of or before.pairs_as_of,
             health=health or before.health, health_as_of=health_as_of or before.health_as_of,
+            applied_binding_version=applied_binding_version or before.applied_binding_version,
             request_id=request_id, updated_at=at)
         return (await _check_and_set(self._vault, whitelist_path(user_id, binding_id), record, current)).record
 

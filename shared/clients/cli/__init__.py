@@ -1,4 +1,4 @@
-"""`hash7`: the binding flow for people. Bind an HTX key, set a whitelist, revoke, follow a user's statuses,
+"""`hash7`: the binding flow for people. Bind an exchange key, set a whitelist, revoke, follow a user's statuses,
 and read the audit and dead-letter topics as tables.
 
 commands.py holds the click commands, tables.py the rich tables, plumbing.py settings, the secret prompt and

@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 
 class PairList(ContractValue):
-    """Comma-separated trading pairs, e.g. btcusdt,ethusdt; HTX symbols are lower case."""
+    """Comma-separated trading pairs, e.g. btcusdt,ethusdt or BTC/USDT (any exchange's spelling: normalised)."""
 
     def __init__(self) -> None:
         super().__init__("PAIRS", Annotated[list[TradingPair], Field(max_length=MAX_TRADING_PAIRS)])
@@ -195,7 +195,7 @@ def revoke(user_id: str, binding_id: str, no_wait: bool, timeout_s: float) -> No
 
 @cli.command()
 def sweep() -> None:
-    """Re-check every stored binding against HTX now (key health), instead of waiting for the schedule."""
+    """Re-check every stored binding against its exchange now (key health), instead of waiting for the schedule."""
     settings = load_settings()
 
     async def request() -> None:

@@ -116,7 +116,8 @@ async def test_whitelist_after_binding_activates_it_and_a_bad_one_changes_nothin
         WhitelistRequested(request_id="w2", user_id="u1", binding_id="b1", trading_pairs=[]),
         WhitelistDeps(vault, cat), at=AT)
     assert status_of(bad).state == BindingState.REJECTED and status_of(bad).reason_codes == [ReasonCode.WHITELIST_EMPTY]
-    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [["btcusdt"]]
+    # The binding's own write (no pairs yet), then the good request's; the bad one wrote nothing.
+    assert [v["pairs"] for v in vault.versions[whitelist_path("u1", "b1")]] == [[], ["btcusdt"]]
 
 
 def two_exchanges():

@@ -204,3 +204,19 @@ async def test_a_whitelist_request_without_its_time_cannot_overrule_one_that_gav
                                                               trading_pairs=["btcusdt"]), deps, at=AT)
     assert [a.outcome for a in of(out, Topic.AUDIT)] == ["superseded"]
     assert (await deps.vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["ethusdt"]
+
+
+async def test_a_recheck_that_reaches_the_whitelist_before_its_binding_s_store_leaves_the_bind_its_pairs_and_status():
+    """A sweep started as the key was stored: its re-check may come first. The bind still gets its pairs and its
+    final status, with the re-check's judgement of the key; a copy of binding.stored after that says nothing new."""
+    vault, cat = InMemoryVault(), catalog()
+    await store_binding(vault)
+    deps = WhitelistDeps(vault, cat)
+    expiring = [reason(ReasonCode.KEY_EXPIRING, "htx", valid_days=3)]
+    [early] = of(await handle_binding_rechecked(rechecked(warnings=expiring), deps, at=AT), Topic.BINDING_STATUS)
+    assert early.state == BindingState.AWAITING_WHITELIST
+    [bound] = of(await handle_binding_stored(stored(), deps, at=AT), Topic.BINDING_STATUS)
+    assert (bound.state, bound.request_id) == (BindingState.EXPIRING, "r1")
+    assert (await vault.read(whitelist_path("u1", "b1"))).data["pairs"] == ["btcusdt"]
+    again = await handle_binding_stored(stored(), deps, at=AT + timedelta(minutes=1))
+    assert of(again, Topic.BINDING_STATUS) in ([], [bound])
