@@ -41,7 +41,9 @@ _KIND_BY_CODE: dict[str, ExchangeErrorKind] = {
     "50009": K.ACCOUNT_RESTRICTED,
     "50012": K.ACCOUNT_RESTRICTED,
     "50100": K.ABNORMAL_USER,
-    "50101": K.BAD_REQUEST,
+    # A demo-trading key on production or the reverse: to this environment the key does not exist
+    # (shared/adapters/okx/README.md#errors).
+    "50101": K.UNKNOWN_ACCESS_KEY,
     "50102": K.TIMESTAMP_OUT_OF_WINDOW,
     "50103": K.LOGIN_REQUIRED,
     "50104": K.LOGIN_REQUIRED,

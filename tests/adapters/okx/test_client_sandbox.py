@@ -81,7 +81,7 @@ async def test_a_sub_account_key_is_described_as_one(okx, sandbox):
         ("frozen", K.ABNORMAL_USER, "50100"),
         ("wrong-passphrase", K.SIGNATURE_MISMATCH, "50105"),
         ("secret-mismatch", K.SIGNATURE_MISMATCH, "50113"),
-        ("demo", K.BAD_REQUEST, "50101"),
+        ("demo", K.UNKNOWN_ACCESS_KEY, "50101"),
     ],
 )
 async def test_refused_keys_raise_typed_errors(okx, sandbox, label, kind, code):

@@ -59,7 +59,7 @@ TABLE = [
     (200, "50007", "Account blocked.", K.ACCOUNT_RESTRICTED),
     (200, "50009", "Account is suspended due to ongoing liquidation.", K.ACCOUNT_RESTRICTED),
     (200, "50012", "Account status invalid.", K.ACCOUNT_RESTRICTED),
-    (401, "50101", "APIKey does not match current environment.", K.BAD_REQUEST),
+    (401, "50101", "APIKey does not match current environment.", K.UNKNOWN_ACCESS_KEY),
     (429, "50011", "Too Many Requests", K.RATE_LIMITED),
     (200, "50011", "Rate limit reached. Please refer to API documentation and throttle requests accordingly.",
      K.RATE_LIMITED),

@@ -172,11 +172,12 @@ def test_the_body_is_signed_as_received(sandbox):
 
 def test_a_production_key_with_the_demo_header_is_refused(sandbox):
     refused(signed(sandbox, "good", demo=True), 401, "50101", "APIKey does not match current environment.",
-            K.BAD_REQUEST)
+            K.UNKNOWN_ACCESS_KEY)
 
 
 def test_a_demo_key_needs_the_demo_header(sandbox):
-    refused(signed(sandbox, "demo"), 401, "50101", "APIKey does not match current environment.", K.BAD_REQUEST)
+    refused(signed(sandbox, "demo"), 401, "50101", "APIKey does not match current environment.",
+            K.UNKNOWN_ACCESS_KEY)
     assert config_of(signed(sandbox, "demo", demo=True))["label"] == "demo"
 
 
