@@ -73,8 +73,8 @@ def loopback_stack(run_dir: Path, service_settings: Mapping[str, str] | None = N
             sandboxes, urls = {}, {}
             for exchange, program in SANDBOXES.items():
                 port = free_port()
-                sandboxes[program.process_name] = infrastructure.adopt(
-                    start_sandbox(program, LOOPBACK, port, run_dir / "logs"))
+                process = start_sandbox(exchange, LOOPBACK, port, run_dir / "logs")
+                sandboxes[program.name] = infrastructure.adopt(process)
                 urls[exchange] = f"http://{LOOPBACK}:{port}"
             settings = Settings(kafka_bootstrap_servers=f"{LOOPBACK}:{kafka_port}", vault_addr=vault.addr,
                                 run_dir=run_dir, htx_base_url=urls[ExchangeName.HTX],

@@ -113,8 +113,7 @@ def after_startup(settings: Settings) -> None:
     """Once everything is up: bind the demo keys and show their timelines. A failure here is reported and
     the stack keeps running: the demo is a convenience, the system is what matters."""
     try:
-        asyncio.run(bind_demo_keys(settings, {exchange: program.scenario for exchange, program in SANDBOXES.items()},
-                                   console))
+        asyncio.run(bind_demo_keys(settings, console))
     except Exception as error:  # noqa: BLE001 — shown as one line; the services' own logs say more
         error_console.print(f"The demo bindings did not complete: {redact(error)}", markup=False)
 
@@ -176,10 +175,9 @@ def _start_infrastructure(
     infrastructure.adopt(start_tansu(endpoints.kafka.host, endpoints.kafka.port, run_dir / "logs" / "kafka.log"))
     _raise_if_stopping(stop)
     for index, (exchange, endpoint) in enumerate(endpoints.sandboxes.items()):
-        program = SANDBOXES[exchange]
-        infrastructure.adopt(start_sandbox(program, endpoint.host, endpoint.port, run_dir / "logs",
+        infrastructure.adopt(start_sandbox(exchange, endpoint.host, endpoint.port, run_dir / "logs",
                                            env=_child_environment(run_dir),
-                                           echo=_terminal_echo(program.process_name, len(SERVICES) + index)))
+                                           echo=_terminal_echo(SANDBOXES[exchange].name, len(SERVICES) + index)))
         _raise_if_stopping(stop)
 
 

@@ -1,49 +1,35 @@
 """The exchange sandboxes as child processes of the embedded stack (`make run`), of the benchmarks and of the tests'
-pipeline: one program per exchange (deploy/sandbox/<exchange>/), each with its demo scenario."""
+pipeline: each exchange's program (deploy/sandbox/<exchange>/server.py), with its demo scenario."""
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.sandbox.bybit.server import SANDBOX as BYBIT_SANDBOX
+from deploy.sandbox.common.program import SandboxProgram
+from deploy.sandbox.htx.server import SANDBOX as HTX_SANDBOX
+from deploy.sandbox.okx.server import SANDBOX as OKX_SANDBOX
 from deploy.stack.processes import LineSink, ManagedProcess, port_accepts_connections
 from shared.contracts.exchanges import ExchangeName
 
-_SANDBOX_DIR = Path(__file__).resolve().parent.parent / "sandbox"
 READY_TIMEOUT_S = 15.0
 
-
-@dataclass(frozen=True)
-class SandboxProgram:
-    """One exchange's sandbox: how it is started, and with which demo scenario."""
-
-    exchange: ExchangeName
-    module: str
-    scenario: Path
-
-    @property
-    def process_name(self) -> str:
-        return f"{self.exchange.value}-sandbox"
-
-
 SANDBOXES: Mapping[ExchangeName, SandboxProgram] = {
-    ExchangeName.HTX: SandboxProgram(ExchangeName.HTX, "deploy.sandbox.htx.server",
-                                     _SANDBOX_DIR / "htx" / "demo-scenario.json"),
-    ExchangeName.BYBIT: SandboxProgram(ExchangeName.BYBIT, "deploy.sandbox.bybit.server",
-                                       _SANDBOX_DIR / "bybit" / "demo-scenario.json"),
-    ExchangeName.OKX: SandboxProgram(ExchangeName.OKX, "deploy.sandbox.okx.server",
-                                     _SANDBOX_DIR / "okx" / "demo-scenario.json"),
+    ExchangeName.HTX: HTX_SANDBOX,
+    ExchangeName.BYBIT: BYBIT_SANDBOX,
+    ExchangeName.OKX: OKX_SANDBOX,
 }
 
 
-def start_sandbox(program: SandboxProgram, host: str, port: int, log_dir: Path, *,
+def start_sandbox(exchange: ExchangeName, host: str, port: int, log_dir: Path, *,
                   env: Mapping[str, str] | None = None, echo: LineSink | None = None) -> ManagedProcess:
-    """Start the sandbox with its demo scenario and return once it accepts connections."""
+    """Start the exchange's sandbox with its demo scenario and return once it accepts connections."""
+    program = SANDBOXES[exchange]
     sandbox = ManagedProcess(
-        program.process_name,
-        [sys.executable, "-m", program.module, "--host", host, "--port", str(port),
-         "--scenario", str(program.scenario)],
-        log_dir / f"{program.process_name}.log",
+        program.name,
+        [sys.executable, "-m", f"deploy.sandbox.{exchange.value}.server", "--host", host, "--port", str(port),
+         "--scenario", str(program.demo_scenario)],
+        log_dir / f"{program.name}.log",
         env=env,
         echo=echo,
     ).start()

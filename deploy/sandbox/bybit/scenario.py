@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
+from deploy.sandbox.common.program import DemoKey
 from deploy.sandbox.common.state import EgressRoute, EndpointRateLimit, Fault, SandboxBooks, StrictModel, UnknownEntity
 from shared.adapters.bybit.client import ORDER_CREATE_PATH, QUERY_API_PATH
 
@@ -81,6 +82,10 @@ class BybitScenario(StrictModel):
     @classmethod
     def load(cls, path: Path) -> "BybitScenario":
         return cls.model_validate(json.loads(path.read_text()))
+
+    def demo_keys(self) -> list[DemoKey]:
+        return [DemoKey(key.note, key.api_key, key.offered_secret or key.secret)
+                for user in self.users for key in user.api_keys]
 
 
 class BybitFault(Fault):

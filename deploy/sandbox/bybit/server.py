@@ -19,6 +19,7 @@ SANDBOX = SandboxProgram(
     description="A local stand-in for Bybit's v5 REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
+    demo_keys=lambda path: BybitScenario.load(path).demo_keys(),
     load_state=lambda path, seed, routes: BybitSandboxState(BybitScenario.load(path), seed=seed, egress_routes=routes),
     # serve_bybit answers 404 for paths Bybit lacks (shared/adapters/bybit/README.md#envelopes).
     serve=serve_bybit,

@@ -3,12 +3,12 @@ pipeline), its command line and its start. Each exchange's server.py describes i
 
 import argparse
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 import uvicorn
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,12 +29,25 @@ log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
+class DemoKey:
+    """A key of a demo scenario as its user hands it to Hash7: what `make run`'s demo binds (deploy/stack/demo.py).
+    Where the scenario says the user mistypes the secret or passphrase, that is what is handed over."""
+
+    name: str
+    access_key: str
+    secret_key: SecretStr = field(repr=False)
+    passphrase: SecretStr | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class SandboxProgram:
     name: str
     description: str
     default_port: int
     demo_scenario: Path
     load_state: StateLoader
+    # The keys of a scenario file, as their users hand them over.
+    demo_keys: Callable[[Path], list[DemoKey]]
     # The exchange's pipeline: answers every path outside the admin API, including the exchange's own "no such
     # path" answer.
     serve: Callable[[Request], Awaitable[Response]]

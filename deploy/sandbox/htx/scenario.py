@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from deploy.sandbox.common.program import DemoKey
 from deploy.sandbox.common.state import (
     EgressRoute,
     EndpointRateLimit,
@@ -101,6 +102,9 @@ class Scenario(StrictModel):
     @classmethod
     def load(cls, path: Path) -> "Scenario":
         return cls.model_validate(json.loads(path.read_text()))
+
+    def demo_keys(self) -> list[DemoKey]:
+        return [DemoKey(key.note, key.access_key, key.secret_key) for user in self.users for key in user.api_keys]
 
 
 # shared/adapters/htx/README.md#rate-limits: the limits HTX marks, per UID and endpoint.

@@ -19,6 +19,7 @@ SANDBOX = SandboxProgram(
     description="A local stand-in for HTX's spot REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
+    demo_keys=lambda path: Scenario.load(path).demo_keys(),
     load_state=lambda path, seed, routes: HtxSandboxState(Scenario.load(path), seed=seed, egress_routes=routes),
     # serve_htx answers 405 for paths HTX lacks (shared/adapters/htx/README.md#transport).
     serve=serve_htx,

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from deploy.sandbox.common.program import DemoKey
 from deploy.sandbox.common.state import (
     EgressRoute,
     EndpointRateLimit,
@@ -96,6 +97,11 @@ class OkxScenario(StrictModel):
     @classmethod
     def load(cls, path: Path) -> "OkxScenario":
         return cls.model_validate(json.loads(path.read_text()))
+
+    def demo_keys(self) -> list[DemoKey]:
+        return [DemoKey(key.label, key.api_key, key.handed_secret_key or key.secret_key,
+                        key.handed_passphrase or key.passphrase)
+                for user in self.users for key in user.api_keys]
 
 
 class OkxSandboxState(SandboxBooks, UsersAndKeys[OkxUser, OkxApiKey]):

@@ -19,6 +19,7 @@ SANDBOX = SandboxProgram(
     description="A local stand-in for OKX's v5 REST API.",
     default_port=DEFAULT_PORT,
     demo_scenario=DEMO_SCENARIO,
+    demo_keys=lambda path: OkxScenario.load(path).demo_keys(),
     load_state=lambda path, seed, routes: OkxSandboxState(OkxScenario.load(path), seed=seed, egress_routes=routes),
     serve=serve_okx,
     admin_routes=ADMIN_ROUTES,
