@@ -134,11 +134,3 @@ class NewOrder(HtxModel):
 
     def to_body(self) -> dict[str, str]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-class PlacedOrder(HtxModel):
-    """What HTX answers to an order placement: the new order's id, sent as a string
-    (shared/adapters/htx/README.md#order-placement)."""
-
-    order_id: int
-    client_order_id: str | None = None
