@@ -7,13 +7,11 @@ the text to sign to the credentials' signer (shared/adapters/request_signing.py)
 Vault.
 """
 
-import random
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypedDict, TypeVar, Unpack
+from typing import Any, Final, TypeVar, Unpack
 
-import httpx
 from pydantic import TypeAdapter
 
 from shared.adapters.bybit.errors import parse_response
@@ -28,7 +26,7 @@ from shared.adapters.exchange.http import (
     ExchangeHttp,
     OutgoingRequest,
     RateLimit,
-    Sleep,
+    TransportOptions,
     announced_reset,
     finite_number,
     rate_limit_principal,
@@ -73,18 +71,6 @@ ANSWER_CAPS: Final[Mapping[str, int]] = {INSTRUMENTS_PATH: 4 * 1024 * 1024}
 CLOCK_MAX_AGE_S: Final = 300.0
 
 T = TypeVar("T")
-
-
-class TransportOptions(TypedDict, total=False):
-    """ExchangeHttp's keyword options (shared/adapters/exchange/http.py) other than the clock."""
-
-    timeout_s: float
-    retry_budget_s: float
-    backoff_base_s: float
-    backoff_cap_s: float
-    transport: httpx.AsyncBaseTransport | None
-    sleep: Sleep
-    rng: random.Random | None
 
 
 _SERVER_TIME = TypeAdapter(ServerTime)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -111,6 +111,18 @@ class Dialect:
 
 
 RateLimitKey = tuple[str, str]
+
+
+class TransportOptions(TypedDict, total=False):
+    """ExchangeHttp's keyword options other than the clock, which each adapter passes on unchanged."""
+
+    timeout_s: float
+    retry_budget_s: float
+    backoff_base_s: float
+    backoff_cap_s: float
+    transport: httpx.AsyncBaseTransport | None
+    sleep: Sleep
+    rng: random.Random | None
 
 
 @dataclass

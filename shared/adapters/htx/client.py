@@ -7,13 +7,10 @@ and the signer that signs with its secret (shared/adapters/request_signing.py). 
 it hands the text to sign to the signer, which in the services signs inside Vault.
 """
 
-import asyncio
-import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, Unpack
 
-import httpx
 from pydantic import TypeAdapter
 
 from shared.adapters.exchange.http import (
@@ -24,7 +21,7 @@ from shared.adapters.exchange.http import (
     ExchangeHttp,
     OutgoingRequest,
     RateLimit,
-    Sleep,
+    TransportOptions,
     announced_reset,
     finite_number,
     rate_limit_principal,
@@ -107,23 +104,15 @@ class HtxClient:
         self,
         base_url: str,
         *,
-        timeout_s: float = 5.0,
-        retry_budget_s: float = 20.0,
-        backoff_base_s: float = 0.2,
-        backoff_cap_s: float = 5.0,
         rate_limits: Mapping[str, RateLimit] = DOCUMENTED_RATE_LIMITS,
         default_rate_limit: RateLimit = LEGACY_RATE_LIMIT,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         dialect = Dialect(name=EXCHANGE, parse_response=parse_response,
                           rate_limit_from_headers=parse_rate_limit_headers, rate_limits=rate_limits,
                           default_rate_limit=default_rate_limit, answer_caps=ANSWER_MAX_BYTES)
-        self._http = ExchangeHttp(base_url, dialect, timeout_s=timeout_s, retry_budget_s=retry_budget_s,
-                                  backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, transport=transport,
-                                  clock=clock, sleep=sleep, rng=rng)
+        self._http = ExchangeHttp(base_url, dialect, clock=clock, **transport)
         # The signed host is the Host header httpx sends: lower-case, with the port unless it is the
         # scheme's default (shared/adapters/htx/README.md#signing).
         self._signed_host = self._http.base_url.netloc.decode()

@@ -6,14 +6,11 @@ One client serves many users' keys: credentials travel with each call. The clien
 returns the digest (in the services, from Vault), and the passphrase is revealed only into its header.
 """
 
-import asyncio
-import random
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, Unpack
 
-import httpx
 from pydantic import TypeAdapter
 
 from shared.adapters.exchange.errors import ExchangeErrorKind, exchange_error
@@ -25,7 +22,7 @@ from shared.adapters.exchange.http import (
     ExchangeHttp,
     OutgoingRequest,
     RateLimit,
-    Sleep,
+    TransportOptions,
     rate_limit_principal,
     read_data,
 )
@@ -110,22 +107,14 @@ class OkxExchange:
         base_url: str,
         *,
         demo: bool = False,
-        timeout_s: float = 5.0,
-        retry_budget_s: float = 20.0,
-        backoff_base_s: float = 0.2,
-        backoff_cap_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         dialect = Dialect(name=EXCHANGE, parse_response=parse_response, rate_limit_from_headers=no_rate_limit_headers,
                           rate_limits=DOCUMENTED_RATE_LIMITS, default_rate_limit=DEFAULT_RATE_LIMIT,
                           answer_caps=ANSWER_MAX_BYTES)
-        self._http = ExchangeHttp(base_url, dialect, timeout_s=timeout_s, retry_budget_s=retry_budget_s,
-                                  backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, transport=transport,
-                                  clock=clock, sleep=sleep, rng=rng,
-                                  default_headers={SIMULATED_TRADING_HEADER: "1"} if demo else None)
+        self._http = ExchangeHttp(base_url, dialect, clock=clock,
+                                  default_headers={SIMULATED_TRADING_HEADER: "1"} if demo else None, **transport)
         # Hash7's pair name → OKX's instId, from the last instrument list (an order names its pair only).
         self._symbols: dict[str, str] = {}
 
