@@ -21,14 +21,19 @@ SANDBOXES: Mapping[ExchangeName, SandboxProgram] = {
 }
 
 
+def sandbox_command(exchange: ExchangeName, host: str, port: int, *options: str) -> list[str]:
+    """The command line that runs the exchange's sandbox on host:port with its demo scenario, and any other options."""
+    return [sys.executable, "-m", f"deploy.sandbox.{exchange.value}.server", "--host", host, "--port", str(port),
+            "--scenario", str(SANDBOXES[exchange].demo_scenario), *options]
+
+
 def start_sandbox(exchange: ExchangeName, host: str, port: int, log_dir: Path, *,
                   env: Mapping[str, str] | None = None, echo: LineSink | None = None) -> ManagedProcess:
     """Start the exchange's sandbox with its demo scenario and return once it accepts connections."""
     program = SANDBOXES[exchange]
     sandbox = ManagedProcess(
         program.name,
-        [sys.executable, "-m", f"deploy.sandbox.{exchange.value}.server", "--host", host, "--port", str(port),
-         "--scenario", str(program.demo_scenario)],
+        sandbox_command(exchange, host, port),
         log_dir / f"{program.name}.log",
         env=env,
         echo=echo,
