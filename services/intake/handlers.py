@@ -32,6 +32,9 @@ class IntakeDeps:
 
 async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, *, at: datetime) -> list[Event]:
     masked = mask_access_key(request.access_key)
+    # None for an exchange Hash7 does not support: the request's own text is untrusted and goes nowhere but the
+    # unsupported_exchange reason.
+    exchange = supported_exchange(request.exchange)
     previous = deps.history.latest(request.user_id, request.request_id)
     if previous is not None and previous.state is not BindingState.RECEIVED:
         # An exact replay of a request past intake: say again where it stands, do not do the work twice.
@@ -39,14 +42,13 @@ async def handle_binding_requested(request: BindingRequested, deps: IntakeDeps, 
     if deps.history.forgotten(request.user_id, request.request_id, request.requested_at):
         # Too old to tell a first delivery from a replay whose answer fell out of memory: doing it again could
         # store a binding revoked since, so it is refused, tied to no binding, and counts as no attempt.
-        return _rejected(request, None, [reason(ReasonCode.REQUEST_EXPIRED, request.exchange)], masked, at)
+        return _rejected(request, exchange, None, [reason(ReasonCode.REQUEST_EXPIRED, exchange)], masked, at)
     binding_id = request.replaces_binding_id or binding_id_for(request.user_id, request.request_id)
     # Every check, again for a request still `received` (our first answer may have gone out without its
     # binding.accepted, a crash between the two): the record in hand need not be the one that was checked.
-    exchange = supported_exchange(request.exchange)
     problems = _problems(request, exchange, deps.limiter)
     if problems or exchange is None:
-        return _rejected(request, binding_id, problems, masked, at)
+        return _rejected(request, exchange, binding_id, problems, masked, at)
     # Accepted again identically (same time, same ids): a second copy downstream is harmless.
     return _accepted(request, exchange, binding_id, masked, previous.occurred_at if previous is not None else at)
 
@@ -83,13 +85,13 @@ def _accepted(request: BindingRequested, exchange: ExchangeName, binding_id: str
 def _problems(request: BindingRequested, exchange: ExchangeName | None, limiter: AttemptLimiter) -> list[Reason]:
     # Every new attempt counts, bad ones included: the limit is there to slow down guessing.
     if not limiter.allow(request.user_id):
-        return [reason(ReasonCode.TOO_MANY_ATTEMPTS, request.exchange)]
+        return [reason(ReasonCode.TOO_MANY_ATTEMPTS, exchange)]
     problems = []
     if exchange is None:
         problems.append(reason(ReasonCode.UNSUPPORTED_EXCHANGE, None, exchange=request.exchange))
     secret_sealed = is_sealed(request.secret_key_sealed.get_secret_value())
     if not secret_sealed:
-        problems.append(reason(ReasonCode.SECRET_NOT_SEALED, request.exchange))
+        problems.append(reason(ReasonCode.SECRET_NOT_SEALED, exchange))
     if exchange is not None:
         problems.extend(_passphrase_problems(request, exchange, secret_sealed=secret_sealed))
     return problems
@@ -125,15 +127,9 @@ def _replayed(request: BindingRequested, previous: BindingStatus, masked: str, a
     ]
 
 
-def _rejected(request: BindingRequested, binding_id: str | None, problems: list[Reason], masked: str | None,
-              at: datetime) -> list[Event]:
+def _rejected(request: BindingRequested, exchange: ExchangeName | None, binding_id: str | None,
+              problems: list[Reason], masked: str | None, at: datetime) -> list[Event]:
     return rejected(service=SERVICE, action=AuditAction.BIND_REQUEST, cause=request, user_id=request.user_id,
-                    request_id=request.request_id, binding_id=binding_id, exchange=_named(request.exchange),
+                    request_id=request.request_id, binding_id=binding_id, exchange=exchange,
                     reasons=problems, occurred_at=at,
                     kind=RequestKind.BIND, access_key_masked=masked)
-
-
-def _named(exchange: str) -> str | None:
-    """The request's exchange as events name it; None for one Hash7 does not support (untrusted text)."""
-    supported = supported_exchange(exchange)
-    return supported.value if supported else None
