@@ -10,7 +10,10 @@ class SandboxAdmin:
     """The sandbox's admin API; every call raises on a non-2xx answer."""
 
     def __init__(self, base_url: str) -> None:
-        self._http = httpx.Client(base_url=f"{base_url}/_sandbox", timeout=5.0)
+        # No connection kept between calls: the server closes an idle one after a few seconds, and a call that
+        # reuses it just then is reset (seen under load in CI). Admin calls are few; a fresh connection is cheap.
+        self._http = httpx.Client(base_url=f"{base_url}/_sandbox", timeout=5.0,
+                                  limits=httpx.Limits(max_keepalive_connections=0))
 
     def close(self) -> None:
         self._http.close()
